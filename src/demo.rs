@@ -1,0 +1,233 @@
+//! Demo: a built-in sample "legacy app" that embeds Intercom insecurely, and the proxy
+//! in front of it, in one process (`intercom-secure-proxy demo`).
+//!
+//! The app: `GET /login` (form), `POST /login` (`username` = alice or bob) sets the
+//! `demo_session` cookie and redirects to `/`; `GET /` boots Intercom the insecure way
+//! (plain `user_id` and `email`, no JWT); `GET /account` has no Intercom code at all
+//! (the proxy's auto-include adds it); `GET /api/me` answers `{"id","email","name"}` or
+//! 401; `GET /logout` ends the session and redirects to `/login`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora::server::configuration::Opt;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, ConfigError};
+
+/// App id used by the demo.
+pub const DEMO_APP_ID: &str = "demo1234";
+/// Secret used when `INTERCOM_SECRET` is not set. Never use it in production.
+pub const DEMO_SECRET: &str = "demo-secret-not-for-production";
+/// Name of the sample app's session cookie.
+pub const SESSION_COOKIE: &str = "demo_session";
+
+const USERS: [(&str, &str, &str); 2] = [
+    ("alice", "alice@example.com", "Alice Example"),
+    ("bob", "bob@example.com", "Bob Example"),
+];
+
+/// The sample legacy app.
+#[derive(Default)]
+pub struct SampleApp {
+    sessions: Mutex<HashMap<String, &'static str>>,
+    counter: AtomicU64,
+}
+
+fn user(name: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    USERS.iter().copied().find(|(u, _, _)| *u == name)
+}
+
+fn page(status: u16, content_type: &str, body: String, extra: &[(&str, String)]) -> Response<Vec<u8>> {
+    let mut r = Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len().to_string());
+    for (k, v) in extra {
+        r = r.header(*k, v);
+    }
+    r.body(body.into_bytes()).expect("static response parts are valid")
+}
+
+fn redirect(to: &str, extra: &[(&str, String)]) -> Response<Vec<u8>> {
+    let mut headers = vec![("location", to.to_string())];
+    headers.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+    page(302, "text/html; charset=utf-8", String::new(), &headers)
+}
+
+const LOADER: &str = "(function(){var w=window;var ic=w.Intercom;if(typeof ic===\"function\"){ic('reattach_activator');ic('update',w.intercomSettings);}else{var d=document;var i=function(){i.c(arguments);};i.q=[];i.c=function(args){i.q.push(args);};w.Intercom=i;var l=function(){var s=d.createElement('script');s.type='text/javascript';s.async=true;s.src='https://widget.intercom.io/widget/demo1234';var x=d.getElementsByTagName('script')[0];x.parentNode.insertBefore(s,x);};if(document.readyState==='complete'){l();}else if(w.attachEvent){w.attachEvent('onload',l);}else{w.addEventListener('load',l,false);}}})();";
+
+impl SampleApp {
+    fn session_user(&self, session: &ServerSession) -> Option<(&'static str, &'static str, &'static str)> {
+        let cookies = session.req_header().headers.get("cookie")?.to_str().ok()?;
+        let id = cookies
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| *k == SESSION_COOKIE)?
+            .1;
+        let name = *self.sessions.lock().ok()?.get(id)?;
+        user(name)
+    }
+
+    fn new_session(&self, name: &'static str) -> String {
+        // Unguessable enough for a demo on loopback: hash of time and a counter.
+        let mut h = Sha256::new();
+        h.update(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_le_bytes());
+        h.update(self.counter.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        let id: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(id.clone(), name);
+        }
+        id
+    }
+}
+
+#[async_trait]
+impl ServeHttp for SampleApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let html = "text/html; charset=utf-8";
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/login") => page(200, html, login_form(""), &[]),
+            ("POST", "/login") => {
+                let mut body = Vec::new();
+                while let Ok(Some(chunk)) = session.read_request_body().await {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > 4096 {
+                        break;
+                    }
+                }
+                let form = String::from_utf8_lossy(&body);
+                let name = form
+                    .split('&')
+                    .filter_map(|p| p.split_once('='))
+                    .find(|(k, _)| *k == "username")
+                    .map(|(_, v)| v.trim().to_ascii_lowercase());
+                match name.as_deref().and_then(user) {
+                    Some((name, _, _)) => {
+                        let id = self.new_session(name);
+                        let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax");
+                        redirect("/", &[("set-cookie", cookie)])
+                    }
+                    None => page(200, html, login_form("Unknown user: try alice or bob."), &[]),
+                }
+            }
+            ("GET", "/logout") => {
+                if let Some(id) = session
+                    .req_header()
+                    .headers
+                    .get("cookie")
+                    .and_then(|c| c.to_str().ok())
+                    .and_then(|c| c.split(';').filter_map(|p| p.trim().split_once('=')).find(|(k, _)| *k == SESSION_COOKIE).map(|(_, v)| v.to_string()))
+                {
+                    if let Ok(mut s) = self.sessions.lock() {
+                        s.remove(&id);
+                    }
+                }
+                redirect("/login", &[("set-cookie", format!("{SESSION_COOKIE}=; Path=/; Max-Age=0"))])
+            }
+            ("GET", "/api/me") => match self.session_user(session) {
+                Some((id, email, name)) => page(
+                    200,
+                    "application/json",
+                    serde_json::json!({"id": id, "email": email, "name": name}).to_string(),
+                    &[],
+                ),
+                None => page(401, "application/json", "{\"error\":\"not logged in\"}".into(), &[]),
+            },
+            ("GET", "/") => match self.session_user(session) {
+                Some((id, email, name)) => page(200, html, home_page(id, email, name), &[]),
+                None => redirect("/login", &[]),
+            },
+            ("GET", "/account") => match self.session_user(session) {
+                Some((_, email, name)) => page(200, html, account_page(email, name), &[]),
+                None => redirect("/login", &[]),
+            },
+            _ => page(404, "text/plain", "not found\n".into(), &[]),
+        }
+    }
+}
+
+fn login_form(message: &str) -> String {
+    format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Legacy app: log in</title></head>\n<body><h1>Log in</h1><p>{message}</p>\n<form method=\"post\" action=\"/login\"><input name=\"username\" placeholder=\"alice or bob\"><button>Log in</button></form>\n</body></html>\n")
+}
+
+fn home_page(id: &str, email: &str, name: &str) -> String {
+    format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Legacy app</title></head>\n<body><h1>Hello {name}</h1><p><a href=\"/account\">Account</a> · <a href=\"/logout\">Log out</a></p>\n<script>\n  window.intercomSettings = {{\n    app_id: \"{DEMO_APP_ID}\",\n    user_id: \"{id}\",\n    email: \"{email}\",\n    name: \"{name}\"\n  }};\n</script>\n<script>{LOADER}</script>\n</body></html>\n")
+}
+
+fn account_page(email: &str, name: &str) -> String {
+    format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Account</title></head>\n<body><h1>Account of {name}</h1><p>{email}</p><p><a href=\"/\">Home</a> · <a href=\"/logout\">Log out</a></p></body></html>\n")
+}
+
+/// The demo's proxy configuration (also in `conf/demo.yaml`).
+pub fn demo_config(app_port: u16, proxy_port: u16) -> Result<Config, ConfigError> {
+    let yaml = format!(
+        r#"
+listen: ["127.0.0.1:{proxy_port}"]
+upstream:
+  addresses: ["127.0.0.1:{app_port}"]
+server:
+  threads: 2
+  grace_period: 1s
+  pid_file: /tmp/intercom-secure-proxy-demo.pid
+  upgrade_sock: /tmp/intercom-secure-proxy-demo.sock
+intercom:
+  app_id: {DEMO_APP_ID}
+  secret_env: INTERCOM_SECRET
+identity:
+  sources:
+    - type: current_user_endpoint
+      path: /api/me
+      cookies: [{SESSION_COOKIE}]
+inject:
+  auto_include: true
+logout:
+  paths: ["GET /logout"]
+"#
+    );
+    Config::from_yaml(&yaml, &|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| Some(DEMO_SECRET.to_string()))
+    })
+}
+
+/// Runs the sample app and the proxy until interrupted.
+pub fn run(app_port: u16, proxy_port: u16) -> Result<(), Box<dyn std::error::Error>> {
+    let config = demo_config(app_port, proxy_port)?;
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), crate::server::server_conf(&config));
+    server.bootstrap();
+    let mut app = Service::new("sample legacy app".to_string(), SampleApp::default());
+    app.add_tcp(&format!("127.0.0.1:{app_port}"));
+    server.add_service(app);
+    crate::server::add_proxy(&mut server, config, false)?;
+    let secret_note = if std::env::var("INTERCOM_SECRET").is_ok_and(|v| !v.trim().is_empty()) {
+        "from INTERCOM_SECRET"
+    } else {
+        "the documented default demo-secret-not-for-production"
+    };
+    println!(
+        "intercom-secure-proxy demo\n\
+         \x20 sample legacy app: http://127.0.0.1:{app_port}/  (boots Intercom insecurely)\n\
+         \x20 the proxy:         http://127.0.0.1:{proxy_port}/  (Secure Mode added)\n\
+         \x20 app_id {DEMO_APP_ID}, secret {secret_note}\n\n\
+         Open http://127.0.0.1:{proxy_port}/login and log in as alice or bob; view the page source\n\
+         to see the signed intercom_user_jwt; /account has no Intercom code (auto-include adds it);\n\
+         /logout runs Intercom('shutdown') on the next page. Or with curl:\n\
+         \x20 curl -si -c /tmp/jar -d username=alice http://127.0.0.1:{proxy_port}/login\n\
+         \x20 curl -s -b /tmp/jar http://127.0.0.1:{proxy_port}/ | grep -o '\"j\":\"[^\"]*\"'\n\
+         Stop with Ctrl-C."
+    );
+    server.run_forever();
+}

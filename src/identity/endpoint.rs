@@ -1,0 +1,275 @@
+//! Identity from the application's own "current user" endpoint (e.g. `GET /api/me`).
+//!
+//! The proxy replays the browser's session cookies to the endpoint and maps the JSON
+//! answer to an [`Identity`] with JSON pointers. Answers are cached per session under a
+//! SHA-256 of the host and session cookies (the raw cookie is never a key, a log line or
+//! a metric label); concurrent requests of one session share one upstream call; "not
+//! logged in" is cached for a shorter time; and any failure (slow, down, 5xx, garbage)
+//! fails open: no token, page served, warning logged.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use moka::future::Cache;
+use moka::Expiry;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use sha2::{Digest, Sha256};
+
+use super::{Identity, Lookup};
+use crate::config::EndpointConfig;
+use crate::upstream::Upstream;
+
+/// Answers larger than this are not a "current user" document.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The session part of a request: what is forwarded to the endpoint and what keys the cache.
+#[derive(Clone)]
+pub struct SessionKey {
+    digest: [u8; 32],
+    cookie: String,
+    host: Option<String>,
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the cookie.
+        write!(f, "SessionKey({:02x}{:02x}{:02x}{:02x}…)", self.digest[0], self.digest[1], self.digest[2], self.digest[3])
+    }
+}
+
+type Cached = Option<Arc<Identity>>;
+
+/// Found identities and "logged out" answers live for different times.
+struct TtlPolicy {
+    found: Duration,
+    anonymous: Duration,
+}
+
+impl Expiry<[u8; 32], Cached> for TtlPolicy {
+    fn expire_after_create(&self, _: &[u8; 32], value: &Cached, _: Instant) -> Option<Duration> {
+        Some(if value.is_some() { self.found } else { self.anonymous })
+    }
+}
+
+/// The current-user endpoint source.
+pub struct CurrentUserEndpoint {
+    config: EndpointConfig,
+    upstream: Arc<Upstream>,
+    connector: Connector,
+    cache: Cache<[u8; 32], Cached>,
+}
+
+impl CurrentUserEndpoint {
+    /// Builds the source; lookups go to `upstream`.
+    pub fn new(config: EndpointConfig, upstream: Arc<Upstream>) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .expire_after(TtlPolicy {
+                found: config.cache_ttl,
+                anonymous: config.negative_cache_ttl,
+            })
+            .build();
+        CurrentUserEndpoint {
+            config,
+            upstream,
+            connector: Connector::new(None),
+            cache,
+        }
+    }
+
+    /// The configured session cookie names (empty: the whole Cookie header is used).
+    pub fn cookie_names(&self) -> &[String] {
+        &self.config.cookies
+    }
+
+    /// The session of this request, or `None` when it carries no session cookie.
+    pub fn session_key(&self, req: &RequestHeader) -> Option<SessionKey> {
+        let mut cookie = String::new();
+        let pairs = req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|p| !p.is_empty());
+        if self.config.cookies.is_empty() {
+            // Intercom's own cookies change without the app session changing.
+            for pair in pairs.filter(|p| !p.starts_with("intercom-") && !p.starts_with(crate::logout::COOKIE_PREFIX)) {
+                push_pair(&mut cookie, pair);
+            }
+        } else {
+            let pairs: Vec<&str> = pairs.collect();
+            for name in &self.config.cookies {
+                for pair in &pairs {
+                    if pair.split_once('=').map(|(n, _)| n.trim()) == Some(name.as_str()) {
+                        push_pair(&mut cookie, pair);
+                    }
+                }
+            }
+        }
+        if cookie.is_empty() {
+            return None;
+        }
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri.authority().map(|a| a.to_string()));
+        let mut hasher = Sha256::new();
+        hasher.update(host.as_deref().unwrap_or("").as_bytes());
+        hasher.update(b"\n");
+        hasher.update(cookie.as_bytes());
+        Some(SessionKey {
+            digest: hasher.finalize().into(),
+            cookie,
+            host,
+        })
+    }
+
+    /// Who the session belongs to, from the cache or the endpoint.
+    pub async fn lookup(&self, key: &SessionKey, _req: &RequestHeader) -> Lookup {
+        let fetched = self
+            .cache
+            .try_get_with(key.digest, async {
+                match tokio::time::timeout(self.config.timeout, self.fetch(key)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(format!(
+                        "no answer within {:?}",
+                        self.config.timeout
+                    )),
+                }
+            })
+            .await;
+        match fetched {
+            Ok(Some(identity)) => Lookup::Found(identity),
+            Ok(None) => Lookup::Anonymous,
+            Err(why) => Lookup::Failed(format!(
+                "current-user endpoint {} failed: {why}",
+                self.config.path
+            )),
+        }
+    }
+
+    /// Drops the cached answer for this session.
+    pub async fn forget(&self, key: &SessionKey) {
+        self.cache.invalidate(&key.digest).await;
+    }
+
+    async fn fetch(&self, key: &SessionKey) -> Result<Cached, String> {
+        let peer = self.upstream.peer().ok_or("no upstream address available")?;
+        let mut req = RequestHeader::build("GET", self.config.path.as_bytes(), None)
+            .map_err(|e| e.to_string())?;
+        let headers = [
+            ("host", key.host.as_deref().unwrap_or("localhost")),
+            ("cookie", key.cookie.as_str()),
+            ("accept", "application/json"),
+            ("user-agent", "intercom-secure-proxy"),
+        ];
+        for (name, value) in headers {
+            req.insert_header(name, value).map_err(|e| e.to_string())?;
+        }
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| format!("connect: {}", e.etype().as_str()))?;
+        session.set_read_timeout(Some(self.config.timeout));
+        session.set_write_timeout(Some(self.config.timeout));
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(|e| format!("write: {}", e.etype().as_str()))?;
+        session
+            .finish_request_body()
+            .await
+            .map_err(|e| format!("write: {}", e.etype().as_str()))?;
+        session
+            .read_response_header()
+            .await
+            .map_err(|e| format!("read: {}", e.etype().as_str()))?;
+        let status = session
+            .response_header()
+            .map(|h| h.status.as_u16())
+            .unwrap_or(0);
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session
+            .read_response_body()
+            .await
+            .map_err(|e| format!("read body: {}", e.etype().as_str()))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(format!("answer larger than {MAX_BODY} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if session.response_done() {
+            self.connector
+                .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+                .await;
+        }
+        match status {
+            200..=299 => self.map_document(&body).map(|id| id.map(Arc::new)),
+            // Not logged in: the usual answers of an app for a missing session.
+            300..=399 | 401 | 403 => Ok(None),
+            other => Err(format!("status {other}")),
+        }
+    }
+
+    /// Maps the endpoint's JSON to an identity; a null or missing user id means logged out.
+    fn map_document(&self, body: &[u8]) -> Result<Option<Identity>, String> {
+        let doc: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("answer is not JSON ({e})"))?;
+        let user_id = match doc.pointer(&self.config.user_id) {
+            None | Some(serde_json::Value::Null) => return Ok(None),
+            Some(serde_json::Value::String(s)) if s.is_empty() => return Ok(None),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(other) => {
+                return Err(format!(
+                    "user id at {} is not a string or number but {}",
+                    self.config.user_id,
+                    json_kind(other)
+                ))
+            }
+        };
+        let text = |ptr: &Option<String>| {
+            ptr.as_deref()
+                .and_then(|p| doc.pointer(p))
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let mut identity = Identity::new(user_id);
+        identity.email = text(&self.config.email);
+        identity.name = text(&self.config.name);
+        for (name, ptr) in &self.config.attributes {
+            if let Some(v) = doc.pointer(ptr).filter(|v| !v.is_null()) {
+                identity.attributes.insert(name.clone(), v.clone());
+            }
+        }
+        Ok(Some(identity))
+    }
+}
+
+fn push_pair(out: &mut String, pair: &str) {
+    if !out.is_empty() {
+        out.push_str("; ");
+    }
+    out.push_str(pair);
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

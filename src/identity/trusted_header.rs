@@ -1,0 +1,157 @@
+//! Identity from headers set by an authenticating proxy (`X-Forwarded-User` style).
+//!
+//! Only peers inside the configured CIDRs may assert identity. From anyone else the
+//! headers are removed in every spelling before the request reaches the app: header
+//! names are case-insensitive, and many app stacks (CGI, WSGI, PHP) fold `_` into `-`,
+//! so `X_Forwarded_User` would otherwise smuggle an identity past us.
+
+use std::net::IpAddr;
+
+use http::HeaderName;
+use pingora::http::RequestHeader;
+
+use super::Identity;
+use crate::config::TrustedHeaderConfig;
+
+/// The trusted-header source.
+pub struct TrustedHeaderSource {
+    config: TrustedHeaderConfig,
+    /// Configured names folded (lowercase, `_` as `-`), for spoof detection.
+    folded: Vec<String>,
+}
+
+/// Lowercases and maps `_` to `-`, the way app stacks fold header names.
+fn fold(name: &str) -> String {
+    name.bytes()
+        .map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char })
+        .collect()
+}
+
+impl TrustedHeaderSource {
+    /// Builds the source.
+    pub fn new(config: TrustedHeaderConfig) -> Self {
+        let folded = [Some(&config.user_id), config.email.as_ref(), config.name.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|n| fold(n))
+            .collect();
+        TrustedHeaderSource { config, folded }
+    }
+
+    fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
+        let Some(ip) = peer else { return false };
+        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.config.trusted_cidrs.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Removes identity headers the peer may not set and returns the identity a trusted
+    /// peer asserted, if any.
+    pub fn filter_request(&self, req: &mut RequestHeader, peer: Option<IpAddr>) -> Option<Identity> {
+        let trusted = self.is_trusted(peer);
+        // From a trusted peer only the exact configured spelling counts; variants are
+        // dropped so the app cannot be handed two different answers.
+        let doomed: Vec<HeaderName> = req
+            .headers
+            .keys()
+            .filter(|name| {
+                let n = name.as_str();
+                self.folded.iter().any(|f| *f == fold(n))
+                    && !(trusted && self.is_configured_spelling(n))
+            })
+            .cloned()
+            .collect();
+        for name in &doomed {
+            req.remove_header(name);
+        }
+        if !trusted {
+            return None;
+        }
+        let user_id = single_value(req, &self.config.user_id)?;
+        let mut identity = Identity::new(user_id);
+        identity.email = self.config.email.as_ref().and_then(|h| single_value(req, h));
+        identity.name = self.config.name.as_ref().and_then(|h| single_value(req, h));
+        Some(identity)
+    }
+
+    fn is_configured_spelling(&self, name: &str) -> bool {
+        [Some(&self.config.user_id), self.config.email.as_ref(), self.config.name.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|c| c == name)
+    }
+}
+
+/// The header's value when it is present exactly once, non-empty and UTF-8.
+fn single_value(req: &RequestHeader, name: &str) -> Option<String> {
+    let mut values = req.headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        log::warn!("identity header {name} sent more than once; ignoring it");
+        return None;
+    }
+    let v = first.to_str().ok()?.trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> TrustedHeaderSource {
+        TrustedHeaderSource::new(TrustedHeaderConfig {
+            trusted_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            user_id: "x-forwarded-user".into(),
+            email: Some("x-forwarded-email".into()),
+            name: None,
+        })
+    }
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            req.append_header(k.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn untrusted_peer_loses_every_spelling() {
+        let mut req = request(&[
+            ("X-Forwarded-User", "mallory"),
+            ("x_forwarded_user", "mallory"),
+            ("X_FORWARDED_EMAIL", "m@example.com"),
+            ("X-Other", "kept"),
+        ]);
+        let got = source().filter_request(&mut req, Some("192.0.2.1".parse().unwrap()));
+        assert!(got.is_none());
+        let left: Vec<_> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
+        assert_eq!(left, vec!["x-other"]);
+    }
+
+    #[test]
+    fn trusted_peer_asserts_and_variants_are_dropped() {
+        let mut req = request(&[
+            ("X-Forwarded-User", "alice"),
+            ("X_Forwarded_User", "mallory"),
+            ("X-Forwarded-Email", "alice@example.com"),
+        ]);
+        let got = source()
+            .filter_request(&mut req, Some("::ffff:10.1.2.3".parse().unwrap()))
+            .unwrap();
+        assert_eq!(got.user_id, "alice");
+        assert_eq!(got.email.as_deref(), Some("alice@example.com"));
+        assert!(req.headers.get("x_forwarded_user").is_none());
+    }
+
+    #[test]
+    fn duplicate_user_header_is_ambiguous() {
+        let mut req = request(&[("X-Forwarded-User", "a"), ("X-Forwarded-User", "b")]);
+        assert!(source()
+            .filter_request(&mut req, Some("10.0.0.1".parse().unwrap()))
+            .is_none());
+    }
+}

@@ -1,0 +1,32 @@
+//! # intercom-secure-proxy
+//!
+//! A Pingora reverse proxy that adds Intercom Messenger Secure Mode to web applications
+//! that cannot be changed: it learns who is logged in from the app's own session, puts
+//! a freshly signed `intercom_user_jwt` into every page the Messenger boots on, and
+//! turns the app's logouts into real Intercom logouts.
+//!
+//! The modules follow the data through the proxy:
+//!
+//! - [`config`]: the YAML file, validated into [`config::Config`];
+//! - [`identity`]: who is logged in (trusted headers, the app's current-user endpoint);
+//! - [`token`]: where the JWT is signed (and cached per identity);
+//! - [`script`]: the inline script that makes any page's Intercom code use the token;
+//! - [`rewrite`]: streaming the HTML and placing that script, then getting out of the way;
+//! - [`csp`], [`logout`], [`headers`]: Content-Security-Policy, logouts, response headers;
+//! - [`proxy`] and [`server`]: the Pingora wiring; [`demo`]: the built-in sample app.
+//!
+//! Embed it in your own Pingora server with [`server::add_proxy`], or use
+//! [`proxy::SecureModeProxy`] directly as a [`pingora::proxy::ProxyHttp`].
+
+pub mod config;
+pub mod csp;
+pub mod demo;
+pub mod headers;
+pub mod identity;
+pub mod logout;
+pub mod proxy;
+pub mod rewrite;
+pub mod script;
+pub mod server;
+pub mod token;
+pub mod upstream;

@@ -1,0 +1,139 @@
+//! The `intercom-secure-proxy` command: a thin CLI over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use intercom_secure_proxy::config::Config;
+use intercom_secure_proxy::identity::Identity;
+use intercom_secure_proxy::token::TokenSigner;
+
+/// Adds Intercom Messenger Secure Mode (signed JWTs, real logouts) to an unmodified web
+/// app, as a reverse proxy in front of it.
+#[derive(Parser)]
+#[command(name = "intercom-secure-proxy", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        /// The configuration file (see conf/intercom-secure-proxy.yaml).
+        #[arg(short, long)]
+        conf: PathBuf,
+        /// Run in the background (needs server.pid_file).
+        #[arg(short, long)]
+        daemon: bool,
+        /// Graceful upgrade: take the listening sockets over from the running process
+        /// (through server.upgrade_sock), then send it SIGQUIT.
+        #[arg(short, long)]
+        upgrade: bool,
+        /// Validate the configuration and exit.
+        #[arg(short, long)]
+        test: bool,
+        /// Forward everything untouched (a baseline for benchmarks).
+        #[arg(long)]
+        passthrough: bool,
+    },
+    /// Validate a configuration and print a summary (never the secret).
+    Check {
+        /// The configuration file.
+        #[arg(short, long)]
+        conf: PathBuf,
+    },
+    /// Print a signed Messenger token, for debugging.
+    Token {
+        /// The configuration file (for app_id, secret and claims).
+        #[arg(short, long)]
+        conf: PathBuf,
+        /// The user id to sign.
+        #[arg(long)]
+        user_id: String,
+        /// The email to sign, if the config signs emails.
+        #[arg(long)]
+        email: Option<String>,
+        /// The name to sign, if the config signs names.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run a sample legacy app on 127.0.0.1:3000 and the proxy in front on 127.0.0.1:8080.
+    Demo {
+        /// Port of the sample app.
+        #[arg(long, default_value_t = 3000)]
+        app_port: u16,
+        /// Port of the proxy.
+        #[arg(long, default_value_t = 8080)]
+        proxy_port: u16,
+    },
+}
+
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    Config::from_file(path).map_err(|e| {
+        eprintln!("intercom-secure-proxy: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match Cli::parse().command {
+        Command::Run { conf, daemon, upgrade, test, passthrough } => {
+            let config = match load(&conf) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if test {
+                println!("configuration {} is valid", conf.display());
+                return ExitCode::SUCCESS;
+            }
+            let opt = pingora::server::configuration::Opt {
+                daemon,
+                upgrade,
+                ..Default::default()
+            };
+            match intercom_secure_proxy::server::build(config, opt, passthrough) {
+                Ok(server) => server.run_forever(),
+                Err(e) => {
+                    eprintln!("intercom-secure-proxy: cannot start: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Check { conf } => match load(&conf) {
+            Ok(c) => {
+                println!("configuration {} is valid\n{}", conf.display(), c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Token { conf, user_id, email, name } => {
+            let config = match load(&conf) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let mut identity = Identity::new(user_id);
+            identity.email = email;
+            identity.name = name;
+            match TokenSigner::new(&config.intercom).sign_fresh(&identity) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("intercom-secure-proxy: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Demo { app_port, proxy_port } => match intercom_secure_proxy::demo::run(app_port, proxy_port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("intercom-secure-proxy: demo failed: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}

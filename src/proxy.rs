@@ -1,0 +1,409 @@
+//! Proxy wiring: the Pingora [`ProxyHttp`] implementation that ties the phases together.
+//!
+//! - request: classify the request, strip identity headers the peer may not send,
+//!   note the session cookies and the proxy's own cookies (no I/O);
+//! - upstream request: ask only for encodings we can decode; on navigations of
+//!   possibly logged-in users, drop conditional headers so a full page comes back;
+//! - upstream response header: if the response is a rewritable page, find out who the
+//!   user is (the only I/O the proxy adds), sign the token, and turn on decompression;
+//! - response header: logout handling, header hygiene, CSP, and the rewriter;
+//! - response body: the rewriter, which stops parsing once the script is placed.
+//!
+//! None of these hooks returns an error of its own making: identity, signing or
+//! rewriting problems are logged and the page is served without a token.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::compression::ResponseCompression;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, LogoutMode};
+use crate::csp::{self, MetaCsp};
+use crate::headers;
+use crate::identity::{IdentityResolver, Lookup, RequestHints};
+use crate::logout;
+use crate::rewrite::{Limits, Outcome, PageRewriter, Render};
+use crate::script::{ScriptSettings, ScriptTemplate};
+use crate::token::TokenSigner;
+use crate::upstream::Upstream;
+
+/// The Secure Mode proxy: a Pingora [`ProxyHttp`] service others can embed.
+pub struct SecureModeProxy {
+    config: Arc<Config>,
+    upstream: Arc<Upstream>,
+    identity: IdentityResolver,
+    signer: TokenSigner,
+    script: Arc<ScriptTemplate>,
+    /// Keys the last-user cookie; derived from the secret, never equal to it.
+    user_tag_key: [u8; 32],
+    /// When false the proxy only forwards (the benchmark's passthrough baseline).
+    rewrite: bool,
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct RequestCtx {
+    /// A GET that may come back as a page to rewrite.
+    candidate: bool,
+    hints: RequestHints,
+    navigation: bool,
+    logout_request: bool,
+    /// The browser carries the shutdown marker.
+    marker: bool,
+    /// Tag of the user this browser last got a token for.
+    last_user: Option<String>,
+    page: Option<PagePlan>,
+    rewriter: Option<PageRewriter>,
+    /// A whole replacement body (the logout interstitial).
+    replacement: Option<Bytes>,
+}
+
+struct PagePlan {
+    token: Option<Arc<str>>,
+    shutdown: bool,
+    user_tag: Option<String>,
+}
+
+impl SecureModeProxy {
+    /// Builds the proxy for a validated configuration.
+    pub fn new(config: Arc<Config>, upstream: Arc<Upstream>) -> Self {
+        let signer = TokenSigner::new(&config.intercom);
+        let script = ScriptTemplate::new(&ScriptSettings {
+            app_id: &config.intercom.app_id,
+            api_base: &config.intercom.api_base,
+            signed_fields: signer.signed_fields().collect(),
+            auto_include: config.inject.auto_include,
+            cookie_domain: config.logout.cookie_domain.as_deref(),
+        });
+        let mut key = Sha256::new();
+        key.update(b"intercom-secure-proxy last-user tag\0");
+        key.update(config.intercom.secret.expose());
+        SecureModeProxy {
+            identity: IdentityResolver::new(&config.identity, upstream.clone()),
+            upstream,
+            signer,
+            script: Arc::new(script),
+            user_tag_key: key.finalize().into(),
+            config,
+            rewrite: true,
+        }
+    }
+
+    /// Turns rewriting off: the proxy forwards everything untouched (for baselines).
+    pub fn passthrough(mut self) -> Self {
+        self.rewrite = false;
+        self
+    }
+
+    fn user_tag(&self, user_id: &str) -> String {
+        use base64::Engine as _;
+        let mut h = Sha256::new();
+        h.update(self.user_tag_key);
+        h.update(user_id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&h.finalize()[..16])
+    }
+
+    fn is_logout_response(&self, ctx: &RequestCtx, resp: &ResponseHeader) -> bool {
+        ctx.logout_request
+            || (self.config.logout.detect_cookie_expiry
+                && logout::expires_session_cookie(resp, self.identity.session_cookie_names()))
+    }
+
+    /// Who is this, as a token (or nothing, with a warning when a source failed).
+    async fn token_for(&self, session: &Session, ctx: &RequestCtx) -> (Option<Arc<str>>, Option<String>) {
+        if !ctx.hints.maybe_identified() {
+            return (None, None);
+        }
+        let path = session.req_header().uri.path();
+        match self.identity.resolve(&ctx.hints, session.req_header()).await {
+            Lookup::Found(id) => match self.signer.token_for(&id) {
+                Ok(token) => (Some(token), Some(self.user_tag(&id.user_id))),
+                Err(e) => {
+                    log::warn!("{e}; serving {path} without a Messenger token");
+                    (None, None)
+                }
+            },
+            Lookup::Anonymous => (None, None),
+            Lookup::Failed(why) => {
+                log::warn!("{why}; serving {path} without a Messenger token");
+                (None, None)
+            }
+        }
+    }
+
+    /// Sets up the rewriter and the headers of a page we rewrite.
+    fn start_rewrite(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx, plan: PagePlan) {
+        headers::prepare_rewritten(resp);
+        let policies: Vec<String> = resp
+            .headers
+            .get_all("content-security-policy")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let csp_plan = csp::plan(&policies);
+        let token = plan.token.clone();
+        let prerendered = self
+            .script
+            .render(token.as_deref(), plan.shutdown, csp_plan.nonce.as_deref());
+        if csp_plan.needs_hash {
+            resp.remove_header("content-security-policy");
+            for value in csp::amend(&policies, csp_plan.nonce.as_deref(), &prerendered.csp_hash()) {
+                let _ = resp.append_header("content-security-policy", value);
+            }
+        }
+        let meta = MetaCsp {
+            nonce: csp_plan.nonce.clone(),
+            script: prerendered.clone(),
+        };
+        let template = self.script.clone();
+        let header_nonce = csp_plan.nonce;
+        let shutdown = plan.shutdown;
+        let render: Render = Box::new(move |page_nonce| {
+            Some(match (header_nonce, page_nonce) {
+                (None, Some(n)) => template.render(token.as_deref(), shutdown, Some(n)).html().to_string(),
+                _ => prerendered.html().to_string(),
+            })
+        });
+        let inject = &self.config.inject;
+        ctx.rewriter = Some(PageRewriter::new(
+            render,
+            meta,
+            Limits {
+                max_scan_bytes: inject.max_scan_bytes,
+                parser_memory: inject.parser_memory_limit,
+            },
+        ));
+        if plan.shutdown && ctx.marker {
+            let _ = resp.append_header("set-cookie", logout::marker_clear());
+        }
+        if let Some(tag) = plan.user_tag.filter(|t| ctx.last_user.as_ref() != Some(t)) {
+            let _ = resp.append_header("set-cookie", logout::user_set(&tag));
+        }
+    }
+
+    /// Adds the logout effects to a logout response; may turn it into an interstitial.
+    fn finish_logout(&self, session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
+        let host = host_of(session.req_header());
+        for value in logout::expire_intercom_cookies(&self.config.intercom.app_id, &self.config.logout, host) {
+            let _ = resp.append_header("set-cookie", value);
+        }
+        let _ = resp.append_header("set-cookie", logout::marker_set());
+        let _ = resp.append_header("set-cookie", logout::user_clear());
+        headers::make_private(resp);
+        let location = resp
+            .headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let wants_interstitial = self.config.logout.mode == LogoutMode::Interstitial
+            && resp.status.is_redirection()
+            && ctx.navigation
+            && ctx.page.is_none();
+        if let (true, Some(location)) = (wants_interstitial, location) {
+            if !logout::safe_redirect(&location, host, &self.config.logout) {
+                log::warn!("logout redirect target not allowed for an interstitial; relying on the marker cookie");
+                return;
+            }
+            let script = self.script.render(None, true, None);
+            let page = logout::interstitial_page(script.html(), &location);
+            let _ = resp.set_status(200);
+            for h in ["location", "content-length", "content-encoding", "content-type", "transfer-encoding", "etag", "last-modified", "content-security-policy"] {
+                resp.remove_header(h);
+            }
+            let _ = resp.insert_header("content-type", "text/html; charset=utf-8");
+            let _ = resp.insert_header("content-length", page.len().to_string());
+            ctx.replacement = Some(Bytes::from(page));
+        }
+    }
+}
+
+fn host_of(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.host())
+}
+
+/// The client's Accept-Encoding narrowed to what we can decode (gzip, br); `None` when
+/// nothing needs to change.
+fn decodable_accept_encoding(req: &RequestHeader) -> Option<String> {
+    let value = req.headers.get(http::header::ACCEPT_ENCODING)?.to_str().ok()?;
+    let mut changed = false;
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| {
+            let coding = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let keep = matches!(coding.as_str(), "gzip" | "x-gzip" | "br" | "identity");
+            changed |= !keep;
+            keep
+        })
+        .collect();
+    changed.then(|| kept.join(", "))
+}
+
+#[async_trait]
+impl ProxyHttp for SecureModeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if !self.rewrite {
+            return Ok(());
+        }
+        let req = session.req_header();
+        let path = req.uri.path();
+        ctx.candidate = req.method == http::Method::GET
+            && req.headers.get(http::header::UPGRADE).is_none()
+            && !self.config.inject.exclude_paths.iter().any(|p| p.matches(path));
+        let level = self.config.inject.compression_level;
+        if ctx.candidate && level > 0 {
+            // The compression module reads Accept-Encoding only if enabled by now; it is
+            // turned off again in response_filter for everything we do not rewrite.
+            if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+                c.adjust_level(level);
+            }
+        }
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if !self.rewrite {
+            return Ok(false);
+        }
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.hints = self.identity.inspect_request(session.req_header_mut(), peer);
+        let req = session.req_header();
+        let (marker, last_user) = logout::own_cookies(req);
+        ctx.marker = marker;
+        ctx.last_user = last_user;
+        ctx.navigation = logout::is_navigation(req);
+        ctx.logout_request =
+            logout::is_logout_request(&self.config.logout, req.method.as_str(), req.uri.path());
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        self.upstream
+            .peer()
+            .map(Box::new)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no upstream address available"))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !ctx.candidate {
+            return Ok(());
+        }
+        if let Some(ae) = decodable_accept_encoding(upstream_request) {
+            upstream_request.insert_header(http::header::ACCEPT_ENCODING, ae)?;
+        }
+        if ctx.navigation && (ctx.hints.maybe_identified() || ctx.marker) {
+            // A 304 would let the browser reuse a page without this user's token.
+            upstream_request.remove_header(&http::header::IF_NONE_MATCH);
+            upstream_request.remove_header(&http::header::IF_MODIFIED_SINCE);
+        }
+        Ok(())
+    }
+
+    async fn adjust_upstream_modules(
+        &self,
+        session: &mut Session,
+        resp: &ResponseHeader,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !ctx.candidate || resp.status.is_informational() || end_of_stream {
+            return Ok(());
+        }
+        if let Err(why) = headers::rewritable(resp, &self.config.inject) {
+            log::debug!("not rewriting {}: {why}", session.req_header().uri.path());
+            return Ok(());
+        }
+        let logout = self.is_logout_response(ctx, resp);
+        let (token, user_tag) = if logout {
+            (None, None)
+        } else {
+            self.token_for(session, ctx).await
+        };
+        let switched = user_tag.is_some() && ctx.last_user.is_some() && ctx.last_user != user_tag;
+        let shutdown = ctx.marker || logout || switched;
+        if token.is_none() && !shutdown {
+            return Ok(());
+        }
+        if headers::content_encoding(resp).is_some_and(|ce| ce != "identity") {
+            session.upstream_compression.adjust_decompression(true);
+        }
+        ctx.page = Some(PagePlan { token, shutdown, user_tag });
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !self.rewrite {
+            return Ok(());
+        }
+        if self.is_logout_response(ctx, resp) {
+            self.identity.forget_session(&ctx.hints).await;
+            self.finish_logout(session, resp, ctx);
+        } else if logout::sets_session_cookie(resp, self.identity.session_cookie_names()) {
+            // A login: whatever was cached for the old cookie value is stale.
+            self.identity.forget_session(&ctx.hints).await;
+        }
+        // Decompression may have failed to apply; never rewrite encoded bytes.
+        let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
+        match ctx.page.take() {
+            Some(plan) if !still_encoded => self.start_rewrite(resp, ctx, plan),
+            _ if ctx.candidate && ctx.replacement.is_none() => {
+                if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+                    c.adjust_level(0);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(page) = &ctx.replacement {
+            *body = end_of_stream.then(|| page.clone());
+        } else if let Some(rewriter) = ctx.rewriter.as_mut() {
+            rewriter.process(body, end_of_stream);
+        }
+        Ok(None)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
+        if let Some(rw) = &ctx.rewriter {
+            if let Outcome::GaveUp(reason) = rw.outcome() {
+                log::info!(
+                    "{} passed through without the Messenger script ({reason:?} after {} bytes)",
+                    session.req_header().uri.path(),
+                    rw.parsed_bytes()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The inline script put at the top of rewritten pages.
+//!
+//! Rather than parse every page to its end looking for Intercom code, the proxy puts one
+//! small script before the page's first script. It runs before any page code and makes
+//! whatever the page does safe: `window.intercomSettings` (set before or after the
+//! loader, reassigned later) and `Intercom('boot'|'update', …)` calls (inline or from a
+//! bundle) get the signed `intercom_user_jwt`, lose plain `user_id`/`email`/`user_hash`
+//! and the signed fields. With auto-include on it adds the official loader once the
+//! page's own scripts have run, if they brought none. After a logout it runs
+//! `Intercom('shutdown')` before anything can boot. See `page.js` for the code.
+//!
+//! Everything static is rendered once at start-up; per response only the token, the
+//! shutdown flag and the CSP nonce are spliced in.
+
+use once_cell::sync::Lazy;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use base64::Engine as _;
+
+/// The page script without comment lines or indentation (computed once).
+static PAGE_JS: Lazy<String> = Lazy::new(|| {
+    include_str!("page.js")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+});
+
+/// Static parts of the script, rendered once per configuration.
+#[derive(Debug, Clone)]
+pub struct ScriptTemplate {
+    /// JS and static parameters, up to the token value.
+    body_head: String,
+}
+
+/// Per-workspace facts the script needs.
+pub struct ScriptSettings<'a> {
+    /// The workspace id.
+    pub app_id: &'a str,
+    /// The regional Messenger API base.
+    pub api_base: &'a str,
+    /// Fields the token carries (removed from the plain settings).
+    pub signed_fields: Vec<&'a str>,
+    /// Add the loader to pages without Intercom code.
+    pub auto_include: bool,
+    /// Domain Intercom's cookies are set on, when not host-only.
+    pub cookie_domain: Option<&'a str>,
+}
+
+/// One rendered script for one response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageScript {
+    html: String,
+    content: std::ops::Range<usize>,
+}
+
+impl PageScript {
+    /// The whole `<script …>…</script>` element.
+    pub fn html(&self) -> &str {
+        &self.html
+    }
+
+    /// The CSP source expression allowing exactly this script, `'sha256-…'`.
+    pub fn csp_hash(&self) -> String {
+        let digest = Sha256::digest(self.html[self.content.clone()].as_bytes());
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    }
+}
+
+impl ScriptTemplate {
+    /// Renders the static part.
+    pub fn new(s: &ScriptSettings<'_>) -> Self {
+        // Fields always stripped: the ones Intercom uses to identify a user insecurely.
+        let mut strip: Vec<&str> = vec!["user_id", "email", "user_hash"];
+        for f in &s.signed_fields {
+            if !strip.contains(f) {
+                strip.push(f);
+            }
+        }
+        let params = json!({
+            "a": s.app_id,
+            "b": s.api_base,
+            "s": strip,
+            "i": s.auto_include,
+            "k": s.cookie_domain,
+            "l": format!("https://widget.intercom.io/widget/{}", s.app_id),
+        });
+        let params = to_script_json(&params);
+        // Leave the object open so the per-response values can follow.
+        let open = &params[..params.len() - 1];
+        ScriptTemplate {
+            body_head: format!("{}(window,{open},\"j\":", *PAGE_JS),
+        }
+    }
+
+    /// Renders the script for one response. `token` must come from the signer (it is
+    /// base64url and dots, so it needs no escaping); `nonce` is the page's CSP nonce.
+    pub fn render(&self, token: Option<&str>, shutdown: bool, nonce: Option<&str>) -> PageScript {
+        let mut html = String::with_capacity(self.body_head.len() + 96 + token.map_or(4, str::len));
+        html.push_str("<script");
+        if let Some(n) = nonce.filter(|n| is_nonce(n)) {
+            html.push_str(" nonce=\"");
+            html.push_str(n);
+            html.push('"');
+        }
+        html.push('>');
+        let start = html.len();
+        html.push_str(&self.body_head);
+        match token.filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))) {
+            Some(t) => {
+                html.push('"');
+                html.push_str(t);
+                html.push('"');
+            }
+            None => html.push_str("null"),
+        }
+        html.push_str(if shutdown { ",\"x\":true});" } else { ",\"x\":false});" });
+        let end = html.len();
+        html.push_str("</script>");
+        PageScript {
+            html,
+            content: start..end,
+        }
+    }
+}
+
+/// Whether a CSP nonce is safe to copy into an attribute (base64 / base64url characters).
+pub fn is_nonce(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 256
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b))
+}
+
+/// JSON that is safe inside an inline `<script>` in any ASCII-compatible charset:
+/// ASCII only, with `<`, `>`, `&`, U+2028 and U+2029 escaped, so no value can close the
+/// script element, open a comment, or end a JS string literal.
+pub fn to_script_json(value: &Value) -> String {
+    let raw = value.to_string();
+    let mut out = String::with_capacity(raw.len() + 16);
+    let mut units = [0u16; 2];
+    for ch in raw.chars() {
+        match ch {
+            '<' | '>' | '&' => out.push_str(&format!("\\u{:04x}", ch as u32)),
+            c if c.is_ascii() => out.push(c),
+            // Characters outside strings are ASCII in serde_json output, so every
+            // non-ASCII character here is inside a string and may be \u-escaped.
+            c => {
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{:04x}", unit));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template() -> ScriptTemplate {
+        ScriptTemplate::new(&ScriptSettings {
+            app_id: "abc123",
+            api_base: "https://api-iam.intercom.io",
+            signed_fields: vec!["user_id", "email", "name"],
+            auto_include: false,
+            cookie_domain: None,
+        })
+    }
+
+    #[test]
+    fn script_json_cannot_break_out() {
+        let v = json!({"n": "</script><script>alert(1)</script>\u{2028}\u{2029}&é😀"});
+        let s = to_script_json(&v);
+        assert!(s.is_ascii());
+        for bad in ["<", ">", "&", "\u{2028}"] {
+            assert!(!s.contains(bad), "{s}");
+        }
+        let back: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn render_is_one_script_with_hash_of_its_content() {
+        let t = template();
+        let p = t.render(Some("a.b.c"), false, Some("abc+/="));
+        assert!(p.html().starts_with("<script nonce=\"abc+/=\">"));
+        assert!(p.html().ends_with("});</script>"));
+        assert!(p.html().contains("\"j\":\"a.b.c\",\"x\":false"));
+        assert_eq!(p.html().matches("</script>").count(), 1);
+        assert!(p.csp_hash().starts_with("'sha256-"));
+    }
+
+    #[test]
+    fn hostile_nonce_and_token_are_dropped() {
+        let t = template();
+        let p = t.render(Some("x\"><script>"), true, Some("a\" onload=\"x"));
+        assert!(p.html().starts_with("<script>"));
+        assert!(p.html().contains("\"j\":null,\"x\":true"));
+    }
+}

@@ -1,0 +1,92 @@
+// The script the proxy puts before the first script of a page (see src/script/mod.rs).
+// Lines starting with `//` are removed before it is served; keep statements `;`-terminated.
+// Parameters (c): a app_id, b api_base, s plain fields to strip, i auto-include,
+// k cookie domain, l widget URL, j the signed token (null when logged out),
+// x run a shutdown first (after a logout or a user switch).
+(function (w, c) {
+if (w.__intercomSecureProxy) { return; }
+w.__intercomSecureProxy = 1;
+var d = document;
+var ours = null;
+var clean = function (s) {
+  if (c.j && s && typeof s === 'object') {
+    for (var n = 0; n < c.s.length; n++) { if (c.s[n] in s) { delete s[c.s[n]]; } }
+    if (s.intercom_user_jwt !== c.j) { s.intercom_user_jwt = c.j; }
+    if (!s.app_id) { s.app_id = c.a; }
+    if (!s.api_base) { s.api_base = c.b; }
+  }
+  return s;
+};
+var loadWidget = function () {
+  var s = d.createElement('script');
+  s.async = true;
+  s.setAttribute('data-intercom-secure-proxy', '');
+  s.src = c.l;
+  var x = d.getElementsByTagName('script')[0];
+  if (x && x.parentNode) { x.parentNode.insertBefore(s, x); } else { (d.head || d.documentElement).appendChild(s); }
+};
+if (c.x) {
+// A logout (or user switch) happened: forget the previous user before anything boots.
+  try { delete w.intercomSettings; } catch (e) { w.intercomSettings = undefined; }
+  var names = ['intercom-session-', 'intercom-id-', 'intercom-device-id-'];
+  var host = location.hostname.split('.');
+  for (var i = 0; i < names.length; i++) {
+    var gone = names[i] + c.a + '=; Max-Age=0; Path=/';
+    d.cookie = gone;
+    if (c.k) { d.cookie = gone + '; Domain=.' + c.k; }
+    for (var h = 0; h < host.length - 1; h++) { d.cookie = gone + '; Domain=.' + host.slice(h).join('.'); }
+  }
+  try {
+    for (var st = [w.localStorage, w.sessionStorage], m = 0; m < st.length; m++) {
+      for (var key = st[m].length - 1; key >= 0; key--) {
+        if (/^intercom/.test(st[m].key(key))) { st[m].removeItem(st[m].key(key)); }
+      }
+    }
+  } catch (e) {}
+// The official stub, with the shutdown queued first; the widget runs the queue in order.
+  var stub = function () { stub.c(arguments); };
+  stub.q = [['shutdown']];
+  stub.c = function (args) { stub.q.push(args); };
+  ours = stub;
+  w.Intercom = stub;
+  loadWidget();
+}
+if (c.j) {
+  var settings = w.intercomSettings;
+  var intercom = w.Intercom;
+  var wrapped = typeof WeakSet === 'function' ? new WeakSet() : null;
+  var wrap = function (f) {
+    if (typeof f !== 'function' || typeof Proxy !== 'function' || !wrapped || wrapped.has(f)) { return f; }
+    var p = new Proxy(f, { apply: function (t, self, args) {
+      if ((args[0] === 'boot' || args[0] === 'update') && args[1]) { clean(args[1]); }
+      return Reflect.apply(t, self, args);
+    } });
+    wrapped.add(p);
+    return p;
+  };
+  intercom = wrap(intercom);
+  if (ours) { ours = intercom; }
+  try {
+    Object.defineProperty(w, 'intercomSettings', { configurable: true, enumerable: true,
+      get: function () { return clean(settings); }, set: function (v) { settings = v; } });
+    Object.defineProperty(w, 'Intercom', { configurable: true, enumerable: true,
+      get: function () { return intercom; }, set: function (v) { intercom = wrap(v); } });
+  } catch (e) {}
+  if (c.i) {
+// Auto-include: decided once the page's own scripts have run, so no page is parsed to the end.
+    var go = function () {
+      var theirs = w.Intercom && w.Intercom !== ours;
+      if (theirs || d.querySelector('script[src*="widget.intercom.io"]:not([data-intercom-secure-proxy])')) { return; }
+      if (!w.intercomSettings) { w.intercomSettings = { app_id: c.a, api_base: c.b }; }
+      if (ours) { w.Intercom('boot', w.intercomSettings); return; }
+      var stub2 = function () { stub2.c(arguments); };
+      stub2.q = [];
+      stub2.c = function (args) { stub2.q.push(args); };
+      w.Intercom = stub2;
+      ours = w.Intercom;
+      if (d.readyState === 'complete') { loadWidget(); } else { w.addEventListener('load', loadWidget, false); }
+    };
+    if (d.readyState === 'loading') { d.addEventListener('DOMContentLoaded', go); } else { go(); }
+  }
+}
+})

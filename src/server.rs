@@ -1,0 +1,57 @@
+//! Server: turns a validated [`Config`] into a running Pingora server.
+
+use std::sync::Arc;
+
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+
+use crate::config::Config;
+use crate::proxy::SecureModeProxy;
+use crate::upstream::Upstream;
+
+/// Pingora's own settings, from ours.
+pub fn server_conf(config: &Config) -> ServerConf {
+    let s = &config.server;
+    ServerConf {
+        threads: s.threads,
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout.as_secs()),
+        pid_file: s.pid_file.display().to_string(),
+        upgrade_sock: s.upgrade_sock.display().to_string(),
+        error_log: s.error_log.as_ref().map(|p| p.display().to_string()),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        ..ServerConf::default()
+    }
+}
+
+/// Builds a bootstrapped server with the proxy (and health checks) added. `opt` carries
+/// the Pingora flags (`-d`, `-u`); the configuration file is ours, not Pingora's.
+pub fn build(config: Config, opt: Opt, passthrough: bool) -> std::io::Result<Server> {
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
+    server.bootstrap();
+    add_proxy(&mut server, config, passthrough)?;
+    Ok(server)
+}
+
+/// Adds the proxy service for `config` to an existing server (for embedding).
+pub fn add_proxy(server: &mut Server, config: Config, passthrough: bool) -> std::io::Result<()> {
+    let (upstream, health) = Upstream::new(&config.upstream)?;
+    let listen = config.listen.clone();
+    let mut proxy = SecureModeProxy::new(Arc::new(config), upstream);
+    if passthrough {
+        proxy = proxy.passthrough();
+    }
+    let mut service = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        proxy,
+        "intercom-secure-proxy",
+    );
+    for addr in listen {
+        service.add_tcp(&addr.to_string());
+    }
+    server.add_service(service);
+    if let Some(health) = health {
+        server.add_service(health);
+    }
+    Ok(())
+}
