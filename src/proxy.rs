@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::compression::ResponseCompression;
+use pingora::protocols::http::compression::Algorithm;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use sha2::{Digest, Sha256};
@@ -270,6 +271,9 @@ impl ProxyHttp for SecureModeProxy {
             // turned off again in response_filter for everything we do not rewrite.
             if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
                 c.adjust_level(level);
+                // Pingora 0.9.1's brotli encoder only flushes at the end and never writes
+                // the final block, so its streams fail to decode: use gzip or zstd.
+                c.adjust_algorithm_level(Algorithm::Brotli, 0);
             }
         }
         Ok(())

@@ -93,7 +93,8 @@ fn single_value(req: &RequestHeader, name: &str) -> Option<String> {
         log::warn!("identity header {name} sent more than once; ignoring it");
         return None;
     }
-    let v = first.to_str().ok()?.trim();
+    // Auth proxies send names in UTF-8; `to_str` would reject anything non-ASCII.
+    let v = std::str::from_utf8(first.as_bytes()).ok()?.trim_matches([' ', '\t']);
     (!v.is_empty()).then(|| v.to_string())
 }
 

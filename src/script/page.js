@@ -8,6 +8,7 @@ if (w.__intercomSecureProxy) { return; }
 w.__intercomSecureProxy = 1;
 var d = document;
 var ours = null;
+var nonce = d.currentScript && (d.currentScript.nonce || d.currentScript.getAttribute('nonce'));
 var clean = function (s) {
   if (c.j && s && typeof s === 'object') {
     for (var n = 0; n < c.s.length; n++) { if (c.s[n] in s) { delete s[c.s[n]]; } }
@@ -21,6 +22,7 @@ var loadWidget = function () {
   var s = d.createElement('script');
   s.async = true;
   s.setAttribute('data-intercom-secure-proxy', '');
+  if (nonce) { s.nonce = nonce; }
   s.src = c.l;
   var x = d.getElementsByTagName('script')[0];
   if (x && x.parentNode) { x.parentNode.insertBefore(s, x); } else { (d.head || d.documentElement).appendChild(s); }

@@ -1,0 +1,215 @@
+//! The streaming rewriter on its own: byte-split invariance, corpus pages byte-identical
+//! outside the insertion point, the early exit, and where the script goes.
+
+mod support;
+
+use bytes::Bytes;
+use intercom_secure_proxy::csp::MetaCsp;
+use intercom_secure_proxy::rewrite::{GiveUpReason, Limits, Outcome, PageRewriter, Render};
+use intercom_secure_proxy::script::{PageScript, ScriptSettings, ScriptTemplate};
+use rand::{Rng, SeedableRng};
+
+const LIMITS: Limits = Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 };
+
+fn script() -> PageScript {
+    ScriptTemplate::new(&ScriptSettings {
+        app_id: "abc12345",
+        api_base: "https://api-iam.intercom.io",
+        signed_fields: vec!["user_id", "email", "name"],
+        auto_include: true,
+        cookie_domain: None,
+    })
+    .render(Some("h.p.s"), false, None)
+}
+
+fn rewriter_with(limits: Limits) -> PageRewriter {
+    let s = script();
+    let meta = MetaCsp { nonce: None, script: s.clone() };
+    let render: Render = Box::new(move |_| Some(s.html().to_string()));
+    PageRewriter::new(render, meta, limits)
+}
+
+/// Feeds `input` split at `cuts` and returns (output, rewriter).
+fn run(input: &[u8], cuts: &[usize], limits: Limits) -> (Vec<u8>, PageRewriter) {
+    let mut rw = rewriter_with(limits);
+    let whole = Bytes::copy_from_slice(input);
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c > 0 && c < input.len()).collect();
+    bounds.push(input.len());
+    for end in bounds {
+        let mut body = Some(whole.slice(start..end));
+        rw.process(&mut body, end == input.len());
+        if let Some(b) = body {
+            out.extend_from_slice(&b);
+        }
+        start = end;
+    }
+    if input.is_empty() {
+        let mut body = None;
+        rw.process(&mut body, true);
+        out.extend_from_slice(&body.unwrap_or_default());
+    }
+    (out, rw)
+}
+
+fn one_byte_cuts(len: usize) -> Vec<usize> {
+    (1..len).collect()
+}
+
+fn random_cuts(len: usize, seed: u64) -> Vec<usize> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut cuts: Vec<usize> = (0..(len / 700).max(3)).map(|_| rng.random_range(1..len.max(2))).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts
+}
+
+#[test]
+fn corpus_pages_are_identical_outside_the_insertion_point_however_split() {
+    for name in ["app.html", "cloudflare.com.html", "ecma402-spec.html", "html-parsing-spec.html"] {
+        let page = support::corpus(name);
+        let (whole, rw) = run(&page, &[], LIMITS);
+        assert_eq!(rw.outcome(), Outcome::Placed, "{name}");
+        assert_eq!(support::without_our_script(&whole), page, "{name}: bytes outside the script changed");
+        for seed in 0..4 {
+            let (split, _) = run(&page, &random_cuts(page.len(), seed), LIMITS);
+            assert_eq!(split, whole, "{name}: random split {seed} differs");
+        }
+        let chunks16k: Vec<usize> = (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect();
+        assert_eq!(run(&page, &chunks16k, LIMITS).0, whole, "{name}: 16 KiB chunks differ");
+    }
+}
+
+#[test]
+fn one_byte_chunks_give_the_same_output() {
+    // The head of app.html (up to well past the insertion point) fed one byte at a time.
+    let page = support::corpus("app.html");
+    let (whole, _) = run(&page, &[], LIMITS);
+    let (bytewise, _) = run(&page, &one_byte_cuts(page.len()), LIMITS);
+    assert_eq!(bytewise, whole);
+}
+
+#[test]
+fn parsing_stops_once_the_script_is_placed() {
+    let page = support::corpus("html-parsing-spec.html");
+    let chunks16k: Vec<usize> = (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect();
+    let (out, rw) = run(&page, &chunks16k, LIMITS);
+    assert_eq!(rw.outcome(), Outcome::Placed);
+    let insertion = support::find(&out, b"<script>(function (w, c)").unwrap();
+    // The parser saw at most one feeding slice (2 KiB) past the insertion point, out of 714 KB.
+    assert!(rw.parsed_bytes() <= insertion + 2048, "parsed {} bytes, insertion at {insertion}", rw.parsed_bytes());
+    assert!(rw.parsed_bytes() < page.len() / 50);
+    assert!(rw.is_done());
+    assert_eq!(support::without_our_script(&out), page);
+}
+
+#[test]
+fn later_chunks_pass_through_as_the_same_buffers() {
+    let page = support::corpus("app.html");
+    let whole = Bytes::from(page.clone());
+    let mut rw = rewriter_with(LIMITS);
+    let mut first = Some(whole.slice(..16384));
+    rw.process(&mut first, false);
+    assert!(rw.is_done());
+    let rest = whole.slice(16384..);
+    let mut body = Some(rest.clone());
+    rw.process(&mut body, true);
+    // Not copied, not re-chunked: the very same buffer.
+    assert_eq!(body.unwrap().as_ptr(), rest.as_ptr());
+}
+
+fn place(html: &str) -> String {
+    let (out, rw) = run(html.as_bytes(), &[], LIMITS);
+    assert_eq!(rw.outcome(), Outcome::Placed, "{html}");
+    let out = String::from_utf8(out).unwrap();
+    let s = script();
+    out.replace(s.html(), "[S]")
+}
+
+#[test]
+fn the_script_goes_before_the_first_page_script() {
+    assert_eq!(
+        place("<!DOCTYPE html><html><head><meta charset=utf-8><title>x</title><script src=a.js></script></head><body></body></html>"),
+        "<!DOCTYPE html><html><head><meta charset=utf-8><title>x</title>[S]<script src=a.js></script></head><body></body></html>"
+    );
+    assert_eq!(place("<html><head><title>t</title></head><body><p>x</body>"), "<html><head><title>t</title>[S]</head><body><p>x</body>");
+    assert_eq!(place("<p>no head<script>x()</script>"), "<p>no head[S]<script>x()</script>");
+    assert_eq!(place("<body class=a><p>x"), "<body class=a>[S]<p>x");
+    assert_eq!(place("just text"), "just text[S]");
+    // Comments and strings that look like tags are not insertion points.
+    assert_eq!(
+        place("<head><!-- <script> --><title>&lt;script&gt;</title></head>"),
+        "<head><!-- <script> --><title>&lt;script&gt;</title>[S]</head>"
+    );
+    // Uppercase and attributes.
+    assert_eq!(place("<HTML><HEAD><SCRIPT type=module>1</SCRIPT>"), "<HTML><HEAD>[S]<SCRIPT type=module>1</SCRIPT>");
+}
+
+#[test]
+fn an_incomplete_tag_at_the_end_is_kept() {
+    let html = "<head><script>a()</script><div cla";
+    let (out, _) = run(html.as_bytes(), &[], LIMITS);
+    assert!(String::from_utf8(out).unwrap().ends_with("</script><div cla"));
+}
+
+#[test]
+fn no_insertion_point_within_the_scan_limit_means_untouched() {
+    let mut page = b"<html><head><title>".to_vec();
+    page.extend(std::iter::repeat_n(b'x', 200_000));
+    page.extend_from_slice(b"</title></head><body></body></html>");
+    let limits = Limits { max_scan_bytes: 64 << 10, parser_memory: 256 << 10 };
+    let (out, rw) = run(&page, &random_cuts(page.len(), 7), limits);
+    assert_eq!(rw.outcome(), Outcome::GaveUp(GiveUpReason::ScanLimit));
+    assert_eq!(out, page);
+    assert!(rw.parsed_bytes() <= (64 << 10) + 2048);
+}
+
+#[test]
+fn a_tag_larger_than_the_parser_memory_bails_out_unchanged() {
+    let mut page = b"<html><head><meta content=\"".to_vec();
+    page.extend(std::iter::repeat_n(b'y', 600_000));
+    page.extend_from_slice(b"\"><script>x()</script></head></html>");
+    let limits = Limits { max_scan_bytes: 4 << 20, parser_memory: 64 << 10 };
+    let (out, rw) = run(&page, &random_cuts(page.len(), 3), limits);
+    assert_eq!(rw.outcome(), Outcome::GaveUp(GiveUpReason::Memory));
+    assert_eq!(out, page);
+}
+
+#[test]
+fn meta_csp_before_the_insertion_point_is_amended_with_the_hash() {
+    let s = script();
+    let html = "<head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'\"><script src=x.js></script>";
+    let (out, _) = run(html.as_bytes(), &[], LIMITS);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains(&format!("content=\"script-src 'self' {}\"", s.csp_hash())), "{out}");
+    assert!(out.contains(s.html()));
+}
+
+#[test]
+fn meta_csp_with_a_nonce_gives_our_script_that_nonce() {
+    let template = ScriptTemplate::new(&ScriptSettings {
+        app_id: "abc12345",
+        api_base: "https://api-iam.intercom.io",
+        signed_fields: vec!["user_id"],
+        auto_include: false,
+        cookie_domain: None,
+    });
+    let pre = template.render(Some("h.p.s"), false, None);
+    let meta = MetaCsp { nonce: None, script: pre.clone() };
+    let render: Render = Box::new(move |nonce| Some(template.render(Some("h.p.s"), false, nonce).html().to_string()));
+    let mut rw = PageRewriter::new(render, meta, LIMITS);
+    let html = "<head><meta http-equiv=content-security-policy content=\"script-src 'nonce-abc123'\"><script nonce=abc123>1</script>";
+    let mut body = Some(Bytes::from_static(html.as_bytes()));
+    rw.process(&mut body, true);
+    let out = String::from_utf8(body.unwrap().to_vec()).unwrap();
+    assert!(out.contains("<script nonce=\"abc123\">(function"), "{out}");
+}
+
+#[test]
+fn meta_csp_that_cannot_be_amended_means_no_injection() {
+    let html = "<head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self', img-src *\"><script src=x.js></script>";
+    let (out, rw) = run(html.as_bytes(), &[], LIMITS);
+    assert_eq!(rw.outcome(), Outcome::GaveUp(GiveUpReason::MetaCsp));
+    assert_eq!(out, html.as_bytes());
+}

@@ -1,0 +1,402 @@
+//! Shared test support: a scriptable upstream app on loopback, the real proxy binary
+//! started with a config, and a real HTTP client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+pub const APP_ID: &str = "abc12345";
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub target: String,
+    /// Header names exactly as sent on the wire.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.header("cookie")?
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// What the upstream answers.
+pub enum Reply {
+    /// A normal response with Content-Length (unless a transfer-encoding header is given).
+    Full { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    /// A chunked response written piece by piece, with a pause between pieces.
+    Chunked { status: u16, headers: Vec<(String, String)>, pieces: Vec<Vec<u8>>, pause: Duration },
+    /// A chunked body produced by a generator until it returns None (for huge pages).
+    Stream { status: u16, headers: Vec<(String, String)>, next: Box<dyn FnMut() -> Option<Vec<u8>> + Send> },
+    /// Exact bytes, then the connection is closed.
+    Raw(Vec<u8>),
+    /// Wait, then answer.
+    After(Duration, Box<Reply>),
+}
+
+impl Reply {
+    pub fn html(body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Full { status: 200, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body: body.into() }
+    }
+    pub fn with(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Full {
+            status,
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: body.into(),
+        }
+    }
+}
+
+pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// A real HTTP/1.1 server on loopback that answers with a handler and records requests.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Upstream {
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Handler = Arc::new(handler);
+        let log = requests.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let handler = handler.clone();
+                let log = log.clone();
+                thread::spawn(move || serve(stream, handler, log));
+            }
+        });
+        Upstream { addr, requests }
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, path: &str) -> usize {
+        self.requests().iter().filter(|r| r.path() == path).count()
+    }
+}
+
+fn serve(stream: TcpStream, handler: Handler, log: Arc<Mutex<Vec<Request>>>) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.trim_end().splitn(3, ' ');
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.to_string(), v.trim().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let req = Request { method, target, headers, body };
+        log.lock().unwrap().push(req.clone());
+        let head_only = req.method == "HEAD";
+        if !write_reply(&mut writer, handler(&req), head_only) {
+            return;
+        }
+    }
+}
+
+fn head(status: u16, headers: &[(String, String)]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} X\r\n").into_bytes();
+    for (k, v) in headers {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out
+}
+
+/// Writes the reply; false when the connection must close.
+fn write_reply(w: &mut TcpStream, reply: Reply, head_only: bool) -> bool {
+    match reply {
+        Reply::After(d, r) => {
+            thread::sleep(d);
+            write_reply(w, *r, head_only)
+        }
+        Reply::Raw(bytes) => {
+            let _ = w.write_all(&bytes);
+            let _ = w.shutdown(std::net::Shutdown::Both);
+            false
+        }
+        Reply::Full { status, headers, body } => {
+            let mut out = head(status, &headers);
+            let framed = headers.iter().any(|(k, _)| {
+                k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+            });
+            if !framed && !matches!(status, 204 | 304) {
+                out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            if !head_only && !matches!(status, 204 | 304) {
+                out.extend_from_slice(&body);
+            }
+            w.write_all(&out).is_ok()
+        }
+        Reply::Chunked { status, headers, pieces, pause } => {
+            let mut out = head(status, &headers);
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            if w.write_all(&out).is_err() {
+                return false;
+            }
+            for p in pieces {
+                if !p.is_empty() && write_chunk(w, &p).is_err() {
+                    return false;
+                }
+                thread::sleep(pause);
+            }
+            w.write_all(b"0\r\n\r\n").is_ok()
+        }
+        Reply::Stream { status, headers, mut next } => {
+            let mut out = head(status, &headers);
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            if w.write_all(&out).is_err() {
+                return false;
+            }
+            while let Some(p) = next() {
+                if !p.is_empty() && write_chunk(w, &p).is_err() {
+                    return false;
+                }
+            }
+            w.write_all(b"0\r\n\r\n").is_ok()
+        }
+    }
+}
+
+fn write_chunk(w: &mut TcpStream, p: &[u8]) -> std::io::Result<()> {
+    w.write_all(format!("{:x}\r\n", p.len()).as_bytes())?;
+    w.write_all(p)?;
+    w.write_all(b"\r\n")
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_intercom-secure-proxy"))
+}
+
+/// The real proxy binary, running with a config file.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Proxy {
+    /// Starts `run -c` with `sections` (everything but listen/server) appended to a
+    /// config that listens on a free port; the secret comes from TEST_INTERCOM_SECRET.
+    pub fn start(sections: &str) -> Proxy {
+        Self::start_with(sections, &[])
+    }
+
+    pub fn start_with(sections: &str, args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let d = dir.path().display();
+        let yaml = format!(
+            "listen: [\"127.0.0.1:{port}\"]\nserver:\n  threads: 1\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/proxy.pid\n  upgrade_sock: {d}/upgrade.sock\n{sections}"
+        );
+        let conf = dir.path().join("proxy.yaml");
+        std::fs::write(&conf, yaml).unwrap();
+        let log = dir.path().join("proxy.log");
+        let child = Command::new(binary())
+            .arg("run")
+            .arg("-c")
+            .arg(&conf)
+            .args(args)
+            .env("TEST_INTERCOM_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut proxy = Proxy { child, addr, dir, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                panic!("proxy exited with {status}: {}", proxy.log_text());
+            }
+            assert!(Instant::now() < deadline, "proxy did not listen: {}", proxy.log_text());
+            thread::sleep(Duration::from_millis(20));
+        }
+        proxy
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The usual config sections: one upstream, the test workspace, the given identity.
+pub fn sections(upstream: SocketAddr, identity: &str, extra: &str) -> String {
+    format!(
+        "upstream:\n  addresses: [\"{upstream}\"]\nintercom:\n  app_id: {APP_ID}\n  secret_env: TEST_INTERCOM_SECRET\n{identity}{extra}"
+    )
+}
+
+/// Trusted-header identity from loopback.
+pub const TRUSTED_HEADER: &str = "identity:\n  sources:\n    - type: trusted_header\n      trusted_cidrs: [\"127.0.0.1/32\"]\n      headers: {user_id: X-Forwarded-User, email: X-Forwarded-Email, name: X-Forwarded-Name}\n";
+
+/// An HTTP client that reports every status and never follows redirects.
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A response, read whole.
+pub struct Got {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn got(mut resp: ureq::http::Response<ureq::Body>) -> Got {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = resp.body_mut().with_config().limit(u64::MAX).read_to_vec().expect("response body");
+    Got { status, headers, body }
+}
+
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Got {
+    request("GET", url, headers)
+}
+
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Got {
+    let agent = client();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = agent.run(req.body(()).unwrap()).expect("request failed");
+    got(resp)
+}
+
+/// Decodes and verifies a Messenger token with the test secret.
+pub fn verify(token: &str) -> serde_json::Value {
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.required_spec_claims = ["exp".to_string()].into_iter().collect();
+    jsonwebtoken::decode::<serde_json::Value>(token, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &v)
+        .expect("token verifies with the secret")
+        .claims
+}
+
+/// The token the page script carries, if any.
+pub fn page_token(html: &str) -> Option<String> {
+    let at = html.find(",\"j\":\"")? + 6;
+    Some(html[at..].split('"').next()?.to_string())
+}
+
+/// Reads a corpus page from ../shared/corpus.
+pub fn corpus(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Removes exactly one injected `<script>…</script>` (ours) from `out` and returns the
+/// rest, so it can be compared with the original bytes.
+pub fn without_our_script(out: &[u8]) -> Vec<u8> {
+    let text = out;
+    let marker = b"(function (w, c) {";
+    let pos = find(text, marker).expect("our script is present");
+    let start = rfind(&text[..pos], b"<script").expect("script open tag");
+    let end = pos + find(&text[pos..], b"</script>").expect("script close") + b"</script>".len();
+    assert!(find(&text[end..], marker).is_none(), "injected more than once");
+    let mut rest = text[..start].to_vec();
+    rest.extend_from_slice(&text[end..]);
+    rest
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+pub fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
