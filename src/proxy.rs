@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use bytes::BytesMut;
+use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::compression::ResponseCompression;
 use pingora::protocols::http::compression::Algorithm;
@@ -44,7 +46,12 @@ pub struct SecureModeProxy {
     user_tag_key: [u8; 32],
     /// When false the proxy only forwards (the benchmark's passthrough baseline).
     rewrite: bool,
+    /// For logout requests the proxy answers itself (interstitial mode).
+    connector: Connector,
 }
+
+/// Logout exchanges answered by the proxy itself are small; anything larger is refused.
+const MAX_LOGOUT_BODY: usize = 1 << 20;
 
 /// Per-request state.
 #[derive(Default)]
@@ -62,6 +69,8 @@ pub struct RequestCtx {
     rewriter: Option<PageRewriter>,
     /// A whole replacement body (the logout interstitial).
     replacement: Option<Bytes>,
+    /// The upstream response header ended the response (no body filter will run).
+    bodiless: bool,
 }
 
 struct PagePlan {
@@ -92,6 +101,7 @@ impl SecureModeProxy {
             user_tag_key: key.finalize().into(),
             config,
             rewrite: true,
+            connector: Connector::new(None),
         }
     }
 
@@ -204,7 +214,8 @@ impl SecureModeProxy {
         let wants_interstitial = self.config.logout.mode == LogoutMode::Interstitial
             && resp.status.is_redirection()
             && ctx.navigation
-            && ctx.page.is_none();
+            && ctx.page.is_none()
+            && !ctx.bodiless;
         if let (true, Some(location)) = (wants_interstitial, location) {
             if !logout::safe_redirect(&location, host, &self.config.logout) {
                 log::warn!("logout redirect target not allowed for an interstitial; relying on the marker cookie");
@@ -220,6 +231,62 @@ impl SecureModeProxy {
             let _ = resp.insert_header("content-length", page.len().to_string());
             ctx.replacement = Some(Bytes::from(page));
         }
+    }
+
+    /// Interstitial mode, configured logout path, top-level navigation: forwards the
+    /// logout request itself and answers the client directly, because a bodiless
+    /// redirect from the app would leave no body phase to put the interstitial in.
+    async fn answer_logout(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > MAX_LOGOUT_BODY {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "logout request body too large");
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let peer = self
+            .upstream
+            .peer()
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no upstream address available"))?;
+        let mut req = session.req_header().clone();
+        req.remove_header(&http::header::TRANSFER_ENCODING);
+        if body.is_empty() {
+            req.remove_header(&http::header::CONTENT_LENGTH);
+        } else {
+            req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        }
+        let (mut upstream, _) = self.connector.get_http_session(&peer).await?;
+        upstream.write_request_header(Box::new(req)).await?;
+        if !body.is_empty() {
+            upstream.write_request_body(body.freeze(), true).await?;
+        }
+        upstream.finish_request_body().await?;
+        upstream.read_response_header().await?;
+        let mut resp = upstream
+            .response_header()
+            .cloned()
+            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "logout: no response header"))?;
+        let mut resp_body = BytesMut::new();
+        while let Some(chunk) = upstream.read_response_body().await? {
+            if resp_body.len() + chunk.len() > MAX_LOGOUT_BODY {
+                return Error::e_explain(ErrorType::HTTPStatus(502), "logout response body too large");
+            }
+            resp_body.extend_from_slice(&chunk);
+        }
+        if upstream.response_done() {
+            self.connector
+                .release_http_session(upstream, &peer, Some(std::time::Duration::from_secs(60)))
+                .await;
+        }
+        self.identity.forget_session(&ctx.hints).await;
+        self.finish_logout(session, &mut resp, ctx);
+        let out = ctx.replacement.take().unwrap_or_else(|| resp_body.freeze());
+        for h in ["connection", "keep-alive", "transfer-encoding", "proxy-connection"] {
+            resp.remove_header(h);
+        }
+        resp.insert_header(http::header::CONTENT_LENGTH, out.len().to_string())?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(out), true).await
     }
 }
 
@@ -292,6 +359,10 @@ impl ProxyHttp for SecureModeProxy {
         ctx.navigation = logout::is_navigation(req);
         ctx.logout_request =
             logout::is_logout_request(&self.config.logout, req.method.as_str(), req.uri.path());
+        if ctx.logout_request && ctx.navigation && self.config.logout.mode == LogoutMode::Interstitial {
+            self.answer_logout(session, ctx).await?;
+            return Ok(true);
+        }
         Ok(false)
     }
 
@@ -329,7 +400,11 @@ impl ProxyHttp for SecureModeProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if !ctx.candidate || resp.status.is_informational() || end_of_stream {
+        if resp.status.is_informational() {
+            return Ok(());
+        }
+        ctx.bodiless = end_of_stream;
+        if !ctx.candidate || end_of_stream {
             return Ok(());
         }
         if let Err(why) = headers::rewritable(resp, &self.config.inject) {
