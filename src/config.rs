@@ -295,18 +295,19 @@ impl Config {
     pub fn summary(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
+        let d = |d: Duration| humantime::format_duration(d).to_string();
         let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         let _ = writeln!(out, "listen:    {}", list(&listen));
         let _ = writeln!(
             out,
-            "upstream:  {} ({}, connect timeout {:?}, read timeout {:?})",
+            "upstream:  {} ({}, connect timeout {}, read timeout {})",
             list(&self.upstream.addresses),
             if self.upstream.tls { "TLS" } else { "plain HTTP" },
-            self.upstream.connect_timeout,
-            self.upstream.read_timeout
+            d(self.upstream.connect_timeout),
+            d(self.upstream.read_timeout)
         );
-        let _ = writeln!(out, "server:    {} thread(s), grace period {:?}", self.server.threads, self.server.grace_period);
+        let _ = writeln!(out, "server:    {} thread(s), grace period {}", self.server.threads, d(self.server.grace_period));
         let secret = match &self.intercom.secret_source {
             SecretSource::Env(name) => format!("from env {name}"),
             SecretSource::File(path) => format!("from file {}", path.display()),
@@ -314,11 +315,11 @@ impl Config {
         };
         let _ = writeln!(
             out,
-            "intercom:  app_id {}, api_base {}, secret {secret} ({} bytes), tokens valid {:?}, signed: user_id{}",
+            "intercom:  app_id {}, api_base {}, secret {secret} ({} bytes), tokens valid {}, signed: user_id{}",
             self.intercom.app_id,
             self.intercom.api_base,
             self.intercom.secret.expose().len(),
-            self.intercom.token_lifetime,
+            d(self.intercom.token_lifetime),
             self.intercom.claims.iter().map(|c| format!(", {c}")).collect::<String>()
         );
         for (n, s) in self.identity.sources.iter().enumerate() {
@@ -332,13 +333,13 @@ impl Config {
                 ),
                 SourceConfig::CurrentUserEndpoint(e) => writeln!(
                     out,
-                    "identity:  {}. current_user_endpoint GET {} (cookies: {}, timeout {:?}, cache {:?}/{:?})",
+                    "identity:  {}. current_user_endpoint GET {} (cookies: {}, timeout {}, cache {}/{})",
                     n + 1,
                     e.path,
                     if e.cookies.is_empty() { "all".to_string() } else { e.cookies.join(", ") },
-                    e.timeout,
-                    e.cache_ttl,
-                    e.negative_cache_ttl
+                    d(e.timeout),
+                    d(e.cache_ttl),
+                    d(e.negative_cache_ttl)
                 ),
             };
         }

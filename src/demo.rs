@@ -169,32 +169,11 @@ fn account_page(email: &str, name: &str) -> String {
     format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Account</title></head>\n<body><h1>Account of {name}</h1><p>{email}</p><p><a href=\"/\">Home</a> · <a href=\"/logout\">Log out</a></p></body></html>\n")
 }
 
-/// The demo's proxy configuration (also in `conf/demo.yaml`).
+/// The demo's proxy configuration: `conf/demo.yaml` with the given ports.
 pub fn demo_config(app_port: u16, proxy_port: u16) -> Result<Config, ConfigError> {
-    let yaml = format!(
-        r#"
-listen: ["127.0.0.1:{proxy_port}"]
-upstream:
-  addresses: ["127.0.0.1:{app_port}"]
-server:
-  threads: 2
-  grace_period: 1s
-  pid_file: /tmp/intercom-secure-proxy-demo.pid
-  upgrade_sock: /tmp/intercom-secure-proxy-demo.sock
-intercom:
-  app_id: {DEMO_APP_ID}
-  secret_env: INTERCOM_SECRET
-identity:
-  sources:
-    - type: current_user_endpoint
-      path: /api/me
-      cookies: [{SESSION_COOKIE}]
-inject:
-  auto_include: true
-logout:
-  paths: ["GET /logout"]
-"#
-    );
+    let yaml = include_str!("../conf/demo.yaml")
+        .replace("127.0.0.1:3000", &format!("127.0.0.1:{app_port}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{proxy_port}"));
     Config::from_yaml(&yaml, &|name| {
         std::env::var(name)
             .ok()

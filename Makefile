@@ -1,0 +1,39 @@
+# intercom-secure-proxy: the two commands that matter are `make demo` and `make test`.
+# Both install what they need on a fresh Debian machine with a Rust toolchain.
+
+SHELL := /bin/bash
+.PHONY: demo test build deps-build deps-test browser-deps bench bench-load clean
+
+## demo: build, then run the sample legacy app (127.0.0.1:3000) and the proxy (127.0.0.1:8080)
+demo: deps-build
+	cargo build --release
+	./target/release/intercom-secure-proxy demo
+
+## test: the whole suite (unit, end-to-end over loopback, real headless Chromium)
+test: deps-test browser-deps
+	cargo test --all-targets -- --test-threads=4
+
+## build: the release binary
+build: deps-build
+	cargo build --release
+
+## bench: criterion micro-benchmarks (rewriter throughput, signing, identity cache, headers)
+bench: deps-build
+	cargo bench --bench micro
+
+## bench-load: side-by-side load comparison against nginx peers (prints one table)
+bench-load: deps-build
+	bash scripts/bench-load.sh
+
+deps-build:
+	@scripts/install-deps.sh build
+
+deps-test:
+	@scripts/install-deps.sh test
+
+browser-deps:
+	@cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error; }
+
+clean:
+	cargo clean
+	rm -rf tests/browser/node_modules

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages the build and the tests need, when missing (Debian).
+#   scripts/install-deps.sh build   cmake and a C compiler (Pingora's zlib-ng, ring)
+#   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests
+set -euo pipefail
+want=("${1:-test}")
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v cc >/dev/null || need+=(gcc)
+command -v make >/dev/null || need+=(make)
+if [ "${want[0]}" = test ]; then
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v node >/dev/null || need+=(nodejs)
+  command -v npm >/dev/null || need+=(npm)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi

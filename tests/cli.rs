@@ -1,0 +1,217 @@
+//! The command line: config validation (every error names its key, exit code 2, nothing
+//! listens), `check`, `token`, `--help`, and the demo (`make demo`'s acceptance).
+
+mod support;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{binary, free_port, SECRET};
+
+const GOOD: &str = r#"
+listen: ["127.0.0.1:PORT"]
+upstream:
+  addresses: ["127.0.0.1:9"]
+intercom:
+  app_id: abc12345
+  secret_env: TEST_INTERCOM_SECRET
+identity:
+  sources:
+    - type: trusted_header
+      trusted_cidrs: ["127.0.0.1/32"]
+"#;
+
+fn with_config(yaml: &str, args: &[&str]) -> (Output, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(binary())
+        .args(args)
+        .arg("-c")
+        .arg(&path)
+        .env("TEST_INTERCOM_SECRET", SECRET)
+        .env_remove("UNSET_SECRET_VAR")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out, text)
+}
+
+fn good() -> String {
+    GOOD.replace("PORT", &free_port().to_string())
+}
+
+#[test]
+fn config_errors_name_the_key_and_exit_2() {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let empty_secret = secret_dir.path().join("empty");
+    std::fs::write(&empty_secret, "\n").unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (good().replace("listen:", "listn:"), "`listn`"),
+        (good().replace("  app_id: abc12345\n", "  app_id: abc12345\n  colour: blue\n"), "`intercom.colour`"),
+        (good().replace("      trusted_cidrs", "      bogus: 1\n      trusted_cidrs"), "bogus"),
+        (good().replace("  app_id: abc12345\n", "  app_id: abc12345\n  token_lifetime: 1x\n"), "`intercom.token_lifetime`"),
+        (good().replace("  app_id: abc12345\n", "  app_id: abc12345\n  token_lifetime: 10s\n"), "`intercom.token_lifetime`"),
+        (good().replace("TEST_INTERCOM_SECRET", "UNSET_SECRET_VAR"), "`intercom.secret_env`"),
+        (good().replace("  secret_env: TEST_INTERCOM_SECRET\n", ""), "`intercom.secret_env`"),
+        (good().replace("  secret_env: TEST_INTERCOM_SECRET\n", "  secret: hunter2\n"), "`intercom.secret`"),
+        (good().replace("  secret_env: TEST_INTERCOM_SECRET\n", "  secret_file: /nonexistent/secret\n"), "`intercom.secret_file`"),
+        (
+            good().replace("  secret_env: TEST_INTERCOM_SECRET\n", &format!("  secret_file: {}\n", empty_secret.display())),
+            "`intercom.secret_file`",
+        ),
+        (good().replace("app_id: abc12345", "app_id: \"\""), "`intercom.app_id`"),
+        (good().replace("app_id: abc12345", "app_id: abc12345\n  api_base: mars"), "`intercom.api_base`"),
+        (good().replace("      trusted_cidrs: [\"127.0.0.1/32\"]\n", ""), "`identity.sources[0].trusted_cidrs`"),
+        (good().replace("127.0.0.1/32", "not-a-net"), "`identity.sources[0].trusted_cidrs[0]`"),
+        (good().replace("type: trusted_header", "type: magic"), "`identity.sources[0].type`"),
+        (good().replace("listen: [\"127.0.0.1:", "listen: [\"nowhere:"), "`listen[0]`"),
+        (good().replace("[\"127.0.0.1:9\"]", "[]"), "`upstream.addresses`"),
+        (format!("{}inject:\n  exclude_paths: [\"relative\"]\n", good()), "`inject.exclude_paths[0]`"),
+        (format!("{}logout:\n  mode: sometimes\n", good()), "`logout.mode`"),
+        (format!("{}server:\n  threads: 0\n", good()), "`server.threads`"),
+        (format!("{}server:\n  grace_period: soon\n", good()), "`server.grace_period`"),
+        ("listen: [\n".to_string(), "config error"),
+    ];
+    for (yaml, key) in cases {
+        for args in [&["check"][..], &["run"][..]] {
+            let (out, text) = with_config(&yaml, args);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {key}: {text}");
+            assert!(text.contains(key), "{args:?}: expected {key} in: {text}");
+            assert!(!text.contains(SECRET) && !text.contains("hunter2"), "a secret was printed: {text}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_config_never_listens() {
+    let port = free_port();
+    let yaml = GOOD.replace("PORT", &port.to_string()).replace("TEST_INTERCOM_SECRET", "UNSET_SECRET_VAR");
+    let (out, _) = with_config(&yaml, &["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn check_prints_a_summary_without_the_secret() {
+    let (out, text) = with_config(&good(), &["check"]);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("app_id abc12345") && text.contains("secret from env TEST_INTERCOM_SECRET"), "{text}");
+    assert!(!text.contains(SECRET));
+    let (out, text) = with_config(&good(), &["run", "-t"]);
+    assert!(out.status.success(), "{text}");
+}
+
+#[test]
+fn token_prints_a_verifiable_token() {
+    let (out, text) = with_config(&good(), &["token", "--user-id", "42", "--email", "a@example.com"]);
+    assert!(out.status.success(), "{text}");
+    let claims = support::verify(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(claims["user_id"], "42");
+    assert_eq!(claims["email"], "a@example.com");
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [vec!["--help"], vec!["run", "--help"], vec!["check", "--help"], vec!["token", "--help"], vec!["demo", "--help"]] {
+        let out = Command::new(binary()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+    }
+}
+
+/// A cookie jar small enough for the demo: name=value pairs from Set-Cookie.
+fn jar_update(jar: &mut Vec<(String, String)>, set_cookies: &[&str]) {
+    for sc in set_cookies {
+        let pair = sc.split(';').next().unwrap();
+        let (name, value) = pair.split_once('=').unwrap();
+        jar.retain(|(n, _)| n != name);
+        let expired = sc.contains("Max-Age=0");
+        if !expired {
+            jar.push((name.to_string(), value.to_string()));
+        }
+    }
+}
+
+fn jar_header(jar: &[(String, String)]) -> String {
+    jar.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+#[test]
+fn the_demo_logs_alice_in_signs_her_token_and_logs_her_out() {
+    let (app_port, proxy_port) = (free_port(), free_port());
+    let mut child = Command::new(binary())
+        .args(["demo", "--app-port", &app_port.to_string(), "--proxy-port", &proxy_port.to_string()])
+        .env_remove("INTERCOM_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", proxy_port)).is_err() || TcpStream::connect(("127.0.0.1", app_port)).is_err() {
+        assert!(Instant::now() < deadline, "demo did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = format!("http://127.0.0.1:{proxy_port}");
+    let agent = support::client();
+    let mut jar = Vec::new();
+
+    let r = agent
+        .post(&format!("{base}/login"))
+        .content_type("application/x-www-form-urlencoded")
+        .send("username=alice")
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    let sc: Vec<String> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    jar_update(&mut jar, &sc.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let home = support::get(&format!("{base}/"), &[("Cookie", &jar_header(&jar))]);
+    assert_eq!(home.status, 200);
+    assert!(home.header("cache-control").unwrap().contains("private"));
+    let token = support::page_token(&home.text()).expect("the demo page carries a token");
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_secret(b"demo-secret-not-for-production"),
+        &jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256),
+    )
+    .expect("verifies with the documented demo secret")
+    .claims;
+    assert_eq!(claims["user_id"], "alice");
+    assert_eq!(claims["email"], "alice@example.com");
+    jar_update(&mut jar, &home.all("set-cookie"));
+
+    // Auto-include: /account has no Intercom code but gets the script.
+    let account = support::get(&format!("{base}/account"), &[("Cookie", &jar_header(&jar))]);
+    assert!(support::page_token(&account.text()).is_some());
+
+    let out = support::get(&format!("{base}/logout"), &[("Cookie", &jar_header(&jar))]);
+    assert_eq!(out.status, 302);
+    assert_eq!(out.header("location"), Some("/login"));
+    jar_update(&mut jar, &out.all("set-cookie"));
+    assert!(jar.iter().any(|(n, _)| n == "__isp_shutdown"));
+    let login = support::get(&format!("{base}/login"), &[("Cookie", &jar_header(&jar))]);
+    assert!(login.text().contains(",\"x\":true});</script>"), "the login page runs the shutdown");
+    assert!(support::page_token(&login.text()).is_none());
+
+    child.kill().unwrap();
+    let mut banner = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut banner).unwrap();
+    let _ = child.wait();
+    assert!(banner.contains("log in as alice or bob") || banner.contains("alice or bob"), "{banner}");
+}
+
+#[test]
+fn the_documented_configs_are_valid() {
+    for name in ["intercom-secure-proxy.yaml", "demo.yaml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name);
+        let out = Command::new(binary())
+            .args(["check", "-c"])
+            .arg(&path)
+            .env("INTERCOM_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -1,0 +1,324 @@
+//! Bounded memory, measured on the real proxy process (RSS from /proc, not timings):
+//! a 256 MiB page, a page with no insertion point, and 1,000 slow-reading clients.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{sections, Proxy, Reply, Upstream, TRUSTED_HEADER};
+
+const MIB: usize = 1 << 20;
+const HEAD: &[u8] = b"<!DOCTYPE html><html><head><meta charset=utf-8><title>big</title><script>window.intercomSettings={app_id:'abc12345',user_id:'u'}</script></head><body>\n";
+const TAIL: &[u8] = b"</body></html>\n";
+
+/// 64 KiB of body content; the page is HEAD + BLOCK * n + TAIL.
+fn block() -> Vec<u8> {
+    let mut b = Vec::with_capacity(64 * 1024);
+    let mut i = 0u32;
+    while b.len() < 64 * 1024 {
+        b.extend_from_slice(format!("<p class=row-{i}>row {i} of a very long legacy report</p>\n").as_bytes());
+        i += 1;
+    }
+    b.truncate(64 * 1024);
+    b
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Samples the process's RSS every 10 ms until stopped; returns the peak in KiB.
+fn sample_peak(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop.load(Ordering::SeqCst) {
+            peak = peak.max(rss_kib(pid, "VmRSS:"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    })
+}
+
+fn big_page_upstream(blocks: usize, head: &'static [u8]) -> Upstream {
+    let block = Arc::new(block());
+    Upstream::start(move |req| {
+        if req.path() == "/warm" {
+            return Reply::html(&b"<html><head></head><body>warm</body></html>"[..]);
+        }
+        let block = block.clone();
+        let mut n = 0usize;
+        Reply::Stream {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+            next: Box::new(move || {
+                n += 1;
+                match n {
+                    1 => Some(head.to_vec()),
+                    k if k <= blocks + 1 => Some(block.to_vec()),
+                    k if k == blocks + 2 => Some(TAIL.to_vec()),
+                    _ => None,
+                }
+            }),
+        }
+    })
+}
+
+/// Reads a chunked HTTP/1.1 response body from `s`, handing each piece to `f`.
+fn read_chunked(s: &mut TcpStream, mut f: impl FnMut(&[u8])) {
+    let mut r = std::io::BufReader::with_capacity(256 * 1024, s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        line.clear();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        let size = usize::from_str_radix(line.trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        let mut left = size;
+        while left > 0 {
+            let cap = left.min(buf.len());
+            let n = r.read(&mut buf[..cap]).unwrap();
+            assert!(n > 0);
+            f(&buf[..n]);
+            left -= n;
+        }
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf).unwrap();
+    }
+}
+
+/// Compares a streamed body with HEAD + BLOCK*n + TAIL, once our script (in the head)
+/// is cut out; returns whether our script was present.
+struct Checker {
+    head_buf: Vec<u8>,
+    in_head: bool,
+    block: Vec<u8>,
+    offset: u64,
+    blocks: usize,
+    had_script: bool,
+}
+
+impl Checker {
+    fn new(blocks: usize) -> Self {
+        Checker { head_buf: Vec::new(), in_head: true, block: block(), offset: 0, blocks, had_script: false }
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        if self.in_head {
+            self.head_buf.extend_from_slice(data);
+            let marker = b"<body>\n";
+            let Some(at) = support::find(&self.head_buf, marker) else { return };
+            let head_end = at + marker.len();
+            let head = self.head_buf[..head_end].to_vec();
+            let original = if support::find(&head, b"(function (w, c)").is_some() {
+                self.had_script = true;
+                support::without_our_script(&head)
+            } else {
+                head
+            };
+            assert_eq!(original, HEAD, "the head came through changed");
+            let rest = self.head_buf[head_end..].to_vec();
+            self.in_head = false;
+            self.head_buf.clear();
+            self.compare(&rest);
+            return;
+        }
+        while !data.is_empty() {
+            let n = data.len().min(64 * 1024);
+            self.compare(&data[..n]);
+            data = &data[n..];
+        }
+    }
+
+    fn compare(&mut self, mut data: &[u8]) {
+        let body_len = (self.blocks * self.block.len()) as u64;
+        while !data.is_empty() {
+            if self.offset < body_len {
+                let at = (self.offset % self.block.len() as u64) as usize;
+                let n = data.len().min(self.block.len() - at).min((body_len - self.offset) as usize);
+                assert!(data[..n] == self.block[at..at + n], "body differs at offset {}", self.offset);
+                self.offset += n as u64;
+                data = &data[n..];
+            } else {
+                let at = (self.offset - body_len) as usize;
+                let n = data.len();
+                assert_eq!(data, &TAIL[at..at + n]);
+                self.offset += n as u64;
+                data = &[];
+            }
+        }
+    }
+
+    fn finish(self) -> bool {
+        assert!(!self.in_head, "the head never completed");
+        assert_eq!(self.offset, (self.blocks * self.block.len() + TAIL.len()) as u64, "length differs");
+        self.had_script
+    }
+}
+
+fn stream_through(proxy: &Proxy, blocks: usize) -> bool {
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").unwrap();
+    let mut checker = Checker::new(blocks);
+    read_chunked(&mut s, |piece| checker.feed(piece));
+    checker.finish()
+}
+
+fn warm(proxy: &Proxy) {
+    let r = support::get(&proxy.url("/warm"), &[("X-Forwarded-User", "alice")]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_256_mib_page_streams_through_in_bounded_memory() {
+    let blocks = 256 * MIB / (64 * 1024);
+    let up = big_page_upstream(blocks, HEAD);
+    let proxy = Proxy::start(&sections(up.addr, TRUSTED_HEADER, ""));
+    warm(&proxy);
+    let before = rss_kib(proxy.pid(), "VmRSS:");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_peak(proxy.pid(), stop.clone());
+    let had_script = stream_through(&proxy, blocks);
+    stop.store(true, Ordering::SeqCst);
+    let peak = sampler.join().unwrap();
+    assert!(had_script, "the page was rewritten");
+    let growth_mib = (peak.saturating_sub(before)) as f64 / 1024.0;
+    eprintln!("256 MiB page: RSS before {before} KiB, peak {peak} KiB, growth {growth_mib:.1} MiB");
+    assert!(growth_mib < 32.0, "RSS grew by {growth_mib:.1} MiB while streaming 256 MiB");
+}
+
+#[test]
+fn a_page_without_an_insertion_point_passes_through_unchanged_in_bounded_memory() {
+    // No <script>, </head> or <body> for 64 MiB: the scan limit (1 MiB) gives up and
+    // the rest passes through as it came.
+    const NO_POINT_HEAD: &[u8] = b"<!DOCTYPE html><html><head><title>endless</title><body>\n";
+    let blocks = 64 * MIB / (64 * 1024);
+    let endless = Arc::new({
+        let mut b = Vec::new();
+        while b.len() < 64 * 1024 {
+            b.extend_from_slice(b"plain text without any tags at all, line after line of it\n");
+        }
+        b.truncate(64 * 1024);
+        b
+    });
+    let e2 = endless.clone();
+    let up = Upstream::start(move |req| {
+        if req.path() == "/warm" {
+            return Reply::html(&b"<html><head></head><body>warm</body></html>"[..]);
+        }
+        let block = e2.clone();
+        let mut n = 0usize;
+        Reply::Stream {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            next: Box::new(move || {
+                n += 1;
+                match n {
+                    1 => Some(b"<!DOCTYPE html><html><title>endless</title>\n".to_vec()),
+                    k if k <= blocks + 1 => Some(block.to_vec()),
+                    _ => None,
+                }
+            }),
+        }
+    });
+    let _ = NO_POINT_HEAD;
+    let proxy = Proxy::start(&sections(up.addr, TRUSTED_HEADER, ""));
+    warm(&proxy);
+    let before = rss_kib(proxy.pid(), "VmRSS:");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_peak(proxy.pid(), stop.clone());
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").unwrap();
+    let first = b"<!DOCTYPE html><html><title>endless</title>\n";
+    let mut got_first = Vec::new();
+    let mut offset = 0u64;
+    read_chunked(&mut s, |mut piece| {
+        if got_first.len() < first.len() {
+            let n = piece.len().min(first.len() - got_first.len());
+            got_first.extend_from_slice(&piece[..n]);
+            piece = &piece[n..];
+        }
+        for &b in piece {
+            assert_eq!(b, endless[(offset % endless.len() as u64) as usize], "differs at {offset}");
+            offset += 1;
+        }
+    });
+    stop.store(true, Ordering::SeqCst);
+    let peak = sampler.join().unwrap();
+    assert_eq!(got_first, first);
+    assert_eq!(offset, (blocks * endless.len()) as u64);
+    let growth_mib = (peak.saturating_sub(before)) as f64 / 1024.0;
+    eprintln!("no insertion point: growth {growth_mib:.1} MiB");
+    assert!(growth_mib < 32.0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(proxy.log_text().contains("ScanLimit"), "the bail-out is logged");
+}
+
+#[test]
+fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
+    // Each client asks for a 4 MiB page and does not read for a while. A proxy that
+    // buffered responses would hold 4 GiB; Pingora's backpressure holds a few chunks.
+    let blocks = 4 * MIB / (64 * 1024);
+    let up = big_page_upstream(blocks, HEAD);
+    let proxy = Proxy::start(&sections(up.addr, TRUSTED_HEADER, ""));
+    warm(&proxy);
+    let before = rss_kib(proxy.pid(), "VmRSS:");
+    let mut clients = Vec::new();
+    for _ in 0..1000 {
+        let mut s = TcpStream::connect(proxy.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        // A small receive window keeps the kernel from absorbing the responses for us.
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").unwrap();
+        clients.push(s);
+    }
+    // Let every response start and stall against its client.
+    std::thread::sleep(Duration::from_secs(3));
+    let stalled = rss_kib(proxy.pid(), "VmRSS:");
+    let total = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut s| {
+            let total = total.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            total.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let growth_mib = (stalled.saturating_sub(before)) as f64 / 1024.0;
+    let delivered = total.load(Ordering::Relaxed);
+    eprintln!("1000 slow readers: RSS before {before} KiB, stalled {stalled} KiB (+{growth_mib:.1} MiB), delivered {delivered} bytes");
+    assert!(delivered >= 1000 * (4 * MIB as u64), "every client got its page");
+    // 1000 x 4 MiB = 4000 MiB of pending responses: memory holds a small fraction.
+    assert!(growth_mib < 400.0, "RSS grew by {growth_mib:.1} MiB for 1000 stalled clients");
+}
