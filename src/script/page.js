@@ -51,7 +51,8 @@ if (c.x) {
   stub.c = function (args) { stub.q.push(args); };
   ours = stub;
   w.Intercom = stub;
-  loadWidget();
+// Like the official loader, wait for the page: late page code can still set its settings.
+  if (d.readyState === 'complete') { loadWidget(); } else { w.addEventListener('load', loadWidget, false); }
 }
 if (c.j) {
   var settings = w.intercomSettings;
