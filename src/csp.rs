@@ -269,4 +269,28 @@ mod tests {
         assert_eq!(m.judge("img-src *"), MetaVerdict::Allows);
         assert!(matches!(m.judge("script-src 'self', img-src *"), MetaVerdict::Refuse(_)));
     }
+
+    #[test]
+    fn real_world_policies() {
+        // A strict CSP as Google recommends it: nonce + strict-dynamic, with fallbacks
+        // for old browsers that must not make it look permissive.
+        let strict = "object-src 'none'; script-src 'nonce-r4nd0m' 'unsafe-inline' 'unsafe-eval' 'strict-dynamic' https: http:; base-uri 'none'; report-uri https://csp.example.com";
+        assert_eq!(plan(&v(strict)), HeaderPlan { nonce: Some("r4nd0m".into()), needs_hash: false });
+        // An allowlist policy of a large site, with script-src-elem absent.
+        let allowlist = "default-src 'none'; base-uri 'self'; connect-src 'self' uploads.example.com; img-src 'self' data: https:; script-src github.githubassets.com; style-src 'unsafe-inline' github.githubassets.com; upgrade-insecure-requests";
+        let out = amend(&v(allowlist), None, "'sha256-Q'");
+        assert!(out[0].contains("script-src github.githubassets.com 'sha256-Q';"), "{}", out[0]);
+        assert!(out[0].contains("style-src 'unsafe-inline' github.githubassets.com"), "other directives untouched");
+        assert!(out[0].starts_with("default-src 'none'; base-uri 'self';"));
+        // Hash-based strict-dynamic: 'unsafe-inline' is ignored, so a hash is needed.
+        let hashed = "script-src 'strict-dynamic' 'sha256-abc=' 'unsafe-inline' https:; object-src 'none'";
+        assert!(plan(&v(hashed)).needs_hash);
+        // strict-dynamic alone still blocks inline scripts.
+        assert!(plan(&v("script-src 'strict-dynamic'")).needs_hash);
+        // Directive names are case-insensitive; a frame-only policy does not concern us.
+        assert_eq!(plan(&v("SCRIPT-SRC 'NONCE-Abc'")).nonce.as_deref(), Some("Abc"));
+        assert_eq!(plan(&v("frame-ancestors 'none'")), HeaderPlan::default());
+        // An empty or whitespace-only policy header restricts nothing.
+        assert_eq!(plan(&v(" ; ")), HeaderPlan::default());
+    }
 }

@@ -92,6 +92,25 @@ fn one_byte_chunks_give_the_same_output() {
 
 #[test]
 fn parsing_stops_once_the_script_is_placed() {
+    // Counted chunk by chunk: once the script is in, later chunks add no parsed bytes.
+    let page = Bytes::from(support::corpus("app.html"));
+    let mut rw = rewriter_with(LIMITS);
+    let mut fed_when_placed = None;
+    let mut out = Vec::new();
+    for (i, start) in (0..page.len()).step_by(16384).enumerate() {
+        let end = (start + 16384).min(page.len());
+        let mut body = Some(page.slice(start..end));
+        rw.process(&mut body, end == page.len());
+        out.extend_from_slice(&body.unwrap());
+        match fed_when_placed {
+            None if rw.is_done() => fed_when_placed = Some(rw.parsed_bytes()),
+            None => panic!("chunk {i}: app.html's insertion point is in its first chunk"),
+            Some(n) => assert_eq!(rw.parsed_bytes(), n, "chunk {i} was fed to the parser"),
+        }
+    }
+    assert_eq!(support::without_our_script(&out), page.to_vec());
+    assert!(rw.parsed_bytes() < 8192, "parsed {} of {} bytes", rw.parsed_bytes(), page.len());
+
     let page = support::corpus("html-parsing-spec.html");
     let chunks16k: Vec<usize> = (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect();
     let (out, rw) = run(&page, &chunks16k, LIMITS);
