@@ -1,0 +1,123 @@
+//! Operating the proxy: a graceful binary upgrade (`run -u`, then SIGQUIT to the old
+//! process) refuses no connection and fails no request, and SIGTERM stops cleanly.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{binary, free_port, Reply, Upstream, APP_ID, SECRET, TRUSTED_HEADER};
+
+fn config(dir: &std::path::Path, port: u16, upstream: std::net::SocketAddr) -> std::path::PathBuf {
+    let d = dir.display();
+    let yaml = format!(
+        "listen: [\"127.0.0.1:{port}\"]\nserver:\n  threads: 1\n  grace_period: 2s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/p.pid\n  upgrade_sock: {d}/upgrade.sock\nupstream:\n  addresses: [\"{upstream}\"]\nintercom:\n  app_id: {APP_ID}\n  secret_env: TEST_INTERCOM_SECRET\n{TRUSTED_HEADER}"
+    );
+    let path = dir.join("p.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn spawn(conf: &std::path::Path, extra: &[&str], log: &std::path::Path) -> Child {
+    Command::new(binary())
+        .args(["run", "-c"])
+        .arg(conf)
+        .args(extra)
+        .env("TEST_INTERCOM_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
+}
+
+/// One request on a fresh connection; true when a full 200 page with a token came back.
+fn one_request(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut out = Vec::new();
+    if s.read_to_end(&mut out).is_err() {
+        return false;
+    }
+    out.starts_with(b"HTTP/1.1 200") && support::find(&out, b"</html>").is_some() && support::find(&out, b",\"j\":\"").is_some()
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "not listening on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_graceful_upgrade_drops_nothing() {
+    let up = Upstream::start(|_| Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..]));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = config(dir.path(), port, up.addr);
+    let mut old = spawn(&conf, &[], &dir.path().join("old.log"));
+    wait_listening(port);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if one_request(port) {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The new process waits on the upgrade socket; SIGQUIT makes the old one hand over
+    // its listeners, finish what it has in flight, and exit.
+    let mut new = spawn(&conf, &["-u"], &dir.path().join("new.log"));
+    std::thread::sleep(Duration::from_millis(500));
+    signal(old.id(), "-QUIT");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while old.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the old process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let served_before_switch = ok.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    for t in load {
+        t.join().unwrap();
+    }
+    let new_log = std::fs::read_to_string(dir.path().join("new.log")).unwrap();
+    assert!(new.try_wait().unwrap().is_none(), "the new process runs: {new_log}");
+    assert!(ok.load(Ordering::SeqCst) > served_before_switch, "the new process serves");
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "requests failed during the upgrade (ok: {})", ok.load(Ordering::SeqCst));
+
+    // SIGTERM: a graceful stop within the grace period.
+    signal(new.id(), "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = new.try_wait().unwrap() {
+            assert!(status.success() || status.code().is_some(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the proxy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
