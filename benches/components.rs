@@ -1,0 +1,288 @@
+//! Per-request costs of the proxy's other hot-path pieces:
+//!
+//! - `token`: `TokenSigner::sign_fresh` (one HMAC-SHA256 JWT) vs `token_for` (cache hit);
+//! - `identity`: `CurrentUserEndpoint::lookup` on a warm cache (and `session_key`);
+//! - `headers`: `headers::rewritable`, `headers::prepare_rewritten`, `csp::plan`,
+//!   `csp::amend` on a realistic response.
+//!
+//! Run: `cargo bench --bench components`.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{black_box, criterion_group, BatchSize, BenchmarkFilter, Criterion};
+use intercom_secure_proxy::config::{
+    EndpointConfig, InjectConfig, IntercomConfig, PathPattern, Secret, SecretSource, UpstreamConfig,
+};
+use intercom_secure_proxy::identity::endpoint::CurrentUserEndpoint;
+use intercom_secure_proxy::identity::{Identity, Lookup};
+use intercom_secure_proxy::script::{ScriptSettings, ScriptTemplate};
+use intercom_secure_proxy::token::TokenSigner;
+use intercom_secure_proxy::upstream::Upstream;
+use intercom_secure_proxy::{csp, headers};
+use pingora::http::{RequestHeader, ResponseHeader};
+
+// ---------------------------------------------------------------------------
+// Tokens
+
+fn signer() -> TokenSigner {
+    TokenSigner::new(&IntercomConfig {
+        app_id: "abc12345".into(),
+        api_base: "https://api-iam.intercom.io".into(),
+        secret: Secret::new(b"bench-secret-0123456789abcdef0123456789abcdef".to_vec()),
+        secret_source: SecretSource::Inline,
+        token_lifetime: Duration::from_secs(3600),
+        claims: vec!["email".into(), "name".into()],
+    })
+}
+
+fn bench_token(c: &mut Criterion) {
+    let signer = signer();
+    let mut id = Identity::new("bench-user");
+    id.email = Some("bench@example.com".into());
+    id.name = Some("Bench User".into());
+    let fresh = signer.sign_fresh(&id).expect("sign");
+    assert!(fresh.starts_with("eyJ"), "not a JWT: {fresh}");
+    let cached = signer.token_for(&id).expect("sign");
+    assert!(
+        Arc::ptr_eq(&cached, &signer.token_for(&id).expect("sign")),
+        "cache miss on repeat"
+    );
+
+    let mut group = c.benchmark_group("token");
+    group.bench_function("sign_fresh", |b| {
+        b.iter(|| signer.sign_fresh(black_box(&id)).unwrap())
+    });
+    group.bench_function("token_for_cached", |b| {
+        b.iter(|| signer.token_for(black_box(&id)).unwrap())
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Identity: current-user endpoint, warm cache
+
+/// Answers the first request on 127.0.0.1 with a current-user document, then exits.
+fn one_shot_me_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("local addr");
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert!(req.starts_with(b"GET /api/me "), "unexpected request");
+        let body = br#"{"id":42,"email":"bench@example.com","name":"Bench User","plan":"pro"}"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(body);
+    });
+    addr
+}
+
+fn endpoint_config() -> EndpointConfig {
+    EndpointConfig {
+        path: "/api/me".into(),
+        cookies: vec!["session".into()],
+        timeout: Duration::from_secs(2),
+        cache_ttl: Duration::from_secs(3600),
+        negative_cache_ttl: Duration::from_secs(10),
+        cache_capacity: 100_000,
+        user_id: "/id".into(),
+        email: Some("/email".into()),
+        name: Some("/name".into()),
+        attributes: vec![("plan".into(), "/plan".into())],
+    }
+}
+
+fn page_request() -> RequestHeader {
+    let mut req = RequestHeader::build("GET", b"/dashboard", None).unwrap();
+    for (k, v) in [
+        ("host", "app.example.com"),
+        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("cookie", "_ga=GA1.2.123456789.1700000000; session=s%3Aabcdef0123456789abcdef0123456789.sig; intercom-session-abc12345=xyz; theme=dark"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+    ] {
+        req.append_header(k, v).unwrap();
+    }
+    req
+}
+
+fn bench_identity(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let addr = one_shot_me_server();
+    let upstream_config = UpstreamConfig {
+        addresses: vec![addr.to_string()],
+        tls: false,
+        sni: String::new(),
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_secs(2),
+        health_check_interval: None,
+    };
+    let req = page_request();
+    let (endpoint, key) = rt.block_on(async {
+        let (upstream, health) = Upstream::new(&upstream_config).expect("upstream");
+        assert!(health.is_none(), "one address has no health check");
+        let endpoint = CurrentUserEndpoint::new(endpoint_config(), upstream);
+        let key = endpoint.session_key(&req).expect("session cookie");
+        // The one real call: fills the cache.
+        match endpoint.lookup(&key, &req).await {
+            Lookup::Found(id) => assert_eq!(id.user_id, "42"),
+            other => panic!("warm-up lookup failed: {other:?}"),
+        }
+        (endpoint, key)
+    });
+
+    let mut group = c.benchmark_group("identity");
+    group.bench_function("endpoint_lookup_cached", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    match endpoint.lookup(black_box(&key), &req).await {
+                        Lookup::Found(id) => {
+                            black_box(id);
+                        }
+                        other => panic!("cache lookup went wrong: {other:?}"),
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("endpoint_session_key", |b| {
+        b.iter(|| endpoint.session_key(black_box(&req)).unwrap())
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Header filters
+
+/// A realistic strict policy without nonces: the proxy must add its script hash.
+const POLICY: &str = "default-src 'self'; script-src 'self' https://js.intercomcdn.com https://widget.intercom.io https://www.googletagmanager.com 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='; style-src 'self' 'unsafe-inline' https://fonts.googleapis.com; img-src 'self' data: blob: https://static.intercomassets.com https://js.intercomcdn.com; font-src 'self' https://fonts.gstatic.com https://js.intercomcdn.com; connect-src 'self' https://api-iam.intercom.io https://via.intercom.io wss://nexus-websocket-a.intercom.io; media-src https://js.intercomcdn.com; frame-src https://intercom-sheets.com; frame-ancestors 'none'; form-action 'self' https://intercom.help; object-src 'none'; base-uri 'self'; upgrade-insecure-requests; report-uri /csp-report";
+
+fn html_response() -> ResponseHeader {
+    let mut r = ResponseHeader::build(200, None).unwrap();
+    for (k, v) in [
+        ("server", "nginx/1.22.1"),
+        ("date", "Mon, 24 Nov 2025 12:00:00 GMT"),
+        ("content-type", "text/html; charset=utf-8"),
+        ("content-length", "120044"),
+        ("last-modified", "Mon, 24 Nov 2025 11:00:00 GMT"),
+        ("etag", "\"6744a1b0-1d4ec\""),
+        ("accept-ranges", "bytes"),
+        ("cache-control", "public, max-age=600, must-revalidate"),
+        ("vary", "Accept-Encoding, Cookie"),
+        ("content-security-policy", POLICY),
+        (
+            "strict-transport-security",
+            "max-age=63072000; includeSubDomains",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("set-cookie", "theme=dark; Path=/; SameSite=Lax"),
+    ] {
+        r.append_header(k, v).unwrap();
+    }
+    r
+}
+
+fn inject_config() -> InjectConfig {
+    InjectConfig {
+        content_types: vec!["text/html".into(), "application/xhtml+xml".into()],
+        exclude_paths: vec![PathPattern::parse("/password/*").unwrap()],
+        auto_include: false,
+        honor_no_transform: true,
+        max_scan_bytes: 1 << 20,
+        parser_memory_limit: 256 << 10,
+        compression_level: 5,
+    }
+}
+
+fn bench_headers(c: &mut Criterion) {
+    let resp = html_response();
+    let inject = inject_config();
+    assert!(headers::rewritable(&resp, &inject).is_ok());
+    let policies: Vec<String> = resp
+        .headers
+        .get_all("content-security-policy")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let plan = csp::plan(&policies);
+    assert!(
+        plan.needs_hash && plan.nonce.is_none(),
+        "policy should need a hash: {plan:?}"
+    );
+    let script = ScriptTemplate::new(&ScriptSettings {
+        app_id: "abc12345",
+        api_base: "https://api-iam.intercom.io",
+        signed_fields: vec!["user_id", "email", "name"],
+        auto_include: false,
+        cookie_domain: None,
+    })
+    .render(Some("eyJ0.eyJ1.c2ln"), false, None);
+    let hash = script.csp_hash();
+    let amended = csp::amend(&policies, None, &hash);
+    assert!(amended[0].contains(&hash), "hash not added: {amended:?}");
+
+    let mut group = c.benchmark_group("headers");
+    group.bench_function("rewritable", |b| {
+        b.iter(|| headers::rewritable(black_box(&resp), &inject).unwrap())
+    });
+    group.bench_function("prepare_rewritten", |b| {
+        b.iter_batched(
+            || resp.clone(),
+            |mut r| {
+                headers::prepare_rewritten(&mut r);
+                r
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("csp_plan", |b| b.iter(|| csp::plan(black_box(&policies))));
+    group.bench_function("csp_amend", |b| {
+        b.iter(|| csp::amend(black_box(&policies), None, black_box(&hash)))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(800))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    targets = bench_token, bench_identity, bench_headers
+}
+
+/// `cargo bench` passes `--bench`: measure. Under `cargo test --all-targets` (which
+/// passes libtest flags criterion rejects) run every benchmark's set-up checks once.
+fn main() {
+    if std::env::args().any(|a| a == "--bench") {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    } else {
+        let mut c = Criterion::default().with_benchmark_filter(BenchmarkFilter::RejectAll);
+        bench_token(&mut c);
+        bench_identity(&mut c);
+        bench_headers(&mut c);
+        println!("components bench: set-up checks passed (run `cargo bench --bench components` to measure)");
+    }
+}

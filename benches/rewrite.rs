@@ -1,0 +1,163 @@
+//! Page rewriting throughput: each corpus page fed through `PageRewriter` the way the
+//! proxy's body filter receives it (16 KiB `Bytes` slices of one buffer; and, in
+//! `rewrite_one_chunk`, the whole page as one chunk), with the per-response setup
+//! (script render, `MetaCsp`, rewriter construction) inside the measured loop, as in
+//! `SecureModeProxy::start_rewrite`.
+//!
+//! Run: `cargo bench --bench rewrite`. Throughput is reported per page byte, so the
+//! figure is "page bytes delivered per second", not "bytes parsed per second": the
+//! rewriter stops parsing once the script is placed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, Criterion, Throughput};
+use intercom_secure_proxy::csp::MetaCsp;
+use intercom_secure_proxy::rewrite::{Limits, Outcome, PageRewriter, Render};
+use intercom_secure_proxy::script::{ScriptSettings, ScriptTemplate};
+
+/// What a proxy body filter typically receives per call.
+const CHUNK: usize = 16 * 1024;
+/// Over loopback Pingora may hand the filter a small page in a single chunk (seen with
+/// app.html from a local nginx), so the whole page as one chunk is measured too.
+const WHOLE: usize = usize::MAX;
+const PAGES: [&str; 4] = [
+    "app.html",
+    "cloudflare.com.html",
+    "ecma402-spec.html",
+    "html-parsing-spec.html",
+];
+/// A real HS256 token shape (header.claims.signature); the rewriter never inspects it.
+const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYmVuY2gtdXNlciIsImVtYWlsIjoiYmVuY2hAZXhhbXBsZS5jb20iLCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.c2lnbmF0dXJlLW9mLXRoZS1iZW5jaC10b2tlbi0wMTIzNDU2Nzg5YWI";
+
+fn corpus(name: &str) -> Bytes {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus")
+        .join(name);
+    let data =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    Bytes::from(data)
+}
+
+fn template() -> ScriptTemplate {
+    ScriptTemplate::new(&ScriptSettings {
+        app_id: "abc12345",
+        api_base: "https://api-iam.intercom.io",
+        signed_fields: vec!["user_id", "email", "name"],
+        auto_include: false,
+        cookie_domain: None,
+    })
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_scan_bytes: 1 << 20,
+        parser_memory: 256 << 10,
+    }
+}
+
+/// One response: set up like `start_rewrite` (no header CSP, so no nonce), then feed
+/// the page chunk by chunk. Calls `sink` with every output chunk.
+fn rewrite_page(
+    template: &ScriptTemplate,
+    page: &Bytes,
+    chunk: usize,
+    mut sink: impl FnMut(Bytes),
+) -> Outcome {
+    let prerendered = template.render(Some(TOKEN), false, None);
+    let meta = MetaCsp {
+        nonce: None,
+        script: prerendered.clone(),
+    };
+    let render: Render = Box::new(move |_page_nonce| Some(prerendered.html().to_string()));
+    let mut rewriter = PageRewriter::new(render, meta, limits());
+    let mut offset = 0;
+    while offset < page.len() {
+        let end = offset.saturating_add(chunk).min(page.len());
+        let mut body = Some(page.slice(offset..end));
+        rewriter.process(&mut body, end == page.len());
+        if let Some(out) = body {
+            sink(out);
+        }
+        offset = end;
+    }
+    rewriter.outcome()
+}
+
+/// The rewriter must place exactly our script and keep every other byte.
+fn check(template: &ScriptTemplate, name: &str, page: &Bytes, chunk: usize) {
+    let mut out = Vec::with_capacity(page.len() + 8192);
+    let outcome = rewrite_page(template, page, chunk, |b| out.extend_from_slice(&b));
+    assert_eq!(outcome, Outcome::Placed, "{name}: script not placed");
+    let script = template.render(Some(TOKEN), false, None);
+    let script = script.html().as_bytes();
+    assert_eq!(out.len(), page.len() + script.len(), "{name}: output size");
+    let at = out
+        .windows(script.len())
+        .position(|w| w == script)
+        .unwrap_or_else(|| panic!("{name}: script not found in output"));
+    assert_eq!(
+        &out[..at],
+        &page[..at],
+        "{name}: bytes before the script changed"
+    );
+    assert_eq!(
+        &out[at + script.len()..],
+        &page[at..],
+        "{name}: bytes after the script changed"
+    );
+    assert!(
+        String::from_utf8_lossy(&out).contains("\"j\":\"eyJ"),
+        "{name}: token missing"
+    );
+}
+
+fn bench_rewrite(c: &mut Criterion) {
+    let template = template();
+    let pages: Vec<(&str, Bytes)> = PAGES.iter().map(|&name| (name, corpus(name))).collect();
+    for (group_name, chunk) in [("rewrite", CHUNK), ("rewrite_one_chunk", WHOLE)] {
+        let mut group = c.benchmark_group(group_name);
+        for (name, page) in &pages {
+            check(&template, name, page, chunk);
+            group.throughput(Throughput::Bytes(page.len() as u64));
+            group.bench_function(*name, |b| {
+                b.iter(|| {
+                    let mut out_bytes = 0usize;
+                    let outcome = rewrite_page(&template, black_box(page), chunk, |out| {
+                        out_bytes += out.len();
+                        black_box(out);
+                    });
+                    black_box((outcome, out_bytes))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(800))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    targets = bench_rewrite
+}
+
+/// `cargo bench` passes `--bench`: measure. Under `cargo test --all-targets` (which
+/// passes libtest flags criterion rejects) only check that every page rewrites right.
+fn main() {
+    if std::env::args().any(|a| a == "--bench") {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    } else {
+        let template = template();
+        for name in PAGES {
+            let page = corpus(name);
+            check(&template, name, &page, CHUNK);
+            check(&template, name, &page, WHOLE);
+        }
+        println!("rewrite bench: {} pages rewrite correctly (run `cargo bench --bench rewrite` to measure)", PAGES.len());
+    }
+}

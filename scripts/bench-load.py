@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Helpers of scripts/bench-load.sh (not meant to be run by hand).
+
+  big-page SRC OUT SIZE         write SRC's head + its body content repeated, SIZE bytes
+  check-secure UPSTREAM PROXIED SECRET
+                                the proxied page is the upstream page plus exactly one
+                                injected script carrying a valid HS256 token
+  record-wrk FILE key=value...  parse wrk output, print one JSON result line
+  record-rate FILE key=value... wrap loadgen's JSON, print one JSON result line
+  median RESULTS PAGE CONNS TARGET
+                                median req/s of closed-loop runs
+  table RESULTS META            print the comparison table and the targets
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import statistics
+import sys
+
+
+def die(msg):
+    print(f"bench-load: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+
+
+def big_page(src, out, size):
+    size = int(size)
+    page = open(src, "rb").read()
+    body_tag = re.search(rb"<body[^>]*>", page, re.I)
+    end_body = page.lower().rfind(b"</body>")
+    if not body_tag or end_body < body_tag.end():
+        die(f"{src}: no <body>…</body>")
+    head = page[: body_tag.end()]
+    content = page[body_tag.end() : end_body]
+    tail = b"</body></html>\n"
+    parts = [head]
+    total = len(head) + len(tail)
+    while total + len(content) <= size:
+        parts.append(content)
+        total += len(content)
+    # Pad to the exact size with a comment, then close the document.
+    pad = size - total
+    if pad >= 7:
+        parts.append(b"<!--" + b" " * (pad - 7) + b"-->")
+    elif pad > 0:
+        parts.append(b"\n" * pad)
+    parts.append(tail)
+    data = b"".join(parts)
+    assert len(data) == size, (len(data), size)
+    open(out, "wb").write(data)
+
+
+def b64u_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def check_secure(upstream, proxied, secret):
+    up = open(upstream, "rb").read()
+    got = open(proxied, "rb").read()
+    marker = got.find(b'"j":"eyJ')
+    if marker < 0:
+        die(f'{proxied}: no "j":"eyJ token in the proxied page')
+    start = got.rfind(b"<script", 0, marker)
+    extra = len(got) - len(up)
+    script = got[start : start + extra]
+    if start < 0 or extra <= 0 or not script.endswith(b"</script>"):
+        die(f"{proxied}: the injected script is not one <script> element")
+    if got[:start] + got[start + extra :] != up:
+        die(f"{proxied}: bytes outside the injected script differ from the upstream page")
+    token = got[marker + 5 : got.index(b'"', marker + 5)].decode()
+    head, claims, sig = token.split(".")
+    want = hmac.new(secret.encode(), f"{head}.{claims}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(want, b64u_decode(sig)):
+        die(f"{proxied}: token signature does not verify with the bench secret")
+    c = json.loads(b64u_decode(claims))
+    if c.get("user_id") != "bench-user" or c.get("email") != "bench@example.com":
+        die(f"{proxied}: unexpected claims {c}")
+    print(f"script of {extra} bytes at offset {start}, token claims {sorted(c)}")
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+def kv(args):
+    out = {}
+    for a in args:
+        k, v = a.split("=", 1)
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+def cpu_and_rss(r):
+    ticks = r.pop("cpu_ticks", None)
+    hz = r.pop("clk_tck", 100)
+    r["cpu_s"] = ticks / hz if isinstance(ticks, (int, float)) and ticks >= 0 else None
+    hwm = r.pop("hwm_kib", None)
+    r["rss_mib"] = hwm / 1024 if isinstance(hwm, (int, float)) and hwm > 0 else None
+
+
+def record_wrk(path, args):
+    text = open(path, encoding="utf-8", errors="replace").read()
+    r = {"kind": "closed", **kv(args)}
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    if not m or not rps:
+        die(f"cannot parse wrk output:\n{text}")
+    r["requests"] = int(m.group(1))
+    r["rps"] = float(rps.group(1))
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if sock:
+        errors += sum(int(x) for x in sock.groups())
+    r["errors"] = errors
+    cpu_and_rss(r)
+    print(json.dumps(r))
+
+
+def record_rate(path, args):
+    text = open(path, encoding="utf-8").read().strip().splitlines()
+    if not text:
+        die(f"{path}: loadgen printed nothing")
+    g = json.loads(text[-1])
+    r = {"kind": "fixed", **kv(args)}
+    r["requests"] = g["requests"]
+    r["rps"] = g["achieved_rate"]
+    r["target_rate"] = g["target_rate"]
+    r["errors"] = g["non_2xx"] + g["io_errors"] + g["unsent"]
+    # The server's CPU was read around the whole run, warm-up included.
+    r["cpu_requests"] = g["served_total"]
+    for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms"):
+        r[k] = g[k]
+    cpu_and_rss(r)
+    print(json.dumps(r))
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def median_rps(path, page, conns, target):
+    rows = [r["rps"] for r in load(path) if r["kind"] == "closed" and r["page"] == page
+            and r["conns"] == int(conns) and r["target"] == target]
+    if not rows:
+        die(f"no closed-loop result for {target} on {page} at {conns} connections")
+    print(f"{statistics.median(rows):.0f}")
+
+
+TARGETS = ["ours-secure", "ours-passthrough", "nginx-plain", "nginx-njs"]
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def table(path, meta_path):
+    rows = load(path)
+    meta = json.load(open(meta_path))
+    groups = {}
+    for r in rows:
+        key = (r["page"], r["kind"], r["conns"], r["target"])
+        groups.setdefault(key, []).append(r)
+
+    summary = {}
+    for key, runs in groups.items():
+        rps = [r["rps"] for r in runs]
+        per_k = [r["cpu_s"] / r.get("cpu_requests", r["requests"]) * 1000
+                 for r in runs if r.get("cpu_s") is not None and r.get("cpu_requests", r["requests"])]
+        s = {
+            "n": len(runs),
+            "rps": med(rps),
+            "spread": (max(rps) - min(rps)) / statistics.median(rps) * 100 if len(rps) > 1 and statistics.median(rps) else None,
+            "cpu_per_k": med(per_k),
+            "rss": max((r["rss_mib"] for r in runs if r.get("rss_mib")), default=None),
+            "errors": sum(r.get("errors", 0) for r in runs),
+        }
+        if key[1] == "fixed":
+            s["target_rate"] = runs[0]["target_rate"]
+            for k in ("p50_ms", "p99_ms", "p999_ms"):
+                s[k] = med([r.get(k) for r in runs])
+        summary[key] = s
+
+    pages = []
+    for r in rows:
+        if r["page"] not in pages:
+            pages.append(r["page"])
+    headers = ["page", "load", "target", "req/s", "±%", "p50 ms", "p99 ms", "p99.9 ms",
+               "CPU s/1k req", "peak RSS MiB", "errors", "secure/njs", "secure/pass"]
+    lines = []
+    for page in pages:
+        for kind in ("closed", "fixed"):
+            conns = sorted({k[2] for k in summary if k[0] == page and k[1] == kind})
+            for c in conns:
+                for t in TARGETS:
+                    s = summary.get((page, kind, c, t))
+                    if not s:
+                        continue
+                    load_label = f"{c}c closed" if kind == "closed" else f"{c}c @{s['target_rate']:.0f}/s"
+                    ratio_njs = ratio_pass = ""
+                    if t == "ours-secure":
+                        njs = summary.get((page, kind, c, "nginx-njs"))
+                        pas = summary.get((page, kind, c, "ours-passthrough"))
+                        if kind == "closed":
+                            if njs and njs["rps"]:
+                                ratio_njs = f"{s['rps'] / njs['rps']:.2f}x"
+                            if pas and pas["rps"]:
+                                ratio_pass = f"{s['rps'] / pas['rps']:.2f}x"
+                        else:
+                            if njs and njs.get("p99_ms"):
+                                ratio_njs = f"{s['p99_ms'] / njs['p99_ms']:.2f}x p99"
+                            if pas and pas.get("p99_ms"):
+                                ratio_pass = f"{s['p99_ms'] / pas['p99_ms']:.2f}x p99"
+                    lines.append([
+                        page, load_label, t, fmt(s["rps"], ".0f"), fmt(s["spread"], ".0f"),
+                        fmt(s.get("p50_ms"), ".2f"), fmt(s.get("p99_ms"), ".2f"), fmt(s.get("p999_ms"), ".2f"),
+                        fmt(s["cpu_per_k"], ".3f"), fmt(s["rss"], ".1f"), str(s["errors"]), ratio_njs, ratio_pass,
+                    ])
+    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(headers)]
+    numeric = set(range(3, 13))
+
+    def show(cells):
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    print(show(headers))
+    print("  ".join("-" * w for w in widths))
+    last_page = None
+    for l in lines:
+        if last_page is not None and l[0] != last_page:
+            print()
+        last_page = l[0]
+        print(show(l))
+    print()
+    print(f"req/s: median of {meta['repeats']} run(s) ({meta['duration']} s closed-loop wrk, "
+          f"{meta['rate_duration']} s fixed-rate loadgen); ±%: (max-min)/median of req/s.")
+    print("Fixed-rate rows: open-loop at half the nginx-njs closed-loop peak of that page at "
+          f"{meta['rate_conns']} connections; latency from the scheduled send time; req/s = achieved rate; "
+          "ratios there are of p99.")
+    print("CPU: utime+stime of the server process (nginx: its worker) per 1000 requests. Peak RSS: VmHWM "
+          "during the run, reset to the current RSS before each run (so memory the allocator kept from "
+          "earlier runs of the same process still counts).")
+
+    # Targets.
+    print()
+    print("Targets")
+    results = []
+
+    def verdict(ok):
+        return "PASS" if ok else "MISS"
+
+    def closed(page, c, t):
+        return summary.get((page, "closed", c, t))
+
+    for page in pages:
+        if page != "app.html":
+            continue
+        for c in sorted({k[2] for k in summary if k[0] == page and k[1] == "closed"}):
+            sec, njs = closed(page, c, "ours-secure"), closed(page, c, "nginx-njs")
+            if sec and njs and njs["rps"]:
+                r = sec["rps"] / njs["rps"]
+                results.append((r >= 1.25, f"ours-secure >= 1.25x nginx-njs req/s, {page}, {c}c: "
+                                f"{sec['rps']:.0f} vs {njs['rps']:.0f} = {r:.2f}x"))
+    for page in pages:
+        for c in sorted({k[2] for k in summary if k[0] == page and k[1] == "closed"}):
+            sec, pas = closed(page, c, "ours-secure"), closed(page, c, "ours-passthrough")
+            if sec and pas and pas["rps"]:
+                r = sec["rps"] / pas["rps"]
+                results.append((r >= 0.95, f"ours-secure >= 0.95x ours-passthrough req/s, {page}, {c}c: "
+                                f"{sec['rps']:.0f} vs {pas['rps']:.0f} = {r:.2f}x"))
+    for page in pages:
+        for c in sorted({k[2] for k in summary if k[0] == page and k[1] == "fixed"}):
+            sec = summary.get((page, "fixed", c, "ours-secure"))
+            njs = summary.get((page, "fixed", c, "nginx-njs"))
+            if sec and njs and sec.get("p99_ms") is not None and njs.get("p99_ms") is not None:
+                results.append((sec["p99_ms"] <= njs["p99_ms"],
+                                f"p99 at half the nginx-njs peak ({sec['target_rate']:.0f}/s, {c}c), {page}: "
+                                f"ours-secure {sec['p99_ms']:.2f} ms vs nginx-njs {njs['p99_ms']:.2f} ms"))
+    idle = meta.get("idle_rss_mib", {})
+    if "ours-secure" in idle:
+        results.append((idle["ours-secure"] < 32,
+                        f"idle RSS < 32 MiB: ours-secure {idle['ours-secure']:.1f} MiB"
+                        + (f" (ours-passthrough {idle['ours-passthrough']:.1f} MiB)" if "ours-passthrough" in idle else "")))
+    for ok, text in results:
+        print(f"  {verdict(ok)}  {text}")
+    errors = sum(s["errors"] for s in summary.values())
+    if errors:
+        print(f"\nWARNING: {errors} failed requests in total (see the errors column)")
+
+
+def main():
+    if len(sys.argv) < 2:
+        die(__doc__)
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "big-page":
+        big_page(*args)
+    elif cmd == "check-secure":
+        check_secure(*args)
+    elif cmd == "record-wrk":
+        record_wrk(args[0], args[1:])
+    elif cmd == "record-rate":
+        record_rate(args[0], args[1:])
+    elif cmd == "median":
+        median_rps(*args)
+    elif cmd == "table":
+        table(*args)
+    else:
+        die(f"unknown command {cmd}\n{__doc__}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# Load comparison (`make bench-load`): our proxy in Secure Mode vs the same binary in
+# passthrough vs nginx (plain proxy) vs nginx+njs minting the same JWT, all proxying the
+# same static pages on 127.0.0.1, printed as one table with the issue's targets.
+#
+#   scripts/bench-load.sh                   # defaults: ~6 min once the proxy is built
+#   QUICK=1 scripts/bench-load.sh           # 1 repeat, 2 s runs: ~1.5 min
+#
+# Knobs (environment):
+#   DURATION=3       seconds of each closed-loop wrk run
+#   RATE_DURATION=3  seconds of each fixed-rate run (after WARMUP_RATE=0.5 s not counted)
+#   REPEATS=3        interleaved repeats (A B C D, A B C D, ...); the table shows medians
+#   CONNS="1 32 256" closed-loop connection counts (wrk threads: 1 for 1 connection, else 2)
+#   RATE_CONNS=32    connections of the fixed-rate runs; the rate is half the nginx-njs
+#                    closed-loop median of that page at this many connections
+#   PAGES="app.html big.html"   pages (big.html is generated: BIG_MIB=5 MiB)
+#   PIN=1            pin the proxy under test to CPU 0 and the load generator and the
+#                    upstream nginx to CPU 1 (default: let the scheduler place them)
+#   PORT_SECURE=18091 PORT_PASS=18092   our two instances (next free port if taken)
+#   KEEP=1           keep the work directory (logs, raw results) instead of deleting it
+#   BUDGET=570       seconds the whole run should take: when the build was slow (a fresh
+#                    machine), the default durations shrink to 2 s to fit; set DURATION
+#                    to opt out
+#
+# Needs: cargo, python3, and (installed with apt-get when missing) wrk, curl, nginx-light
+# and libnginx-mod-http-js (by ../shared/peers/nginx/run). Everything listens on
+# 127.0.0.1 only; everything started here is stopped on exit, Ctrl-C or failure.
+set -euo pipefail
+
+T0=$(date +%s)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHARED=${SHARED:-$ROOT/../shared}
+PEERS=$SHARED/peers/nginx
+CORPUS=$SHARED/corpus
+HELPER=$ROOT/scripts/bench-load.py
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+USER_SET_DURATION=${DURATION:-}${RATE_DURATION:-}
+if [ "${QUICK:-0}" = 1 ]; then
+  : "${DURATION:=2}" "${RATE_DURATION:=2}" "${REPEATS:=1}"
+fi
+DURATION=${DURATION:-3}
+RATE_DURATION=${RATE_DURATION:-$DURATION}
+WARMUP_RATE=${WARMUP_RATE:-0.5}
+REPEATS=${REPEATS:-3}
+CONNS=${CONNS:-"1 32 256"}
+RATE_CONNS=${RATE_CONNS:-32}
+PAGES=${PAGES:-"app.html big.html"}
+BIG_MIB=${BIG_MIB:-5}
+PIN=${PIN:-0}
+KEEP=${KEEP:-0}
+BUDGET=${BUDGET:-570}   # seconds for the whole script; default durations shrink to fit it
+SECRET=bench-secret-0123456789abcdef0123456789abcdef   # the njs peer's (peers/nginx/jwt.js)
+HDR_USER="X-Forwarded-User: bench-user"
+HDR_EMAIL="X-Forwarded-Email: bench@example.com"
+TARGETS=(ours-secure ours-passthrough nginx-plain nginx-njs)
+
+# Progress goes to the original stderr (fd 3), also from traps that fire while a
+# command's output is redirected to a file.
+exec 3>&2
+log() { printf '[%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&3; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------
+# Cleanup: only what this run started, by pid or by its own nginx prefix.
+WORK=
+NGINX_STARTED=0
+PIDS_OURS=()
+CHILD=
+# A process that exists and is not a zombie (daemonized nginx masters may stay unreaped).
+alive() { [ -r "/proc/$1/stat" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+cleanup() {
+  local rc=$?
+  # Ignore further signals (Ctrl-C twice, a signal sent to the whole process group) so
+  # the cleanup itself is never cut short; it takes a few seconds at most.
+  trap '' INT TERM
+  trap - EXIT
+  [ -n "$CHILD" ] && kill "$CHILD" 2>/dev/null || true
+  for pid in "${PIDS_OURS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  if [ "$NGINX_STARTED" = 1 ]; then
+    local masters=()
+    for f in "$WORK/nginx/nginx.pid" "$WORK/nginx/upstream.pid"; do
+      [ -s "$f" ] || continue
+      masters+=("$(cat "$f")")
+      # Its workers too, so nothing is left behind if the master has to be killed.
+      for w in $(children "$(cat "$f")"); do masters+=("$w"); done
+    done
+    NGINX_PEER_DIR=$WORK/nginx "$PEERS/run" stop >/dev/null 2>&1 || true
+    for _ in $(seq 50); do
+      local alive=0
+      for pid in "${masters[@]}"; do alive "$pid" && alive=1; done
+      [ "$alive" = 0 ] && break
+      sleep 0.1
+    done
+    for pid in "${masters[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  fi
+  for pid in "${PIDS_OURS[@]}"; do
+    for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+    # Kept for a look at the logs after a failure (not after Ctrl-C / TERM).
+    if [ "$KEEP" = 1 ] || { [ "$rc" != 0 ] && [ "$rc" != 130 ] && [ "$rc" != 143 ]; }; then
+      log "work directory kept: $WORK"
+    else
+      rm -rf "$WORK"
+    fi
+  fi
+  [ "$rc" = 0 ] || log "stopped (exit $rc); everything started here is stopped"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Runs a command in the background and waits, so Ctrl-C/TERM reach the trap at once.
+run() { "$@" & CHILD=$!; local rc=0; wait "$CHILD" || rc=$?; CHILD=; return "$rc"; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+  local port=$1 pid=${2:-}
+  for _ in $(seq 100); do
+    port_busy "$port" && return 0
+    [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && return 1
+    sleep 0.1
+  done
+  return 1
+}
+free_port() {
+  local p=$1
+  while port_busy "$p"; do p=$((p + 1)); done
+  echo "$p"
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo -1; }
+status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+reset_hwm() { echo 5 > "/proc/$1/clear_refs" 2>/dev/null || true; }
+children() { { tr ' ' '\n' < "/proc/$1/task/$1/children"; } 2>/dev/null | grep -v '^$' || true; }
+
+# ---------------------------------------------------------------------------
+# Tools
+need_apt() {
+  if ! command -v "$1" >/dev/null; then
+    log "installing $2 (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  fi
+}
+need_apt wrk wrk
+need_apt curl curl
+[ "$PIN" = 1 ] && need_apt taskset util-linux
+command -v python3 >/dev/null || die "python3 is needed for the table"
+[ -d "$CORPUS" ] && [ -x "$PEERS/run" ] || die "shared corpus/peers not found under $SHARED"
+for p in 18080 18081 18082 18083; do
+  port_busy "$p" && die "127.0.0.1:$p is in use: stop the other nginx peers first (../shared/peers/nginx/run stop)"
+done
+PORT_SECURE=$(free_port "${PORT_SECURE:-18091}")
+PORT_PASS=$(free_port "${PORT_PASS:-18092}")
+[ "$PORT_SECURE" = "$PORT_PASS" ] && PORT_PASS=$(free_port $((PORT_PASS + 1)))
+
+WORK=$(mktemp -d /tmp/bench-load.XXXXXX)
+chmod 755 "$WORK"   # nginx workers run unprivileged and serve $WORK/pages
+RESULTS=$WORK/results.jsonl
+: > "$RESULTS"
+
+log "building the proxy (cargo build --release)"
+(cd "$ROOT" && cargo build --release --quiet --bin intercom-secure-proxy)
+BIN=$TARGET_DIR/release/intercom-secure-proxy
+[ -x "$BIN" ] || die "no binary at $BIN"
+
+# The open-loop generator is std-only: plain rustc builds it in about a second.
+LOADGEN=$TARGET_DIR/bench-load/loadgen
+if [ ! -x "$LOADGEN" ] || [ "$ROOT/benches/loadgen.rs" -nt "$LOADGEN" ]; then
+  log "building the load generator (benches/loadgen.rs)"
+  mkdir -p "$(dirname "$LOADGEN")"
+  rustc --edition 2021 -C opt-level=3 "$ROOT/benches/loadgen.rs" -o "$LOADGEN.tmp"
+  mv "$LOADGEN.tmp" "$LOADGEN"
+fi
+
+# ---------------------------------------------------------------------------
+# Pages and peers
+mkdir -p "$WORK/pages"
+for f in "$CORPUS"/*.html; do ln -s "$f" "$WORK/pages/"; done
+python3 "$HELPER" big-page "$CORPUS/app.html" "$WORK/pages/big.html" $((BIG_MIB * 1024 * 1024))
+for page in $PAGES; do [ -e "$WORK/pages/$page" ] || die "no page $page"; done
+
+log "starting nginx peers (upstream 18080, plain 18081, njs 18083)"
+NGINX_STARTED=1
+run env NGINX_PEER_DIR="$WORK/nginx" "$PEERS/run" start "$WORK/pages" >&2
+for p in 18080 18081 18083; do wait_port "$p" || die "nginx peer on $p did not come up"; done
+nginx_worker() {
+  local master w
+  master=$(cat "$WORK/nginx/$1.pid")
+  for _ in $(seq 50); do
+    w=$(children "$master" | head -n 1)
+    [ -n "$w" ] && { echo "$w"; return 0; }
+    sleep 0.1
+  done
+  die "no worker process for nginx $1 (master $master)"
+}
+NGINX_WORKER=$(nginx_worker nginx)
+UPSTREAM_WORKER=$(nginx_worker upstream)
+
+start_ours() {
+  local name=$1 port=$2; shift 2
+  cat > "$WORK/$name.yaml" <<EOF
+listen: ["127.0.0.1:$port"]
+upstream:
+  addresses: ["127.0.0.1:18080"]
+server:
+  threads: 1
+  grace_period: 1s
+  graceful_shutdown_timeout: 1s
+  pid_file: $WORK/$name.pid
+  upgrade_sock: $WORK/$name-upgrade.sock
+intercom:
+  app_id: abc12345
+  secret_env: BENCH_INTERCOM_SECRET
+identity:
+  sources:
+    - type: trusted_header
+      trusted_cidrs: ["127.0.0.1/32"]
+      headers: {user_id: X-Forwarded-User, email: X-Forwarded-Email}
+EOF
+  BENCH_INTERCOM_SECRET=$SECRET RUST_LOG=warn "$BIN" run -c "$WORK/$name.yaml" "$@" > "$WORK/$name.log" 2>&1 &
+  STARTED=$!
+  PIDS_OURS+=("$STARTED")
+  wait_port "$port" "$STARTED" || { cat "$WORK/$name.log" >&2; die "$name did not start"; }
+}
+log "starting our proxy: ours-secure on $PORT_SECURE, ours-passthrough on $PORT_PASS (1 thread each)"
+start_ours ours-secure "$PORT_SECURE"
+SECURE_PID=$STARTED
+start_ours ours-passthrough "$PORT_PASS" --passthrough
+PASS_PID=$STARTED
+
+declare -A PORT=([ours-secure]=$PORT_SECURE [ours-passthrough]=$PORT_PASS [nginx-plain]=18081 [nginx-njs]=18083)
+declare -A PID=([ours-secure]=$SECURE_PID [ours-passthrough]=$PASS_PID [nginx-plain]=$NGINX_WORKER [nginx-njs]=$NGINX_WORKER)
+
+if [ "$PIN" = 1 ]; then
+  for pid in "$SECURE_PID" "$PASS_PID" "$NGINX_WORKER"; do taskset -apc 0 "$pid" >/dev/null; done
+  taskset -apc 1 "$UPSTREAM_WORKER" >/dev/null
+  GEN=(taskset -c 1)
+  log "pinned: proxies under test on CPU 0; upstream nginx and load generators on CPU 1"
+else
+  GEN=()
+fi
+
+# ---------------------------------------------------------------------------
+# Sanity: the right bytes come back before anything is measured.
+get() { curl -sS --fail --max-time 20 -H "$HDR_USER" -H "$HDR_EMAIL" -o "$2" "http://127.0.0.1:$1/$3"; }
+for page in $PAGES; do
+  get 18080 "$WORK/s-upstream-$page" "$page"
+  get "$PORT_SECURE" "$WORK/s-secure-$page" "$page"
+  get "$PORT_PASS" "$WORK/s-pass-$page" "$page"
+  get 18083 "$WORK/s-njs-$page" "$page"
+  grep -q '"j":"eyJ' "$WORK/s-secure-$page" || die "ours-secure: no \"j\":\"eyJ token in $page"
+  msg=$(python3 "$HELPER" check-secure "$WORK/s-upstream-$page" "$WORK/s-secure-$page" "$SECRET") \
+    || die "ours-secure: $page is not the upstream page plus our script"
+  log "sanity $page: ours-secure adds one script with a valid token ($msg)"
+  cmp -s "$WORK/s-upstream-$page" "$WORK/s-pass-$page" || die "ours-passthrough: $page differs from the upstream"
+  log "sanity $page: ours-passthrough is byte-identical to the upstream ($(wc -c < "$WORK/s-pass-$page") bytes)"
+  grep -q 'intercom_user_jwt:"eyJ' "$WORK/s-njs-$page" || die "nginx-njs: no token in $page"
+done
+rm -f "$WORK"/s-*
+
+IDLE_SECURE=$(status_kib "$SECURE_PID" VmRSS)
+IDLE_PASS=$(status_kib "$PASS_PID" VmRSS)
+log "idle RSS after start-up and the sanity requests: ours-secure $((IDLE_SECURE / 1024)) MiB, ours-passthrough $((IDLE_PASS / 1024)) MiB"
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------------------
+# Measurements
+WRK_HDRS=(-H "$HDR_USER" -H "$HDR_EMAIL")
+n_closed=$(( $(wc -w <<<"$PAGES") * $(wc -w <<<"$CONNS") * REPEATS * 4 ))
+n_fixed=$(( $(wc -w <<<"$PAGES") * REPEATS * 4 ))
+estimate() {  # seconds the measurements take with closed-loop runs of $1 s and fixed-rate runs of $2 s
+  awk -v nc="$n_closed" -v nf="$n_fixed" -v d="$1" -v r="$2" -v w="$WARMUP_RATE" -v np="$(wc -w <<<"$PAGES")" \
+    'BEGIN { printf "%d", nc * (d + 0.45) + nf * (r + w + 0.7) + np * 4 * 1.3 + 5 }'
+}
+if [ -z "$USER_SET_DURATION" ]; then
+  elapsed=$(( $(date +%s) - T0 )) planned=$DURATION
+  while [ "$DURATION" -gt 2 ] && [ $(( elapsed + $(estimate "$DURATION" "$RATE_DURATION") )) -gt "$BUDGET" ]; do
+    DURATION=$((DURATION - 1)); RATE_DURATION=$DURATION
+  done
+  [ "$DURATION" != "$planned" ] && log "the build took ${elapsed}s: runs shortened to ${DURATION}s to stay within ${BUDGET}s (set DURATION to override)"
+fi
+log "plan: $n_closed closed-loop runs of ${DURATION}s, then $n_fixed fixed-rate runs of ${RATE_DURATION}s (about $(estimate "$DURATION" "$RATE_DURATION")s)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l > 1.0) }' && \
+  log "WARNING: load average is $LOAD_START before the runs: something else is busy, numbers will be noisy"
+
+for page in $PAGES; do
+  for t in "${TARGETS[@]}"; do   # warm-up, not recorded
+    run "${GEN[@]}" wrk -t 2 -c 8 -d 1s --timeout 30s "${WRK_HDRS[@]}" "http://127.0.0.1:${PORT[$t]}/$page" >/dev/null
+  done
+done
+
+closed_run() {
+  local page=$1 c=$2 t=$3 rep=$4 pid=${PID[$3]} threads=2
+  [ "$c" = 1 ] && threads=1
+  reset_hwm "$pid"
+  local c0 c1
+  c0=$(cpu_ticks "$pid")
+  run "${GEN[@]}" wrk -t "$threads" -c "$c" -d "${DURATION}s" --timeout 30s "${WRK_HDRS[@]}" \
+    "http://127.0.0.1:${PORT[$t]}/$page" > "$WORK/wrk.out" 2>&1 || die "wrk failed: $(cat "$WORK/wrk.out")"
+  c1=$(cpu_ticks "$pid")
+  python3 "$HELPER" record-wrk "$WORK/wrk.out" page="$page" conns="$c" target="$t" rep="$rep" \
+    cpu_ticks=$((c1 - c0)) clk_tck="$CLK_TCK" hwm_kib="$(status_kib "$pid" VmHWM)" >> "$RESULTS"
+  cat "$WORK/wrk.out" >> "$WORK/wrk-all.log"
+}
+
+fixed_run() {
+  local page=$1 rate=$2 t=$3 rep=$4 pid=${PID[$3]}
+  reset_hwm "$pid"
+  local c0 c1
+  c0=$(cpu_ticks "$pid")
+  run "${GEN[@]}" "$LOADGEN" --addr "127.0.0.1:${PORT[$t]}" --path "/$page" --rate "$rate" \
+    --connections "$RATE_CONNS" --duration "$RATE_DURATION" --warmup "$WARMUP_RATE" \
+    -H "$HDR_USER" -H "$HDR_EMAIL" > "$WORK/rate.out" || die "loadgen failed"
+  c1=$(cpu_ticks "$pid")
+  # CPU covers the warm-up too: the per-1000 figure divides by all requests served.
+  python3 "$HELPER" record-rate "$WORK/rate.out" page="$page" conns="$RATE_CONNS" target="$t" rep="$rep" \
+    cpu_ticks=$((c1 - c0)) clk_tck="$CLK_TCK" hwm_kib="$(status_kib "$pid" VmHWM)" >> "$RESULTS"
+}
+
+fixed_rate_page() {
+  local page=$1 peak rate
+  if grep -qw -- "$RATE_CONNS" <<<"$CONNS"; then
+    peak=$(python3 "$HELPER" median "$RESULTS" "$page" "$RATE_CONNS" nginx-njs)
+  else
+    run "${GEN[@]}" wrk -t 2 -c "$RATE_CONNS" -d "${DURATION}s" --timeout 30s "${WRK_HDRS[@]}" \
+      "http://127.0.0.1:18083/$page" > "$WORK/wrk.out"
+    peak=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$WORK/wrk.out")
+  fi
+  rate=$(( peak / 2 ))
+  [ "$rate" -ge 1 ] || rate=1
+  log "fixed-rate $page: $rate req/s (half the nginx-njs peak of $peak at ${RATE_CONNS}c)"
+  for rep in $(seq "$REPEATS"); do
+    for t in "${TARGETS[@]}"; do
+      fixed_run "$page" "$rate" "$t" "$rep"
+    done
+  done
+}
+
+# Page by page: closed-loop (which measures the nginx-njs peak), then fixed-rate, so one
+# page's memory high-water mark does not show up in the next page's rows.
+done_runs=0
+for page in $PAGES; do
+  for c in $CONNS; do
+    for rep in $(seq "$REPEATS"); do
+      for t in "${TARGETS[@]}"; do
+        closed_run "$page" "$c" "$t" "$rep"
+        done_runs=$((done_runs + 1))
+      done
+    done
+    log "closed-loop $page ${c}c done ($done_runs/$n_closed)"
+  done
+  fixed_rate_page "$page"
+done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------------------
+# Report
+cat > "$WORK/meta.json" <<EOF
+{"repeats": $REPEATS, "duration": $DURATION, "rate_duration": $RATE_DURATION, "rate_conns": $RATE_CONNS,
+ "idle_rss_mib": {"ours-secure": $(awk -v k="$IDLE_SECURE" 'BEGIN { print k / 1024 }'),
+                  "ours-passthrough": $(awk -v k="$IDLE_PASS" 'BEGIN { print k / 1024 }')}}
+EOF
+for pid in "$SECURE_PID" "$PASS_PID"; do
+  kill -0 "$pid" 2>/dev/null || die "our proxy (pid $pid) died during the run; see $WORK/*.log"
+done
+echo
+echo "Load comparison: $(nproc) cores, $(uname -r), $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), $(nginx -v 2>&1 | sed 's/.*: //'), proxy $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [ -n "$(cd "$ROOT" && git status --porcelain -- src 2>/dev/null)" ] && echo '+dirty src')"
+echo "Load average (1/5/15 min) before the runs: $LOAD_START, after: $LOAD_END (anything well above 0 before means other work shared the 2 cores)"
+echo "Targets: ours-secure (Secure Mode, trusted_header) :$PORT_SECURE, ours-passthrough :$PORT_PASS, nginx-plain :18081, nginx-njs :18083; upstream nginx :18080; pin=$PIN"
+echo
+python3 "$HELPER" table "$RESULTS" "$WORK/meta.json"
+[ "$KEEP" = 1 ] && cp "$RESULTS" "$WORK/results-final.jsonl"
+echo
+log "done in $(( $(date +%s) - T0 )) s"
