@@ -71,7 +71,7 @@ fn rewrite_page(
         script: prerendered.clone(),
     };
     let render: Render = Box::new(move |_page_nonce| Some(prerendered.html().to_string()));
-    let mut rewriter = PageRewriter::new(render, meta, limits());
+    let mut rewriter = PageRewriter::new(render, meta, limits(), false);
     let mut offset = 0;
     while offset < page.len() {
         let end = offset.saturating_add(chunk).min(page.len());

@@ -52,6 +52,18 @@ pub fn rewritable(resp: &ResponseHeader, inject: &InjectConfig) -> Result<(), Sk
     Ok(())
 }
 
+/// Whether the `Content-Type` names the charset (then no `<meta charset>` matters).
+pub fn declares_charset(resp: &ResponseHeader) -> bool {
+    resp.headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.split(';')
+                .skip(1)
+                .any(|p| p.split('=').next().is_some_and(|k| k.trim().eq_ignore_ascii_case("charset")))
+        })
+}
+
 /// The response's `Content-Encoding`, lowercase; `None` when absent or empty.
 pub fn content_encoding(resp: &ResponseHeader) -> Option<String> {
     let all: Vec<String> = resp

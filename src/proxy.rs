@@ -149,6 +149,7 @@ impl SecureModeProxy {
 
     /// Sets up the rewriter and the headers of a page we rewrite.
     fn start_rewrite(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx, plan: PagePlan) {
+        let charset_in_header = headers::declares_charset(resp);
         headers::prepare_rewritten(resp);
         let policies: Vec<String> = resp
             .headers
@@ -188,6 +189,7 @@ impl SecureModeProxy {
                 max_scan_bytes: inject.max_scan_bytes,
                 parser_memory: inject.parser_memory_limit,
             },
+            charset_in_header,
         ));
         if plan.shutdown && ctx.marker {
             let _ = resp.append_header("set-cookie", logout::marker_clear());

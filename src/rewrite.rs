@@ -1,14 +1,19 @@
 //! Rewrite: streams an HTML body through lol_html until the page script is placed,
 //! then hands every later byte through untouched.
 //!
-//! The script goes before the first of: a `<script>` element, the `</head>` end tag,
-//! the `<body>` start tag; or at the end of a document that has none of them. That is
-//! the earliest point where it still runs before any page code, and it usually leaves
-//! `<meta charset>` in the first kilobyte where browsers look for it.
+//! The script goes at the earliest point where it still runs before any page code and
+//! breaks nothing:
+//!
+//! - right after `<head>`, when the charset is safe: the `Content-Type` header names
+//!   it, or no `charset` appears in the first kilobyte (browsers look for
+//!   `<meta charset>` only there, and the script must not push it out);
+//! - otherwise right after that `<meta charset>` / `http-equiv=Content-Type` element;
+//! - in any case before a `<script>`, the `</head>` end tag or inside `<body>` if one
+//!   of those comes first; or at the end of a document that has none of them.
 //!
 //! Once the script is placed the parser is finished and dropped: the rest of the
-//! response is never parsed, copied or re-chunked. The input is fed in small slices so
-//! that little of the chunk holding the insertion point is parsed either. Memory is
+//! response is never parsed, copied or re-chunked. The input is fed in slices that
+//! start small, so that little beyond the insertion point is parsed either. Memory is
 //! bounded by lol_html's limit; on bail-out (limit hit, or no insertion point within
 //! `max_scan_bytes`) the bytes pass through unmodified.
 
@@ -24,14 +29,18 @@ use once_cell::sync::Lazy;
 
 use crate::csp::{MetaCsp, MetaVerdict};
 
-/// Bytes handed to the parser at a time while looking for the insertion point.
+/// Bytes handed to the parser at a time while looking for the insertion point: the
+/// first slice is small (the point is usually near the top), later ones grow to this.
 const SLICE: usize = 2048;
+const FIRST_SLICE: usize = 256;
+
+/// Browsers look for a `<meta charset>` in this many leading bytes.
+const CHARSET_PRESCAN: usize = 1024;
 
 static SCRIPT: Lazy<Selector> = Lazy::new(|| "script".parse().expect("static selector"));
 static HEAD: Lazy<Selector> = Lazy::new(|| "head".parse().expect("static selector"));
 static BODY: Lazy<Selector> = Lazy::new(|| "body".parse().expect("static selector"));
-static META_CSP: Lazy<Selector> =
-    Lazy::new(|| "meta[http-equiv]".parse().expect("static selector"));
+static META: Lazy<Selector> = Lazy::new(|| "meta".parse().expect("static selector"));
 
 /// Renders the script at the insertion point, given the CSP nonce found on the page
 /// (if any). `None` means "do not inject after all".
@@ -77,6 +86,8 @@ struct Shared {
     refused: AtomicBool,
     placed: AtomicBool,
     meta_csp: MetaCsp,
+    /// Whether the script may go right after `<head>` (decided on the first bytes).
+    head_ok: AtomicBool,
 }
 
 impl Shared {
@@ -114,20 +125,25 @@ struct Scanner {
 /// The streaming rewriter of one response.
 pub struct PageRewriter {
     scanner: Option<Scanner>,
+    /// Leading bytes held back until the charset prescan window is complete, so the
+    /// `<head>` decision is the same however the body is split (`None` once decided).
+    prefix: Option<Vec<u8>>,
     limits: Limits,
     fed: usize,
     outcome: Outcome,
 }
 
 impl PageRewriter {
-    /// Prepares a rewrite that places what `render` returns.
-    pub fn new(render: Render, meta_csp: MetaCsp, limits: Limits) -> Self {
+    /// Prepares a rewrite that places what `render` returns. `charset_in_header` says
+    /// whether the response's `Content-Type` names the charset.
+    pub fn new(render: Render, meta_csp: MetaCsp, limits: Limits, charset_in_header: bool) -> Self {
         let shared = Arc::new(Shared {
             render: Mutex::new(Some(render)),
             meta_nonce: Mutex::new(None),
             refused: AtomicBool::new(false),
             placed: AtomicBool::new(false),
             meta_csp,
+            head_ok: AtomicBool::new(charset_in_header),
         });
         let out = Arc::new(Mutex::new(Vec::with_capacity(SLICE * 2)));
         let settings = Settings::new_send()
@@ -138,7 +154,7 @@ impl PageRewriter {
                     .with_graceful_bail_out_on_memory_limit_exceeded(true),
             )
             .with_graceful_bail_out_on_content_handler_error(true)
-            .append_element_content_handler(handler(&META_CSP, &shared, on_meta))
+            .append_element_content_handler(handler(&META, &shared, on_meta))
             .append_element_content_handler(handler(&SCRIPT, &shared, |el, s| {
                 let nonce = el.get_attribute("nonce");
                 if let Some(html) = s.render(nonce.as_deref()) {
@@ -146,6 +162,12 @@ impl PageRewriter {
                 }
             }))
             .append_element_content_handler(handler(&HEAD, &shared, |el, s| {
+                if s.head_ok.load(Ordering::Acquire) {
+                    if let Some(html) = s.render(None) {
+                        el.prepend(&html, ContentType::Html);
+                    }
+                    return;
+                }
                 let s = s.clone();
                 // Void or self-closed heads have no end tag; the other points apply.
                 let _ = el.on_end_tag(Box::new(move |end| {
@@ -178,6 +200,7 @@ impl PageRewriter {
                 out,
                 shared,
             }),
+            prefix: (!charset_in_header).then(Vec::new),
             limits,
             fed: 0,
             outcome: Outcome::Scanning,
@@ -205,13 +228,29 @@ impl PageRewriter {
         let Some(scanner) = self.scanner.as_mut() else {
             return;
         };
-        let input = body.take().unwrap_or_default();
+        let mut input = body.take().unwrap_or_default();
+        if let Some(mut prefix) = self.prefix.take() {
+            if !prefix.is_empty() || (input.len() < CHARSET_PRESCAN && !end_of_stream) {
+                prefix.extend_from_slice(&input);
+                if prefix.len() < CHARSET_PRESCAN && !end_of_stream {
+                    self.prefix = Some(prefix);
+                    *body = Some(Bytes::new());
+                    return;
+                }
+                input = Bytes::from(prefix);
+            }
+            // No charset declaration to protect in the prescan window: `<head>` is safe.
+            if !contains_ignore_case(&input[..input.len().min(CHARSET_PRESCAN)], b"charset") {
+                scanner.shared.head_ok.store(true, Ordering::Release);
+            }
+        }
         let mut offset = 0;
         let mut finish: Option<Outcome> = None;
         {
             let rewriter = scanner.rewriter.get_mut().unwrap_or_else(|p| p.into_inner());
             while offset < input.len() {
-                let end = (offset + SLICE).min(input.len());
+                let slice = if self.fed < FIRST_SLICE { FIRST_SLICE } else { SLICE.min(self.fed.next_power_of_two()) };
+                let end = (offset + slice).min(input.len());
                 let result = rewriter.write(&input[offset..end]);
                 self.fed += end - offset;
                 offset = end;
@@ -296,12 +335,20 @@ fn handler(
     )
 }
 
-/// A `<meta http-equiv=Content-Security-Policy>` before the insertion point applies to
-/// our script: learn its nonce, amend it with our hash, or refuse to inject.
+/// A charset declaration is the insertion point when `<head>` was not safe. A
+/// `<meta http-equiv=Content-Security-Policy>` before the insertion point applies to our
+/// script: learn its nonce, amend it with our hash, or refuse to inject.
 fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &Arc<Shared>) {
-    let is_csp = el
-        .get_attribute("http-equiv")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("content-security-policy"));
+    let http_equiv = el.get_attribute("http-equiv");
+    let declares_charset = el.has_attribute("charset")
+        || http_equiv.as_deref().is_some_and(|v| v.trim().eq_ignore_ascii_case("content-type"));
+    if declares_charset {
+        if let Some(html) = shared.render(None) {
+            el.after(&html, ContentType::Html);
+        }
+        return;
+    }
+    let is_csp = http_equiv.is_some_and(|v| v.trim().eq_ignore_ascii_case("content-security-policy"));
     if !is_csp {
         return;
     }
@@ -316,6 +363,11 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
         }
         MetaVerdict::Refuse(why) => refuse(shared, &why),
     }
+}
+
+/// ASCII case-insensitive substring search (`needle` lowercase).
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn refuse(shared: &Shared, why: &str) {

@@ -189,6 +189,13 @@ fn csp_page(kind: &str, u: &User) -> Option<(String, Option<&'static str>)> {
             ),
             None,
         ),
+        // The policy comes before the charset declaration, so it governs our script too.
+        "meta-first" => (
+            format!(
+                "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta http-equiv=\"Content-Security-Policy\" content=\"{META_CSP}\">\n<meta charset=\"utf-8\">\n<title>CSP meta first</title>\n<script src=\"/app.js\"></script>\n</head>\n<body>\n<p>Dashboard</p>\n</body>\n</html>\n"
+            ),
+            None,
+        ),
         // Control: an inline script of the page's own under the allowlist policy must be
         // reported as a violation (proves the recorder works and nothing was loosened).
         "control" => (
@@ -304,6 +311,11 @@ fn route(req: &Request, sessions: &Sessions) -> Reply {
                 return html_reply(page, &[]);
             }
             if let Some((page, csp)) = p.strip_prefix("/csp/").and_then(|k| csp_page(k, user.unwrap_or(&GUEST))) {
+                if p == "/csp/meta-first" {
+                    // No charset in Content-Type: the page's <meta charset> is what counts,
+                    // so the proxy places its script after it, under the policy before it.
+                    return Reply::with(200, &[("Content-Type", "text/html")], page);
+                }
                 let extra: Vec<(&str, &str)> = csp.map(|c| ("Content-Security-Policy", c)).into_iter().collect();
                 return html_reply(page, &extra);
             }
@@ -812,6 +824,7 @@ struct CspRun {
     nonce: support::Got,
     header: support::Got,
     meta: support::Got,
+    meta_first: support::Got,
 }
 
 static CSP: OnceLock<CspRun> = OnceLock::new();
@@ -830,13 +843,20 @@ fn csp() -> &'static CspRun {
                 ("nonce", step(u("/csp/nonce"), "boot")),
                 ("header", step(u("/csp/header"), "boot")),
                 ("meta", step(u("/csp/meta"), "boot")),
+                ("meta-first", step(u("/csp/meta-first"), "boot")),
                 ("control", control),
             ],
         );
         let sid = app.session_for(&ALICE);
         let cookie = format!("sid={sid}");
         let get = |p: &str| support::get(&proxy.url(p), &[("Cookie", &cookie), ("Accept", "text/html")]);
-        CspRun { run, nonce: get("/csp/nonce"), header: get("/csp/header"), meta: get("/csp/meta") }
+        CspRun {
+            run,
+            nonce: get("/csp/nonce"),
+            header: get("/csp/header"),
+            meta: get("/csp/meta"),
+            meta_first: get("/csp/meta-first"),
+        }
     })
 }
 
@@ -886,11 +906,21 @@ fn csp_allowlist_header_is_amended_with_a_hash() {
 #[test]
 fn csp_meta_policy_is_amended_with_a_hash() {
     let c = csp();
+    // A policy after our script does not govern it: it is left exactly as it was.
     assert_secure_boot(&c.run, "meta", &ALICE, &[]);
     assert_no_violations(&c.run, "meta");
     let body = c.meta.text();
+    let ours = body.find("(function (w, c) {").expect("our script");
+    let at = body.find("http-equiv=\"Content-Security-Policy\"").expect("meta policy kept");
+    assert!(ours < at, "our script precedes the policy");
+    assert!(body.contains(&format!("content=\"{META_CSP}\">")), "policy untouched");
+    // A policy before our script is amended with exactly our script's hash.
+    assert_secure_boot(&c.run, "meta-first", &ALICE, &[]);
+    assert_no_violations(&c.run, "meta-first");
+    let body = c.meta_first.text();
     let (_, hash) = injected(&body);
     let at = body.find("http-equiv=\"Content-Security-Policy\"").expect("meta policy kept");
+    assert!(at < body.find("(function (w, c) {").unwrap());
     let tag = &body[at..at + body[at..].find('>').unwrap()];
     assert!(tag.contains(&hash), "meta policy does not allow our script ({hash}): {tag}");
     assert!(tag.contains("script-src 'self' https://widget.intercom.io"), "{tag}");

@@ -26,7 +26,7 @@ fn rewriter_with(limits: Limits) -> PageRewriter {
     let s = script();
     let meta = MetaCsp { nonce: None, script: s.clone() };
     let render: Render = Box::new(move |_| Some(s.html().to_string()));
-    PageRewriter::new(render, meta, limits)
+    PageRewriter::new(render, meta, limits, false)
 }
 
 /// Feeds `input` split at `cuts` and returns (output, rewriter).
@@ -109,7 +109,9 @@ fn parsing_stops_once_the_script_is_placed() {
         }
     }
     assert_eq!(support::without_our_script(&out), page.to_vec());
-    assert!(rw.parsed_bytes() < 8192, "parsed {} of {} bytes", rw.parsed_bytes(), page.len());
+    // app.html declares its charset first thing in <head>: the parser stops in the
+    // first slice instead of reading the 5 KB of <head> before its first script.
+    assert!(rw.parsed_bytes() <= 256, "parsed {} of {} bytes", rw.parsed_bytes(), page.len());
 
     let page = support::corpus("html-parsing-spec.html");
     let chunks16k: Vec<usize> = (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect();
@@ -147,22 +149,47 @@ fn place(html: &str) -> String {
 }
 
 #[test]
-fn the_script_goes_before_the_first_page_script() {
+fn the_script_goes_at_the_earliest_safe_point() {
+    // A charset declaration in the first kilobyte: right after it, so it stays there.
     assert_eq!(
         place("<!DOCTYPE html><html><head><meta charset=utf-8><title>x</title><script src=a.js></script></head><body></body></html>"),
-        "<!DOCTYPE html><html><head><meta charset=utf-8><title>x</title>[S]<script src=a.js></script></head><body></body></html>"
+        "<!DOCTYPE html><html><head><meta charset=utf-8>[S]<title>x</title><script src=a.js></script></head><body></body></html>"
     );
-    assert_eq!(place("<html><head><title>t</title></head><body><p>x</body>"), "<html><head><title>t</title>[S]</head><body><p>x</body>");
+    assert_eq!(
+        place("<html><head><title>t</title><meta http-equiv=Content-Type content=\"text/html; charset=utf-8\"></head>"),
+        "<html><head><title>t</title><meta http-equiv=Content-Type content=\"text/html; charset=utf-8\">[S]</head>"
+    );
+    // No charset to protect: right after <head>.
+    assert_eq!(place("<html><head><title>t</title></head><body><p>x</body>"), "<html><head>[S]<title>t</title></head><body><p>x</body>");
+    assert_eq!(place("<HTML><HEAD><SCRIPT type=module>1</SCRIPT>"), "<HTML><HEAD>[S]<SCRIPT type=module>1</SCRIPT>");
+    // Page code before the charset declaration still comes after us.
+    assert_eq!(
+        place("<head><title>t</title><script>early()</script><meta charset=utf-8>"),
+        "<head><title>t</title>[S]<script>early()</script><meta charset=utf-8>"
+    );
+    // No <head>: the first script, <body>, or the end.
     assert_eq!(place("<p>no head<script>x()</script>"), "<p>no head[S]<script>x()</script>");
     assert_eq!(place("<body class=a><p>x"), "<body class=a>[S]<p>x");
     assert_eq!(place("just text"), "just text[S]");
     // Comments and strings that look like tags are not insertion points.
     assert_eq!(
-        place("<head><!-- <script> --><title>&lt;script&gt;</title></head>"),
-        "<head><!-- <script> --><title>&lt;script&gt;</title>[S]</head>"
+        place("<head><!-- <script> --><title>&lt;script&gt;</title><meta charset=utf-8></head>"),
+        "<head><!-- <script> --><title>&lt;script&gt;</title><meta charset=utf-8>[S]</head>"
     );
-    // Uppercase and attributes.
-    assert_eq!(place("<HTML><HEAD><SCRIPT type=module>1</SCRIPT>"), "<HTML><HEAD>[S]<SCRIPT type=module>1</SCRIPT>");
+}
+
+#[test]
+fn a_charset_in_the_content_type_header_allows_the_head() {
+    let html = "<html><head><meta charset=utf-8><title>x</title></head>";
+    let s = script();
+    let meta = MetaCsp { nonce: None, script: s.clone() };
+    let html_s = s.html().to_string();
+    let render: Render = Box::new(move |_| Some(html_s.clone()));
+    let mut rw = PageRewriter::new(render, meta, LIMITS, true);
+    let mut body = Some(Bytes::from_static(html.as_bytes()));
+    rw.process(&mut body, true);
+    let out = String::from_utf8(body.unwrap().to_vec()).unwrap().replace(s.html(), "[S]");
+    assert_eq!(out, "<html><head>[S]<meta charset=utf-8><title>x</title></head>");
 }
 
 #[test]
@@ -174,9 +201,9 @@ fn an_incomplete_tag_at_the_end_is_kept() {
 
 #[test]
 fn no_insertion_point_within_the_scan_limit_means_untouched() {
-    let mut page = b"<html><head><title>".to_vec();
+    let mut page = b"<html><title>".to_vec();
     page.extend(std::iter::repeat_n(b'x', 200_000));
-    page.extend_from_slice(b"</title></head><body></body></html>");
+    page.extend_from_slice(b"</title><body></body></html>");
     let limits = Limits { max_scan_bytes: 64 << 10, parser_memory: 256 << 10 };
     let (out, rw) = run(&page, &random_cuts(page.len(), 7), limits);
     assert_eq!(rw.outcome(), Outcome::GaveUp(GiveUpReason::ScanLimit));
@@ -186,7 +213,7 @@ fn no_insertion_point_within_the_scan_limit_means_untouched() {
 
 #[test]
 fn a_tag_larger_than_the_parser_memory_bails_out_unchanged() {
-    let mut page = b"<html><head><meta content=\"".to_vec();
+    let mut page = b"<html><meta content=\"".to_vec();
     page.extend(std::iter::repeat_n(b'y', 600_000));
     page.extend_from_slice(b"\"><script>x()</script></head></html>");
     let limits = Limits { max_scan_bytes: 4 << 20, parser_memory: 64 << 10 };
@@ -198,7 +225,7 @@ fn a_tag_larger_than_the_parser_memory_bails_out_unchanged() {
 #[test]
 fn meta_csp_before_the_insertion_point_is_amended_with_the_hash() {
     let s = script();
-    let html = "<head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'\"><script src=x.js></script>";
+    let html = "<head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'\"><meta charset=\"utf-8\"><script src=x.js></script>";
     let (out, _) = run(html.as_bytes(), &[], LIMITS);
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains(&format!("content=\"script-src 'self' {}\"", s.csp_hash())), "{out}");
@@ -217,8 +244,8 @@ fn meta_csp_with_a_nonce_gives_our_script_that_nonce() {
     let pre = template.render(Some("h.p.s"), false, None);
     let meta = MetaCsp { nonce: None, script: pre.clone() };
     let render: Render = Box::new(move |nonce| Some(template.render(Some("h.p.s"), false, nonce).html().to_string()));
-    let mut rw = PageRewriter::new(render, meta, LIMITS);
-    let html = "<head><meta http-equiv=content-security-policy content=\"script-src 'nonce-abc123'\"><script nonce=abc123>1</script>";
+    let mut rw = PageRewriter::new(render, meta, LIMITS, false);
+    let html = "<head><meta http-equiv=content-security-policy content=\"script-src 'nonce-abc123'\"><meta charset=utf-8><script nonce=abc123>1</script>";
     let mut body = Some(Bytes::from_static(html.as_bytes()));
     rw.process(&mut body, true);
     let out = String::from_utf8(body.unwrap().to_vec()).unwrap();
@@ -227,8 +254,24 @@ fn meta_csp_with_a_nonce_gives_our_script_that_nonce() {
 
 #[test]
 fn meta_csp_that_cannot_be_amended_means_no_injection() {
-    let html = "<head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self', img-src *\"><script src=x.js></script>";
+    let html = "<head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self', img-src *\"><meta charset=utf-8><script src=x.js></script>";
     let (out, rw) = run(html.as_bytes(), &[], LIMITS);
     assert_eq!(rw.outcome(), Outcome::GaveUp(GiveUpReason::MetaCsp));
     assert_eq!(out, html.as_bytes());
+}
+
+#[test]
+fn the_head_decision_does_not_depend_on_how_the_body_is_split() {
+    // No charset in the first kilobyte, a <head> early, a script after 1 KiB.
+    let mut page = b"<!DOCTYPE html><html><head><title>t</title>".to_vec();
+    page.extend(std::iter::repeat_n(b'x', 1500).collect::<Vec<_>>());
+    page.extend_from_slice(b"<script>x()</script></head><body>hi</body></html>");
+    let (whole, _) = run(&page, &[], LIMITS);
+    let (bytewise, _) = run(&page, &one_byte_cuts(page.len()), LIMITS);
+    assert_eq!(bytewise, whole);
+    for seed in 0..8 {
+        assert_eq!(run(&page, &random_cuts(page.len(), seed), LIMITS).0, whole, "seed {seed}");
+    }
+    let text = String::from_utf8(whole).unwrap();
+    assert!(text.starts_with("<!DOCTYPE html><html><head><script>(function"), "placed right after <head>");
 }

@@ -22,7 +22,9 @@ var loadWidget = function () {
   var s = d.createElement('script');
   s.async = true;
   s.setAttribute('data-intercom-secure-proxy', '');
-  if (nonce) { s.nonce = nonce; }
+// The page's nonce, when our script came before the policy that needs it.
+  var n = nonce || (d.querySelector('script[nonce]') || {}).nonce;
+  if (n) { s.nonce = n; }
   s.src = c.l;
   var x = d.getElementsByTagName('script')[0];
   if (x && x.parentNode) { x.parentNode.insertBefore(s, x); } else { (d.head || d.documentElement).appendChild(s); }
