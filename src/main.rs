@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// Large per-response buffers (a page's first chunk) would otherwise make glibc grow and
+/// trim its heap on every response; mimalloc keeps and reuses that memory.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use intercom_secure_proxy::config::Config;
 use intercom_secure_proxy::identity::Identity;
 use intercom_secure_proxy::token::TokenSigner;
