@@ -476,6 +476,15 @@ impl ProxyHttp for SecureModeProxy {
         Ok(None)
     }
 
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &pingora::Error) -> bool {
+        // A client that goes away mid-response is routine traffic, not an error to page on.
+        matches!(error.esource(), pingora::ErrorSource::Downstream)
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError
+            )
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut RequestCtx) {
         if let Some(rw) = &ctx.rewriter {
             if let Outcome::GaveUp(reason) = rw.outcome() {
