@@ -219,12 +219,7 @@ fn bench_headers(c: &mut Criterion) {
     let resp = html_response();
     let inject = inject_config();
     assert!(headers::rewritable(&resp, &inject).is_ok());
-    let policies: Vec<String> = resp
-        .headers
-        .get_all("content-security-policy")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect();
+    let policies = csp::policies(&resp);
     let plan = csp::plan(&policies);
     assert!(
         plan.needs_hash && plan.nonce.is_none(),

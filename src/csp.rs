@@ -110,6 +110,15 @@ pub struct HeaderPlan {
     pub needs_hash: bool,
 }
 
+/// The enforced `Content-Security-Policy` header values of a response.
+pub fn policies(resp: &pingora::http::ResponseHeader) -> Vec<String> {
+    resp.headers
+        .get_all("content-security-policy")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
+}
+
 /// Reads the enforced CSP header values of a response.
 pub fn plan(header_values: &[String]) -> HeaderPlan {
     let mut plan = HeaderPlan::default();

@@ -151,12 +151,7 @@ impl SecureModeProxy {
     fn start_rewrite(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx, plan: PagePlan) {
         let charset_in_header = headers::declares_charset(resp);
         headers::prepare_rewritten(resp);
-        let policies: Vec<String> = resp
-            .headers
-            .get_all("content-security-policy")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect();
+        let policies = csp::policies(resp);
         let csp_plan = csp::plan(&policies);
         let token = plan.token.clone();
         let prerendered = self

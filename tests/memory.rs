@@ -49,8 +49,9 @@ fn sample_peak(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> 
     })
 }
 
-fn big_page_upstream(blocks: usize, head: &'static [u8]) -> Upstream {
-    let block = Arc::new(block());
+/// An upstream streaming `first`, then `block` `blocks` times, then `last` (chunked);
+/// `/warm` answers a small page.
+fn streaming_upstream(first: &'static [u8], block: Arc<Vec<u8>>, blocks: usize, last: &'static [u8], ctype: &'static str) -> Upstream {
     Upstream::start(move |req| {
         if req.path() == "/warm" {
             return Reply::html(&b"<html><head></head><body>warm</body></html>"[..]);
@@ -59,18 +60,22 @@ fn big_page_upstream(blocks: usize, head: &'static [u8]) -> Upstream {
         let mut n = 0usize;
         Reply::Stream {
             status: 200,
-            headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+            headers: vec![("Content-Type".into(), ctype.into())],
             next: Box::new(move || {
                 n += 1;
                 match n {
-                    1 => Some(head.to_vec()),
+                    1 => Some(first.to_vec()),
                     k if k <= blocks + 1 => Some(block.to_vec()),
-                    k if k == blocks + 2 => Some(TAIL.to_vec()),
+                    k if k == blocks + 2 && !last.is_empty() => Some(last.to_vec()),
                     _ => None,
                 }
             }),
         }
     })
+}
+
+fn big_page_upstream(blocks: usize, head: &'static [u8]) -> Upstream {
+    streaming_upstream(head, Arc::new(block()), blocks, TAIL, "text/html; charset=utf-8")
 }
 
 /// Reads a chunked HTTP/1.1 response body from `s`, handing each piece to `f`.
@@ -210,7 +215,6 @@ fn a_256_mib_page_streams_through_in_bounded_memory() {
 fn a_page_without_an_insertion_point_passes_through_unchanged_in_bounded_memory() {
     // No <script>, </head> or <body> for 64 MiB: the scan limit (1 MiB) gives up and
     // the rest passes through as it came.
-    const NO_POINT_HEAD: &[u8] = b"<!DOCTYPE html><html><head><title>endless</title><body>\n";
     let blocks = 64 * MIB / (64 * 1024);
     let endless = Arc::new({
         let mut b = Vec::new();
@@ -220,27 +224,7 @@ fn a_page_without_an_insertion_point_passes_through_unchanged_in_bounded_memory(
         b.truncate(64 * 1024);
         b
     });
-    let e2 = endless.clone();
-    let up = Upstream::start(move |req| {
-        if req.path() == "/warm" {
-            return Reply::html(&b"<html><head></head><body>warm</body></html>"[..]);
-        }
-        let block = e2.clone();
-        let mut n = 0usize;
-        Reply::Stream {
-            status: 200,
-            headers: vec![("Content-Type".into(), "text/html".into())],
-            next: Box::new(move || {
-                n += 1;
-                match n {
-                    1 => Some(b"<!DOCTYPE html><html><title>endless</title>\n".to_vec()),
-                    k if k <= blocks + 1 => Some(block.to_vec()),
-                    _ => None,
-                }
-            }),
-        }
-    });
-    let _ = NO_POINT_HEAD;
+    let up = streaming_upstream(b"<!DOCTYPE html><html><title>endless</title>\n", endless.clone(), blocks, b"", "text/html");
     let proxy = Proxy::start(&sections(up.addr, TRUSTED_HEADER, ""));
     warm(&proxy);
     let before = rss_kib(proxy.pid(), "VmRSS:");
