@@ -90,7 +90,13 @@ fn a_graceful_upgrade_drops_nothing() {
     // The new process waits on the upgrade socket; SIGQUIT makes the old one hand over
     // its listeners, finish what it has in flight, and exit.
     let mut new = spawn(&conf, &["-u"], &dir.path().join("new.log"));
-    std::thread::sleep(Duration::from_millis(500));
+    // The new process is ready once it listens on the upgrade socket.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.path().join("upgrade.sock").exists() {
+        assert!(Instant::now() < deadline, "the new process never opened the upgrade socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
     signal(old.id(), "-QUIT");
     let deadline = Instant::now() + Duration::from_secs(15);
     while old.try_wait().unwrap().is_none() {
