@@ -142,7 +142,7 @@ fn bench_identity(c: &mut Criterion) {
         let endpoint = CurrentUserEndpoint::new(endpoint_config(), upstream);
         let key = endpoint.session_key(&req).expect("session cookie");
         // The one real call: fills the cache.
-        match endpoint.lookup(&key, &req).await {
+        match endpoint.lookup(&key).await {
             Lookup::Found(id) => assert_eq!(id.user_id, "42"),
             other => panic!("warm-up lookup failed: {other:?}"),
         }
@@ -155,7 +155,7 @@ fn bench_identity(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    match endpoint.lookup(black_box(&key), &req).await {
+                    match endpoint.lookup(black_box(&key)).await {
                         Lookup::Found(id) => {
                             black_box(id);
                         }

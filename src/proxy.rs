@@ -131,7 +131,7 @@ impl SecureModeProxy {
             return (None, None);
         }
         let path = session.req_header().uri.path();
-        match self.identity.resolve(&ctx.hints, session.req_header()).await {
+        match self.identity.resolve(&ctx.hints).await {
             Lookup::Found(id) => match self.signer.token_for(&id) {
                 Ok(token) => (Some(token), Some(self.user_tag(&id.user_id))),
                 Err(e) => {

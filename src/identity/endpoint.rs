@@ -132,7 +132,7 @@ impl CurrentUserEndpoint {
     }
 
     /// Who the session belongs to, from the cache or the endpoint.
-    pub async fn lookup(&self, key: &SessionKey, _req: &RequestHeader) -> Lookup {
+    pub async fn lookup(&self, key: &SessionKey) -> Lookup {
         let fetched = self
             .cache
             .try_get_with(key.digest, async {

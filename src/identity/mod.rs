@@ -142,7 +142,7 @@ impl IdentityResolver {
     }
 
     /// Response phase: who is this? Consults the sources in order.
-    pub async fn resolve(&self, hints: &RequestHints, req: &RequestHeader) -> Lookup {
+    pub async fn resolve(&self, hints: &RequestHints) -> Lookup {
         let mut failure = None;
         for kind in &self.order {
             match kind {
@@ -155,7 +155,7 @@ impl IdentityResolver {
                     let (Some(e), Some(key)) = (&self.endpoint, &hints.session) else {
                         continue;
                     };
-                    match e.lookup(key, req).await {
+                    match e.lookup(key).await {
                         Lookup::Found(id) => return Lookup::Found(id),
                         Lookup::Anonymous => {}
                         Lookup::Failed(why) => failure = Some(why),
