@@ -12,7 +12,7 @@ pub type Skip = &'static str;
 /// documents in an encoding we can decode qualify; everything else passes through.
 pub fn rewritable(resp: &ResponseHeader, inject: &InjectConfig) -> Result<(), Skip> {
     let status = resp.status.as_u16();
-    if !(200..300).contains(&status) || matches!(status, 204 | 205 | 206) {
+    if !(200..300).contains(&status) || matches!(status, 204..=206) {
         return Err("status");
     }
     let headers = &resp.headers;

@@ -75,7 +75,7 @@ enum Command {
     },
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::from_file(path).map_err(|e| {
         eprintln!("intercom-secure-proxy: {e}");
         ExitCode::from(2)
