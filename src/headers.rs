@@ -20,17 +20,12 @@ pub fn rewritable(resp: &ResponseHeader, inject: &InjectConfig) -> Result<(), Sk
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .ok_or("no content-type")?;
-    let mut parts = ctype.split(';');
-    let media = parts.next().unwrap_or("").trim();
+    let media = ctype.split(';').next().unwrap_or("").trim();
     if !inject.content_types.iter().any(|t| t.eq_ignore_ascii_case(media)) {
         return Err("content-type");
     }
     // lol_html handles ASCII-compatible charsets only.
-    let charset = parts
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-        .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
-    if charset.is_some_and(|c| c.starts_with("utf-16") || c.starts_with("utf-32")) {
+    if charset(resp).is_some_and(|c| c.starts_with("utf-16") || c.starts_with("utf-32")) {
         return Err("charset");
     }
     if headers.get(http::header::CONTENT_RANGE).is_some() {
@@ -52,16 +47,15 @@ pub fn rewritable(resp: &ResponseHeader, inject: &InjectConfig) -> Result<(), Sk
     Ok(())
 }
 
-/// Whether the `Content-Type` names the charset (then no `<meta charset>` matters).
-pub fn declares_charset(resp: &ResponseHeader) -> bool {
-    resp.headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .skip(1)
-                .any(|p| p.split('=').next().is_some_and(|k| k.trim().eq_ignore_ascii_case("charset")))
-        })
+/// The `charset` parameter of the `Content-Type`, lowercase and unquoted.
+pub fn charset(resp: &ResponseHeader) -> Option<String> {
+    let ctype = resp.headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    ctype
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase())
 }
 
 /// The response's `Content-Encoding`, lowercase; `None` when absent or empty.

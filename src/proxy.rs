@@ -17,7 +17,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use bytes::BytesMut;
-use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::compression::ResponseCompression;
 use pingora::protocols::http::compression::Algorithm;
@@ -46,8 +45,6 @@ pub struct SecureModeProxy {
     user_tag_key: [u8; 32],
     /// When false the proxy only forwards (the benchmark's passthrough baseline).
     rewrite: bool,
-    /// For logout requests the proxy answers itself (interstitial mode).
-    connector: Connector,
 }
 
 /// Logout exchanges answered by the proxy itself are small; anything larger is refused.
@@ -101,7 +98,6 @@ impl SecureModeProxy {
             user_tag_key: key.finalize().into(),
             config,
             rewrite: true,
-            connector: Connector::new(None),
         }
     }
 
@@ -149,7 +145,7 @@ impl SecureModeProxy {
 
     /// Sets up the rewriter and the headers of a page we rewrite.
     fn start_rewrite(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx, plan: PagePlan) {
-        let charset_in_header = headers::declares_charset(resp);
+        let charset_in_header = headers::charset(resp).is_some();
         headers::prepare_rewritten(resp);
         let policies = csp::policies(resp);
         let csp_plan = csp::plan(&policies);
@@ -241,10 +237,6 @@ impl SecureModeProxy {
             }
             body.extend_from_slice(&chunk);
         }
-        let peer = self
-            .upstream
-            .peer()
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no upstream address available"))?;
         let mut req = session.req_header().clone();
         req.remove_header(&http::header::TRANSFER_ENCODING);
         if body.is_empty() {
@@ -252,32 +244,10 @@ impl SecureModeProxy {
         } else {
             req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         }
-        let (mut upstream, _) = self.connector.get_http_session(&peer).await?;
-        upstream.write_request_header(Box::new(req)).await?;
-        if !body.is_empty() {
-            upstream.write_request_body(body.freeze(), true).await?;
-        }
-        upstream.finish_request_body().await?;
-        upstream.read_response_header().await?;
-        let mut resp = upstream
-            .response_header()
-            .cloned()
-            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "logout: no response header"))?;
-        let mut resp_body = BytesMut::new();
-        while let Some(chunk) = upstream.read_response_body().await? {
-            if resp_body.len() + chunk.len() > MAX_LOGOUT_BODY {
-                return Error::e_explain(ErrorType::HTTPStatus(502), "logout response body too large");
-            }
-            resp_body.extend_from_slice(&chunk);
-        }
-        if upstream.response_done() {
-            self.connector
-                .release_http_session(upstream, &peer, Some(std::time::Duration::from_secs(60)))
-                .await;
-        }
+        let (mut resp, resp_body) = self.upstream.exchange(req, body.freeze(), MAX_LOGOUT_BODY).await?;
         self.identity.forget_session(&ctx.hints).await;
         self.finish_logout(session, &mut resp, ctx);
-        let out = ctx.replacement.take().unwrap_or_else(|| resp_body.freeze());
+        let out = ctx.replacement.take().unwrap_or(resp_body);
         for h in ["connection", "keep-alive", "transfer-encoding", "proxy-connection"] {
             resp.remove_header(h);
         }

@@ -11,10 +11,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use moka::future::Cache;
 use moka::Expiry;
-use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 
@@ -58,7 +57,6 @@ impl Expiry<[u8; 32], Cached> for TtlPolicy {
 pub struct CurrentUserEndpoint {
     config: EndpointConfig,
     upstream: Arc<Upstream>,
-    connector: Connector,
     cache: Cache<[u8; 32], Cached>,
 }
 
@@ -75,7 +73,6 @@ impl CurrentUserEndpoint {
         CurrentUserEndpoint {
             config,
             upstream,
-            connector: Connector::new(None),
             cache,
         }
     }
@@ -161,7 +158,6 @@ impl CurrentUserEndpoint {
     }
 
     async fn fetch(&self, key: &SessionKey) -> Result<Cached, String> {
-        let peer = self.upstream.peer().ok_or("no upstream address available")?;
         let mut req = RequestHeader::build("GET", self.config.path.as_bytes(), None)
             .map_err(|e| e.to_string())?;
         let headers = [
@@ -173,45 +169,12 @@ impl CurrentUserEndpoint {
         for (name, value) in headers {
             req.insert_header(name, value).map_err(|e| e.to_string())?;
         }
-        let (mut session, _reused) = self
-            .connector
-            .get_http_session(&peer)
+        let (header, body) = self
+            .upstream
+            .exchange(req, Bytes::new(), MAX_BODY)
             .await
-            .map_err(|e| format!("connect: {}", e.etype().as_str()))?;
-        session.set_read_timeout(Some(self.config.timeout));
-        session.set_write_timeout(Some(self.config.timeout));
-        session
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(|e| format!("write: {}", e.etype().as_str()))?;
-        session
-            .finish_request_body()
-            .await
-            .map_err(|e| format!("write: {}", e.etype().as_str()))?;
-        session
-            .read_response_header()
-            .await
-            .map_err(|e| format!("read: {}", e.etype().as_str()))?;
-        let status = session
-            .response_header()
-            .map(|h| h.status.as_u16())
-            .unwrap_or(0);
-        let mut body = BytesMut::new();
-        while let Some(chunk) = session
-            .read_response_body()
-            .await
-            .map_err(|e| format!("read body: {}", e.etype().as_str()))?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(format!("answer larger than {MAX_BODY} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        if session.response_done() {
-            self.connector
-                .release_http_session(session, &peer, Some(Duration::from_secs(60)))
-                .await;
-        }
+            .map_err(|e| e.to_string())?;
+        let status = header.status.as_u16();
         match status {
             200..=299 => self.map_document(&body).map(|id| id.map(Arc::new)),
             // Not logged in: the usual answers of an app for a missing session.
