@@ -4,10 +4,11 @@
 //! The script goes at the earliest point where it still runs before any page code and
 //! breaks nothing:
 //!
-//! - right after `<head>`, when the charset is safe: the `Content-Type` header names
-//!   it, or no `charset` appears in the first kilobyte (browsers look for
-//!   `<meta charset>` only there, and the script must not push it out);
-//! - otherwise right after that `<meta charset>` / `http-equiv=Content-Type` element;
+//! - right after `<head>`, when the `Content-Type` header names the charset;
+//! - otherwise right after a `<meta charset>` / `http-equiv=Content-Type` element
+//!   (browsers look for it only in the first kilobyte, and the script must not push it
+//!   out). No bytes are held back to look for one: an app that sends its first bytes
+//!   and then pauses gets them to the browser at once;
 //! - in any case before a `<script>`, the `</head>` end tag or inside `<body>` if one
 //!   of those comes first; or at the end of a document that has none of them.
 //!
@@ -33,9 +34,6 @@ use crate::csp::{MetaCsp, MetaVerdict};
 /// first slice is small (the point is usually near the top), later ones grow to this.
 const SLICE: usize = 2048;
 const FIRST_SLICE: usize = 256;
-
-/// Browsers look for a `<meta charset>` in this many leading bytes.
-const CHARSET_PRESCAN: usize = 1024;
 
 static SCRIPT: Lazy<Selector> = Lazy::new(|| "script".parse().expect("static selector"));
 static HEAD: Lazy<Selector> = Lazy::new(|| "head".parse().expect("static selector"));
@@ -86,8 +84,8 @@ struct Shared {
     refused: AtomicBool,
     placed: AtomicBool,
     meta_csp: MetaCsp,
-    /// Whether the script may go right after `<head>` (decided on the first bytes).
-    head_ok: AtomicBool,
+    /// Whether the script may go right after `<head>` (the header names the charset).
+    head_ok: bool,
 }
 
 impl Shared {
@@ -125,9 +123,6 @@ struct Scanner {
 /// The streaming rewriter of one response.
 pub struct PageRewriter {
     scanner: Option<Scanner>,
-    /// Leading bytes held back until the charset prescan window is complete, so the
-    /// `<head>` decision is the same however the body is split (`None` once decided).
-    prefix: Option<Vec<u8>>,
     limits: Limits,
     fed: usize,
     outcome: Outcome,
@@ -143,7 +138,7 @@ impl PageRewriter {
             refused: AtomicBool::new(false),
             placed: AtomicBool::new(false),
             meta_csp,
-            head_ok: AtomicBool::new(charset_in_header),
+            head_ok: charset_in_header,
         });
         let out = Arc::new(Mutex::new(Vec::with_capacity(SLICE * 2)));
         let settings = Settings::new_send()
@@ -162,7 +157,7 @@ impl PageRewriter {
                 }
             }))
             .append_element_content_handler(handler(&HEAD, &shared, |el, s| {
-                if s.head_ok.load(Ordering::Acquire) {
+                if s.head_ok {
                     if let Some(html) = s.render(None) {
                         el.prepend(&html, ContentType::Html);
                     }
@@ -200,7 +195,6 @@ impl PageRewriter {
                 out,
                 shared,
             }),
-            prefix: (!charset_in_header).then(Vec::new),
             limits,
             fed: 0,
             outcome: Outcome::Scanning,
@@ -228,22 +222,7 @@ impl PageRewriter {
         let Some(scanner) = self.scanner.as_mut() else {
             return;
         };
-        let mut input = body.take().unwrap_or_default();
-        if let Some(mut prefix) = self.prefix.take() {
-            if !prefix.is_empty() || (input.len() < CHARSET_PRESCAN && !end_of_stream) {
-                prefix.extend_from_slice(&input);
-                if prefix.len() < CHARSET_PRESCAN && !end_of_stream {
-                    self.prefix = Some(prefix);
-                    *body = Some(Bytes::new());
-                    return;
-                }
-                input = Bytes::from(prefix);
-            }
-            // No charset declaration to protect in the prescan window: `<head>` is safe.
-            if !contains_ignore_case(&input[..input.len().min(CHARSET_PRESCAN)], b"charset") {
-                scanner.shared.head_ok.store(true, Ordering::Release);
-            }
-        }
+        let input = body.take().unwrap_or_default();
         let mut offset = 0;
         let mut finish: Option<Outcome> = None;
         {
@@ -363,11 +342,6 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
         }
         MetaVerdict::Refuse(why) => refuse(shared, &why),
     }
-}
-
-/// ASCII case-insensitive substring search (`needle` lowercase).
-fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn refuse(shared: &Shared, why: &str) {

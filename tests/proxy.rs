@@ -244,11 +244,10 @@ fn hostile_user_attributes_stay_inside_the_token() {
     assert_eq!(verify(&page_token(&html).unwrap())["name"], name);
 }
 
-#[test]
-fn the_body_is_streamed_not_buffered() {
-    // The upstream sends the head of a page, then waits until the client has seen it.
-    // A buffering proxy would never forward it and the client read would time out.
-    let up = Upstream::start(move |_| {
+/// An upstream that sends `first` of a page without a charset in its `Content-Type`,
+/// then holds the rest until `gate` opens (or 30 s pass).
+fn held_upstream(first: &'static [u8], gate: &'static Gate) -> Upstream {
+    Upstream::start(move |_| {
         let mut sent_first = false;
         Reply::Stream {
             status: 200,
@@ -256,31 +255,60 @@ fn the_body_is_streamed_not_buffered() {
             next: Box::new(move || {
                 if !sent_first {
                     sent_first = true;
-                    return Some(b"<html><head><script>1</script></head><body>".to_vec());
+                    return Some(first.to_vec());
                 }
-                GATE.wait(Duration::from_secs(20));
+                gate.wait(Duration::from_secs(30));
                 None
             }),
         }
-    });
-    let proxy = proxy_for(&up, "");
+    })
+}
+
+/// Asks a logged-in page and reads until `until` shows up; the read times out (and the
+/// test fails) long before the upstream would give up waiting for the gate.
+fn read_until_while_held(proxy: &Proxy, until: &[u8]) -> Vec<u8> {
     let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice-1\r\n\r\n").unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 65536];
-    while support::find(&seen, b"<script>1</script>").is_none() {
-        let n = s.read(&mut buf).expect("first bytes arrive while the upstream is still sending");
+    while support::find(&seen, until).is_none() {
+        let n = s.read(&mut buf).expect("the first bytes arrive while the upstream still holds the rest");
         assert!(n > 0, "connection closed early");
         seen.extend_from_slice(&buf[..n]);
     }
-    GATE.open();
+    seen
+}
+
+#[test]
+fn the_body_is_streamed_not_buffered() {
+    // The upstream sends the head of a page, then waits until the client has seen it.
+    // A buffering proxy would never forward it and the client read would time out.
+    static HEAD_SEEN: Gate = Gate(std::sync::atomic::AtomicBool::new(false));
+    let up = held_upstream(b"<html><head><script>1</script></head><body>", &HEAD_SEEN);
+    let proxy = proxy_for(&up, "");
+    let seen = read_until_while_held(&proxy, b"<script>1</script>");
+    HEAD_SEEN.open();
     assert!(support::find(&seen, b"(function (w, c)").is_some());
 }
 
-/// A one-shot gate the streaming upstream waits on (opened by the client side).
+#[test]
+fn the_first_bytes_go_out_before_the_insertion_point_is_found() {
+    // 300 bytes with no charset and no insertion point yet, then a pause: the client
+    // must get them during the pause, not when the rest of the page arrives.
+    static REST_HELD: Gate = Gate(std::sync::atomic::AtomicBool::new(false));
+    const FIRST: &[u8] = b"<!DOCTYPE html><html><head><title>A legacy page that pauses</title>\
+<link rel=stylesheet href=/a.css><link rel=stylesheet href=/b.css><link rel=stylesheet href=/c.css>\
+<link rel=icon href=/favicon.ico><meta name=viewport content=\"width=device-width\"><!-- 300 bytes, then a pause -->";
+    let up = held_upstream(FIRST, &REST_HELD);
+    let proxy = proxy_for(&up, "");
+    let seen = read_until_while_held(&proxy, b"then a pause -->");
+    REST_HELD.open();
+    assert!(support::find(&seen, b"<!DOCTYPE html><html><head><title>").is_some());
+}
+
+/// A one-shot gate a streaming upstream waits on (opened by the client side).
 struct Gate(std::sync::atomic::AtomicBool);
-static GATE: Gate = Gate(std::sync::atomic::AtomicBool::new(false));
 impl Gate {
     fn wait(&self, limit: Duration) {
         let start = std::time::Instant::now();

@@ -159,8 +159,9 @@ fn the_script_goes_at_the_earliest_safe_point() {
         place("<html><head><title>t</title><meta http-equiv=Content-Type content=\"text/html; charset=utf-8\"></head>"),
         "<html><head><title>t</title><meta http-equiv=Content-Type content=\"text/html; charset=utf-8\">[S]</head>"
     );
-    // No charset to protect: right after <head>.
-    assert_eq!(place("<html><head><title>t</title></head><body><p>x</body>"), "<html><head>[S]<title>t</title></head><body><p>x</body>");
+    // No charset declared anywhere: before the end of <head> (the first bytes are never
+    // held back to find out whether a declaration follows).
+    assert_eq!(place("<html><head><title>t</title></head><body><p>x</body>"), "<html><head><title>t</title>[S]</head><body><p>x</body>");
     assert_eq!(place("<HTML><HEAD><SCRIPT type=module>1</SCRIPT>"), "<HTML><HEAD>[S]<SCRIPT type=module>1</SCRIPT>");
     // Page code before the charset declaration still comes after us.
     assert_eq!(
@@ -261,8 +262,24 @@ fn meta_csp_that_cannot_be_amended_means_no_injection() {
 }
 
 #[test]
-fn the_head_decision_does_not_depend_on_how_the_body_is_split() {
-    // No charset in the first kilobyte, a <head> early, a script after 1 KiB.
+fn the_first_bytes_are_not_held_back_without_a_charset_in_the_header() {
+    // An app that sends its first bytes and then pauses: whatever the parser has seen
+    // whole goes out at once, before the rest of the page exists.
+    let first = b"<!DOCTYPE html><html><head><title>t</title><link rel=stylesheet href=a.css>";
+    let mut rw = rewriter_with(LIMITS);
+    let mut body = Some(Bytes::from_static(first));
+    rw.process(&mut body, false);
+    assert_eq!(body.unwrap().as_ref(), &first[..], "the first chunk comes out whole and unchanged");
+    assert_eq!(rw.outcome(), Outcome::Scanning);
+    let mut body = Some(Bytes::from_static(b"<script>x()</script></head>"));
+    rw.process(&mut body, false);
+    assert_eq!(rw.outcome(), Outcome::Placed);
+    assert!(body.unwrap().starts_with(b"<script>(function"), "placed before the first script");
+}
+
+#[test]
+fn placement_does_not_depend_on_how_the_body_is_split() {
+    // No charset anywhere, a <head> early, a script after 1 KiB.
     let mut page = b"<!DOCTYPE html><html><head><title>t</title>".to_vec();
     page.extend(std::iter::repeat_n(b'x', 1500).collect::<Vec<_>>());
     page.extend_from_slice(b"<script>x()</script></head><body>hi</body></html>");
@@ -273,5 +290,6 @@ fn the_head_decision_does_not_depend_on_how_the_body_is_split() {
         assert_eq!(run(&page, &random_cuts(page.len(), seed), LIMITS).0, whole, "seed {seed}");
     }
     let text = String::from_utf8(whole).unwrap();
-    assert!(text.starts_with("<!DOCTYPE html><html><head><script>(function"), "placed right after <head>");
+    let at = text.find("<script>(function").expect("placed");
+    assert_eq!(&text[at - 1500..at], "x".repeat(1500), "placed right before the page's first script");
 }
