@@ -30,3 +30,4 @@ pub mod script;
 pub mod server;
 pub mod token;
 pub mod upstream;
+pub mod warn;

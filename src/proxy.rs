@@ -131,13 +131,13 @@ impl SecureModeProxy {
             Lookup::Found(id) => match self.signer.token_for(&id) {
                 Ok(token) => (Some(token), Some(self.user_tag(&id.user_id))),
                 Err(e) => {
-                    log::warn!("{e}; serving {path} without a Messenger token");
+                    crate::warn_limited!("{e}; serving {path} without a Messenger token");
                     (None, None)
                 }
             },
             Lookup::Anonymous => (None, None),
             Lookup::Failed(why) => {
-                log::warn!("{why}; serving {path} without a Messenger token");
+                crate::warn_limited!("{why}; serving {path} without a Messenger token");
                 (None, None)
             }
         }

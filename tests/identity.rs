@@ -19,7 +19,7 @@ fn endpoint_identity(extra: &str) -> String {
 }
 
 /// An app whose /api/me behaves per session cookie value:
-/// `alice` → alice, `slow` → answers after 2 s, `boom` → 500, `junk` → not JSON, else 401.
+/// `alice` → alice, `big1`/`big2` → ids beyond 2^53, `float` → a non-integer id, `slow` → answers after 2 s, `boom` → 500, `junk` → not JSON, else 401.
 fn app(calls: Arc<AtomicUsize>) -> Upstream {
     Upstream::start(move |req| match req.path() {
         "/api/me" => {
@@ -33,6 +33,9 @@ fn app(calls: Arc<AtomicUsize>) -> Upstream {
                         r#"{"user":{"id":42,"mail":"alice@example.com","plan":"pro"},"name":"Alice"}"#,
                     )),
                 ),
+                Some("big1") => Reply::with(200, &[], r#"{"user":{"id":12345678901234567890123}}"#),
+                Some("big2") => Reply::with(200, &[], r#"{"user":{"id":12345678901234567890124}}"#),
+                Some("float") => Reply::with(200, &[], r#"{"user":{"id":4.2e1}}"#),
                 Some("slow") => Reply::After(Duration::from_secs(2), Box::new(Reply::with(200, &[], r#"{"id":"x"}"#))),
                 Some("boom") => Reply::with(500, &[], "oops"),
                 Some("junk") => Reply::with(200, &[("Content-Type", "application/json")], "<html>not json"),
@@ -168,3 +171,19 @@ fn a_login_drops_the_cached_answer_for_that_session() {
     let _ = proxy;
 }
 
+
+#[test]
+fn numeric_ids_beyond_2_pow_53_keep_every_digit() {
+    let up = app(Arc::new(AtomicUsize::new(0)));
+    let proxy = proxy(&up);
+    let id = |sid: &str| {
+        let r = get(&proxy.url("/"), &[("Cookie", &format!("sid={sid}"))]);
+        verify(&page_token(&r.text()).expect("token"))["user_id"].clone()
+    };
+    assert_eq!(id("big1"), "12345678901234567890123");
+    assert_eq!(id("big2"), "12345678901234567890124");
+    // A number that is not an integer names nobody for sure: no token.
+    let r = get(&proxy.url("/"), &[("Cookie", "sid=float")]);
+    assert_eq!(page_token(&r.text()), None);
+    assert!(proxy.log_text().contains("not an integer"), "{}", proxy.log_text());
+}

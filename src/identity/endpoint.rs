@@ -191,7 +191,12 @@ impl CurrentUserEndpoint {
             None | Some(serde_json::Value::Null) => return Ok(None),
             Some(serde_json::Value::String(s)) if s.is_empty() => return Ok(None),
             Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Number(n)) => n.to_string(),
+            // With serde_json's arbitrary_precision these are the digits the app sent:
+            // ids beyond 2^53 must not be rounded into someone else's.
+            Some(serde_json::Value::Number(n)) if is_integer_literal(&n.to_string()) => n.to_string(),
+            Some(serde_json::Value::Number(_)) => {
+                return Err(format!("user id at {} is a number but not an integer", self.config.user_id))
+            }
             Some(other) => {
                 return Err(format!(
                     "user id at {} is not a string or number but {}",
@@ -217,6 +222,12 @@ impl CurrentUserEndpoint {
         }
         Ok(Some(identity))
     }
+}
+
+/// `-?[0-9]+`: a JSON integer exactly as written.
+fn is_integer_literal(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn push_pair(out: &mut String, pair: &str) {

@@ -81,8 +81,17 @@ impl TrustedHeaderSource {
             return None;
         }
         let user_id = single_value(req, &self.config.user_id)?;
+        let email = self.config.email.as_ref().and_then(|h| single_value(req, h));
+        if [Some(&user_id), email.as_ref()].into_iter().flatten().any(|v| may_be_joined(v)) {
+            crate::warn_limited!(
+                "identity header {} or {} holds a comma-separated list (a proxy may have joined two headers); no identity for this request",
+                self.config.user_id,
+                self.config.email.as_deref().unwrap_or("-")
+            );
+            return None;
+        }
         let mut identity = Identity::new(user_id);
-        identity.email = self.config.email.as_ref().and_then(|h| single_value(req, h));
+        identity.email = email;
         identity.name = self.config.name.as_ref().and_then(|h| single_value(req, h));
         Some(identity)
     }
@@ -95,12 +104,20 @@ impl TrustedHeaderSource {
     }
 }
 
+/// Whether an identifier may be two values a proxy joined into one (`a, b` or `a,b`,
+/// the way HTTP folds repeated headers). Names are display text and may hold commas;
+/// user ids and emails never do in practice, and guessing which half is meant would
+/// sign someone's identity for someone else.
+fn may_be_joined(value: &str) -> bool {
+    value.contains(',')
+}
+
 /// The header's value when it is present exactly once, non-empty and UTF-8.
 fn single_value(req: &RequestHeader, name: &str) -> Option<String> {
     let mut values = req.headers.get_all(name).iter();
     let first = values.next()?;
     if values.next().is_some() {
-        log::warn!("identity header {name} sent more than once; ignoring it");
+        crate::warn_limited!("identity header {name} sent more than once; ignoring it");
         return None;
     }
     // Auth proxies send names in UTF-8; `to_str` would reject anything non-ASCII.
@@ -156,6 +173,16 @@ mod tests {
         assert_eq!(got.user_id, "alice");
         assert_eq!(got.email.as_deref(), Some("alice@example.com"));
         assert!(req.headers.get("x_forwarded_user").is_none());
+    }
+
+    #[test]
+    fn joined_values_are_no_identity() {
+        for joined in ["alice, bob", "alice,bob", "alice ,bob"] {
+            let mut req = request(&[("X-Forwarded-User", joined)]);
+            assert!(source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none(), "{joined}");
+        }
+        let mut req = request(&[("X-Forwarded-User", "alice"), ("X-Forwarded-Email", "a@example.com, b@example.com")]);
+        assert!(source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none());
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! Rate-limited warnings: a failing identity source or a hostile client must not turn
+//! every request into a log line. Each call site logs a short burst per interval, then
+//! holds lines back and says how many when it logs again.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+/// Lines a call site may log in one interval (a few distinct problems at once all show).
+const BURST: u32 = 5;
+/// The interval, in milliseconds.
+const INTERVAL_MS: u64 = 10_000;
+
+/// One call site's state (created by [`warn_limited!`](crate::warn_limited)).
+pub struct Limiter(Mutex<Window>);
+
+struct Window {
+    /// Start of the current interval, in ms since [`epoch`] (`None` before the first line).
+    start: Option<u64>,
+    logged: u32,
+    held_back: u64,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Limiter {
+    /// A limiter that has not logged yet.
+    pub const fn new() -> Self {
+        Limiter(Mutex::new(Window { start: None, logged: 0, held_back: 0 }))
+    }
+
+    /// `Some(n)` when a line may be logged now, `n` being how many were held back
+    /// before it; `None` when this one is held back.
+    pub fn admit(&self) -> Option<u64> {
+        self.admit_at(epoch().elapsed().as_millis() as u64)
+    }
+
+    fn admit_at(&self, now: u64) -> Option<u64> {
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if w.start.is_none_or(|s| now.saturating_sub(s) >= INTERVAL_MS) {
+            w.start = Some(now);
+            w.logged = 0;
+        }
+        if w.logged >= BURST {
+            w.held_back += 1;
+            return None;
+        }
+        w.logged += 1;
+        Some(std::mem::take(&mut w.held_back))
+    }
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `log::warn!`, at most a few lines per 10 s per call site, noting how many were held
+/// back.
+#[macro_export]
+macro_rules! warn_limited {
+    ($($arg:tt)+) => {{
+        static LIMITER: $crate::warn::Limiter = $crate::warn::Limiter::new();
+        if let Some(held) = LIMITER.admit() {
+            if held > 0 {
+                log::warn!("{} ({held} more like this not logged)", format_args!($($arg)+));
+            } else {
+                log::warn!($($arg)+);
+            }
+        }
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_per_interval_then_the_count() {
+        let l = Limiter::new();
+        for t in 0..BURST as u64 {
+            assert_eq!(l.admit_at(100 + t), Some(0));
+        }
+        assert_eq!(l.admit_at(200), None);
+        assert_eq!(l.admit_at(100 + INTERVAL_MS - 1), None);
+        assert_eq!(l.admit_at(100 + INTERVAL_MS), Some(2));
+        assert_eq!(l.admit_at(100 + INTERVAL_MS + 1), Some(0));
+    }
+}
