@@ -128,6 +128,13 @@ pub struct ServerSettings {
     pub error_log: Option<PathBuf>,
     /// Idle upstream connections kept for reuse.
     pub upstream_keepalive_pool_size: usize,
+    /// Time a client has to send a whole request head (nginx `client_header_timeout`).
+    pub client_header_timeout: Duration,
+    /// Time an idle keep-alive client connection is kept between requests (nginx
+    /// `keepalive_timeout`); zero turns client keep-alive off.
+    pub client_keepalive_timeout: Duration,
+    /// Client connections served at once; further ones wait in the kernel's backlog.
+    pub max_client_connections: usize,
 }
 
 /// Intercom workspace settings.
@@ -291,6 +298,30 @@ fn glob_match(pat: &[u8], s: &[u8]) -> bool {
 }
 
 impl Config {
+    /// Settings that are valid but risky, one sentence each naming the key and the fix;
+    /// `check` prints them and `run` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let SecretSource::File(path) = &self.intercom.secret_source {
+            if let Some(mode) = group_or_other_readable(path) {
+                out.push(format!(
+                    "intercom.secret_file: the secret file is readable by group or others (mode {mode:o}); run chmod 600 on it"
+                ));
+            }
+        }
+        for (n, s) in self.identity.sources.iter().enumerate() {
+            let SourceConfig::TrustedHeader(t) = s else { continue };
+            for (i, net) in t.trusted_cidrs.iter().enumerate() {
+                if net.prefix_len() == 0 {
+                    out.push(format!(
+                        "identity.sources[{n}].trusted_cidrs[{i}]: {net} trusts every address to assert who is logged in; list only the auth proxy's addresses"
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// A human summary for `check`; never includes the secret.
     pub fn summary(&self) -> String {
         use std::fmt::Write as _;
@@ -415,6 +446,9 @@ struct FileServer {
     upgrade_sock: Option<PathBuf>,
     error_log: Option<PathBuf>,
     upstream_keepalive_pool_size: Option<usize>,
+    client_header_timeout: Option<String>,
+    client_keepalive_timeout: Option<String>,
+    max_client_connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -521,6 +555,14 @@ const API_BASES: [(&str, &str); 3] = [
     ("au", "https://api-iam.au.intercom.io"),
 ];
 
+/// `server.client_header_timeout` when unset (nginx's `client_header_timeout` is 60s;
+/// a legacy app's clients send their heads in well under a second).
+const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `server.client_keepalive_timeout` when unset.
+const DEFAULT_CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `server.max_client_connections` when unset.
+const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 10_000;
+
 /// Claims a token may carry besides `user_id`, when the identity has them.
 const STANDARD_CLAIMS: [&str; 2] = ["email", "name"];
 
@@ -561,6 +603,10 @@ fn yaml_error(e: serde_yaml::Error) -> ConfigError {
         }
         _ => path,
     };
+    if key.ends_with("secret_env") || key.ends_with("secret_file") {
+        // serde quotes the offending value, which may be the secret pasted by mistake.
+        return ConfigError::new(key, "must be a single string: the name of an environment variable, or the path of a file, holding the Messenger secret");
+    }
     let hint = if rest.starts_with("unknown field") || rest.starts_with("unknown variant") {
         " (check the spelling against conf/intercom-secure-proxy.yaml)"
     } else {
@@ -579,6 +625,18 @@ fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duratio
             )
         }),
     }
+}
+
+/// A duration that must not be zero (a zero timeout fails every request).
+fn positive_duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
+    let d = duration(key, value, default)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(
+            key,
+            format!("must be above zero (a zero timeout fails every request); the default is {}", humantime::format_duration(default)),
+        ));
+    }
+    Ok(d)
 }
 
 fn socket_addr(key: &str, s: &str) -> Result<SocketAddr> {
@@ -626,6 +684,14 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         .enumerate()
         .map(|(i, s)| socket_addr(&format!("listen[{i}]"), s))
         .collect::<Result<Vec<_>>>()?;
+    for (i, a) in listen.iter().enumerate() {
+        if let Some(earlier) = listen[..i].iter().find(|b| binds_overlap(a, b)) {
+            return Err(ConfigError::new(
+                format!("listen[{i}]"),
+                format!("{a} overlaps {earlier}, listed earlier: the second bind would fail; list each address once"),
+            ));
+        }
+    }
 
     let upstream = validate_upstream(f.upstream)?;
     let server = validate_server(f.server)?;
@@ -642,6 +708,21 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         inject,
         logout,
     })
+}
+
+/// The permission bits of `path` when group or others may read it.
+fn group_or_other_readable(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+/// Whether two listen addresses cannot both be bound: the same port on the same address,
+/// or on a wildcard address of the same family that covers the other.
+fn binds_overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() == b.port()
+        && (a.ip() == b.ip()
+            || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified())))
 }
 
 fn validate_upstream(u: Option<FileUpstream>) -> Result<UpstreamConfig> {
@@ -674,7 +755,7 @@ fn validate_upstream(u: Option<FileUpstream>) -> Result<UpstreamConfig> {
         ));
     }
     let health_check_interval = if u.addresses.len() > 1 {
-        Some(duration(
+        Some(positive_duration(
             "upstream.health_check_interval",
             u.health_check_interval.as_deref(),
             Duration::from_secs(5),
@@ -686,12 +767,12 @@ fn validate_upstream(u: Option<FileUpstream>) -> Result<UpstreamConfig> {
         addresses: u.addresses,
         tls: u.tls,
         sni,
-        connect_timeout: duration(
+        connect_timeout: positive_duration(
             "upstream.connect_timeout",
             u.connect_timeout.as_deref(),
             Duration::from_secs(5),
         )?,
-        read_timeout: duration(
+        read_timeout: positive_duration(
             "upstream.read_timeout",
             u.read_timeout.as_deref(),
             Duration::from_secs(60),
@@ -742,6 +823,25 @@ fn validate_server(s: FileServer) -> Result<ServerSettings> {
         )?,
         error_log: s.error_log,
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(128),
+        client_header_timeout: positive_duration(
+            "server.client_header_timeout",
+            s.client_header_timeout.as_deref(),
+            DEFAULT_CLIENT_HEADER_TIMEOUT,
+        )?,
+        client_keepalive_timeout: duration(
+            "server.client_keepalive_timeout",
+            s.client_keepalive_timeout.as_deref(),
+            DEFAULT_CLIENT_KEEPALIVE_TIMEOUT,
+        )?,
+        max_client_connections: match s.max_client_connections.unwrap_or(DEFAULT_MAX_CLIENT_CONNECTIONS) {
+            0 => {
+                return Err(ConfigError::new(
+                    "server.max_client_connections",
+                    "must be at least 1, e.g. 10000",
+                ))
+            }
+            n => n,
+        },
     })
 }
 
@@ -810,9 +910,10 @@ fn validate_intercom(
                 (Secret::new(v.trim().as_bytes()), SecretSource::Env(name))
             }
             _ => {
+                // The name is not repeated: it may be the secret itself, pasted by mistake.
                 return Err(ConfigError::new(
                     "intercom.secret_env",
-                    format!("environment variable {name} is not set or empty; export it with the Messenger secret"),
+                    "the environment variable it names is not set or is empty; set secret_env to the variable's name (not the secret) and export the Messenger secret in it",
                 ))
             }
         },
@@ -824,13 +925,14 @@ fn validate_intercom(
             Ok(_) => {
                 return Err(ConfigError::new(
                     "intercom.secret_file",
-                    format!("{} is empty; put the Messenger secret in it", path.display()),
+                    "the file it names is empty; put the Messenger secret in it",
                 ))
             }
             Err(e) => {
+                // The path is not repeated: it may be the secret itself, pasted by mistake.
                 return Err(ConfigError::new(
                     "intercom.secret_file",
-                    format!("cannot read {}: {e}", path.display()),
+                    format!("the file it names cannot be read ({}); set secret_file to the path of a file holding the Messenger secret", e.kind()),
                 ))
             }
         },

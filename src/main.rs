@@ -76,10 +76,14 @@ enum Command {
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    Config::from_file(path).map_err(|e| {
+    let config = Config::from_file(path).map_err(|e| {
         eprintln!("intercom-secure-proxy: {e}");
         ExitCode::from(2)
-    })
+    })?;
+    for warning in config.warnings() {
+        log::warn!("{warning}");
+    }
+    Ok(config)
 }
 
 fn main() -> ExitCode {

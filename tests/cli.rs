@@ -74,6 +74,14 @@ fn config_errors_name_the_key_and_exit_2() {
         (format!("{}server:\n  threads: 0\n", good()), "`server.threads`"),
         (format!("{}server:\n  grace_period: soon\n", good()), "`server.grace_period`"),
         ("listen: [\n".to_string(), "config error"),
+        // A zero timeout would fail every request.
+        (good().replace("[\"127.0.0.1:9\"]", "[\"127.0.0.1:9\"]\n  read_timeout: 0s"), "`upstream.read_timeout`"),
+        (good().replace("[\"127.0.0.1:9\"]", "[\"127.0.0.1:9\"]\n  connect_timeout: 0ms"), "`upstream.connect_timeout`"),
+        (format!("{}server:\n  client_header_timeout: 0s\n", good()), "`server.client_header_timeout`"),
+        (format!("{}server:\n  max_client_connections: 0\n", good()), "`server.max_client_connections`"),
+        // Binding the same address twice (or under a wildcard) fails at start.
+        (GOOD.replace("listen: [\"127.0.0.1:PORT\"]", "listen: [\"127.0.0.1:7001\", \"127.0.0.1:7001\"]"), "`listen[1]`"),
+        (GOOD.replace("listen: [\"127.0.0.1:PORT\"]", "listen: [\"0.0.0.0:7001\", \"127.0.0.1:7001\"]"), "`listen[1]`"),
     ];
     for (yaml, key) in cases {
         for args in [&["check"][..], &["run"][..]] {
@@ -83,6 +91,49 @@ fn config_errors_name_the_key_and_exit_2() {
             assert!(!text.contains(SECRET) && !text.contains("hunter2"), "a secret was printed: {text}");
         }
     }
+}
+
+#[test]
+fn a_secret_pasted_where_its_name_or_path_belongs_is_never_echoed() {
+    const PASTED: &str = "sk_live_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+    for (key, line) in [
+        ("`intercom.secret_env`", format!("  secret_env: {PASTED}\n")),
+        ("`intercom.secret_file`", format!("  secret_file: {PASTED}\n")),
+        ("`intercom.secret_file`", format!("  secret_file: /etc/{PASTED}\n")),
+        ("`intercom.secret_env`", "  secret_env: 123456789012345678901234567890\n".to_string()),
+        ("`intercom.secret_env`", format!("  secret_env: [{PASTED}]\n")),
+    ] {
+        let yaml = good().replace("  secret_env: TEST_INTERCOM_SECRET\n", &line);
+        for args in [&["check"][..], &["run"][..]] {
+            let (out, text) = with_config(&yaml, args);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {line}: {text}");
+            assert!(text.contains(key), "{args:?}: expected {key} in: {text}");
+            assert!(!text.contains(PASTED) && !text.contains("1234567890123"), "the pasted secret was echoed: {text}");
+        }
+    }
+}
+
+#[test]
+fn risky_settings_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let yaml = good()
+        .replace("  secret_env: TEST_INTERCOM_SECRET\n", &format!("  secret_file: {}\n", secret.display()))
+        .replace("[\"127.0.0.1/32\"]", "[\"127.0.0.1/32\", \"0.0.0.0/0\", \"::/0\"]");
+    let (out, text) = with_config(&yaml, &["check"]);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("intercom.secret_file") && text.contains("chmod 600"), "{text}");
+    assert!(text.contains("trusted_cidrs[1]: 0.0.0.0/0"), "{text}");
+    assert!(text.contains("trusted_cidrs[2]: ::/0"), "{text}");
+    // Tightened and narrowed: no warnings.
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let yaml = yaml.replace(", \"0.0.0.0/0\", \"::/0\"", "");
+    let (out, text) = with_config(&yaml, &["check"]);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("WARN"), "{text}");
 }
 
 #[test]
