@@ -103,8 +103,9 @@ pub fn make_private(resp: &mut ResponseHeader) {
         }
     }
     let _ = resp.insert_header(http::header::CACHE_CONTROL, out.join(", "));
-    // CDN-targeted cache headers (RFC 9213) would override Cache-Control at the edge.
-    for h in ["cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control"] {
+    // CDN-targeted cache headers (RFC 9213) would override Cache-Control at the edge;
+    // Expires would tell HTTP/1.0 caches the page may be kept.
+    for h in ["cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control", "expires"] {
         resp.remove_header(h);
     }
 }
@@ -144,10 +145,15 @@ mod tests {
 
     #[test]
     fn cache_control_is_merged_never_public() {
-        let mut r = resp(&[("cache-control", "public, max-age=600, must-revalidate"), ("cdn-cache-control", "max-age=60")]);
+        let mut r = resp(&[
+            ("cache-control", "public, max-age=600, must-revalidate"),
+            ("cdn-cache-control", "max-age=60"),
+            ("expires", "Thu, 01 Dec 2099 16:00:00 GMT"),
+        ]);
         make_private(&mut r);
         assert_eq!(r.headers["cache-control"], "private, no-store, must-revalidate");
         assert!(r.headers.get("cdn-cache-control").is_none());
+        assert!(r.headers.get("expires").is_none());
         let mut r = resp(&[]);
         make_private(&mut r);
         assert_eq!(r.headers["cache-control"], "private, no-store");

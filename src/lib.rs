@@ -31,3 +31,4 @@ pub mod server;
 pub mod token;
 pub mod upstream;
 pub mod warn;
+pub mod hygiene;

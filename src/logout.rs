@@ -68,10 +68,11 @@ fn is_expiry(c: &Cookie<'_>) -> bool {
 }
 
 /// The `Set-Cookie` values that expire Intercom's cookies for `app_id`: host-only, and
-/// on the cookie domain with a leading dot (the configured one, else the request host;
+/// on the cookie domain with a leading dot (the configured one, else the request host
+/// as [`crate::hygiene::cookie_host`] validated it, without port;
 /// none for localhost and IP addresses, where browsers reject a Domain attribute).
 pub fn expire_intercom_cookies(app_id: &str, config: &LogoutConfig, host: Option<&str>) -> Vec<String> {
-    let host = host.map(strip_port).map(|h| h.to_ascii_lowercase());
+    let host = host.map(str::to_ascii_lowercase);
     let domain = config
         .cookie_domain
         .clone()
@@ -211,7 +212,7 @@ pub fn safe_redirect(location: &str, request_host: Option<&str>, config: &Logout
         return false;
     }
     let host = strip_port(authority);
-    let same_host = request_host.map(|h| strip_port(h).eq_ignore_ascii_case(host)) == Some(true);
+    let same_host = request_host.is_some_and(|h| h.eq_ignore_ascii_case(host));
     let in_domain = config
         .cookie_domain
         .as_deref()
@@ -260,7 +261,7 @@ mod tests {
 
     #[test]
     fn cookie_expiry_domains() {
-        let c = expire_intercom_cookies("abc", &config(Some("example.com")), Some("app.example.com:8443"));
+        let c = expire_intercom_cookies("abc", &config(Some("example.com")), Some("app.example.com"));
         assert_eq!(c.len(), 6);
         assert!(c[0].starts_with("intercom-session-abc=;"));
         assert!(!c[0].contains("Domain"));
@@ -268,7 +269,7 @@ mod tests {
         assert!(c.iter().all(|v| v.contains("Max-Age=0") && v.contains("Path=/")));
         let c = expire_intercom_cookies("abc", &config(None), Some("app.example.com"));
         assert!(c[1].ends_with("; Domain=.app.example.com"));
-        for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080"] {
+        for host in ["localhost", "127.0.0.1", "::1"] {
             let c = expire_intercom_cookies("abc", &config(None), Some(host));
             assert_eq!(c.len(), 3, "{host}: {c:?}");
             assert!(c.iter().all(|v| !v.contains("Domain")));

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, LogoutMode};
 use crate::csp::{self, MetaCsp};
 use crate::headers;
+use crate::hygiene;
 use crate::identity::{IdentityResolver, Lookup, RequestHints};
 use crate::logout;
 use crate::rewrite::{Limits, Outcome, PageRewriter, Render};
@@ -192,7 +193,9 @@ impl SecureModeProxy {
 
     /// Adds the logout effects to a logout response; may turn it into an interstitial.
     fn finish_logout(&self, session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
-        let host = host_of(session.req_header());
+        // Only a validated host name ever reaches a cookie attribute or a redirect check.
+        let host = hygiene::cookie_host(session.req_header());
+        let host = host.as_deref();
         for value in logout::expire_intercom_cookies(&self.config.intercom.app_id, &self.config.logout, host) {
             let _ = resp.append_header("set-cookie", value);
         }
@@ -257,13 +260,6 @@ impl SecureModeProxy {
     }
 }
 
-fn host_of(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.host())
-}
-
 /// The client's Accept-Encoding narrowed to what we can decode (gzip, br); `None` when
 /// nothing needs to change.
 fn decodable_accept_encoding(req: &RequestHeader) -> Option<String> {
@@ -314,6 +310,12 @@ impl ProxyHttp for SecureModeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Err(why) = hygiene::check_request(session.req_header_mut()) {
+            log::debug!("400 for a malformed request: {why}");
+            session.set_keepalive(None);
+            session.respond_error(400).await?;
+            return Ok(true);
+        }
         if !self.rewrite {
             return Ok(false);
         }
@@ -356,6 +358,24 @@ impl ProxyHttp for SecureModeProxy {
             // A 304 would let the browser reuse a page without this user's token.
             upstream_request.remove_header(&http::header::IF_NONE_MATCH);
             upstream_request.remove_header(&http::header::IF_MODIFIED_SINCE);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Pingora frames by the reconciled length but would forward every line as sent.
+        match hygiene::content_length_fix(&resp.headers) {
+            Ok(Some(hygiene::LengthFix::Single(n))) => resp.insert_header(http::header::CONTENT_LENGTH, n)?,
+            Ok(Some(hygiene::LengthFix::Remove)) => {
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+            }
+            Ok(None) => {}
+            Err(()) => return Error::e_explain(ErrorType::InvalidHTTPHeader, "upstream sent conflicting Content-Length"),
         }
         Ok(())
     }

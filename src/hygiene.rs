@@ -1,0 +1,184 @@
+//! HTTP hygiene: what a request must look like before it is forwarded, and the one
+//! place the proxy reads a request's host from.
+//!
+//! Pingora reconciles duplicate `Content-Length` values for its own framing but
+//! forwards the header lines as they came, and it forwards HTTP/1.1 requests without a
+//! `Host`. Both are normalised or refused here, the way nginx does.
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderValue, Version};
+use pingora::http::RequestHeader;
+
+/// Why a request is answered with 400 before the app sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    /// HTTP/1.1 requires a `Host` header.
+    #[error("HTTP/1.1 request without Host")]
+    MissingHost,
+    /// More than one `Host` header: which one the app uses is anyone's guess.
+    #[error("more than one Host header")]
+    DuplicateHost,
+    /// A `Host` value that is no host name, IP literal and port.
+    #[error("invalid Host header")]
+    InvalidHost,
+    /// `Content-Length` values that are not one number.
+    #[error("conflicting or invalid Content-Length")]
+    ContentLength,
+}
+
+/// Checks a client request and normalises what can be: identical duplicate
+/// `Content-Length` values become one header line.
+pub fn check_request(req: &mut RequestHeader) -> Result<(), BadRequest> {
+    let mut hosts = req.headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version == Version::HTTP_11 => return Err(BadRequest::MissingHost),
+        (Some(_), Some(_)) => return Err(BadRequest::DuplicateHost),
+        (Some(v), None) if !valid_host(v.as_bytes()) => return Err(BadRequest::InvalidHost),
+        _ => {}
+    }
+    match content_length_fix(&req.headers).map_err(|()| BadRequest::ContentLength)? {
+        Some(LengthFix::Remove) => {
+            req.remove_header(&CONTENT_LENGTH);
+        }
+        Some(LengthFix::Single(n)) => {
+            req.insert_header(CONTENT_LENGTH, n).map_err(|_| BadRequest::ContentLength)?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// What a message's `Content-Length` lines need before they are forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LengthFix {
+    /// `Transfer-Encoding` is present too: the encoding wins and the length must go
+    /// (RFC 9112 §6.3: together they are a smuggling attempt or a broken sender).
+    Remove,
+    /// Several lines or a list that all agree: one line with this value.
+    Single(HeaderValue),
+}
+
+/// Checks `Content-Length`: `Ok(None)` when it is absent or one number, `Ok(Some(fix))`
+/// when it must be rewritten, `Err` when its values disagree or one is not a number.
+pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, ()> {
+    if !headers.contains_key(CONTENT_LENGTH) {
+        return Ok(None);
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Ok(Some(LengthFix::Remove));
+    }
+    let mut agreed: Option<&[u8]> = None;
+    let mut tokens = 0;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for n in value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if n.is_empty() || !n.iter().all(u8::is_ascii_digit) || agreed.is_some_and(|a| a != n) {
+                return Err(());
+            }
+            agreed = Some(n);
+            tokens += 1;
+        }
+    }
+    match agreed {
+        Some(n) if tokens > 1 => Ok(Some(LengthFix::Single(HeaderValue::from_bytes(n).map_err(|_| ())?))),
+        _ => Ok(None),
+    }
+}
+
+/// Whether a `Host` value is `host[:port]` with host a name, an IPv4 address or a
+/// bracketed IPv6 literal (RFC 3986 characters only: no spaces, `;`-attribute tricks
+/// are still possible in a reg-name, so see [`cookie_host`] for where it matters).
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = split_port(value);
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    let host_ok = if let Some(inner) = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+        !inner.is_empty() && inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        !host.is_empty()
+            && host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b))
+    };
+    host_ok && port_ok
+}
+
+fn split_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let bracket_end = value.iter().rposition(|&b| b == b']');
+    match value.iter().rposition(|&b| b == b':') {
+        Some(i) if bracket_end.is_none_or(|e| i > e) && (bracket_end.is_some() || value[..i].iter().all(|&b| b != b':')) => {
+            (&value[..i], Some(&value[i + 1..]))
+        }
+        _ => (value, None),
+    }
+}
+
+/// The request's host name without port, lowercase, when it is a plain DNS name or IP
+/// address: the only form the proxy ever writes into a cookie `Domain` or compares
+/// a redirect target with. Anything else (even if the app accepts it) gives `None`.
+pub fn cookie_host(req: &RequestHeader) -> Option<String> {
+    let value = match req.headers.get(HOST) {
+        Some(v) => v.as_bytes(),
+        None => req.uri.host()?.as_bytes(),
+    };
+    if !valid_host(value) {
+        return None;
+    }
+    let host = split_port(value).0;
+    let host = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")).unwrap_or(host);
+    let dns_or_ip = host.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':');
+    (dns_or_ip && !host.is_empty()).then(|| String::from_utf8_lossy(host).to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(version: Version, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/", None).unwrap();
+        r.set_version(version);
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn hosts() {
+        for ok in ["example.com", "app.example.com:8443", "127.0.0.1:80", "[::1]:8080", "[2001:db8::1]", "localhost"] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "a b", "x.example.com; Max-Age=99999; Domain=victim.example", "a/b", "a\\b", "a:99999x", "[::1", "a@b", "a\tb", ":80"] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+        assert_eq!(check_request(&mut req(Version::HTTP_11, &[])), Err(BadRequest::MissingHost));
+        assert_eq!(check_request(&mut req(Version::HTTP_10, &[])), Ok(()));
+        assert_eq!(check_request(&mut req(Version::HTTP_11, &[("host", "a"), ("host", "a")])), Err(BadRequest::DuplicateHost));
+        assert_eq!(check_request(&mut req(Version::HTTP_11, &[("host", "a b")])), Err(BadRequest::InvalidHost));
+    }
+
+    #[test]
+    fn cookie_hosts_are_plain_names() {
+        let host = |h: &str| cookie_host(&req(Version::HTTP_11, &[("host", h)]));
+        assert_eq!(host("App.Example.com:8443").as_deref(), Some("app.example.com"));
+        assert_eq!(host("[::1]:8080").as_deref(), Some("::1"));
+        assert_eq!(host("x.example.com;Domain=victim.example"), None);
+        assert_eq!(host("x.example.com; Max-Age=99999; Domain=victim.example"), None);
+    }
+
+    #[test]
+    fn content_lengths() {
+        let cl = |values: &[&str]| {
+            let mut r = req(Version::HTTP_11, &values.iter().map(|v| ("content-length", *v)).collect::<Vec<_>>());
+            r.append_header("host", "a").unwrap();
+            check_request(&mut r).map(|()| r.headers.get_all(CONTENT_LENGTH).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(cl(&["5"]), Ok(vec!["5".to_string()]));
+        assert_eq!(cl(&["5", "5"]), Ok(vec!["5".to_string()]));
+        assert_eq!(cl(&["5, 5"]), Ok(vec!["5".to_string()]));
+        assert_eq!(cl(&["5", "6"]), Err(BadRequest::ContentLength));
+        assert_eq!(cl(&["5, 6"]), Err(BadRequest::ContentLength));
+        assert_eq!(cl(&["5,"]), Err(BadRequest::ContentLength));
+        assert_eq!(cl(&["-5", "-5"]), Err(BadRequest::ContentLength));
+        assert_eq!(cl(&["abc"]), Err(BadRequest::ContentLength));
+        let mut r = req(Version::HTTP_11, &[("host", "a"), ("content-length", "5"), ("transfer-encoding", "chunked")]);
+        assert_eq!(check_request(&mut r), Ok(()));
+        assert!(r.headers.get(CONTENT_LENGTH).is_none(), "the encoding wins; the length goes");
+    }
+}

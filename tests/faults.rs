@@ -1,0 +1,126 @@
+//! Hostile clients and odd upstreams through the real proxy, over raw sockets where an
+//! HTTP library would hide the bytes: request hygiene, framing per HTTP version,
+//! pipelining, and logouts whose upstream misbehaves.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use support::{get, page_token, sections, Proxy, Reply, Upstream, TRUSTED_HEADER};
+
+const PAGE: &str = "<!DOCTYPE html><html><head><meta charset=utf-8><title>t</title></head><body>hi</body></html>";
+
+/// Writes `request` on a fresh connection and reads until the proxy closes it (or 10 s).
+fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// The status line and header lines of the first response in `bytes`.
+fn head_of(bytes: &[u8]) -> (String, Vec<(String, String)>) {
+    let end = support::find(bytes, b"\r\n\r\n").expect("a complete response head");
+    let text = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap_or("").to_string();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
+fn all<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+}
+
+fn app() -> Upstream {
+    Upstream::start(|req| match req.path() {
+        "/dup-length" => Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok".to_vec()),
+        "/cached" => Reply::with(
+            200,
+            &[("Content-Type", "text/html; charset=utf-8"), ("Expires", "Thu, 01 Dec 2099 16:00:00 GMT"), ("Cache-Control", "max-age=600")],
+            PAGE,
+        ),
+        "/logout" => Reply::with(302, &[("Location", "/login")], ""),
+        _ => Reply::html(PAGE),
+    })
+}
+
+fn proxy_for(up: &Upstream) -> Proxy {
+    Proxy::start(&sections(up.addr, TRUSTED_HEADER, "logout:\n  paths: [\"GET /logout\"]\n"))
+}
+
+#[test]
+fn http_1_1_requests_need_exactly_one_valid_host() {
+    let up = app();
+    let proxy = proxy_for(&up);
+    for request in [
+        &b"GET /a HTTP/1.1\r\n\r\n"[..],
+        b"GET /b HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        b"GET /c HTTP/1.1\r\nHost: x.example.com; Max-Age=99999; Domain=victim.example\r\n\r\n",
+    ] {
+        let (status, _) = head_of(&raw(proxy.addr, request));
+        assert!(status.starts_with("HTTP/1.1 400"), "{status} for {:?}", String::from_utf8_lossy(request));
+    }
+    assert!(up.requests().is_empty(), "refused requests never reach the app");
+    // HTTP/1.0 has no Host requirement.
+    let (status, _) = head_of(&raw(proxy.addr, b"GET /d HTTP/1.0\r\n\r\n"));
+    assert!(status.ends_with("200 OK") || status.contains(" 200"), "{status}");
+}
+
+#[test]
+fn duplicate_content_lengths_are_sent_on_as_one() {
+    let up = app();
+    let proxy = proxy_for(&up);
+    let out = raw(proxy.addr, b"POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    assert!(head_of(&out).0.contains(" 200"), "{}", String::from_utf8_lossy(&out));
+    let out = raw(proxy.addr, b"POST /list HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\nConnection: close\r\n\r\nhello");
+    assert!(head_of(&out).0.contains(" 200"), "{}", String::from_utf8_lossy(&out));
+    for r in up.requests() {
+        let lines: Vec<_> = r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.as_str()).collect();
+        assert_eq!(lines, ["5"], "{} reached the app with {lines:?}", r.target);
+        assert_eq!(r.body, b"hello");
+    }
+    // Conflicting lengths are refused.
+    let (status, _) = head_of(&raw(proxy.addr, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"));
+    assert!(status.contains(" 400"), "{status}");
+    // And from the app: one line to the client.
+    let out = raw(proxy.addr, b"GET /dup-length HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let (status, headers) = head_of(&out);
+    assert!(status.contains(" 200"), "{status}");
+    assert_eq!(all(&headers, "content-length"), ["2"]);
+    assert!(out.ends_with(b"\r\n\r\nok"));
+}
+
+#[test]
+fn a_host_header_never_becomes_cookie_attributes() {
+    let up = app();
+    let proxy = proxy_for(&up);
+    // A reg-name the app may accept, but no DNS name: host-only expiries only.
+    let out = raw(proxy.addr, b"GET /logout HTTP/1.1\r\nHost: x.example.com;Domain=victim.example\r\nConnection: close\r\n\r\n");
+    let (status, headers) = head_of(&out);
+    assert!(status.contains(" 302"), "{status}");
+    let cookies = all(&headers, "set-cookie");
+    assert!(cookies.iter().any(|c| c.starts_with("intercom-session-")), "{cookies:?}");
+    assert!(cookies.iter().all(|c| !c.contains("victim") && !c.contains("Domain")), "{cookies:?}");
+    // A real host name still gets the domain-wide expiry.
+    let out = raw(proxy.addr, b"GET /logout HTTP/1.1\r\nHost: App.Example.com:8443\r\nConnection: close\r\n\r\n");
+    let cookies: Vec<String> = all(&head_of(&out).1, "set-cookie").into_iter().map(str::to_string).collect();
+    assert!(cookies.iter().any(|c| c.ends_with("; Domain=.app.example.com")), "{cookies:?}");
+}
+
+#[test]
+fn rewritten_pages_lose_expires() {
+    let up = app();
+    let proxy = proxy_for(&up);
+    let r = get(&proxy.url("/cached"), &[("X-Forwarded-User", "alice")]);
+    assert!(page_token(&r.text()).is_some());
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    assert_eq!(r.header("expires"), None, "an HTTP/1.0 cache would keep the page");
+}
