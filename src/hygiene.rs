@@ -1,5 +1,6 @@
-//! HTTP hygiene: what a request must look like before it is forwarded, and the one
-//! place the proxy reads a request's host from.
+//! HTTP hygiene: what a request must look like before it is forwarded, how a
+//! response is framed for the client's HTTP version, and the one place the proxy
+//! reads a request's host from.
 //!
 //! Pingora reconciles duplicate `Content-Length` values for its own framing but
 //! forwards the header lines as they came, and it forwards HTTP/1.1 requests without a
@@ -7,7 +8,7 @@
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Version};
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 /// Why a request is answered with 400 before the app sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +82,29 @@ pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, ()> 
     match agreed {
         Some(n) if tokens > 1 => Ok(Some(LengthFix::Single(HeaderValue::from_bytes(n).map_err(|_| ())?))),
         _ => Ok(None),
+    }
+}
+
+/// Fits a response's framing to what the client's HTTP version allows, in every mode
+/// and after every other header change: the status line says HTTP/1.1 (our version,
+/// as nginx does, whatever the app spoke), and an HTTP/1.0 client, which has no
+/// chunked encoding, gets a `Content-Length` or a close-delimited body instead.
+/// Returns whether response compression must stay off (its encoder always chunks).
+pub fn fit_framing(resp: &mut ResponseHeader, client: Version) -> bool {
+    match client {
+        Version::HTTP_11 => {
+            resp.set_version(Version::HTTP_11);
+            false
+        }
+        Version::HTTP_10 | Version::HTTP_09 => {
+            resp.set_version(Version::HTTP_11);
+            // Pingora has already decoded the app's chunks; without a length the body
+            // is delimited by closing the connection.
+            resp.remove_header(&TRANSFER_ENCODING);
+            true
+        }
+        // HTTP/2 frames bodies itself.
+        _ => false,
     }
 }
 

@@ -260,6 +260,34 @@ impl SecureModeProxy {
     }
 }
 
+impl SecureModeProxy {
+    /// The response phase of Secure Mode: logout effects, cache invalidation on login,
+    /// and the rewriter for a planned page.
+    async fn finish_response(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
+        if !self.rewrite {
+            return;
+        }
+        if self.is_logout_response(ctx, resp) {
+            self.identity.forget_session(&ctx.hints).await;
+            self.finish_logout(session, resp, ctx);
+        } else if logout::sets_session_cookie(resp, self.identity.session_cookie_names()) {
+            // A login: whatever was cached for the old cookie value is stale.
+            self.identity.forget_session(&ctx.hints).await;
+        }
+        // Decompression may have failed to apply; never rewrite encoded bytes.
+        let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
+        match ctx.page.take() {
+            Some(plan) if !still_encoded => self.start_rewrite(resp, ctx, plan),
+            _ if ctx.candidate && ctx.replacement.is_none() => {
+                if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+                    c.adjust_level(0);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The client's Accept-Encoding narrowed to what we can decode (gzip, br); `None` when
 /// nothing needs to change.
 fn decodable_accept_encoding(req: &RequestHeader) -> Option<String> {
@@ -422,26 +450,11 @@ impl ProxyHttp for SecureModeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if !self.rewrite {
-            return Ok(());
-        }
-        if self.is_logout_response(ctx, resp) {
-            self.identity.forget_session(&ctx.hints).await;
-            self.finish_logout(session, resp, ctx);
-        } else if logout::sets_session_cookie(resp, self.identity.session_cookie_names()) {
-            // A login: whatever was cached for the old cookie value is stale.
-            self.identity.forget_session(&ctx.hints).await;
-        }
-        // Decompression may have failed to apply; never rewrite encoded bytes.
-        let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
-        match ctx.page.take() {
-            Some(plan) if !still_encoded => self.start_rewrite(resp, ctx, plan),
-            _ if ctx.candidate && ctx.replacement.is_none() => {
-                if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
-                    c.adjust_level(0);
-                }
+        self.finish_response(session, resp, ctx).await;
+        if hygiene::fit_framing(resp, session.req_header().version) {
+            if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+                c.adjust_level(0);
             }
-            _ => {}
         }
         Ok(())
     }
