@@ -2,7 +2,7 @@
 # Both install what they need on a fresh Debian machine with a Rust toolchain.
 
 SHELL := /bin/bash
-.PHONY: demo test build deps-build deps-test browser-deps bench bench-load clean
+.PHONY: demo test build deps-build deps-test browser-deps legacy-deps bench bench-load clean
 
 ## demo: build, then run the sample legacy app (127.0.0.1:3000) and the proxy (127.0.0.1:8080)
 demo: deps-build
@@ -10,7 +10,7 @@ demo: deps-build
 	./target/release/intercom-secure-proxy demo
 
 ## test: the whole suite (unit, end-to-end over loopback, real headless Chromium)
-test: deps-test browser-deps
+test: deps-test browser-deps legacy-deps
 	cargo test --all-targets -- --test-threads=4
 
 ## build: the release binary
@@ -34,6 +34,10 @@ deps-test:
 browser-deps:
 	@cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error; }
 
+# The Express app of tests/legacy_servers.rs.
+legacy-deps:
+	@cd tests/legacy/express && { [ -d node_modules/express-session ] || npm ci --no-audit --no-fund --loglevel=error; }
+
 clean:
 	cargo clean
-	rm -rf tests/browser/node_modules
+	rm -rf tests/browser/node_modules tests/legacy/express/node_modules

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need, when missing (Debian).
 #   scripts/install-deps.sh build   cmake and a C compiler (Pingora's zlib-ng, ring)
-#   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests
+#   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests, and the
+#                                   legacy app servers (python3, php-cli, apache2 + mod_php)
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -12,6 +13,10 @@ if [ "${want[0]}" = test ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
+  command -v python3 >/dev/null || need+=(python3)
+  command -v php >/dev/null || need+=(php-cli)
+  [ -x /usr/sbin/apache2 ] || need+=(apache2)
+  compgen -G '/usr/lib/apache2/modules/libphp*.so' >/dev/null || need+=(libapache2-mod-php)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -321,6 +321,7 @@ async function runStep(page, context, cdp, step, events) {
     cspViolations: inPage.cspViolations,
     consoleErrors: events.consoleErrors(),
     pageErrors: [...events.pageErrors],
+    failedRequests: events.failedRequests(),
     blockedRequests: [...events.blocked],
     timedOut,
     committed,
@@ -396,6 +397,7 @@ async function main() {
 
     const consoleErrors = [];
     const pageErrors = [];
+    const failedRequests = [];
     let navStatus = null;
     let committed = false;
     page.on('framenavigated', (frame) => {
@@ -407,6 +409,17 @@ async function main() {
       consoleErrors.push({ text: msg.text(), url: location.url || null });
     });
     page.on('pageerror', (err) => pageErrors.push(String(err && err.message ? err.message : err)));
+    // Network and decoding failures (net::ERR_CONTENT_DECODING_FAILED,
+    // net::ERR_INVALID_CHUNKED_ENCODING, a reset connection, ...) of any request.
+    page.on('requestfailed', (request) => {
+      const failure = request.failure();
+      failedRequests.push({
+        url: request.url(),
+        errorText: failure ? failure.errorText : null,
+        resourceType: request.resourceType(),
+        navigation: request.isNavigationRequest(),
+      });
+    });
     page.on('response', (response) => {
       const request = response.request();
       if (request.isNavigationRequest() && request.frame() === page.mainFrame()) navStatus = response.status();
@@ -417,6 +430,7 @@ async function main() {
       reset() {
         consoleErrors.length = 0;
         pageErrors.length = 0;
+        failedRequests.length = 0;
         blocked.length = 0;
         navStatus = null;
         committed = false;
@@ -425,6 +439,8 @@ async function main() {
       lastNavigationStatus: () => navStatus,
       pageErrors,
       blocked,
+      // Requests the driver aborted itself are reported in blockedRequests instead.
+      failedRequests: () => failedRequests.filter((f) => !(f.errorText === 'net::ERR_BLOCKED_BY_CLIENT' && blocked.includes(f.url))),
       // A request the driver aborted shows up as a console error too; those are
       // reported in blockedRequests instead.
       consoleErrors: () =>

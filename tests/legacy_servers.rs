@@ -1,0 +1,685 @@
+//! The proxy in front of real app servers that legacy apps run on, each started on a
+//! free loopback port with a small login app from tests/legacy/:
+//! - Python's `http.server` (HTTP/1.0: Content-Length, connection closed after each
+//!   response);
+//! - PHP's built-in server (`php -S`, PHP sessions; bodies end at connection close);
+//! - Apache httpd + mod_php (prefork, keep-alive, chunked because the page flushes
+//!   mid-way, gzip from mod_deflate), with its own config, not /etc/apache2;
+//! - Express with express-session.
+//!
+//! For each, in headless Chromium through the proxy (tests/browser/driver.mjs): the
+//! login lands on a page whose Messenger boots with a verified JWT for the user and no
+//! plain identity, no request fails and nothing fails to decode, the logout's next page
+//! shuts the Messenger down, and the logged-out page is unchanged by the proxy.
+//!
+//! Needs python3, php-cli, apache2 + libapache2-mod-php, Node 20+ with `npm ci` in
+//! tests/legacy/express and tests/browser, and Chromium (`make test` installs them).
+//! Without them these tests fail, they never skip.
+
+mod support;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{Proxy, APP_ID};
+
+/// The user every app knows as `alice` (tests/legacy/*).
+const ALICE_ID: &str = "u-alice-1001";
+const ALICE_EMAIL: &str = "alice@example.com";
+const ALICE_NAME: &str = "Alice Liddell";
+
+/// The official Intercom loader (the same as in tests/browser.rs); every app pastes it.
+const LOADER: &str = r#"(function(){var w=window;var ic=w.Intercom;if(typeof ic==="function"){ic('reattach_activator');ic('update',w.intercomSettings);}else{var d=document;var i=function(){i.c(arguments);};i.q=[];i.c=function(args){i.q.push(args);};w.Intercom=i;var l=function(){var s=d.createElement('script');s.type='text/javascript';s.async=true;s.src='https://widget.intercom.io/widget/abc12345';var x=d.getElementsByTagName('script')[0];x.parentNode.insertBefore(s,x);};if(document.readyState==='complete'){l();}else if(w.attachEvent){w.attachEvent('onload',l);}else{w.addEventListener('load',l,false);}}})();"#;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------
+// The app servers.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Python,
+    Php,
+    Apache,
+    Express,
+}
+
+impl Kind {
+    /// The app's session cookie (what the proxy replays to /api/me).
+    fn session_cookie(self) -> &'static str {
+        match self {
+            Kind::Python => "sid",
+            Kind::Php | Kind::Apache => "PHPSESSID",
+            Kind::Express => "connect.sid",
+        }
+    }
+}
+
+/// A real app server process (in its own process group) on a loopback port.
+struct Server {
+    kind: Kind,
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(kind: Kind) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = support::free_port();
+        let legacy = root().join("tests/legacy");
+        let (mut cmd, hint) = match kind {
+            Kind::Python => {
+                let mut c = Command::new("python3");
+                c.arg(legacy.join("python/app.py")).arg(port.to_string()).env("PYTHONUNBUFFERED", "1");
+                (c, "install python3")
+            }
+            Kind::Php => {
+                let sessions = dir.path().join("sessions");
+                std::fs::create_dir(&sessions).unwrap();
+                let mut c = Command::new("php");
+                c.arg("-d")
+                    .arg(format!("session.save_path={}", sessions.display()))
+                    .arg("-S")
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("-t")
+                    .arg(legacy.join("php"))
+                    .arg(legacy.join("php/router.php"));
+                (c, "install php-cli")
+            }
+            Kind::Apache => (apache_command(dir.path(), port), "install apache2 and libapache2-mod-php"),
+            Kind::Express => {
+                let app = legacy.join("express");
+                assert!(
+                    app.join("node_modules/express-session").is_dir(),
+                    "the Express app's dependencies are missing in {}: run `make test`, or `npm ci` there",
+                    app.display()
+                );
+                let mut c = Command::new("node");
+                c.arg(app.join("app.js")).env("PORT", port.to_string());
+                (c, "install Node 20+")
+            }
+        };
+        let log = dir.path().join("server.log");
+        let out = File::create(&log).unwrap();
+        // Its own process group, so that Drop stops the server and any children it forked.
+        cmd.current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0);
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `{program}` for the {kind:?} app ({e}): {hint}; `make test` does"));
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut server = Server { kind, child, addr, dir };
+        // Ready when the port accepts connections.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("{kind:?} app server exited with {status}:\n{}", server.log_text());
+            }
+            assert!(Instant::now() < deadline, "{kind:?} app server did not listen on {addr}:\n{}", server.log_text());
+            thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn log_text(&self) -> String {
+        let mut text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        if let Ok(errors) = std::fs::read_to_string(self.dir.path().join("error.log")) {
+            text.push_str(&errors);
+        }
+        text
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM to the group: Apache's parent then stops its prefork children itself.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+const APACHE_MODULES: &str = "/usr/lib/apache2/modules";
+
+/// Apache httpd in the foreground with a config of its own in `dir` (nothing from
+/// /etc/apache2): prefork + mod_php, keep-alive, mod_deflate for text/html, serving a
+/// copy of tests/legacy/php.
+fn apache_command(dir: &Path, port: u16) -> Command {
+    let modules = Path::new(APACHE_MODULES);
+    let php = std::fs::read_dir(modules)
+        .ok()
+        .and_then(|entries| {
+            entries.flatten().map(|e| e.path()).find(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with("libphp") && name.ends_with(".so")
+            })
+        })
+        .unwrap_or_else(|| panic!("no libphp*.so in {APACHE_MODULES}: install apache2 and libapache2-mod-php; `make test` does"));
+    // As root, Apache serves as `nobody`: it must be able to read the app and write the
+    // sessions. The tempdir is 0700 by default.
+    let app = dir.join("app");
+    let sessions = dir.join("sessions");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::create_dir(&sessions).unwrap();
+    std::fs::copy(root().join("tests/legacy/php/router.php"), app.join("router.php")).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(app.join("router.php"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&sessions, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let d = dir.display();
+    let m = modules.display();
+    let conf = format!(
+        r#"ServerRoot "{d}"
+DefaultRuntimeDir "{d}"
+PidFile "{d}/httpd.pid"
+ErrorLog "{d}/error.log"
+LogLevel warn
+Listen 127.0.0.1:{port}
+ServerName 127.0.0.1
+User nobody
+Group nogroup
+LoadModule mpm_prefork_module {m}/mod_mpm_prefork.so
+LoadModule authz_core_module {m}/mod_authz_core.so
+LoadModule dir_module {m}/mod_dir.so
+LoadModule filter_module {m}/mod_filter.so
+LoadModule deflate_module {m}/mod_deflate.so
+LoadModule php_module {php}
+StartServers 2
+MinSpareServers 1
+MaxSpareServers 4
+KeepAlive On
+KeepAliveTimeout 5
+DocumentRoot "{d}/app"
+<Directory "{d}/app">
+    Require all granted
+    DirectoryIndex router.php
+    FallbackResource /router.php
+</Directory>
+<FilesMatch "\.php$">
+    SetHandler application/x-httpd-php
+</FilesMatch>
+php_admin_value session.save_path "{d}/sessions"
+# No PHP output buffer: the page's flush() reaches Apache, which then sends chunks.
+php_admin_value output_buffering 0
+AddOutputFilterByType DEFLATE text/html
+"#,
+        php = php.display()
+    );
+    let path = dir.join("httpd.conf");
+    std::fs::write(&path, conf).unwrap();
+    let bin = if Path::new("/usr/sbin/apache2").exists() { "/usr/sbin/apache2" } else { "apache2" };
+    let mut c = Command::new(bin);
+    c.arg("-d").arg(dir).arg("-f").arg(&path).arg("-DFOREGROUND");
+    c
+}
+
+fn start_proxy(app: &Server) -> Proxy {
+    // A 2 s lookup timeout (default 500 ms): four servers, four Chromiums and the
+    // proxies share the machine's cores while these tests run.
+    let identity = format!(
+        "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [\"{}\"]\n      timeout: 2s\n",
+        app.kind.session_cookie()
+    );
+    Proxy::start(&support::sections(app.addr, &identity, "logout:\n  paths: [\"GET|POST /logout\"]\n"))
+}
+
+// ---------------------------------------------------------------------------
+// A raw HTTP/1.x client: sees the framing exactly as the server sent it.
+
+struct Response {
+    /// "HTTP/1.0" or "HTTP/1.1", as on the status line.
+    version: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    /// The body with the chunked framing removed (if any), still content-encoded.
+    body: Vec<u8>,
+    chunked: bool,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The body without its content coding (gzip is the only one these servers use).
+    fn decoded(&self) -> Vec<u8> {
+        match self.header("content-encoding") {
+            None => self.body.clone(),
+            Some(c) if c.eq_ignore_ascii_case("gzip") => {
+                let mut out = Vec::new();
+                flate2::read::MultiGzDecoder::new(&self.body[..]).read_to_end(&mut out).expect("gzip body decodes");
+                out
+            }
+            Some(c) => panic!("unexpected Content-Encoding {c}"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let head: String = self.headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        format!("{} {}\n{head}", self.version, self.status)
+    }
+}
+
+/// One HTTP/1.1 connection, reusable while the server keeps it open.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    host: String,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        Conn { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream), host: addr.to_string() }
+    }
+
+    /// Sends an HTTP/1.1 request and reads one response by its framing.
+    fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.writer.write_all(&bytes).unwrap();
+        self.read_response(method == "HEAD")
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.reader.read_line(&mut l).expect("read a line");
+        l.trim_end_matches(['\r', '\n']).to_string()
+    }
+
+    fn read_response(&mut self, head_only: bool) -> Response {
+        let status_line = self.line();
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("").to_string();
+        let status: u16 = parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let l = self.line();
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l.split_once(':').unwrap_or_else(|| panic!("bad header line {l:?}"));
+            headers.push((k.to_string(), v.trim().to_string()));
+        }
+        let mut r = Response { version, status, headers, body: Vec::new(), chunked: false };
+        if head_only || matches!(status, 204 | 304) || status < 200 {
+            return r;
+        }
+        r.chunked = r.header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+        if r.chunked {
+            loop {
+                let size_line = self.line();
+                let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
+                    .unwrap_or_else(|_| panic!("bad chunk size line {size_line:?}"));
+                if size == 0 {
+                    while !self.line().is_empty() {} // trailers
+                    break;
+                }
+                let mut chunk = vec![0; size];
+                self.reader.read_exact(&mut chunk).unwrap();
+                r.body.extend_from_slice(&chunk);
+                assert_eq!(self.line(), "", "chunk not followed by CRLF");
+            }
+        } else if let Some(len) = r.header("content-length") {
+            let mut body = vec![0; len.parse().unwrap()];
+            self.reader.read_exact(&mut body).unwrap();
+            r.body = body;
+        } else {
+            self.reader.read_to_end(&mut r.body).unwrap(); // delimited by the close
+        }
+        r
+    }
+}
+
+/// One request on a fresh connection.
+fn fetch(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    Conn::open(addr).send(method, path, headers, body)
+}
+
+/// What a browser asks for a page (compression included).
+const PAGE_HEADERS: &[(&str, &str)] = &[("Accept", "text/html"), ("Accept-Encoding", "gzip")];
+
+/// Logs `user` in directly at the app; returns the "name=value" of the session cookie.
+fn login_directly(app: &Server, user: &str) -> String {
+    let body = format!("user={user}");
+    let r = fetch(
+        app.addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded"), ("Connection", "close")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 302, "login at the app failed:\n{}", r.describe());
+    let name = app.kind.session_cookie();
+    // PHP's session_regenerate_id() sends two cookies: the last one counts.
+    r.all("set-cookie")
+        .into_iter()
+        .filter_map(|c| c.split(';').next())
+        .rfind(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("the login set no {name} cookie:\n{}", r.describe()))
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------
+// The browser driver (tests/browser/driver.mjs).
+
+struct Run {
+    names: Vec<&'static str>,
+    steps: Vec<Value>,
+    proxy_log: String,
+    server_log: String,
+}
+
+impl Run {
+    fn step(&self, name: &str) -> &Value {
+        &self.steps[self.names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no step {name}"))]
+    }
+
+    /// The step's report (cookies left out) and the logs' tails, for assertion messages.
+    fn excerpt(&self, name: &str) -> String {
+        let mut s = self.step(name).clone();
+        if let Some(o) = s.as_object_mut() {
+            o.remove("cookies");
+        }
+        let tail = |log: &str| log.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        format!(
+            "step {name}:\n{}\nproxy log (tail):\n{}\napp server log (tail):\n{}",
+            serde_json::to_string_pretty(&s).unwrap(),
+            tail(&self.proxy_log),
+            tail(&self.server_log)
+        )
+    }
+}
+
+fn step(url: String, wait: &str) -> Value {
+    json!({"goto": url, "wait": wait, "timeoutMs": 8000})
+}
+
+fn drive(proxy: &Proxy, app: &Server, steps: Vec<(&'static str, Value)>) -> Run {
+    let deps = root().join("tests/browser/node_modules/playwright-core");
+    assert!(
+        deps.is_dir(),
+        "the browser driver's dependencies are missing at {}: run `make test`, or `npm ci` in tests/browser",
+        deps.display()
+    );
+    let (names, steps): (Vec<_>, Vec<_>) = steps.into_iter().unzip();
+    let mut child = Command::new("node")
+        .arg("tests/browser/driver.mjs")
+        .arg("-")
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `node` ({e}): install Node 20+; `make test` does"));
+    child.stdin.take().unwrap().write_all(json!({ "steps": steps }).to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "browser driver failed ({}): {}\nproxy log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log_text()
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("driver output is JSON");
+    let steps = report["steps"].as_array().expect("driver report has steps").clone();
+    assert_eq!(steps.len(), names.len());
+    Run { names, steps, proxy_log: proxy.log_text(), server_log: app.log_text() }
+}
+
+fn calls(step: &Value) -> &[Value] {
+    step["calls"].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn methods(step: &Value) -> Vec<&str> {
+    calls(step).iter().map(|c| c["method"].as_str().unwrap_or("?")).collect()
+}
+
+/// The step's page loaded with status 200 and Chromium saw no failed request (network or
+/// decoding error), no console error and no uncaught exception.
+fn assert_clean(r: &Run, name: &str) {
+    let s = r.step(name);
+    assert_eq!(s["navigationError"], Value::Null, "navigation failed\n{}", r.excerpt(name));
+    assert_eq!(s["status"], 200, "{}", r.excerpt(name));
+    assert_eq!(s["failedRequests"], json!([]), "Chromium reports failed requests\n{}", r.excerpt(name));
+    assert_eq!(s["consoleErrors"], json!([]), "console errors\n{}", r.excerpt(name));
+    assert_eq!(s["pageErrors"], json!([]), "page errors\n{}", r.excerpt(name));
+    assert_eq!(s["timedOut"], false, "the awaited Messenger call never came\n{}", r.excerpt(name));
+}
+
+/// Exactly one boot on this step, without a token and without any user: a visitor's.
+fn assert_visitor_boot(r: &Run, name: &str) {
+    let s = r.step(name);
+    let boots: Vec<&Value> = calls(s).iter().filter(|c| c["method"] == "boot").collect();
+    assert_eq!(boots.len(), 1, "{}", r.excerpt(name));
+    let text = s["calls"].to_string();
+    assert!(!text.contains("intercom_user_jwt"), "a visitor got a token\n{}", r.excerpt(name));
+    assert!(!text.contains(ALICE_ID) && !text.contains(ALICE_EMAIL), "a visitor got alice's identity\n{}", r.excerpt(name));
+}
+
+// ---------------------------------------------------------------------------
+// One app server: protocol facts, the logged-out page, the browser run.
+
+fn legacy_server(kind: Kind) {
+    let app = Server::start(kind);
+    let proxy = start_proxy(&app);
+
+    // The logged-out page, direct and through the proxy, with the same request headers.
+    // Bodies are compared after removing the content coding: Apache gzips, and the
+    // coding is checked to be the same on both sides.
+    let mut direct_conn = Conn::open(app.addr);
+    let direct = direct_conn.send("GET", "/", PAGE_HEADERS, b"");
+    assert_eq!(direct.status, 200, "{}", direct.describe());
+    let direct_page = direct.decoded();
+    assert!(
+        String::from_utf8_lossy(&direct_page).contains(LOADER),
+        "the {kind:?} app's page should carry the official Intercom loader"
+    );
+
+    // What makes each server what it is, seen on that direct response.
+    match kind {
+        Kind::Python => {
+            assert_eq!(direct.version, "HTTP/1.0", "{}", direct.describe());
+            assert!(direct.header("content-length").is_some() && !direct.chunked, "{}", direct.describe());
+        }
+        Kind::Php => {
+            // The body ends where the connection closes (no length, no chunks).
+            assert_eq!(direct.header("connection"), Some("close"), "{}", direct.describe());
+            assert!(direct.header("content-length").is_none() && !direct.chunked, "{}", direct.describe());
+        }
+        Kind::Apache => {
+            assert_eq!(direct.version, "HTTP/1.1", "{}", direct.describe());
+            assert!(direct.chunked, "Apache should send the flushed page chunked:\n{}", direct.describe());
+            assert_eq!(direct.header("content-encoding"), Some("gzip"), "{}", direct.describe());
+        }
+        Kind::Express => {
+            assert_eq!(direct.version, "HTTP/1.1", "{}", direct.describe());
+            assert!(direct.header("content-length").is_some() && !direct.chunked, "{}", direct.describe());
+        }
+    }
+    if matches!(kind, Kind::Apache | Kind::Express) {
+        // Keep-alive: a second request is answered on the same connection.
+        let again = direct_conn.send("GET", "/", PAGE_HEADERS, b"");
+        assert_eq!(again.status, 200, "no keep-alive:\n{}", direct.describe());
+    }
+
+    let through = fetch(proxy.addr, "GET", "/", PAGE_HEADERS, b"");
+    assert_eq!(through.status, 200, "{}\nproxy log:\n{}", through.describe(), proxy.log_text());
+    assert_eq!(
+        through.header("content-encoding"),
+        direct.header("content-encoding"),
+        "the proxy changed the logged-out page's coding:\n{}",
+        through.describe()
+    );
+    let through_page = through.decoded();
+    assert!(
+        through_page == direct_page,
+        "the logged-out page through the proxy differs from the app's:\n--- app\n{}\n--- proxy\n{}",
+        String::from_utf8_lossy(&direct_page),
+        String::from_utf8_lossy(&through_page)
+    );
+
+    // In Chromium, through the proxy: visitor, sign-in form, login, logout, visitor again.
+    let u = |p: &str| proxy.url(p);
+    let login = json!({
+        "goto": u("/login"), "method": "POST", "form": {"user": "alice"}, "formFrom": "current",
+        "wait": "boot", "timeoutMs": 8000
+    });
+    let mut logout = step(u("/logout"), "shutdown");
+    logout["settleMs"] = json!(500);
+    let r = drive(
+        &proxy,
+        &app,
+        vec![
+            ("guest", step(u("/"), "boot")),
+            ("login-page", step(u("/login-page"), "load")),
+            ("login", login),
+            ("logout", logout),
+            ("after", step(u("/"), "boot")),
+        ],
+    );
+    for name in ["guest", "login-page", "login", "logout", "after"] {
+        assert_clean(&r, name);
+    }
+    assert_visitor_boot(&r, "guest");
+
+    // The login redirects to the dashboard, whose Messenger boots once, with alice's token.
+    let s = r.step("login");
+    assert!(s["url"].as_str().unwrap_or("").ends_with("/"), "the login should land on /\n{}", r.excerpt("login"));
+    let boots: Vec<&Value> = calls(s).iter().filter(|c| c["method"] == "boot").collect();
+    assert_eq!(boots.len(), 1, "expected exactly one boot\n{}", r.excerpt("login"));
+    assert_eq!(boots[0]["settings"]["app_id"], APP_ID, "{}", r.excerpt("login"));
+    let token = boots[0]["settings"]["intercom_user_jwt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("boot without intercom_user_jwt\n{}", r.excerpt("login")));
+    let claims = support::verify(token);
+    assert_eq!(claims["user_id"], ALICE_ID, "token for the wrong user\n{}", r.excerpt("login"));
+    assert_eq!(claims["email"], ALICE_EMAIL, "{}", r.excerpt("login"));
+    assert_eq!(claims["name"], ALICE_NAME, "{}", r.excerpt("login"));
+    // No plain identity in what the Messenger got: not in any call's settings, not in
+    // window.intercomSettings (the token itself is base64url, so it cannot match).
+    let mut given: Vec<&Value> = calls(s).iter().map(|c| &c["settings"]).filter(|v| v.is_object()).collect();
+    given.push(&s["intercomSettings"]);
+    for o in given {
+        for key in ["user_id", "email", "user_hash", "name"] {
+            assert!(o.get(key).is_none(), "the Messenger got plain `{key}`: {o}\n{}", r.excerpt("login"));
+        }
+        let text = o.to_string();
+        assert!(!text.contains(ALICE_ID) && !text.contains(ALICE_EMAIL), "plain identity: {o}\n{}", r.excerpt("login"));
+    }
+    assert_eq!(s["loads"], 1, "the widget script should run once\n{}", r.excerpt("login"));
+
+    // The logout redirects to the sign-in page (no Intercom code of its own): the proxy's
+    // script shuts the Messenger down there, and nothing boots.
+    let lo = r.step("logout");
+    assert!(lo["url"].as_str().unwrap_or("").ends_with("/login-page"), "{}", r.excerpt("logout"));
+    let m = methods(lo);
+    assert_eq!(m.first(), Some(&"shutdown"), "the page after the logout must shut the Messenger down\n{}", r.excerpt("logout"));
+    assert!(!m.contains(&"boot"), "nothing may boot after the logout\n{}", r.excerpt("logout"));
+
+    // The app's session is gone: / is the visitor's page again, without a token.
+    assert_visitor_boot(&r, "after");
+}
+
+#[test]
+fn python_http_server_http10() {
+    legacy_server(Kind::Python);
+}
+
+#[test]
+fn php_builtin_server_sessions() {
+    legacy_server(Kind::Php);
+}
+
+#[test]
+fn apache_mod_php_keepalive_chunked_gzip() {
+    legacy_server(Kind::Apache);
+}
+
+#[test]
+fn express_session() {
+    legacy_server(Kind::Express);
+}
+
+// ---------------------------------------------------------------------------
+// An HTTP/1.0 client.
+
+/// `GET / HTTP/1.0` for a logged-in page, through the proxy in front of PHP's built-in
+/// server (an HTTP/1.1 upstream, so only the client side is HTTP/1.0). HTTP/1.0 has no
+/// chunked coding: the body must come as plain bytes, ended by Content-Length or the close.
+#[test]
+fn http10_client_gets_the_logged_in_page_without_chunked_framing() {
+    let app = Server::start(Kind::Php);
+    let proxy = start_proxy(&app);
+    let session = login_directly(&app, "alice");
+    let page = fetch(app.addr, "GET", "/", &[("Accept", "text/html"), ("Cookie", &session), ("Connection", "close")], b"");
+    assert_eq!(page.status, 200, "{}", page.describe());
+
+    let mut stream = TcpStream::connect(proxy.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!("GET / HTTP/1.0\r\nHost: {}\r\nAccept: text/html\r\nCookie: {session}\r\n\r\n", proxy.addr);
+    stream.write_all(req.as_bytes()).unwrap();
+    // HTTP/1.0 without keep-alive: the response ends with the connection (the read
+    // timeout only keeps a proxy that never closes from hanging the test).
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = support::find(&raw, b"\r\n\r\n").unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
+
+    assert!(head.starts_with("HTTP/1.") && head.split(' ').nth(1) == Some("200"), "{head}");
+    let te: Vec<&str> = head.lines().filter(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:")).collect();
+    assert!(te.is_empty(), "the HTTP/1.0 response uses {te:?}, which HTTP/1.0 does not have:\n{head}");
+    assert!(
+        body.starts_with(b"<!DOCTYPE html>"),
+        "the body should be the HTML itself, it starts with {:?}",
+        String::from_utf8_lossy(&body[..body.len().min(40)])
+    );
+    if let Some(len) = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())) {
+        assert_eq!(len, body.len().to_string(), "Content-Length and the body disagree");
+    }
+    let html = String::from_utf8_lossy(body);
+    let token = support::page_token(&html).unwrap_or_else(|| panic!("the page carries no token:\n{html}"));
+    assert_eq!(support::verify(&token)["user_id"], ALICE_ID);
+    assert!(
+        support::without_our_script(body) == page.body,
+        "apart from the proxy's script, the page should be the app's:\n--- app\n{}\n--- proxy\n{html}",
+        String::from_utf8_lossy(&page.body)
+    );
+}
