@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use bytes::BytesMut;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::compression::ResponseCompression;
 use pingora::protocols::http::compression::Algorithm;
@@ -33,7 +32,7 @@ use crate::logout;
 use crate::rewrite::{Limits, Outcome, PageRewriter, Render};
 use crate::script::{ScriptSettings, ScriptTemplate};
 use crate::token::TokenSigner;
-use crate::upstream::Upstream;
+use crate::upstream::{RequestBody, Upstream};
 
 /// The Secure Mode proxy: a Pingora [`ProxyHttp`] service others can embed.
 pub struct SecureModeProxy {
@@ -47,9 +46,6 @@ pub struct SecureModeProxy {
     /// When false the proxy only forwards (the benchmark's passthrough baseline).
     rewrite: bool,
 }
-
-/// Logout exchanges answered by the proxy itself are small; anything larger is refused.
-const MAX_LOGOUT_BODY: usize = 1 << 20;
 
 /// Per-request state.
 #[derive(Default)]
@@ -232,31 +228,57 @@ impl SecureModeProxy {
     /// Interstitial mode, configured logout path, top-level navigation: forwards the
     /// logout request itself and answers the client directly, because a bodiless
     /// redirect from the app would leave no body phase to put the interstitial in.
+    /// Bodies stream both ways, with the same timeouts and statuses as any proxied
+    /// request; whatever the app does, the client's answer carries the Intercom logout.
     async fn answer_logout(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let mut body = BytesMut::new();
-        while let Some(chunk) = session.read_request_body().await? {
-            if body.len() + chunk.len() > MAX_LOGOUT_BODY {
-                return Error::e_explain(ErrorType::HTTPStatus(413), "logout request body too large");
-            }
-            body.extend_from_slice(&chunk);
-        }
         let mut req = session.req_header().clone();
-        req.remove_header(&http::header::TRANSFER_ENCODING);
-        if body.is_empty() {
-            req.remove_header(&http::header::CONTENT_LENGTH);
-        } else {
-            req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        for h in ["connection", "keep-alive", "proxy-connection"] {
+            req.remove_header(h);
         }
-        let (mut resp, resp_body) = self.upstream.exchange(req, body.freeze(), MAX_LOGOUT_BODY).await?;
+        let client = session.req_header().version;
+        let started = self.upstream.start(req, RequestBody::From(session)).await;
         self.identity.forget_session(&ctx.hints).await;
+        let mut ex = match started {
+            Ok(ex) => ex,
+            Err(e) => {
+                crate::warn_limited!(
+                    "logout {}: no usable answer from the app ({}); answering 502 with the Intercom logout",
+                    session.req_header().uri.path(),
+                    crate::warn::describe(&e)
+                );
+                let mut resp = ResponseHeader::build(502, Some(4))?;
+                resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+                self.finish_logout(session, &mut resp, ctx);
+                hygiene::fit_framing(&mut resp, client);
+                return session.write_response_header(Box::new(resp), true).await;
+            }
+        };
+        let mut resp = ex.header.clone();
         self.finish_logout(session, &mut resp, ctx);
-        let out = ctx.replacement.take().unwrap_or(resp_body);
-        for h in ["connection", "keep-alive", "transfer-encoding", "proxy-connection"] {
+        for h in ["connection", "keep-alive", "proxy-connection"] {
             resp.remove_header(h);
         }
-        resp.insert_header(http::header::CONTENT_LENGTH, out.len().to_string())?;
+        if let Some(page) = ctx.replacement.take() {
+            hygiene::fit_framing(&mut resp, client);
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(page), true).await?;
+            // The app's own body is not needed: its connection is kept only if done.
+            self.upstream.release(ex).await;
+            return Ok(());
+        }
+        let unframed = resp.headers.get(http::header::CONTENT_LENGTH).is_none()
+            && resp.headers.get(http::header::TRANSFER_ENCODING).is_none();
+        if unframed && !matches!(resp.status.as_u16(), 204 | 304) {
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        hygiene::fit_framing(&mut resp, client);
         session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(out), true).await
+        while let Some(chunk) = ex.next_chunk().await? {
+            session.write_response_body(Some(chunk), false).await?;
+        }
+        session.write_response_body(None, true).await?;
+        self.upstream.release(ex).await;
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
+use pingora::protocols::http::client::HttpSession;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::{health_check::TcpHealthCheck, selection::RoundRobin, LoadBalancer};
 use pingora::services::background::{background_service, GenBackgroundService};
@@ -60,59 +61,93 @@ impl Upstream {
         Some(peer)
     }
 
-    /// One request the proxy makes to the app itself, outside the proxied flow (the
-    /// current-user lookup, a logout answered by the proxy): the response header and a
-    /// body of at most `max_body` bytes. The connection is kept for reuse when complete.
+    /// Starts one request the proxy makes to the app itself, outside the proxied flow
+    /// (the current-user lookup, a logout answered by the proxy): connects (or reuses a
+    /// kept connection), sends the request header and reads the response header, with
+    /// the configured timeouts on every read and write. `body` streams the request
+    /// body, if any, after the header.
+    pub async fn start<'b>(&self, req: RequestHeader, body: RequestBody<'b>) -> pingora::Result<Exchange> {
+        use pingora::{Error, ErrorType};
+        let peer = self
+            .peer()
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no upstream address available"))?;
+        let (mut session, _reused) = self.connector.get_http_session(&peer).await?;
+        session.set_read_timeout(Some(self.config.read_timeout));
+        session.set_write_timeout(Some(self.config.read_timeout));
+        session.write_request_header(Box::new(req)).await?;
+        match body {
+            RequestBody::Empty => {}
+            RequestBody::Bytes(b) if b.is_empty() => {}
+            RequestBody::Bytes(b) => session.write_request_body(b, true).await?,
+            RequestBody::From(client) => {
+                while let Some(chunk) = client.read_request_body().await? {
+                    session.write_request_body(chunk, false).await?;
+                }
+            }
+        }
+        session.finish_request_body().await?;
+        session.read_response_header().await?;
+        let header = session
+            .response_header()
+            .cloned()
+            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?;
+        Ok(Exchange { session, peer, header })
+    }
+
+    /// [`Upstream::start`], then the whole response body, of at most `max_body` bytes.
     pub async fn exchange(
         &self,
         req: RequestHeader,
         body: Bytes,
         max_body: usize,
     ) -> pingora::Result<(ResponseHeader, Bytes)> {
-        use pingora::{Error, ErrorType};
-        let peer = self
-            .peer()
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no upstream address available"))?;
-        let (mut session, _reused) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| e.more_context("connect"))?;
-        session
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(|e| e.more_context("write"))?;
-        if !body.is_empty() {
-            session
-                .write_request_body(body, true)
-                .await
-                .map_err(|e| e.more_context("write body"))?;
-        }
-        session.finish_request_body().await.map_err(|e| e.more_context("write"))?;
-        session.read_response_header().await.map_err(|e| e.more_context("read"))?;
-        let header = session
-            .response_header()
-            .cloned()
-            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?;
+        let mut ex = self.start(req, RequestBody::Bytes(body)).await?;
         let mut out = BytesMut::new();
-        while let Some(chunk) = session
-            .read_response_body()
-            .await
-            .map_err(|e| e.more_context("read body"))?
-        {
+        while let Some(chunk) = ex.next_chunk().await? {
             if out.len() + chunk.len() > max_body {
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(502),
+                return pingora::Error::e_explain(
+                    pingora::ErrorType::HTTPStatus(502),
                     format!("response body larger than {max_body} bytes"),
                 );
             }
             out.extend_from_slice(&chunk);
         }
-        if session.response_done() {
+        let header = ex.header.clone();
+        self.release(ex).await;
+        Ok((header, out.freeze()))
+    }
+
+    /// Returns a finished exchange's connection to the pool (or drops an unfinished one).
+    pub async fn release(&self, mut ex: Exchange) {
+        if ex.session.response_done() {
             self.connector
-                .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+                .release_http_session(ex.session, &ex.peer, Some(Duration::from_secs(60)))
                 .await;
         }
-        Ok((header, out.freeze()))
+    }
+}
+
+/// The body of a request the proxy makes itself.
+pub enum RequestBody<'a> {
+    /// No body.
+    Empty,
+    /// A body in hand.
+    Bytes(Bytes),
+    /// The client's request body, streamed through as it arrives.
+    From(&'a mut pingora::proxy::Session),
+}
+
+/// A request to the app in progress: its response header, and the body to read.
+pub struct Exchange {
+    session: HttpSession,
+    peer: HttpPeer,
+    /// The app's response header.
+    pub header: ResponseHeader,
+}
+
+impl Exchange {
+    /// The next piece of the response body; `None` at its end.
+    pub async fn next_chunk(&mut self) -> pingora::Result<Option<Bytes>> {
+        self.session.read_response_body().await
     }
 }

@@ -1,6 +1,7 @@
-//! Rate-limited warnings: a failing identity source or a hostile client must not turn
-//! every request into a log line. Each call site logs a short burst per interval, then
-//! holds lines back and says how many when it logs again.
+//! What the proxy's own warnings may say, and how often. A failing identity source or
+//! a hostile client must not turn every request into a log line: each call site logs
+//! a short burst per interval, then holds lines back and says how many when it logs
+//! again. Errors are described by kind only, never by their context.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -72,6 +73,12 @@ macro_rules! warn_limited {
             }
         }
     }};
+}
+
+/// A Pingora error's side and kind, for logs: never its context, which for a
+/// malformed message can hold the raw header block (cookies included).
+pub fn describe(e: &pingora::Error) -> String {
+    format!("{} error: {}", e.esource().as_str(), e.etype().as_str())
 }
 
 #[cfg(test)]

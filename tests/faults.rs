@@ -124,3 +124,90 @@ fn rewritten_pages_lose_expires() {
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
     assert_eq!(r.header("expires"), None, "an HTTP/1.0 cache would keep the page");
 }
+
+/// The logout effects every answer to a logout must carry: Intercom's cookies expired
+/// and the shutdown marker set.
+fn assert_logout_effects(headers: &[(String, String)], what: &str) {
+    let cookies = all(headers, "set-cookie");
+    for prefix in ["intercom-session-", "intercom-id-", "intercom-device-id-"] {
+        assert!(cookies.iter().any(|c| c.starts_with(prefix) && c.contains("Max-Age=0")), "{what}: {prefix} not expired in {cookies:?}");
+    }
+    assert!(cookies.iter().any(|c| c.starts_with("__isp_shutdown=1")), "{what}: no marker in {cookies:?}");
+}
+
+const NAVIGATE: &str = "Sec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\nConnection: close\r\n";
+
+fn interstitial_proxy(upstream: SocketAddr) -> Proxy {
+    let logout = "logout:\n  mode: interstitial\n  paths: [\"GET|POST /logout*\"]\n";
+    let yaml = sections(upstream, TRUSTED_HEADER, logout).replacen("\nintercom:", "\n  read_timeout: 1s\nintercom:", 1);
+    Proxy::start(&yaml)
+}
+
+fn logout_request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n{NAVIGATE}\r\n").into_bytes()
+}
+
+#[test]
+fn interstitial_logouts_answer_like_any_request_and_always_log_out() {
+    let big = vec![b'x'; 3 << 20];
+    let big_body = big.clone();
+    let up = Upstream::start(move |req| match req.path() {
+        "/logout-garbage" => Reply::Raw(b"this is not HTTP\r\n\r\n".to_vec()),
+        "/logout-crlf" => Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: /login\rSet-Cookie: evil=1\r\nContent-Length: 0\r\n\r\n".to_vec()),
+        "/logout-nul" => Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: /lo\0gin\r\nContent-Length: 0\r\n\r\n".to_vec()),
+        "/logout-hang" => Reply::After(Duration::from_secs(30), Box::new(Reply::with(302, &[("Location", "/login")], ""))),
+        "/logout-big" => Reply::with(200, &[("Content-Type", "text/plain")], big_body.clone()),
+        "/logout-big-redirect" => Reply::with(302, &[("Location", "/login"), ("Content-Type", "text/html")], big_body.clone()),
+        _ => Reply::with(302, &[("Location", "/login")], ""),
+    });
+    let proxy = interstitial_proxy(up.addr);
+    for (path, status) in [("/logout-garbage", " 502"), ("/logout-crlf", " 502"), ("/logout-nul", " 502"), ("/logout-hang", " 502")] {
+        // The client's read timeout (10 s) is far below the hanging app's 30 s: an answer
+        // at all means read_timeout (1 s) was applied.
+        let out = raw(proxy.addr, &logout_request(path));
+        let (line, headers) = head_of(&out);
+        assert!(line.contains(status), "{path}: {line}");
+        assert_logout_effects(&headers, path);
+        assert!(all(&headers, "set-cookie").iter().all(|c| !c.starts_with("evil")), "{path}");
+    }
+    // A large body streams through (no 1 MB limit), still with the logout.
+    let out = raw(proxy.addr, &logout_request("/logout-big"));
+    let (line, headers) = head_of(&out);
+    assert!(line.contains(" 200"), "{line}");
+    assert_logout_effects(&headers, "big");
+    let body_at = support::find(&out, b"\r\n\r\n").unwrap() + 4;
+    let body = &out[body_at..];
+    let decoded = if all(&headers, "transfer-encoding") == ["chunked"] { dechunk(body) } else { body.to_vec() };
+    assert_eq!(decoded.len(), big.len());
+    assert!(decoded == big);
+    // A large redirect body is replaced by the interstitial.
+    let out = raw(proxy.addr, &logout_request("/logout-big-redirect"));
+    let (line, headers) = head_of(&out);
+    assert!(line.contains(" 200"), "{line}");
+    assert_logout_effects(&headers, "big redirect");
+    assert!(support::find(&out, b"location.replace").is_some());
+}
+
+#[test]
+fn an_interstitial_logout_with_the_app_down_is_a_502_that_still_logs_out() {
+    let dead: SocketAddr = format!("127.0.0.1:{}", support::free_port()).parse().unwrap();
+    let proxy = interstitial_proxy(dead);
+    let (line, headers) = head_of(&raw(proxy.addr, &logout_request("/logout")));
+    assert!(line.contains(" 502"), "{line}");
+    assert_logout_effects(&headers, "app down");
+}
+
+/// Decodes a chunked body.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = support::find(body, b"\r\n").expect("chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap();
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}

@@ -159,7 +159,7 @@ impl CurrentUserEndpoint {
 
     async fn fetch(&self, key: &SessionKey) -> Result<Cached, String> {
         let mut req = RequestHeader::build("GET", self.config.path.as_bytes(), None)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::warn::describe(&e))?;
         let headers = [
             ("host", key.host.as_deref().unwrap_or("localhost")),
             ("cookie", key.cookie.as_str()),
@@ -167,13 +167,13 @@ impl CurrentUserEndpoint {
             ("user-agent", "intercom-secure-proxy"),
         ];
         for (name, value) in headers {
-            req.insert_header(name, value).map_err(|e| e.to_string())?;
+            req.insert_header(name, value).map_err(|e| crate::warn::describe(&e))?;
         }
         let (header, body) = self
             .upstream
             .exchange(req, Bytes::new(), MAX_BODY)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::warn::describe(&e))?;
         let status = header.status.as_u16();
         match status {
             200..=299 => self.map_document(&body).map(|id| id.map(Arc::new)),
