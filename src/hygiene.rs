@@ -9,6 +9,8 @@
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::compression::ResponseCompression;
+use pingora::proxy::Session;
 
 /// Why a request is answered with 400 before the app sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -88,23 +90,25 @@ pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, ()> 
 /// Fits a response's framing to what the client's HTTP version allows, in every mode
 /// and after every other header change: the status line says HTTP/1.1 (our version,
 /// as nginx does, whatever the app spoke), and an HTTP/1.0 client, which has no
-/// chunked encoding, gets a `Content-Length` or a close-delimited body instead.
-/// Returns whether response compression must stay off (its encoder always chunks).
-pub fn fit_framing(resp: &mut ResponseHeader, client: Version) -> bool {
-    match client {
-        Version::HTTP_11 => {
-            resp.set_version(Version::HTTP_11);
-            false
-        }
-        Version::HTTP_10 | Version::HTTP_09 => {
-            resp.set_version(Version::HTTP_11);
-            // Pingora has already decoded the app's chunks; without a length the body
-            // is delimited by closing the connection.
-            resp.remove_header(&TRANSFER_ENCODING);
-            true
-        }
-        // HTTP/2 frames bodies itself.
-        _ => false,
+/// chunked encoding, gets a `Content-Length` or a close-delimited body (with
+/// `Connection: close`, and response compression off: its encoder always chunks).
+pub fn fit_framing(session: &mut Session, resp: &mut ResponseHeader) {
+    let client = session.req_header().version;
+    if !matches!(client, Version::HTTP_10 | Version::HTTP_09 | Version::HTTP_11) {
+        return; // HTTP/2 frames bodies itself.
+    }
+    resp.set_version(Version::HTTP_11);
+    if client == Version::HTTP_11 {
+        return;
+    }
+    // Pingora has already decoded the app's chunks.
+    resp.remove_header(&TRANSFER_ENCODING);
+    if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+        c.adjust_level(0);
+    }
+    let bodiless = session.req_header().method == http::Method::HEAD || matches!(resp.status.as_u16(), 204 | 304);
+    if !bodiless && !resp.headers.contains_key(CONTENT_LENGTH) {
+        session.set_keepalive(None);
     }
 }
 

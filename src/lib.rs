@@ -32,3 +32,4 @@ pub mod token;
 pub mod upstream;
 pub mod warn;
 pub mod hygiene;
+pub mod connections;

@@ -24,6 +24,7 @@ use pingora::proxy::{ProxyHttp, Session};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, LogoutMode};
+use crate::connections::HeadRead;
 use crate::csp::{self, MetaCsp};
 use crate::headers;
 use crate::hygiene;
@@ -235,7 +236,6 @@ impl SecureModeProxy {
         for h in ["connection", "keep-alive", "proxy-connection"] {
             req.remove_header(h);
         }
-        let client = session.req_header().version;
         let started = self.upstream.start(req, RequestBody::From(session)).await;
         self.identity.forget_session(&ctx.hints).await;
         let mut ex = match started {
@@ -249,7 +249,7 @@ impl SecureModeProxy {
                 let mut resp = ResponseHeader::build(502, Some(4))?;
                 resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
                 self.finish_logout(session, &mut resp, ctx);
-                hygiene::fit_framing(&mut resp, client);
+                hygiene::fit_framing(session, &mut resp);
                 return session.write_response_header(Box::new(resp), true).await;
             }
         };
@@ -259,7 +259,7 @@ impl SecureModeProxy {
             resp.remove_header(h);
         }
         if let Some(page) = ctx.replacement.take() {
-            hygiene::fit_framing(&mut resp, client);
+            hygiene::fit_framing(session, &mut resp);
             session.write_response_header(Box::new(resp), false).await?;
             session.write_response_body(Some(page), true).await?;
             // The app's own body is not needed: its connection is kept only if done.
@@ -271,7 +271,7 @@ impl SecureModeProxy {
         if unframed && !matches!(resp.status.as_u16(), 204 | 304) {
             resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
-        hygiene::fit_framing(&mut resp, client);
+        hygiene::fit_framing(session, &mut resp);
         session.write_response_header(Box::new(resp), false).await?;
         while let Some(chunk) = ex.next_chunk().await? {
             session.write_response_body(Some(chunk), false).await?;
@@ -334,6 +334,13 @@ impl ProxyHttp for SecureModeProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::default()
+    }
+
+    fn on_connection_reuse(&self, session: &mut Session, _ctx: &mut RequestCtx, prev: Box<dyn std::any::Any + Send + Sync>) {
+        // Pingora calls this right after reading the head (see connections::ClientLimits).
+        if let Ok(head) = prev.downcast::<HeadRead>() {
+            head.arrived(session);
+        }
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
@@ -473,11 +480,7 @@ impl ProxyHttp for SecureModeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         self.finish_response(session, resp, ctx).await;
-        if hygiene::fit_framing(resp, session.req_header().version) {
-            if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
-                c.adjust_level(0);
-            }
-        }
+        hygiene::fit_framing(session, resp);
         Ok(())
     }
 

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 
+use pingora::services::listening::Service;
+
 use crate::config::Config;
+use crate::connections::{ClientLimits, Limits};
 use crate::proxy::SecureModeProxy;
 use crate::upstream::Upstream;
 
@@ -37,15 +40,18 @@ pub fn build(config: Config, opt: Opt, passthrough: bool) -> std::io::Result<Ser
 pub fn add_proxy(server: &mut Server, config: Config, passthrough: bool) -> std::io::Result<()> {
     let (upstream, health) = Upstream::new(&config.upstream)?;
     let listen = config.listen.clone();
+    let config_limits = config.server.clone();
     let mut proxy = SecureModeProxy::new(Arc::new(config), upstream);
     if passthrough {
         proxy = proxy.passthrough();
     }
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        proxy,
-        "intercom-secure-proxy",
-    );
+    let limits = Limits {
+        header_timeout: config_limits.client_header_timeout,
+        keepalive_timeout: config_limits.client_keepalive_timeout,
+        max_connections: config_limits.max_client_connections,
+    };
+    let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits);
+    let mut service = Service::new("intercom-secure-proxy".to_string(), app);
     for addr in listen {
         service.add_tcp(&addr.to_string());
     }

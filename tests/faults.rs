@@ -211,3 +211,132 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         body = &body[size + 2..];
     }
 }
+
+#[test]
+fn pipelined_requests_are_all_answered_in_order() {
+    let up = Upstream::start(|req| Reply::with(200, &[("Content-Type", "text/plain")], format!("answer for {}", req.path())));
+    let proxy = proxy_for(&up);
+    let out = raw(
+        proxy.addr,
+        b"GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\nGET /third HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} missing from {text}"));
+    assert!(at("answer for /first") < at("answer for /second") && at("answer for /second") < at("answer for /third"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+    let paths: Vec<String> = up.requests().iter().map(|r| r.path().to_string()).collect();
+    assert_eq!(paths, ["/first", "/second", "/third"]);
+}
+
+fn limited_proxy(up: &Upstream, server: &str) -> Proxy {
+    // The support config already has a server section: add to it.
+    let yaml = sections(up.addr, TRUSTED_HEADER, "");
+    Proxy::start_with_server(&yaml, server)
+}
+
+/// Reads until the proxy closes the connection; false if it is still open after 10 s.
+fn closed_by_proxy(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_client_trickling_its_request_head_is_cut_off() {
+    let up = app();
+    let proxy = limited_proxy(&up, "  client_header_timeout: 1s\n");
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    // A byte every 200 ms: each read is quick, the head never completes in time.
+    let trickler = {
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for b in b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: 0123456789012345678901234567890123456789012345678901234567890123456789\r\n" {
+                if w.write_all(&[*b]).is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            false
+        })
+    };
+    assert!(closed_by_proxy(&mut s), "the connection outlived client_header_timeout");
+    assert!(up.requests().is_empty());
+    drop(s);
+    let _ = trickler.join();
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_keepalive_timeout() {
+    let up = app();
+    let proxy = limited_proxy(&up, "  client_keepalive_timeout: 1s\n");
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut first = [0u8; 64];
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let n = s.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..n]));
+    // Now idle: the proxy must close it (Pingora alone keeps it forever).
+    assert!(closed_by_proxy(&mut s), "the idle connection was kept past client_keepalive_timeout");
+}
+
+#[test]
+fn connections_beyond_the_cap_are_closed_with_a_log_line() {
+    let up = app();
+    let proxy = limited_proxy(&up, "  max_client_connections: 2\n");
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(proxy.addr).unwrap();
+            // A complete request makes sure the proxy has taken the connection.
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            let mut buf = [0u8; 16];
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            assert!(s.read(&mut buf).unwrap() > 0);
+            s
+        })
+        .collect();
+    let mut third = TcpStream::connect(proxy.addr).unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(closed_by_proxy(&mut third), "a third connection was served");
+    assert!(proxy.log_text().contains("max_client_connections = 2"), "{}", proxy.log_text());
+    drop(held);
+    // Slots come back when connections end.
+    let mut ok = false;
+    for _ in 0..50 {
+        let out = raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        if out.starts_with(b"HTTP/1.1 200") {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ok, "no connection was served after the held ones closed");
+}
+
+#[test]
+fn http_1_0_clients_never_get_chunked_framing() {
+    // A chunked app page, logged in (rewritten) and logged out (passed through).
+    let up = Upstream::start(|_| Reply::Chunked {
+        status: 200,
+        headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+        pieces: vec![PAGE.as_bytes()[..40].to_vec(), PAGE.as_bytes()[40..].to_vec()],
+        pause: Duration::from_millis(10),
+    });
+    let proxy = proxy_for(&up);
+    for (who, extra) in [("logged in", "X-Forwarded-User: alice\r\n"), ("logged out", "")] {
+        let out = raw(proxy.addr, format!("GET / HTTP/1.0\r\n{extra}\r\n").as_bytes());
+        let (status, headers) = head_of(&out);
+        assert!(status.starts_with("HTTP/1.1 200"), "{who}: {status}");
+        assert!(all(&headers, "transfer-encoding").is_empty(), "{who}: {headers:?}");
+        assert_eq!(all(&headers, "connection"), ["close"], "{who}: the body ends with the connection");
+        let body = &out[support::find(&out, b"\r\n\r\n").unwrap() + 4..];
+        assert!(body.starts_with(b"<!DOCTYPE html>") && body.ends_with(b"</html>"), "{who}: {}", String::from_utf8_lossy(body));
+        assert_eq!(page_token(&String::from_utf8_lossy(body)).is_some(), who == "logged in");
+    }
+}

@@ -241,11 +241,20 @@ impl Proxy {
     }
 
     pub fn start_with(sections: &str, args: &[&str]) -> Proxy {
+        Self::launch(sections, "", args)
+    }
+
+    /// Like [`Proxy::start`], with `server_keys` (indented lines) added to the server section.
+    pub fn start_with_server(sections: &str, server_keys: &str) -> Proxy {
+        Self::launch(sections, server_keys, &[])
+    }
+
+    fn launch(sections: &str, server_keys: &str, args: &[&str]) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path().display();
         let yaml = format!(
-            "listen: [\"127.0.0.1:{port}\"]\nserver:\n  threads: 1\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/proxy.pid\n  upgrade_sock: {d}/upgrade.sock\n{sections}"
+            "listen: [\"127.0.0.1:{port}\"]\nserver:\n  threads: 1\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/proxy.pid\n  upgrade_sock: {d}/upgrade.sock\n{server_keys}{sections}"
         );
         let conf = dir.path().join("proxy.yaml");
         std::fs::write(&conf, yaml).unwrap();

@@ -1,0 +1,139 @@
+//! Client connections: how long a client may take to send a request head, how long an
+//! idle keep-alive connection is kept, and how many connections are served at once.
+//!
+//! Pingora reads a request head with a timeout per read, so a client trickling a byte
+//! every few seconds holds its connection forever, and an HTTP/1.1 connection without
+//! a `Keep-Alive` header idles forever. [`ClientLimits`] wraps the proxy application:
+//! it serves each HTTP/1 connection's requests itself, with a deadline for every head
+//! (the proxy's [`HeadRead`] signal says when a head is in), the configured idle time
+//! between requests, and a cap on concurrent connections, like nginx's
+//! `client_header_timeout`, `keepalive_timeout` and `worker_connections`. It also
+//! turns on Pingora's in-order answering of pipelined requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::server::ShutdownWatch;
+use tokio::sync::{oneshot, Semaphore};
+
+/// The limits, from `server.client_*` and `server.max_client_connections`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time to send a whole request head, from the start of the connection or the end of
+    /// the idle time after the previous response.
+    pub header_timeout: Duration,
+    /// Idle time allowed between requests; zero turns keep-alive off.
+    pub keepalive_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// Pingora's keep-alive setting: whole seconds, at least one; `None` for off.
+    fn keepalive_secs(&self) -> Option<u64> {
+        (!self.keepalive_timeout.is_zero()).then(|| self.keepalive_timeout.as_secs().max(1))
+    }
+}
+
+/// A proxy application with client limits applied (see the module docs).
+pub struct ClientLimits<A> {
+    inner: Arc<A>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+}
+
+impl<A> ClientLimits<A> {
+    /// Wraps `inner`.
+    pub fn new(inner: A, limits: Limits) -> Self {
+        ClientLimits { inner: Arc::new(inner), limits, slots: Arc::new(Semaphore::new(limits.max_connections)) }
+    }
+}
+
+/// Handed to the proxy with each session; the proxy reports through it, from
+/// `ProxyHttp::on_connection_reuse` (which Pingora calls right after the head is
+/// read), that the head is in, and takes the keep-alive time to apply.
+pub struct HeadRead {
+    done: oneshot::Sender<()>,
+    keepalive_secs: Option<u64>,
+}
+
+impl HeadRead {
+    /// Reports the head read and sets the idle time before the next request (kept off
+    /// where the client or its HTTP version turned keep-alive off).
+    pub fn arrived(self, session: &mut ServerSession) {
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(self.keepalive_secs);
+        }
+        let _ = self.done.send(());
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for ClientLimits<A>
+where
+    A: HttpServerApp + ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            crate::warn_limited!(
+                "client connection limit reached (server.max_client_connections = {}); closing new connections until some finish",
+                self.limits.max_connections
+            );
+            return None;
+        };
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            // HTTP/2 has its own framing and idle handling.
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        let mut session = ServerSession::new_http1(stream);
+        let mut idle = Duration::ZERO;
+        loop {
+            session.set_keepalive(if *shutdown.borrow() { None } else { self.limits.keepalive_secs() });
+            let reused = self.serve(session, idle, shutdown).await?;
+            let (stream, persistent) = reused.consume();
+            session = ServerSession::new_http1(stream);
+            if let Some(persistent) = persistent {
+                persistent.apply_to_session(&mut session);
+            }
+            idle = self.limits.keepalive_timeout;
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+impl<A> ClientLimits<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// One request: its head must be in within `idle` plus the header timeout, or the
+    /// connection is closed (as nginx does, without a response).
+    async fn serve(&self, mut session: ServerSession, idle: Duration, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        let (done, head_in) = oneshot::channel();
+        let keepalive_secs = self.limits.keepalive_secs();
+        session.set_connection_user_context(Some(Box::new(HeadRead { done, keepalive_secs })));
+        // Pipelined requests are answered in order (RFC 9112 §9.3.2); without this Pingora
+        // answers the first and silently drops the rest.
+        session.set_pipelining_enabled(true);
+        let request = self.inner.process_new_http(session, shutdown);
+        tokio::pin!(request);
+        let deadline = idle + self.limits.header_timeout;
+        tokio::select! {
+            biased;
+            reused = &mut request => return reused,
+            in_time = tokio::time::timeout(deadline, head_in) => {
+                if in_time.is_err() {
+                    log::debug!("closing a client connection: no complete request head within {deadline:?}");
+                    return None;
+                }
+            }
+        }
+        request.await
+    }
+}
