@@ -86,6 +86,25 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Ok(config)
 }
 
+/// A listener that fails after the probe (a race, or a new address on `run -u`) panics
+/// inside a Pingora service task; without this the process would keep running with
+/// nothing listening and later exit 0.
+fn exit_on_listener_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("Failed to build listeners") {
+            std::process::exit(1);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match Cli::parse().command {
@@ -98,6 +117,13 @@ fn main() -> ExitCode {
                 println!("configuration {} is valid", conf.display());
                 return ExitCode::SUCCESS;
             }
+            if !upgrade {
+                if let Err(why) = intercom_secure_proxy::server::probe_listeners(&config) {
+                    eprintln!("intercom-secure-proxy: {why}");
+                    return ExitCode::from(1);
+                }
+            }
+            exit_on_listener_panic();
             let opt = pingora::server::configuration::Opt {
                 daemon,
                 upgrade,

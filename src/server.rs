@@ -12,6 +12,20 @@ use crate::connections::{ClientLimits, Limits};
 use crate::proxy::SecureModeProxy;
 use crate::upstream::Upstream;
 
+/// Binds every listen address at once and lets go again, so a port in use is reported
+/// before the server starts: Pingora binds inside a service task, retries for 30 s
+/// and then panics there while the process lingers with no listener. Holding all
+/// of them together also catches overlaps. Skipped on `run -u`, where the sockets
+/// come from the old process.
+pub fn probe_listeners(config: &Config) -> Result<(), String> {
+    let mut held = Vec::with_capacity(config.listen.len());
+    for addr in &config.listen {
+        // std sets SO_REUSEADDR like Pingora, so a port in TIME_WAIT passes here too.
+        held.push(std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+    }
+    Ok(())
+}
+
 /// Pingora's own settings, from ours.
 pub fn server_conf(config: &Config) -> ServerConf {
     let s = &config.server;
