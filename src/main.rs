@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use intercom_secure_proxy::config::Config;
 use intercom_secure_proxy::identity::Identity;
 use intercom_secure_proxy::token::TokenSigner;
+use intercom_secure_proxy::warn::RedactingLogger;
 
 /// Adds Intercom Messenger Secure Mode (signed JWTs, real logouts) to an unmodified web
 /// app, as a reverse proxy in front of it.
@@ -106,7 +107,11 @@ fn exit_on_listener_panic() {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    log::set_max_level(logger.filter());
+    if log::set_boxed_logger(Box::new(RedactingLogger(logger))).is_err() {
+        eprintln!("intercom-secure-proxy: a logger was already installed");
+    }
     match Cli::parse().command {
         Command::Run { conf, daemon, upgrade, test, passthrough } => {
             let config = match load(&conf) {

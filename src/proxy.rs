@@ -499,6 +499,32 @@ impl ProxyHttp for SecureModeProxy {
         Ok(None)
     }
 
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        mut e: Box<pingora::Error>,
+        _ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<pingora::Error> {
+        crate::warn::scrub(&mut e);
+        // Pingora's default retry policy, unchanged.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        // Pingora's summary, without the query string (it can carry tokens).
+        let req = session.req_header();
+        let host = req.headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        format!("{} {}, Host: {}", req.method, req.uri.path(), host.as_deref().unwrap_or("-"))
+    }
+
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &pingora::Error) -> bool {
         // A client that goes away mid-response is routine traffic, not an error to page on.
         matches!(error.esource(), pingora::ErrorSource::Downstream)

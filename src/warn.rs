@@ -81,9 +81,80 @@ pub fn describe(e: &pingora::Error) -> String {
     format!("{} error: {}", e.esource().as_str(), e.etype().as_str())
 }
 
+/// Removes the raw message bytes Pingora puts into a parse error's context (`buf:
+/// …`, which holds the whole header block, `Cookie`/`Set-Cookie` included), along its
+/// chain of causes, before anything logs the error.
+pub fn scrub(e: &mut pingora::Error) {
+    if e.context.as_ref().is_some_and(|c| c.as_str().contains("buf: ")) {
+        e.context = Some("raw message bytes not logged".to_string().into());
+    }
+    let Some(cause) = e.cause.as_mut() else { return };
+    // A cause is stored as the error itself or as its box, depending on how it was made.
+    if cause.is::<pingora::Error>() {
+        if let Some(inner) = cause.downcast_mut::<pingora::Error>() {
+            scrub(inner);
+        }
+    } else if let Some(inner) = cause.downcast_mut::<Box<pingora::Error>>() {
+        scrub(inner);
+    } else if cause.to_string().contains("buf: ") {
+        e.cause = None;
+    }
+}
+
+/// The last line of defence for what Pingora logs on our behalf: its debug and trace
+/// records dump whole requests and responses (cookies, tokens) and are dropped; in
+/// its warnings and errors, raw message bytes (`buf: …`) are cut to the end of the
+/// line. Our own records pass as they are.
+pub struct RedactingLogger<L>(pub L);
+
+fn from_pingora(target: &str) -> bool {
+    target.starts_with("pingora")
+}
+
+impl<L: log::Log> log::Log for RedactingLogger<L> {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        self.0.enabled(m) && !(from_pingora(m.target()) && m.level() > log::Level::Info)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        if !from_pingora(record.target()) {
+            return self.0.log(record);
+        }
+        let text = record.args().to_string();
+        match text.find("buf: ") {
+            Some(at) => self.0.log(
+                &log::Record::builder()
+                    .args(format_args!("{}buf: <raw message bytes not logged>", &text[..at]))
+                    .metadata(record.metadata().clone())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            ),
+            None => self.0.log(record),
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_bytes_are_scrubbed_along_the_cause_chain() {
+        let inner = pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "buf: HTTP/1.1 200 OK\\r\\nSet-Cookie: sid=SECRET");
+        let mut outer = pingora::Error::because(pingora::ErrorType::ReadError, "reading", inner);
+        scrub(&mut outer);
+        let text = outer.to_string();
+        assert!(!text.contains("SECRET") && text.contains("not logged") && text.contains("reading"), "{text}");
+    }
 
     #[test]
     fn a_burst_per_interval_then_the_count() {

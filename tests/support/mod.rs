@@ -241,15 +241,20 @@ impl Proxy {
     }
 
     pub fn start_with(sections: &str, args: &[&str]) -> Proxy {
-        Self::launch(sections, "", args)
+        Self::launch(sections, "", args, &[])
     }
 
     /// Like [`Proxy::start`], with `server_keys` (indented lines) added to the server section.
     pub fn start_with_server(sections: &str, server_keys: &str) -> Proxy {
-        Self::launch(sections, server_keys, &[])
+        Self::launch(sections, server_keys, &[], &[])
     }
 
-    fn launch(sections: &str, server_keys: &str, args: &[&str]) -> Proxy {
+    /// Like [`Proxy::start`], with more environment variables (e.g. `RUST_LOG`).
+    pub fn start_with_env(sections: &str, env: &[(&str, &str)]) -> Proxy {
+        Self::launch(sections, "", &[], env)
+    }
+
+    fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path().display();
@@ -266,6 +271,7 @@ impl Proxy {
             .args(args)
             .env("TEST_INTERCOM_SECRET", SECRET)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
