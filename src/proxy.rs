@@ -33,7 +33,7 @@ use crate::logout;
 use crate::rewrite::{Limits, Outcome, PageRewriter, Render};
 use crate::script::{ScriptSettings, ScriptTemplate};
 use crate::token::TokenSigner;
-use crate::upstream::{RequestBody, Upstream};
+use crate::upstream::{self, RequestBody, Upstream};
 
 /// The Secure Mode proxy: a Pingora [`ProxyHttp`] service others can embed.
 pub struct SecureModeProxy {
@@ -66,6 +66,8 @@ pub struct RequestCtx {
     replacement: Option<Bytes>,
     /// The upstream response header ended the response (no body filter will run).
     bodiless: bool,
+    /// The upstream socket while this request holds it (for quick ACKs).
+    upstream_fd: Option<std::os::unix::io::RawFd>,
 }
 
 struct PagePlan {
@@ -399,6 +401,19 @@ impl ProxyHttp for SecureModeProxy {
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no upstream address available"))
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_fd = Some(fd);
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -423,8 +438,11 @@ impl ProxyHttp for SecureModeProxy {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(fd) = ctx.upstream_fd {
+            upstream::quick_ack(fd);
+        }
         // Pingora frames by the reconciled length but would forward every line as sent.
         match hygiene::content_length_fix(&resp.headers) {
             Ok(Some(hygiene::LengthFix::Single(n))) => resp.insert_header(http::header::CONTENT_LENGTH, n)?,
@@ -482,6 +500,22 @@ impl ProxyHttp for SecureModeProxy {
         self.finish_response(session, resp, ctx).await;
         hygiene::fit_framing(session, resp);
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        match ctx.upstream_fd {
+            // The connection goes back to the pool after the last chunk.
+            Some(_) if end_of_stream => ctx.upstream_fd = None,
+            Some(fd) => upstream::quick_ack(fd),
+            None => {}
+        }
+        Ok(None)
     }
 
     fn response_body_filter(

@@ -340,3 +340,65 @@ fn http_1_0_clients_never_get_chunked_framing() {
         assert_eq!(page_token(&String::from_utf8_lossy(body)).is_some(), who == "logged in");
     }
 }
+
+/// A keep-alive HTTP/1.1 app that writes each response's head and body in two writes
+/// with Nagle's algorithm on (no TCP_NODELAY), as hand-rolled and embedded servers do.
+fn two_write_upstream() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while support::find(&buf, b"\r\n\r\n").is_none() {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = support::find(&buf, b"\r\n\r\n").unwrap() + 4;
+                    let close = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase().contains("connection: close");
+                    buf.drain(..end);
+                    let body = b"two writes";
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", body.len());
+                    if conn.write_all(head.as_bytes()).is_err() || conn.write_all(body).is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Milliseconds for one request on a new client connection.
+fn one_request_ms(addr: SocketAddr) -> f64 {
+    let started = std::time::Instant::now();
+    let out = raw(addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert!(out.ends_with(b"two writes"), "{}", String::from_utf8_lossy(&out));
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+#[test]
+fn an_app_writing_head_and_body_separately_is_not_stalled_by_delayed_acks() {
+    // Nagle on the app's side holds the body until the head is acknowledged; a delayed
+    // ACK on our reused upstream connection holds that for Linux's 40 ms minimum. The
+    // one clock reading in this suite, with a margin of 2x to that fixed kernel timer:
+    // without quick ACKs every request takes >= 40 ms.
+    let app = two_write_upstream();
+    let proxy = Proxy::start(&sections(app, TRUSTED_HEADER, ""));
+    for _ in 0..3 {
+        one_request_ms(proxy.addr); // warm the upstream connection pool
+    }
+    let through = median((0..15).map(|_| one_request_ms(proxy.addr)).collect());
+    let direct = median((0..15).map(|_| one_request_ms(app)).collect());
+    assert!(through < 20.0, "median {through:.1} ms through the proxy vs {direct:.1} ms direct: the delayed-ACK stall is back");
+}
