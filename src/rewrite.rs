@@ -265,8 +265,9 @@ impl PageRewriter {
         };
         let scanner = self.scanner.take().expect("scanner present");
         let errored = matches!(outcome, Outcome::GaveUp(GiveUpReason::Memory | GiveUpReason::ParserError));
-        if outcome != Outcome::Placed && !end_of_stream {
-            // Giving up mid-document: make sure `end()` places nothing.
+        if matches!(outcome, Outcome::GaveUp(_)) || (outcome != Outcome::Placed && !end_of_stream) {
+            // Giving up, or stopping mid-document: `end()` must place nothing, or the
+            // script would land wherever the parser stopped (inside a tag, say).
             lock(&scanner.shared.render).take();
         }
         if !errored {

@@ -293,3 +293,17 @@ fn placement_does_not_depend_on_how_the_body_is_split() {
     let at = text.find("<script>(function").expect("placed");
     assert_eq!(&text[at - 1500..at], "x".repeat(1500), "placed right before the page's first script");
 }
+
+#[test]
+fn hitting_the_scan_limit_in_the_last_chunk_leaves_the_page_untouched() {
+    // Found by the property suite: the limit reached inside the final chunk used to let
+    // the end-of-document handler place the script where the parser stopped, inside
+    // this attribute value.
+    let mut page = b"<div data-x=\"".to_vec();
+    page.resize(page.len() + (16 << 10), b'y');
+    page.extend_from_slice(b"\">");
+    let limits = Limits { max_scan_bytes: 1024, parser_memory: 16 << 10 };
+    let (out, rw) = run(&page, &[], limits);
+    assert!(matches!(rw.outcome(), Outcome::GaveUp(_)), "{:?}", rw.outcome());
+    assert!(out == page, "the page was changed");
+}
