@@ -17,9 +17,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
@@ -373,40 +370,8 @@ impl Run {
 
 /// Runs the driver on `steps` (in one browser profile) and returns its report.
 fn drive(proxy: &Proxy, steps: Vec<(&'static str, Value)>) -> Run {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let deps = root.join("tests/browser/node_modules/playwright-core");
-    assert!(
-        deps.is_dir(),
-        "the browser tests need the driver's dependencies, missing at {}: run `make test`, or `npm ci` in tests/browser (Node 20+ and /usr/bin/chromium are required)",
-        deps.display()
-    );
     let (names, steps): (Vec<_>, Vec<_>) = steps.into_iter().unzip();
-    let scenario = json!({ "steps": steps }).to_string();
-    let mut child = Command::new("node")
-        .arg("tests/browser/driver.mjs")
-        .arg("-")
-        .current_dir(root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `node` ({e}): the browser tests need Node 20+; run `make test`"));
-    child.stdin.take().unwrap().write_all(scenario.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "browser driver failed ({}): {}\nproxy log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        proxy.log_text()
-    );
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
-    if std::env::var_os("BROWSER_TEST_DEBUG").is_some() {
-        eprintln!("driver report: {}", serde_json::to_string_pretty(&report).unwrap());
-    }
-    let steps = report["steps"].as_array().expect("driver report has steps").clone();
-    assert_eq!(steps.len(), names.len(), "driver reported a different number of steps");
+    let steps = support::run_browser(steps, &|| format!("proxy log:\n{}", proxy.log_text()));
     Run { names, steps, proxy_log: proxy.log_text() }
 }
 

@@ -432,34 +432,8 @@ fn step(url: String, wait: &str) -> Value {
 }
 
 fn drive(proxy: &Proxy, app: &Server, steps: Vec<(&'static str, Value)>) -> Run {
-    let deps = root().join("tests/browser/node_modules/playwright-core");
-    assert!(
-        deps.is_dir(),
-        "the browser driver's dependencies are missing at {}: run `make test`, or `npm ci` in tests/browser",
-        deps.display()
-    );
     let (names, steps): (Vec<_>, Vec<_>) = steps.into_iter().unzip();
-    let mut child = Command::new("node")
-        .arg("tests/browser/driver.mjs")
-        .arg("-")
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `node` ({e}): install Node 20+; `make test` does"));
-    child.stdin.take().unwrap().write_all(json!({ "steps": steps }).to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "browser driver failed ({}): {}\nproxy log:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        proxy.log_text()
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("driver output is JSON");
-    let steps = report["steps"].as_array().expect("driver report has steps").clone();
-    assert_eq!(steps.len(), names.len());
+    let steps = support::run_browser(steps, &|| format!("proxy log:\n{}", proxy.log_text()));
     Run { names, steps, proxy_log: proxy.log_text(), server_log: app.log_text() }
 }
 

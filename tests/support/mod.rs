@@ -415,3 +415,44 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)
 }
+
+/// Runs the headless-Chromium driver (tests/browser/driver.mjs) on `steps` and returns
+/// its per-step reports. Fails, never skips, when Node or the driver's dependencies are
+/// missing; `context` (e.g. the proxy log) is shown when the driver itself fails.
+pub fn run_browser(steps: Vec<serde_json::Value>, context: &dyn Fn() -> String) -> Vec<serde_json::Value> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let deps = root.join("tests/browser/node_modules/playwright-core");
+    assert!(
+        deps.is_dir(),
+        "the browser tests need the driver's dependencies, missing at {}: run `make test`, or `npm ci` in tests/browser (Node 20+ and /usr/bin/chromium are required)",
+        deps.display()
+    );
+    let expected = steps.len();
+    let scenario = serde_json::json!({ "steps": steps }).to_string();
+    let mut child = Command::new("node")
+        .arg("tests/browser/driver.mjs")
+        .arg("-")
+        .current_dir(&root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `node` ({e}): the browser tests need Node 20+; run `make test`"));
+    child.stdin.take().unwrap().write_all(scenario.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "browser driver failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        context()
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    if std::env::var_os("BROWSER_TEST_DEBUG").is_some() {
+        eprintln!("driver report: {}", serde_json::to_string_pretty(&report).unwrap());
+    }
+    let steps = report["steps"].as_array().expect("driver report has steps").clone();
+    assert_eq!(steps.len(), expected, "driver reported a different number of steps");
+    steps
+}
