@@ -157,7 +157,8 @@ impl PageRewriter {
                 }
             }))
             .append_element_content_handler(handler(&HEAD, &shared, |el, s| {
-                if s.head_ok {
+                // A self-closed `<head/>` (possible in foreign content) takes no content.
+                if s.head_ok && el.can_have_content() {
                     if let Some(html) = s.render(None) {
                         el.prepend(&html, ContentType::Html);
                     }
@@ -175,6 +176,9 @@ impl PageRewriter {
                 }));
             }))
             .append_element_content_handler(handler(&BODY, &shared, |el, s| {
+                if !el.can_have_content() {
+                    return;
+                }
                 if let Some(html) = s.render(None) {
                     el.prepend(&html, ContentType::Html);
                 }
@@ -323,6 +327,11 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
     let declares_charset = el.has_attribute("charset")
         || http_equiv.as_deref().is_some_and(|v| v.trim().eq_ignore_ascii_case("content-type"));
     if declares_charset {
+        // Inside foreign content (`<svg><meta charset>`) lol_html sees an element that
+        // waits for an end tag that never comes: the script would never be written.
+        if el.can_have_content() {
+            return;
+        }
         if let Some(html) = shared.render(None) {
             el.after(&html, ContentType::Html);
         }

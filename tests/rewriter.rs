@@ -307,3 +307,15 @@ fn hitting_the_scan_limit_in_the_last_chunk_leaves_the_page_untouched() {
     assert!(matches!(rw.outcome(), Outcome::GaveUp(_)), "{:?}", rw.outcome());
     assert!(out == page, "the page was changed");
 }
+
+#[test]
+fn insertion_points_that_cannot_take_the_script_are_passed_over() {
+    // Found by the property suite: in foreign content a charset <meta> waits for an end
+    // tag and a self-closed <head/> has no inside; placing there lost the script while
+    // reporting it placed. The document end takes it instead.
+    for html in ["<svg><svg><meta charset=utf-8>", "<svg><svg><!----><head/>"] {
+        let (out, rw) = run(html.as_bytes(), &[], LIMITS);
+        assert_eq!(rw.outcome(), Outcome::Placed, "{html}");
+        assert_eq!(support::without_our_script(&out), html.as_bytes(), "{html}");
+    }
+}
