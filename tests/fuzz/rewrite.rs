@@ -15,6 +15,7 @@ use intercom_secure_proxy::script::{ScriptSettings, ScriptTemplate};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
+use proptest::test_runner::TestCaseError;
 
 use super::check;
 
@@ -200,6 +201,43 @@ fn every_input_gets_exactly_one_script_and_the_same_output_however_split() {
         let bytewise: Vec<usize> = (1..input.len()).chain([input.len()]).collect();
         let got = rewrite(&input, &bytewise, false, charset_in_header, GENEROUS);
         prop_assert!(got.out == whole.out, "one-byte chunks give another output than one chunk");
+        Ok(())
+    });
+}
+
+/// A page with one huge tag somewhere in it: more than the smallest parser memory.
+fn page_with_huge_tag() -> impl Strategy<Value = Page> {
+    (page(), any::<Index>(), 16usize << 10..48 << 10).prop_map(|(Page(page), at, size)| {
+        let at = at.index(page.len() + 1);
+        let mut out = page[..at].to_vec();
+        out.extend_from_slice(b"<div data-x=\"");
+        out.resize(out.len() + size, b'y');
+        out.extend_from_slice(b"\">");
+        out.extend_from_slice(&page[at..]);
+        Page(out)
+    })
+}
+
+#[test]
+fn with_tight_limits_the_script_is_placed_once_or_the_page_is_untouched() {
+    // The smallest limits the config accepts, up to a few times that.
+    let limits = (1024usize..8192, 16usize << 10..64 << 10)
+        .prop_map(|(max_scan_bytes, parser_memory)| Limits { max_scan_bytes, parser_memory });
+    let input = prop_oneof![page(), page_with_huge_tag()];
+    let strategy = (input, any::<bool>(), split(), limits);
+    check("rewrite: tight limits", strategy, |(Page(input), charset_in_header, s, limits)| {
+        let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, charset_in_header, limits);
+        match got.outcome {
+            Outcome::Placed => {
+                let script = got.script.expect("a placed script was rendered");
+                prop_assert!(
+                    is_input_plus_script(&got.out, &input, script.as_bytes()),
+                    "placed, but the output is not the input plus the script at one position"
+                );
+            }
+            Outcome::GaveUp(why) => prop_assert!(got.out == input, "gave up ({why:?}) but changed the page"),
+            Outcome::Scanning => return Err(TestCaseError::fail("still scanning after the end of the stream")),
+        }
         Ok(())
     });
 }
