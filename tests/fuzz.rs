@@ -59,7 +59,7 @@ fn check<S: Strategy>(name: &str, strategy: S, property: impl Fn(S::Value) -> Re
         // A new runner draws a new random seed (unless PROPTEST_RNG_SEED fixes it).
         let mut runner = TestRunner::new(config.clone());
         if let Err(e) = runner.run(&strategy, &property) {
-            panic!("{name}: {e}");
+            panic!("{name}: after {}+ passing cases: {e}", batches * u64::from(config.cases));
         }
         batches += 1;
         if deadline.is_none_or(|d| Instant::now() >= d) {
