@@ -23,15 +23,14 @@
 #                    to opt out
 #
 # Needs: cargo, python3, and (installed with apt-get when missing) wrk, curl, nginx-light
-# and libnginx-mod-http-js (by ../shared/peers/nginx/run). Everything listens on
+# and libnginx-mod-http-js (by bench/nginx/run). Everything listens on
 # 127.0.0.1 only; everything started here is stopped on exit, Ctrl-C or failure.
 set -euo pipefail
 
 T0=$(date +%s)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SHARED=${SHARED:-$ROOT/../shared}
-PEERS=$SHARED/peers/nginx
-CORPUS=$SHARED/corpus
+PEERS=$ROOT/bench/nginx
+CORPUS=$ROOT/tests/corpus
 HELPER=$ROOT/scripts/bench-load.py
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
@@ -50,7 +49,7 @@ BIG_MIB=${BIG_MIB:-5}
 PIN=${PIN:-0}
 KEEP=${KEEP:-0}
 BUDGET=${BUDGET:-570}   # seconds for the whole script; default durations shrink to fit it
-SECRET=bench-secret-0123456789abcdef0123456789abcdef   # the njs peer's (peers/nginx/jwt.js)
+SECRET=bench-secret-0123456789abcdef0123456789abcdef   # the njs peer's (bench/nginx/jwt.js)
 HDR_USER="X-Forwarded-User: bench-user"
 HDR_EMAIL="X-Forwarded-Email: bench@example.com"
 TARGETS=(ours-secure ours-passthrough nginx-plain nginx-njs)
@@ -148,9 +147,8 @@ need_apt wrk wrk
 need_apt curl curl
 [ "$PIN" = 1 ] && need_apt taskset util-linux
 command -v python3 >/dev/null || die "python3 is needed for the table"
-[ -d "$CORPUS" ] && [ -x "$PEERS/run" ] || die "shared corpus/peers not found under $SHARED"
-for p in 18080 18081 18082 18083; do
-  port_busy "$p" && die "127.0.0.1:$p is in use: stop the other nginx peers first (../shared/peers/nginx/run stop)"
+for p in 18080 18081 18083; do
+  port_busy "$p" && die "127.0.0.1:$p is in use: stop the other nginx peers first (bench/nginx/run stop)"
 done
 PORT_SECURE=$(free_port "${PORT_SECURE:-18091}")
 PORT_PASS=$(free_port "${PORT_PASS:-18092}")

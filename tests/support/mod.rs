@@ -388,9 +388,9 @@ pub fn page_token(html: &str) -> Option<String> {
     Some(html[at..].split('"').next()?.to_string())
 }
 
-/// Reads a corpus page from ../shared/corpus.
+/// Reads a corpus page from tests/corpus.
 pub fn corpus(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 

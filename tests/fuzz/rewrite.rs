@@ -1,0 +1,243 @@
+//! The streaming rewriter on arbitrary bytes and on HTML-ish documents built from a
+//! grammar of the constructs that decide where the script goes, fed in arbitrary chunks
+//! the way Pingora's body filter hands them over.
+//!
+//! The grammar has no `<meta http-equiv=Content-Security-Policy>`: amending one changes
+//! bytes outside the script on purpose (tests/rewriter.rs covers that).
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use intercom_secure_proxy::csp::MetaCsp;
+use intercom_secure_proxy::rewrite::{Limits, Outcome, PageRewriter, Render};
+use intercom_secure_proxy::script::{ScriptSettings, ScriptTemplate};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::TestCaseError;
+
+use super::check;
+
+/// Limits no generated input comes near (inputs stay below 64 KiB), so only the bytes
+/// decide the outcome.
+const GENEROUS: Limits = Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 };
+
+const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiZnV6eiJ9.c2ln";
+
+fn template() -> ScriptTemplate {
+    ScriptTemplate::new(&ScriptSettings {
+        app_id: "abc12345",
+        api_base: "https://api-iam.intercom.io",
+        signed_fields: vec!["user_id", "email", "name"],
+        auto_include: true,
+        cookie_domain: None,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Inputs
+
+/// A regex-generated piece as bytes.
+fn re(pattern: &'static str) -> BoxedStrategy<Vec<u8>> {
+    pattern.prop_map(String::into_bytes).boxed()
+}
+
+/// One piece of a document: insertion points, charset declarations, things that look
+/// like them but are not (comments, CDATA, raw text), text, and raw bytes.
+fn piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        re(r"(?i:<head)( [a-z]{1,6}(=[a-z0-9]{0,4})?)?/?>"),
+        re(r"(?i:</head>)"),
+        re(r#"(?i:<meta charset=)("utf-8"|utf-8|'windows-1252'|x|"")/?>"#),
+        re(r#"(?i:<meta http-equiv=)"?(?i:content-type)"? content="text/html; (?i:charset)=utf-8">"#),
+        re(r#"<meta name=viewport content="width=device-width"( charset)?>"#),
+        re(concat!(
+            r#"(?i:<script)( src=a\.js| type=module| nonce=[A-Za-z0-9+/=_-]{0,12}| nonce="[^"]{0,8}")?>"#,
+            r"[ -~]{0,16}(?i:</script>)?"
+        )),
+        re(r"(?i:<body)( class=a)?>|(?i:</body>)"),
+        re(r"<!--[ -~]{0,16}-->|<!-->|<!---->|<!--|<!-- <script> -->|<!-- <head> -->"),
+        re(r"<!\[CDATA\[[ -~]{0,16}\]\]>|<!\[CDATA\["),
+        re(r"(?i:<!doctype html>|<html>|</html>|<title>|</title>|<\?xml version=.1.0.\?>)"),
+        re(r"(?i:</?(style|textarea|xmp|iframe|noembed|noframes|noscript|template|svg|math|plaintext|p|div|select)>)"),
+        re(r#"<|</|<a|<div class="|</>|&amp;|&|>|"|'|\r\n|\n|charset|é|😀|\u{feff}"#),
+        re(r"[ -~]{0,32}"),
+        // Long text moves later pieces past the 256-byte first slice and the
+        // 1024-byte charset prescan window.
+        (100usize..1500).prop_map(|n| vec![b'x'; n]).boxed(),
+        vec(any::<u8>(), 0..24).boxed(),
+    ]
+}
+
+/// A page's bytes.
+#[derive(Clone)]
+struct Page(Vec<u8>);
+
+/// Failure reports (and the saved regressions) show the page as escaped text, with
+/// runs of one byte shortened: `b"<div a=\""+[y; 16384]+b"\">"`.
+impl fmt::Debug for Page {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("b\"")?;
+        let mut rest = &self.0[..];
+        while let Some(&b) = rest.first() {
+            let run = rest.iter().take_while(|&&c| c == b).count();
+            if run >= 16 {
+                write!(f, "\"+[{}; {run}]+b\"", b.escape_ascii())?;
+            } else {
+                write!(f, "{}", rest[..run].escape_ascii())?;
+            }
+            rest = &rest[run..];
+        }
+        f.write_str("\"")
+    }
+}
+
+/// Arbitrary bytes, or a document of grammar pieces.
+fn page() -> impl Strategy<Value = Page> {
+    prop_oneof![
+        1 => vec(any::<u8>(), 0..2048),
+        4 => vec(piece(), 0..24).prop_map(|pieces| pieces.concat()),
+    ]
+    .prop_map(Page)
+}
+
+/// How a body reaches the filter: cut at these points (repeated points give empty
+/// chunks), and end of stream either with the last bytes or as a later call without any.
+#[derive(Debug, Clone)]
+struct Split {
+    cuts: Vec<Index>,
+    separate_end: bool,
+}
+
+fn split() -> impl Strategy<Value = Split> {
+    (vec(any::<Index>(), 0..8), any::<bool>()).prop_map(|(cuts, separate_end)| Split { cuts, separate_end })
+}
+
+impl Split {
+    /// The chunk boundaries for an input of `len` bytes.
+    fn bounds(&self, len: usize) -> Vec<usize> {
+        let mut b: Vec<usize> = self.cuts.iter().map(|i| i.index(len + 1)).collect();
+        b.sort_unstable();
+        b.push(len);
+        b
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running the rewriter
+
+struct Rewritten {
+    out: Vec<u8>,
+    outcome: Outcome,
+    /// The script the renderer returned, if it was asked for one.
+    script: Option<String>,
+}
+
+/// Rewrites `input` fed in chunks ending at `bounds` (the last one being the input's
+/// length), set up as the proxy does: the page's nonce, if any, goes into the script.
+fn rewrite(input: &[u8], bounds: &[usize], separate_end: bool, charset_in_header: bool, limits: Limits) -> Rewritten {
+    let template = template();
+    let meta = MetaCsp { nonce: None, script: template.render(Some(TOKEN), false, None) };
+    let rendered = Arc::new(Mutex::new(None));
+    let record = rendered.clone();
+    let render: Render = Box::new(move |page_nonce| {
+        let html = template.render(Some(TOKEN), false, page_nonce).html().to_string();
+        *record.lock().unwrap() = Some(html.clone());
+        Some(html)
+    });
+    let mut rw = PageRewriter::new(render, meta, limits, charset_in_header);
+    let whole = Bytes::copy_from_slice(input);
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, &end) in bounds.iter().enumerate() {
+        let mut body = Some(whole.slice(start..end));
+        rw.process(&mut body, !separate_end && i == bounds.len() - 1);
+        out.extend_from_slice(&body.unwrap_or_default());
+        start = end;
+    }
+    if separate_end {
+        let mut body = None;
+        rw.process(&mut body, true);
+        out.extend_from_slice(&body.unwrap_or_default());
+    }
+    let script = rendered.lock().unwrap().take();
+    Rewritten { out, outcome: rw.outcome(), script }
+}
+
+/// Whether `out` is `input` with `script` inserted at one position and nothing else
+/// changed.
+fn is_input_plus_script(out: &[u8], input: &[u8], script: &[u8]) -> bool {
+    if out.len() != input.len() + script.len() {
+        return false;
+    }
+    let prefix = out.iter().zip(input).take_while(|(a, b)| a == b).count();
+    let suffix = out.iter().rev().zip(input.iter().rev()).take_while(|(a, b)| a == b).count();
+    // Position p works when out[..p] == input[..p] (p <= prefix), out[p + len..] ==
+    // input[p..] (p >= input.len() - suffix) and the script sits in between.
+    (input.len().saturating_sub(suffix)..=prefix).any(|p| &out[p..p + script.len()] == script)
+}
+
+// ---------------------------------------------------------------------------
+// Properties
+
+#[test]
+fn every_input_gets_exactly_one_script_and_the_same_output_however_split() {
+    let strategy = (page(), any::<bool>(), vec(split(), 3));
+    check("rewrite: one script, split-invariant", strategy, |(Page(input), charset_in_header, splits)| {
+        let whole = rewrite(&input, &[input.len()], false, charset_in_header, GENEROUS);
+        // Within the limits every document has an insertion point: at the latest its end.
+        prop_assert_eq!(whole.outcome, Outcome::Placed);
+        let script = whole.script.clone().expect("a placed script was rendered");
+        prop_assert!(
+            is_input_plus_script(&whole.out, &input, script.as_bytes()),
+            "the output is not the input plus the script at one position"
+        );
+        for s in &splits {
+            let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, charset_in_header, GENEROUS);
+            prop_assert!(got.out == whole.out, "{s:?} gives another output than one chunk");
+            prop_assert_eq!(got.outcome, whole.outcome, "{:?} ends another way than one chunk", s);
+        }
+        let bytewise: Vec<usize> = (1..input.len()).chain([input.len()]).collect();
+        let got = rewrite(&input, &bytewise, false, charset_in_header, GENEROUS);
+        prop_assert!(got.out == whole.out, "one-byte chunks give another output than one chunk");
+        Ok(())
+    });
+}
+
+/// A page with one huge tag somewhere in it: more than the smallest parser memory.
+fn page_with_huge_tag() -> impl Strategy<Value = Page> {
+    (page(), any::<Index>(), 16usize << 10..48 << 10).prop_map(|(Page(page), at, size)| {
+        let at = at.index(page.len() + 1);
+        let mut out = page[..at].to_vec();
+        out.extend_from_slice(b"<div data-x=\"");
+        out.resize(out.len() + size, b'y');
+        out.extend_from_slice(b"\">");
+        out.extend_from_slice(&page[at..]);
+        Page(out)
+    })
+}
+
+#[test]
+fn with_tight_limits_the_script_is_placed_once_or_the_page_is_untouched() {
+    // The smallest limits the config accepts, up to a few times that.
+    let limits = (1024usize..8192, 16usize << 10..64 << 10)
+        .prop_map(|(max_scan_bytes, parser_memory)| Limits { max_scan_bytes, parser_memory });
+    let input = prop_oneof![page(), page_with_huge_tag()];
+    let strategy = (input, any::<bool>(), split(), limits);
+    check("rewrite: tight limits", strategy, |(Page(input), charset_in_header, s, limits)| {
+        let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, charset_in_header, limits);
+        match got.outcome {
+            Outcome::Placed => {
+                let script = got.script.expect("a placed script was rendered");
+                prop_assert!(
+                    is_input_plus_script(&got.out, &input, script.as_bytes()),
+                    "placed, but the output is not the input plus the script at one position"
+                );
+            }
+            Outcome::GaveUp(why) => prop_assert!(got.out == input, "gave up ({why:?}) but changed the page"),
+            Outcome::Scanning => return Err(TestCaseError::fail("still scanning after the end of the stream")),
+        }
+        Ok(())
+    });
+}
