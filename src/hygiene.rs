@@ -112,6 +112,20 @@ pub fn fit_framing(session: &mut Session, resp: &mut ResponseHeader) {
     }
 }
 
+/// Whether the response may be shown as a document, the only thing the page script
+/// belongs in. Browsers say what a request is for in `Sec-Fetch-Dest`: HTML that
+/// `fetch`/XHR loads (`empty`: a legacy app's partials, inserted with `innerHTML` or
+/// into a `<textarea>`) is the app's data and passes through untouched. Clients that
+/// do not send the header are judged by the response alone.
+pub fn may_be_document(req: &RequestHeader) -> bool {
+    match req.headers.get("sec-fetch-dest").map(|v| v.as_bytes()) {
+        None => true,
+        Some(dest) => [&b"document"[..], b"iframe", b"frame", b"embed", b"object"]
+            .iter()
+            .any(|d| dest.eq_ignore_ascii_case(d)),
+    }
+}
+
 /// Whether a `Host` value is `host[:port]` with host a name, an IPv4 address or a
 /// bracketed IPv6 literal (RFC 3986 characters only: no spaces, `;`-attribute tricks
 /// are still possible in a reg-name, so see [`cookie_host`] for where it matters).

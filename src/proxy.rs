@@ -353,6 +353,7 @@ impl ProxyHttp for SecureModeProxy {
         let path = req.uri.path();
         ctx.candidate = req.method == http::Method::GET
             && req.headers.get(http::header::UPGRADE).is_none()
+            && hygiene::may_be_document(req)
             && !self.config.inject.exclude_paths.iter().any(|p| p.matches(path));
         let level = self.config.inject.compression_level;
         if ctx.candidate && level > 0 {

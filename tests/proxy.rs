@@ -328,3 +328,18 @@ fn upstream_down_is_a_clean_502() {
     let r = get(&proxy.url("/"), &ALICE);
     assert_eq!(r.status, 502);
 }
+
+#[test]
+fn html_fetched_by_scripts_is_the_apps_data_and_passes_through() {
+    // A legacy app's partial loaded with XHR/fetch (Sec-Fetch-Dest: empty) is inserted
+    // by the page's code: a script in it would run again or show up as text.
+    let up = app();
+    let proxy = proxy_for(&up, "");
+    let original = support::corpus("app.html");
+    let r = get(&proxy.url("/"), &[ALICE[0], ("Sec-Fetch-Dest", "empty"), ("Sec-Fetch-Mode", "cors")]);
+    assert_eq!(r.body, original, "a fetched page was rewritten");
+    for dest in ["document", "iframe"] {
+        let r = get(&proxy.url("/"), &[ALICE[0], ("Sec-Fetch-Dest", dest), ("Sec-Fetch-Mode", "navigate")]);
+        assert!(page_token(&r.text()).is_some(), "{dest}: no token");
+    }
+}
