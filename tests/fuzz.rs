@@ -16,6 +16,8 @@
 //! the input and a `#[test]` that calls [`check`].
 
 // The modules live in tests/fuzz/ (a crate root would look for tests/<name>.rs).
+#[path = "fuzz/hygiene.rs"]
+mod hygiene;
 #[path = "fuzz/identity.rs"]
 mod identity;
 #[path = "fuzz/rewrite.rs"]
