@@ -271,7 +271,8 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
     for _ in 0..1000 {
         let mut s = TcpStream::connect(proxy.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        // A small receive window keeps the kernel from absorbing the responses for us.
+        // The kernel's socket buffers absorb the first part of each response; the rest
+        // stalls against the client, which is what the proxy must not buffer.
         s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").unwrap();
         clients.push(s);
     }

@@ -104,7 +104,7 @@ fn logged_in_pages_get_a_signed_token_and_private_headers() {
     assert!(r.header("content-length").is_none());
     assert_eq!(r.header("vary").map(|v| v.to_ascii_lowercase().contains("cookie")), Some(true));
     assert_eq!(support::without_our_script(&r.body), support::corpus("app.html"));
-    // The upstream was asked without conditionals and with encodings we can decode.
+    // The trusted peer's identity header reaches the app unchanged.
     let last = up.requests().pop().unwrap();
     assert_eq!(last.header("x-forwarded-user"), Some("alice-1"));
 }
