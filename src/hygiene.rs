@@ -81,8 +81,12 @@ pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, ()> 
             tokens += 1;
         }
     }
+    let as_sent = headers.get(CONTENT_LENGTH).map(HeaderValue::as_bytes);
     match agreed {
-        Some(n) if tokens > 1 => Ok(Some(LengthFix::Single(HeaderValue::from_bytes(n).map_err(|_| ())?))),
+        // Several values, or one with padding around it: one clean line.
+        Some(n) if tokens > 1 || as_sent != Some(n) => {
+            Ok(Some(LengthFix::Single(HeaderValue::from_bytes(n).map_err(|_| ())?)))
+        }
         _ => Ok(None),
     }
 }
