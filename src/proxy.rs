@@ -282,9 +282,7 @@ impl SecureModeProxy {
         self.upstream.release(ex).await;
         Ok(())
     }
-}
 
-impl SecureModeProxy {
     /// The response phase of Secure Mode: logout effects, cache invalidation on login,
     /// and the rewriter for a planned page.
     async fn finish_response(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) {
