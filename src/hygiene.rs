@@ -39,7 +39,7 @@ pub fn check_request(req: &mut RequestHeader) -> Result<(), BadRequest> {
         (Some(v), None) if !valid_host(v.as_bytes()) => return Err(BadRequest::InvalidHost),
         _ => {}
     }
-    match content_length_fix(&req.headers).map_err(|()| BadRequest::ContentLength)? {
+    match content_length_fix(&req.headers)? {
         Some(LengthFix::Remove) => {
             req.remove_header(&CONTENT_LENGTH);
         }
@@ -61,9 +61,10 @@ pub enum LengthFix {
     Single(HeaderValue),
 }
 
-/// Checks `Content-Length`: `Ok(None)` when it is absent or one number, `Ok(Some(fix))`
-/// when it must be rewritten, `Err` when its values disagree or one is not a number.
-pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, ()> {
+/// Checks `Content-Length` (of a request or a response): `Ok(None)` when it is absent
+/// or one clean number, `Ok(Some(fix))` when it must be rewritten, `Err` when its values
+/// disagree or one is not a number.
+pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, BadRequest> {
     if !headers.contains_key(CONTENT_LENGTH) {
         return Ok(None);
     }
@@ -75,7 +76,7 @@ pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, ()> 
     for value in headers.get_all(CONTENT_LENGTH) {
         for n in value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             if n.is_empty() || !n.iter().all(u8::is_ascii_digit) || agreed.is_some_and(|a| a != n) {
-                return Err(());
+                return Err(BadRequest::ContentLength);
             }
             agreed = Some(n);
             tokens += 1;
@@ -85,7 +86,7 @@ pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, ()> 
     match agreed {
         // Several values, or one with padding around it: one clean line.
         Some(n) if tokens > 1 || as_sent != Some(n) => {
-            Ok(Some(LengthFix::Single(HeaderValue::from_bytes(n).map_err(|_| ())?)))
+            Ok(Some(LengthFix::Single(HeaderValue::from_bytes(n).map_err(|_| BadRequest::ContentLength)?)))
         }
         _ => Ok(None),
     }

@@ -449,7 +449,7 @@ impl ProxyHttp for SecureModeProxy {
                 resp.remove_header(&http::header::CONTENT_LENGTH);
             }
             Ok(None) => {}
-            Err(()) => return Error::e_explain(ErrorType::InvalidHTTPHeader, "upstream sent conflicting Content-Length"),
+            Err(_) => return Error::e_explain(ErrorType::InvalidHTTPHeader, "upstream sent conflicting Content-Length"),
         }
         Ok(())
     }
