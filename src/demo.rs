@@ -67,12 +67,7 @@ const LOADER: &str = "(function(){var w=window;var ic=w.Intercom;if(typeof ic===
 
 impl SampleApp {
     fn session_user(&self, session: &ServerSession) -> Option<(&'static str, &'static str, &'static str)> {
-        let cookies = session.req_header().headers.get("cookie")?.to_str().ok()?;
-        let id = cookies
-            .split(';')
-            .filter_map(|p| p.trim().split_once('='))
-            .find(|(k, _)| *k == SESSION_COOKIE)?
-            .1;
+        let id = crate::hygiene::cookie(session.req_header(), SESSION_COOKIE)?;
         let name = *self.sessions.lock().ok()?.get(id)?;
         user(name)
     }
@@ -122,13 +117,7 @@ impl ServeHttp for SampleApp {
                 }
             }
             ("GET", "/logout") => {
-                if let Some(id) = session
-                    .req_header()
-                    .headers
-                    .get("cookie")
-                    .and_then(|c| c.to_str().ok())
-                    .and_then(|c| c.split(';').filter_map(|p| p.trim().split_once('=')).find(|(k, _)| *k == SESSION_COOKIE).map(|(_, v)| v.to_string()))
-                {
+                if let Some(id) = crate::hygiene::cookie(session.req_header(), SESSION_COOKIE).map(str::to_string) {
                     if let Ok(mut s) = self.sessions.lock() {
                         s.remove(&id);
                     }

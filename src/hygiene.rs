@@ -131,6 +131,23 @@ pub fn may_be_document(req: &RequestHeader) -> bool {
     }
 }
 
+/// The request's cookies as trimmed `name=value` pairs, across every `Cookie` line:
+/// the one cookie-header parser (identity lookups, the proxy's own cookies, the demo).
+pub fn cookie_pairs(req: &RequestHeader) -> impl Iterator<Item = &str> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
+/// The value of the request's first cookie called `name`.
+pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    cookie_pairs(req).filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
 /// Whether a `Host` value is `host[:port]` with host a name, an IPv4 address or a
 /// bracketed IPv6 literal (RFC 3986 characters only: no spaces, `;`-attribute tricks
 /// are still possible in a reg-name, so see [`cookie_host`] for where it matters).

@@ -154,14 +154,8 @@ pub fn user_clear() -> String {
 pub fn own_cookies(req: &pingora::http::RequestHeader) -> (bool, Option<String>) {
     let mut marker = false;
     let mut user = None;
-    for pair in req
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-    {
-        match pair.trim().split_once('=') {
+    for pair in crate::hygiene::cookie_pairs(req) {
+        match pair.split_once('=') {
             Some((MARKER_COOKIE, v)) if !v.is_empty() => marker = true,
             Some((USER_COOKIE, v)) if !v.is_empty() => user = Some(v.to_string()),
             _ => {}

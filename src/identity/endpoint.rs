@@ -85,14 +85,7 @@ impl CurrentUserEndpoint {
     /// The session of this request, or `None` when it carries no session cookie.
     pub fn session_key(&self, req: &RequestHeader) -> Option<SessionKey> {
         let mut cookie = String::new();
-        let pairs = req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|p| !p.is_empty());
+        let pairs = crate::hygiene::cookie_pairs(req);
         if self.config.cookies.is_empty() {
             // Intercom's own cookies change without the app session changing.
             for pair in pairs.filter(|p| !p.starts_with("intercom-") && !p.starts_with(crate::logout::COOKIE_PREFIX)) {
