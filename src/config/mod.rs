@@ -1,0 +1,322 @@
+//! Configuration: the YAML file format and its validation into [`Config`].
+//!
+//! The file is parsed into `File*` structs that mirror the YAML exactly (unknown keys
+//! are rejected), then validated into the internal [`Config`], where durations are
+//! parsed, the secret is loaded and every default is filled in. Every problem is
+//! reported as a [`ConfigError`] naming the offending key, so an operator can fix the
+//! file without reading code. Nothing listens before validation has succeeded.
+//!
+//! One module per section of the file holds its shape, its validated type, its
+//! defaults and its validation; this one holds the top level and the shared helpers,
+//! and [`summary`](Config::summary) and [`warnings`](Config::warnings) are what
+//! `check` prints.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+mod identity;
+mod inject;
+mod intercom;
+mod logout;
+mod server;
+mod summary;
+mod upstream;
+
+pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
+pub use inject::{InjectConfig, PathPattern};
+pub use intercom::IntercomConfig;
+pub use logout::{LogoutConfig, LogoutMode};
+pub use server::ServerSettings;
+pub use upstream::UpstreamConfig;
+use identity::{validate_identity, FileIdentity};
+use inject::{validate_inject, FileInject};
+use intercom::{validate_intercom, FileIntercom};
+use logout::{validate_logout, FileLogout};
+use server::{validate_server, FileServer};
+use upstream::{validate_upstream, FileUpstream};
+
+/// A configuration problem, naming the key at fault and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the offending key, e.g. `intercom.token_lifetime`.
+    pub key: String,
+    /// What is wrong and what to do instead.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config error at `{}`: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// The Messenger secret. Its bytes are never printed: `Debug` shows only the length.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps raw secret bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Secret(bytes.into())
+    }
+    /// The raw bytes, for the signer only.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret([redacted, {} bytes])", self.0.len())
+    }
+}
+
+/// Where the secret was read from, for summaries (never the value).
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// An environment variable name.
+    Env(String),
+    /// A file path.
+    File(PathBuf),
+    /// Set in code (the demo, embedding applications).
+    Inline,
+}
+
+/// The validated configuration the proxy runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses the proxy listens on.
+    pub listen: Vec<SocketAddr>,
+    /// The application behind the proxy.
+    pub upstream: UpstreamConfig,
+    /// Pingora server settings.
+    pub server: ServerSettings,
+    /// The Intercom workspace and token settings.
+    pub intercom: IntercomConfig,
+    /// How the logged-in user is found.
+    pub identity: IdentityConfig,
+    /// Which responses are rewritten and how.
+    pub inject: InjectConfig,
+    /// How logouts are detected and turned into Intercom shutdowns.
+    pub logout: LogoutConfig,
+}
+
+// ---------------------------------------------------------------------------
+// The top level of the file; each section's shape, defaults and validation live in
+// its own module.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    listen: Vec<String>,
+    upstream: Option<FileUpstream>,
+    #[serde(default)]
+    server: FileServer,
+    intercom: Option<FileIntercom>,
+    #[serde(default)]
+    identity: FileIdentity,
+    #[serde(default)]
+    inject: FileInject,
+    #[serde(default)]
+    logout: FileLogout,
+}
+
+/// Claims a token may carry besides `user_id`, when the identity has them.
+const STANDARD_CLAIMS: [&str; 2] = ["email", "name"];
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                "-c",
+                format!("cannot read config file {}: {e}", path.display()),
+            )
+        })?;
+        Self::from_yaml(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates YAML; `env` looks up environment variables (for tests).
+    pub fn from_yaml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        let file: FileConfig = serde_yaml::from_str(text).map_err(yaml_error)?;
+        validate(file, env)
+    }
+}
+
+/// Turns a serde_yaml error into a key-naming error.
+fn yaml_error(e: serde_yaml::Error) -> ConfigError {
+    let msg = e.to_string();
+    // serde_yaml prefixes errors with the dotted path of the offending node: "a.b[0]: ...".
+    let (path, rest) = match msg.split_once(": ") {
+        Some((p, r)) if !p.contains(' ') => (p.to_string(), r.to_string()),
+        _ => ("(file)".to_string(), msg.clone()),
+    };
+    let key = match rest.split('`').nth(1) {
+        Some(field) if rest.starts_with("unknown field") => {
+            if path == "(file)" {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            }
+        }
+        _ => path,
+    };
+    if key.ends_with("secret_env") || key.ends_with("secret_file") {
+        // serde quotes the offending value, which may be the secret pasted by mistake.
+        return ConfigError::new(key, "must be a single string: the name of an environment variable, or the path of a file, holding the Messenger secret");
+    }
+    let hint = if rest.starts_with("unknown field") || rest.starts_with("unknown variant") {
+        " (check the spelling against conf/intercom-secure-proxy.yaml)"
+    } else {
+        ""
+    };
+    ConfigError::new(key, format!("{rest}{hint}"))
+}
+
+fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
+    match value {
+        None => Ok(default),
+        Some(v) => humantime::parse_duration(v.trim()).map_err(|e| {
+            ConfigError::new(
+                key,
+                format!("invalid duration {v:?} ({e}); write it like \"500ms\", \"30s\" or \"1h\""),
+            )
+        }),
+    }
+}
+
+/// A duration that must not be zero (a zero timeout fails every request).
+fn positive_duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
+    let d = duration(key, value, default)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(
+            key,
+            format!("must be above zero (a zero timeout fails every request); the default is {}", humantime::format_duration(default)),
+        ));
+    }
+    Ok(d)
+}
+
+fn socket_addr(key: &str, s: &str) -> Result<SocketAddr> {
+    s.parse::<SocketAddr>().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("{s:?} is not an IP:port address; write it like \"127.0.0.1:8080\""),
+        )
+    })
+}
+
+fn header_name(key: &str, s: &str) -> Result<String> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
+    if !ok {
+        return Err(ConfigError::new(
+            key,
+            format!("{s:?} is not a valid header name; write it like \"X-Forwarded-User\""),
+        ));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+fn json_pointer(key: &str, s: &str) -> Result<String> {
+    if !(s.is_empty() || s.starts_with('/')) {
+        return Err(ConfigError::new(
+            key,
+            format!("{s:?} is not a JSON pointer; write it like \"/id\" or \"/user/email\""),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+    if f.listen.is_empty() {
+        return Err(ConfigError::new(
+            "listen",
+            "at least one listen address is required, e.g. listen: [\"127.0.0.1:8080\"]",
+        ));
+    }
+    let listen = f
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, s)| socket_addr(&format!("listen[{i}]"), s))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, a) in listen.iter().enumerate() {
+        if let Some(earlier) = listen[..i].iter().find(|b| binds_overlap(a, b)) {
+            return Err(ConfigError::new(
+                format!("listen[{i}]"),
+                format!("{a} overlaps {earlier}, listed earlier: the second bind would fail; list each address once"),
+            ));
+        }
+    }
+
+    let upstream = validate_upstream(f.upstream)?;
+    let server = validate_server(f.server)?;
+    let intercom = validate_intercom(f.intercom, env)?;
+    let identity = validate_identity(f.identity, &intercom)?;
+    let inject = validate_inject(f.inject)?;
+    let logout = validate_logout(f.logout)?;
+    Ok(Config {
+        listen,
+        upstream,
+        server,
+        intercom,
+        identity,
+        inject,
+        logout,
+    })
+}
+
+/// Whether two listen addresses cannot both be bound: the same port on the same address,
+/// or on a wildcard address of the same family that covers the other.
+fn binds_overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() == b.port()
+        && (a.ip() == b.ip()
+            || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_patterns() {
+        let p = PathPattern::parse("/password/*").unwrap();
+        assert!(p.matches("/password/reset"));
+        assert!(!p.matches("/passwords"));
+        let p = PathPattern::parse("/users/*/edit").unwrap();
+        assert!(p.matches("/users/42/edit"));
+        assert!(!p.matches("/users/42/show"));
+        assert!(PathPattern::parse("/exact").unwrap().matches("/exact"));
+        assert!(!PathPattern::parse("/exact").unwrap().matches("/exact/more"));
+        assert!(PathPattern::parse("relative").is_err());
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new(b"super-secret-value".to_vec());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("super"), "{shown}");
+    }
+}

@@ -1,0 +1,116 @@
+//! What `check` prints: the summary and the warnings about risky settings.
+
+use super::*;
+
+impl Config {
+    /// Settings that are valid but risky, one sentence each naming the key and the fix;
+    /// `check` prints them and `run` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let SecretSource::File(path) = &self.intercom.secret_source {
+            if let Some(mode) = group_or_other_readable(path) {
+                out.push(format!(
+                    "intercom.secret_file: the secret file is readable by group or others (mode {mode:o}); run chmod 600 on it"
+                ));
+            }
+        }
+        for (n, s) in self.identity.sources.iter().enumerate() {
+            let SourceConfig::TrustedHeader(t) = s else { continue };
+            for (i, net) in t.trusted_cidrs.iter().enumerate() {
+                if net.prefix_len() == 0 {
+                    out.push(format!(
+                        "identity.sources[{n}].trusted_cidrs[{i}]: {net} trusts every address to assert who is logged in; list only the auth proxy's addresses"
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// A human summary for `check`; never includes the secret.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(out, "listen:    {}", list(&listen));
+        let _ = writeln!(
+            out,
+            "upstream:  {} ({}, connect timeout {}, read timeout {})",
+            list(&self.upstream.addresses),
+            if self.upstream.tls { "TLS" } else { "plain HTTP" },
+            d(self.upstream.connect_timeout),
+            d(self.upstream.read_timeout)
+        );
+        let _ = writeln!(out, "server:    {} thread(s), grace period {}", self.server.threads, d(self.server.grace_period));
+        let secret = match &self.intercom.secret_source {
+            SecretSource::Env(name) => format!("from env {name}"),
+            SecretSource::File(path) => format!("from file {}", path.display()),
+            SecretSource::Inline => "set in code".into(),
+        };
+        let _ = writeln!(
+            out,
+            "intercom:  app_id {}, api_base {}, secret {secret} ({} bytes), tokens valid {}, signed: user_id{}",
+            self.intercom.app_id,
+            self.intercom.api_base,
+            self.intercom.secret.expose().len(),
+            d(self.intercom.token_lifetime),
+            self.intercom.claims.iter().map(|c| format!(", {c}")).collect::<String>()
+        );
+        for (n, s) in self.identity.sources.iter().enumerate() {
+            let _ = match s {
+                SourceConfig::TrustedHeader(t) => writeln!(
+                    out,
+                    "identity:  {}. trusted_header {} from {}",
+                    n + 1,
+                    t.user_id,
+                    t.trusted_cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+                SourceConfig::CurrentUserEndpoint(e) => writeln!(
+                    out,
+                    "identity:  {}. current_user_endpoint GET {} (cookies: {}, timeout {}, cache {}/{})",
+                    n + 1,
+                    e.path,
+                    if e.cookies.is_empty() { "all".to_string() } else { e.cookies.join(", ") },
+                    d(e.timeout),
+                    d(e.cache_ttl),
+                    d(e.negative_cache_ttl)
+                ),
+            };
+        }
+        let excluded: Vec<String> = self.inject.exclude_paths.iter().map(|p| p.as_str().to_string()).collect();
+        let _ = writeln!(
+            out,
+            "inject:    {} (excluded: {}), auto_include {}, honor no-transform {}",
+            self.inject.content_types.join(", "),
+            list(&excluded),
+            self.inject.auto_include,
+            self.inject.honor_no_transform
+        );
+        let paths: Vec<String> = self
+            .logout
+            .paths
+            .iter()
+            .map(|(m, p)| format!("{} {}", m.join("|"), p.as_str()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "logout:    {} (paths: {}, session cookie expiry {})",
+            match self.logout.mode {
+                LogoutMode::Marker => "marker",
+                LogoutMode::Interstitial => "interstitial",
+            },
+            list(&paths),
+            if self.logout.detect_cookie_expiry { "detected" } else { "ignored" }
+        );
+        out
+    }
+}
+
+/// The permission bits of `path` when group or others may read it.
+fn group_or_other_readable(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
