@@ -21,7 +21,7 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, ConfigError};
+use intercom_secure_proxy::config::{Config, ConfigError};
 
 /// App id used by the demo.
 pub const DEMO_APP_ID: &str = "demo1234";
@@ -67,7 +67,7 @@ const LOADER: &str = "(function(){var w=window;var ic=w.Intercom;if(typeof ic===
 
 impl SampleApp {
     fn session_user(&self, session: &ServerSession) -> Option<(&'static str, &'static str, &'static str)> {
-        let id = crate::hygiene::cookie(session.req_header(), SESSION_COOKIE)?;
+        let id = intercom_secure_proxy::hygiene::cookie(session.req_header(), SESSION_COOKIE)?;
         let name = *self.sessions.lock().ok()?.get(id)?;
         user(name)
     }
@@ -117,7 +117,7 @@ impl ServeHttp for SampleApp {
                 }
             }
             ("GET", "/logout") => {
-                if let Some(id) = crate::hygiene::cookie(session.req_header(), SESSION_COOKIE).map(str::to_string) {
+                if let Some(id) = intercom_secure_proxy::hygiene::cookie(session.req_header(), SESSION_COOKIE).map(str::to_string) {
                     if let Ok(mut s) = self.sessions.lock() {
                         s.remove(&id);
                     }
@@ -174,12 +174,12 @@ pub fn demo_config(app_port: u16, proxy_port: u16) -> Result<Config, ConfigError
 /// Runs the sample app and the proxy until interrupted.
 pub fn run(app_port: u16, proxy_port: u16) -> Result<(), Box<dyn std::error::Error>> {
     let config = demo_config(app_port, proxy_port)?;
-    let mut server = Server::new_with_opt_and_conf(Opt::default(), crate::server::server_conf(&config));
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), intercom_secure_proxy::server::server_conf(&config));
     server.bootstrap();
     let mut app = Service::new("sample legacy app".to_string(), SampleApp::default());
     app.add_tcp(&format!("127.0.0.1:{app_port}"));
     server.add_service(app);
-    crate::server::add_proxy(&mut server, config, false)?;
+    intercom_secure_proxy::server::add_proxy(&mut server, config, false)?;
     let secret_note = if std::env::var("INTERCOM_SECRET").is_ok_and(|v| !v.trim().is_empty()) {
         "from INTERCOM_SECRET"
     } else {

@@ -13,15 +13,23 @@
 //! - [`script`]: the inline script that makes any page's Intercom code use the token;
 //! - [`rewrite`]: streaming the HTML and placing that script, then getting out of the way;
 //! - [`csp`], [`logout`], [`headers`]: Content-Security-Policy, logouts, response headers;
-//! - [`proxy`] and [`server`]: the Pingora wiring; [`demo`]: the built-in sample app.
+//! - [`hygiene`]: request checks, framing per client HTTP version, the validated host
+//!   and cookies;
+//! - [`upstream`] and [`connections`]: the app side (selection, the proxy's own
+//!   exchanges, quick ACKs) and the client side (head deadline, keep-alive, connection
+//!   cap, pipelining);
+//! - [`warn`]: rate-limited warnings and what may be logged;
+//! - [`proxy`] and [`server`]: the Pingora wiring (the sample app of `make demo` lives
+//!   in the binary).
 //!
 //! Embed it in your own Pingora server with [`server::add_proxy`], or use
 //! [`proxy::SecureModeProxy`] directly as a [`pingora::proxy::ProxyHttp`].
 
 pub mod config;
+pub mod connections;
 pub mod csp;
-pub mod demo;
 pub mod headers;
+pub mod hygiene;
 pub mod identity;
 pub mod logout;
 pub mod proxy;
@@ -31,5 +39,3 @@ pub mod server;
 pub mod token;
 pub mod upstream;
 pub mod warn;
-pub mod hygiene;
-pub mod connections;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
+
 /// Large per-response buffers (a page's first chunk) would otherwise make glibc grow and
 /// trim its heap on every response; mimalloc keeps and reuses that memory.
 #[global_allocator]
@@ -168,7 +170,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo { app_port, proxy_port } => match intercom_secure_proxy::demo::run(app_port, proxy_port) {
+        Command::Demo { app_port, proxy_port } => match demo::run(app_port, proxy_port) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("intercom-secure-proxy: demo failed: {e}");
