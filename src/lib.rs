@@ -25,6 +25,8 @@
 //! Embed it in your own Pingora server with [`server::add_proxy`], or use
 //! [`proxy::SecureModeProxy`] directly as a [`pingora::proxy::ProxyHttp`].
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod connections;
 pub mod csp;
