@@ -17,13 +17,24 @@ use crate::upstream::Upstream;
 /// and then panics there while the process lingers with no listener. Holding all
 /// of them together also catches overlaps. Skipped on `run -u`, where the sockets
 /// come from the old process.
-pub fn probe_listeners(config: &Config) -> Result<(), String> {
+pub fn probe_listeners(config: &Config) -> Result<(), ListenError> {
     let mut held = Vec::with_capacity(config.listen.len());
-    for addr in &config.listen {
+    for &addr in &config.listen {
         // std sets SO_REUSEADDR like Pingora, so a port in TIME_WAIT passes here too.
-        held.push(std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+        held.push(std::net::TcpListener::bind(addr).map_err(|source| ListenError { addr, source })?);
     }
     Ok(())
+}
+
+/// A listen address that cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct ListenError {
+    /// The address from `listen`.
+    pub addr: std::net::SocketAddr,
+    /// Why the bind failed (in use, not an address of this host, no permission).
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// Pingora's own settings, from ours.
