@@ -48,6 +48,10 @@ pub struct SecureModeProxy {
     rewrite: bool,
 }
 
+/// Connection-specific headers that never cross the proxy on the exchanges it makes
+/// itself (Pingora drops them in the proxied flow).
+const HOP_BY_HOP: [&str; 3] = ["connection", "keep-alive", "proxy-connection"];
+
 /// Per-request state.
 #[derive(Default)]
 pub struct RequestCtx {
@@ -235,7 +239,7 @@ impl SecureModeProxy {
     /// request; whatever the app does, the client's answer carries the Intercom logout.
     async fn answer_logout(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         let mut req = session.req_header().clone();
-        for h in ["connection", "keep-alive", "proxy-connection"] {
+        for h in HOP_BY_HOP {
             req.remove_header(h);
         }
         let started = self.upstream.start(req, RequestBody::From(session)).await;
@@ -257,7 +261,7 @@ impl SecureModeProxy {
         };
         let mut resp = ex.header.clone();
         self.finish_logout(session, &mut resp, ctx);
-        for h in ["connection", "keep-alive", "proxy-connection"] {
+        for h in HOP_BY_HOP {
             resp.remove_header(h);
         }
         if let Some(page) = ctx.replacement.take() {

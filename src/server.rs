@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
-
 use pingora::services::listening::Service;
 
 use crate::config::Config;
@@ -65,16 +64,15 @@ pub fn build(config: Config, opt: Opt, passthrough: bool) -> std::io::Result<Ser
 pub fn add_proxy(server: &mut Server, config: Config, passthrough: bool) -> std::io::Result<()> {
     let (upstream, health) = Upstream::new(&config.upstream)?;
     let listen = config.listen.clone();
-    let config_limits = config.server.clone();
+    let limits = Limits {
+        header_timeout: config.server.client_header_timeout,
+        keepalive_timeout: config.server.client_keepalive_timeout,
+        max_connections: config.server.max_client_connections,
+    };
     let mut proxy = SecureModeProxy::new(Arc::new(config), upstream);
     if passthrough {
         proxy = proxy.passthrough();
     }
-    let limits = Limits {
-        header_timeout: config_limits.client_header_timeout,
-        keepalive_timeout: config_limits.client_keepalive_timeout,
-        max_connections: config_limits.max_client_connections,
-    };
     let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits);
     let mut service = Service::new("intercom-secure-proxy".to_string(), app);
     for addr in listen {

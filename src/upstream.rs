@@ -66,7 +66,7 @@ impl Upstream {
     /// kept connection), sends the request header and reads the response header, with
     /// the configured timeouts on every read and write. `body` streams the request
     /// body, if any, after the header.
-    pub async fn start<'b>(&self, req: RequestHeader, body: RequestBody<'b>) -> pingora::Result<Exchange> {
+    pub async fn start(&self, req: RequestHeader, body: RequestBody<'_>) -> pingora::Result<Exchange> {
         use pingora::{Error, ErrorType};
         let peer = self
             .peer()
@@ -76,7 +76,6 @@ impl Upstream {
         session.set_write_timeout(Some(self.config.read_timeout));
         session.write_request_header(Box::new(req)).await?;
         match body {
-            RequestBody::Empty => {}
             RequestBody::Bytes(b) if b.is_empty() => {}
             RequestBody::Bytes(b) => session.write_request_body(b, true).await?,
             RequestBody::From(client) => {
@@ -159,9 +158,7 @@ pub fn quick_ack(fd: std::os::unix::io::RawFd) {
 
 /// The body of a request the proxy makes itself.
 pub enum RequestBody<'a> {
-    /// No body.
-    Empty,
-    /// A body in hand.
+    /// A body in hand (empty for none).
     Bytes(Bytes),
     /// The client's request body, streamed through as it arrives.
     From(&'a mut pingora::proxy::Session),
