@@ -22,6 +22,7 @@ mod hygiene;
 mod identity;
 #[path = "fuzz/rewrite.rs"]
 mod rewrite;
+mod support;
 
 use std::panic::Location;
 use std::sync::OnceLock;

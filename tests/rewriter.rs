@@ -12,14 +12,7 @@ use rand::{Rng, SeedableRng};
 const LIMITS: Limits = Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 };
 
 fn script() -> PageScript {
-    ScriptTemplate::new(&ScriptSettings {
-        app_id: "abc12345",
-        api_base: "https://api-iam.intercom.io",
-        signed_fields: vec!["user_id", "email", "name"],
-        auto_include: true,
-        cookie_domain: None,
-    })
-    .render(Some("h.p.s"), false, None)
+    support::script_template().render(Some("h.p.s"), false, None)
 }
 
 fn rewriter_with(limits: Limits) -> PageRewriter {
