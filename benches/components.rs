@@ -1,9 +1,10 @@
 //! Per-request costs of the proxy's other hot-path pieces:
 //!
 //! - `token`: `TokenSigner::sign_fresh` (one HMAC-SHA256 JWT) vs `token_for` (cache hit);
-//! - `identity`: `CurrentUserEndpoint::lookup` on a warm cache (and `session_key`);
-//! - `headers`: `headers::rewritable`, `headers::prepare_rewritten`, `csp::plan`,
-//!   `csp::amend` on a realistic response.
+//! - `identity`: `IdentityResolver::resolve` with a current-user endpoint on a warm
+//!   cache, and `inspect_request` (what every request pays);
+//! - `headers`: `page::rewritable`, and `Pages::start` (header changes, CSP plan and
+//!   hash, script render, rewriter set-up) on a realistic response with a strict CSP.
 //!
 //! Run: `cargo bench --bench components`.
 
@@ -14,14 +15,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, BatchSize, BenchmarkFilter, Criterion};
 use intercom_secure_proxy::config::{
-    EndpointConfig, InjectConfig, IntercomConfig, PathPattern, Secret, SecretSource, UpstreamConfig,
+    EndpointConfig, IdentityConfig, InjectConfig, IntercomConfig, PathPattern, Secret, SecretSource, SourceConfig,
+    UpstreamConfig,
 };
-use intercom_secure_proxy::identity::endpoint::CurrentUserEndpoint;
-use intercom_secure_proxy::identity::{Identity, Lookup};
-use intercom_secure_proxy::script::{ScriptSettings, ScriptTemplate};
-use intercom_secure_proxy::token::TokenSigner;
+use intercom_secure_proxy::identity::{Identity, IdentityResolver, Lookup};
+use intercom_secure_proxy::page::{self, Limits, Pages, Plan, ScriptSettings};
 use intercom_secure_proxy::upstream::Upstream;
-use intercom_secure_proxy::{csp, headers};
+use intercom_secure_proxy::TokenSigner;
 use pingora::http::{RequestHeader, ResponseHeader};
 
 // ---------------------------------------------------------------------------
@@ -136,17 +136,19 @@ fn bench_identity(c: &mut Criterion) {
         health_check_interval: None,
     };
     let req = page_request();
-    let (endpoint, key) = rt.block_on(async {
+    let (resolver, hints) = rt.block_on(async {
         let (upstream, health) = Upstream::new(&upstream_config).expect("upstream");
         assert!(health.is_none(), "one address has no health check");
-        let endpoint = CurrentUserEndpoint::new(endpoint_config(), upstream);
-        let key = endpoint.session_key(&req).expect("session cookie");
+        let config = IdentityConfig { sources: vec![SourceConfig::CurrentUserEndpoint(endpoint_config())] };
+        let resolver = IdentityResolver::new(&config, upstream);
+        let hints = resolver.inspect_request(&mut req.clone(), None);
+        assert!(hints.maybe_identified(), "session cookie not seen");
         // The one real call: fills the cache.
-        match endpoint.lookup(&key).await {
+        match resolver.resolve(&hints).await {
             Lookup::Found(id) => assert_eq!(id.user_id, "42"),
             other => panic!("warm-up lookup failed: {other:?}"),
         }
-        (endpoint, key)
+        (resolver, hints)
     });
 
     let mut group = c.benchmark_group("identity");
@@ -155,7 +157,7 @@ fn bench_identity(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    match endpoint.lookup(black_box(&key)).await {
+                    match resolver.resolve(black_box(&hints)).await {
                         Lookup::Found(id) => {
                             black_box(id);
                         }
@@ -166,8 +168,12 @@ fn bench_identity(c: &mut Criterion) {
             })
         })
     });
-    group.bench_function("endpoint_session_key", |b| {
-        b.iter(|| endpoint.session_key(black_box(&req)).unwrap())
+    group.bench_function("inspect_request", |b| {
+        b.iter_batched(
+            || req.clone(),
+            |mut r| resolver.inspect_request(black_box(&mut r), None),
+            BatchSize::SmallInput,
+        )
     });
     group.finish();
 }
@@ -218,42 +224,38 @@ fn inject_config() -> InjectConfig {
 fn bench_headers(c: &mut Criterion) {
     let resp = html_response();
     let inject = inject_config();
-    assert!(headers::rewritable(&resp, &inject).is_ok());
-    let policies = csp::policies(&resp);
-    let plan = csp::plan(&policies);
-    assert!(
-        plan.needs_hash && plan.nonce.is_none(),
-        "policy should need a hash: {plan:?}"
+    assert!(page::rewritable(&resp, &inject).is_ok());
+    let pages = Pages::new(
+        &ScriptSettings {
+            app_id: "abc12345",
+            api_base: "https://api-iam.intercom.io",
+            signed_fields: vec!["user_id", "email", "name"],
+            auto_include: false,
+            cookie_domain: None,
+        },
+        Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 },
     );
-    let script = ScriptTemplate::new(&ScriptSettings {
-        app_id: "abc12345",
-        api_base: "https://api-iam.intercom.io",
-        signed_fields: vec!["user_id", "email", "name"],
-        auto_include: false,
-        cookie_domain: None,
-    })
-    .render(Some("eyJ0.eyJ1.c2ln"), false, None);
-    let hash = script.csp_hash();
-    let amended = csp::amend(&policies, None, &hash);
-    assert!(amended[0].contains(&hash), "hash not added: {amended:?}");
+    let plan = Plan { token: Some("eyJ0.eyJ1.c2ln".into()), shutdown: false };
+    let hash = pages.script(&plan, None).csp_hash();
+    let mut started = resp.clone();
+    pages.start(&mut started, &plan).expect("start");
+    let policy = started.headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains(&hash), "hash not added: {policy}");
+    assert!(started.headers.get("etag").is_none() && started.headers.get("content-length").is_none());
 
     let mut group = c.benchmark_group("headers");
     group.bench_function("rewritable", |b| {
-        b.iter(|| headers::rewritable(black_box(&resp), &inject).unwrap())
+        b.iter(|| page::rewritable(black_box(&resp), &inject).unwrap())
     });
-    group.bench_function("prepare_rewritten", |b| {
+    group.bench_function("page_start", |b| {
         b.iter_batched(
             || resp.clone(),
             |mut r| {
-                headers::prepare_rewritten(&mut r);
-                r
+                let rewriter = pages.start(&mut r, black_box(&plan)).unwrap();
+                (r, rewriter)
             },
             BatchSize::SmallInput,
         )
-    });
-    group.bench_function("csp_plan", |b| b.iter(|| csp::plan(black_box(&policies))));
-    group.bench_function("csp_amend", |b| {
-        b.iter(|| csp::amend(black_box(&policies), None, black_box(&hash)))
     });
     group.finish();
 }

@@ -1,8 +1,8 @@
 //! Page rewriting throughput: each corpus page fed through `PageRewriter` the way the
 //! proxy's body filter receives it (16 KiB `Bytes` slices of one buffer; and, in
 //! `rewrite_one_chunk`, the whole page as one chunk), with the per-response setup
-//! (script render, `MetaCsp`, rewriter construction) inside the measured loop, as in
-//! `SecureModeProxy::start_rewrite`.
+//! (`Pages::start`: header changes, CSP plan, script render, rewriter construction)
+//! inside the measured loop, exactly as the proxy does it.
 //!
 //! Run: `cargo bench --bench rewrite`. Throughput is reported per page byte, so the
 //! figure is "page bytes delivered per second", not "bytes parsed per second": the
@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, Criterion, Throughput};
-use intercom_secure_proxy::csp::MetaCsp;
-use intercom_secure_proxy::rewrite::{Limits, Outcome, PageRewriter, Render};
-use intercom_secure_proxy::script::{ScriptSettings, ScriptTemplate};
+use intercom_secure_proxy::page::{Limits, Outcome, Pages, Plan, ScriptSettings};
+use pingora::http::ResponseHeader;
 
 /// What a proxy body filter typically receives per call.
 const CHUNK: usize = 16 * 1024;
@@ -40,38 +39,36 @@ fn corpus(name: &str) -> Bytes {
     Bytes::from(data)
 }
 
-fn template() -> ScriptTemplate {
-    ScriptTemplate::new(&ScriptSettings {
-        app_id: "abc12345",
-        api_base: "https://api-iam.intercom.io",
-        signed_fields: vec!["user_id", "email", "name"],
-        auto_include: false,
-        cookie_domain: None,
-    })
+fn pages() -> Pages {
+    Pages::new(
+        &ScriptSettings {
+            app_id: "abc12345",
+            api_base: "https://api-iam.intercom.io",
+            signed_fields: vec!["user_id", "email", "name"],
+            auto_include: false,
+            cookie_domain: None,
+        },
+        Limits {
+            max_scan_bytes: 1 << 20,
+            parser_memory: 256 << 10,
+        },
+    )
 }
 
-fn limits() -> Limits {
-    Limits {
-        max_scan_bytes: 1 << 20,
-        parser_memory: 256 << 10,
+fn plan() -> Plan {
+    Plan {
+        token: Some(TOKEN.into()),
+        shutdown: false,
     }
 }
 
-/// One response: set up like `start_rewrite` (no header CSP, so no nonce), then feed
-/// the page chunk by chunk. Calls `sink` with every output chunk.
-fn rewrite_page(
-    template: &ScriptTemplate,
-    page: &Bytes,
-    chunk: usize,
-    mut sink: impl FnMut(Bytes),
-) -> Outcome {
-    let prerendered = template.render(Some(TOKEN), false, None);
-    let meta = MetaCsp {
-        nonce: None,
-        script: prerendered.clone(),
-    };
-    let render: Render = Box::new(move |_page_nonce| Some(prerendered.html().to_string()));
-    let mut rewriter = PageRewriter::new(render, meta, limits(), false);
+/// One response, started as the proxy starts it (an app's HTML header without CSP),
+/// then fed chunk by chunk. Calls `sink` with every output chunk.
+fn rewrite_page(pages: &Pages, page: &Bytes, chunk: usize, mut sink: impl FnMut(Bytes)) -> Outcome {
+    let mut resp = ResponseHeader::build(200, Some(4)).expect("header");
+    resp.insert_header("content-type", "text/html").expect("header");
+    resp.insert_header("content-length", page.len().to_string()).expect("header");
+    let mut rewriter = pages.start(&mut resp, &plan()).expect("start");
     let mut offset = 0;
     while offset < page.len() {
         let end = offset.saturating_add(chunk).min(page.len());
@@ -86,11 +83,11 @@ fn rewrite_page(
 }
 
 /// The rewriter must place exactly our script and keep every other byte.
-fn check(template: &ScriptTemplate, name: &str, page: &Bytes, chunk: usize) {
+fn check(pages: &Pages, name: &str, page: &Bytes, chunk: usize) {
     let mut out = Vec::with_capacity(page.len() + 8192);
-    let outcome = rewrite_page(template, page, chunk, |b| out.extend_from_slice(&b));
+    let outcome = rewrite_page(pages, page, chunk, |b| out.extend_from_slice(&b));
     assert_eq!(outcome, Outcome::Placed, "{name}: script not placed");
-    let script = template.render(Some(TOKEN), false, None);
+    let script = pages.script(&plan(), None);
     let script = script.html().as_bytes();
     assert_eq!(out.len(), page.len() + script.len(), "{name}: output size");
     let at = out
@@ -114,17 +111,17 @@ fn check(template: &ScriptTemplate, name: &str, page: &Bytes, chunk: usize) {
 }
 
 fn bench_rewrite(c: &mut Criterion) {
-    let template = template();
-    let pages: Vec<(&str, Bytes)> = PAGES.iter().map(|&name| (name, corpus(name))).collect();
+    let rewriting = pages();
+    let corpus: Vec<(&str, Bytes)> = PAGES.iter().map(|&name| (name, corpus(name))).collect();
     for (group_name, chunk) in [("rewrite", CHUNK), ("rewrite_one_chunk", WHOLE)] {
         let mut group = c.benchmark_group(group_name);
-        for (name, page) in &pages {
-            check(&template, name, page, chunk);
+        for (name, page) in &corpus {
+            check(&rewriting, name, page, chunk);
             group.throughput(Throughput::Bytes(page.len() as u64));
             group.bench_function(*name, |b| {
                 b.iter(|| {
                     let mut out_bytes = 0usize;
-                    let outcome = rewrite_page(&template, black_box(page), chunk, |out| {
+                    let outcome = rewrite_page(&rewriting, black_box(page), chunk, |out| {
                         out_bytes += out.len();
                         black_box(out);
                     });
@@ -152,11 +149,11 @@ fn main() {
         benches();
         Criterion::default().configure_from_args().final_summary();
     } else {
-        let template = template();
+        let rewriting = pages();
         for name in PAGES {
             let page = corpus(name);
-            check(&template, name, &page, CHUNK);
-            check(&template, name, &page, WHOLE);
+            check(&rewriting, name, &page, CHUNK);
+            check(&rewriting, name, &page, WHOLE);
         }
         println!("rewrite bench: {} pages rewrite correctly (run `cargo bench --bench rewrite` to measure)", PAGES.len());
     }

@@ -65,10 +65,19 @@ fn redirect(to: &str, extra: &[(&str, String)]) -> Response<Vec<u8>> {
 
 const LOADER: &str = "(function(){var w=window;var ic=w.Intercom;if(typeof ic===\"function\"){ic('reattach_activator');ic('update',w.intercomSettings);}else{var d=document;var i=function(){i.c(arguments);};i.q=[];i.c=function(args){i.q.push(args);};w.Intercom=i;var l=function(){var s=d.createElement('script');s.type='text/javascript';s.async=true;s.src='https://widget.intercom.io/widget/demo1234';var x=d.getElementsByTagName('script')[0];x.parentNode.insertBefore(s,x);};if(document.readyState==='complete'){l();}else if(w.attachEvent){w.attachEvent('onload',l);}else{w.addEventListener('load',l,false);}}})();";
 
+/// The demo session cookie's value (the cookie crate parses the header).
+fn session_id(session: &ServerSession) -> Option<String> {
+    let header = session.req_header().headers.get(http::header::COOKIE)?.to_str().ok()?;
+    cookie::Cookie::split_parse(header)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+}
+
 impl SampleApp {
     fn session_user(&self, session: &ServerSession) -> Option<(&'static str, &'static str, &'static str)> {
-        let id = intercom_secure_proxy::hygiene::cookie(session.req_header(), SESSION_COOKIE)?;
-        let name = *self.sessions.lock().ok()?.get(id)?;
+        let id = session_id(session)?;
+        let name = *self.sessions.lock().ok()?.get(&id)?;
         user(name)
     }
 
@@ -117,7 +126,7 @@ impl ServeHttp for SampleApp {
                 }
             }
             ("GET", "/logout") => {
-                if let Some(id) = intercom_secure_proxy::hygiene::cookie(session.req_header(), SESSION_COOKIE).map(str::to_string) {
+                if let Some(id) = session_id(session) {
                     if let Ok(mut s) = self.sessions.lock() {
                         s.remove(&id);
                     }
@@ -179,7 +188,7 @@ pub fn run(app_port: u16, proxy_port: u16) -> Result<(), Box<dyn std::error::Err
     let mut app = Service::new("sample legacy app".to_string(), SampleApp::default());
     app.add_tcp(&format!("127.0.0.1:{app_port}"));
     server.add_service(app);
-    intercom_secure_proxy::server::add_proxy(&mut server, config, false)?;
+    intercom_secure_proxy::server::add_proxy(&mut server, &config)?;
     let secret_note = if std::env::var("INTERCOM_SECRET").is_ok_and(|v| !v.trim().is_empty()) {
         "from INTERCOM_SECRET"
     } else {

@@ -1,43 +1,48 @@
 //! # intercom-secure-proxy
 //!
-//! A Pingora reverse proxy that adds Intercom Messenger Secure Mode to web applications
-//! that cannot be changed: it learns who is logged in from the app's own session, puts
-//! a freshly signed `intercom_user_jwt` into every page the Messenger boots on, and
-//! turns the app's logouts into real Intercom logouts.
+//! Adds Intercom Messenger Secure Mode to web applications that cannot be changed:
+//! it learns who is logged in from the app's own session, puts a freshly signed
+//! `intercom_user_jwt` into every page the Messenger boots on, and turns the app's
+//! logouts into real Intercom logouts.
 //!
-//! The modules follow the data through the proxy:
+//! Two ways to use it:
 //!
-//! - [`config`]: the YAML file, validated into [`config::Config`];
-//! - [`identity`]: who is logged in (trusted headers, the app's current-user endpoint);
-//! - [`token`]: where the JWT is signed (and cached per identity);
-//! - [`script`]: the inline script that makes any page's Intercom code use the token;
-//! - [`rewrite`]: streaming the HTML and placing that script, then getting out of the way;
-//! - [`csp`], [`logout`], [`headers`]: Content-Security-Policy, logouts, response headers;
-//! - [`hygiene`]: request checks, framing per client HTTP version, the validated host
-//!   and cookies;
-//! - [`upstream`] and [`connections`]: the app side (selection, the proxy's own
-//!   exchanges, quick ACKs) and the client side (head deadline, keep-alive, connection
-//!   cap, pipelining);
-//! - [`warn`]: rate-limited warnings and what may be logged;
-//! - [`proxy`] and [`server`]: the Pingora wiring (the sample app of `make demo` lives
-//!   in the binary).
+//! - **as middleware** in your own Pingora proxy: build a [`SecureMode`] per app (from
+//!   a validated [`Config`] or with [`SecureMode::builder`]), keep a [`RequestState`]
+//!   in your `CTX`, and call its phase methods from your hooks. Your routing, your
+//!   `upstream_peer` and your filters stay yours. See `examples/embed.rs`.
+//! - **as a whole proxy**: [`server::build`] (what the binary runs), or
+//!   [`server::add_proxy`] to add the [`SecureModeProxy`] service to your server.
 //!
-//! Embed it in your own Pingora server with [`server::add_proxy`], or use
-//! [`proxy::SecureModeProxy`] directly as a [`pingora::proxy::ProxyHttp`].
+//! The modules follow the data: [`config`] → [`identity`] (who is logged in) → the
+//! token ([`TokenSigner`]) → [`page`] (the script, the CSP, the streaming rewriter) →
+//! logouts → the Pingora wiring ([`SecureMode`], [`SecureModeProxy`], [`server`]),
+//! with the app behind it in [`upstream`].
+//!
+//! Install [`RedactingLogger`] around your logger so that nothing Pingora logs on
+//! your behalf carries a session cookie or a token.
 
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod connections;
-pub mod csp;
-pub mod headers;
-pub mod hygiene;
+mod connections;
+mod headers;
 pub mod identity;
-pub mod logout;
-pub mod proxy;
-pub mod rewrite;
-pub mod script;
+mod logout;
+pub mod page;
+mod proxy;
+mod secure_mode;
 pub mod server;
-pub mod token;
+mod token;
 pub mod upstream;
-pub mod warn;
+mod warn;
+
+#[cfg(test)]
+mod properties;
+
+pub use config::{Config, ConfigError, SiteConfig};
+pub use identity::Identity;
+pub use proxy::{ProxyCtx, SecureModeProxy};
+pub use secure_mode::{BuildError, RequestState, SecureMode, SecureModeBuilder};
+pub use token::{TokenError, TokenSigner};
+pub use warn::RedactingLogger;

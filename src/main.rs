@@ -11,10 +11,7 @@ mod demo;
 /// trim its heap on every response; mimalloc keeps and reuses that memory.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use intercom_secure_proxy::config::Config;
-use intercom_secure_proxy::identity::Identity;
-use intercom_secure_proxy::token::TokenSigner;
-use intercom_secure_proxy::warn::RedactingLogger;
+use intercom_secure_proxy::{Config, Identity, RedactingLogger, TokenSigner};
 
 /// Adds Intercom Messenger Secure Mode (signed JWTs, real logouts) to an unmodified web
 /// app, as a reverse proxy in front of it.
@@ -42,7 +39,8 @@ enum Command {
         /// Validate the configuration and exit.
         #[arg(short, long)]
         test: bool,
-        /// Forward everything untouched (a baseline for benchmarks).
+        /// Forward everything untouched (a baseline for benchmarks): every site runs
+        /// with no identity sources, no logout paths and nothing to rewrite.
         #[arg(long)]
         passthrough: bool,
     },
@@ -57,6 +55,9 @@ enum Command {
         /// The configuration file (for app_id, secret and claims).
         #[arg(short, long)]
         conf: PathBuf,
+        /// With `sites:`, the site whose workspace signs (by index; the first by default).
+        #[arg(long, default_value_t = 0)]
+        site: usize,
         /// The user id to sign.
         #[arg(long)]
         user_id: String,
@@ -108,6 +109,17 @@ fn exit_on_listener_panic() {
     }));
 }
 
+/// The benchmark's baseline: the same proxy, with Secure Mode given nothing to do.
+fn strip_secure_mode(config: &mut Config) {
+    for site in &mut config.sites {
+        site.identity.sources.clear();
+        site.logout.paths.clear();
+        site.logout.detect_cookie_expiry = false;
+        site.inject.content_types.clear();
+        site.inject.compression_level = 0;
+    }
+}
+
 fn main() -> ExitCode {
     let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
     log::set_max_level(logger.filter());
@@ -116,10 +128,13 @@ fn main() -> ExitCode {
     }
     match Cli::parse().command {
         Command::Run { conf, daemon, upgrade, test, passthrough } => {
-            let config = match load(&conf) {
+            let mut config = match load(&conf) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if passthrough {
+                strip_secure_mode(&mut config);
+            }
             if test {
                 println!("configuration {} is valid", conf.display());
                 return ExitCode::SUCCESS;
@@ -136,7 +151,7 @@ fn main() -> ExitCode {
                 upgrade,
                 ..Default::default()
             };
-            match intercom_secure_proxy::server::build(config, opt, passthrough) {
+            match intercom_secure_proxy::server::build(config, opt) {
                 Ok(server) => server.run_forever(),
                 Err(e) => {
                     eprintln!("intercom-secure-proxy: cannot start: {e}");
@@ -151,15 +166,19 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Token { conf, user_id, email, name } => {
+        Command::Token { conf, site, user_id, email, name } => {
             let config = match load(&conf) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            let Some(site) = config.sites.get(site) else {
+                eprintln!("intercom-secure-proxy: --site {site}: the configuration has {} site(s), numbered from 0", config.sites.len());
+                return ExitCode::from(2);
+            };
             let mut identity = Identity::new(user_id);
             identity.email = email;
             identity.name = name;
-            match TokenSigner::new(&config.intercom).sign_fresh(&identity) {
+            match TokenSigner::new(&site.intercom).sign_fresh(&identity) {
                 Ok(token) => {
                     println!("{token}");
                     ExitCode::SUCCESS

@@ -1,7 +1,5 @@
 //! Server: turns a validated [`Config`] into a running Pingora server.
 
-use std::sync::Arc;
-
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -9,7 +7,7 @@ use pingora::services::listening::Service;
 use crate::config::Config;
 use crate::connections::{ClientLimits, Limits};
 use crate::proxy::SecureModeProxy;
-use crate::upstream::Upstream;
+use crate::secure_mode::BuildError;
 
 /// Binds every listen address at once and lets go again, so a port in use is reported
 /// before the server starts: Pingora binds inside a service task, retries for 30 s
@@ -53,34 +51,30 @@ pub fn server_conf(config: &Config) -> ServerConf {
 
 /// Builds a bootstrapped server with the proxy (and health checks) added. `opt` carries
 /// the Pingora flags (`-d`, `-u`); the configuration file is ours, not Pingora's.
-pub fn build(config: Config, opt: Opt, passthrough: bool) -> std::io::Result<Server> {
+pub fn build(config: Config, opt: Opt) -> Result<Server, BuildError> {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
     server.bootstrap();
-    add_proxy(&mut server, config, passthrough)?;
+    add_proxy(&mut server, &config)?;
     Ok(server)
 }
 
-/// Adds the proxy service for `config` to an existing server (for embedding).
-pub fn add_proxy(server: &mut Server, config: Config, passthrough: bool) -> std::io::Result<()> {
-    let (upstream, health) = Upstream::new(&config.upstream)?;
-    let listen = config.listen.clone();
+/// Adds the proxy service for `config` (with its client limits and the apps' health
+/// checks) to an existing server.
+pub fn add_proxy(server: &mut Server, config: &Config) -> Result<(), BuildError> {
     let limits = Limits {
         header_timeout: config.server.client_header_timeout,
         keepalive_timeout: config.server.client_keepalive_timeout,
         max_connections: config.server.max_client_connections,
     };
-    let mut proxy = SecureModeProxy::new(Arc::new(config), upstream);
-    if passthrough {
-        proxy = proxy.passthrough();
-    }
+    let (proxy, health) = SecureModeProxy::new(config)?;
     let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits);
     let mut service = Service::new("intercom-secure-proxy".to_string(), app);
-    for addr in listen {
+    for addr in &config.listen {
         service.add_tcp(&addr.to_string());
     }
     server.add_service(service);
-    if let Some(health) = health {
-        server.add_service(health);
+    for h in health {
+        server.add_service(h);
     }
     Ok(())
 }

@@ -13,6 +13,10 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::UpstreamConfig;
 
+/// Connection-specific headers that never cross the proxy on the exchanges it makes
+/// itself (Pingora drops them in the proxied flow).
+pub(crate) const HOP_BY_HOP: [&str; 3] = ["connection", "keep-alive", "proxy-connection"];
+
 /// Picks an upstream address and builds peers with the configured timeouts.
 pub struct Upstream {
     balancer: Arc<LoadBalancer<RoundRobin>>,
@@ -66,7 +70,7 @@ impl Upstream {
     /// kept connection), sends the request header and reads the response header, with
     /// the configured timeouts on every read and write. `body` streams the request
     /// body, if any, after the header.
-    pub async fn start(&self, req: RequestHeader, body: RequestBody<'_>) -> pingora::Result<Exchange> {
+    pub(crate) async fn start(&self, req: RequestHeader, body: RequestBody<'_>) -> pingora::Result<Exchange> {
         use pingora::{Error, ErrorType};
         let peer = self
             .peer()
@@ -97,7 +101,7 @@ impl Upstream {
     }
 
     /// [`Upstream::start`], then the whole response body, of at most `max_body` bytes.
-    pub async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         req: RequestHeader,
         body: Bytes,
@@ -120,7 +124,7 @@ impl Upstream {
     }
 
     /// Returns a finished exchange's connection to the pool (or drops an unfinished one).
-    pub async fn release(&self, mut ex: Exchange) {
+    pub(crate) async fn release(&self, mut ex: Exchange) {
         if ex.session.response_done() {
             self.connector
                 .release_http_session(ex.session, &ex.peer, Some(Duration::from_secs(60)))
@@ -136,7 +140,7 @@ impl Upstream {
 /// Linux delays that ACK by 40 ms or more. Setting `TCP_QUICKACK` after each read sends
 /// the pending ACK at once (the flag does not stick, so it is set again every time).
 /// Failures are ignored: the worst case is the delay this avoids.
-pub fn quick_ack(fd: std::os::unix::io::RawFd) {
+pub(crate) fn quick_ack(fd: std::os::unix::io::RawFd) {
     #[cfg(target_os = "linux")]
     if fd >= 0 {
         let one: libc::c_int = 1;
@@ -157,7 +161,7 @@ pub fn quick_ack(fd: std::os::unix::io::RawFd) {
 }
 
 /// The body of a request the proxy makes itself.
-pub enum RequestBody<'a> {
+pub(crate) enum RequestBody<'a> {
     /// A body in hand (empty for none).
     Bytes(Bytes),
     /// The client's request body, streamed through as it arrives.
@@ -165,16 +169,16 @@ pub enum RequestBody<'a> {
 }
 
 /// A request to the app in progress: its response header, and the body to read.
-pub struct Exchange {
+pub(crate) struct Exchange {
     session: HttpSession,
     peer: HttpPeer,
     /// The app's response header.
-    pub header: ResponseHeader,
+    pub(crate) header: ResponseHeader,
 }
 
 impl Exchange {
     /// The next piece of the response body; `None` at its end.
-    pub async fn next_chunk(&mut self) -> pingora::Result<Option<Bytes>> {
+    pub(crate) async fn next_chunk(&mut self) -> pingora::Result<Option<Bytes>> {
         let chunk = self.session.read_response_body().await;
         if let Some(stream) = self.session.stream() {
             quick_ack(stream.id());

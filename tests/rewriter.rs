@@ -4,22 +4,31 @@
 mod support;
 
 use bytes::Bytes;
-use intercom_secure_proxy::csp::MetaCsp;
-use intercom_secure_proxy::rewrite::{GiveUpReason, Limits, Outcome, PageRewriter, Render};
-use intercom_secure_proxy::script::{PageScript, ScriptSettings, ScriptTemplate};
+use intercom_secure_proxy::page::{GiveUpReason, Limits, Outcome, PageRewriter, PageScript, Plan};
+use pingora::http::ResponseHeader;
 use rand::{Rng, SeedableRng};
 
 const LIMITS: Limits = Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 };
 
-fn script() -> PageScript {
-    support::script_template().render(Some("h.p.s"), false, None)
+fn plan() -> Plan {
+    Plan { token: Some("h.p.s".into()), shutdown: false }
 }
 
+fn script() -> PageScript {
+    support::pages(LIMITS).script(&plan(), None)
+}
+
+/// The header of an HTML response (no CSP), with this `Content-Type`.
+fn html_response(content_type: &str) -> ResponseHeader {
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.insert_header("content-type", content_type).unwrap();
+    resp
+}
+
+/// The rewriter the proxy would start for an HTML response without a charset in its
+/// `Content-Type`.
 fn rewriter_with(limits: Limits) -> PageRewriter {
-    let s = script();
-    let meta = MetaCsp { nonce: None, script: s.clone() };
-    let render: Render = Box::new(move |_| Some(s.html().to_string()));
-    PageRewriter::new(render, meta, limits, false)
+    support::pages(limits).start(&mut html_response("text/html"), &plan()).unwrap()
 }
 
 /// Feeds `input` split at `cuts` and returns (output, rewriter).
@@ -176,10 +185,7 @@ fn the_script_goes_at_the_earliest_safe_point() {
 fn a_charset_in_the_content_type_header_allows_the_head() {
     let html = "<html><head><meta charset=utf-8><title>x</title></head>";
     let s = script();
-    let meta = MetaCsp { nonce: None, script: s.clone() };
-    let html_s = s.html().to_string();
-    let render: Render = Box::new(move |_| Some(html_s.clone()));
-    let mut rw = PageRewriter::new(render, meta, LIMITS, true);
+    let mut rw = support::pages(LIMITS).start(&mut html_response("text/html; charset=utf-8"), &plan()).unwrap();
     let mut body = Some(Bytes::from_static(html.as_bytes()));
     rw.process(&mut body, true);
     let out = String::from_utf8(body.unwrap().to_vec()).unwrap().replace(s.html(), "[S]");
@@ -228,17 +234,7 @@ fn meta_csp_before_the_insertion_point_is_amended_with_the_hash() {
 
 #[test]
 fn meta_csp_with_a_nonce_gives_our_script_that_nonce() {
-    let template = ScriptTemplate::new(&ScriptSettings {
-        app_id: "abc12345",
-        api_base: "https://api-iam.intercom.io",
-        signed_fields: vec!["user_id"],
-        auto_include: false,
-        cookie_domain: None,
-    });
-    let pre = template.render(Some("h.p.s"), false, None);
-    let meta = MetaCsp { nonce: None, script: pre.clone() };
-    let render: Render = Box::new(move |nonce| Some(template.render(Some("h.p.s"), false, nonce).html().to_string()));
-    let mut rw = PageRewriter::new(render, meta, LIMITS, false);
+    let mut rw = rewriter_with(LIMITS);
     let html = "<head><meta http-equiv=content-security-policy content=\"script-src 'nonce-abc123'\"><meta charset=utf-8><script nonce=abc123>1</script>";
     let mut body = Some(Bytes::from_static(html.as_bytes()));
     rw.process(&mut body, true);

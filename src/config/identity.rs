@@ -56,6 +56,64 @@ pub struct EndpointConfig {
     pub attributes: Vec<(String, String)>,
 }
 
+/// Default of a trusted_header source's `headers.user_id`.
+pub const DEFAULT_USER_ID_HEADER: &str = "X-Forwarded-User";
+/// Default of a trusted_header source's `headers.email`.
+pub const DEFAULT_EMAIL_HEADER: &str = "X-Forwarded-Email";
+/// Default of a current_user_endpoint source's `timeout` (it delays the page it serves).
+pub const DEFAULT_ENDPOINT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default of a current_user_endpoint source's `cache_ttl`.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Default of a current_user_endpoint source's `negative_cache_ttl` (short, so a fresh
+/// login is seen soon even where the proxy does not notice it).
+pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Default of a current_user_endpoint source's `cache_capacity` (sessions).
+pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
+/// Default of a current_user_endpoint source's `fields.user_id`.
+pub const DEFAULT_USER_ID_POINTER: &str = "/id";
+/// Default of a current_user_endpoint source's `fields.email`.
+pub const DEFAULT_EMAIL_POINTER: &str = "/email";
+/// Default of a current_user_endpoint source's `fields.name`.
+pub const DEFAULT_NAME_POINTER: &str = "/name";
+/// Names `fields.attributes` may not use: fields of their own, or set by the proxy.
+pub const RESERVED_ATTRIBUTES: &[&str] = &["user_id", "email", "name", "iat", "exp", "intercom_user_jwt"];
+
+impl TrustedHeaderConfig {
+    /// Trusts `trusted_cidrs` to send the user id in `user_id_header` (stored lowercase),
+    /// and reads no email or name header: unlike the file, which defaults the email
+    /// header, only the named header is trusted. The header name is not checked.
+    pub fn new(trusted_cidrs: Vec<IpNet>, user_id_header: &str) -> TrustedHeaderConfig {
+        TrustedHeaderConfig {
+            trusted_cidrs,
+            user_id: user_id_header.to_ascii_lowercase(),
+            email: None,
+            name: None,
+        }
+    }
+}
+
+impl EndpointConfig {
+    /// Asks the upstream `path` (e.g. `/api/me`) with the whole `Cookie` header and reads
+    /// the user id at the JSON pointer `user_id_pointer`; the email and name at their
+    /// default pointers, the default timeout, cache TTLs and capacity, and no extra
+    /// attributes, as a file naming only `path` and `fields.user_id` would give. Neither
+    /// argument is checked.
+    pub fn new(path: impl Into<String>, user_id_pointer: impl Into<String>) -> EndpointConfig {
+        EndpointConfig {
+            path: path.into(),
+            cookies: Vec::new(),
+            timeout: DEFAULT_ENDPOINT_TIMEOUT,
+            cache_ttl: DEFAULT_CACHE_TTL,
+            negative_cache_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            user_id: user_id_pointer.into(),
+            email: Some(DEFAULT_EMAIL_POINTER.to_string()),
+            name: Some(DEFAULT_NAME_POINTER.to_string()),
+            attributes: Vec::new(),
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileIdentity {
@@ -145,11 +203,11 @@ pub(super) fn validate_identity(id: FileIdentity, intercom: &IntercomConfig) -> 
                     trusted_cidrs,
                     user_id: header_name(
                         &format!("{base}.headers.user_id"),
-                        h.user_id.as_deref().unwrap_or("X-Forwarded-User"),
+                        h.user_id.as_deref().unwrap_or(DEFAULT_USER_ID_HEADER),
                     )?,
                     email: Some(header_name(
                         &format!("{base}.headers.email"),
-                        h.email.as_deref().unwrap_or("X-Forwarded-Email"),
+                        h.email.as_deref().unwrap_or(DEFAULT_EMAIL_HEADER),
                     )?),
                     name: h
                         .name
@@ -169,12 +227,12 @@ pub(super) fn validate_identity(id: FileIdentity, intercom: &IntercomConfig) -> 
                 let timeout = duration(
                     &format!("{base}.timeout"),
                     e.timeout.as_deref(),
-                    Duration::from_millis(500),
+                    DEFAULT_ENDPOINT_TIMEOUT,
                 )?;
                 if timeout.is_zero() {
                     return Err(ConfigError::new(
                         format!("{base}.timeout"),
-                        "must be above zero, e.g. 500ms",
+                        format!("must be above zero, e.g. {}", humantime::format_duration(DEFAULT_ENDPOINT_TIMEOUT)),
                     ));
                 }
                 for (i, c) in e.cookies.iter().enumerate() {
@@ -189,9 +247,7 @@ pub(super) fn validate_identity(id: FileIdentity, intercom: &IntercomConfig) -> 
                 let mut attributes = Vec::new();
                 for (name, ptr) in f.attributes {
                     let key = format!("{base}.fields.attributes.{name}");
-                    if ["user_id", "email", "name", "iat", "exp", "intercom_user_jwt"]
-                        .contains(&name.as_str())
-                    {
+                    if RESERVED_ATTRIBUTES.contains(&name.as_str()) {
                         return Err(ConfigError::new(
                             key,
                             "this name is reserved; map it under fields instead",
@@ -207,25 +263,25 @@ pub(super) fn validate_identity(id: FileIdentity, intercom: &IntercomConfig) -> 
                     cache_ttl: duration(
                         &format!("{base}.cache_ttl"),
                         e.cache_ttl.as_deref(),
-                        Duration::from_secs(60),
+                        DEFAULT_CACHE_TTL,
                     )?,
                     negative_cache_ttl: duration(
                         &format!("{base}.negative_cache_ttl"),
                         e.negative_cache_ttl.as_deref(),
-                        Duration::from_secs(10),
+                        DEFAULT_NEGATIVE_CACHE_TTL,
                     )?,
-                    cache_capacity: e.cache_capacity.unwrap_or(100_000),
+                    cache_capacity: e.cache_capacity.unwrap_or(DEFAULT_CACHE_CAPACITY),
                     user_id: json_pointer(
                         &format!("{base}.fields.user_id"),
-                        f.user_id.as_deref().unwrap_or("/id"),
+                        f.user_id.as_deref().unwrap_or(DEFAULT_USER_ID_POINTER),
                     )?,
                     email: Some(json_pointer(
                         &format!("{base}.fields.email"),
-                        f.email.as_deref().unwrap_or("/email"),
+                        f.email.as_deref().unwrap_or(DEFAULT_EMAIL_POINTER),
                     )?),
                     name: Some(json_pointer(
                         &format!("{base}.fields.name"),
-                        f.name.as_deref().unwrap_or("/name"),
+                        f.name.as_deref().unwrap_or(DEFAULT_NAME_POINTER),
                     )?),
                     attributes,
                 })
@@ -247,4 +303,48 @@ pub(super) fn validate_identity(id: FileIdentity, intercom: &IntercomConfig) -> 
         }
     }
     Ok(IdentityConfig { sources })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validated(source: FileSource) -> SourceConfig {
+        let intercom = IntercomConfig::new("abc12345", Secret::new(b"s".to_vec()));
+        let mut config = validate_identity(FileIdentity { sources: vec![source] }, &intercom).unwrap();
+        config.sources.remove(0)
+    }
+
+    #[test]
+    fn endpoint_new_matches_a_source_with_only_path_and_user_id() {
+        let file = FileEndpoint {
+            path: Some("/api/me".into()),
+            cookies: Vec::new(),
+            timeout: None,
+            cache_ttl: None,
+            negative_cache_ttl: None,
+            cache_capacity: None,
+            fields: FileFields { user_id: Some("/user/id".into()), ..FileFields::default() },
+        };
+        let SourceConfig::CurrentUserEndpoint(v) = validated(FileSource::CurrentUserEndpoint(file)) else {
+            panic!("not an endpoint source")
+        };
+        assert_eq!(format!("{:?}", EndpointConfig::new("/api/me", "/user/id")), format!("{v:?}"));
+    }
+
+    #[test]
+    fn trusted_header_new_lowercases_and_reads_no_other_header() {
+        let cidrs: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let file = FileTrustedHeader {
+            trusted_cidrs: vec!["10.0.0.0/8".into()],
+            headers: FileHeaderNames { user_id: Some("X-Auth-User".into()), ..FileHeaderNames::default() },
+        };
+        let SourceConfig::TrustedHeader(v) = validated(FileSource::TrustedHeader(file)) else {
+            panic!("not a trusted_header source")
+        };
+        let built = TrustedHeaderConfig::new(cidrs, "X-Auth-User");
+        assert_eq!(built.trusted_cidrs, v.trusted_cidrs);
+        assert_eq!(built.user_id, v.user_id);
+        assert_eq!((built.email, built.name), (None, None));
+    }
 }

@@ -21,15 +21,54 @@ pub struct InjectConfig {
     pub compression_level: u32,
 }
 
+/// Default of `inject.content_types`: the two HTML media types.
+pub const DEFAULT_CONTENT_TYPES: &[&str] = &["text/html", "application/xhtml+xml"];
+/// Default of `inject.honor_no_transform` (RFC 9111: intermediaries must not transform such content).
+pub const DEFAULT_HONOR_NO_TRANSFORM: bool = true;
+/// Default of `inject.max_scan_bytes` (1 MiB; the insertion point is the first `<script>`,
+/// `</head>` or `<body>`, normally far earlier).
+pub const DEFAULT_MAX_SCAN_BYTES: usize = 1 << 20;
+/// Smallest `inject.max_scan_bytes` accepted.
+pub const MIN_MAX_SCAN_BYTES: usize = 1024;
+/// Default of `inject.parser_memory_limit` (256 KiB).
+pub const DEFAULT_PARSER_MEMORY_LIMIT: usize = 256 << 10;
+/// Smallest `inject.parser_memory_limit` accepted (16 KiB).
+pub const MIN_PARSER_MEMORY_LIMIT: usize = 16 << 10;
+/// Default of `inject.compression_level` (a good balance of CPU time and size).
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 5;
+/// Largest `inject.compression_level` accepted.
+pub const MAX_COMPRESSION_LEVEL: u32 = 11;
+
+impl Default for InjectConfig {
+    /// What an empty `inject:` section validates to: the HTML types, no exclusions,
+    /// no auto-include, and the default limits.
+    fn default() -> Self {
+        InjectConfig {
+            content_types: DEFAULT_CONTENT_TYPES.iter().map(|t| t.to_string()).collect(),
+            exclude_paths: Vec::new(),
+            auto_include: false,
+            honor_no_transform: DEFAULT_HONOR_NO_TRANSFORM,
+            max_scan_bytes: DEFAULT_MAX_SCAN_BYTES,
+            parser_memory_limit: DEFAULT_PARSER_MEMORY_LIMIT,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+        }
+    }
+}
+
+/// A path pattern that does not start with `/` or `*`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("path pattern {0:?} must start with `/` (e.g. \"/password/*\")")]
+pub struct BadPattern(pub String);
+
 /// A path pattern where `*` matches any run of characters; otherwise exact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPattern(String);
 
 impl PathPattern {
     /// Parses a pattern; it must start with `/` or `*`.
-    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+    pub fn parse(s: &str) -> std::result::Result<Self, BadPattern> {
         if !(s.starts_with('/') || s.starts_with('*')) {
-            return Err(format!("path pattern {s:?} must start with `/` (e.g. \"/password/*\")"));
+            return Err(BadPattern(s.to_string()));
         }
         Ok(PathPattern(s.to_string()))
     }
@@ -84,7 +123,7 @@ pub(super) struct FileInject {
 pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
     let content_types = i
         .content_types
-        .unwrap_or_else(|| vec!["text/html".into(), "application/xhtml+xml".into()]);
+        .unwrap_or_else(|| DEFAULT_CONTENT_TYPES.iter().map(|t| t.to_string()).collect());
     for (n, t) in content_types.iter().enumerate() {
         if !t.contains('/') || t.contains(';') {
             return Err(ConfigError::new(
@@ -98,28 +137,28 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
         .iter()
         .enumerate()
         .map(|(n, p)| {
-            PathPattern::parse(p).map_err(|m| ConfigError::new(format!("inject.exclude_paths[{n}]"), m))
+            PathPattern::parse(p).map_err(|e| ConfigError::new(format!("inject.exclude_paths[{n}]"), e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let compression_level = i.compression_level.unwrap_or(5);
-    if compression_level > 11 {
+    let compression_level = i.compression_level.unwrap_or(DEFAULT_COMPRESSION_LEVEL);
+    if compression_level > MAX_COMPRESSION_LEVEL {
         return Err(ConfigError::new(
             "inject.compression_level",
-            "must be 0 (off) to 11; 5 is a good balance",
+            format!("must be 0 (off) to {MAX_COMPRESSION_LEVEL}; {DEFAULT_COMPRESSION_LEVEL} is a good balance"),
         ));
     }
-    let max_scan_bytes = i.max_scan_bytes.unwrap_or(1 << 20);
-    if max_scan_bytes < 1024 {
+    let max_scan_bytes = i.max_scan_bytes.unwrap_or(DEFAULT_MAX_SCAN_BYTES);
+    if max_scan_bytes < MIN_MAX_SCAN_BYTES {
         return Err(ConfigError::new(
             "inject.max_scan_bytes",
-            "must be at least 1024 bytes",
+            format!("must be at least {MIN_MAX_SCAN_BYTES} bytes"),
         ));
     }
-    let parser_memory_limit = i.parser_memory_limit.unwrap_or(256 << 10);
-    if parser_memory_limit < 16 << 10 {
+    let parser_memory_limit = i.parser_memory_limit.unwrap_or(DEFAULT_PARSER_MEMORY_LIMIT);
+    if parser_memory_limit < MIN_PARSER_MEMORY_LIMIT {
         return Err(ConfigError::new(
             "inject.parser_memory_limit",
-            "must be at least 16384 bytes",
+            format!("must be at least {MIN_PARSER_MEMORY_LIMIT} bytes"),
         ));
     }
     Ok(InjectConfig {
@@ -129,9 +168,20 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
             .collect(),
         exclude_paths,
         auto_include: i.auto_include,
-        honor_no_transform: i.honor_no_transform.unwrap_or(true),
+        honor_no_transform: i.honor_no_transform.unwrap_or(DEFAULT_HONOR_NO_TRANSFORM),
         max_scan_bytes,
         parser_memory_limit,
         compression_level,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_matches_an_empty_section() {
+        let validated = validate_inject(FileInject::default()).unwrap();
+        assert_eq!(format!("{:?}", InjectConfig::default()), format!("{validated:?}"));
+    }
 }

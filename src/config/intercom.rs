@@ -19,9 +19,39 @@ pub struct IntercomConfig {
     pub claims: Vec<String>,
 }
 
+/// Default of `intercom.api_base`: the `us` region's base.
+pub const DEFAULT_API_BASE: &str = "https://api-iam.intercom.io";
+/// Default of `intercom.token_lifetime` (Intercom suggests 1h to 2h).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Shortest `intercom.token_lifetime` accepted.
+pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest `intercom.token_lifetime` accepted (7 days).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86400);
+/// Default of `intercom.claims`: the standard identity fields, `email` and `name`.
+pub const DEFAULT_CLAIMS: &[&str] = &STANDARD_CLAIMS;
+/// Names `intercom.claims` may not list: the proxy always sets them itself.
+pub const RESERVED_CLAIMS: &[&str] = &["user_id", "iat", "exp"];
+
+impl IntercomConfig {
+    /// The workspace `app_id` signing with `secret` (given in code, so
+    /// [`SecretSource::Inline`]), with the `us` API base, the default token lifetime and
+    /// the default claims, as a file naming only the app id and a secret would give.
+    /// The app id is taken as is, not checked.
+    pub fn new(app_id: impl Into<String>, secret: Secret) -> IntercomConfig {
+        IntercomConfig {
+            app_id: app_id.into(),
+            api_base: DEFAULT_API_BASE.to_string(),
+            secret,
+            secret_source: SecretSource::Inline,
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            claims: DEFAULT_CLAIMS.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
 /// Known regional API bases.
 const API_BASES: [(&str, &str); 3] = [
-    ("us", "https://api-iam.intercom.io"),
+    ("us", DEFAULT_API_BASE),
     ("eu", "https://api-iam.eu.intercom.io"),
     ("au", "https://api-iam.au.intercom.io"),
 ];
@@ -69,7 +99,7 @@ pub(super) fn validate_intercom(
         ));
     }
     let api_base = match i.api_base.as_deref().map(str::trim) {
-        None | Some("") => API_BASES[0].1.to_string(),
+        None | Some("") => DEFAULT_API_BASE.to_string(),
         Some(v) => match API_BASES.iter().find(|(k, _)| k.eq_ignore_ascii_case(v)) {
             Some((_, url)) => url.to_string(),
             None if v.starts_with("https://")
@@ -134,10 +164,10 @@ pub(super) fn validate_intercom(
     let token_lifetime = duration(
         "intercom.token_lifetime",
         i.token_lifetime.as_deref(),
-        Duration::from_secs(3600),
+        DEFAULT_TOKEN_LIFETIME,
     )?;
-    if token_lifetime < Duration::from_secs(60) || token_lifetime > Duration::from_secs(7 * 86400)
-    {
+    if !(MIN_TOKEN_LIFETIME..=MAX_TOKEN_LIFETIME).contains(&token_lifetime) {
+        // The bounds are spelled as operators write them (humantime would say "7days").
         return Err(ConfigError::new(
             "intercom.token_lifetime",
             "must be between 1m and 7d (Intercom suggests 1h to 2h)",
@@ -145,9 +175,9 @@ pub(super) fn validate_intercom(
     }
     let claims = i
         .claims
-        .unwrap_or_else(|| STANDARD_CLAIMS.iter().map(|s| s.to_string()).collect());
+        .unwrap_or_else(|| DEFAULT_CLAIMS.iter().map(|s| s.to_string()).collect());
     for (n, c) in claims.iter().enumerate() {
-        if c == "user_id" || c == "exp" || c == "iat" || c.is_empty() {
+        if c.is_empty() || RESERVED_CLAIMS.contains(&c.as_str()) {
             return Err(ConfigError::new(
                 format!("intercom.claims[{n}]"),
                 format!("{c:?} cannot be listed: user_id, iat and exp are always set by the proxy"),
@@ -162,4 +192,30 @@ pub(super) fn validate_intercom(
         token_lifetime,
         claims,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_matches_a_section_with_only_app_id_and_secret() {
+        let file = FileIntercom {
+            app_id: Some("abc12345".into()),
+            api_base: None,
+            secret_env: Some("SECRET".into()),
+            secret_file: None,
+            secret: None,
+            token_lifetime: None,
+            claims: None,
+        };
+        let validated = validate_intercom(Some(file), &|_| Some("s3cret".into())).unwrap();
+        let built = IntercomConfig::new("abc12345", Secret::new(b"s3cret".to_vec()));
+        assert_eq!(built.app_id, validated.app_id);
+        assert_eq!(built.api_base, validated.api_base);
+        assert_eq!(built.secret.expose(), validated.secret.expose());
+        assert!(matches!(built.secret_source, SecretSource::Inline));
+        assert_eq!(built.token_lifetime, validated.token_lifetime);
+        assert_eq!(built.claims, validated.claims);
+    }
 }

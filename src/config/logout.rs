@@ -26,6 +26,27 @@ pub enum LogoutMode {
     Interstitial,
 }
 
+/// Methods of a `logout.paths` entry written without any (`/logout` means `GET|POST /logout`).
+pub const DEFAULT_PATH_METHODS: &[&str] = &["GET", "POST"];
+/// Default of `logout.detect_cookie_expiry`.
+pub const DEFAULT_DETECT_COOKIE_EXPIRY: bool = true;
+/// Default of `logout.mode` (the next HTML page runs the shutdown, whatever page it is).
+pub const DEFAULT_MODE: LogoutMode = LogoutMode::Marker;
+
+impl Default for LogoutConfig {
+    /// What an empty `logout:` section validates to: no logout paths, cookie-expiry
+    /// detection on, the default mode, a host-only cookie domain and no extra hosts.
+    fn default() -> Self {
+        LogoutConfig {
+            paths: Vec::new(),
+            detect_cookie_expiry: DEFAULT_DETECT_COOKIE_EXPIRY,
+            mode: DEFAULT_MODE,
+            cookie_domain: None,
+            allowed_redirect_hosts: Vec::new(),
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileLogout {
@@ -42,22 +63,22 @@ pub(super) fn validate_logout(l: FileLogout) -> Result<LogoutConfig> {
     let mut paths = Vec::new();
     for (n, entry) in l.paths.iter().enumerate() {
         let key = format!("logout.paths[{n}]");
-        let (methods, path) = match entry.trim().split_once(' ') {
-            Some((m, p)) => (m, p.trim()),
-            None => ("GET|POST", entry.trim()),
+        let (methods, path): (Vec<String>, _) = match entry.trim().split_once(' ') {
+            Some((m, p)) => (m.split('|').map(|m| m.trim().to_ascii_uppercase()).collect(), p.trim()),
+            None => (DEFAULT_PATH_METHODS.iter().map(|m| m.to_string()).collect(), entry.trim()),
         };
-        let methods: Vec<String> = methods.split('|').map(|m| m.trim().to_ascii_uppercase()).collect();
         if methods.iter().any(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase())) {
             return Err(ConfigError::new(
                 key,
                 format!("{entry:?} should look like \"GET|POST /logout\""),
             ));
         }
-        let pattern = PathPattern::parse(path).map_err(|m| ConfigError::new(key.clone(), m))?;
+        let pattern = PathPattern::parse(path).map_err(|e| ConfigError::new(key.clone(), e.to_string()))?;
         paths.push((methods, pattern));
     }
     let mode = match l.mode.as_deref() {
-        None | Some("marker") => LogoutMode::Marker,
+        None => DEFAULT_MODE,
+        Some("marker") => LogoutMode::Marker,
         Some("interstitial") => LogoutMode::Interstitial,
         Some(other) => {
             return Err(ConfigError::new(
@@ -80,7 +101,7 @@ pub(super) fn validate_logout(l: FileLogout) -> Result<LogoutConfig> {
     };
     Ok(LogoutConfig {
         paths,
-        detect_cookie_expiry: l.detect_cookie_expiry.unwrap_or(true),
+        detect_cookie_expiry: l.detect_cookie_expiry.unwrap_or(DEFAULT_DETECT_COOKIE_EXPIRY),
         mode,
         cookie_domain,
         allowed_redirect_hosts: l
@@ -89,4 +110,22 @@ pub(super) fn validate_logout(l: FileLogout) -> Result<LogoutConfig> {
             .map(|h| h.trim().to_ascii_lowercase())
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_matches_an_empty_section() {
+        let validated = validate_logout(FileLogout::default()).unwrap();
+        assert_eq!(format!("{:?}", LogoutConfig::default()), format!("{validated:?}"));
+    }
+
+    #[test]
+    fn a_path_without_methods_gets_the_default_ones() {
+        let l = FileLogout { paths: vec!["/logout".into()], ..FileLogout::default() };
+        let validated = validate_logout(l).unwrap();
+        assert_eq!(validated.paths[0].0, DEFAULT_PATH_METHODS);
+    }
 }

@@ -25,24 +25,28 @@ mod inject;
 mod intercom;
 mod logout;
 mod server;
+mod site;
 mod summary;
 mod upstream;
 
 pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
-pub use inject::{InjectConfig, PathPattern};
+pub use inject::{BadPattern, InjectConfig, PathPattern};
 pub use intercom::IntercomConfig;
 pub use logout::{LogoutConfig, LogoutMode};
 pub use server::ServerSettings;
+pub use site::{BadHost, HostPattern, SiteConfig};
 pub use upstream::UpstreamConfig;
 use identity::{validate_identity, FileIdentity};
 use inject::{validate_inject, FileInject};
 use intercom::{validate_intercom, FileIntercom};
 use logout::{validate_logout, FileLogout};
 use server::{validate_server, FileServer};
+use site::{site_sections, validate_site, FileSite, SiteSections};
 use upstream::{validate_upstream, FileUpstream};
 
 /// A configuration problem, naming the key at fault and how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config error at `{key}`: {message}")]
 pub struct ConfigError {
     /// Dotted path of the offending key, e.g. `intercom.token_lifetime`.
     pub key: String,
@@ -51,21 +55,13 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             key: key.into(),
             message: message.into(),
         }
     }
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config error at `{}`: {}", self.key, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -106,18 +102,10 @@ pub enum SecretSource {
 pub struct Config {
     /// Addresses the proxy listens on.
     pub listen: Vec<SocketAddr>,
-    /// The application behind the proxy.
-    pub upstream: UpstreamConfig,
     /// Pingora server settings.
     pub server: ServerSettings,
-    /// The Intercom workspace and token settings.
-    pub intercom: IntercomConfig,
-    /// How the logged-in user is found.
-    pub identity: IdentityConfig,
-    /// Which responses are rewritten and how.
-    pub inject: InjectConfig,
-    /// How logouts are detected and turned into Intercom shutdowns.
-    pub logout: LogoutConfig,
+    /// The apps behind the proxy: one that answers every host, or those of `sites:`.
+    pub sites: Vec<SiteConfig>,
 }
 
 // ---------------------------------------------------------------------------
@@ -133,18 +121,23 @@ struct FileConfig {
     #[serde(default)]
     server: FileServer,
     intercom: Option<FileIntercom>,
-    #[serde(default)]
-    identity: FileIdentity,
+    identity: Option<FileIdentity>,
     #[serde(default)]
     inject: FileInject,
     #[serde(default)]
     logout: FileLogout,
+    sites: Option<Vec<FileSite>>,
 }
 
 /// Claims a token may carry besides `user_id`, when the identity has them.
 const STANDARD_CLAIMS: [&str; 2] = ["email", "name"];
 
 impl Config {
+    /// The first site: the only one of a file without `sites:`.
+    pub fn site(&self) -> &SiteConfig {
+        &self.sites[0]
+    }
+
     /// Reads and validates a config file.
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -271,21 +264,39 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         }
     }
 
-    let upstream = validate_upstream(f.upstream)?;
     let server = validate_server(f.server)?;
-    let intercom = validate_intercom(f.intercom, env)?;
-    let identity = validate_identity(f.identity, &intercom)?;
     let inject = validate_inject(f.inject)?;
     let logout = validate_logout(f.logout)?;
-    Ok(Config {
-        listen,
-        upstream,
-        server,
-        intercom,
-        identity,
-        inject,
-        logout,
-    })
+    let sites = match f.sites {
+        None => vec![validate_site(
+            SiteSections {
+                hosts: vec![HostPattern::Any],
+                upstream: f.upstream,
+                intercom: f.intercom,
+                identity: f.identity.unwrap_or_default(),
+                inject: None,
+                logout: None,
+            },
+            "",
+            (&inject, &logout),
+            env,
+        )?],
+        Some(sites) => {
+            let single = [("upstream", f.upstream.is_some()), ("intercom", f.intercom.is_some()), ("identity", f.identity.is_some())];
+            if let Some((key, _)) = single.iter().find(|(_, present)| *present) {
+                return Err(ConfigError::new(
+                    *key,
+                    format!("with sites:, each site has its own {key}; move this section into the sites that use it"),
+                ));
+            }
+            site_sections(sites)?
+                .into_iter()
+                .enumerate()
+                .map(|(n, s)| validate_site(s, &format!("sites[{n}]."), (&inject, &logout), env))
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
+    Ok(Config { listen, server, sites })
 }
 
 /// Whether two listen addresses cannot both be bound: the same port on the same address,

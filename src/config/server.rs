@@ -28,13 +28,50 @@ pub struct ServerSettings {
     pub max_client_connections: usize,
 }
 
-/// `server.client_header_timeout` when unset (nginx's `client_header_timeout` is 60s;
+/// Default of `server.threads`.
+pub const DEFAULT_THREADS: usize = 1;
+/// Smallest `server.threads` accepted.
+pub const MIN_THREADS: usize = 1;
+/// Largest `server.threads` accepted.
+pub const MAX_THREADS: usize = 1024;
+/// Default of `server.grace_period`.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// Default of `server.graceful_shutdown_timeout`.
+pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of `server.pid_file`.
+pub const DEFAULT_PID_FILE: &str = "/tmp/intercom-secure-proxy.pid";
+/// Default of `server.upgrade_sock`.
+pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/intercom-secure-proxy-upgrade.sock";
+/// Default of `server.upstream_keepalive_pool_size`.
+pub const DEFAULT_UPSTREAM_KEEPALIVE_POOL_SIZE: usize = 128;
+/// Default of `server.client_header_timeout` (nginx's `client_header_timeout` is 60s;
 /// a legacy app's clients send their heads in well under a second).
-const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// `server.client_keepalive_timeout` when unset.
-const DEFAULT_CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
-/// `server.max_client_connections` when unset.
-const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `server.client_keepalive_timeout`.
+pub const DEFAULT_CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of `server.max_client_connections`.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 10_000;
+/// Smallest `server.max_client_connections` accepted.
+pub const MIN_MAX_CLIENT_CONNECTIONS: usize = 1;
+
+impl Default for ServerSettings {
+    /// What an empty `server:` section validates to: every default, and the error log
+    /// on stderr.
+    fn default() -> Self {
+        ServerSettings {
+            threads: DEFAULT_THREADS,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            graceful_shutdown_timeout: DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
+            pid_file: PathBuf::from(DEFAULT_PID_FILE),
+            upgrade_sock: PathBuf::from(DEFAULT_UPGRADE_SOCK),
+            error_log: None,
+            upstream_keepalive_pool_size: DEFAULT_UPSTREAM_KEEPALIVE_POOL_SIZE,
+            client_header_timeout: DEFAULT_CLIENT_HEADER_TIMEOUT,
+            client_keepalive_timeout: DEFAULT_CLIENT_KEEPALIVE_TIMEOUT,
+            max_client_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
+        }
+    }
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -52,11 +89,11 @@ pub(super) struct FileServer {
 }
 
 pub(super) fn validate_server(s: FileServer) -> Result<ServerSettings> {
-    let threads = s.threads.unwrap_or(1);
-    if threads == 0 || threads > 1024 {
+    let threads = s.threads.unwrap_or(DEFAULT_THREADS);
+    if !(MIN_THREADS..=MAX_THREADS).contains(&threads) {
         return Err(ConfigError::new(
             "server.threads",
-            "must be between 1 and 1024 (one per core is a good start)",
+            format!("must be between {MIN_THREADS} and {MAX_THREADS} (one per core is a good start)"),
         ));
     }
     let absolute = |key: &str, p: Option<PathBuf>, default: &str| -> Result<PathBuf> {
@@ -74,25 +111,17 @@ pub(super) fn validate_server(s: FileServer) -> Result<ServerSettings> {
         grace_period: duration(
             "server.grace_period",
             s.grace_period.as_deref(),
-            Duration::from_secs(30),
+            DEFAULT_GRACE_PERIOD,
         )?,
         graceful_shutdown_timeout: duration(
             "server.graceful_shutdown_timeout",
             s.graceful_shutdown_timeout.as_deref(),
-            Duration::from_secs(5),
+            DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
         )?,
-        pid_file: absolute(
-            "server.pid_file",
-            s.pid_file,
-            "/tmp/intercom-secure-proxy.pid",
-        )?,
-        upgrade_sock: absolute(
-            "server.upgrade_sock",
-            s.upgrade_sock,
-            "/tmp/intercom-secure-proxy-upgrade.sock",
-        )?,
+        pid_file: absolute("server.pid_file", s.pid_file, DEFAULT_PID_FILE)?,
+        upgrade_sock: absolute("server.upgrade_sock", s.upgrade_sock, DEFAULT_UPGRADE_SOCK)?,
         error_log: s.error_log,
-        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(128),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(DEFAULT_UPSTREAM_KEEPALIVE_POOL_SIZE),
         client_header_timeout: positive_duration(
             "server.client_header_timeout",
             s.client_header_timeout.as_deref(),
@@ -104,13 +133,24 @@ pub(super) fn validate_server(s: FileServer) -> Result<ServerSettings> {
             DEFAULT_CLIENT_KEEPALIVE_TIMEOUT,
         )?,
         max_client_connections: match s.max_client_connections.unwrap_or(DEFAULT_MAX_CLIENT_CONNECTIONS) {
-            0 => {
+            n if n < MIN_MAX_CLIENT_CONNECTIONS => {
                 return Err(ConfigError::new(
                     "server.max_client_connections",
-                    "must be at least 1, e.g. 10000",
+                    format!("must be at least {MIN_MAX_CLIENT_CONNECTIONS}, e.g. {DEFAULT_MAX_CLIENT_CONNECTIONS}"),
                 ))
             }
             n => n,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_matches_an_empty_section() {
+        let validated = validate_server(FileServer::default()).unwrap();
+        assert_eq!(format!("{:?}", ServerSettings::default()), format!("{validated:?}"));
+    }
 }

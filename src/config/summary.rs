@@ -7,10 +7,51 @@ impl Config {
     /// `check` prints them and `run` logs them at start.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for (prefix, site) in self.site_prefixes() {
+            site.warnings(&prefix, &mut out);
+        }
+        out
+    }
+
+    /// Each site with the prefix its keys have in the file (`sites[n].`, or nothing).
+    fn site_prefixes(&self) -> impl Iterator<Item = (String, &SiteConfig)> {
+        let many = self.sites.len() > 1 || self.sites.iter().any(|s| s.hosts != [HostPattern::Any]);
+        self.sites
+            .iter()
+            .enumerate()
+            .map(move |(n, s)| (if many { format!("sites[{n}].") } else { String::new() }, s))
+    }
+
+    /// A human summary for `check`; never includes the secret.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(out, "listen:    {}", list(&listen));
+        let _ = writeln!(
+            out,
+            "server:    {} thread(s), grace period {}",
+            self.server.threads,
+            humantime::format_duration(self.server.grace_period)
+        );
+        for (prefix, site) in self.site_prefixes() {
+            if !prefix.is_empty() {
+                let hosts: Vec<String> = site.hosts.iter().map(|h| h.to_string()).collect();
+                let _ = writeln!(out, "{}hosts: {}", prefix, hosts.join(", "));
+            }
+            site.summary(&mut out);
+        }
+        out
+    }
+}
+
+impl SiteConfig {
+    fn warnings(&self, prefix: &str, out: &mut Vec<String>) {
         if let SecretSource::File(path) = &self.intercom.secret_source {
             if let Some(mode) = group_or_other_readable(path) {
                 out.push(format!(
-                    "intercom.secret_file: the secret file is readable by group or others (mode {mode:o}); run chmod 600 on it"
+                    "{prefix}intercom.secret_file: the secret file is readable by group or others (mode {mode:o}); run chmod 600 on it"
                 ));
             }
         }
@@ -19,22 +60,17 @@ impl Config {
             for (i, net) in t.trusted_cidrs.iter().enumerate() {
                 if net.prefix_len() == 0 {
                     out.push(format!(
-                        "identity.sources[{n}].trusted_cidrs[{i}]: {net} trusts every address to assert who is logged in; list only the auth proxy's addresses"
+                        "{prefix}identity.sources[{n}].trusted_cidrs[{i}]: {net} trusts every address to assert who is logged in; list only the auth proxy's addresses"
                     ));
                 }
             }
         }
-        out
     }
 
-    /// A human summary for `check`; never includes the secret.
-    pub fn summary(&self) -> String {
+    fn summary(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let mut out = String::new();
         let d = |d: Duration| humantime::format_duration(d).to_string();
         let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
-        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
-        let _ = writeln!(out, "listen:    {}", list(&listen));
         let _ = writeln!(
             out,
             "upstream:  {} ({}, connect timeout {}, read timeout {})",
@@ -43,7 +79,6 @@ impl Config {
             d(self.upstream.connect_timeout),
             d(self.upstream.read_timeout)
         );
-        let _ = writeln!(out, "server:    {} thread(s), grace period {}", self.server.threads, d(self.server.grace_period));
         let secret = match &self.intercom.secret_source {
             SecretSource::Env(name) => format!("from env {name}"),
             SecretSource::File(path) => format!("from file {}", path.display()),
@@ -104,7 +139,6 @@ impl Config {
             list(&paths),
             if self.logout.detect_cookie_expiry { "detected" } else { "ignored" }
         );
-        out
     }
 }
 

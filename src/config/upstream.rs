@@ -19,6 +19,36 @@ pub struct UpstreamConfig {
     pub health_check_interval: Option<Duration>,
 }
 
+/// Default of `upstream.connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of `upstream.read_timeout`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of `upstream.health_check_interval` (used only with several addresses).
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether addresses are health-checked: only when there are several to choose from.
+fn health_checked(addresses: &[String]) -> bool {
+    addresses.len() > 1
+}
+
+impl UpstreamConfig {
+    /// A plain-TCP upstream at `addresses` (`host:port`) with the default timeouts, and
+    /// health checks at the default interval when there are several addresses, as
+    /// `upstream:` with only `addresses` would give. The addresses are not resolved
+    /// here, and there should be at least one (the file requires it).
+    pub fn new(addresses: impl IntoIterator<Item = impl Into<String>>) -> UpstreamConfig {
+        let addresses: Vec<String> = addresses.into_iter().map(Into::into).collect();
+        UpstreamConfig {
+            health_check_interval: health_checked(&addresses).then_some(DEFAULT_HEALTH_CHECK_INTERVAL),
+            addresses,
+            tls: false,
+            sni: String::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileUpstream {
@@ -61,11 +91,11 @@ pub(super) fn validate_upstream(u: Option<FileUpstream>) -> Result<UpstreamConfi
             "a TLS upstream needs the server name to verify, e.g. sni: app.internal",
         ));
     }
-    let health_check_interval = if u.addresses.len() > 1 {
+    let health_check_interval = if health_checked(&u.addresses) {
         Some(positive_duration(
             "upstream.health_check_interval",
             u.health_check_interval.as_deref(),
-            Duration::from_secs(5),
+            DEFAULT_HEALTH_CHECK_INTERVAL,
         )?)
     } else {
         None
@@ -77,13 +107,41 @@ pub(super) fn validate_upstream(u: Option<FileUpstream>) -> Result<UpstreamConfi
         connect_timeout: positive_duration(
             "upstream.connect_timeout",
             u.connect_timeout.as_deref(),
-            Duration::from_secs(5),
+            DEFAULT_CONNECT_TIMEOUT,
         )?,
         read_timeout: positive_duration(
             "upstream.read_timeout",
             u.read_timeout.as_deref(),
-            Duration::from_secs(60),
+            DEFAULT_READ_TIMEOUT,
         )?,
         health_check_interval,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validated(addresses: &[&str]) -> UpstreamConfig {
+        validate_upstream(Some(FileUpstream {
+            addresses: addresses.iter().map(|a| a.to_string()).collect(),
+            tls: false,
+            sni: None,
+            connect_timeout: None,
+            read_timeout: None,
+            health_check_interval: None,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn new_matches_a_section_with_only_addresses() {
+        for addresses in [&["127.0.0.1:3000"][..], &["127.0.0.1:3000", "127.0.0.1:3001"]] {
+            assert_eq!(
+                format!("{:?}", UpstreamConfig::new(addresses.iter().copied())),
+                format!("{:?}", validated(addresses)),
+            );
+        }
+        assert_eq!(UpstreamConfig::new(["127.0.0.1:3000"]).health_check_interval, None);
+    }
 }

@@ -17,7 +17,7 @@ use moka::Expiry;
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 
-use super::{Identity, Lookup};
+use super::{Identity, Lookup, SourceError};
 use crate::config::EndpointConfig;
 use crate::upstream::Upstream;
 
@@ -85,10 +85,10 @@ impl CurrentUserEndpoint {
     /// The session of this request, or `None` when it carries no session cookie.
     pub fn session_key(&self, req: &RequestHeader) -> Option<SessionKey> {
         let mut cookie = String::new();
-        let pairs = crate::hygiene::cookie_pairs(req);
+        let pairs = crate::headers::cookie_pairs(req);
         if self.config.cookies.is_empty() {
             // Intercom's own cookies change without the app session changing.
-            for pair in pairs.filter(|p| !p.starts_with("intercom-") && !p.starts_with(crate::logout::COOKIE_PREFIX)) {
+            for pair in pairs.filter(|p| !crate::logout::cookies::is_foreign_to_app(p)) {
                 push_pair(&mut cookie, pair);
             }
         } else {
@@ -128,20 +128,17 @@ impl CurrentUserEndpoint {
             .try_get_with(key.digest, async {
                 match tokio::time::timeout(self.config.timeout, self.fetch(key)).await {
                     Ok(result) => result,
-                    Err(_) => Err(format!(
-                        "no answer within {:?}",
-                        self.config.timeout
-                    )),
+                    Err(_) => Err(EndpointError::Timeout(self.config.timeout)),
                 }
             })
             .await;
         match fetched {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
-            Err(why) => Lookup::Failed(format!(
-                "current-user endpoint {} failed: {why}",
-                self.config.path
-            )),
+            Err(why) => Lookup::Failed(SourceError::Endpoint {
+                path: self.config.path.clone(),
+                why: (*why).clone(),
+            }),
         }
     }
 
@@ -150,9 +147,9 @@ impl CurrentUserEndpoint {
         self.cache.invalidate(&key.digest).await;
     }
 
-    async fn fetch(&self, key: &SessionKey) -> Result<Cached, String> {
-        let mut req = RequestHeader::build("GET", self.config.path.as_bytes(), None)
-            .map_err(|e| crate::warn::describe(&e))?;
+    async fn fetch(&self, key: &SessionKey) -> Result<Cached, EndpointError> {
+        let exchange = |e: Box<pingora::Error>| EndpointError::Exchange(crate::warn::describe(&e));
+        let mut req = RequestHeader::build("GET", self.config.path.as_bytes(), None).map_err(exchange)?;
         let headers = [
             ("host", key.host.as_deref().unwrap_or("localhost")),
             ("cookie", key.cookie.as_str()),
@@ -160,26 +157,26 @@ impl CurrentUserEndpoint {
             ("user-agent", "intercom-secure-proxy"),
         ];
         for (name, value) in headers {
-            req.insert_header(name, value).map_err(|e| crate::warn::describe(&e))?;
+            req.insert_header(name, value).map_err(exchange)?;
         }
         let (header, body) = self
             .upstream
             .exchange(req, Bytes::new(), MAX_BODY)
             .await
-            .map_err(|e| crate::warn::describe(&e))?;
+            .map_err(exchange)?;
         let status = header.status.as_u16();
         match status {
             200..=299 => self.map_document(&body).map(|id| id.map(Arc::new)),
             // Not logged in: the usual answers of an app for a missing session.
             300..=399 | 401 | 403 => Ok(None),
-            other => Err(format!("status {other}")),
+            other => Err(EndpointError::Status(other)),
         }
     }
 
     /// Maps the endpoint's JSON to an identity; a null or missing user id means logged out.
-    fn map_document(&self, body: &[u8]) -> Result<Option<Identity>, String> {
+    fn map_document(&self, body: &[u8]) -> Result<Option<Identity>, EndpointError> {
         let doc: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("answer is not JSON ({e})"))?;
+            serde_json::from_slice(body).map_err(|e| EndpointError::NotJson(e.to_string()))?;
         let user_id = match doc.pointer(&self.config.user_id) {
             None | Some(serde_json::Value::Null) => return Ok(None),
             Some(serde_json::Value::String(s)) if s.is_empty() => return Ok(None),
@@ -188,14 +185,10 @@ impl CurrentUserEndpoint {
             // ids beyond 2^53 must not be rounded into someone else's.
             Some(serde_json::Value::Number(n)) if is_integer_literal(&n.to_string()) => n.to_string(),
             Some(serde_json::Value::Number(_)) => {
-                return Err(format!("user id at {} is a number but not an integer", self.config.user_id))
+                return Err(EndpointError::UserId { pointer: self.config.user_id.clone(), kind: "a number but not an integer" })
             }
             Some(other) => {
-                return Err(format!(
-                    "user id at {} is not a string or number but {}",
-                    self.config.user_id,
-                    json_kind(other)
-                ))
+                return Err(EndpointError::UserId { pointer: self.config.user_id.clone(), kind: json_kind(other) })
             }
         };
         let text = |ptr: &Option<String>| {
@@ -215,6 +208,32 @@ impl CurrentUserEndpoint {
         }
         Ok(Some(identity))
     }
+}
+
+/// Why the current-user endpoint gave no usable answer. The texts name statuses,
+/// pointers and JSON kinds, never the answer's values or the session's cookies.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EndpointError {
+    /// No answer within the configured timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The request could not be made or the answer not read (a scrubbed description).
+    #[error("{0}")]
+    Exchange(String),
+    /// A status that says neither "logged in" nor "logged out".
+    #[error("status {0}")]
+    Status(u16),
+    /// The answer is not JSON (serde's message: a position and a category).
+    #[error("answer is not JSON ({0})")]
+    NotJson(String),
+    /// The user id is not a string or an integer.
+    #[error("user id at {pointer} is {kind}, not a string or integer")]
+    UserId {
+        /// The configured JSON pointer.
+        pointer: String,
+        /// What was found there.
+        kind: &'static str,
+    },
 }
 
 /// `-?[0-9]+`: a JSON integer exactly as written.

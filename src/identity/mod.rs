@@ -1,12 +1,13 @@
 //! Identity: who is logged in, learned from the application's own session.
 //!
-//! Sources are tried in configured order and the first one that knows the user wins:
-//! [`trusted_header`] reads headers set by an authenticating proxy in front of us (and
-//! strips them from everyone else), [`endpoint`] asks the application's "current user"
+//! The resolver holds one ordered list of sources; they are tried in that order and
+//! the first one that knows the user wins:
+//! `trusted_header` reads headers set by an authenticating proxy in front of us (and
+//! strips them from everyone else), `endpoint` asks the application's "current user"
 //! endpoint with the browser's cookies and caches the answer per session.
 
-pub mod endpoint;
-pub mod trusted_header;
+mod endpoint;
+mod trusted_header;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,126 +59,144 @@ pub enum Lookup {
     /// Nobody is logged in on this request.
     Anonymous,
     /// A source could not answer; the page is served without a token.
-    Failed(String),
+    Failed(SourceError),
 }
 
-/// What the request phase learned, kept for the response phase.
+/// Why a source could not say who is logged in (never includes a cookie or token).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// The current-user endpoint failed.
+    #[error("current-user endpoint {path} failed: {why}")]
+    Endpoint {
+        /// The endpoint's path.
+        path: String,
+        /// What went wrong.
+        why: EndpointError,
+    },
+}
+
+pub use endpoint::EndpointError;
+
+/// What the request phase learned, kept for the response phase: one entry per
+/// source, in the resolver's order.
 #[derive(Debug, Default, Clone)]
-pub struct RequestHints {
-    /// Identity asserted by a trusted peer's headers.
-    pub asserted: Option<Arc<Identity>>,
-    /// The session cookies seen (key for the endpoint cache and its request).
-    pub session: Option<endpoint::SessionKey>,
+pub struct RequestHints(Vec<Hint>);
+
+#[derive(Debug, Clone)]
+enum Hint {
+    /// This source has nothing to say about the request.
+    Nothing,
+    /// A trusted peer asserted this identity.
+    Asserted(Arc<Identity>),
+    /// The session cookies to look up (key for the endpoint cache and its request).
+    Session(endpoint::SessionKey),
 }
 
 impl RequestHints {
+    /// The identity a trusted peer asserted, if any.
+    #[cfg(test)]
+    pub(crate) fn asserted(&self) -> Option<&Arc<Identity>> {
+        self.0.iter().find_map(|h| match h {
+            Hint::Asserted(id) => Some(id),
+            _ => None,
+        })
+    }
+
     /// Whether this request may belong to a logged-in user (so caches must be bypassed).
     pub fn maybe_identified(&self) -> bool {
-        self.asserted.is_some() || self.session.is_some()
+        self.0.iter().any(|h| !matches!(h, Hint::Nothing))
+    }
+}
+
+/// One identity source.
+enum Source {
+    TrustedHeader(trusted_header::TrustedHeaderSource),
+    CurrentUserEndpoint(endpoint::CurrentUserEndpoint),
+}
+
+impl Source {
+    /// Request phase, no I/O: what this source can tell from the request.
+    fn inspect(&self, req: &mut RequestHeader, peer: Option<std::net::IpAddr>) -> Hint {
+        let hint = match self {
+            Source::TrustedHeader(s) => s.filter_request(req, peer).map(|id| Hint::Asserted(Arc::new(id))),
+            Source::CurrentUserEndpoint(s) => s.session_key(req).map(Hint::Session),
+        };
+        hint.unwrap_or(Hint::Nothing)
+    }
+
+    /// Response phase: who this is, according to this source.
+    async fn resolve(&self, hint: &Hint) -> Lookup {
+        match (self, hint) {
+            (_, Hint::Asserted(id)) => Lookup::Found(id.clone()),
+            (Source::CurrentUserEndpoint(s), Hint::Session(key)) => s.lookup(key).await,
+            _ => Lookup::Anonymous,
+        }
     }
 }
 
 /// All configured sources, in order.
 pub struct IdentityResolver {
-    headers: Vec<trusted_header::TrustedHeaderSource>,
-    endpoint: Option<endpoint::CurrentUserEndpoint>,
-    order: Vec<SourceKind>,
-}
-
-#[derive(Clone, Copy)]
-enum SourceKind {
-    Header,
-    Endpoint,
+    sources: Vec<Source>,
+    /// The session cookie names the endpoint sources name (for login/logout detection).
+    session_cookies: Vec<String>,
 }
 
 impl IdentityResolver {
-    /// Builds the sources; the endpoint source asks `upstream`.
+    /// Builds the sources; endpoint sources ask `upstream`.
     pub fn new(config: &IdentityConfig, upstream: Arc<Upstream>) -> Self {
-        let mut headers = Vec::new();
-        let mut endpoint = None;
-        let mut order = Vec::new();
-        for source in &config.sources {
-            match source {
-                SourceConfig::TrustedHeader(c) => {
-                    order.push(SourceKind::Header);
-                    headers.push(trusted_header::TrustedHeaderSource::new(c.clone()));
+        let sources: Vec<Source> = config
+            .sources
+            .iter()
+            .map(|source| match source {
+                SourceConfig::TrustedHeader(c) => Source::TrustedHeader(trusted_header::TrustedHeaderSource::new(c.clone())),
+                SourceConfig::CurrentUserEndpoint(c) => {
+                    Source::CurrentUserEndpoint(endpoint::CurrentUserEndpoint::new(c.clone(), upstream.clone()))
                 }
-                // Config validation allows several endpoint sources, but one app has
-                // one current-user endpoint: the first one is used.
-                SourceConfig::CurrentUserEndpoint(c) if endpoint.is_none() => {
-                    order.push(SourceKind::Endpoint);
-                    endpoint = Some(endpoint::CurrentUserEndpoint::new(
-                        c.clone(),
-                        upstream.clone(),
-                    ));
+            })
+            .collect();
+        let mut session_cookies = Vec::new();
+        for source in &sources {
+            let Source::CurrentUserEndpoint(e) = source else { continue };
+            for name in e.cookie_names() {
+                if !session_cookies.contains(name) {
+                    session_cookies.push(name.clone());
                 }
-                SourceConfig::CurrentUserEndpoint(_) => {}
             }
         }
-        IdentityResolver {
-            headers,
-            endpoint,
-            order,
-        }
+        IdentityResolver { sources, session_cookies }
     }
 
     /// Request phase: removes identity headers the peer may not set, and records what
     /// the response phase needs. Cheap: no I/O.
-    pub fn inspect_request(
-        &self,
-        req: &mut RequestHeader,
-        peer: Option<std::net::IpAddr>,
-    ) -> RequestHints {
-        let mut hints = RequestHints::default();
-        for source in &self.headers {
-            let asserted = source.filter_request(req, peer);
-            if hints.asserted.is_none() {
-                hints.asserted = asserted.map(Arc::new);
-            }
-        }
-        if let Some(e) = &self.endpoint {
-            hints.session = e.session_key(req);
-        }
-        hints
+    pub fn inspect_request(&self, req: &mut RequestHeader, peer: Option<std::net::IpAddr>) -> RequestHints {
+        RequestHints(self.sources.iter().map(|s| s.inspect(req, peer)).collect())
     }
 
-    /// Response phase: who is this? Consults the sources in order.
+    /// Response phase: who is this? Consults the sources in order; a failure is
+    /// reported only when no later source knows the user.
     pub async fn resolve(&self, hints: &RequestHints) -> Lookup {
         let mut failure = None;
-        for kind in &self.order {
-            match kind {
-                SourceKind::Header => {
-                    if let Some(id) = &hints.asserted {
-                        return Lookup::Found(id.clone());
-                    }
-                }
-                SourceKind::Endpoint => {
-                    let (Some(e), Some(key)) = (&self.endpoint, &hints.session) else {
-                        continue;
-                    };
-                    match e.lookup(key).await {
-                        Lookup::Found(id) => return Lookup::Found(id),
-                        Lookup::Anonymous => {}
-                        Lookup::Failed(why) => failure = Some(why),
-                    }
-                }
+        for (source, hint) in self.sources.iter().zip(&hints.0) {
+            match source.resolve(hint).await {
+                Lookup::Found(id) => return Lookup::Found(id),
+                Lookup::Anonymous => {}
+                Lookup::Failed(why) => failure = failure.or(Some(why)),
             }
         }
-        match failure {
-            Some(why) => Lookup::Failed(why),
-            None => Lookup::Anonymous,
-        }
+        failure.map_or(Lookup::Anonymous, Lookup::Failed)
     }
 
     /// Forgets what is cached for this session (on login, logout or a user switch).
     pub async fn forget_session(&self, hints: &RequestHints) {
-        if let (Some(e), Some(key)) = (&self.endpoint, &hints.session) {
-            e.forget(key).await;
+        for (source, hint) in self.sources.iter().zip(&hints.0) {
+            if let (Source::CurrentUserEndpoint(e), Hint::Session(key)) = (source, hint) {
+                e.forget(key).await;
+            }
         }
     }
 
-    /// The cookie names that carry the session, when the endpoint source names them.
+    /// The cookie names that carry the session, when endpoint sources name them.
     pub fn session_cookie_names(&self) -> &[String] {
-        self.endpoint.as_ref().map(|e| e.cookie_names()).unwrap_or(&[])
+        &self.session_cookies
     }
 }

@@ -457,13 +457,16 @@ pub fn run_browser(steps: Vec<serde_json::Value>, context: &dyn Fn() -> String) 
     steps
 }
 
-/// The page-script template the rewriter tests use (the test workspace, plain settings).
-pub fn script_template() -> intercom_secure_proxy::script::ScriptTemplate {
-    intercom_secure_proxy::script::ScriptTemplate::new(&intercom_secure_proxy::script::ScriptSettings {
-        app_id: "abc12345",
-        api_base: "https://api-iam.intercom.io",
-        signed_fields: vec!["user_id", "email", "name"],
-        auto_include: true,
-        cookie_domain: None,
-    })
+/// The pages of the test workspace the rewriter tests use (plain settings).
+pub fn pages(limits: intercom_secure_proxy::page::Limits) -> intercom_secure_proxy::page::Pages {
+    intercom_secure_proxy::page::Pages::new(
+        &intercom_secure_proxy::page::ScriptSettings {
+            app_id: "abc12345",
+            api_base: "https://api-iam.intercom.io",
+            signed_fields: vec!["user_id", "email", "name"],
+            auto_include: true,
+            cookie_domain: None,
+        },
+        limits,
+    )
 }

@@ -89,6 +89,7 @@ impl ScriptTemplate {
             "i": s.auto_include,
             "k": s.cookie_domain,
             "l": format!("https://widget.intercom.io/widget/{}", s.app_id),
+            "n": crate::logout::cookies::INTERCOM_COOKIES,
         });
         let params = to_script_json(&params);
         // Leave the object open so the per-response values can follow.

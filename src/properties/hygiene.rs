@@ -5,7 +5,7 @@
 
 use http::header::{CONTENT_LENGTH, HOST};
 use http::Version;
-use intercom_secure_proxy::hygiene::{check_request, cookie_host, BadRequest};
+use crate::headers::{check_request, cookie_host, BadRequest};
 use pingora::http::RequestHeader;
 use proptest::collection::vec;
 use proptest::prelude::*;

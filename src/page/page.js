@@ -1,7 +1,7 @@
-// The script the proxy puts before the first script of a page (see src/script/mod.rs).
+// The script the proxy puts before the first script of a page (see src/page/script.rs).
 // Lines starting with `//` are removed before it is served; keep statements `;`-terminated.
 // Parameters (c): a app_id, b api_base, s plain fields to strip, i auto-include,
-// k cookie domain, l widget URL, j the signed token (null when logged out),
+// k cookie domain, l widget URL, n Intercom's cookie name prefixes, j the signed token (null when logged out),
 // x run a shutdown first (after a logout or a user switch).
 (function (w, c) {
 if (w.__intercomSecureProxy) { return; }
@@ -32,7 +32,7 @@ var loadWidget = function () {
 if (c.x) {
 // A logout (or user switch) happened: forget the previous user before anything boots.
   try { delete w.intercomSettings; } catch (e) { w.intercomSettings = undefined; }
-  var names = ['intercom-session-', 'intercom-id-', 'intercom-device-id-'];
+  var names = c.n;
   var host = location.hostname.split('.');
   for (var i = 0; i < names.length; i++) {
     var gone = names[i] + c.a + '=; Max-Age=0; Path=/';

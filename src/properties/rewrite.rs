@@ -9,9 +9,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use intercom_secure_proxy::csp::MetaCsp;
-use intercom_secure_proxy::rewrite::{Limits, Outcome, PageRewriter, Render};
-use intercom_secure_proxy::script::ScriptTemplate;
+use crate::page::csp::MetaCsp;
+use crate::page::rewriter::{Limits, Outcome, PageRewriter, Render};
+use crate::page::script::{ScriptSettings, ScriptTemplate};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -25,8 +25,15 @@ const GENEROUS: Limits = Limits { max_scan_bytes: 1 << 20, parser_memory: 256 <<
 
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiZnV6eiJ9.c2ln";
 
+/// The test workspace, plain settings (as the rewriter tests use).
 fn template() -> ScriptTemplate {
-    crate::support::script_template()
+    ScriptTemplate::new(&ScriptSettings {
+        app_id: "abc12345",
+        api_base: "https://api-iam.intercom.io",
+        signed_fields: vec!["user_id", "email", "name"],
+        auto_include: true,
+        cookie_domain: None,
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use intercom_secure_proxy::config::Config;
-use intercom_secure_proxy::identity::IdentityResolver;
-use intercom_secure_proxy::upstream::Upstream;
+use crate::config::Config;
+use crate::identity::IdentityResolver;
+use crate::upstream::Upstream;
 use pingora::http::RequestHeader;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -58,8 +58,8 @@ fn resolver(n: &Names) -> IdentityResolver {
     // Only an endpoint source would use the upstream; building one is slow, so all
     // cases share one.
     static UPSTREAM: OnceLock<Arc<Upstream>> = OnceLock::new();
-    let upstream = UPSTREAM.get_or_init(|| Upstream::new(&config.upstream).expect("upstream").0);
-    IdentityResolver::new(&config.identity, upstream.clone())
+    let upstream = UPSTREAM.get_or_init(|| Upstream::new(&config.site().upstream).expect("upstream").0);
+    IdentityResolver::new(&config.site().identity, upstream.clone())
 }
 
 /// How app stacks fold header names: lowercase, `_` as `-`.
@@ -182,7 +182,7 @@ fn untrusted_peers_lose_every_spelling_of_the_identity_headers_and_nothing_else(
         let mut req = request(&headers);
         let before = wire(&req);
         let hints = resolver(&n).inspect_request(&mut req, peer);
-        prop_assert!(hints.asserted.is_none(), "an untrusted peer asserted an identity");
+        prop_assert!(hints.asserted().is_none(), "an untrusted peer asserted an identity");
         let configured: Vec<String> = n.all().into_iter().map(fold).collect();
         let mut expected = before;
         expected.retain(|name, _| !configured.contains(&fold(name)));
@@ -197,7 +197,7 @@ fn trusted_peers_keep_only_the_configured_spelling_and_assert_a_single_value() {
         let mut req = request(&headers);
         let before = wire(&req);
         let hints = resolver(&n).inspect_request(&mut req, peer);
-        let asserted = hints.asserted.as_deref();
+        let asserted = hints.asserted().map(|id| &**id);
         let user_id = asserted.map(|id| id.user_id.clone());
         // A user id or email holding a comma may be two values a proxy joined: no identity.
         let email = single_value(&before, n.email);

@@ -6,23 +6,19 @@
 //! property started, then prints how many cases it ran (visible with `--nocapture`):
 //!
 //! ```text
-//! FUZZ_SECONDS=600 nice -n 19 cargo test --release --test fuzz -- --nocapture --test-threads=16
+//! FUZZ_SECONDS=600 nice -n 19 cargo test --release --lib properties -- --nocapture --test-threads=16
 //! ```
 //!
 //! A failure is shrunk to a minimal input and its seed is saved next to the module as
 //! `<module>.proptest-regressions`; commit that file, and the case runs first from then on.
 //!
-//! Adding a property: a module under `tests/fuzz/` (declared below) with a strategy for
+//! Adding a property: a module under `src/properties/` (declared below) with a strategy for
 //! the input and a `#[test]` that calls [`check`].
 
-// The modules live in tests/fuzz/ (a crate root would look for tests/<name>.rs).
-#[path = "fuzz/hygiene.rs"]
+// Inside the crate, so the properties can reach the internals they check.
 mod hygiene;
-#[path = "fuzz/identity.rs"]
 mod identity;
-#[path = "fuzz/rewrite.rs"]
 mod rewrite;
-mod support;
 
 use std::panic::Location;
 use std::sync::OnceLock;

@@ -1,16 +1,15 @@
-//! HTTP hygiene: what a request must look like before it is forwarded, how a
-//! response is framed for the client's HTTP version, and the one place the proxy
-//! reads a request's host from.
+//! What the proxy reads from a request: whether it may be forwarded, what it is for
+//! (a document, a navigation), its host and its cookies. The one place each of these
+//! is parsed.
 //!
-//! Pingora reconciles duplicate `Content-Length` values for its own framing but
-//! forwards the header lines as they came, and it forwards HTTP/1.1 requests without a
-//! `Host`. Both are normalised or refused here, the way nginx does.
+//! Pingora forwards HTTP/1.1 requests without a `Host`; they are refused here, as
+//! nginx does.
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderValue, Version};
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::modules::http::compression::ResponseCompression;
-use pingora::proxy::Session;
+use http::header::{CONTENT_LENGTH, HOST};
+use http::Version;
+use pingora::http::RequestHeader;
+
+use super::framing::{content_length_fix, LengthFix};
 
 /// Why a request is answered with 400 before the app sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -51,72 +50,6 @@ pub fn check_request(req: &mut RequestHeader) -> Result<(), BadRequest> {
     Ok(())
 }
 
-/// What a message's `Content-Length` lines need before they are forwarded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LengthFix {
-    /// `Transfer-Encoding` is present too: the encoding wins and the length must go
-    /// (RFC 9112 §6.3: together they are a smuggling attempt or a broken sender).
-    Remove,
-    /// Several lines or a list that all agree: one line with this value.
-    Single(HeaderValue),
-}
-
-/// Checks `Content-Length` (of a request or a response): `Ok(None)` when it is absent
-/// or one clean number, `Ok(Some(fix))` when it must be rewritten, `Err` when its values
-/// disagree or one is not a number.
-pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, BadRequest> {
-    if !headers.contains_key(CONTENT_LENGTH) {
-        return Ok(None);
-    }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        return Ok(Some(LengthFix::Remove));
-    }
-    let mut agreed: Option<&[u8]> = None;
-    let mut tokens = 0;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for n in value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            if n.is_empty() || !n.iter().all(u8::is_ascii_digit) || agreed.is_some_and(|a| a != n) {
-                return Err(BadRequest::ContentLength);
-            }
-            agreed = Some(n);
-            tokens += 1;
-        }
-    }
-    let as_sent = headers.get(CONTENT_LENGTH).map(HeaderValue::as_bytes);
-    match agreed {
-        // Several values, or one with padding around it: one clean line.
-        Some(n) if tokens > 1 || as_sent != Some(n) => {
-            Ok(Some(LengthFix::Single(HeaderValue::from_bytes(n).map_err(|_| BadRequest::ContentLength)?)))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// Fits a response's framing to what the client's HTTP version allows, in every mode
-/// and after every other header change: the status line says HTTP/1.1 (our version,
-/// as nginx does, whatever the app spoke), and an HTTP/1.0 client, which has no
-/// chunked encoding, gets a `Content-Length` or a close-delimited body (with
-/// `Connection: close`, and response compression off: its encoder always chunks).
-pub fn fit_framing(session: &mut Session, resp: &mut ResponseHeader) {
-    let client = session.req_header().version;
-    if !matches!(client, Version::HTTP_10 | Version::HTTP_09 | Version::HTTP_11) {
-        return; // HTTP/2 frames bodies itself.
-    }
-    resp.set_version(Version::HTTP_11);
-    if client == Version::HTTP_11 {
-        return;
-    }
-    // Pingora has already decoded the app's chunks.
-    resp.remove_header(&TRANSFER_ENCODING);
-    if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
-        c.adjust_level(0);
-    }
-    let bodiless = session.req_header().method == http::Method::HEAD || matches!(resp.status.as_u16(), 204 | 304);
-    if !bodiless && !resp.headers.contains_key(CONTENT_LENGTH) {
-        session.set_keepalive(None);
-    }
-}
-
 /// Whether the response may be shown as a document, the only thing the page script
 /// belongs in. Browsers say what a request is for in `Sec-Fetch-Dest`: HTML that
 /// `fetch`/XHR loads (`empty`: a legacy app's partials, inserted with `innerHTML` or
@@ -131,6 +64,16 @@ pub fn may_be_document(req: &RequestHeader) -> bool {
     }
 }
 
+/// Whether the request is a top-level navigation (interstitials are for those only).
+pub fn is_navigation(req: &RequestHeader) -> bool {
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    match (header("sec-fetch-mode"), header("sec-fetch-dest")) {
+        (Some(mode), dest) => mode == "navigate" && dest.is_none_or(|d| d == "document"),
+        // Older clients: judge by what they accept.
+        (None, _) => header("accept").is_some_and(|a| a.contains("text/html")),
+    }
+}
+
 /// The request's cookies as trimmed `name=value` pairs, across every `Cookie` line:
 /// the one cookie-header parser (identity lookups, the proxy's own cookies, the demo).
 pub fn cookie_pairs(req: &RequestHeader) -> impl Iterator<Item = &str> {
@@ -141,11 +84,6 @@ pub fn cookie_pairs(req: &RequestHeader) -> impl Iterator<Item = &str> {
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|p| !p.is_empty())
-}
-
-/// The value of the request's first cookie called `name`.
-pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    cookie_pairs(req).filter_map(|p| p.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
 /// Whether a `Host` value is `host[:port]` with host a name, an IPv4 address or a
@@ -171,6 +109,12 @@ fn split_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
         }
         _ => (value, None),
     }
+}
+
+/// A `host[:port]` text without its port (and without brackets around an IPv6 literal).
+pub fn host_without_port(value: &str) -> &str {
+    let host = std::str::from_utf8(split_port(value.as_bytes()).0).unwrap_or(value);
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
 /// The request's host name without port, lowercase, when it is a plain DNS name or IP

@@ -8,7 +8,7 @@
 //! is ever loosened (`'unsafe-inline'` is never added), and
 //! `Content-Security-Policy-Report-Only` is left alone.
 
-use crate::script::PageScript;
+use super::script::PageScript;
 
 /// A parsed policy: directives in order, names lowercase.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl Policy {
 fn nonce_of(source: &str) -> Option<&str> {
     let inner = source.strip_prefix('\'')?.strip_suffix('\'')?;
     let (kind, value) = inner.split_once('-')?;
-    (kind.eq_ignore_ascii_case("nonce") && crate::script::is_nonce(value)).then_some(value)
+    (kind.eq_ignore_ascii_case("nonce") && super::script::is_nonce(value)).then_some(value)
 }
 
 /// The plan for a response's `Content-Security-Policy` headers.
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn meta_policies() {
-        let script = crate::script::ScriptTemplate::new(&crate::script::ScriptSettings {
+        let script = crate::page::script::ScriptTemplate::new(&crate::page::script::ScriptSettings {
             app_id: "a",
             api_base: "https://api-iam.intercom.io",
             signed_fields: vec![],

@@ -28,7 +28,7 @@ use lol_html::send::{HtmlRewriter, Settings};
 use lol_html::{ElementContentHandlers, MemorySettings, OutputSink, Selector};
 use once_cell::sync::Lazy;
 
-use crate::csp::{MetaCsp, MetaVerdict};
+use super::csp::{MetaCsp, MetaVerdict};
 
 /// Bytes handed to the parser at a time while looking for the insertion point: the
 /// first slice is small (the point is usually near the top), later ones grow to this.
@@ -42,7 +42,7 @@ static META: Lazy<Selector> = Lazy::new(|| "meta".parse().expect("static selecto
 
 /// Renders the script at the insertion point, given the CSP nonce found on the page
 /// (if any). `None` means "do not inject after all".
-pub type Render = Box<dyn FnOnce(Option<&str>) -> Option<String> + Send>;
+pub(crate) type Render = Box<dyn FnOnce(Option<&str>) -> Option<String> + Send>;
 
 /// Limits of one rewrite.
 #[derive(Debug, Clone, Copy)]
@@ -131,7 +131,7 @@ pub struct PageRewriter {
 impl PageRewriter {
     /// Prepares a rewrite that places what `render` returns. `charset_in_header` says
     /// whether the response's `Content-Type` names the charset.
-    pub fn new(render: Render, meta_csp: MetaCsp, limits: Limits, charset_in_header: bool) -> Self {
+    pub(crate) fn new(render: Render, meta_csp: MetaCsp, limits: Limits, charset_in_header: bool) -> Self {
         let shared = Arc::new(Shared {
             render: Mutex::new(Some(render)),
             meta_nonce: Mutex::new(None),

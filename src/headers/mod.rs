@@ -1,0 +1,12 @@
+//! HTTP helpers, one place for each: reading requests (host, cookies, what a request
+//! is for), framing messages, and the response headers the proxy changes.
+
+mod framing;
+mod request;
+mod response;
+
+pub use framing::{content_length_fix, fit_framing, LengthFix};
+pub use request::{
+    check_request, cookie_host, cookie_pairs, host_without_port, is_navigation, may_be_document, BadRequest,
+};
+pub use response::{charset, content_encoding, has_directive, make_private, remove_body_dependent, replace_body};

@@ -1,0 +1,189 @@
+//! The cookies of a logout: Intercom's own (expired), the marker that asks the next
+//! page for a shutdown, and the last-user tag that notices a switch of user.
+
+use std::net::IpAddr;
+
+use cookie::time::{Duration as CookieDuration, OffsetDateTime};
+use cookie::{Cookie, SameSite};
+use sha2::{Digest, Sha256};
+
+use crate::config::LogoutConfig;
+
+/// Name of the marker cookie that asks for a shutdown on the next page.
+pub const MARKER_COOKIE: &str = "__isp_shutdown";
+
+/// Name of the cookie remembering (as a keyed hash) whom the last token was for.
+pub const USER_COOKIE: &str = "__isp_user";
+
+/// Prefix of the proxy's own cookies, never part of the app's session.
+pub const COOKIE_PREFIX: &str = "__isp_";
+
+/// Whether a `name=value` cookie pair is Intercom's or the proxy's own: never part
+/// of the app's session.
+pub(crate) fn is_foreign_to_app(pair: &str) -> bool {
+    pair.starts_with("intercom-") || pair.starts_with(COOKIE_PREFIX)
+}
+
+/// Marker lifetime: long enough to survive a redirect chain and a slow login page.
+const MARKER_MAX_AGE: i64 = 600;
+
+/// Intercom's first-party cookies, by prefix.
+pub(crate) const INTERCOM_COOKIES: [&str; 3] = ["intercom-session-", "intercom-id-", "intercom-device-id-"];
+
+/// Names users by a keyed hash in the last-user cookie, so the cookie says whether the
+/// user changed without saying who they are.
+pub(crate) struct UserTags {
+    /// Derived from the Messenger secret, never equal to it.
+    key: [u8; 32],
+}
+
+impl UserTags {
+    /// The tagger for one workspace's secret.
+    pub(crate) fn new(secret: &[u8]) -> Self {
+        let mut key = Sha256::new();
+        key.update(b"intercom-secure-proxy last-user tag\0");
+        key.update(secret);
+        UserTags { key: key.finalize().into() }
+    }
+
+    /// The tag of `user_id`.
+    pub(crate) fn tag(&self, user_id: &str) -> String {
+        use base64::Engine as _;
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(user_id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&h.finalize()[..16])
+    }
+}
+
+/// The `Set-Cookie` values that expire Intercom's cookies for `app_id`: host-only, and
+/// on the cookie domain with a leading dot (the configured one, else the request host
+/// as [`crate::headers::cookie_host`] validated it, without port;
+/// none for localhost and IP addresses, where browsers reject a Domain attribute).
+pub fn expire_intercom_cookies(app_id: &str, config: &LogoutConfig, host: Option<&str>) -> Vec<String> {
+    let host = host.map(str::to_ascii_lowercase);
+    let domain = config
+        .cookie_domain
+        .clone()
+        .or(host)
+        .filter(|d| !is_local_or_ip(d));
+    let mut out = Vec::with_capacity(6);
+    for prefix in INTERCOM_COOKIES {
+        let name = format!("{prefix}{app_id}");
+        out.push(expired(&name, None));
+        if let Some(d) = &domain {
+            out.push(expired(&name, Some(d)));
+        }
+    }
+    out
+}
+
+fn expired(name: &str, domain: Option<&str>) -> String {
+    let mut text = Cookie::build((name.to_string(), ""))
+        .path("/")
+        .max_age(CookieDuration::ZERO)
+        .expires(OffsetDateTime::UNIX_EPOCH)
+        .build()
+        .to_string();
+    if let Some(d) = domain {
+        // Written by hand: the cookie crate drops the leading dot Intercom's cookies use.
+        text.push_str("; Domain=.");
+        text.push_str(d);
+    }
+    text
+}
+
+/// `Set-Cookie` asking the next page for a shutdown.
+pub fn marker_set() -> String {
+    own_cookie(MARKER_COOKIE, "1", CookieDuration::seconds(MARKER_MAX_AGE))
+}
+
+/// `Set-Cookie` clearing the marker once a page has carried the shutdown.
+pub fn marker_clear() -> String {
+    own_cookie(MARKER_COOKIE, "", CookieDuration::ZERO)
+}
+
+/// `Set-Cookie` remembering whom this browser's last token was for (a keyed hash).
+pub fn user_set(tag: &str) -> String {
+    own_cookie(USER_COOKIE, tag, CookieDuration::days(30))
+}
+
+/// `Set-Cookie` forgetting the last user (on logout).
+pub fn user_clear() -> String {
+    own_cookie(USER_COOKIE, "", CookieDuration::ZERO)
+}
+
+/// One of the proxy's own cookies: site-wide, out of scripts' reach, sent on
+/// top-level navigations. A zero `max_age` deletes it (with an expiry in the past
+/// for clients that ignore Max-Age).
+fn own_cookie(name: &'static str, value: &str, max_age: CookieDuration) -> String {
+    let mut cookie = Cookie::build((name, value.to_string()))
+        .path("/")
+        .max_age(max_age)
+        .http_only(true)
+        .same_site(SameSite::Lax);
+    if max_age.is_zero() {
+        cookie = cookie.expires(OffsetDateTime::UNIX_EPOCH);
+    }
+    cookie.build().to_string()
+}
+
+/// The proxy's own cookies in the request: (marker present, last-user tag).
+pub fn own_cookies(req: &pingora::http::RequestHeader) -> (bool, Option<String>) {
+    let mut marker = false;
+    let mut user = None;
+    for pair in crate::headers::cookie_pairs(req) {
+        match pair.split_once('=') {
+            Some((MARKER_COOKIE, v)) if !v.is_empty() => marker = true,
+            Some((USER_COOKIE, v)) if !v.is_empty() => user = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    (marker, user)
+}
+
+fn is_local_or_ip(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<IpAddr>().is_ok()
+        || !host.contains('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logout::tests::config;
+
+    #[test]
+    fn cookie_expiry_domains() {
+        let c = expire_intercom_cookies("abc", &config(Some("example.com")), Some("app.example.com"));
+        assert_eq!(c.len(), 6);
+        assert!(c[0].starts_with("intercom-session-abc=;"));
+        assert!(!c[0].contains("Domain"));
+        assert!(c[1].ends_with("; Domain=.example.com"), "{}", c[1]);
+        assert!(c.iter().all(|v| v.contains("Max-Age=0") && v.contains("Path=/")));
+        let c = expire_intercom_cookies("abc", &config(None), Some("app.example.com"));
+        assert!(c[1].ends_with("; Domain=.app.example.com"));
+        for host in ["localhost", "127.0.0.1", "::1"] {
+            let c = expire_intercom_cookies("abc", &config(None), Some(host));
+            assert_eq!(c.len(), 3, "{host}: {c:?}");
+            assert!(c.iter().all(|v| !v.contains("Domain")));
+        }
+    }
+
+    #[test]
+    fn marker_cookie_attributes() {
+        let m = marker_set();
+        assert!(m.contains("HttpOnly") && m.contains("SameSite=Lax") && m.contains("Max-Age=600"));
+        assert!(marker_clear().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn user_tags_are_keyed() {
+        let a = UserTags::new(b"secret-a");
+        assert_eq!(a.tag("42"), a.tag("42"));
+        assert_ne!(a.tag("42"), a.tag("43"));
+        assert_ne!(a.tag("42"), UserTags::new(b"secret-b").tag("42"));
+        assert!(!a.tag("42").contains("42"));
+    }
+}

@@ -1,0 +1,163 @@
+//! One rewritten page: whether a response qualifies, what it gets (a [`Plan`]: the
+//! token, the shutdown), the script, the CSP changes, and the streaming rewriter.
+//!
+//! [`Pages`] holds what is rendered once per workspace; [`Pages::start`] turns one
+//! response into a rewritten one: it fixes the headers (private, no stale length or
+//! validators, CSP amended for the script) and returns the [`PageRewriter`] for its
+//! body. The proxy and the benchmarks use exactly this path.
+//!
+//! ```
+//! use intercom_secure_proxy::page::{Limits, Outcome, Pages, Plan, ScriptSettings};
+//! use pingora::http::ResponseHeader;
+//!
+//! let pages = Pages::new(
+//!     &ScriptSettings {
+//!         app_id: "abc12345",
+//!         api_base: "https://api-iam.intercom.io",
+//!         signed_fields: vec!["user_id", "email"],
+//!         auto_include: true,
+//!         cookie_domain: None,
+//!     },
+//!     Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 },
+//! );
+//! let mut resp = ResponseHeader::build(200, None)?;
+//! resp.insert_header("content-type", "text/html; charset=utf-8")?;
+//! resp.insert_header("content-length", "42")?;
+//! let plan = Plan { token: Some("e30.e30.sig".into()), shutdown: false };
+//! let mut rewriter = pages.start(&mut resp, &plan)?;
+//! assert!(resp.headers.get("content-length").is_none());
+//! assert_eq!(resp.headers["cache-control"], "private, no-store");
+//!
+//! let mut body = Some(bytes::Bytes::from_static(b"<html><head><title>Hi</title></head><body>x</body></html>"));
+//! rewriter.process(&mut body, true);
+//! let html = String::from_utf8(body.unwrap().to_vec()).unwrap();
+//! assert!(html.starts_with("<html><head><script>"));
+//! assert!(html.contains("e30.e30.sig"));
+//! assert_eq!(rewriter.outcome(), Outcome::Placed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::Arc;
+
+use pingora::http::ResponseHeader;
+
+use crate::config::InjectConfig;
+
+pub(crate) mod csp;
+pub(crate) mod rewriter;
+pub(crate) mod script;
+
+pub use rewriter::{GiveUpReason, Limits, Outcome, PageRewriter};
+pub use script::{PageScript, ScriptSettings};
+pub(crate) use script::to_script_json;
+use csp::MetaCsp;
+use rewriter::Render;
+use script::ScriptTemplate;
+
+/// What one page gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The signed `intercom_user_jwt`, when someone is logged in.
+    pub token: Option<Arc<str>>,
+    /// Run `Intercom('shutdown')` before anything boots (after a logout or a switch
+    /// of user).
+    pub shutdown: bool,
+}
+
+/// The pages of one Intercom workspace: the script rendered once, and the limits of
+/// every rewrite.
+pub struct Pages {
+    template: Arc<ScriptTemplate>,
+    limits: Limits,
+}
+
+impl Pages {
+    /// Renders the static part of the script for `settings`.
+    pub fn new(settings: &ScriptSettings<'_>, limits: Limits) -> Self {
+        Pages {
+            template: Arc::new(ScriptTemplate::new(settings)),
+            limits,
+        }
+    }
+
+    /// The script element for `plan`, carrying `nonce` (a page's CSP nonce) if any.
+    pub fn script(&self, plan: &Plan, nonce: Option<&str>) -> PageScript {
+        self.template.render(plan.token.as_deref(), plan.shutdown, nonce)
+    }
+
+    /// Makes `resp` the header of a rewritten page and returns the rewriter of its
+    /// body: the response becomes private and loses its length, validators and
+    /// digests; an enforced `Content-Security-Policy` that would block the script gets
+    /// its nonce or its hash. Call only for a response [`rewritable`] accepted.
+    pub fn start(&self, resp: &mut ResponseHeader, plan: &Plan) -> pingora::Result<PageRewriter> {
+        let charset_in_header = crate::headers::charset(resp).is_some();
+        crate::headers::remove_body_dependent(resp)?;
+        let policies = csp::policies(resp);
+        let csp_plan = csp::plan(&policies);
+        let prerendered = self.script(plan, csp_plan.nonce.as_deref());
+        if csp_plan.needs_hash {
+            resp.remove_header("content-security-policy");
+            for value in csp::amend(&policies, csp_plan.nonce.as_deref(), &prerendered.csp_hash()) {
+                resp.append_header("content-security-policy", value)?;
+            }
+        }
+        let meta = MetaCsp {
+            nonce: csp_plan.nonce.clone(),
+            script: prerendered.clone(),
+        };
+        let template = self.template.clone();
+        let header_nonce = csp_plan.nonce;
+        let plan = plan.clone();
+        // The script is rendered again only when the page itself names a nonce the
+        // header did not.
+        let render: Render = Box::new(move |page_nonce| {
+            Some(match (header_nonce, page_nonce) {
+                (None, Some(n)) => template.render(plan.token.as_deref(), plan.shutdown, Some(n)).html().to_string(),
+                _ => prerendered.html().to_string(),
+            })
+        });
+        Ok(PageRewriter::new(render, meta, self.limits, charset_in_header))
+    }
+}
+
+/// Why a response is left alone (for debug logs).
+pub type Skip = &'static str;
+
+/// Whether the body of this response may be rewritten. Only complete, successful HTML
+/// documents in an encoding we can decode qualify; everything else passes through.
+pub fn rewritable(resp: &ResponseHeader, inject: &InjectConfig) -> Result<(), Skip> {
+    let status = resp.status.as_u16();
+    if !(200..300).contains(&status) || matches!(status, 204..=206) {
+        return Err("status");
+    }
+    let headers = &resp.headers;
+    let ctype = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no content-type")?;
+    let media = ctype.split(';').next().unwrap_or("").trim();
+    if !inject.content_types.iter().any(|t| t.eq_ignore_ascii_case(media)) {
+        return Err("content-type");
+    }
+    // lol_html handles ASCII-compatible charsets only.
+    if crate::headers::charset(resp).is_some_and(|c| c.starts_with("utf-16") || c.starts_with("utf-32")) {
+        return Err("charset");
+    }
+    if headers.get(http::header::CONTENT_RANGE).is_some() {
+        return Err("content-range");
+    }
+    if headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0")
+    {
+        return Err("empty body");
+    }
+    match crate::headers::content_encoding(resp).as_deref() {
+        None | Some("identity") | Some("gzip") | Some("x-gzip") | Some("br") => {}
+        Some(_) => return Err("content-encoding"),
+    }
+    if inject.honor_no_transform && crate::headers::has_directive(resp, "no-transform") {
+        return Err("no-transform");
+    }
+    Ok(())
+}

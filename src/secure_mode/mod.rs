@@ -1,0 +1,334 @@
+//! The Secure Mode middleware: one method per Pingora phase, for any [`ProxyHttp`]
+//! to call from its own hooks.
+//!
+//! - [`early_request_filter`](SecureMode::early_request_filter): is this a page
+//!   request? (turns response compression on for it);
+//! - [`request_filter`](SecureMode::request_filter): strips identity headers the peer
+//!   may not send, notes the session and the proxy's cookies (no I/O); answers an
+//!   interstitial logout itself;
+//! - [`upstream_request_filter`](SecureMode::upstream_request_filter): asks only for
+//!   encodings we decode and, for possibly logged-in navigations, a full page;
+//! - [`upstream_response`](SecureMode::upstream_response) (from
+//!   `adjust_upstream_modules`): if the response is a page to rewrite, finds out who
+//!   the user is (the only I/O Secure Mode adds) and signs the token;
+//! - [`response_filter`](SecureMode::response_filter): logout effects, header
+//!   hygiene, CSP, and the rewriter;
+//! - [`response_body_filter`](SecureMode::response_body_filter): the rewriter, which
+//!   stops parsing once the script is placed;
+//! - [`logging`](SecureMode::logging): notes a page that passed through unchanged.
+//!
+//! None of them returns an error of its own making: identity, signing or rewriting
+//! problems are logged and the page is served without a token.
+//!
+//! [`ProxyHttp`]: pingora::proxy::ProxyHttp
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::compression::ResponseCompression;
+use pingora::protocols::http::compression::Algorithm;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::{InjectConfig, LogoutConfig, LogoutMode, SiteConfig};
+use crate::headers;
+use crate::identity::{IdentityResolver, Lookup};
+use crate::logout::{self, cookies, cookies::UserTags};
+use crate::page::{self, Limits, Outcome, Pages, Plan, ScriptSettings};
+use crate::token::TokenSigner;
+use crate::upstream::{HealthService, Upstream};
+
+mod builder;
+mod logout_answer;
+mod state;
+
+pub use builder::SecureModeBuilder;
+pub use state::RequestState;
+use state::PagePlan;
+
+/// Intercom Secure Mode for one app: its workspace, identity sources, page rewriting
+/// and logouts.
+///
+/// ```no_run
+/// use intercom_secure_proxy::{Config, SecureMode};
+///
+/// let config = Config::from_file("conf/intercom-secure-proxy.yaml".as_ref())?;
+/// let secure_mode = SecureMode::new(config.site())?;
+/// // In a ProxyHttp: `type CTX = MyCtx` holding a `RequestState`, and in each hook
+/// // e.g. `self.secure_mode.request_filter(session, &mut ctx.secure).await`.
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SecureMode {
+    app_id: String,
+    inject: InjectConfig,
+    logout: LogoutConfig,
+    upstream: Arc<Upstream>,
+    health: Option<HealthService>,
+    identity: IdentityResolver,
+    signer: TokenSigner,
+    pages: Pages,
+    user_tags: UserTags,
+}
+
+/// Why Secure Mode could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting is missing or invalid (builder in code).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The app's addresses cannot be resolved.
+    #[error("upstream addresses: {0}")]
+    Upstream(#[from] std::io::Error),
+}
+
+impl SecureMode {
+    /// Secure Mode for a validated site (see [`Config::site`](crate::Config::site)).
+    pub fn new(site: &SiteConfig) -> Result<Self, BuildError> {
+        let (upstream, health) = Upstream::new(&site.upstream)?;
+        let signer = TokenSigner::new(&site.intercom);
+        let pages = Pages::new(
+            &ScriptSettings {
+                app_id: &site.intercom.app_id,
+                api_base: &site.intercom.api_base,
+                signed_fields: signer.signed_fields().collect(),
+                auto_include: site.inject.auto_include,
+                cookie_domain: site.logout.cookie_domain.as_deref(),
+            },
+            Limits {
+                max_scan_bytes: site.inject.max_scan_bytes,
+                parser_memory: site.inject.parser_memory_limit,
+            },
+        );
+        Ok(SecureMode {
+            app_id: site.intercom.app_id.clone(),
+            inject: site.inject.clone(),
+            logout: site.logout.clone(),
+            identity: IdentityResolver::new(&site.identity, upstream.clone()),
+            upstream,
+            health,
+            signer,
+            pages,
+            user_tags: UserTags::new(site.intercom.secret.expose()),
+        })
+    }
+
+    /// A builder for configuring Secure Mode in code rather than YAML.
+    pub fn builder(intercom: crate::config::IntercomConfig, upstream: crate::config::UpstreamConfig) -> SecureModeBuilder {
+        SecureModeBuilder::new(intercom, upstream)
+    }
+
+    /// A connection to the app Secure Mode asks for identities and logouts, for a host
+    /// that routes this app's requests the same way (`None` when no address is up).
+    pub fn app_peer(&self) -> Option<HttpPeer> {
+        self.upstream.peer()
+    }
+
+    /// The health check of the app's addresses (when there are several), to add to
+    /// the Pingora server once; `None` after the first call.
+    pub fn take_health_service(&mut self) -> Option<HealthService> {
+        self.health.take()
+    }
+
+    /// `early_request_filter`: decides whether the request may come back as a page to
+    /// rewrite, and turns response compression on for it (the compression module
+    /// reads `Accept-Encoding` only if enabled by now).
+    pub fn early_request_filter(&self, session: &mut Session, state: &mut RequestState) {
+        state.candidate = self.is_candidate(session.req_header());
+        let level = self.inject.compression_level;
+        if state.candidate && level > 0 {
+            if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+                c.adjust_level(level);
+                // Pingora 0.9.1's brotli encoder only flushes at the end and never writes
+                // the final block, so its streams fail to decode: use gzip or zstd.
+                c.adjust_algorithm_level(Algorithm::Brotli, 0);
+            }
+        }
+    }
+
+    /// `request_filter`: strips identity headers the peer may not send and notes what
+    /// the response phase needs. Returns `true` when it has answered the request itself
+    /// (an interstitial logout), as Pingora's `request_filter` does.
+    pub async fn request_filter(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<bool> {
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        state.hints = self.identity.inspect_request(session.req_header_mut(), peer);
+        let req = session.req_header();
+        (state.marker, state.last_user) = cookies::own_cookies(req);
+        state.navigation = headers::is_navigation(req);
+        state.logout_request = logout::is_logout_request(&self.logout, req.method.as_str(), req.uri.path());
+        if state.logout_request && state.navigation && self.logout.mode == LogoutMode::Interstitial {
+            self.answer_logout(session, state).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// `upstream_request_filter`: asks the app only for encodings we can decode, and
+    /// for a full page (no conditional headers) on navigations of possibly logged-in
+    /// users: a 304 would let the browser reuse a page without this user's token.
+    pub fn upstream_request_filter(&self, upstream_request: &mut RequestHeader, state: &RequestState) -> pingora::Result<()> {
+        if !state.candidate {
+            return Ok(());
+        }
+        if let Some(ae) = decodable_accept_encoding(upstream_request) {
+            upstream_request.insert_header(http::header::ACCEPT_ENCODING, ae)?;
+        }
+        if state.navigation && (state.hints.maybe_identified() || state.marker) {
+            upstream_request.remove_header(&http::header::IF_NONE_MATCH);
+            upstream_request.remove_header(&http::header::IF_MODIFIED_SINCE);
+        }
+        Ok(())
+    }
+
+    /// `adjust_upstream_modules`: if the app's response is a page to rewrite, finds out
+    /// who the user is and signs the token, and turns decompression on when needed.
+    pub async fn upstream_response(
+        &self,
+        session: &mut Session,
+        resp: &ResponseHeader,
+        end_of_stream: bool,
+        state: &mut RequestState,
+    ) {
+        if resp.status.is_informational() {
+            return;
+        }
+        state.bodiless = end_of_stream;
+        if !state.candidate || end_of_stream {
+            return;
+        }
+        if let Err(why) = page::rewritable(resp, &self.inject) {
+            log::debug!("not rewriting {}: {why}", session.req_header().uri.path());
+            return;
+        }
+        let logout = self.is_logout_response(state, resp);
+        let (token, user_tag) = if logout { (None, None) } else { self.token_for(session, state).await };
+        let switched = user_tag.is_some() && state.last_user.is_some() && state.last_user != user_tag;
+        let shutdown = state.marker || logout || switched;
+        if token.is_none() && !shutdown {
+            return;
+        }
+        if headers::content_encoding(resp).is_some_and(|ce| ce != "identity") {
+            session.upstream_compression.adjust_decompression(true);
+        }
+        state.page = Some(PagePlan { plan: Plan { token, shutdown }, user_tag });
+    }
+
+    /// `response_filter`: logout effects, cache invalidation on login, and the
+    /// rewriter with its header changes for a planned page.
+    pub async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        state: &mut RequestState,
+    ) -> pingora::Result<()> {
+        if self.is_logout_response(state, resp) {
+            self.identity.forget_session(&state.hints).await;
+            self.finish_logout(session, resp, state)?;
+        } else if logout::sets_session_cookie(resp, self.identity.session_cookie_names()) {
+            // A login: whatever was cached for the old cookie value is stale.
+            self.identity.forget_session(&state.hints).await;
+        }
+        // Decompression may have failed to apply; never rewrite encoded bytes.
+        let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
+        match state.page.take() {
+            Some(page) if !still_encoded => self.start_page(resp, state, page)?,
+            _ if state.candidate && state.replacement.is_none() => {
+                // Not rewritten after all: the app's own encoding is passed on as it is.
+                if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+                    c.adjust_level(0);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `response_body_filter`: the rewriter, or the replacement body.
+    pub fn response_body_filter(&self, body: &mut Option<Bytes>, end_of_stream: bool, state: &mut RequestState) {
+        if let Some(page) = &state.replacement {
+            *body = end_of_stream.then(|| page.clone());
+        } else if let Some(rewriter) = state.rewriter.as_mut() {
+            rewriter.process(body, end_of_stream);
+        }
+    }
+
+    /// `logging`: notes a page that passed through without the script.
+    pub fn logging(&self, session: &Session, state: &RequestState) {
+        if let Some(rw) = &state.rewriter {
+            if let Outcome::GaveUp(reason) = rw.outcome() {
+                log::info!(
+                    "{} passed through without the Messenger script ({reason:?} after {} bytes)",
+                    session.req_header().uri.path(),
+                    rw.parsed_bytes()
+                );
+            }
+        }
+    }
+
+    /// A GET that may come back as a document this site rewrites.
+    fn is_candidate(&self, req: &RequestHeader) -> bool {
+        req.method == http::Method::GET
+            && req.headers.get(http::header::UPGRADE).is_none()
+            && headers::may_be_document(req)
+            && !self.inject.exclude_paths.iter().any(|p| p.matches(req.uri.path()))
+    }
+
+    fn is_logout_response(&self, state: &RequestState, resp: &ResponseHeader) -> bool {
+        state.logout_request
+            || (self.logout.detect_cookie_expiry
+                && logout::expires_session_cookie(resp, self.identity.session_cookie_names()))
+    }
+
+    /// Who is this, as a token and a user tag (or nothing, with a warning when a source
+    /// or the signer failed).
+    async fn token_for(&self, session: &Session, state: &RequestState) -> (Option<Arc<str>>, Option<String>) {
+        if !state.hints.maybe_identified() {
+            return (None, None);
+        }
+        let path = session.req_header().uri.path();
+        match self.identity.resolve(&state.hints).await {
+            Lookup::Found(id) => match self.signer.token_for(&id) {
+                Ok(token) => (Some(token), Some(self.user_tags.tag(&id.user_id))),
+                Err(e) => {
+                    crate::warn_limited!("{e}; serving {path} without a Messenger token");
+                    (None, None)
+                }
+            },
+            Lookup::Anonymous => (None, None),
+            Lookup::Failed(why) => {
+                crate::warn_limited!("{why}; serving {path} without a Messenger token");
+                (None, None)
+            }
+        }
+    }
+
+    /// Sets up the rewriter and the cookies of a page we rewrite.
+    fn start_page(&self, resp: &mut ResponseHeader, state: &mut RequestState, page: PagePlan) -> pingora::Result<()> {
+        state.rewriter = Some(self.pages.start(resp, &page.plan)?);
+        if page.plan.shutdown && state.marker {
+            resp.append_header(http::header::SET_COOKIE, cookies::marker_clear())?;
+        }
+        if let Some(tag) = page.user_tag.filter(|t| state.last_user.as_ref() != Some(t)) {
+            resp.append_header(http::header::SET_COOKIE, cookies::user_set(&tag))?;
+        }
+        Ok(())
+    }
+}
+
+/// The client's Accept-Encoding narrowed to what we can decode (gzip, br); `None` when
+/// nothing needs to change.
+fn decodable_accept_encoding(req: &RequestHeader) -> Option<String> {
+    let value = req.headers.get(http::header::ACCEPT_ENCODING)?.to_str().ok()?;
+    let mut changed = false;
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| {
+            let coding = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let keep = matches!(coding.as_str(), "gzip" | "x-gzip" | "br" | "identity");
+            changed |= !keep;
+            keep
+        })
+        .collect();
+    changed.then(|| kept.join(", "))
+}

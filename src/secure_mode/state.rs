@@ -1,0 +1,43 @@
+//! What Secure Mode remembers about one request between Pingora's phases.
+
+use bytes::Bytes;
+
+use crate::identity::RequestHints;
+use crate::page::{PageRewriter, Plan};
+
+/// Secure Mode's per-request state. A host proxy keeps one in its `CTX` (made with
+/// `Default`) and passes it to each [`SecureMode`](super::SecureMode) phase; its
+/// contents are Secure Mode's own.
+#[derive(Default)]
+pub struct RequestState {
+    /// A GET that may come back as a page to rewrite.
+    pub(super) candidate: bool,
+    pub(super) hints: RequestHints,
+    pub(super) navigation: bool,
+    pub(super) logout_request: bool,
+    /// The browser carries the shutdown marker.
+    pub(super) marker: bool,
+    /// Tag of the user this browser last got a token for.
+    pub(super) last_user: Option<String>,
+    /// Decided when the upstream header arrives, carried out in the response phase.
+    pub(super) page: Option<PagePlan>,
+    pub(super) rewriter: Option<PageRewriter>,
+    /// A whole replacement body (the logout interstitial).
+    pub(super) replacement: Option<Bytes>,
+    /// The upstream response header ended the response (no body phase will run).
+    pub(super) bodiless: bool,
+}
+
+/// What a rewritten page gets, and the user it is for.
+pub(super) struct PagePlan {
+    pub(super) plan: Plan,
+    /// Tag of the user the token is for (for the last-user cookie).
+    pub(super) user_tag: Option<String>,
+}
+
+impl RequestState {
+    /// Whether Secure Mode is rewriting this response's body.
+    pub fn rewriting(&self) -> bool {
+        self.rewriter.is_some() || self.replacement.is_some()
+    }
+}
