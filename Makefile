@@ -9,10 +9,12 @@ demo: deps-build
 	cargo build --release
 	./target/release/intercom-secure-proxy demo
 
-## test: the docs build without warnings, then the whole suite (unit, end-to-end over loopback,
-## real headless Chromium)
+## test: the docs build without warnings and their examples run, then the whole suite
+## (unit and property tests, end-to-end over loopback, the embedding example, real
+## headless Chromium)
 test: deps-test browser-deps legacy-deps
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+	cargo test --doc
 	cargo test --all-targets -- --test-threads=4
 
 ## build: the release binary

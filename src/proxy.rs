@@ -52,6 +52,12 @@ impl SecureModeProxy {
     /// The site whose hosts match the request best: an exact name, then the longest
     /// `*.domain`, then `*`.
     fn site_for(&self, req: &RequestHeader) -> Option<usize> {
+        if let [only] = &self.sites[..] {
+            // One site (a file without `sites:`): no host to parse.
+            if only.hosts.contains(&HostPattern::Any) {
+                return Some(0);
+            }
+        }
         let host = headers::cookie_host(req).unwrap_or_default();
         let ranked = self
             .sites

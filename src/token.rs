@@ -27,6 +27,20 @@ pub enum TokenError {
 }
 
 /// Signs Messenger tokens and caches them per identity.
+///
+/// ```
+/// use intercom_secure_proxy::config::{IntercomConfig, Secret};
+/// use intercom_secure_proxy::{Identity, TokenSigner};
+///
+/// let signer = TokenSigner::new(&IntercomConfig::new("abc12345", Secret::new(b"messenger-secret".to_vec())));
+/// let mut alice = Identity::new("42");
+/// alice.email = Some("alice@example.com".into());
+/// let token = signer.token_for(&alice)?;
+/// assert_eq!(token.split('.').count(), 3);
+/// // Cached: the same user gets the same token until a tenth of its lifetime is left.
+/// assert_eq!(signer.token_for(&alice)?, token);
+/// # Ok::<(), intercom_secure_proxy::TokenError>(())
+/// ```
 pub struct TokenSigner {
     key: EncodingKey,
     header: Header,

@@ -98,6 +98,25 @@ pub enum SecretSource {
 }
 
 /// The validated configuration the proxy runs with.
+///
+/// ```
+/// use intercom_secure_proxy::Config;
+///
+/// let yaml = r#"
+/// listen: ["127.0.0.1:8080"]
+/// upstream: {addresses: ["127.0.0.1:3000"]}
+/// intercom: {app_id: abc12345, secret_env: INTERCOM_SECRET}
+/// identity: {sources: [{type: current_user_endpoint, path: /api/me, cookies: [session_id]}]}
+/// "#;
+/// let env = |name: &str| (name == "INTERCOM_SECRET").then(|| "s3cret".to_string());
+/// let config = Config::from_yaml(yaml, &env)?;
+/// assert_eq!(config.site().intercom.app_id, "abc12345");
+/// assert!(!config.summary().contains("s3cret"));
+///
+/// let err = Config::from_yaml(&yaml.replace("app_id: abc12345", "app_id: \"\""), &env).unwrap_err();
+/// assert_eq!(err.key, "intercom.app_id");
+/// # Ok::<(), intercom_secure_proxy::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Addresses the proxy listens on.
