@@ -50,13 +50,24 @@ use state::PagePlan;
 /// Intercom Secure Mode for one app: its workspace, identity sources, page rewriting
 /// and logouts.
 ///
-/// ```no_run
-/// use intercom_secure_proxy::{Config, SecureMode};
+/// ```
+/// use intercom_secure_proxy::{Config, RequestState, SecureMode};
 ///
-/// let config = Config::from_file("conf/intercom-secure-proxy.yaml".as_ref())?;
+/// let yaml = r#"
+/// listen: ["127.0.0.1:8080"]
+/// upstream: {addresses: ["127.0.0.1:3000"]}
+/// intercom: {app_id: abc12345, secret_env: INTERCOM_SECRET}
+/// identity: {sources: [{type: current_user_endpoint, path: /api/me, cookies: [session_id]}]}
+/// "#;
+/// let config = Config::from_yaml(yaml, &|_| Some("messenger-secret".into()))?;
 /// let secure_mode = SecureMode::new(config.site())?;
-/// // In a ProxyHttp: `type CTX = MyCtx` holding a `RequestState`, and in each hook
-/// // e.g. `self.secure_mode.request_filter(session, &mut ctx.secure).await`.
+/// assert!(secure_mode.app_peer().is_some());
+///
+/// // A host proxy keeps one state per request in its CTX and passes it to each phase,
+/// // e.g. `secure_mode.request_filter(session, &mut ctx.secure).await` in its
+/// // `request_filter` (see examples/embed.rs).
+/// let state = RequestState::default();
+/// assert!(!state.rewriting());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SecureMode {
