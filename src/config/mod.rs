@@ -23,6 +23,7 @@ use serde::Deserialize;
 mod identity;
 mod inject;
 mod intercom;
+mod log;
 mod logout;
 mod server;
 mod site;
@@ -32,6 +33,7 @@ mod upstream;
 pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
 pub use inject::{BadPattern, InjectConfig, PathPattern};
 pub use intercom::IntercomConfig;
+pub use log::{AccessLog, LogConfig, LogFormat};
 pub use logout::{LogoutConfig, LogoutMode};
 pub use server::ServerSettings;
 pub use site::{BadHost, HostPattern, SiteConfig};
@@ -39,6 +41,7 @@ pub use upstream::UpstreamConfig;
 use identity::{validate_identity, FileIdentity};
 use inject::{validate_inject, FileInject};
 use intercom::{validate_intercom, FileIntercom};
+use log::{validate_log, FileLog};
 use logout::{validate_logout, FileLogout};
 use server::{validate_server, FileServer};
 use site::{site_sections, validate_site, FileSite, SiteSections};
@@ -123,6 +126,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Pingora server settings.
     pub server: ServerSettings,
+    /// The access log.
+    pub log: LogConfig,
     /// The apps behind the proxy: one that answers every host, or those of `sites:`.
     pub sites: Vec<SiteConfig>,
 }
@@ -139,6 +144,8 @@ struct FileConfig {
     upstream: Option<FileUpstream>,
     #[serde(default)]
     server: FileServer,
+    #[serde(default)]
+    log: FileLog,
     intercom: Option<FileIntercom>,
     identity: Option<FileIdentity>,
     #[serde(default)]
@@ -284,6 +291,7 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
 
     let server = validate_server(f.server)?;
+    let log = validate_log(f.log)?;
     let inject = validate_inject(f.inject)?;
     let logout = validate_logout(f.logout)?;
     let sites = match f.sites {
@@ -315,7 +323,7 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 .collect::<Result<Vec<_>>>()?
         }
     };
-    Ok(Config { listen, server, sites })
+    Ok(Config { listen, server, log, sites })
 }
 
 /// Whether two listen addresses cannot both be bound: the same port on the same address,

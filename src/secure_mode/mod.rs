@@ -292,12 +292,14 @@ impl SecureMode {
 
     /// Who is this, as a token and a user tag (or nothing, with a warning when a source
     /// or the signer failed).
-    async fn token_for(&self, session: &Session, state: &RequestState) -> (Option<Arc<str>>, Option<String>) {
+    async fn token_for(&self, session: &Session, state: &mut RequestState) -> (Option<Arc<str>>, Option<String>) {
         if !state.hints.maybe_identified() {
             return (None, None);
         }
         let path = session.req_header().uri.path();
-        match self.identity.resolve(&state.hints).await {
+        let (lookup, answered_by) = self.identity.resolve_answered(&state.hints).await;
+        state.answered_by = answered_by;
+        match lookup {
             Lookup::Found(id) => match self.signer.token_for(&id) {
                 Ok(token) => (Some(token), Some(self.user_tags.tag(&id.user_id))),
                 Err(e) => {
