@@ -2,7 +2,8 @@
 # Installs the system packages the build and the tests need, when missing (Debian).
 #   scripts/install-deps.sh build   cmake and a C compiler (Pingora's zlib-ng, ring)
 #   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests, and the
-#                                   legacy app servers (python3, php-cli, apache2 + mod_php)
+#                                   legacy app servers (python3, php-cli, apache2 + mod_php), and
+#                                   wrk for the upgrade-under-load test
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -17,6 +18,7 @@ if [ "${want[0]}" = test ]; then
   command -v php >/dev/null || need+=(php-cli)
   [ -x /usr/sbin/apache2 ] || need+=(apache2)
   compgen -G '/usr/lib/apache2/modules/libphp*.so' >/dev/null || need+=(libapache2-mod-php)
+  command -v wrk >/dev/null || need+=(wrk)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

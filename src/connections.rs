@@ -40,12 +40,17 @@ impl Limits {
     }
 }
 
+/// How long a stopping server keeps reading requests on idle keep-alive connections
+/// (each answered with `Connection: close`) before closing those still idle.
+const DRAIN: Duration = Duration::from_secs(2);
+
 /// A proxy application with client limits applied (see the module docs).
 pub struct ClientLimits<A> {
     inner: Arc<A>,
     limits: Limits,
     slots: Arc<Semaphore>,
     busy: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
 }
 
 impl<A> ClientLimits<A> {
@@ -56,7 +61,13 @@ impl<A> ClientLimits<A> {
             limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             busy: Arc::new(AtomicUsize::new(0)),
+            open: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// How many client connections are open, idle or not.
+    pub fn open(&self) -> Arc<AtomicUsize> {
+        self.open.clone()
     }
 
     /// How many HTTP/1 requests are in flight: from the head's arrival to the end of
@@ -68,7 +79,7 @@ impl<A> ClientLimits<A> {
     }
 }
 
-/// Counts one request in flight while it lives.
+/// Counts one request in flight, or one open connection, while it lives.
 struct Busy(Arc<AtomicUsize>);
 
 impl Busy {
@@ -90,13 +101,18 @@ impl Drop for Busy {
 pub struct HeadRead {
     done: oneshot::Sender<()>,
     keepalive_secs: Option<u64>,
+    shutdown: ShutdownWatch,
 }
 
 impl HeadRead {
     /// Reports the head read and sets the idle time before the next request (kept off
-    /// where the client or its HTTP version turned keep-alive off).
+    /// where the client or its HTTP version turned keep-alive off). Once the server is
+    /// stopping, the answer closes the connection (`Connection: close`), so a client
+    /// moves to the new process of an upgrade instead of meeting a closed socket.
     pub fn arrived(self, session: &mut ServerSession) {
-        if session.get_keepalive().is_some() {
+        if *self.shutdown.borrow() {
+            session.set_keepalive(None);
+        } else if session.get_keepalive().is_some() {
             session.set_keepalive(self.keepalive_secs);
         }
         let _ = self.done.send(());
@@ -116,6 +132,7 @@ where
             );
             return None;
         };
+        let _open = Busy::start(&self.open);
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // HTTP/2 has its own framing and idle handling.
             return self.inner.process_new(stream, shutdown).await;
@@ -135,6 +152,13 @@ where
     }
 
     async fn cleanup(&self) {
+        // Pingora calls this once the listeners are closed, and the inner cleanup
+        // closes every connection waiting for its next request at once, cutting off a
+        // request the client may be sending on it right then (what an upgrade under
+        // keep-alive load loses). Drain first: for a moment, such a request is still
+        // read and answered with `Connection: close`, so the client reconnects (to the
+        // new process of an upgrade); only then is what is still idle closed.
+        tokio::time::sleep(DRAIN.min(self.limits.keepalive_timeout)).await;
         self.inner.cleanup().await;
     }
 }
@@ -148,7 +172,8 @@ where
     async fn serve(&self, mut session: ServerSession, idle: Duration, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
         let (done, head_in) = oneshot::channel();
         let keepalive_secs = self.limits.keepalive_secs();
-        session.set_connection_user_context(Some(Box::new(HeadRead { done, keepalive_secs })));
+        let stopping = shutdown.clone();
+        session.set_connection_user_context(Some(Box::new(HeadRead { done, keepalive_secs, shutdown: stopping })));
         // Pipelined requests are answered in order (RFC 9112 §9.3.2); without this Pingora
         // answers the first and silently drops the rest.
         session.set_pipelining_enabled(true);

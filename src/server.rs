@@ -63,8 +63,8 @@ pub fn server_conf(config: &Config) -> ServerConf {
 pub fn build(config: Config, opt: Opt) -> Result<Server, BuildError> {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
     server.bootstrap();
-    let busy = add_proxy_service(&mut server, &config)?;
-    exit_when_idle(&server, busy, config.server.grace_period);
+    let counts = add_proxy_service(&mut server, &config)?;
+    exit_when_idle(&server, counts, config.server.grace_period);
     Ok(server)
 }
 
@@ -74,23 +74,33 @@ pub fn add_proxy(server: &mut Server, config: &Config) -> Result<(), BuildError>
     add_proxy_service(server, config).map(drop)
 }
 
-/// During Pingora's grace period, exits the process (status 0) once no request is in
-/// flight. Pingora has stopped accepting by then; an idle keep-alive connection is
-/// closed by the exit, as nginx closes them on a graceful stop.
-fn exit_when_idle(server: &Server, busy: Arc<AtomicUsize>, grace: Duration) {
+/// During Pingora's grace period, exits the process (status 0) as soon as nothing is
+/// lost by it. Pingora has stopped accepting by then, and every answer from now on says
+/// `Connection: close`.
+///
+/// - After `SIGTERM`, once no request is in flight: an idle keep-alive connection is
+///   closed by the exit, as nginx closes them on a graceful stop.
+/// - After an upgrade (`SIGQUIT`), once every client connection has closed: clients
+///   on kept-alive connections get their next answer with `Connection: close` and
+///   reconnect to the new process, instead of meeting a closed socket mid-request.
+///   Connections that stay idle are cut at the end of the grace period.
+fn exit_when_idle(server: &Server, counts: Counts, grace: Duration) {
     let mut phases = server.watch_execution_phase();
     std::thread::spawn(move || {
+        let mut upgrade = false;
         loop {
             match phases.blocking_recv() {
                 Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                Ok(ExecutionPhase::GracefulUpgradeTransferringFds) => upgrade = true,
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             }
         }
+        let (left, what) = if upgrade { (&counts.open, "client connection") } else { (&counts.busy, "request in flight") };
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if busy.load(Ordering::SeqCst) == 0 {
-                log::info!("graceful stop: no request in flight, exiting before the grace period ends");
+            if left.load(Ordering::SeqCst) == 0 {
+                log::info!("graceful stop: no {what} left, exiting before the grace period ends");
                 std::process::exit(0);
             }
             std::thread::sleep(IDLE_POLL);
@@ -98,11 +108,19 @@ fn exit_when_idle(server: &Server, busy: Arc<AtomicUsize>, grace: Duration) {
     });
 }
 
+/// What a graceful stop waits for.
+struct Counts {
+    /// Requests in flight.
+    busy: Arc<AtomicUsize>,
+    /// Open client connections.
+    open: Arc<AtomicUsize>,
+}
+
 /// How often the graceful stop checks for requests still in flight.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 
-/// [`add_proxy`], returning the count of requests in flight.
-fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Arc<AtomicUsize>, BuildError> {
+/// [`add_proxy`], returning the counts a graceful stop waits for.
+fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, BuildError> {
     let limits = Limits {
         header_timeout: config.server.client_header_timeout,
         keepalive_timeout: config.server.client_keepalive_timeout,
@@ -110,7 +128,7 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Arc<AtomicU
     };
     let (proxy, health) = SecureModeProxy::new(config)?;
     let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits);
-    let busy = app.busy();
+    let counts = Counts { busy: app.busy(), open: app.open() };
     let mut service = Service::new("intercom-secure-proxy".to_string(), app);
     for addr in &config.listen {
         service.add_tcp(&addr.to_string());
@@ -119,5 +137,5 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Arc<AtomicU
     for h in health {
         server.add_service(h);
     }
-    Ok(busy)
+    Ok(counts)
 }

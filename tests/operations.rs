@@ -195,3 +195,50 @@ fn sigterm_lets_a_request_in_flight_finish_then_stops() {
     let (status, _) = exit_within(&mut proxy, Duration::from_secs(15)).expect("still running after its last response");
     assert!(status.success(), "a graceful stop exits 0, not {status:?}");
 }
+
+#[test]
+fn a_graceful_upgrade_under_keep_alive_load_fails_no_request() {
+    let up = Upstream::start(|_| Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..]));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = config_with_grace(dir.path(), port, up.addr, "10s");
+    let mut old = spawn(&conf, &[], &dir.path().join("old.log"));
+    wait_listening(port);
+
+    // wrk keeps 16 connections alive and counts every request that gets no answer.
+    let wrk = Command::new("wrk")
+        .args(["-t2", "-c16", "-d9s", "-H", "X-Forwarded-User: alice"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk (scripts/install-deps.sh installs it)");
+    std::thread::sleep(Duration::from_secs(2));
+    let mut new = spawn(&conf, &["-u"], &dir.path().join("new.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.path().join("upgrade.sock").exists() {
+        assert!(Instant::now() < deadline, "the new process never opened the upgrade socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    signal(old.id(), "-QUIT");
+    let (status, _) = exit_within(&mut old, Duration::from_secs(20)).expect("the old process did not exit");
+    assert!(status.success(), "the old process exits 0, not {status:?}");
+
+    let out = wrk.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk failed: {report}{}", String::from_utf8_lossy(&out.stderr));
+    let requests: u64 = report
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in: {report}"));
+    assert!(requests > 100, "too little load to mean anything: {report}");
+    assert!(!report.contains("Socket errors"), "requests failed during the upgrade: {report}");
+    assert!(!report.contains("Non-2xx"), "error statuses during the upgrade: {report}");
+    assert!(new.try_wait().unwrap().is_none(), "the new process runs");
+    assert!(one_request(port), "the new process serves");
+    signal(new.id(), "-TERM");
+    exit_within(&mut new, Duration::from_secs(15)).expect("the new process did not stop");
+}
