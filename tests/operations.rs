@@ -65,6 +65,21 @@ fn wait_listening(port: u16) {
     }
 }
 
+/// Starts the new process of an upgrade and, once it waits on the upgrade socket, sends
+/// SIGQUIT to the old one, which hands over its listeners, finishes what it has in
+/// flight, and exits.
+fn upgrade(conf: &std::path::Path, dir: &std::path::Path, old: &Child) -> Child {
+    let new = spawn(conf, &["-u"], &dir.join("new.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.join("upgrade.sock").exists() {
+        assert!(Instant::now() < deadline, "the new process never opened the upgrade socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    signal(old.id(), "-QUIT");
+    new
+}
+
 #[test]
 fn a_graceful_upgrade_drops_nothing() {
     let up = Upstream::start(|_| Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..]));
@@ -92,17 +107,7 @@ fn a_graceful_upgrade_drops_nothing() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
 
-    // The new process waits on the upgrade socket; SIGQUIT makes the old one hand over
-    // its listeners, finish what it has in flight, and exit.
-    let mut new = spawn(&conf, &["-u"], &dir.path().join("new.log"));
-    // The new process is ready once it listens on the upgrade socket.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.path().join("upgrade.sock").exists() {
-        assert!(Instant::now() < deadline, "the new process never opened the upgrade socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    signal(old.id(), "-QUIT");
+    let mut new = upgrade(&conf, dir.path(), &old);
     let deadline = Instant::now() + Duration::from_secs(15);
     while old.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the old process did not exit");
@@ -214,14 +219,7 @@ fn a_graceful_upgrade_under_keep_alive_load_fails_no_request() {
         .spawn()
         .expect("wrk (scripts/install-deps.sh installs it)");
     std::thread::sleep(Duration::from_secs(2));
-    let mut new = spawn(&conf, &["-u"], &dir.path().join("new.log"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.path().join("upgrade.sock").exists() {
-        assert!(Instant::now() < deadline, "the new process never opened the upgrade socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    signal(old.id(), "-QUIT");
+    let mut new = upgrade(&conf, dir.path(), &old);
     let (status, _) = exit_within(&mut old, Duration::from_secs(20)).expect("the old process did not exit");
     assert!(status.success(), "the old process exits 0, not {status:?}");
 
