@@ -3,7 +3,7 @@
 #   scripts/install-deps.sh build   cmake and a C compiler (Pingora's zlib-ng, ring)
 #   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests, and the
 #                                   legacy app servers (python3, php-cli, apache2 + mod_php), and
-#                                   wrk for the upgrade-under-load test
+#                                   wrk, curl and openssl for the operations and TLS tests
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -19,6 +19,8 @@ if [ "${want[0]}" = test ]; then
   [ -x /usr/sbin/apache2 ] || need+=(apache2)
   compgen -G '/usr/lib/apache2/modules/libphp*.so' >/dev/null || need+=(libapache2-mod-php)
   command -v wrk >/dev/null || need+=(wrk)
+  command -v curl >/dev/null || need+=(curl)
+  command -v openssl >/dev/null || need+=(openssl)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -23,6 +23,7 @@ use serde::Deserialize;
 mod identity;
 mod inject;
 mod intercom;
+mod listen;
 mod log;
 mod logout;
 mod server;
@@ -33,6 +34,7 @@ mod upstream;
 pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
 pub use inject::{BadPattern, InjectConfig, PathPattern};
 pub use intercom::IntercomConfig;
+pub use listen::{Listener, TlsListener};
 pub use log::{AccessLog, LogConfig, LogFormat};
 pub use logout::{LogoutConfig, LogoutMode};
 pub use server::ServerSettings;
@@ -41,6 +43,7 @@ pub use upstream::UpstreamConfig;
 use identity::{validate_identity, FileIdentity};
 use inject::{validate_inject, FileInject};
 use intercom::{validate_intercom, FileIntercom};
+use listen::{validate_listen, FileListen};
 use log::{validate_log, FileLog};
 use logout::{validate_logout, FileLogout};
 use server::{validate_server, FileServer};
@@ -123,7 +126,7 @@ pub enum SecretSource {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Addresses the proxy listens on.
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listener>,
     /// Pingora server settings.
     pub server: ServerSettings,
     /// The access log.
@@ -140,7 +143,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     #[serde(default)]
-    listen: Vec<String>,
+    listen: Vec<FileListen>,
     upstream: Option<FileUpstream>,
     #[serde(default)]
     server: FileServer,
@@ -269,26 +272,7 @@ fn json_pointer(key: &str, s: &str) -> Result<String> {
 }
 
 fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
-    if f.listen.is_empty() {
-        return Err(ConfigError::new(
-            "listen",
-            "at least one listen address is required, e.g. listen: [\"127.0.0.1:8080\"]",
-        ));
-    }
-    let listen = f
-        .listen
-        .iter()
-        .enumerate()
-        .map(|(i, s)| socket_addr(&format!("listen[{i}]"), s))
-        .collect::<Result<Vec<_>>>()?;
-    for (i, a) in listen.iter().enumerate() {
-        if let Some(earlier) = listen[..i].iter().find(|b| binds_overlap(a, b)) {
-            return Err(ConfigError::new(
-                format!("listen[{i}]"),
-                format!("{a} overlaps {earlier}, listed earlier: the second bind would fail; list each address once"),
-            ));
-        }
-    }
+    let listen = validate_listen(f.listen)?;
 
     let server = validate_server(f.server)?;
     let log = validate_log(f.log)?;

@@ -27,7 +27,7 @@ impl Config {
         use std::fmt::Write as _;
         let mut out = String::new();
         let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
-        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+        let listen: Vec<String> = self.listen.iter().map(|l| l.to_string()).collect();
         let _ = writeln!(out, "listen:    {}", list(&listen));
         let _ = writeln!(
             out,

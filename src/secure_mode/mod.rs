@@ -91,6 +91,9 @@ pub enum BuildError {
     /// The app's addresses cannot be resolved.
     #[error("upstream addresses: {0}")]
     Upstream(#[from] std::io::Error),
+    /// A TLS listener's certificate or key does not load.
+    #[error("TLS listener: {0}")]
+    Tls(String),
 }
 
 impl SecureMode {

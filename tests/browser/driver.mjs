@@ -353,7 +353,8 @@ async function main() {
     timeout: 30000,
   });
   try {
-    const context = await browser.newContext({ serviceWorkers: 'block' });
+    // Test servers use self-signed certificates (tests/tls.rs).
+    const context = await browser.newContext({ serviceWorkers: 'block', ignoreHTTPSErrors: true });
     await context.addInitScript(installCspRecorder);
 
     const blocked = [];
