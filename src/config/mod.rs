@@ -20,19 +20,25 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod endpoint_format;
 mod identity;
 mod inject;
 mod intercom;
 mod logout;
+mod messenger_mode;
 mod server;
 mod site;
 mod summary;
 mod upstream;
 
+pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};
 pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
+use endpoint_format::{endpoint_field, endpoint_format};
 pub use inject::{BadPattern, InjectConfig, PathPattern};
 pub use intercom::IntercomConfig;
 pub use logout::{LogoutConfig, LogoutMode};
+pub use messenger_mode::{MessengerMode, DEFAULT_MESSENGER_MODE, DEFAULT_TOKEN_REFRESH_MARGIN};
+use messenger_mode::{messenger_mode, refresh_margin};
 pub use server::ServerSettings;
 pub use site::{BadHost, HostPattern, SiteConfig};
 pub use upstream::UpstreamConfig;

@@ -466,6 +466,8 @@ pub fn pages(limits: intercom_secure_proxy::page::Limits) -> intercom_secure_pro
             signed_fields: vec!["user_id", "email", "name"],
             auto_include: true,
             cookie_domain: None,
+            mode: Default::default(),
+            refresh: None,
         },
         limits,
     )
