@@ -170,7 +170,8 @@ impl SecureMode {
 
     /// `request_filter`: strips identity headers the peer may not send and notes what
     /// the response phase needs. Returns `true` when it has answered the request itself
-    /// (an interstitial logout), as Pingora's `request_filter` does.
+    /// (an interstitial logout, or the token refresh path `inject.token_refresh_path`),
+    /// as Pingora's `request_filter` does.
     pub async fn request_filter(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         state.hints = self.identity.inspect_request(session.req_header_mut(), peer);
