@@ -4,6 +4,7 @@
 //!   `user_id`/`email`/`user_hash` only (checked against an independent HMAC), or both;
 //! - with a short `token_lifetime` and refresh margin, an open page hands the Messenger
 //!   a fresh, verifying token before its first one expires;
+//! - a tab shown again after a long sleep (fake clock) refreshes at once;
 //! - a logout in another tab shuts this tab's Messenger down at its next refresh, and
 //!   so does another user's login.
 //!
@@ -136,6 +137,29 @@ fn an_open_page_gets_a_fresh_verifying_token_before_the_first_expires() {
     }
     assert!(steps[1]["timedOut"] == false, "{}", steps[1]);
     assert_eq!(up.count("/__isp/token"), 0, "the app never sees the refresh path");
+}
+
+#[test]
+fn a_tab_shown_again_after_a_long_sleep_refreshes_at_once() {
+    // The default lifetime (1h) and margin (5m): the refresh timer is 55 minutes away.
+    let up = app();
+    let p = proxy(&up, "");
+    let steps = run_browser(
+        vec![
+            // settleMs: the refreshed token is signed in a later second than the first.
+            json!({"goto": p.url("/login?user=alice"), "wait": "boot", "installClock": true, "settleMs": 1200}),
+            // The clock jumps 56 minutes without firing timers: only the wake-up can refresh.
+            json!({"stay": true, "wakeAfterMs": 56 * 60 * 1000, "wait": "update", "timeoutMs": 8000}),
+        ],
+        &|| p.log_text(),
+    );
+    let first = verify(booted(&steps[0])["intercom_user_jwt"].as_str().unwrap());
+    let main = &steps[1];
+    assert_eq!(main["timedOut"], false, "no refresh on wake-up: {main}");
+    let update = calls(main, "update").into_iter().find_map(|c| c["settings"]["intercom_user_jwt"].as_str()).expect("a token update");
+    let fresh = verify(update);
+    assert_eq!(fresh["user_id"], "u-alice-1001");
+    assert!(fresh["iat"].as_u64() > first["iat"].as_u64(), "a fresh token: {fresh} after {first}");
 }
 
 /// Alice's page in the main tab, `other_path` opened in a second tab of the same

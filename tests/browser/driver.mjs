@@ -66,7 +66,9 @@ function normalizeStep(step, i) {
     const timeoutMs = step.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new Error(`${where}.timeoutMs must be a positive number`);
     const count = step.count ?? 1;
-    return { stay, tab, wait, timeoutMs, count, settleMs: step.settleMs ?? SETTLE_MS };
+    const wakeAfterMs = step.wakeAfterMs ?? 0;
+    if (!Number.isFinite(wakeAfterMs) || wakeAfterMs < 0) throw new Error(`${where}.wakeAfterMs must be a number of milliseconds`);
+    return { stay, tab, wait, timeoutMs, count, wakeAfterMs, settleMs: step.settleMs ?? SETTLE_MS };
   }
   if (typeof step.goto !== 'string' || !step.goto) throw new Error(`${where}.goto must be a URL string`);
   let url;
@@ -90,7 +92,8 @@ function normalizeStep(step, i) {
   const formFrom = step.formFrom ?? 'auto';
   if (!FORM_FROM.has(formFrom)) throw new Error(`${where}.formFrom must be one of auto, current, blank, origin`);
   const settleMs = step.settleMs ?? SETTLE_MS;
-  return { url: url.href, origin: url.origin, wait, method, timeoutMs, fields, formFrom, settleMs, tab, stay, count: 1 };
+  const installClock = step.installClock === true;
+  return { url: url.href, origin: url.origin, wait, method, timeoutMs, fields, formFrom, settleMs, tab, stay, count: 1, installClock };
 }
 
 // ---------------------------------------------------------------- routing
@@ -242,8 +245,19 @@ async function runStep(page, context, cdp, step, events) {
   let formSubmittedFrom = null;
 
   try {
+    if (step.installClock) {
+      // Playwright's fake clock for the whole context; time keeps flowing until a step moves it.
+      await context.clock.install();
+    }
     if (step.stay) {
-      // No navigation: keep watching the document the tab already shows.
+      // No navigation: keep watching the document the tab already shows. With
+      // wakeAfterMs, the machine "slept": the clock jumps without firing timers, and
+      // the tab is shown again.
+      if (step.wakeAfterMs > 0) {
+        const now = await page.evaluate(() => Date.now());
+        await page.clock.setSystemTime(now + step.wakeAfterMs);
+        await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+      }
     } else if (step.method === 'GET') {
       const response = await page.goto(step.url, {
         waitUntil: step.wait === 'load' ? 'load' : 'domcontentloaded',
