@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use support::{get, page_token, request, sections, verify, Proxy, Reply, Upstream, SECRET, TRUSTED_HEADER};
+use support::{check_config, free_port, get, page_token, request, sections, verify, Proxy, Reply, Upstream, SECRET, TRUSTED_HEADER};
 
 const PAGE: &str = "<!DOCTYPE html><html><head><title>t</title><script>window.intercomSettings={app_id:'abc12345',user_id:'spoofed'};</script></head><body>hi</body></html>";
 
@@ -164,4 +164,33 @@ fn the_refresh_path_is_configurable_and_unused_in_user_hash_mode() {
     let up = app(Arc::new(AtomicUsize::new(0)));
     let proxy = endpoint("  mode: user_hash\n", "", &up);
     assert_eq!(get(&proxy.url("/__isp/token"), &[("Cookie", "sid=alice")]).status, 204, "no JWT in user_hash mode");
+}
+
+#[test]
+fn mode_refresh_and_company_settings_are_validated_before_listening() {
+    let config = |intercom: &str, rest: &str| {
+        check_config(&format!(
+            "listen: [\"127.0.0.1:{}\"]\nupstream:\n  addresses: [\"127.0.0.1:9\"]\nintercom:\n  app_id: abc12345\n  secret_env: TEST_INTERCOM_SECRET\n{intercom}{rest}",
+            free_port()
+        ))
+    };
+    let endpoint = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n";
+    let header = "identity:\n  sources:\n    - type: trusted_header\n      trusted_cidrs: [\"10.0.0.1/32\"]\n      headers: {company_name: X-Company-Name}\n";
+    let cases = [
+        ("  mode: hash\n", endpoint.to_string(), "`intercom.mode`"),
+        ("  token_lifetime: 10m\n  token_refresh_margin: 10m\n", endpoint.to_string(), "`intercom.token_refresh_margin`"),
+        ("  token_refresh_margin: 0s\n", endpoint.to_string(), "`intercom.token_refresh_margin`"),
+        ("", format!("{endpoint}inject:\n  token_refresh_path: \"/token?x=1\"\n"), "`inject.token_refresh_path`"),
+        ("", format!("{endpoint}inject:\n  token_refresh_path: \"/\"\n"), "`inject.token_refresh_path`"),
+        ("", header.to_string(), "`identity.sources[0].headers.company_name`"),
+        ("", format!("{endpoint}      fields: {{attributes: {{company: /c}}}}\n"), "`identity.sources[0].fields.attributes.company`"),
+    ];
+    for (intercom, rest, key) in cases {
+        let (code, text) = config(intercom, &rest);
+        assert_eq!(code, Some(2), "{intercom}{rest}: {text}");
+        assert!(text.contains(key), "{intercom}{rest}: {text}");
+    }
+    let (code, text) = config("  mode: both\n  token_lifetime: 2m\n", &format!("{endpoint}inject:\n  token_refresh_path: /_isp/jwt\n"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("messenger: mode both, open pages refresh their token 1m before expiry at /_isp/jwt"), "{text}");
 }
