@@ -31,8 +31,16 @@ fn user(sid: &str) -> Option<(&'static str, &'static str)> {
 /// An insecure app: `/login?user=NAME` and `/logout` manage the `sid` cookie, `/api/me`
 /// says who it is, `/` boots Intercom with a plain user_id and email (spoofable).
 fn app() -> Upstream {
-    Upstream::start(|req| {
+    // `/break` makes /api/me fail from then on (a database outage, say).
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    Upstream::start(move |req| {
         let sid = req.cookie("sid").unwrap_or_default();
+        if req.path() == "/break" {
+            broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if req.path() == "/api/me" && broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Reply::with(500, &[], "database down");
+        }
         match req.path() {
             "/login" => {
                 let name = req.target.split("user=").nth(1).unwrap_or("").to_string();
@@ -55,8 +63,12 @@ fn app() -> Upstream {
 }
 
 fn proxy(up: &Upstream, intercom: &str) -> Proxy {
-    let identity = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n";
-    let yaml = support::sections(up.addr, identity, "")
+    proxy_caching(up, intercom, "60s")
+}
+
+fn proxy_caching(up: &Upstream, intercom: &str, cache_ttl: &str) -> Proxy {
+    let identity = format!("identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      cache_ttl: {cache_ttl}\n");
+    let yaml = support::sections(up.addr, &identity, "")
         .replace("secret_env: TEST_INTERCOM_SECRET\n", &format!("secret_env: TEST_INTERCOM_SECRET\n{intercom}"));
     Proxy::start(&yaml)
 }
@@ -204,4 +216,18 @@ fn another_users_login_in_another_tab_shuts_this_tabs_messenger_down() {
             assert_eq!(verify(t)["user_id"], "u-alice-1001", "bob's token never reaches alice's tab");
         }
     }
+}
+
+#[test]
+fn a_failing_endpoint_at_refresh_time_does_not_shut_the_messenger_down() {
+    // Identities are cached for 1 s only, so the refresh really asks the broken endpoint.
+    let up = app();
+    let p = proxy_caching(&up, SHORT, "1s");
+    let steps = alice_then_another_tab(&p, "/break", "load");
+    let main = &steps[2];
+    assert_eq!(main["timedOut"], true, "no shutdown while the endpoint fails: {main}");
+    assert!(calls(main, "shutdown").is_empty(), "{main}");
+    assert!(calls(main, "update").iter().all(|c| c["settings"]["intercom_user_jwt"].is_null()), "no token while the endpoint fails: {main}");
+    assert!(p.log_text().contains("status 500"), "the failure is warned about");
+    assert!(up.count("/api/me") >= 2, "the refresh asked the endpoint again");
 }

@@ -132,14 +132,15 @@ fn the_refresh_path_answers_a_fresh_token_without_asking_the_app() {
 }
 
 #[test]
-fn the_refresh_path_answers_204_for_nobody_and_for_failures() {
+fn the_refresh_path_answers_204_for_nobody_and_with_retry_after_for_failures() {
     let up = app(Arc::new(AtomicUsize::new(0)));
     let proxy = endpoint("", "", &up);
-    for cookie in ["sid=nobody", "", "sid=boom"] {
+    for (cookie, retry) in [("sid=nobody", None), ("", None), ("sid=boom", Some("30"))] {
         let r = get(&proxy.url("/__isp/token"), &[("Cookie", cookie)]);
         assert_eq!(r.status, 204, "{cookie:?}");
         assert!(r.body.is_empty());
         assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(r.header("retry-after"), retry, "{cookie:?}: a failure is not a logout");
     }
     std::thread::sleep(Duration::from_millis(100));
     let log = proxy.log_text();

@@ -127,7 +127,8 @@ if (c.j && c.r && w.fetch && w.JSON && w.atob) {
   var refresh = function () {
     due = 0;
     w.fetch(c.r, { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } }).then(function (r) {
-      if (r.status === 204) { return { none: 1 }; }
+// 204 is nobody; with Retry-After the proxy could not tell now (a slow endpoint is not a logout).
+      if (r.status === 204) { return r.headers.get('Retry-After') ? {} : { none: 1 }; }
       if (!r.ok) { throw r.status; }
       return r.json();
     }).then(function (a) {

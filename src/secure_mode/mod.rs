@@ -33,7 +33,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{InjectConfig, LogoutConfig, LogoutMode, SiteConfig};
 use crate::headers;
-use crate::identity::{Identity, IdentityResolver, Lookup};
+use crate::identity::{IdentityResolver, Lookup};
 use crate::logout::{self, cookies, cookies::UserTags};
 use crate::page::{self, Limits, Outcome, Pages, Plan, ScriptSettings};
 use crate::token::TokenSigner;
@@ -306,26 +306,23 @@ impl SecureMode {
                 && logout::expires_session_cookie(resp, self.identity.session_cookie_names()))
     }
 
-    /// Who is this request's user (nothing, with a warning, when a source failed).
-    async fn identify(&self, session: &Session, state: &RequestState) -> Option<Arc<Identity>> {
+    /// Who is this request's user; a source's failure is warned about here.
+    async fn identify(&self, session: &Session, state: &RequestState) -> Lookup {
         if !state.hints.maybe_identified() {
-            return None;
+            return Lookup::Anonymous;
         }
-        match self.identity.resolve(&state.hints).await {
-            Lookup::Found(id) => Some(id),
-            Lookup::Anonymous => None,
-            Lookup::Failed(why) => {
-                let path = session.req_header().uri.path();
-                crate::warn_limited!("{why}; serving {path} without a Messenger token");
-                None
-            }
+        let lookup = self.identity.resolve(&state.hints).await;
+        if let Lookup::Failed(why) = &lookup {
+            let path = session.req_header().uri.path();
+            crate::warn_limited!("{why}; serving {path} without a Messenger token");
         }
+        lookup
     }
 
     /// What this request's page gets for its user, per `intercom.mode` (nothing, with
     /// a warning, when a source or the signer failed).
     async fn credentials_for(&self, session: &Session, state: &RequestState) -> Credentials {
-        let Some(id) = self.identify(session, state).await else { return Credentials::default() };
+        let Lookup::Found(id) = self.identify(session, state).await else { return Credentials::default() };
         let token = match self.signs_jwt.then(|| self.signer.token_for(&id)).transpose() {
             Ok(token) => token,
             Err(e) => {
