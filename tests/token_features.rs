@@ -191,7 +191,11 @@ fn mode_refresh_and_company_settings_are_validated_before_listening() {
         assert_eq!(code, Some(2), "{intercom}{rest}: {text}");
         assert!(text.contains(key), "{intercom}{rest}: {text}");
     }
+    let (code, text) = config("  mode: user_hash\n", endpoint);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("intercom.mode: user_hash is Intercom's deprecated Identity Verification"), "{text}");
     let (code, text) = config("  mode: both\n  token_lifetime: 2m\n", &format!("{endpoint}inject:\n  token_refresh_path: /_isp/jwt\n"));
     assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("deprecated"), "{text}");
     assert!(text.contains("messenger: mode both, open pages refresh their token 1m before expiry at /_isp/jwt"), "{text}");
 }

@@ -55,6 +55,11 @@ impl SiteConfig {
                 ));
             }
         }
+        if self.intercom.mode == MessengerMode::UserHash {
+            out.push(format!(
+                "{prefix}intercom.mode: user_hash is Intercom's deprecated Identity Verification; switch to both, enforce JWTs in Intercom, then jwt"
+            ));
+        }
         for (n, s) in self.identity.sources.iter().enumerate() {
             let SourceConfig::TrustedHeader(t) = s else { continue };
             for (i, net) in t.trusted_cidrs.iter().enumerate() {
