@@ -45,6 +45,12 @@ fn app(calls: Arc<AtomicUsize>) -> Upstream {
                     r#"<meta name="user-id" content="9">"#,
                     r#"<p id=account-email>bob@example.com</p><p id=account-email>mallory@example.com</p>"#,
                 ),
+                // A legacy page in windows-1252: "Renée" is one byte 0xE9 there.
+                Some("latin1") => Reply::with(
+                    200,
+                    &[("Content-Type", "text/html; charset=windows-1252")],
+                    b"<html><head><meta name=\"user-id\" content=\"11\"></head><body><dd class=name>Ren\xe9e</dd></body></html>".to_vec(),
+                ),
                 Some("entity") => account(r#"<meta name="user-id" content="a&unknown;b">"#, ""),
                 Some("broken") => Reply::html(r#"<meta name="user-id" content="5"<<<<div id=account-email>>"#),
                 Some("huge") => {
@@ -100,6 +106,15 @@ fn the_account_page_names_the_user_and_is_cached_per_session() {
     assert_eq!(asked.header("accept"), Some("text/html"));
     token_for(&proxy, "alice");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the second page came from the cache");
+}
+
+#[test]
+fn the_account_pages_charset_is_honoured() {
+    let up = app(Arc::new(AtomicUsize::new(0)));
+    let proxy = proxy(&up);
+    let claims = verify(&token_for(&proxy, "latin1").1.expect("token"));
+    assert_eq!(claims["user_id"], "11");
+    assert_eq!(claims["name"], "Ren\u{e9}e");
 }
 
 #[test]

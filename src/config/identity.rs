@@ -131,6 +131,22 @@ impl EndpointConfig {
     }
 }
 
+impl EndpointConfig {
+    /// Reads the user id from the HTML page at `path` (an "account" page) with the CSS
+    /// selector `user_id_selector` (`"meta[name=user-id]@content"` or `"#user-id"`), and
+    /// nothing else until more fields are set, as a file with `format: html` naming
+    /// only `path` and `fields.user_id` would give. The selector is not checked here; a
+    /// bad one makes every lookup fail (with a warning).
+    pub fn html_page(path: impl Into<String>, user_id_selector: impl Into<String>) -> EndpointConfig {
+        EndpointConfig {
+            format: EndpointFormat::Html,
+            email: None,
+            name: None,
+            ..EndpointConfig::new(path, user_id_selector)
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileIdentity {
@@ -378,6 +394,13 @@ mod tests {
 
     #[test]
     fn endpoint_new_matches_a_source_with_only_path_and_user_id() {
+        assert_eq!(format!("{:?}", EndpointConfig::new("/api/me", "/user/id")), endpoint_file(None, "/user/id"));
+        let html = EndpointConfig::html_page("/api/me", "meta[name=uid]@content");
+        assert_eq!(format!("{html:?}"), endpoint_file(Some("html"), "meta[name=uid]@content"));
+    }
+
+    /// The validated endpoint source of a file naming only `path`, `format` and `fields.user_id`.
+    fn endpoint_file(format: Option<&str>, user_id: &str) -> String {
         let file = FileEndpoint {
             path: Some("/api/me".into()),
             cookies: Vec::new(),
@@ -385,13 +408,13 @@ mod tests {
             cache_ttl: None,
             negative_cache_ttl: None,
             cache_capacity: None,
-            format: None,
-            fields: FileFields { user_id: Some("/user/id".into()), ..FileFields::default() },
+            format: format.map(str::to_string),
+            fields: FileFields { user_id: Some(user_id.into()), ..FileFields::default() },
         };
         let SourceConfig::CurrentUserEndpoint(v) = validated(FileSource::CurrentUserEndpoint(file)) else {
             panic!("not an endpoint source")
         };
-        assert_eq!(format!("{:?}", EndpointConfig::new("/api/me", "/user/id")), format!("{v:?}"));
+        format!("{v:?}")
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl CurrentUserEndpoint {
         let status = header.status.as_u16();
         match status {
             200..=299 => match &self.html {
-                Some(fields) => fields.identity(&body).map(|id| id.map(Arc::new)),
+                Some(fields) => fields.identity(&body, crate::headers::charset(&header).as_deref()).map(|id| id.map(Arc::new)),
                 None => self.map_document(&body).map(|id| id.map(Arc::new)),
             },
             // Not logged in: the usual answers of an app for a missing session.

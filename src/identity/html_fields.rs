@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use lol_html::{ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings};
+use lol_html::{AsciiCompatibleEncoding, ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings};
 
 use super::{Company, EndpointError, Identity};
 use crate::config::{EndpointConfig, HtmlField};
@@ -104,12 +104,13 @@ impl HtmlFields {
         }
     }
 
-    /// The identity an account page shows, `None` when it shows nobody.
-    pub fn identity(&self, body: &[u8]) -> Result<Option<Identity>, EndpointError> {
+    /// The identity an account page shows, `None` when it shows nobody. `charset` is
+    /// the one `Content-Type` names (UTF-8 otherwise, unless a `<meta charset>` says).
+    pub fn identity(&self, body: &[u8], charset: Option<&str>) -> Result<Option<Identity>, EndpointError> {
         if let Some(why) = &self.invalid {
             return Err(EndpointError::Selector(why.clone()));
         }
-        let found = self.scan(body)?;
+        let found = self.scan(body, page_encoding(charset)?)?;
         let value = |role: Role| -> Result<Option<String>, EndpointError> {
             let Some(i) = self.slots.iter().position(|(r, _, _)| *r == role) else { return Ok(None) };
             match judge(&found[i]) {
@@ -139,10 +140,15 @@ impl HtmlFields {
 
     /// Runs the parser over the page once, recording per selector how many elements
     /// matched and the raw value of the first.
-    fn scan(&self, body: &[u8]) -> Result<Vec<Found>, EndpointError> {
+    fn scan(&self, body: &[u8], encoding: Option<AsciiCompatibleEncoding>) -> Result<Vec<Found>, EndpointError> {
         let found = Rc::new(RefCell::new(vec![Found::default(); self.slots.len()]));
         let mut settings =
             Settings::new().with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(PARSER_MEMORY));
+        settings = match encoding {
+            Some(encoding) => settings.with_encoding(encoding),
+            // Legacy pages often name their charset only in the document.
+            None => settings.with_adjust_charset_on_meta_tag(true),
+        };
         for (i, (_, field, selector)) in self.slots.iter().enumerate() {
             let on_element = found.clone();
             let attribute = field.attribute.clone();
@@ -182,6 +188,14 @@ impl HtmlFields {
         let found = found.borrow().clone();
         Ok(found)
     }
+}
+
+/// The encoding `Content-Type` names, `None` when it names none (or one we do not
+/// know: the document's `<meta charset>` or UTF-8 then). Names, emails and ids in a
+/// windows-1252 page must not turn into replacement characters.
+fn page_encoding(charset: Option<&str>) -> Result<Option<AsciiCompatibleEncoding>, EndpointError> {
+    let Some(encoding) = charset.and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes())) else { return Ok(None) };
+    AsciiCompatibleEncoding::new(encoding).map(Some).ok_or(EndpointError::NotHtml("the page's charset is not ASCII-compatible"))
 }
 
 /// The parser's failure as a category (never page content).
@@ -245,13 +259,10 @@ fn decode_entities(raw: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EndpointFormat;
 
     fn fields(user_id: &str, email: Option<&str>) -> HtmlFields {
-        let mut c = EndpointConfig::new("/account", user_id);
-        c.format = EndpointFormat::Html;
+        let mut c = EndpointConfig::html_page("/account", user_id);
         c.email = email.map(str::to_string);
-        c.name = None;
         HtmlFields::new(&c)
     }
 
@@ -260,19 +271,31 @@ mod tests {
         let f = fields("meta[name=user-id]@content", Some("#email"));
         let page = br#"<html><head><meta name="user-id" content="u&#45;42"></head><body><p id=email>
             a&amp;b@example.com </p></body></html>"#;
-        let id = f.identity(page).unwrap().unwrap();
+        let id = f.identity(page, None).unwrap().unwrap();
         assert_eq!(id.user_id, "u-42");
         assert_eq!(id.email.as_deref(), Some("a&b@example.com"));
     }
 
     #[test]
+    fn the_pages_charset_is_honoured() {
+        let mut c = EndpointConfig::html_page("/account", "#uid");
+        c.name = Some("#name".into());
+        let f = HtmlFields::new(&c);
+        let latin1 = b"<p id=uid>7</p><p id=name>Ren\xe9e</p>";
+        assert_eq!(f.identity(latin1, Some("windows-1252")).unwrap().unwrap().name.as_deref(), Some("Ren\u{e9}e"));
+        let with_meta = b"<meta charset=iso-8859-1><p id=uid>7</p><p id=name>Ren\xe9e</p>";
+        assert_eq!(f.identity(with_meta, None).unwrap().unwrap().name.as_deref(), Some("Ren\u{e9}e"));
+        assert!(matches!(f.identity(latin1, Some("utf-16le")), Err(EndpointError::NotHtml(_))));
+    }
+
+    #[test]
     fn nothing_found_is_logged_out_and_two_matches_are_doubtful() {
         let f = fields("#uid", None);
-        assert_eq!(f.identity(b"<p>please log in</p>").unwrap(), None);
+        assert_eq!(f.identity(b"<p>please log in</p>", None).unwrap(), None);
         let two = b"<span id=uid>1</span><span id=uid>2</span>";
-        assert!(matches!(f.identity(two), Err(EndpointError::Doubtful { .. })));
+        assert!(matches!(f.identity(two, None), Err(EndpointError::Doubtful { .. })));
         let nested = b"<div class=u>1<div class=u>2</div></div>";
-        assert!(matches!(fields(".u", None).identity(nested), Err(EndpointError::Doubtful { .. })));
+        assert!(matches!(fields(".u", None).identity(nested, None), Err(EndpointError::Doubtful { .. })));
     }
 
     #[test]
@@ -281,6 +304,6 @@ mod tests {
         assert_eq!(decode_entities("AT&T; x & y").as_deref(), None);
         assert_eq!(decode_entities("x & y &amp z").as_deref(), Some("x & y &amp z"));
         assert_eq!(decode_entities("&#x41;&#66;&lt;").as_deref(), Some("AB<"));
-        assert!(matches!(fields("#uid", None).identity(b"<b id=uid>a&copy;</b>"), Err(EndpointError::Doubtful { .. })));
+        assert!(matches!(fields("#uid", None).identity(b"<b id=uid>a&copy;</b>", None), Err(EndpointError::Doubtful { .. })));
     }
 }
