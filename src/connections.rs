@@ -10,6 +10,7 @@
 //! `client_header_timeout`, `keepalive_timeout` and `worker_connections`. It also
 //! turns on Pingora's in-order answering of pipelined requests.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,12 +45,42 @@ pub struct ClientLimits<A> {
     inner: Arc<A>,
     limits: Limits,
     slots: Arc<Semaphore>,
+    busy: Arc<AtomicUsize>,
 }
 
 impl<A> ClientLimits<A> {
     /// Wraps `inner`.
     pub fn new(inner: A, limits: Limits) -> Self {
-        ClientLimits { inner: Arc::new(inner), limits, slots: Arc::new(Semaphore::new(limits.max_connections)) }
+        ClientLimits {
+            inner: Arc::new(inner),
+            limits,
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            busy: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// How many HTTP/1 requests are in flight: from the head's arrival to the end of
+    /// the response, and for a new connection from its start (its first request may
+    /// be on the way). Idle keep-alive connections do not count: closing them loses
+    /// nothing.
+    pub fn busy(&self) -> Arc<AtomicUsize> {
+        self.busy.clone()
+    }
+}
+
+/// Counts one request in flight while it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn start(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::SeqCst);
+        Busy(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -121,6 +152,7 @@ where
         // Pipelined requests are answered in order (RFC 9112 §9.3.2); without this Pingora
         // answers the first and silently drops the rest.
         session.set_pipelining_enabled(true);
+        let mut busy = idle.is_zero().then(|| Busy::start(&self.busy));
         let request = self.inner.process_new_http(session, shutdown);
         tokio::pin!(request);
         let deadline = idle + self.limits.header_timeout;
@@ -132,8 +164,11 @@ where
                     log::debug!("closing a client connection: no complete request head within {deadline:?}");
                     return None;
                 }
+                busy.get_or_insert_with(|| Busy::start(&self.busy));
             }
         }
-        request.await
+        let reused = request.await;
+        drop(busy);
+        reused
     }
 }

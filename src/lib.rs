@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+mod access_log;
 pub mod config;
 mod connections;
 mod headers;

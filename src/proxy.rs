@@ -3,12 +3,15 @@
 //! Everything else here is the proxy's own job: request hygiene, the upstream socket's
 //! quick ACKs, framing for the client's HTTP version, and logs without secrets.
 
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
+use crate::access_log::{AccessLogger, Entry};
 use crate::config::{Config, HostPattern};
 use crate::connections::HeadRead;
 use crate::headers::{self, LengthFix};
@@ -18,6 +21,7 @@ use crate::upstream::{self, HealthService};
 /// The Secure Mode proxy: one [`SecureMode`] per site, chosen by `Host`.
 pub struct SecureModeProxy {
     sites: Vec<Site>,
+    access_log: Option<AccessLogger>,
 }
 
 struct Site {
@@ -33,6 +37,10 @@ pub struct ProxyCtx {
     secure: RequestState,
     /// The upstream socket while this request holds it (for quick ACKs).
     upstream_fd: Option<std::os::unix::io::RawFd>,
+    /// The app's address, once connected (for the access log).
+    upstream: Option<String>,
+    /// When the request head was in (for the access log).
+    started: Option<Instant>,
 }
 
 impl SecureModeProxy {
@@ -46,7 +54,7 @@ impl SecureModeProxy {
             health.extend(secure_mode.take_health_service());
             sites.push(Site { hosts: site.hosts.clone(), secure_mode });
         }
-        Ok((SecureModeProxy { sites }, health))
+        Ok((SecureModeProxy { sites, access_log: AccessLogger::new(&config.log) }, health))
     }
 
     /// The site whose hosts match the request best: an exact name, then the longest
@@ -72,12 +80,32 @@ impl SecureModeProxy {
     }
 }
 
+/// What the access log records of a finished request.
+fn access_entry<'a>(session: &'a Session, ctx: &ProxyCtx) -> Entry<'a> {
+    let req = session.req_header();
+    let header = |name| req.headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
+    Entry {
+        client: session.client_addr().and_then(|a| a.as_inet()).copied(),
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        version: req.version,
+        status: session.response_written().map_or(0, |r| r.status.as_u16()),
+        bytes: session.body_bytes_sent(),
+        duration: ctx.started.map_or(Duration::ZERO, |t| t.elapsed()),
+        upstream: ctx.upstream.clone(),
+        rewritten: ctx.secure.rewriting(),
+        identity: ctx.secure.identity_source(),
+        referer: header(http::header::REFERER),
+        user_agent: header(http::header::USER_AGENT),
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for SecureModeProxy {
     type CTX = ProxyCtx;
 
     fn new_ctx(&self) -> ProxyCtx {
-        ProxyCtx::default()
+        ProxyCtx { started: self.access_log.as_ref().map(|_| Instant::now()), ..ProxyCtx::default() }
     }
 
     fn on_connection_reuse(&self, session: &mut Session, _ctx: &mut ProxyCtx, prev: Box<dyn std::any::Any + Send + Sync>) {
@@ -121,12 +149,15 @@ impl ProxyHttp for SecureModeProxy {
         &self,
         _session: &mut Session,
         _reused: bool,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         fd: std::os::unix::io::RawFd,
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         ctx.upstream_fd = Some(fd);
+        if self.access_log.is_some() {
+            ctx.upstream = Some(pingora::upstreams::peer::Peer::address(peer).to_string());
+        }
         Ok(())
     }
 
@@ -238,6 +269,9 @@ impl ProxyHttp for SecureModeProxy {
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut ProxyCtx) {
         if let Some(sm) = self.secure_mode(ctx) {
             sm.logging(session, &ctx.secure);
+        }
+        if let Some(log) = &self.access_log {
+            log.log(&access_entry(session, ctx));
         }
     }
 }

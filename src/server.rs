@@ -1,7 +1,12 @@
 //! Server: turns a validated [`Config`] into a running Pingora server.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{ExecutionPhase, Server};
+use tokio::sync::broadcast::error::RecvError;
 use pingora::services::listening::Service;
 
 use crate::config::Config;
@@ -51,16 +56,53 @@ pub fn server_conf(config: &Config) -> ServerConf {
 
 /// Builds a bootstrapped server with the proxy (and health checks) added. `opt` carries
 /// the Pingora flags (`-d`, `-u`); the configuration file is ours, not Pingora's.
+///
+/// Unlike a bare Pingora server, it stops as soon as no request is in flight once a
+/// graceful stop (`SIGTERM`, or the end of an upgrade) has begun, instead of always
+/// sleeping the whole `grace_period`.
 pub fn build(config: Config, opt: Opt) -> Result<Server, BuildError> {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
     server.bootstrap();
-    add_proxy(&mut server, &config)?;
+    let busy = add_proxy_service(&mut server, &config)?;
+    exit_when_idle(&server, busy, config.server.grace_period);
     Ok(server)
 }
 
 /// Adds the proxy service for `config` (with its client limits and the apps' health
 /// checks) to an existing server.
 pub fn add_proxy(server: &mut Server, config: &Config) -> Result<(), BuildError> {
+    add_proxy_service(server, config).map(drop)
+}
+
+/// During Pingora's grace period, exits the process (status 0) once no request is in
+/// flight. Pingora has stopped accepting by then; an idle keep-alive connection is
+/// closed by the exit, as nginx closes them on a graceful stop.
+fn exit_when_idle(server: &Server, busy: Arc<AtomicUsize>, grace: Duration) {
+    let mut phases = server.watch_execution_phase();
+    std::thread::spawn(move || {
+        loop {
+            match phases.blocking_recv() {
+                Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if busy.load(Ordering::SeqCst) == 0 {
+                log::info!("graceful stop: no request in flight, exiting before the grace period ends");
+                std::process::exit(0);
+            }
+            std::thread::sleep(IDLE_POLL);
+        }
+    });
+}
+
+/// How often the graceful stop checks for requests still in flight.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
+/// [`add_proxy`], returning the count of requests in flight.
+fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Arc<AtomicUsize>, BuildError> {
     let limits = Limits {
         header_timeout: config.server.client_header_timeout,
         keepalive_timeout: config.server.client_keepalive_timeout,
@@ -68,6 +110,7 @@ pub fn add_proxy(server: &mut Server, config: &Config) -> Result<(), BuildError>
     };
     let (proxy, health) = SecureModeProxy::new(config)?;
     let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits);
+    let busy = app.busy();
     let mut service = Service::new("intercom-secure-proxy".to_string(), app);
     for addr in &config.listen {
         service.add_tcp(&addr.to_string());
@@ -76,5 +119,5 @@ pub fn add_proxy(server: &mut Server, config: &Config) -> Result<(), BuildError>
     for h in health {
         server.add_service(h);
     }
-    Ok(())
+    Ok(busy)
 }

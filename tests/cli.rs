@@ -128,6 +128,12 @@ fn risky_settings_are_warned_about() {
     assert!(text.contains("intercom.secret_file") && text.contains("chmod 600"), "{text}");
     assert!(text.contains("trusted_cidrs[1]: 0.0.0.0/0"), "{text}");
     assert!(text.contains("trusted_cidrs[2]: ::/0"), "{text}");
+    assert!(!text.contains("bytes; Intercom's Messenger secrets"), "a long secret was called short: {text}");
+    std::fs::write(&secret, "short-secret").unwrap();
+    let (_, text) = with_config(&yaml, &["check"]);
+    assert!(text.contains("intercom.secret_file: the secret is 12 bytes"), "{text}");
+    assert!(!text.contains("short-secret"), "the secret was echoed: {text}");
+    std::fs::write(&secret, SECRET).unwrap();
     // Tightened and narrowed: no warnings.
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let yaml = yaml.replace(", \"0.0.0.0/0\", \"::/0\"", "");

@@ -1,5 +1,6 @@
 //! Operating the proxy: a graceful binary upgrade (`run -u`, then SIGQUIT to the old
-//! process) refuses no connection and fails no request, and SIGTERM stops cleanly.
+//! process) refuses no connection and fails no request, and SIGTERM stops cleanly: at
+//! once when nothing is in flight, after the last response otherwise.
 
 mod support;
 
@@ -13,9 +14,13 @@ use std::time::{Duration, Instant};
 use support::{binary, free_port, Reply, Upstream, APP_ID, SECRET, TRUSTED_HEADER};
 
 fn config(dir: &std::path::Path, port: u16, upstream: std::net::SocketAddr) -> std::path::PathBuf {
+    config_with_grace(dir, port, upstream, "2s")
+}
+
+fn config_with_grace(dir: &std::path::Path, port: u16, upstream: std::net::SocketAddr, grace: &str) -> std::path::PathBuf {
     let d = dir.display();
     let yaml = format!(
-        "listen: [\"127.0.0.1:{port}\"]\nserver:\n  threads: 1\n  grace_period: 2s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/p.pid\n  upgrade_sock: {d}/upgrade.sock\nupstream:\n  addresses: [\"{upstream}\"]\nintercom:\n  app_id: {APP_ID}\n  secret_env: TEST_INTERCOM_SECRET\n{TRUSTED_HEADER}"
+        "listen: [\"127.0.0.1:{port}\"]\nserver:\n  threads: 1\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/p.pid\n  upgrade_sock: {d}/upgrade.sock\nupstream:\n  addresses: [\"{upstream}\"]\nintercom:\n  app_id: {APP_ID}\n  secret_env: TEST_INTERCOM_SECRET\n{TRUSTED_HEADER}"
     );
     let path = dir.join("p.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -126,4 +131,67 @@ fn a_graceful_upgrade_drops_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// Waits for `child` to exit, up to `limit`; its status and how long it took.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some((status, started.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn sigterm_with_nothing_in_flight_stops_well_before_the_grace_period() {
+    let up = Upstream::start(|_| Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..]));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut proxy = spawn(&config_with_grace(dir.path(), port, up.addr, "30s"), &[], &dir.path().join("p.log"));
+    wait_listening(port);
+    // A kept-alive connection that stays open and idle must not hold the stop back.
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+
+    signal(proxy.id(), "-TERM");
+    // Pingora alone sleeps the whole 30 s grace period.
+    let (status, took) = exit_within(&mut proxy, Duration::from_secs(15)).expect("still running 15 s after SIGTERM, with nothing in flight");
+    assert!(status.success(), "a graceful stop exits 0, not {status:?}");
+    eprintln!("stopped {took:?} after SIGTERM");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "still listening");
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_then_stops() {
+    let up = Upstream::start(|r| match r.path() {
+        "/slow" => Reply::After(Duration::from_secs(2), Box::new(Reply::html(&b"<html><body>slow page</body></html>"[..]))),
+        _ => Reply::html(&b"<html><body>page</body></html>"[..]),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut proxy = spawn(&config_with_grace(dir.path(), port, up.addr, "30s"), &[], &dir.path().join("p.log"));
+    wait_listening(port);
+    let slow = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).map(|_| out)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.count("/slow") == 0 {
+        assert!(Instant::now() < deadline, "the slow request never reached the app");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(proxy.id(), "-TERM");
+    let out = slow.join().unwrap().expect("the request in flight was cut off");
+    assert!(out.starts_with(b"HTTP/1.1 200") && support::find(&out, b"slow page").is_some(), "{}", String::from_utf8_lossy(&out));
+    let (status, _) = exit_within(&mut proxy, Duration::from_secs(15)).expect("still running after its last response");
+    assert!(status.success(), "a graceful stop exits 0, not {status:?}");
 }

@@ -24,6 +24,7 @@ mod endpoint_format;
 mod identity;
 mod inject;
 mod intercom;
+mod log;
 mod logout;
 mod messenger_mode;
 mod server;
@@ -36,6 +37,7 @@ pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderCo
 use endpoint_format::{endpoint_field, endpoint_format};
 pub use inject::{BadPattern, InjectConfig, PathPattern};
 pub use intercom::IntercomConfig;
+pub use log::{AccessLog, LogConfig, LogFormat};
 pub use logout::{LogoutConfig, LogoutMode};
 pub use messenger_mode::{MessengerMode, DEFAULT_MESSENGER_MODE, DEFAULT_TOKEN_REFRESH_MARGIN};
 use messenger_mode::{messenger_mode, refresh_margin};
@@ -45,6 +47,7 @@ pub use upstream::UpstreamConfig;
 use identity::{validate_identity, FileIdentity};
 use inject::{validate_inject, FileInject};
 use intercom::{validate_intercom, FileIntercom};
+use log::{validate_log, FileLog};
 use logout::{validate_logout, FileLogout};
 use server::{validate_server, FileServer};
 use site::{site_sections, validate_site, FileSite, SiteSections};
@@ -129,6 +132,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Pingora server settings.
     pub server: ServerSettings,
+    /// The access log.
+    pub log: LogConfig,
     /// The apps behind the proxy: one that answers every host, or those of `sites:`.
     pub sites: Vec<SiteConfig>,
 }
@@ -145,6 +150,8 @@ struct FileConfig {
     upstream: Option<FileUpstream>,
     #[serde(default)]
     server: FileServer,
+    #[serde(default)]
+    log: FileLog,
     intercom: Option<FileIntercom>,
     identity: Option<FileIdentity>,
     #[serde(default)]
@@ -290,6 +297,7 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
     }
 
     let server = validate_server(f.server)?;
+    let log = validate_log(f.log)?;
     let inject = validate_inject(f.inject)?;
     let logout = validate_logout(f.logout)?;
     let sites = match f.sites {
@@ -321,7 +329,7 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 .collect::<Result<Vec<_>>>()?
         }
     };
-    Ok(Config { listen, server, sites })
+    Ok(Config { listen, server, log, sites })
 }
 
 /// Whether two listen addresses cannot both be bound: the same port on the same address,

@@ -48,6 +48,16 @@ impl Config {
 
 impl SiteConfig {
     fn warnings(&self, prefix: &str, out: &mut Vec<String>) {
+        let secret_len = self.intercom.secret.expose().len();
+        if secret_len < MIN_SECRET_LEN {
+            let key = match &self.intercom.secret_source {
+                SecretSource::File(_) => "secret_file",
+                _ => "secret_env",
+            };
+            out.push(format!(
+                "{prefix}intercom.{key}: the secret is {secret_len} bytes; Intercom's Messenger secrets are long random strings (copy the whole value from Settings > Messenger > Security)"
+            ));
+        }
         if let SecretSource::File(path) = &self.intercom.secret_source {
             if let Some(mode) = group_or_other_readable(path) {
                 out.push(format!(
@@ -156,6 +166,10 @@ impl SiteConfig {
         );
     }
 }
+
+/// Shorter secrets are warned about: Intercom issues long random ones, so a short one
+/// is most likely cut off or a placeholder.
+const MIN_SECRET_LEN: usize = 32;
 
 /// The permission bits of `path` when group or others may read it.
 fn group_or_other_readable(path: &Path) -> Option<u32> {

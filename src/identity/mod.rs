@@ -137,6 +137,14 @@ impl Source {
         hint.unwrap_or(Hint::Nothing)
     }
 
+    /// The source's `type` in the config file (for logs, never the user).
+    fn kind(&self) -> &'static str {
+        match self {
+            Source::TrustedHeader(_) => "trusted_header",
+            Source::CurrentUserEndpoint(_) => "current_user_endpoint",
+        }
+    }
+
     /// Response phase: who this is, according to this source.
     async fn resolve(&self, hint: &Hint) -> Lookup {
         match (self, hint) {
@@ -188,15 +196,20 @@ impl IdentityResolver {
     /// Response phase: who is this? Consults the sources in order; a failure is
     /// reported only when no later source knows the user.
     pub async fn resolve(&self, hints: &RequestHints) -> Lookup {
+        self.resolve_answered(hints).await.0
+    }
+
+    /// [`resolve`](Self::resolve), with the `type` of the source that knew the user.
+    pub async fn resolve_answered(&self, hints: &RequestHints) -> (Lookup, Option<&'static str>) {
         let mut failure = None;
         for (source, hint) in self.sources.iter().zip(&hints.0) {
             match source.resolve(hint).await {
-                Lookup::Found(id) => return Lookup::Found(id),
+                Lookup::Found(id) => return (Lookup::Found(id), Some(source.kind())),
                 Lookup::Anonymous => {}
                 Lookup::Failed(why) => failure = failure.or(Some(why)),
             }
         }
-        failure.map_or(Lookup::Anonymous, Lookup::Failed)
+        (failure.map_or(Lookup::Anonymous, Lookup::Failed), None)
     }
 
     /// Forgets what is cached for this session (on login, logout or a user switch).

@@ -52,13 +52,24 @@ use state::PagePlan;
 /// Intercom Secure Mode for one app: its workspace, identity sources, page rewriting
 /// and logouts.
 ///
-/// ```no_run
-/// use intercom_secure_proxy::{Config, SecureMode};
+/// ```
+/// use intercom_secure_proxy::{Config, RequestState, SecureMode};
 ///
-/// let config = Config::from_file("conf/intercom-secure-proxy.yaml".as_ref())?;
+/// let yaml = r#"
+/// listen: ["127.0.0.1:8080"]
+/// upstream: {addresses: ["127.0.0.1:3000"]}
+/// intercom: {app_id: abc12345, secret_env: INTERCOM_SECRET}
+/// identity: {sources: [{type: current_user_endpoint, path: /api/me, cookies: [session_id]}]}
+/// "#;
+/// let config = Config::from_yaml(yaml, &|_| Some("messenger-secret".into()))?;
 /// let secure_mode = SecureMode::new(config.site())?;
-/// // In a ProxyHttp: `type CTX = MyCtx` holding a `RequestState`, and in each hook
-/// // e.g. `self.secure_mode.request_filter(session, &mut ctx.secure).await`.
+/// assert!(secure_mode.app_peer().is_some());
+///
+/// // A host proxy keeps one state per request in its CTX and passes it to each phase,
+/// // e.g. `secure_mode.request_filter(session, &mut ctx.secure).await` in its
+/// // `request_filter` (see examples/embed.rs).
+/// let state = RequestState::default();
+/// assert!(!state.rewriting());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SecureMode {
@@ -306,12 +317,14 @@ impl SecureMode {
                 && logout::expires_session_cookie(resp, self.identity.session_cookie_names()))
     }
 
-    /// Who is this request's user; a source's failure is warned about here.
-    async fn identify(&self, session: &Session, state: &RequestState) -> Lookup {
+    /// Who is this request's user; a source's failure is warned about here, and the
+    /// source that knew the user is noted for the access log.
+    async fn identify(&self, session: &Session, state: &mut RequestState) -> Lookup {
         if !state.hints.maybe_identified() {
             return Lookup::Anonymous;
         }
-        let lookup = self.identity.resolve(&state.hints).await;
+        let (lookup, answered_by) = self.identity.resolve_answered(&state.hints).await;
+        state.answered_by = answered_by;
         if let Lookup::Failed(why) = &lookup {
             let path = session.req_header().uri.path();
             crate::warn_limited!("{why}; serving {path} without a Messenger token");
@@ -321,7 +334,7 @@ impl SecureMode {
 
     /// What this request's page gets for its user, per `intercom.mode` (nothing, with
     /// a warning, when a source or the signer failed).
-    async fn credentials_for(&self, session: &Session, state: &RequestState) -> Credentials {
+    async fn credentials_for(&self, session: &Session, state: &mut RequestState) -> Credentials {
         let Lookup::Found(id) = self.identify(session, state).await else { return Credentials::default() };
         let token = match self.signs_jwt.then(|| self.signer.token_for(&id)).transpose() {
             Ok(token) => token,

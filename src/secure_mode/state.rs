@@ -26,6 +26,8 @@ pub struct RequestState {
     pub(super) replacement: Option<Bytes>,
     /// The upstream response header ended the response (no body phase will run).
     pub(super) bodiless: bool,
+    /// The `type` of the identity source that knew the user.
+    pub(super) answered_by: Option<&'static str>,
 }
 
 /// What a rewritten page gets, and the user it is for.
@@ -36,6 +38,12 @@ pub(super) struct PagePlan {
 }
 
 impl RequestState {
+    /// The `type` of the identity source that knew the user (for access logs; never
+    /// the user).
+    pub fn identity_source(&self) -> Option<&'static str> {
+        self.answered_by
+    }
+
     /// Whether Secure Mode is rewriting this response's body.
     pub fn rewriting(&self) -> bool {
         self.rewriter.is_some() || self.replacement.is_some()

@@ -37,7 +37,7 @@ impl SecureMode {
     }
 
     /// Answers the refresh path: a freshly signed token for the request's user, or 204.
-    pub(super) async fn answer_token_refresh(&self, session: &mut Session, state: &RequestState) -> pingora::Result<()> {
+    pub(super) async fn answer_token_refresh(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<()> {
         let answer = self.fresh_token_answer(session, state).await;
         let mut resp = ResponseHeader::build(if matches!(answer, Refresh::Token(_)) { 200 } else { 204 }, Some(4))?;
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
@@ -67,7 +67,7 @@ impl SecureMode {
 
     /// The answer for this request's user. The token is signed fresh, not taken from
     /// the page cache: a cached one could expire as soon as the one the page has.
-    async fn fresh_token_answer(&self, session: &Session, state: &RequestState) -> Refresh {
+    async fn fresh_token_answer(&self, session: &Session, state: &mut RequestState) -> Refresh {
         if !self.signs_jwt {
             return Refresh::Nobody;
         }

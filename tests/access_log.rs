@@ -1,0 +1,136 @@
+//! The access log, through the real binary: one line per request, JSON that parses or
+//! nginx's combined format, no query string, cookie, user or token in any line, and a
+//! log file moved away (log rotation) is replaced by a new one.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{get, Proxy, Reply, Upstream, TRUSTED_HEADER};
+
+const PAGE: &str = "<html><head><script>1</script></head><body>page</body></html>";
+
+fn app() -> Upstream {
+    Upstream::start(|r| match r.path() {
+        "/missing" => Reply::with(404, &[("content-type", "text/plain")], "no"),
+        "/style.css" => Reply::with(200, &[("content-type", "text/css")], "body{}"),
+        _ => Reply::html(PAGE),
+    })
+}
+
+fn sections(app: &Upstream, log: &Path, format: &str) -> String {
+    format!(
+        "log:\n  access: {}\n  format: {format}\n{}",
+        log.display(),
+        support::sections(app.addr, TRUSTED_HEADER, "")
+    )
+}
+
+/// The log's lines once it has `n` of them (the writer flushes within a second).
+fn lines(log: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "{} has {} lines, expected {n}:\n{text}", log.display(), lines.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn json_lines_describe_each_request_and_hold_no_secret() {
+    let app = app();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let proxy = Proxy::start(&sections(&app, &log, "json"));
+
+    let page = get(
+        &proxy.url("/page?token=QUERYSECRET"),
+        &[("x-forwarded-user", "alice-id-123"), ("cookie", "sid=COOKIEVALUE"), ("referer", "https://x.test/?r=REFSECRET")],
+    );
+    let token = support::page_token(&page.text()).expect("a token for alice");
+    get(&proxy.url("/style.css"), &[]);
+    get(&proxy.url("/missing"), &[]);
+
+    let lines = lines(&log, 3);
+    assert_eq!(lines.len(), 3, "one line per request: {lines:?}");
+    let parsed: Vec<serde_json::Value> =
+        lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let upstream = app.addr.to_string();
+    let [page, css, missing] = &parsed[..] else { unreachable!() };
+    assert_eq!(page["method"], "GET");
+    assert_eq!(page["path"], "/page", "the query string is dropped");
+    assert_eq!(page["status"], 200);
+    assert_eq!(page["rewritten"], true);
+    assert_eq!(page["identity"], "trusted_header");
+    assert_eq!(page["client"], "127.0.0.1");
+    assert_eq!(page["upstream"], upstream.as_str());
+    assert_eq!(page["protocol"], "HTTP/1.1");
+    assert!(page["bytes"].as_u64().unwrap() > PAGE.len() as u64, "the rewritten page is longer: {page}");
+    assert!(page["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(page["time"].as_str().unwrap().ends_with('Z'), "{page}");
+    assert_eq!(css["path"], "/style.css");
+    assert_eq!(css["rewritten"], false);
+    assert_eq!(css["identity"], serde_json::Value::Null);
+    assert_eq!(css["bytes"], 6);
+    assert_eq!(missing["status"], 404);
+
+    let text = lines.join("\n");
+    for secret in ["QUERYSECRET", "COOKIEVALUE", "alice-id-123", "REFSECRET", token.as_str(), support::SECRET] {
+        assert!(!text.contains(secret), "{secret:?} in the access log:\n{text}");
+    }
+}
+
+#[test]
+fn combined_lines_and_a_rotated_file() {
+    let app = app();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let proxy = Proxy::start(&sections(&app, &log, "combined"));
+
+    get(&proxy.url("/first?q=QUERYSECRET"), &[("user-agent", "probe/1.0"), ("referer", "https://x.test/from?r=REFSECRET")]);
+    let first = lines(&log, 1);
+    let line = &first[0];
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(line.contains(" +0000] \"GET /first HTTP/1.1\" 200 "), "{line}");
+    assert!(line.ends_with(" \"https://x.test/from\" \"probe/1.0\""), "{line}");
+    assert!(!line.contains("SECRET"), "{line}");
+
+    // logrotate's default: move the file away; the proxy opens a new one.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    get(&proxy.url("/second"), &[]);
+    let fresh = lines(&log, 1);
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    assert!(fresh[0].contains("\"GET /second HTTP/1.1\""), "{fresh:?}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(old.lines().count(), 1, "the rotated file got new lines: {old}");
+}
+
+#[test]
+fn a_bad_log_setting_is_refused_with_its_key() {
+    let app = app();
+    let dir = tempfile::tempdir().unwrap();
+    for (log, key) in [
+        ("log:\n  access: relative.log\n".to_string(), "`log.access`"),
+        (format!("log:\n  access: {}/nowhere/access.log\n", dir.path().display()), "`log.access`"),
+        ("log:\n  format: xml\n".to_string(), "`log.format`"),
+    ] {
+        let conf = dir.path().join("c.yaml");
+        std::fs::write(&conf, format!("listen: [\"127.0.0.1:{}\"]\n{log}{}", support::free_port(), support::sections(app.addr, TRUSTED_HEADER, ""))).unwrap();
+        let out = std::process::Command::new(support::binary())
+            .args(["check", "-c"])
+            .arg(&conf)
+            .env("TEST_INTERCOM_SECRET", support::SECRET)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{log}: {text}");
+        assert!(text.contains(key), "{log}: expected {key} in {text}");
+    }
+}
