@@ -4,7 +4,8 @@
 //! the first one that knows the user wins:
 //! `trusted_header` reads headers set by an authenticating proxy in front of us (and
 //! strips them from everyone else), `endpoint` asks the application's "current user"
-//! endpoint with the browser's cookies and caches the answer per session.
+//! endpoint with the browser's cookies (a JSON answer, or an HTML account page read
+//! with CSS selectors by `html_fields`) and caches the answer per session.
 
 mod endpoint;
 mod html_fields;
