@@ -4,9 +4,11 @@
 //! the first one that knows the user wins:
 //! `trusted_header` reads headers set by an authenticating proxy in front of us (and
 //! strips them from everyone else), `endpoint` asks the application's "current user"
-//! endpoint with the browser's cookies and caches the answer per session.
+//! endpoint with the browser's cookies (a JSON answer, or an HTML account page read
+//! with CSS selectors by `html_fields`) and caches the answer per session.
 
 mod endpoint;
+mod html_fields;
 mod trusted_header;
 
 use std::collections::BTreeMap;
@@ -28,6 +30,17 @@ pub struct Identity {
     pub name: Option<String>,
     /// Further attributes by name (only the ones configured as claims are signed).
     pub attributes: BTreeMap<String, serde_json::Value>,
+    /// The user's company, when a source maps one (signed as the token's `company`).
+    pub company: Option<Company>,
+}
+
+/// A user's company, as Intercom reads it from the token's `company` claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Company {
+    /// The app's company id (always a string in tokens).
+    pub id: String,
+    /// The company's name, when known.
+    pub name: Option<String>,
 }
 
 impl Identity {
@@ -38,6 +51,7 @@ impl Identity {
             email: None,
             name: None,
             attributes: BTreeMap::new(),
+            company: None,
         }
     }
 

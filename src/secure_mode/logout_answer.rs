@@ -41,7 +41,7 @@ impl SecureMode {
             log::warn!("logout redirect target not allowed for an interstitial; relying on the marker cookie");
             return Ok(());
         }
-        let script = self.pages.script(&Plan { token: None, shutdown: true }, None);
+        let script = self.pages.script(&Plan { token: None, shutdown: true, plain: None }, None);
         let page = interstitial::interstitial_page(script.html(), location);
         resp.set_status(200)?;
         headers::replace_body(resp, page.len())?;

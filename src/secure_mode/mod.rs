@@ -5,7 +5,7 @@
 //!   request? (turns response compression on for it);
 //! - [`request_filter`](SecureMode::request_filter): strips identity headers the peer
 //!   may not send, notes the session and the proxy's cookies (no I/O); answers an
-//!   interstitial logout itself;
+//!   interstitial logout and the token refresh path itself;
 //! - [`upstream_request_filter`](SecureMode::upstream_request_filter): asks only for
 //!   encodings we decode and, for possibly logged-in navigations, a full page;
 //! - [`upstream_response`](SecureMode::upstream_response) (from
@@ -37,11 +37,13 @@ use crate::identity::{IdentityResolver, Lookup};
 use crate::logout::{self, cookies, cookies::UserTags};
 use crate::page::{self, Limits, Outcome, Pages, Plan, ScriptSettings};
 use crate::token::TokenSigner;
+use crate::user_hash::UserHasher;
 use crate::upstream::{HealthService, Upstream};
 
 mod builder;
 mod logout_answer;
 mod state;
+mod token_refresh;
 
 pub use builder::SecureModeBuilder;
 pub use state::RequestState;
@@ -78,8 +80,21 @@ pub struct SecureMode {
     health: Option<HealthService>,
     identity: IdentityResolver,
     signer: TokenSigner,
+    /// Set when pages give the deprecated `user_hash` (`intercom.mode` user_hash, both).
+    hasher: Option<UserHasher>,
+    /// Whether pages get a signed JWT (`intercom.mode` jwt, both).
+    signs_jwt: bool,
     pages: Pages,
     user_tags: UserTags,
+}
+
+/// What a page gets for its user: the JWT and/or the plain `user_hash` settings, per
+/// `intercom.mode`, and the user's tag for the last-user cookie.
+#[derive(Default)]
+struct Credentials {
+    token: Option<Arc<str>>,
+    plain: Option<Arc<str>>,
+    user_tag: Option<String>,
 }
 
 /// Why Secure Mode could not be set up.
@@ -108,6 +123,11 @@ impl SecureMode {
                 signed_fields: signer.signed_fields().collect(),
                 auto_include: site.inject.auto_include,
                 cookie_domain: site.logout.cookie_domain.as_deref(),
+                mode: site.intercom.mode,
+                refresh: Some(page::TokenRefresh {
+                    path: &site.inject.token_refresh_path,
+                    margin: site.intercom.token_refresh_margin,
+                }),
             },
             Limits {
                 max_scan_bytes: site.inject.max_scan_bytes,
@@ -122,6 +142,8 @@ impl SecureMode {
             upstream,
             health,
             signer,
+            hasher: site.intercom.mode.sends_user_hash().then(|| UserHasher::new(site.intercom.secret.expose())),
+            signs_jwt: site.intercom.mode.signs_jwt(),
             pages,
             user_tags: UserTags::new(site.intercom.secret.expose()),
         })
@@ -162,7 +184,8 @@ impl SecureMode {
 
     /// `request_filter`: strips identity headers the peer may not send and notes what
     /// the response phase needs. Returns `true` when it has answered the request itself
-    /// (an interstitial logout), as Pingora's `request_filter` does.
+    /// (an interstitial logout, or the token refresh path `inject.token_refresh_path`),
+    /// as Pingora's `request_filter` does.
     pub async fn request_filter(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         state.hints = self.identity.inspect_request(session.req_header_mut(), peer);
@@ -172,6 +195,10 @@ impl SecureMode {
         state.logout_request = logout::is_logout_request(&self.logout, req.method.as_str(), req.uri.path());
         if state.logout_request && state.navigation && self.logout.mode == LogoutMode::Interstitial {
             self.answer_logout(session, state).await?;
+            return Ok(true);
+        }
+        if self.is_token_refresh(req) {
+            self.answer_token_refresh(session, state).await?;
             return Ok(true);
         }
         Ok(false)
@@ -215,16 +242,16 @@ impl SecureMode {
             return;
         }
         let logout = self.is_logout_response(state, resp);
-        let (token, user_tag) = if logout { (None, None) } else { self.token_for(session, state).await };
-        let switched = user_tag.is_some() && state.last_user.is_some() && state.last_user != user_tag;
+        let creds = if logout { Credentials::default() } else { self.credentials_for(session, state).await };
+        let switched = creds.user_tag.is_some() && state.last_user.is_some() && state.last_user != creds.user_tag;
         let shutdown = state.marker || logout || switched;
-        if token.is_none() && !shutdown {
+        if creds.token.is_none() && creds.plain.is_none() && !shutdown {
             return;
         }
         if headers::content_encoding(resp).is_some_and(|ce| ce != "identity") {
             session.upstream_compression.adjust_decompression(true);
         }
-        state.page = Some(PagePlan { plan: Plan { token, shutdown }, user_tag });
+        state.page = Some(PagePlan { plan: Plan { token: creds.token, shutdown, plain: creds.plain }, user_tag: creds.user_tag });
     }
 
     /// `response_filter`: logout effects, cache invalidation on login, and the
@@ -293,28 +320,37 @@ impl SecureMode {
                 && logout::expires_session_cookie(resp, self.identity.session_cookie_names()))
     }
 
-    /// Who is this, as a token and a user tag (or nothing, with a warning when a source
-    /// or the signer failed).
-    async fn token_for(&self, session: &Session, state: &mut RequestState) -> (Option<Arc<str>>, Option<String>) {
+    /// Who is this request's user; a source's failure is warned about here, and the
+    /// source that knew the user is noted for the access log.
+    async fn identify(&self, session: &Session, state: &mut RequestState) -> Lookup {
         if !state.hints.maybe_identified() {
-            return (None, None);
+            return Lookup::Anonymous;
         }
-        let path = session.req_header().uri.path();
         let (lookup, answered_by) = self.identity.resolve_answered(&state.hints).await;
         state.answered_by = answered_by;
-        match lookup {
-            Lookup::Found(id) => match self.signer.token_for(&id) {
-                Ok(token) => (Some(token), Some(self.user_tags.tag(&id.user_id))),
-                Err(e) => {
-                    crate::warn_limited!("{e}; serving {path} without a Messenger token");
-                    (None, None)
-                }
-            },
-            Lookup::Anonymous => (None, None),
-            Lookup::Failed(why) => {
-                crate::warn_limited!("{why}; serving {path} without a Messenger token");
-                (None, None)
+        if let Lookup::Failed(why) = &lookup {
+            let path = session.req_header().uri.path();
+            crate::warn_limited!("{why}; serving {path} without a Messenger token");
+        }
+        lookup
+    }
+
+    /// What this request's page gets for its user, per `intercom.mode` (nothing, with
+    /// a warning, when a source or the signer failed).
+    async fn credentials_for(&self, session: &Session, state: &mut RequestState) -> Credentials {
+        let Lookup::Found(id) = self.identify(session, state).await else { return Credentials::default() };
+        let token = match self.signs_jwt.then(|| self.signer.token_for(&id)).transpose() {
+            Ok(token) => token,
+            Err(e) => {
+                let path = session.req_header().uri.path();
+                crate::warn_limited!("{e}; serving {path} without a Messenger token");
+                return Credentials::default();
             }
+        };
+        Credentials {
+            token,
+            plain: self.hasher.as_ref().map(|h| h.plain_settings(&id)),
+            user_tag: Some(self.user_tags.tag(&id.user_id)),
         }
     }
 

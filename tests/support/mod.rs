@@ -472,7 +472,19 @@ pub fn pages(limits: intercom_secure_proxy::page::Limits) -> intercom_secure_pro
             signed_fields: vec!["user_id", "email", "name"],
             auto_include: true,
             cookie_domain: None,
+            mode: Default::default(),
+            refresh: None,
         },
         limits,
     )
+}
+
+/// Runs `check -c` on `yaml` (the secret in TEST_INTERCOM_SECRET) and returns the exit
+/// code with stdout and stderr together.
+pub fn check_config(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(binary()).arg("check").arg("-c").arg(&path).env("TEST_INTERCOM_SECRET", SECRET).output().unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
