@@ -23,7 +23,7 @@ build: deps-build
 
 ## bench: criterion micro-benchmarks (rewriter throughput, signing, identity cache, headers)
 bench: deps-build
-	cargo bench --bench rewrite --bench components
+	cargo bench --bench rewrite --bench components --bench endpoint
 
 ## bench-load: side-by-side load comparison against nginx peers (prints one table)
 bench-load: deps-build
