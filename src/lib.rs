@@ -25,11 +25,13 @@
 #![warn(missing_docs)]
 
 mod access_log;
+mod admin;
 pub mod config;
 mod connections;
 mod headers;
 pub mod identity;
 mod logout;
+mod metrics;
 pub mod page;
 mod proxy;
 mod secure_mode;

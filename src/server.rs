@@ -11,6 +11,7 @@ use pingora::services::listening::Service;
 
 use pingora::listeners::tls::TlsSettings;
 
+use crate::admin::Admin;
 use crate::config::{Config, TlsListener};
 use crate::connections::{ClientLimits, Limits};
 use crate::proxy::SecureModeProxy;
@@ -22,8 +23,8 @@ use crate::secure_mode::BuildError;
 /// of them together also catches overlaps. Skipped on `run -u`, where the sockets
 /// come from the old process.
 pub fn probe_listeners(config: &Config) -> Result<(), ListenError> {
-    let mut held = Vec::with_capacity(config.listen.len());
-    for addr in config.listen.iter().map(|l| l.addr) {
+    let mut held = Vec::with_capacity(config.listen.len() + 1);
+    for addr in config.listen.iter().map(|l| l.addr).chain(config.admin.listen) {
         // std sets SO_REUSEADDR like Pingora, so a port in TIME_WAIT passes here too.
         held.push(std::net::TcpListener::bind(addr).map_err(|source| ListenError { addr, source })?);
     }
@@ -152,6 +153,11 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, Bui
     server.add_service(service);
     for h in health {
         server.add_service(h);
+    }
+    if let Some(addr) = config.admin.listen {
+        let mut admin = Service::new("admin".to_string(), Admin::new(config));
+        admin.add_tcp(&addr.to_string());
+        server.add_service(admin);
     }
     Ok(counts)
 }

@@ -123,6 +123,7 @@ impl TokenSigner {
 
     fn sign(&self, mut claims: Map<String, Value>) -> Result<String, TokenError> {
         self.stamp(&mut claims)?;
+        crate::metrics::METRICS.tokens_signed.inc();
         jsonwebtoken::encode(&self.header, &Value::Object(claims), &self.key)
             .map_err(|e| TokenError::Encode(e.to_string()))
     }

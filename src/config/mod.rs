@@ -21,6 +21,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 mod endpoint_format;
+mod admin;
 mod identity;
 mod inject;
 mod intercom;
@@ -38,6 +39,7 @@ pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderCo
 use endpoint_format::{endpoint_field, endpoint_format};
 pub use inject::{BadPattern, InjectConfig, PathPattern};
 pub use intercom::IntercomConfig;
+pub use admin::AdminConfig;
 pub use listen::{Listener, TlsListener};
 pub use log::{AccessLog, LogConfig, LogFormat};
 pub use logout::{LogoutConfig, LogoutMode};
@@ -49,6 +51,7 @@ pub use upstream::UpstreamConfig;
 use identity::{validate_identity, FileIdentity};
 use inject::{validate_inject, FileInject};
 use intercom::{validate_intercom, FileIntercom};
+use admin::{validate_admin, FileAdmin};
 use listen::{validate_listen, FileListen};
 use log::{validate_log, FileLog};
 use logout::{validate_logout, FileLogout};
@@ -137,6 +140,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// The access log.
     pub log: LogConfig,
+    /// The admin listener (metrics, health).
+    pub admin: AdminConfig,
     /// The apps behind the proxy: one that answers every host, or those of `sites:`.
     pub sites: Vec<SiteConfig>,
 }
@@ -155,6 +160,8 @@ struct FileConfig {
     server: FileServer,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    admin: FileAdmin,
     intercom: Option<FileIntercom>,
     identity: Option<FileIdentity>,
     #[serde(default)]
@@ -282,6 +289,7 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
 
     let server = validate_server(f.server)?;
     let log = validate_log(f.log)?;
+    let admin = validate_admin(f.admin, &listen)?;
     let inject = validate_inject(f.inject)?;
     let logout = validate_logout(f.logout)?;
     let sites = match f.sites {
@@ -313,7 +321,7 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 .collect::<Result<Vec<_>>>()?
         }
     };
-    Ok(Config { listen, server, log, sites })
+    Ok(Config { listen, server, log, admin, sites })
 }
 
 /// Whether two listen addresses cannot both be bound: the same port on the same address,

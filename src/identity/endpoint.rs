@@ -152,6 +152,7 @@ impl CurrentUserEndpoint {
     }
 
     async fn fetch(&self, key: &SessionKey) -> Result<Cached, EndpointError> {
+        crate::metrics::METRICS.fetches.with_label_values(&["current_user_endpoint"]).inc();
         let exchange = |e: Box<pingora::Error>| match is_over_bound(&e) {
             true => EndpointError::TooLarge(MAX_BODY),
             false => EndpointError::Exchange(crate::warn::describe(&e)),

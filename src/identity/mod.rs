@@ -17,6 +17,7 @@ use std::sync::Arc;
 use pingora::http::RequestHeader;
 
 use crate::config::{IdentityConfig, SourceConfig};
+use crate::metrics::METRICS;
 use crate::upstream::Upstream;
 
 /// A logged-in user, as the application knows them.
@@ -204,7 +205,18 @@ impl IdentityResolver {
     pub async fn resolve_answered(&self, hints: &RequestHints) -> (Lookup, Option<&'static str>) {
         let mut failure = None;
         for (source, hint) in self.sources.iter().zip(&hints.0) {
-            match source.resolve(hint).await {
+            if matches!(hint, Hint::Nothing) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let lookup = source.resolve(hint).await;
+            let result = match &lookup {
+                Lookup::Found(_) => "found",
+                Lookup::Anonymous => "anonymous",
+                Lookup::Failed(_) => "failed",
+            };
+            METRICS.lookup(source.kind(), result, started.elapsed());
+            match lookup {
                 Lookup::Found(id) => return (Lookup::Found(id), Some(source.kind())),
                 Lookup::Anonymous => {}
                 Lookup::Failed(why) => failure = failure.or(Some(why)),

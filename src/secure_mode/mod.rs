@@ -35,6 +35,7 @@ use crate::config::{InjectConfig, LogoutConfig, LogoutMode, SiteConfig};
 use crate::headers;
 use crate::identity::{IdentityResolver, Lookup};
 use crate::logout::{self, cookies, cookies::UserTags};
+use crate::metrics::METRICS;
 use crate::page::{self, Limits, Outcome, Pages, Plan, ScriptSettings};
 use crate::token::TokenSigner;
 use crate::user_hash::UserHasher;
@@ -47,7 +48,7 @@ mod token_refresh;
 
 pub use builder::SecureModeBuilder;
 pub use state::RequestState;
-use state::PagePlan;
+use state::{Outcome as Handled, PagePlan};
 
 /// Intercom Secure Mode for one app: its workspace, identity sources, page rewriting
 /// and logouts.
@@ -198,6 +199,7 @@ impl SecureMode {
             return Ok(true);
         }
         if self.is_token_refresh(req) {
+            state.outcome = Handled::TokenRefresh;
             self.answer_token_refresh(session, state).await?;
             return Ok(true);
         }
@@ -239,8 +241,10 @@ impl SecureMode {
         }
         if let Err(why) = page::rewritable(resp, &self.inject) {
             log::debug!("not rewriting {}: {why}", session.req_header().uri.path());
+            state.outcome = Handled::Skipped(why);
             return;
         }
+        state.outcome = Handled::Anonymous;
         let logout = self.is_logout_response(state, resp);
         let creds = if logout { Credentials::default() } else { self.credentials_for(session, state).await };
         let switched = creds.user_tag.is_some() && state.last_user.is_some() && state.last_user != creds.user_tag;
@@ -272,7 +276,11 @@ impl SecureMode {
         // Decompression may have failed to apply; never rewrite encoded bytes.
         let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
         match state.page.take() {
-            Some(page) if !still_encoded => self.start_page(resp, state, page)?,
+            Some(page) if !still_encoded => {
+                state.outcome = Handled::Rewritten;
+                self.start_page(resp, state, page)?
+            }
+            Some(_) => state.outcome = Handled::Skipped("content-encoding"),
             _ if state.candidate && state.replacement.is_none() => {
                 // Not rewritten after all: the app's own encoding is passed on as it is.
                 if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
@@ -293,8 +301,12 @@ impl SecureMode {
         }
     }
 
-    /// `logging`: notes a page that passed through without the script.
+    /// `logging`: counts the request by outcome, and notes a page that passed through
+    /// without the script.
     pub fn logging(&self, session: &Session, state: &RequestState) {
+        let gave_up = state.rewriter.as_ref().is_some_and(|rw| matches!(rw.outcome(), Outcome::GaveUp(_)));
+        let outcome = if gave_up { "gave_up" } else { state.outcome.label() };
+        METRICS.requests.with_label_values(&[outcome]).inc();
         if let Some(rw) = &state.rewriter {
             if let Outcome::GaveUp(reason) = rw.outcome() {
                 log::info!(
