@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh build   cmake and a C compiler (Pingora's zlib-ng, ring)
 #   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests, and the
 #                                   legacy app servers (python3, php-cli, apache2 + mod_php), and
-#                                   wrk, curl and openssl for the operations and TLS tests
+#                                   wrk, curl and openssl for the operations and TLS tests, and
+#                                   systemd-analyze and python3-venv for the packaging tests
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -21,6 +22,8 @@ if [ "${want[0]}" = test ]; then
   command -v wrk >/dev/null || need+=(wrk)
   command -v curl >/dev/null || need+=(curl)
   command -v openssl >/dev/null || need+=(openssl)
+  command -v systemd-analyze >/dev/null || need+=(systemd)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
