@@ -308,6 +308,24 @@ def table(path, meta_path):
         print(f"\nWARNING: {errors} failed requests in total (see the errors column)")
 
 
+def tls_table(path, clk_tck):
+    """The TLS+h2 rows: lines of `target rep req/s done ok failed cpu_ticks`."""
+    rows = {}
+    for line in open(path):
+        t, _rep, rps, done, ok, failed, ticks = line.split()
+        r = rows.setdefault(t, {"rps": [], "cpu": [], "failed": 0})
+        r["rps"].append(float(rps))
+        r["failed"] += int(failed) + int(done) - int(ok)
+        # ms of CPU per 1000 requests, as in the main table
+        r["cpu"].append(int(ticks) / int(clk_tck) * 1e6 / max(int(done), 1))
+    print(f"{'target':<18}{'req/s':>9}{'CPU ms/1000 req':>18}{'failed':>8}")
+    for t, r in rows.items():
+        print(f"{t:<18}{med(r['rps']):>9.0f}{med(r['cpu']):>18.1f}{r['failed']:>8}")
+    if "ours-secure-tls" in rows and "nginx-njs-tls" in rows:
+        ratio = med(rows["ours-secure-tls"]["rps"]) / med(rows["nginx-njs-tls"]["rps"])
+        print(f"ours-secure-tls / nginx-njs-tls req/s: {ratio:.2f}x")
+
+
 def main():
     if len(sys.argv) < 2:
         die(__doc__)
@@ -324,6 +342,8 @@ def main():
         median_rps(*args)
     elif cmd == "table":
         table(*args)
+    elif cmd == "tls-table":
+        tls_table(*args)
     else:
         die(f"unknown command {cmd}\n{__doc__}")
 

@@ -145,9 +145,11 @@ need_apt() {
 }
 need_apt wrk wrk
 need_apt curl curl
+need_apt h2load nghttp2-client
+need_apt openssl openssl
 [ "$PIN" = 1 ] && need_apt taskset util-linux
 command -v python3 >/dev/null || die "python3 is needed for the table"
-for p in 18080 18081 18083; do
+for p in 18080 18081 18083 18084; do
   port_busy "$p" && die "127.0.0.1:$p is in use: stop the other nginx peers first (bench/nginx/run stop)"
 done
 PORT_SECURE=$(free_port "${PORT_SECURE:-18091}")
@@ -200,7 +202,7 @@ UPSTREAM_WORKER=$(nginx_worker upstream)
 start_ours() {
   local name=$1 port=$2; shift 2
   cat > "$WORK/$name.yaml" <<EOF
-listen: ["127.0.0.1:$port"]
+listen: [${LISTEN:-"127.0.0.1:$port"}]
 upstream:
   addresses: ["127.0.0.1:18080"]
 server:
@@ -372,5 +374,32 @@ echo "Targets: ours-secure (Secure Mode, trusted_header) :$PORT_SECURE, ours-pas
 echo
 python3 "$HELPER" table "$RESULTS" "$WORK/meta.json"
 [ "$KEEP" = 1 ] && cp "$RESULTS" "$WORK/results-final.jsonl"
+
+# ---------------------------------------------------------------------------
+# TLS + HTTP/2: ours-secure with a TLS listener vs nginx-njs over TLS, the same
+# certificate and page, driven by h2load (32 connections, one stream each), interleaved.
+TLS_PAGE=app.html
+PORT_TLS=$(free_port 18093)
+LISTEN="{address: \"127.0.0.1:$PORT_TLS\", tls: {cert_file: $WORK/nginx/tls-cert.pem, key_file: $WORK/nginx/tls-key.pem}, h2: true}" \
+  start_ours ours-secure-tls "$PORT_TLS"
+TLS_PID=$STARTED
+log "TLS+h2: ours-secure-tls on $PORT_TLS vs nginx-njs-tls on 18084, $TLS_PAGE"
+: > "$WORK/tls.txt"
+for rep in $(seq "$REPEATS"); do
+  for t in ours-secure-tls nginx-njs-tls; do
+    if [ "$t" = ours-secure-tls ]; then port=$PORT_TLS pid=$TLS_PID; else port=18084 pid=$NGINX_WORKER; fi
+    c0=$(cpu_ticks "$pid")
+    run "${GEN[@]}" h2load -c 32 -m 1 -t 2 -D "$DURATION" -H "$HDR_USER" -H "$HDR_EMAIL" \
+      "https://127.0.0.1:$port/$TLS_PAGE" > "$WORK/h2load.out" 2>&1 || die "h2load failed: $(cat "$WORK/h2load.out")"
+    c1=$(cpu_ticks "$pid")
+    grep -q "Application protocol: h2" "$WORK/h2load.out" || die "$t did not negotiate HTTP/2: $(cat "$WORK/h2load.out")"
+    rps=$(awk '/finished in/ { for (i = 1; i <= NF; i++) if ($(i + 1) ~ /^req\/s/) print $i }' "$WORK/h2load.out" | tr -d ',')
+    # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
+    read -r done ok failed errored < <(awk '/^requests:/ { print $6, $8, $10, $12 }' "$WORK/h2load.out")
+    echo "$t $rep $rps $done $ok $((failed + errored)) $((c1 - c0))" >> "$WORK/tls.txt"
+  done
+done
+echo "TLS + HTTP/2, $TLS_PAGE, 32 connections (h2load, ${DURATION}s, medians of $REPEATS):"
+python3 "$HELPER" tls-table "$WORK/tls.txt" "$CLK_TCK"
 echo
 log "done in $(( $(date +%s) - T0 )) s"
