@@ -2,8 +2,9 @@
 # Installs the system packages the build and the tests need, when missing (Debian).
 #   scripts/install-deps.sh build   cmake and a C compiler (Pingora's zlib-ng, ring)
 #   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests, and the
-#                                   legacy app servers (python3, php-cli, apache2 + mod_php), and
-#                                   wrk for the upgrade-under-load test
+#                                   legacy app servers (python3, php-cli, apache2 + mod_php),
+#                                   wrk for the upgrade-under-load test, and
+#                                   redis-server + php-redis for the redis_session tests
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -19,6 +20,9 @@ if [ "${want[0]}" = test ]; then
   [ -x /usr/sbin/apache2 ] || need+=(apache2)
   compgen -G '/usr/lib/apache2/modules/libphp*.so' >/dev/null || need+=(libapache2-mod-php)
   command -v wrk >/dev/null || need+=(wrk)
+  # tests/redis_session.rs: a real Redis, and PHP's phpredis session handler.
+  command -v redis-server >/dev/null || need+=(redis-server)
+  php -m 2>/dev/null | grep -qx redis || need+=(php-redis)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
