@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::php::{self, PhpError};
 use crate::config::{RedisSessionConfig, SessionFormat};
+use crate::identity::endpoint::is_integer_literal;
 use crate::identity::Identity;
 
 /// Sessions larger than this are not read (a login session is a few hundred bytes).
@@ -103,12 +104,6 @@ fn map_fields(config: &RedisSessionConfig, doc: &Value) -> Result<Option<Identit
 
 fn user_id_error(config: &RedisSessionConfig, kind: &'static str) -> DecodeError {
     DecodeError::UserId { pointer: config.user_id.clone(), kind }
-}
-
-/// `-?[0-9]+`: an integer exactly as written.
-fn is_integer_literal(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]

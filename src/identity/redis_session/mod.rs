@@ -16,14 +16,15 @@ mod store;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use moka::future::Cache;
-use moka::Expiry;
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 
-use super::{Identity, Lookup, SourceError};
+// The endpoint's cache entry and expiry policy: found users and "no user" live for
+// different times, the same way in both sources.
+use super::endpoint::{Cached, TtlPolicy};
+use super::{Lookup, SourceError};
 use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER};
 
 pub use decode::{DecodeError, MAX_SESSION_BYTES};
@@ -56,20 +57,6 @@ pub enum RedisSessionError {
     /// What Redis holds could not be read.
     #[error(transparent)]
     Decode(#[from] DecodeError),
-}
-
-type Cached = Option<Arc<Identity>>;
-
-/// Found identities and "no user" answers live for different times.
-struct TtlPolicy {
-    found: Duration,
-    anonymous: Duration,
-}
-
-impl Expiry<[u8; 32], Cached> for TtlPolicy {
-    fn expire_after_create(&self, _: &[u8; 32], value: &Cached, _: Instant) -> Option<Duration> {
-        Some(if value.is_some() { self.found } else { self.anonymous })
-    }
 }
 
 /// The redis_session source.
