@@ -327,6 +327,98 @@ fn redact_url(url: &str) -> String {
 mod tests {
     use super::*;
 
+    const BASE: &str = "listen: [\"127.0.0.1:8080\"]\nupstream: {addresses: [\"127.0.0.1:3000\"]}\nintercom: {app_id: abc12345, secret_env: IS, claims: [email, plan]}\n";
+
+    fn load(source: &str) -> std::result::Result<RedisSessionConfig, ConfigError> {
+        let yaml = format!("{BASE}identity:\n  sources:\n    - {{type: redis_session, {source}}}\n");
+        let env = |name: &str| match name {
+            "IS" => Some("s".to_string()),
+            "SESSION_SECRET" => Some("new".to_string()),
+            "OLD_SECRET" => Some("old".to_string()),
+            _ => None,
+        };
+        let config = Config::from_yaml(&yaml, &env)?;
+        match &config.site().identity.sources[0] {
+            SourceConfig::RedisSession(r) => Ok(r.clone()),
+            other => panic!("not a redis_session source: {other:?}"),
+        }
+    }
+
+    const GOOD: &str = "redis: redis://127.0.0.1:6379/0, cookie: connect.sid, fields: {user_id: /passport/user, email: /e, attributes: {plan: /plan}}";
+
+    #[test]
+    fn the_issue_example_is_accepted_with_its_values() {
+        let r = load(
+            "redis: redis://127.0.0.1:6379/0, cookie: connect.sid, cookie_signature: express, cookie_secrets_env: [SESSION_SECRET, OLD_SECRET], key: \"sess:{id}\", format: json, fields: {user_id: /passport/user, email: /user/email, name: /user/name, attributes: {plan: /plan}}, timeout: 100ms",
+        )
+        .unwrap();
+        assert_eq!(r.cookie_signature, CookieSignature::Express);
+        assert_eq!(r.cookie_secrets.iter().map(|s| s.expose().to_vec()).collect::<Vec<_>>(), [b"new".to_vec(), b"old".to_vec()]);
+        assert_eq!((r.key.as_str(), r.format, r.timeout), ("sess:{id}", SessionFormat::Json, Duration::from_millis(100)));
+        assert_eq!((r.user_id.as_str(), r.email.as_deref(), r.name.as_deref()), ("/passport/user", Some("/user/email"), Some("/user/name")));
+    }
+
+    #[test]
+    fn defaults_are_the_named_constants() {
+        let r = load(GOOD).unwrap();
+        assert_eq!(r.cookie_signature, CookieSignature::None);
+        assert_eq!((r.key.as_str(), r.format), (DEFAULT_REDIS_KEY, SessionFormat::Json));
+        assert_eq!((r.timeout, r.cache_ttl, r.negative_cache_ttl), (DEFAULT_REDIS_TIMEOUT, DEFAULT_REDIS_CACHE_TTL, DEFAULT_REDIS_NEGATIVE_CACHE_TTL));
+        assert_eq!(r.cache_capacity, identity::DEFAULT_CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn a_list_of_addresses_is_a_cluster() {
+        let r = load("redis: [\"10.0.0.1:7000\", \"rediss://u:p@10.0.0.2:7000\"], cookie: sid, fields: {user_id: /u}, attributes: {}").err();
+        assert!(r.is_some(), "attributes outside fields is an unknown key");
+        let r = load("redis: [\"10.0.0.1:7000\", \"rediss://u:p@10.0.0.2:7000\"], cookie: sid, fields: {user_id: /u, attributes: {plan: /p}}").unwrap();
+        let RedisTarget::Cluster(urls) = r.redis else { panic!("not a cluster") };
+        assert_eq!(urls, ["redis://10.0.0.1:7000", "rediss://u:p@10.0.0.2:7000"]);
+    }
+
+    #[test]
+    fn every_mistake_names_its_key() {
+        let at = |n: &str| format!("identity.sources[0].{n}");
+        let cases = [
+            ("cookie: sid, fields: {user_id: /u}", at("redis")),
+            ("redis: \"http://h/\", cookie: sid, fields: {user_id: /u}", at("redis")),
+            ("redis: [], cookie: sid, fields: {user_id: /u}", at("redis")),
+            ("redis: [\"h:1\", \"redis://h:2/3\"], cookie: sid, fields: {user_id: /u}", at("redis[1]")),
+            ("redis: redis://h/, fields: {user_id: /u}", at("cookie")),
+            ("redis: redis://h/, cookie: \"a b\", fields: {user_id: /u}", at("cookie")),
+            ("redis: redis://h/, cookie: sid, cookie_signature: rails, fields: {user_id: /u}", at("cookie_signature")),
+            ("redis: redis://h/, cookie: sid, cookie_signature: express, fields: {user_id: /u}", at("cookie_secrets_env")),
+            ("redis: redis://h/, cookie: sid, cookie_signature: express, cookie_secrets_env: [SESSION_SECRET, NOPE], fields: {user_id: /u}", at("cookie_secrets_env[1]")),
+            ("redis: redis://h/, cookie: sid, cookie_secrets_env: [SESSION_SECRET], fields: {user_id: /u}", at("cookie_secrets_env")),
+            ("redis: redis://h/, cookie: sid, key: \"sess:\", fields: {user_id: /u}", at("key")),
+            ("redis: redis://h/, cookie: sid, key: \"{id}:{id}\", fields: {user_id: /u}", at("key")),
+            ("redis: redis://h/, cookie: sid, format: marshal, fields: {user_id: /u}", at("format")),
+            ("redis: redis://h/, cookie: sid", at("fields.user_id")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: u}", at("fields.user_id")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u, email: e}", at("fields.email")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u, attributes: {email: /e}}", at("fields.attributes.email")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u}, timeout: 0s", at("timeout")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u}, cache_ttl: soon", at("cache_ttl")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u}, negative_cache_ttl: x", at("negative_cache_ttl")),
+        ];
+        for (source, key) in cases {
+            let e = load(source).expect_err(source);
+            assert_eq!(e.key, key, "{source}: {e}");
+        }
+        // A claim no source provides is still refused.
+        let e = load("redis: redis://h/, cookie: sid, fields: {user_id: /u}").unwrap_err();
+        assert_eq!(e.key, "intercom.claims[1]", "{e}");
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_passwords_or_secrets() {
+        let e = load("redis: \"redis://u:hunter2@h:notaport/\", cookie: sid, fields: {user_id: /u}").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let r = load("redis: \"redis://u:hunter2@h/\", cookie: sid, cookie_signature: express, cookie_secrets_env: [SESSION_SECRET], fields: {user_id: /u, attributes: {plan: /p}}").unwrap();
+        let debug = format!("{r:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("\"new\""), "{debug}");
+    }
+
     #[test]
     fn redacted_urls_keep_the_user_and_drop_the_password() {
         assert_eq!(redact_url("rediss://app:s3cret@r.example:6380/2"), "rediss://app:***@r.example:6380/2");
