@@ -3,8 +3,9 @@
 #   scripts/install-deps.sh build   cmake and a C compiler (Pingora's zlib-ng, ring)
 #   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests, and the
 #                                   legacy app servers (python3, php-cli, apache2 + mod_php),
-#                                   wrk for the upgrade-under-load test, and
-#                                   redis-server + php-redis for the redis_session tests
+#                                   wrk for the upgrade-under-load test, and redis-server,
+#                                   php-redis and openssl (test certificates) for the
+#                                   redis_session tests
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -20,8 +21,13 @@ if [ "${want[0]}" = test ]; then
   [ -x /usr/sbin/apache2 ] || need+=(apache2)
   compgen -G '/usr/lib/apache2/modules/libphp*.so' >/dev/null || need+=(libapache2-mod-php)
   command -v wrk >/dev/null || need+=(wrk)
-  # tests/redis_session.rs: a real Redis, and PHP's phpredis session handler.
+  # tests/redis_session.rs: a real Redis (and certificates for its TLS), PHP's phpredis
+  # session handler.
   command -v redis-server >/dev/null || need+=(redis-server)
+  command -v openssl >/dev/null || need+=(openssl)
+  php -m 2>/dev/null | grep -qx redis || need+=(php-redis)
+  command -v redis-server >/dev/null || need+=(redis-server)
+  command -v openssl >/dev/null || need+=(openssl)
   php -m 2>/dev/null | grep -qx redis || need+=(php-redis)
 fi
 if [ ${#need[@]} -gt 0 ]; then

@@ -420,3 +420,106 @@ fn check_reports_an_unreachable_redis_as_a_warning() {
     assert!(all.contains("identity.sources[0].redis") && all.contains("does not answer"), "{all}");
     assert!(!all.contains("hunter2"), "the Redis password was printed:\n{all}");
 }
+
+// ---------------------------------------------------------------------------
+// TLS (rustls) and an ACL user.
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl CLI.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (install it; `make test` does)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=redis-test-ca"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext"]);
+}
+
+/// redis-server with TLS only and an ACL user `app` (password `pw`); the default user is off.
+struct TlsRedis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn start() -> TlsRedis {
+        let dir = tempfile::tempdir().unwrap();
+        make_certificates(dir.path());
+        let port = support::free_port();
+        let conf = format!(
+            "port 0\ntls-port {port}\nbind 127.0.0.1\ntls-cert-file server.crt\ntls-key-file server.key\ntls-ca-cert-file ca.crt\ntls-auth-clients no\nsave \"\"\nappendonly no\nuser default off\nuser app on >pw ~* &* +@all\n"
+        );
+        std::fs::write(dir.path().join("redis.conf"), conf).unwrap();
+        let log = File::create(dir.path().join("redis.log")).unwrap();
+        let child = Command::new("redis-server")
+            .arg("redis.conf")
+            .current_dir(dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("redis-server");
+        let redis = TlsRedis { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.cli(&["PING"]) != "PONG" {
+            assert!(Instant::now() < deadline, "TLS redis-server did not answer");
+            thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["--tls", "--cacert", "ca.crt", "--user", "app", "--pass", "pw", "--no-auth-warning", "-p", &self.port.to_string()])
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rediss_with_an_acl_user_and_a_private_ca_gives_tokens_and_an_untrusted_certificate_none() {
+    let redis = TlsRedis::start();
+    assert_eq!(redis.cli(&["SET", "sess:tls1", r#"{"passport":{"user":"u-tls"}}"#]), "OK");
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let ca = redis.dir.path().join("ca.crt");
+    let source = |url: &str, ca_line: &str| {
+        format!(
+            "identity:\n  sources:\n    - type: redis_session\n      redis: \"{url}\"\n{ca_line}      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 1s\n"
+        )
+    };
+    let url = format!("rediss://app:pw@127.0.0.1:{}/0", redis.port);
+    let page = |proxy: &Proxy| support::get(&proxy.url("/"), &[("Cookie", "sid=tls1"), ("Accept", "text/html")]);
+
+    let trusted = Proxy::start(&support::sections(app.addr, &source(&url, &format!("      tls_ca_file: {}\n", ca.display())), ""));
+    let got = page(&trusted);
+    assert_eq!(got.status, 200);
+    let token = token_of(&got).unwrap_or_else(|| panic!("no token over TLS:\n{}", trusted.log_text()));
+    assert_eq!(support::verify(&token)["user_id"], "u-tls");
+    assert!(!trusted.log_text().contains("pw@"), "the Redis password was logged");
+
+    // The system's roots do not know the test CA: the certificate is refused.
+    let untrusted = Proxy::start(&support::sections(app.addr, &source(&url, ""), ""));
+    let got = page(&untrusted);
+    assert_eq!(got.status, 200);
+    assert!(token_of(&got).is_none(), "a token although Redis' certificate is not trusted");
+
+    // A wrong ACL password: no identity, page served.
+    let wrong = format!("rediss://app:nope@127.0.0.1:{}/0", redis.port);
+    let denied = Proxy::start(&support::sections(app.addr, &source(&wrong, &format!("      tls_ca_file: {}\n", ca.display())), ""));
+    let got = page(&denied);
+    assert_eq!(got.status, 200);
+    assert!(token_of(&got).is_none(), "a token with a wrong Redis password");
+    assert!(!denied.log_text().contains("nope"), "the Redis password was logged");
+}

@@ -36,7 +36,7 @@ pub use inject::{BadPattern, InjectConfig, PathPattern};
 pub use intercom::IntercomConfig;
 pub use log::{AccessLog, LogConfig, LogFormat};
 pub use logout::{LogoutConfig, LogoutMode};
-pub use redis_session::{CookieSignature, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER};
+pub use redis_session::{CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER};
 pub use server::ServerSettings;
 pub use site::{BadHost, HostPattern, SiteConfig};
 pub use upstream::UpstreamConfig;

@@ -44,6 +44,22 @@ impl fmt::Debug for RedisTarget {
     }
 }
 
+/// A PEM file of CA certificates that Redis' TLS certificate must chain to (instead of
+/// the system's roots). `Debug` shows the path only.
+#[derive(Clone)]
+pub struct RedisCa {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The PEM bytes.
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for RedisCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisCa({})", self.path.display())
+    }
+}
+
 /// How the session cookie's value carries the session id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CookieSignature {
@@ -67,6 +83,8 @@ pub enum SessionFormat {
 pub struct RedisSessionConfig {
     /// The server or cluster.
     pub redis: RedisTarget,
+    /// With `rediss://`: the CA to trust instead of the system's roots.
+    pub tls_ca: Option<RedisCa>,
     /// The app's session cookie name.
     pub cookie: String,
     /// How the cookie carries the id.
@@ -104,6 +122,7 @@ impl RedisSessionConfig {
     pub fn new(url: impl Into<String>, cookie: impl Into<String>, user_id_pointer: impl Into<String>) -> Self {
         RedisSessionConfig {
             redis: RedisTarget::Single(url.into()),
+            tls_ca: None,
             cookie: cookie.into(),
             cookie_signature: CookieSignature::None,
             cookie_secrets: Vec::new(),
@@ -126,6 +145,7 @@ impl RedisSessionConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileRedisSession {
     redis: Option<FileRedisTarget>,
+    tls_ca_file: Option<String>,
     cookie: Option<String>,
     cookie_signature: Option<String>,
     #[serde(default)]
@@ -182,6 +202,7 @@ pub(super) fn validate_redis_session(
                 .collect::<Result<_>>()?,
         ),
     };
+    let tls_ca = f.tls_ca_file.map(|path| tls_ca(base, &redis, path)).transpose()?;
     let cookie = f.cookie.unwrap_or_default();
     if cookie.is_empty() || cookie.contains([';', '=', ' ', ',']) {
         return Err(ConfigError::new(
@@ -235,6 +256,7 @@ pub(super) fn validate_redis_session(
     }
     Ok(RedisSessionConfig {
         redis,
+        tls_ca,
         cookie,
         cookie_signature,
         cookie_secrets,
@@ -287,6 +309,24 @@ fn cookie_secrets(
             })
             .collect(),
     }
+}
+
+/// The CA file of `tls_ca_file`: readable, PEM, and only with `rediss://` URLs.
+fn tls_ca(base: &str, redis: &RedisTarget, path: String) -> Result<RedisCa> {
+    let key = format!("{base}.tls_ca_file");
+    let urls = match redis {
+        RedisTarget::Single(u) => std::slice::from_ref(u),
+        RedisTarget::Cluster(u) => u.as_slice(),
+    };
+    if !urls.iter().all(|u| u.starts_with("rediss://")) {
+        return Err(ConfigError::new(key, "a CA file is only used for TLS: write the Redis URL(s) with rediss://"));
+    }
+    let pem = std::fs::read(&path)
+        .map_err(|e| ConfigError::new(&key, format!("cannot read {path} ({e}); name a PEM file of the CA that signed Redis' certificate")))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::new(key, format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")));
+    }
+    Ok(RedisCa { path: PathBuf::from(path), pem })
 }
 
 /// A Redis URL checked by the client's own parser; a Cluster's `host:port` entries get
@@ -400,6 +440,9 @@ mod tests {
             ("redis: redis://h/, cookie: sid, fields: {user_id: /u}, timeout: 0s", at("timeout")),
             ("redis: redis://h/, cookie: sid, fields: {user_id: /u}, cache_ttl: soon", at("cache_ttl")),
             ("redis: redis://h/, cookie: sid, fields: {user_id: /u}, negative_cache_ttl: x", at("negative_cache_ttl")),
+            ("redis: redis://h/, tls_ca_file: /etc/hostname, cookie: sid, fields: {user_id: /u}", at("tls_ca_file")),
+            ("redis: rediss://h/, tls_ca_file: /nonexistent.pem, cookie: sid, fields: {user_id: /u}", at("tls_ca_file")),
+            ("redis: rediss://h/, tls_ca_file: /etc/hostname, cookie: sid, fields: {user_id: /u}", at("tls_ca_file")),
         ];
         for (source, key) in cases {
             let e = load(source).expect_err(source);

@@ -124,9 +124,10 @@ impl SiteConfig {
                 ),
                 SourceConfig::RedisSession(r) => writeln!(
                     out,
-                    "identity:  {}. redis_session {} key {} ({}, cookie {}, signature {}{}, timeout {}, cache {}/{})",
+                    "identity:  {}. redis_session {}{} key {} ({}, cookie {}, signature {}{}, timeout {}, cache {}/{})",
                     n + 1,
                     r.redis.redacted(),
+                    r.tls_ca.as_ref().map(|ca| format!(" (CA {})", ca.path.display())).unwrap_or_default(),
                     r.key,
                     format!("{:?}", r.format).to_lowercase(),
                     r.cookie,

@@ -75,7 +75,7 @@ impl RedisSessionSource {
             .expire_after(TtlPolicy { found: config.cache_ttl, anonymous: config.negative_cache_ttl })
             .build();
         RedisSessionSource {
-            store: store::Store::new(config.redis.clone(), config.timeout),
+            store: store::Store::new(config.redis.clone(), config.tls_ca.clone(), config.timeout),
             cookie_names: vec![config.cookie.clone()],
             cache,
             config,

@@ -10,7 +10,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::OnceCell;
 
-use crate::config::RedisTarget;
+use crate::config::{RedisCa, RedisTarget};
 
 /// Reconnect attempts the manager makes per failure before it reports the error; the
 /// next request starts a new round, so a Redis that comes back is found again.
@@ -53,14 +53,20 @@ enum Connection {
 /// Reads session values from the configured server or cluster.
 pub struct Store {
     target: RedisTarget,
+    tls_ca: Option<RedisCa>,
     timeout: Duration,
     connection: OnceCell<Connection>,
 }
 
 impl Store {
-    /// A store that connects on first use; `timeout` bounds connecting and each read.
-    pub fn new(target: RedisTarget, timeout: Duration) -> Self {
-        Store { target, timeout, connection: OnceCell::new() }
+    /// A store that connects on first use; `timeout` bounds connecting and each read;
+    /// `tls_ca` replaces the system's roots for `rediss://`.
+    pub fn new(target: RedisTarget, tls_ca: Option<RedisCa>, timeout: Duration) -> Self {
+        Store { target, tls_ca, timeout, connection: OnceCell::new() }
+    }
+
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        self.tls_ca.as_ref().map(|ca| redis::TlsCertificates { client_tls: None, root_cert: Some(ca.pem.clone()) })
     }
 
     /// The value at `key`, `None` when there is none. Bounded by the timeout.
@@ -102,7 +108,10 @@ impl Store {
     async fn connect(&self) -> Result<Connection, StoreError> {
         match &self.target {
             RedisTarget::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
+                let client = match self.certificates() {
+                    Some(certs) => redis::Client::build_with_tls(url.as_str(), certs)?,
+                    None => redis::Client::open(url.as_str())?,
+                };
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.timeout))
                     .set_response_timeout(Some(self.timeout))
@@ -113,11 +122,14 @@ impl Store {
                 Ok(Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?))
             }
             RedisTarget::Cluster(urls) => {
-                let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                let mut builder = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
                     .connection_timeout(self.timeout)
                     .response_timeout(self.timeout)
-                    .retries(RECONNECT_RETRIES as u32)
-                    .build()?;
+                    .retries(RECONNECT_RETRIES as u32);
+                if let Some(certs) = self.certificates() {
+                    builder = builder.certs(certs);
+                }
+                let client = builder.build()?;
                 Ok(Connection::Cluster(client.get_async_connection().await?))
             }
         }
