@@ -374,6 +374,41 @@ fn redis_down_serves_pages_without_tokens_and_tokens_come_back_without_a_restart
 }
 
 #[test]
+fn a_hung_redis_costs_a_page_no_more_than_the_timeout() {
+    let redis = Redis::start();
+    let session = r#"{"passport":{"user":"u-7"}}"#;
+    assert_eq!(redis.command(&["SET", "sess:slow1", session]).as_deref(), Some("+OK"));
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let identity = format!(
+        "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 200ms\n      cache_ttl: 0s\n      negative_cache_ttl: 0s\n",
+        redis.url()
+    );
+    let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
+    let page = || support::get(&proxy.url("/"), &[("Cookie", "sid=slow1"), ("Accept", "text/html")]);
+    assert!(token_of(&page()).is_some(), "no token while Redis is up:\n{}", proxy.log_text());
+
+    // SIGSTOP: the server keeps its connections open and answers nothing.
+    let pid = redis.child.as_ref().unwrap().id() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    for _ in 0..5 {
+        let started = Instant::now();
+        let got = page();
+        let took = started.elapsed();
+        assert_eq!(got.status, 200, "{}", proxy.log_text());
+        assert!(token_of(&got).is_none());
+        assert!(took < Duration::from_millis(900), "a page took {took:?} with a 200ms Redis timeout");
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while token_of(&page()).is_none() {
+        assert!(Instant::now() < deadline, "no token 10 s after Redis resumed:\n{}", proxy.log_text());
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn unreadable_sessions_are_served_without_tokens_with_a_warning_naming_the_fix() {
     let redis = Redis::start();
     // Marshal.dump({"user_id" => 1}) as Rails' redis-session-store writes by default.
