@@ -4,7 +4,8 @@
 //! (`rediss://`) goes through rustls. The connection is made on first use, inside the
 //! proxy's runtime, so a Redis that is down at start does not stop the proxy.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -15,6 +16,10 @@ use crate::config::{RedisCa, RedisTarget};
 /// Reconnect attempts the manager makes per failure before it reports the error; the
 /// next request starts a new round, so a Redis that comes back is found again.
 const RECONNECT_RETRIES: usize = 2;
+/// After Redis failed to answer, reads fail at once for this long instead of each page
+/// waiting the whole timeout; the first read after it tries Redis again, so tokens come
+/// back within this of Redis returning.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Why Redis gave no answer: the error's kind only. The redis crate's texts may
 /// include the server's reply or the URL, and neither belongs in a log line.
@@ -26,6 +31,9 @@ pub enum StoreError {
     /// Could not connect, or the connection broke.
     #[error("cannot reach Redis ({0})")]
     Unreachable(&'static str),
+    /// Redis failed moments ago; not asked again yet.
+    #[error("Redis failed less than {} ago; not asked again yet", humantime::format_duration(RETRY_AFTER))]
+    Resting,
     /// Redis answered with an error.
     #[error("Redis refused the read ({0:?})")]
     Refused(redis::ErrorKind),
@@ -56,13 +64,15 @@ pub struct Store {
     tls_ca: Option<RedisCa>,
     timeout: Duration,
     connection: OnceCell<Connection>,
+    /// Until when reads fail at once, after Redis failed to answer.
+    resting_until: Mutex<Option<Instant>>,
 }
 
 impl Store {
     /// A store that connects on first use; `timeout` bounds connecting and each read;
     /// `tls_ca` replaces the system's roots for `rediss://`.
     pub fn new(target: RedisTarget, tls_ca: Option<RedisCa>, timeout: Duration) -> Self {
-        Store { target, tls_ca, timeout, connection: OnceCell::new() }
+        Store { target, tls_ca, timeout, connection: OnceCell::new(), resting_until: Mutex::new(None) }
     }
 
     fn certificates(&self) -> Option<redis::TlsCertificates> {
@@ -71,10 +81,27 @@ impl Store {
 
     /// The value at `key`, `None` when there is none. Bounded by the timeout.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match tokio::time::timeout(self.timeout, self.get_unbounded(key)).await {
+        if self.resting() {
+            return Err(StoreError::Resting);
+        }
+        let result = match tokio::time::timeout(self.timeout, self.get_unbounded(key)).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout(self.timeout)),
-        }
+        };
+        self.note(&result);
+        result
+    }
+
+    /// Whether Redis failed less than [`RETRY_AFTER`] ago.
+    fn resting(&self) -> bool {
+        let until = *self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// A read that could not reach Redis starts a rest; any answer ends it.
+    fn note<T>(&self, result: &Result<T, StoreError>) {
+        let down = matches!(result, Err(StoreError::Timeout(_) | StoreError::Unreachable(_)));
+        *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) = down.then(|| Instant::now() + RETRY_AFTER);
     }
 
     async fn get_unbounded(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
