@@ -26,9 +26,6 @@ if [ "${want[0]}" = test ]; then
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v openssl >/dev/null || need+=(openssl)
   php -m 2>/dev/null | grep -qx redis || need+=(php-redis)
-  command -v redis-server >/dev/null || need+=(redis-server)
-  command -v openssl >/dev/null || need+=(openssl)
-  php -m 2>/dev/null | grep -qx redis || need+=(php-redis)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
