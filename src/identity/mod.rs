@@ -144,6 +144,7 @@ impl Source {
         match self {
             Source::TrustedHeader(_) => "trusted_header",
             Source::CurrentUserEndpoint(_) => "current_user_endpoint",
+            Source::RedisSession(_) => "redis_session",
         }
     }
 
