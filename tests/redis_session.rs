@@ -7,9 +7,11 @@
 //!
 //! Through the proxy in headless Chromium: a login gives a verified JWT for that user,
 //! the logout shuts the Messenger down, and the next user's login gives their JWT and
-//! nothing of the first. A fault test stops Redis while requests flow.
+//! nothing of the first. A fault test stops Redis while requests flow, another hangs it;
+//! others read over rediss:// with an ACL user and a private CA, and from a three-node
+//! Redis Cluster.
 //!
-//! Needs redis-server, php-cli + php-redis, Node 20+ with `npm ci` in tests/legacy/express
+//! Needs redis-server (and redis-cli), openssl, php-cli + php-redis, Node 20+ with `npm ci` in tests/legacy/express
 //! and tests/browser, and Chromium (`make test` installs them). Without them these
 //! tests fail, they never skip.
 
@@ -561,4 +563,95 @@ fn rediss_with_an_acl_user_and_a_private_ca_gives_tokens_and_an_untrusted_certif
     assert_eq!(got.status, 200);
     assert!(token_of(&got).is_none(), "a token with a wrong Redis password");
     assert!(!denied.log_text().contains("nope"), "the Redis password was logged");
+}
+
+// ---------------------------------------------------------------------------
+// Redis Cluster.
+
+/// Three cluster-enabled redis-servers joined into one cluster (no replicas).
+struct Cluster {
+    children: Vec<Child>,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
+        let children = ports
+            .iter()
+            .map(|p| {
+                let node = dir.path().join(p.to_string());
+                std::fs::create_dir(&node).unwrap();
+                Command::new("redis-server")
+                    .args(["--port", &p.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                    .current_dir(&node)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .expect("redis-server")
+            })
+            .collect();
+        let cluster = Cluster { children, ports, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cluster.ports.iter().all(|p| cluster.cli(*p, &["PING"]) == "PONG") {
+            assert!(Instant::now() < deadline, "cluster nodes did not start");
+            thread::sleep(Duration::from_millis(50));
+        }
+        let nodes: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(nodes.iter().map(String::as_str));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out = Command::new("redis-cli").args(&create).output().expect("redis-cli");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        while !cluster.cli(cluster.ports[0], &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+            assert!(Instant::now() < deadline + Duration::from_secs(10), "the cluster never became ok");
+            thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// redis-cli in cluster mode (-c follows MOVED redirects).
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-c", "-p", &port.to_string()]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_list_of_addresses_reads_sessions_from_a_redis_cluster() {
+    let cluster = Cluster::start();
+    // Keys on different slots, so that more than one node holds sessions.
+    let users = [("c1", "u-c1"), ("c2", "u-c2"), ("c3", "u-c3"), ("c4", "u-c4")];
+    for (id, user) in users {
+        let session = format!(r#"{{"passport":{{"user":"{user}"}}}}"#);
+        assert_eq!(cluster.cli(cluster.ports[0], &["SET", &format!("sess:{id}"), &session]), "OK");
+    }
+    let holding = cluster.ports.iter().filter(|p| cluster.cli(**p, &["DBSIZE"]) != "0").count();
+    assert!(holding >= 2, "the sessions landed on {holding} node(s); the test needs several");
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    // Only the first node is named: the client learns the others from it.
+    let identity = format!(
+        "identity:\n  sources:\n    - type: redis_session\n      redis: [\"127.0.0.1:{}\"]\n      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 2s\n",
+        cluster.ports[0]
+    );
+    let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
+    for (id, user) in users {
+        let got = support::get(&proxy.url("/"), &[("Cookie", &format!("sid={id}")), ("Accept", "text/html")]);
+        assert_eq!(got.status, 200);
+        let token = token_of(&got).unwrap_or_else(|| panic!("no token for {id} from the cluster:\n{}", proxy.log_text()));
+        assert_eq!(support::verify(&token)["user_id"], user);
+    }
 }
