@@ -2,7 +2,7 @@
 # Both install what they need on a fresh Debian machine with a Rust toolchain.
 
 SHELL := /bin/bash
-.PHONY: demo test build deps-build deps-test browser-deps legacy-deps bench bench-load clean
+.PHONY: demo test build deps-build deps-test browser-deps legacy-deps packaging-deps bench bench-load clean
 
 ## demo: build, then run the sample legacy app (127.0.0.1:3000) and the proxy (127.0.0.1:8080)
 demo: deps-build
@@ -12,7 +12,7 @@ demo: deps-build
 ## test: the docs build without warnings and their examples run, then the whole suite
 ## (unit and property tests, end-to-end over loopback, the embedding example, real
 ## headless Chromium)
-test: deps-test browser-deps legacy-deps
+test: deps-test browser-deps legacy-deps packaging-deps
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 	cargo test --doc
 	cargo test --all-targets -- --test-threads=4
@@ -23,11 +23,15 @@ build: deps-build
 
 ## bench: criterion micro-benchmarks (rewriter throughput, signing, identity cache, headers)
 bench: deps-build
-	cargo bench --bench rewrite --bench components --bench redis_session
+	cargo bench --bench rewrite --bench components --bench endpoint --bench redis_session
 
 ## bench-load: side-by-side load comparison against nginx peers (prints one table)
 bench-load: deps-build
 	bash scripts/bench-load.sh
+
+# The Kubernetes schema validator of tests/packaging.rs, in a virtualenv of its own.
+packaging-deps:
+	@[ -x target/pyenv/bin/kubernetes-validate ] || { python3 -m venv target/pyenv && target/pyenv/bin/pip install -q kubernetes-validate==1.37.0; }
 
 deps-build:
 	@scripts/install-deps.sh build

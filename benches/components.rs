@@ -35,6 +35,8 @@ fn signer() -> TokenSigner {
         secret_source: SecretSource::Inline,
         token_lifetime: Duration::from_secs(3600),
         claims: vec!["email".into(), "name".into()],
+        mode: intercom_secure_proxy::config::MessengerMode::Jwt,
+        token_refresh_margin: Duration::from_secs(300),
     })
 }
 
@@ -104,6 +106,9 @@ fn endpoint_config() -> EndpointConfig {
         email: Some("/email".into()),
         name: Some("/name".into()),
         attributes: vec![("plan".into(), "/plan".into())],
+        format: Default::default(),
+        company_id: None,
+        company_name: None,
     }
 }
 
@@ -218,6 +223,7 @@ fn inject_config() -> InjectConfig {
         max_scan_bytes: 1 << 20,
         parser_memory_limit: 256 << 10,
         compression_level: 5,
+        token_refresh_path: "/__isp/token".into(),
     }
 }
 
@@ -232,10 +238,12 @@ fn bench_headers(c: &mut Criterion) {
             signed_fields: vec!["user_id", "email", "name"],
             auto_include: false,
             cookie_domain: None,
+            mode: Default::default(),
+            refresh: None,
         },
         Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 },
     );
-    let plan = Plan { token: Some("eyJ0.eyJ1.c2ln".into()), shutdown: false };
+    let plan = Plan { token: Some("eyJ0.eyJ1.c2ln".into()), shutdown: false, plain: None };
     let hash = pages.script(&plan, None).csp_hash();
     let mut started = resp.clone();
     pages.start(&mut started, &plan).expect("start");

@@ -47,6 +47,8 @@ fn pages() -> Pages {
             signed_fields: vec!["user_id", "email", "name"],
             auto_include: false,
             cookie_domain: None,
+            mode: Default::default(),
+            refresh: None,
         },
         Limits {
             max_scan_bytes: 1 << 20,
@@ -59,6 +61,7 @@ fn plan() -> Plan {
     Plan {
         token: Some(TOKEN.into()),
         shutdown: false,
+        plain: None,
     }
 }
 

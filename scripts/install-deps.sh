@@ -2,10 +2,10 @@
 # Installs the system packages the build and the tests need, when missing (Debian).
 #   scripts/install-deps.sh build   cmake and a C compiler (Pingora's zlib-ng, ring)
 #   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests, and the
-#                                   legacy app servers (python3, php-cli, apache2 + mod_php),
-#                                   wrk for the upgrade-under-load test, and redis-server,
-#                                   php-redis and openssl (test certificates) for the
-#                                   redis_session tests
+#                                   legacy app servers (python3, php-cli, apache2 + mod_php), and
+#                                   wrk, curl and openssl for the operations and TLS tests, and
+#                                   systemd-analyze and python3-venv for the packaging tests, and
+#                                   redis-server and php-redis for the redis_session tests
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -21,10 +21,13 @@ if [ "${want[0]}" = test ]; then
   [ -x /usr/sbin/apache2 ] || need+=(apache2)
   compgen -G '/usr/lib/apache2/modules/libphp*.so' >/dev/null || need+=(libapache2-mod-php)
   command -v wrk >/dev/null || need+=(wrk)
-  # tests/redis_session.rs: a real Redis (and certificates for its TLS), PHP's phpredis
-  # session handler.
-  command -v redis-server >/dev/null || need+=(redis-server)
+  command -v curl >/dev/null || need+=(curl)
   command -v openssl >/dev/null || need+=(openssl)
+  command -v systemd-analyze >/dev/null || need+=(systemd)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+  # tests/redis_session.rs: a real Redis (openssl above makes its TLS certificates), PHP's
+  # phpredis session handler.
+  command -v redis-server >/dev/null || need+=(redis-server)
   php -m 2>/dev/null | grep -qx redis || need+=(php-redis)
 fi
 if [ ${#need[@]} -gt 0 ]; then

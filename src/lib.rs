@@ -25,25 +25,29 @@
 #![warn(missing_docs)]
 
 mod access_log;
+mod admin;
 pub mod config;
 mod connections;
 mod headers;
 pub mod identity;
 mod logout;
+mod metrics;
 pub mod page;
 mod proxy;
 mod secure_mode;
 pub mod server;
 mod token;
 pub mod upstream;
+mod user_hash;
 mod warn;
 
 #[cfg(test)]
 mod properties;
 
 pub use config::{Config, ConfigError, SiteConfig};
-pub use identity::Identity;
+pub use identity::{Company, Identity};
 pub use proxy::{ProxyCtx, SecureModeProxy};
 pub use secure_mode::{BuildError, RequestState, SecureMode, SecureModeBuilder};
 pub use token::{TokenError, TokenSigner};
+pub use user_hash::UserHasher;
 pub use warn::RedactingLogger;

@@ -15,6 +15,7 @@ use crate::access_log::{AccessLogger, Entry};
 use crate::config::{Config, HostPattern};
 use crate::connections::HeadRead;
 use crate::headers::{self, LengthFix};
+use crate::metrics::METRICS;
 use crate::secure_mode::{BuildError, RequestState, SecureMode};
 use crate::upstream::{self, HealthService};
 
@@ -105,7 +106,7 @@ impl ProxyHttp for SecureModeProxy {
     type CTX = ProxyCtx;
 
     fn new_ctx(&self) -> ProxyCtx {
-        ProxyCtx { started: self.access_log.as_ref().map(|_| Instant::now()), ..ProxyCtx::default() }
+        ProxyCtx { started: Some(Instant::now()), ..ProxyCtx::default() }
     }
 
     fn on_connection_reuse(&self, session: &mut Session, _ctx: &mut ProxyCtx, prev: Box<dyn std::any::Any + Send + Sync>) {
@@ -234,6 +235,11 @@ impl ProxyHttp for SecureModeProxy {
         Ok(None)
     }
 
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, _ctx: &mut ProxyCtx, e: Box<pingora::Error>) -> Box<pingora::Error> {
+        METRICS.upstream_errors.inc();
+        e
+    }
+
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -243,6 +249,7 @@ impl ProxyHttp for SecureModeProxy {
         client_reused: bool,
     ) -> Box<pingora::Error> {
         crate::warn::scrub(&mut e);
+        METRICS.upstream_errors.inc();
         // Pingora's default retry policy, unchanged.
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
@@ -269,6 +276,9 @@ impl ProxyHttp for SecureModeProxy {
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut ProxyCtx) {
         if let Some(sm) = self.secure_mode(ctx) {
             sm.logging(session, &ctx.secure);
+        }
+        if let Some(started) = ctx.started {
+            METRICS.response_seconds.observe(started.elapsed().as_secs_f64());
         }
         if let Some(log) = &self.access_log {
             log.log(&access_entry(session, ctx));

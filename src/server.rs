@@ -9,7 +9,10 @@ use pingora::server::{ExecutionPhase, Server};
 use tokio::sync::broadcast::error::RecvError;
 use pingora::services::listening::Service;
 
-use crate::config::Config;
+use pingora::listeners::tls::TlsSettings;
+
+use crate::admin::Admin;
+use crate::config::{Config, TlsListener};
 use crate::connections::{ClientLimits, Limits};
 use crate::proxy::SecureModeProxy;
 use crate::secure_mode::BuildError;
@@ -20,8 +23,8 @@ use crate::secure_mode::BuildError;
 /// of them together also catches overlaps. Skipped on `run -u`, where the sockets
 /// come from the old process.
 pub fn probe_listeners(config: &Config) -> Result<(), ListenError> {
-    let mut held = Vec::with_capacity(config.listen.len());
-    for &addr in &config.listen {
+    let mut held = Vec::with_capacity(config.listen.len() + 1);
+    for addr in config.listen.iter().map(|l| l.addr).chain(config.admin.listen) {
         // std sets SO_REUSEADDR like Pingora, so a port in TIME_WAIT passes here too.
         held.push(std::net::TcpListener::bind(addr).map_err(|source| ListenError { addr, source })?);
     }
@@ -119,6 +122,16 @@ struct Counts {
 /// How often the graceful stop checks for requests still in flight.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 
+/// rustls settings of a TLS listener (its files were checked by the config).
+fn tls_settings(tls: &TlsListener) -> Result<TlsSettings, BuildError> {
+    let mut settings = TlsSettings::intermediate(&tls.cert_file.display().to_string(), &tls.key_file.display().to_string())
+        .map_err(|e| BuildError::Tls(crate::warn::describe(&e)))?;
+    if tls.h2 {
+        settings.enable_h2();
+    }
+    Ok(settings)
+}
+
 /// [`add_proxy`], returning the counts a graceful stop waits for.
 fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, BuildError> {
     let limits = Limits {
@@ -130,12 +143,21 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, Bui
     let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits);
     let counts = Counts { busy: app.busy(), open: app.open() };
     let mut service = Service::new("intercom-secure-proxy".to_string(), app);
-    for addr in &config.listen {
-        service.add_tcp(&addr.to_string());
+    for listener in &config.listen {
+        let addr = listener.addr.to_string();
+        match &listener.tls {
+            None => service.add_tcp(&addr),
+            Some(tls) => service.add_tls_with_settings(&addr, None, tls_settings(tls)?),
+        }
     }
     server.add_service(service);
     for h in health {
         server.add_service(h);
+    }
+    if let Some(addr) = config.admin.listen {
+        let mut admin = Service::new("admin".to_string(), Admin::new(config));
+        admin.add_tcp(&addr.to_string());
+        server.add_service(admin);
     }
     Ok(counts)
 }

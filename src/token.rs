@@ -2,7 +2,7 @@
 //!
 //! HS256 with the workspace's Messenger secret. Claims: `user_id` (always a string),
 //! the configured identity fields the user has (`email`, `name`, protected attributes),
-//! `iat` and `exp`. Signed tokens are cached per identity and reused until a tenth of
+//! the user's `company` (`{"id", "name"}`) when a source maps one, `iat` and `exp`. Signed tokens are cached per identity and reused until a tenth of
 //! their lifetime is left, so a busy user costs one HMAC per ~54 minutes, not per page.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use moka::sync::Cache;
 use serde_json::{Map, Value};
 
 use crate::config::IntercomConfig;
-use crate::identity::Identity;
+use crate::identity::{Company, Identity};
 
 /// Why a token could not be made. Never contains the secret or the token.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,17 @@ impl TokenSigner {
 
     /// Signs a fresh token, bypassing the cache.
     pub fn sign_fresh(&self, identity: &Identity) -> Result<String, TokenError> {
-        self.sign(self.claims_of(identity))
+        self.fresh_token(identity).map(|(token, _)| token)
+    }
+
+    /// A freshly signed token and its `exp` (seconds since the epoch), bypassing the
+    /// cache: for pages that replace a token about to expire.
+    pub fn fresh_token(&self, identity: &Identity) -> Result<(String, u64), TokenError> {
+        let mut claims = self.claims_of(identity);
+        let exp = self.stamp(&mut claims)?;
+        let token = jsonwebtoken::encode(&self.header, &Value::Object(claims), &self.key)
+            .map_err(|e| TokenError::Encode(e.to_string()))?;
+        Ok((token, exp))
     }
 
     fn claims_of(&self, identity: &Identity) -> Map<String, Value> {
@@ -93,19 +103,40 @@ impl TokenSigner {
                 claims.insert(name.clone(), v);
             }
         }
+        if let Some(company) = &identity.company {
+            claims.insert("company".into(), company_claim(company));
+        }
         claims
     }
 
-    fn sign(&self, mut claims: Map<String, Value>) -> Result<String, TokenError> {
+    /// Adds `iat` (now) and `exp` to the claims; returns `exp`.
+    fn stamp(&self, claims: &mut Map<String, Value>) -> Result<u64, TokenError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|_| TokenError::Clock)?
             .as_secs();
+        let exp = now + self.lifetime.as_secs();
         claims.insert("iat".into(), now.into());
-        claims.insert("exp".into(), (now + self.lifetime.as_secs()).into());
+        claims.insert("exp".into(), exp.into());
+        Ok(exp)
+    }
+
+    fn sign(&self, mut claims: Map<String, Value>) -> Result<String, TokenError> {
+        self.stamp(&mut claims)?;
+        crate::metrics::METRICS.tokens_signed.inc();
         jsonwebtoken::encode(&self.header, &Value::Object(claims), &self.key)
             .map_err(|e| TokenError::Encode(e.to_string()))
     }
+}
+
+/// Intercom's `company` claim: `{"id": ..., "name": ...}` (the name when known).
+fn company_claim(company: &Company) -> Value {
+    let mut c = Map::new();
+    c.insert("id".into(), Value::String(company.id.clone()));
+    if let Some(name) = &company.name {
+        c.insert("name".into(), Value::String(name.clone()));
+    }
+    Value::Object(c)
 }
 
 #[cfg(test)]
@@ -122,6 +153,8 @@ mod tests {
             secret_source: SecretSource::Inline,
             token_lifetime: Duration::from_secs(3600),
             claims: vec!["email".into(), "plan".into()],
+            mode: crate::config::MessengerMode::Jwt,
+            token_refresh_margin: Duration::from_secs(300),
         })
     }
 

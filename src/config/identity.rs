@@ -31,6 +31,10 @@ pub struct TrustedHeaderConfig {
     pub email: Option<String>,
     /// Header carrying the display name (lowercase).
     pub name: Option<String>,
+    /// Header carrying the company id (lowercase): the token's `company.id`.
+    pub company_id: Option<String>,
+    /// Header carrying the company name (lowercase): the token's `company.name`.
+    pub company_name: Option<String>,
 }
 
 /// Settings of the current-user endpoint source.
@@ -56,6 +60,13 @@ pub struct EndpointConfig {
     pub name: Option<String>,
     /// Extra attributes: (name, JSON pointer).
     pub attributes: Vec<(String, String)>,
+    /// What the endpoint answers: JSON (fields are JSON pointers) or an HTML page
+    /// (fields are CSS selectors, `selector@attribute` for an attribute).
+    pub format: EndpointFormat,
+    /// Where the company id is (the token's `company.id`).
+    pub company_id: Option<String>,
+    /// Where the company name is (the token's `company.name`, with a company id only).
+    pub company_name: Option<String>,
 }
 
 /// Default of a trusted_header source's `headers.user_id`.
@@ -78,7 +89,8 @@ pub const DEFAULT_EMAIL_POINTER: &str = "/email";
 /// Default of a current_user_endpoint source's `fields.name`.
 pub const DEFAULT_NAME_POINTER: &str = "/name";
 /// Names `fields.attributes` may not use: fields of their own, or set by the proxy.
-pub const RESERVED_ATTRIBUTES: &[&str] = &["user_id", "email", "name", "iat", "exp", "intercom_user_jwt"];
+pub const RESERVED_ATTRIBUTES: &[&str] =
+    &["user_id", "email", "name", "iat", "exp", "intercom_user_jwt", "company", "company_id", "company_name", "user_hash"];
 
 impl TrustedHeaderConfig {
     /// Trusts `trusted_cidrs` to send the user id in `user_id_header` (stored lowercase),
@@ -90,6 +102,8 @@ impl TrustedHeaderConfig {
             user_id: user_id_header.to_ascii_lowercase(),
             email: None,
             name: None,
+            company_id: None,
+            company_name: None,
         }
     }
 }
@@ -112,6 +126,25 @@ impl EndpointConfig {
             email: Some(DEFAULT_EMAIL_POINTER.to_string()),
             name: Some(DEFAULT_NAME_POINTER.to_string()),
             attributes: Vec::new(),
+            format: DEFAULT_ENDPOINT_FORMAT,
+            company_id: None,
+            company_name: None,
+        }
+    }
+}
+
+impl EndpointConfig {
+    /// Reads the user id from the HTML page at `path` (an "account" page) with the CSS
+    /// selector `user_id_selector` (`"meta[name=user-id]@content"` or `"#user-id"`), and
+    /// nothing else until more fields are set, as a file with `format: html` naming
+    /// only `path` and `fields.user_id` would give. The selector is not checked here; a
+    /// bad one makes every lookup fail (with a warning).
+    pub fn html_page(path: impl Into<String>, user_id_selector: impl Into<String>) -> EndpointConfig {
+        EndpointConfig {
+            format: EndpointFormat::Html,
+            email: None,
+            name: None,
+            ..EndpointConfig::new(path, user_id_selector)
         }
     }
 }
@@ -146,6 +179,8 @@ pub(super) struct FileHeaderNames {
     user_id: Option<String>,
     email: Option<String>,
     name: Option<String>,
+    company_id: Option<String>,
+    company_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +193,7 @@ pub(super) struct FileEndpoint {
     cache_ttl: Option<String>,
     negative_cache_ttl: Option<String>,
     cache_capacity: Option<u64>,
+    format: Option<String>,
     #[serde(default)]
     fields: FileFields,
 }
@@ -168,6 +204,8 @@ pub(super) struct FileFields {
     user_id: Option<String>,
     email: Option<String>,
     name: Option<String>,
+    company_id: Option<String>,
+    company_name: Option<String>,
     #[serde(default)]
     attributes: std::collections::BTreeMap<String, String>,
 }
@@ -226,6 +264,16 @@ pub(super) fn validate_identity(
                         .as_deref()
                         .map(|v| header_name(&format!("{base}.headers.name"), v))
                         .transpose()?,
+                    company_id: h
+                        .company_id
+                        .as_deref()
+                        .map(|v| header_name(&format!("{base}.headers.company_id"), v))
+                        .transpose()?,
+                    company_name: company_name_needs_id(
+                        &format!("{base}.headers"),
+                        h.company_id.is_some(),
+                        h.company_name.as_deref().map(|v| header_name(&format!("{base}.headers.company_name"), v)).transpose()?,
+                    )?,
                 })
             }
             FileSource::CurrentUserEndpoint(e) => {
@@ -256,6 +304,29 @@ pub(super) fn validate_identity(
                     }
                 }
                 let f = e.fields;
+                let format = endpoint_format(&format!("{base}.format"), e.format.as_deref())?;
+                let field = |name: &str, spec: &str| endpoint_field(format, &format!("{base}.fields.{name}"), spec);
+                // JSON answers have conventional places for the standard fields; HTML
+                // pages have none, so there only what is named is read.
+                let defaulted = |name: &str, given: Option<String>, default: &str| match (format, given) {
+                    (_, Some(spec)) => field(name, &spec).map(Some),
+                    (EndpointFormat::Json, None) => field(name, default).map(Some),
+                    (EndpointFormat::Html, None) => Ok(None),
+                };
+                let user_id = defaulted("user_id", f.user_id, DEFAULT_USER_ID_POINTER)?.ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{base}.fields.user_id"),
+                        "with format: html the user id's place is required, e.g. \"meta[name=user-id]@content\"",
+                    )
+                })?;
+                let email = defaulted("email", f.email, DEFAULT_EMAIL_POINTER)?;
+                let name = defaulted("name", f.name, DEFAULT_NAME_POINTER)?;
+                let company_id = f.company_id.as_deref().map(|s| field("company_id", s)).transpose()?;
+                let company_name = company_name_needs_id(
+                    &format!("{base}.fields"),
+                    company_id.is_some(),
+                    f.company_name.as_deref().map(|s| field("company_name", s)).transpose()?,
+                )?;
                 let mut attributes = Vec::new();
                 for (name, ptr) in f.attributes {
                     let key = format!("{base}.fields.attributes.{name}");
@@ -266,7 +337,7 @@ pub(super) fn validate_identity(
                         ));
                     }
                     known_fields.insert(name.clone());
-                    attributes.push((name, json_pointer(&key, &ptr)?));
+                    attributes.push((name, endpoint_field(format, &key, &ptr)?));
                 }
                 SourceConfig::CurrentUserEndpoint(EndpointConfig {
                     path,
@@ -283,19 +354,13 @@ pub(super) fn validate_identity(
                         DEFAULT_NEGATIVE_CACHE_TTL,
                     )?,
                     cache_capacity: e.cache_capacity.unwrap_or(DEFAULT_CACHE_CAPACITY),
-                    user_id: json_pointer(
-                        &format!("{base}.fields.user_id"),
-                        f.user_id.as_deref().unwrap_or(DEFAULT_USER_ID_POINTER),
-                    )?,
-                    email: Some(json_pointer(
-                        &format!("{base}.fields.email"),
-                        f.email.as_deref().unwrap_or(DEFAULT_EMAIL_POINTER),
-                    )?),
-                    name: Some(json_pointer(
-                        &format!("{base}.fields.name"),
-                        f.name.as_deref().unwrap_or(DEFAULT_NAME_POINTER),
-                    )?),
+                    user_id,
+                    email,
+                    name,
                     attributes,
+                    format,
+                    company_id,
+                    company_name,
                 })
             }
         });
@@ -317,6 +382,18 @@ pub(super) fn validate_identity(
     Ok(IdentityConfig { sources })
 }
 
+/// A company name is signed only inside a `company` with an id: alone it names no
+/// company Intercom could sync.
+fn company_name_needs_id(base: &str, has_id: bool, name: Option<String>) -> Result<Option<String>> {
+    if name.is_some() && !has_id {
+        return Err(ConfigError::new(
+            format!("{base}.company_name"),
+            "a company name needs a company id: set company_id too, or remove company_name",
+        ));
+    }
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +406,13 @@ mod tests {
 
     #[test]
     fn endpoint_new_matches_a_source_with_only_path_and_user_id() {
+        assert_eq!(format!("{:?}", EndpointConfig::new("/api/me", "/user/id")), endpoint_file(None, "/user/id"));
+        let html = EndpointConfig::html_page("/api/me", "meta[name=uid]@content");
+        assert_eq!(format!("{html:?}"), endpoint_file(Some("html"), "meta[name=uid]@content"));
+    }
+
+    /// The validated endpoint source of a file naming only `path`, `format` and `fields.user_id`.
+    fn endpoint_file(format: Option<&str>, user_id: &str) -> String {
         let file = FileEndpoint {
             path: Some("/api/me".into()),
             cookies: Vec::new(),
@@ -336,12 +420,13 @@ mod tests {
             cache_ttl: None,
             negative_cache_ttl: None,
             cache_capacity: None,
-            fields: FileFields { user_id: Some("/user/id".into()), ..FileFields::default() },
+            format: format.map(str::to_string),
+            fields: FileFields { user_id: Some(user_id.into()), ..FileFields::default() },
         };
         let SourceConfig::CurrentUserEndpoint(v) = validated(FileSource::CurrentUserEndpoint(file)) else {
             panic!("not an endpoint source")
         };
-        assert_eq!(format!("{:?}", EndpointConfig::new("/api/me", "/user/id")), format!("{v:?}"));
+        format!("{v:?}")
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct InjectConfig {
     pub parser_memory_limit: usize,
     /// gzip/brotli level used to re-compress rewritten pages (0 = send uncompressed).
     pub compression_level: u32,
+    /// The path the proxy answers itself with a fresh token for open pages.
+    pub token_refresh_path: String,
 }
 
 /// Default of `inject.content_types`: the two HTML media types.
@@ -36,6 +38,8 @@ pub const DEFAULT_PARSER_MEMORY_LIMIT: usize = 256 << 10;
 pub const MIN_PARSER_MEMORY_LIMIT: usize = 16 << 10;
 /// Default of `inject.compression_level` (a good balance of CPU time and size).
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 5;
+/// Default of `inject.token_refresh_path` (answered by the proxy, never forwarded).
+pub const DEFAULT_TOKEN_REFRESH_PATH: &str = "/__isp/token";
 /// Largest `inject.compression_level` accepted.
 pub const MAX_COMPRESSION_LEVEL: u32 = 11;
 
@@ -51,6 +55,7 @@ impl Default for InjectConfig {
             max_scan_bytes: DEFAULT_MAX_SCAN_BYTES,
             parser_memory_limit: DEFAULT_PARSER_MEMORY_LIMIT,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
+            token_refresh_path: DEFAULT_TOKEN_REFRESH_PATH.to_string(),
         }
     }
 }
@@ -118,6 +123,7 @@ pub(super) struct FileInject {
     max_scan_bytes: Option<usize>,
     parser_memory_limit: Option<usize>,
     compression_level: Option<u32>,
+    token_refresh_path: Option<String>,
 }
 
 pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
@@ -161,7 +167,15 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
             format!("must be at least {MIN_PARSER_MEMORY_LIMIT} bytes"),
         ));
     }
+    let token_refresh_path = i.token_refresh_path.unwrap_or_else(|| DEFAULT_TOKEN_REFRESH_PATH.to_string());
+    if !is_plain_path(&token_refresh_path) {
+        return Err(ConfigError::new(
+            "inject.token_refresh_path",
+            format!("{token_refresh_path:?} is not a plain path; write one the app does not use, e.g. {DEFAULT_TOKEN_REFRESH_PATH}"),
+        ));
+    }
     Ok(InjectConfig {
+        token_refresh_path,
         content_types: content_types
             .into_iter()
             .map(|t| t.trim().to_ascii_lowercase())
@@ -173,6 +187,15 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
         parser_memory_limit,
         compression_level,
     })
+}
+
+/// A path starting with `/`, without query, fragment, pattern or characters that need
+/// escaping in a script (it is written into the page script).
+fn is_plain_path(p: &str) -> bool {
+    p.len() > 1
+        && p.starts_with('/')
+        && !p.starts_with("//")
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
 }
 
 #[cfg(test)]

@@ -17,6 +17,10 @@ pub struct IntercomConfig {
     pub token_lifetime: Duration,
     /// Identity fields signed into the token besides `user_id`.
     pub claims: Vec<String>,
+    /// How pages identify the user: JWT, the deprecated `user_hash`, or both.
+    pub mode: MessengerMode,
+    /// How long before its token expires an open page fetches a fresh one.
+    pub token_refresh_margin: Duration,
 }
 
 /// Default of `intercom.api_base`: the `us` region's base.
@@ -45,6 +49,8 @@ impl IntercomConfig {
             secret_source: SecretSource::Inline,
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
             claims: DEFAULT_CLAIMS.iter().map(|c| c.to_string()).collect(),
+            mode: DEFAULT_MESSENGER_MODE,
+            token_refresh_margin: DEFAULT_TOKEN_REFRESH_MARGIN,
         }
     }
 }
@@ -67,6 +73,8 @@ pub(super) struct FileIntercom {
     secret: Option<serde_yaml::Value>,
     token_lifetime: Option<String>,
     claims: Option<Vec<String>>,
+    mode: Option<String>,
+    token_refresh_margin: Option<String>,
 }
 
 pub(super) fn validate_intercom(
@@ -191,6 +199,8 @@ pub(super) fn validate_intercom(
         secret_source,
         token_lifetime,
         claims,
+        mode: messenger_mode(i.mode.as_deref())?,
+        token_refresh_margin: refresh_margin(i.token_refresh_margin.as_deref(), token_lifetime)?,
     })
 }
 
@@ -208,6 +218,8 @@ mod tests {
             secret: None,
             token_lifetime: None,
             claims: None,
+            mode: None,
+            token_refresh_margin: None,
         };
         let validated = validate_intercom(Some(file), &|_| Some("s3cret".into())).unwrap();
         let built = IntercomConfig::new("abc12345", Secret::new(b"s3cret".to_vec()));
@@ -217,5 +229,7 @@ mod tests {
         assert!(matches!(built.secret_source, SecretSource::Inline));
         assert_eq!(built.token_lifetime, validated.token_lifetime);
         assert_eq!(built.claims, validated.claims);
+        assert_eq!(built.mode, validated.mode);
+        assert_eq!(built.token_refresh_margin, validated.token_refresh_margin);
     }
 }

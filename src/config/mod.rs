@@ -20,22 +20,32 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod endpoint_format;
+mod admin;
 mod identity;
 mod inject;
 mod intercom;
+mod listen;
 mod log;
 mod logout;
+mod messenger_mode;
 mod redis_session;
 mod server;
 mod site;
 mod summary;
 mod upstream;
 
+pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};
 pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
+use endpoint_format::{endpoint_field, endpoint_format};
 pub use inject::{BadPattern, InjectConfig, PathPattern};
 pub use intercom::IntercomConfig;
+pub use admin::AdminConfig;
+pub use listen::{Listener, TlsListener};
 pub use log::{AccessLog, LogConfig, LogFormat};
 pub use logout::{LogoutConfig, LogoutMode};
+pub use messenger_mode::{MessengerMode, DEFAULT_MESSENGER_MODE, DEFAULT_TOKEN_REFRESH_MARGIN};
+use messenger_mode::{messenger_mode, refresh_margin};
 pub use redis_session::{CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER};
 pub use server::ServerSettings;
 pub use site::{BadHost, HostPattern, SiteConfig};
@@ -43,6 +53,8 @@ pub use upstream::UpstreamConfig;
 use identity::{validate_identity, FileIdentity};
 use inject::{validate_inject, FileInject};
 use intercom::{validate_intercom, FileIntercom};
+use admin::{validate_admin, FileAdmin};
+use listen::{validate_listen, FileListen};
 use log::{validate_log, FileLog};
 use logout::{validate_logout, FileLogout};
 use server::{validate_server, FileServer};
@@ -125,11 +137,13 @@ pub enum SecretSource {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Addresses the proxy listens on.
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listener>,
     /// Pingora server settings.
     pub server: ServerSettings,
     /// The access log.
     pub log: LogConfig,
+    /// The admin listener (metrics, health).
+    pub admin: AdminConfig,
     /// The apps behind the proxy: one that answers every host, or those of `sites:`.
     pub sites: Vec<SiteConfig>,
 }
@@ -142,12 +156,14 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     #[serde(default)]
-    listen: Vec<String>,
+    listen: Vec<FileListen>,
     upstream: Option<FileUpstream>,
     #[serde(default)]
     server: FileServer,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    admin: FileAdmin,
     intercom: Option<FileIntercom>,
     identity: Option<FileIdentity>,
     #[serde(default)]
@@ -271,29 +287,11 @@ fn json_pointer(key: &str, s: &str) -> Result<String> {
 }
 
 fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
-    if f.listen.is_empty() {
-        return Err(ConfigError::new(
-            "listen",
-            "at least one listen address is required, e.g. listen: [\"127.0.0.1:8080\"]",
-        ));
-    }
-    let listen = f
-        .listen
-        .iter()
-        .enumerate()
-        .map(|(i, s)| socket_addr(&format!("listen[{i}]"), s))
-        .collect::<Result<Vec<_>>>()?;
-    for (i, a) in listen.iter().enumerate() {
-        if let Some(earlier) = listen[..i].iter().find(|b| binds_overlap(a, b)) {
-            return Err(ConfigError::new(
-                format!("listen[{i}]"),
-                format!("{a} overlaps {earlier}, listed earlier: the second bind would fail; list each address once"),
-            ));
-        }
-    }
+    let listen = validate_listen(f.listen)?;
 
     let server = validate_server(f.server)?;
     let log = validate_log(f.log)?;
+    let admin = validate_admin(f.admin, &listen)?;
     let inject = validate_inject(f.inject)?;
     let logout = validate_logout(f.logout)?;
     let sites = match f.sites {
@@ -325,7 +323,7 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
                 .collect::<Result<Vec<_>>>()?
         }
     };
-    Ok(Config { listen, server, log, sites })
+    Ok(Config { listen, server, log, admin, sites })
 }
 
 /// Whether two listen addresses cannot both be bound: the same port on the same address,

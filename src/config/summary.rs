@@ -27,7 +27,7 @@ impl Config {
         use std::fmt::Write as _;
         let mut out = String::new();
         let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
-        let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
+        let listen: Vec<String> = self.listen.iter().map(|l| l.to_string()).collect();
         let _ = writeln!(out, "listen:    {}", list(&listen));
         let _ = writeln!(
             out,
@@ -64,6 +64,11 @@ impl SiteConfig {
                     "{prefix}intercom.secret_file: the secret file is readable by group or others (mode {mode:o}); run chmod 600 on it"
                 ));
             }
+        }
+        if self.intercom.mode == MessengerMode::UserHash {
+            out.push(format!(
+                "{prefix}intercom.mode: user_hash is Intercom's deprecated Identity Verification; switch to both, enforce JWTs in Intercom, then jwt"
+            ));
         }
         for (n, s) in self.identity.sources.iter().enumerate() {
             let SourceConfig::TrustedHeader(t) = s else { continue };
@@ -103,20 +108,30 @@ impl SiteConfig {
             d(self.intercom.token_lifetime),
             self.intercom.claims.iter().map(|c| format!(", {c}")).collect::<String>()
         );
+        let _ = writeln!(
+            out,
+            "messenger: mode {}, open pages refresh their token {} before expiry at {}",
+            self.intercom.mode.as_str(),
+            d(self.intercom.token_refresh_margin),
+            self.inject.token_refresh_path
+        );
         for (n, s) in self.identity.sources.iter().enumerate() {
             let _ = match s {
                 SourceConfig::TrustedHeader(t) => writeln!(
                     out,
-                    "identity:  {}. trusted_header {} from {}",
+                    "identity:  {}. trusted_header {} from {}{}",
                     n + 1,
                     t.user_id,
-                    t.trusted_cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                    t.trusted_cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
+                    t.company_id.as_deref().map(|h| format!(", company from {h}")).unwrap_or_default()
                 ),
                 SourceConfig::CurrentUserEndpoint(e) => writeln!(
                     out,
-                    "identity:  {}. current_user_endpoint GET {} (cookies: {}, timeout {}, cache {}/{})",
+                    "identity:  {}. current_user_endpoint GET {} ({}{}, cookies: {}, timeout {}, cache {}/{})",
                     n + 1,
                     e.path,
+                    e.format.as_str(),
+                    if e.company_id.is_some() { ", with company" } else { "" },
                     if e.cookies.is_empty() { "all".to_string() } else { e.cookies.join(", ") },
                     d(e.timeout),
                     d(e.cache_ttl),

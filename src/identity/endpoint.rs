@@ -17,8 +17,9 @@ use moka::Expiry;
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 
-use super::{Identity, Lookup, SourceError};
-use crate::config::EndpointConfig;
+use super::html_fields::HtmlFields;
+use super::{Company, Identity, Lookup, SourceError};
+use crate::config::{EndpointConfig, EndpointFormat};
 use crate::upstream::Upstream;
 
 /// Answers larger than this are not a "current user" document.
@@ -57,6 +58,8 @@ impl Expiry<[u8; 32], Cached> for TtlPolicy {
 /// The current-user endpoint source.
 pub struct CurrentUserEndpoint {
     config: EndpointConfig,
+    /// The selectors, for `format: html` (boxed: most sources are JSON).
+    html: Option<Box<HtmlFields>>,
     upstream: Arc<Upstream>,
     cache: Cache<[u8; 32], Cached>,
 }
@@ -72,6 +75,7 @@ impl CurrentUserEndpoint {
             })
             .build();
         CurrentUserEndpoint {
+            html: (config.format == EndpointFormat::Html).then(|| Box::new(HtmlFields::new(&config))),
             config,
             upstream,
             cache,
@@ -149,12 +153,19 @@ impl CurrentUserEndpoint {
     }
 
     async fn fetch(&self, key: &SessionKey) -> Result<Cached, EndpointError> {
-        let exchange = |e: Box<pingora::Error>| EndpointError::Exchange(crate::warn::describe(&e));
+        crate::metrics::METRICS.fetches.with_label_values(&["current_user_endpoint"]).inc();
+        let exchange = |e: Box<pingora::Error>| match is_over_bound(&e) {
+            true => EndpointError::TooLarge(MAX_BODY),
+            false => EndpointError::Exchange(crate::warn::describe(&e)),
+        };
         let mut req = RequestHeader::build("GET", self.config.path.as_bytes(), None).map_err(exchange)?;
         let headers = [
             ("host", key.host.as_deref().unwrap_or("localhost")),
             ("cookie", key.cookie.as_str()),
-            ("accept", "application/json"),
+            ("accept", match self.config.format {
+                EndpointFormat::Json => "application/json",
+                EndpointFormat::Html => "text/html",
+            }),
             ("user-agent", "intercom-secure-proxy"),
         ];
         for (name, value) in headers {
@@ -167,7 +178,10 @@ impl CurrentUserEndpoint {
             .map_err(exchange)?;
         let status = header.status.as_u16();
         match status {
-            200..=299 => self.map_document(&body).map(|id| id.map(Arc::new)),
+            200..=299 => match &self.html {
+                Some(fields) => fields.identity(&body, crate::headers::charset(&header).as_deref()).map(|id| id.map(Arc::new)),
+                None => self.map_document(&body).map(|id| id.map(Arc::new)),
+            },
             // Not logged in: the usual answers of an app for a missing session.
             300..=399 | 401 | 403 => Ok(None),
             other => Err(EndpointError::Status(other)),
@@ -178,20 +192,7 @@ impl CurrentUserEndpoint {
     fn map_document(&self, body: &[u8]) -> Result<Option<Identity>, EndpointError> {
         let doc: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| EndpointError::NotJson(e.to_string()))?;
-        let user_id = match doc.pointer(&self.config.user_id) {
-            None | Some(serde_json::Value::Null) => return Ok(None),
-            Some(serde_json::Value::String(s)) if s.is_empty() => return Ok(None),
-            Some(serde_json::Value::String(s)) => s.clone(),
-            // With serde_json's arbitrary_precision these are the digits the app sent:
-            // ids beyond 2^53 must not be rounded into someone else's.
-            Some(serde_json::Value::Number(n)) if is_integer_literal(&n.to_string()) => n.to_string(),
-            Some(serde_json::Value::Number(_)) => {
-                return Err(EndpointError::UserId { pointer: self.config.user_id.clone(), kind: "a number but not an integer" })
-            }
-            Some(other) => {
-                return Err(EndpointError::UserId { pointer: self.config.user_id.clone(), kind: json_kind(other) })
-            }
-        };
+        let Some(user_id) = id_at(&doc, &self.config.user_id)? else { return Ok(None) };
         let text = |ptr: &Option<String>| {
             ptr.as_deref()
                 .and_then(|p| doc.pointer(p))
@@ -202,6 +203,9 @@ impl CurrentUserEndpoint {
         let mut identity = Identity::new(user_id);
         identity.email = text(&self.config.email);
         identity.name = text(&self.config.name);
+        if let Some(ptr) = &self.config.company_id {
+            identity.company = id_at(&doc, ptr)?.map(|id| Company { id, name: text(&self.config.company_name) });
+        }
         for (name, ptr) in &self.config.attributes {
             if let Some(v) = doc.pointer(ptr).filter(|v| !v.is_null()) {
                 identity.attributes.insert(name.clone(), v.clone());
@@ -221,20 +225,59 @@ pub enum EndpointError {
     /// The request could not be made or the answer not read (a scrubbed description).
     #[error("{0}")]
     Exchange(String),
+    /// The answer is longer than a current-user document (or account page) can be.
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
     /// A status that says neither "logged in" nor "logged out".
     #[error("status {0}")]
     Status(u16),
     /// The answer is not JSON (serde's message: a position and a category).
     #[error("answer is not JSON ({0})")]
     NotJson(String),
-    /// The user id is not a string or an integer.
-    #[error("user id at {pointer} is {kind}, not a string or integer")]
+    /// The user id (or company id) is not a string or an integer.
+    #[error("id at {pointer} is {kind}, not a string or integer")]
     UserId {
         /// The configured JSON pointer.
         pointer: String,
         /// What was found there.
         kind: &'static str,
     },
+    /// The account page could not be parsed (a category, never page content).
+    #[error("account page not parsed: {0}")]
+    NotHtml(&'static str),
+    /// A selector cannot be used (only possible for sources built in code).
+    #[error("unusable selector: {0}")]
+    Selector(String),
+    /// The account page gives a doubtful value for a field that names the user.
+    #[error("account page field {field} is doubtful ({why}); no identity")]
+    Doubtful {
+        /// The field's name in `fields`.
+        field: String,
+        /// Why it is doubtful.
+        why: &'static str,
+    },
+}
+
+/// Whether the exchange gave up at the body bound. `describe` leaves contexts out (they
+/// may hold raw bytes); this one is the proxy's own words, and worth telling operators.
+fn is_over_bound(e: &pingora::Error) -> bool {
+    e.context.as_ref().is_some_and(|c| c.as_str().starts_with("response body larger than"))
+}
+
+/// The id (of a user or a company) at `pointer`: a non-empty string or an integer, as
+/// a string; `None` when it is missing, null or empty.
+fn id_at(doc: &serde_json::Value, pointer: &str) -> Result<Option<String>, EndpointError> {
+    let wrong = |kind| Err(EndpointError::UserId { pointer: pointer.to_string(), kind });
+    match doc.pointer(pointer) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        // With serde_json's arbitrary_precision these are the digits the app sent:
+        // ids beyond 2^53 must not be rounded into someone else's.
+        Some(serde_json::Value::Number(n)) if is_integer_literal(&n.to_string()) => Ok(Some(n.to_string())),
+        Some(serde_json::Value::Number(_)) => wrong("a number but not an integer"),
+        Some(other) => wrong(json_kind(other)),
+    }
 }
 
 /// `-?[0-9]+`: a JSON integer exactly as written.

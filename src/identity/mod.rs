@@ -4,10 +4,12 @@
 //! the first one that knows the user wins:
 //! `trusted_header` reads headers set by an authenticating proxy in front of us (and
 //! strips them from everyone else), `endpoint` asks the application's "current user"
-//! endpoint with the browser's cookies and caches the answer per session.
+//! endpoint with the browser's cookies (a JSON answer, or an HTML account page read
+//! with CSS selectors by `html_fields`) and caches the answer per session.
 //! `redis_session` reads the app's session straight from the Redis it lives in.
 
 mod endpoint;
+mod html_fields;
 pub mod redis_session;
 mod trusted_header;
 
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use pingora::http::RequestHeader;
 
 use crate::config::{IdentityConfig, SourceConfig};
+use crate::metrics::METRICS;
 use crate::upstream::Upstream;
 
 /// A logged-in user, as the application knows them.
@@ -30,6 +33,17 @@ pub struct Identity {
     pub name: Option<String>,
     /// Further attributes by name (only the ones configured as claims are signed).
     pub attributes: BTreeMap<String, serde_json::Value>,
+    /// The user's company, when a source maps one (signed as the token's `company`).
+    pub company: Option<Company>,
+}
+
+/// A user's company, as Intercom reads it from the token's `company` claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Company {
+    /// The app's company id (always a string in tokens).
+    pub id: String,
+    /// The company's name, when known.
+    pub name: Option<String>,
 }
 
 impl Identity {
@@ -40,6 +54,7 @@ impl Identity {
             email: None,
             name: None,
             attributes: BTreeMap::new(),
+            company: None,
         }
     }
 
@@ -212,7 +227,18 @@ impl IdentityResolver {
     pub async fn resolve_answered(&self, hints: &RequestHints) -> (Lookup, Option<&'static str>) {
         let mut failure = None;
         for (source, hint) in self.sources.iter().zip(&hints.0) {
-            match source.resolve(hint).await {
+            if matches!(hint, Hint::Nothing) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let lookup = source.resolve(hint).await;
+            let result = match &lookup {
+                Lookup::Found(_) => "found",
+                Lookup::Anonymous => "anonymous",
+                Lookup::Failed(_) => "failed",
+            };
+            METRICS.lookup(source.kind(), result, started.elapsed());
+            match lookup {
                 Lookup::Found(id) => return (Lookup::Found(id), Some(source.kind())),
                 Lookup::Anonymous => {}
                 Lookup::Failed(why) => failure = failure.or(Some(why)),

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use http::HeaderName;
 use pingora::http::RequestHeader;
 
-use super::Identity;
+use super::{Company, Identity};
 use crate::config::TrustedHeaderConfig;
 
 /// The trusted-header source.
@@ -40,11 +40,7 @@ fn folds_to(name: &str, folded: &str) -> bool {
 impl TrustedHeaderSource {
     /// Builds the source.
     pub fn new(config: TrustedHeaderConfig) -> Self {
-        let folded = [Some(&config.user_id), config.email.as_ref(), config.name.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|n| fold(n))
-            .collect();
+        let folded = configured_names(&config).map(|n| fold(n)).collect();
         TrustedHeaderSource { config, folded }
     }
 
@@ -82,7 +78,8 @@ impl TrustedHeaderSource {
         }
         let user_id = single_value(req, &self.config.user_id)?;
         let email = self.config.email.as_ref().and_then(|h| single_value(req, h));
-        if [Some(&user_id), email.as_ref()].into_iter().flatten().any(|v| may_be_joined(v)) {
+        let company_id = self.config.company_id.as_ref().and_then(|h| single_value(req, h));
+        if [Some(&user_id), email.as_ref(), company_id.as_ref()].into_iter().flatten().any(|v| may_be_joined(v)) {
             crate::warn_limited!(
                 "identity header {} or {} holds a comma-separated list (a proxy may have joined two headers); no identity for this request",
                 self.config.user_id,
@@ -93,15 +90,24 @@ impl TrustedHeaderSource {
         let mut identity = Identity::new(user_id);
         identity.email = email;
         identity.name = self.config.name.as_ref().and_then(|h| single_value(req, h));
+        identity.company = company_id.map(|id| Company {
+            id,
+            name: self.config.company_name.as_ref().and_then(|h| single_value(req, h)),
+        });
         Some(identity)
     }
 
     fn is_configured_spelling(&self, name: &str) -> bool {
-        [Some(&self.config.user_id), self.config.email.as_ref(), self.config.name.as_ref()]
-            .into_iter()
-            .flatten()
-            .any(|c| c == name)
+        configured_names(&self.config).any(|c| c == name)
     }
+}
+
+/// Every header name the source reads (all of them are identity, so all are stripped
+/// from untrusted peers).
+fn configured_names(config: &TrustedHeaderConfig) -> impl Iterator<Item = &String> {
+    [Some(&config.user_id), config.email.as_ref(), config.name.as_ref(), config.company_id.as_ref(), config.company_name.as_ref()]
+        .into_iter()
+        .flatten()
 }
 
 /// Whether an identifier may be two values a proxy joined into one (`a, b` or `a,b`,
@@ -135,6 +141,8 @@ mod tests {
             user_id: "x-forwarded-user".into(),
             email: Some("x-forwarded-email".into()),
             name: None,
+            company_id: Some("x-forwarded-company".into()),
+            company_name: Some("x-forwarded-company-name".into()),
         })
     }
 
@@ -182,6 +190,19 @@ mod tests {
             assert!(source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none(), "{joined}");
         }
         let mut req = request(&[("X-Forwarded-User", "alice"), ("X-Forwarded-Email", "a@example.com, b@example.com")]);
+        assert!(source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none());
+    }
+
+    #[test]
+    fn company_headers_are_read_from_trusted_peers_and_stripped_from_others() {
+        let headers = [("X-Forwarded-User", "alice"), ("X-Forwarded-Company", "acme-1"), ("X_Forwarded_Company_Name", "Acme")];
+        let mut req = request(&headers);
+        assert!(source().filter_request(&mut req, Some("192.0.2.1".parse().unwrap())).is_none());
+        assert_eq!(req.headers.len(), 0, "company headers are identity too");
+        let mut req = request(&[("X-Forwarded-User", "alice"), ("X-Forwarded-Company", "acme-1"), ("X-Forwarded-Company-Name", "Acme")]);
+        let got = source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).unwrap();
+        assert_eq!(got.company, Some(Company { id: "acme-1".into(), name: Some("Acme".into()) }));
+        let mut req = request(&[("X-Forwarded-User", "alice"), ("X-Forwarded-Company", "acme-1, evil-2")]);
         assert!(source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none());
     }
 

@@ -266,8 +266,10 @@ mod tests {
             signed_fields: vec![],
             auto_include: false,
             cookie_domain: None,
+            mode: Default::default(),
+            refresh: None,
         })
-        .render(Some("t.o.k"), false, None);
+        .render(&crate::page::Plan { token: Some("t.o.k".into()), shutdown: false, plain: None }, None);
         let hash = script.csp_hash();
         let m = MetaCsp { nonce: None, script };
         assert_eq!(m.judge("script-src 'nonce-n1'"), MetaVerdict::Nonce("n1".into()));

@@ -17,13 +17,15 @@
 //!         signed_fields: vec!["user_id", "email"],
 //!         auto_include: true,
 //!         cookie_domain: None,
+//!         mode: Default::default(),
+//!         refresh: None,
 //!     },
 //!     Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 },
 //! );
 //! let mut resp = ResponseHeader::build(200, None)?;
 //! resp.insert_header("content-type", "text/html; charset=utf-8")?;
 //! resp.insert_header("content-length", "42")?;
-//! let plan = Plan { token: Some("e30.e30.sig".into()), shutdown: false };
+//! let plan = Plan { token: Some("e30.e30.sig".into()), shutdown: false, plain: None };
 //! let mut rewriter = pages.start(&mut resp, &plan)?;
 //! assert!(resp.headers.get("content-length").is_none());
 //! assert_eq!(resp.headers["cache-control"], "private, no-store");
@@ -48,7 +50,7 @@ pub(crate) mod rewriter;
 pub(crate) mod script;
 
 pub use rewriter::{GiveUpReason, Limits, Outcome, PageRewriter};
-pub use script::{PageScript, ScriptSettings};
+pub use script::{PageScript, ScriptSettings, TokenRefresh};
 pub(crate) use script::to_script_json;
 use csp::MetaCsp;
 use rewriter::Render;
@@ -62,6 +64,10 @@ pub struct Plan {
     /// Run `Intercom('shutdown')` before anything boots (after a logout or a switch
     /// of user).
     pub shutdown: bool,
+    /// `user_id`, `email` and `user_hash` the Messenger gets in the clear
+    /// (`intercom.mode: user_hash` or `both`), as script-safe JSON from
+    /// [`UserHasher::plain_settings`](crate::UserHasher::plain_settings).
+    pub plain: Option<Arc<str>>,
 }
 
 /// The pages of one Intercom workspace: the script rendered once, and the limits of
@@ -82,7 +88,7 @@ impl Pages {
 
     /// The script element for `plan`, carrying `nonce` (a page's CSP nonce) if any.
     pub fn script(&self, plan: &Plan, nonce: Option<&str>) -> PageScript {
-        self.template.render(plan.token.as_deref(), plan.shutdown, nonce)
+        self.template.render(plan, nonce)
     }
 
     /// Makes `resp` the header of a rewritten page and returns the rewriter of its
@@ -112,7 +118,7 @@ impl Pages {
         // header did not.
         let render: Render = Box::new(move |page_nonce| {
             Some(match (header_nonce, page_nonce) {
-                (None, Some(n)) => template.render(plan.token.as_deref(), plan.shutdown, Some(n)).html().to_string(),
+                (None, Some(n)) => template.render(&plan, Some(n)).html().to_string(),
                 _ => prerendered.html().to_string(),
             })
         });

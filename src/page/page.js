@@ -1,7 +1,9 @@
 // The script the proxy puts before the first script of a page (see src/page/script.rs).
 // Lines starting with `//` are removed before it is served; keep statements `;`-terminated.
 // Parameters (c): a app_id, b api_base, s plain fields to strip, i auto-include,
-// k cookie domain, l widget URL, n Intercom's cookie name prefixes, j the signed token (null when logged out),
+// k cookie domain, l widget URL, n Intercom's cookie name prefixes, r the token refresh path (null: none),
+// g refresh this many seconds before the token expires, j the signed token (null when logged out),
+// h user_id, email and user_hash to give in the clear (intercom.mode user_hash or both; else null),
 // x run a shutdown first (after a logout or a user switch).
 (function (w, c) {
 if (w.__intercomSecureProxy) { return; }
@@ -10,9 +12,11 @@ var d = document;
 var ours = null;
 var nonce = d.currentScript && (d.currentScript.nonce || d.currentScript.getAttribute('nonce'));
 var clean = function (s) {
-  if (c.j && s && typeof s === 'object') {
+  if ((c.j || c.h) && s && typeof s === 'object') {
     for (var n = 0; n < c.s.length; n++) { if (c.s[n] in s) { delete s[c.s[n]]; } }
-    if (s.intercom_user_jwt !== c.j) { s.intercom_user_jwt = c.j; }
+// The deprecated Identity Verification: the proxy's user_id, email and user_hash, never the page's.
+    if (c.h) { for (var f in c.h) { if (s[f] !== c.h[f]) { s[f] = c.h[f]; } } }
+    if (c.j && s.intercom_user_jwt !== c.j) { s.intercom_user_jwt = c.j; }
     if (!s.app_id) { s.app_id = c.a; }
     if (!s.api_base) { s.api_base = c.b; }
   }
@@ -56,7 +60,7 @@ if (c.x) {
 // Like the official loader, wait for the page: late page code can still set its settings.
   if (d.readyState === 'complete') { loadWidget(); } else { w.addEventListener('load', loadWidget, false); }
 }
-if (c.j) {
+if (c.j || c.h) {
   var settings = w.intercomSettings;
   var intercom = w.Intercom;
   var wrapped = typeof WeakSet === 'function' ? new WeakSet() : null;
@@ -93,5 +97,54 @@ if (c.j) {
     };
     if (d.readyState === 'loading') { d.addEventListener('DOMContentLoaded', go); } else { go(); }
   }
+}
+if (c.j && c.r && w.fetch && w.JSON && w.atob) {
+// Tokens that outlive the page: fetch a fresh one from the proxy shortly before this one expires.
+// The user is compared by the user_id in the JWT payload, which the page can read anyway.
+  var claims = function (t) {
+    try {
+      var p = t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(p + '==='.slice((p.length + 3) % 4)));
+    } catch (e) { return null; }
+  };
+  var who = (claims(c.j) || {}).user_id;
+  var due = 0;
+  var timer = null;
+  var later = function (ms) { clearTimeout(timer); due = Date.now() + ms; timer = setTimeout(refresh, ms); };
+// The wait uses the token's own lifetime (exp - iat), so the browser's clock does not matter.
+  var plan = function (t) {
+    var p = claims(t) || {};
+    later(Math.max(((p.exp || 0) - (p.iat || 0) - c.g) * 1000, 5000));
+  };
+  var gone = function () {
+    clearTimeout(timer);
+    due = 0;
+    c.j = null;
+    c.h = null;
+    try { delete w.intercomSettings; } catch (e) { w.intercomSettings = undefined; }
+    if (typeof w.Intercom === 'function') { w.Intercom('shutdown'); }
+  };
+  var refresh = function () {
+    due = 0;
+    w.fetch(c.r, { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } }).then(function (r) {
+// 204 is nobody; with Retry-After the proxy could not tell now (a slow endpoint is not a logout).
+      if (r.status === 204) { return r.headers.get('Retry-After') ? {} : { none: 1 }; }
+      if (!r.ok) { throw r.status; }
+      return r.json();
+    }).then(function (a) {
+      var t = a && a.intercom_user_jwt;
+      var p = t && claims(t);
+      if (a.none || (p && p.user_id !== who)) { gone(); return; }
+      if (!p) { later(30000); return; }
+      c.j = t;
+      plan(t);
+      if (typeof w.Intercom === 'function') { w.Intercom('update', { intercom_user_jwt: t }); }
+    }).catch(function () { later(30000); });
+  };
+// Timers are throttled while a tab sleeps: catch up when it is shown again.
+  d.addEventListener('visibilitychange', function () {
+    if (d.visibilityState === 'visible' && due && Date.now() >= due) { clearTimeout(timer); refresh(); }
+  });
+  plan(c.j);
 }
 })

@@ -18,6 +18,9 @@ use sha2::{Digest, Sha256};
 
 use base64::Engine as _;
 
+use super::Plan;
+use crate::config::MessengerMode;
+
 /// The page script without comment lines or indentation (computed once).
 static PAGE_JS: Lazy<String> = Lazy::new(|| {
     include_str!("page.js")
@@ -47,6 +50,20 @@ pub struct ScriptSettings<'a> {
     pub auto_include: bool,
     /// Domain Intercom's cookies are set on, when not host-only.
     pub cookie_domain: Option<&'a str>,
+    /// How pages identify the user: with `user_hash` alone nothing is signed, so only
+    /// the identifying fields are replaced, not removed.
+    pub mode: MessengerMode,
+    /// Where and when open pages fetch a fresh token (JWT modes only).
+    pub refresh: Option<TokenRefresh<'a>>,
+}
+
+/// How the page script keeps its token fresh.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRefresh<'a> {
+    /// The proxy's refresh path (`inject.token_refresh_path`).
+    pub path: &'a str,
+    /// Fetch this long before the token expires (`intercom.token_refresh_margin`).
+    pub margin: std::time::Duration,
 }
 
 /// One rendered script for one response.
@@ -75,13 +92,18 @@ impl PageScript {
 impl ScriptTemplate {
     /// Renders the static part.
     pub fn new(s: &ScriptSettings<'_>) -> Self {
-        // Fields always stripped: the ones Intercom uses to identify a user insecurely.
+        // Fields always stripped: the ones Intercom uses to identify a user insecurely
+        // (in the user_hash modes the proxy puts its own values back), and the signed
+        // ones when a JWT carries them.
         let mut strip: Vec<&str> = vec!["user_id", "email", "user_hash"];
-        for f in &s.signed_fields {
-            if !strip.contains(f) {
-                strip.push(f);
+        if s.mode.signs_jwt() {
+            for f in &s.signed_fields {
+                if !strip.contains(f) {
+                    strip.push(f);
+                }
             }
         }
+        let refresh = s.refresh.filter(|_| s.mode.signs_jwt());
         let params = json!({
             "a": s.app_id,
             "b": s.api_base,
@@ -90,6 +112,8 @@ impl ScriptTemplate {
             "k": s.cookie_domain,
             "l": format!("https://widget.intercom.io/widget/{}", s.app_id),
             "n": crate::logout::cookies::INTERCOM_COOKIES,
+            "r": refresh.map(|r| r.path),
+            "g": refresh.map_or(0, |r| r.margin.as_secs()),
         });
         let params = to_script_json(&params);
         // Leave the object open so the per-response values can follow.
@@ -99,10 +123,15 @@ impl ScriptTemplate {
         }
     }
 
-    /// Renders the script for one response. `token` must come from the signer (it is
-    /// base64url and dots, so it needs no escaping); `nonce` is the page's CSP nonce.
-    pub fn render(&self, token: Option<&str>, shutdown: bool, nonce: Option<&str>) -> PageScript {
-        let mut html = String::with_capacity(self.body_head.len() + 96 + token.map_or(4, str::len));
+    /// Renders the script for one response. The token must come from the signer (it is
+    /// base64url and dots, so it needs no escaping), the plain settings from
+    /// [`UserHasher::plain_settings`](crate::UserHasher::plain_settings) (script-safe
+    /// JSON); `nonce` is the page's CSP nonce.
+    pub fn render(&self, plan: &Plan, nonce: Option<&str>) -> PageScript {
+        let token = plan.token.as_deref();
+        let plain = plan.plain.as_deref();
+        let extra = token.map_or(4, str::len) + plain.map_or(4, str::len);
+        let mut html = String::with_capacity(self.body_head.len() + 96 + extra);
         html.push_str("<script");
         if let Some(n) = nonce.filter(|n| is_nonce(n)) {
             html.push_str(" nonce=\"");
@@ -120,7 +149,9 @@ impl ScriptTemplate {
             }
             None => html.push_str("null"),
         }
-        html.push_str(if shutdown { ",\"x\":true});" } else { ",\"x\":false});" });
+        html.push_str(",\"h\":");
+        html.push_str(plain.filter(|p| is_script_safe_object(p)).unwrap_or("null"));
+        html.push_str(if plan.shutdown { ",\"x\":true});" } else { ",\"x\":false});" });
         let end = html.len();
         html.push_str("</script>");
         PageScript {
@@ -128,6 +159,11 @@ impl ScriptTemplate {
             content: start..end,
         }
     }
+}
+
+/// A JSON object as [`to_script_json`] writes it: nothing in it can end the script.
+fn is_script_safe_object(json: &str) -> bool {
+    json.starts_with('{') && json.ends_with('}') && json.is_ascii() && !json.contains(['<', '>', '&'])
 }
 
 /// Whether a CSP nonce is safe to copy into an attribute (base64 / base64url characters).
@@ -172,7 +208,13 @@ mod tests {
             signed_fields: vec!["user_id", "email", "name"],
             auto_include: false,
             cookie_domain: None,
+            mode: Default::default(),
+            refresh: None,
         })
+    }
+
+    fn plan(token: Option<&str>, shutdown: bool) -> Plan {
+        Plan { token: token.map(Into::into), shutdown, plain: None }
     }
 
     #[test]
@@ -190,10 +232,10 @@ mod tests {
     #[test]
     fn render_is_one_script_with_hash_of_its_content() {
         let t = template();
-        let p = t.render(Some("a.b.c"), false, Some("abc+/="));
+        let p = t.render(&plan(Some("a.b.c"), false), Some("abc+/="));
         assert!(p.html().starts_with("<script nonce=\"abc+/=\">"));
         assert!(p.html().ends_with("});</script>"));
-        assert!(p.html().contains("\"j\":\"a.b.c\",\"x\":false"));
+        assert!(p.html().contains("\"j\":\"a.b.c\",\"h\":null,\"x\":false"));
         assert_eq!(p.html().matches("</script>").count(), 1);
         assert!(p.csp_hash().starts_with("'sha256-"));
     }
@@ -201,8 +243,8 @@ mod tests {
     #[test]
     fn hostile_nonce_and_token_are_dropped() {
         let t = template();
-        let p = t.render(Some("x\"><script>"), true, Some("a\" onload=\"x"));
+        let p = t.render(&plan(Some("x\"><script>"), true), Some("a\" onload=\"x"));
         assert!(p.html().starts_with("<script>"));
-        assert!(p.html().contains("\"j\":null,\"x\":true"));
+        assert!(p.html().contains("\"j\":null,\"h\":null,\"x\":true"));
     }
 }

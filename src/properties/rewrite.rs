@@ -33,6 +33,8 @@ fn template() -> ScriptTemplate {
         signed_fields: vec!["user_id", "email", "name"],
         auto_include: true,
         cookie_domain: None,
+        mode: Default::default(),
+        refresh: None,
     })
 }
 
@@ -139,11 +141,11 @@ struct Rewritten {
 /// length), set up as the proxy does: the page's nonce, if any, goes into the script.
 fn rewrite(input: &[u8], bounds: &[usize], separate_end: bool, charset_in_header: bool, limits: Limits) -> Rewritten {
     let template = template();
-    let meta = MetaCsp { nonce: None, script: template.render(Some(TOKEN), false, None) };
+    let meta = MetaCsp { nonce: None, script: template.render(&token_plan(), None) };
     let rendered = Arc::new(Mutex::new(None));
     let record = rendered.clone();
     let render: Render = Box::new(move |page_nonce| {
-        let html = template.render(Some(TOKEN), false, page_nonce).html().to_string();
+        let html = template.render(&token_plan(), page_nonce).html().to_string();
         *record.lock().unwrap() = Some(html.clone());
         Some(html)
     });
@@ -241,4 +243,9 @@ fn with_tight_limits_the_script_is_placed_once_or_the_page_is_untouched() {
         }
         Ok(())
     });
+}
+
+/// The plan of a logged-in page with the test token.
+fn token_plan() -> crate::page::Plan {
+    crate::page::Plan { token: Some(TOKEN.into()), shutdown: false, plain: None }
 }

@@ -9,6 +9,7 @@ use super::{RequestState, SecureMode};
 use crate::config::LogoutMode;
 use crate::headers;
 use crate::logout::{cookies, interstitial};
+use crate::metrics::METRICS;
 use crate::page::Plan;
 use crate::upstream::{RequestBody, HOP_BY_HOP};
 
@@ -32,6 +33,7 @@ impl SecureMode {
         resp.append_header(http::header::SET_COOKIE, cookies::user_clear())?;
         headers::make_private(resp)?;
         if !self.wants_interstitial(resp, state) {
+            METRICS.logouts.with_label_values(&["marker"]).inc();
             return Ok(());
         }
         let Some(location) = resp.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()) else {
@@ -39,9 +41,12 @@ impl SecureMode {
         };
         if !interstitial::safe_redirect(location, host, &self.logout) {
             log::warn!("logout redirect target not allowed for an interstitial; relying on the marker cookie");
+            METRICS.logouts.with_label_values(&["marker"]).inc();
             return Ok(());
         }
-        let script = self.pages.script(&Plan { token: None, shutdown: true }, None);
+        METRICS.logouts.with_label_values(&["interstitial"]).inc();
+        state.outcome = super::state::Outcome::Interstitial;
+        let script = self.pages.script(&Plan { token: None, shutdown: true, plain: None }, None);
         let page = interstitial::interstitial_page(script.html(), location);
         resp.set_status(200)?;
         headers::replace_body(resp, page.len())?;

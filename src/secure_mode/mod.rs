@@ -5,7 +5,7 @@
 //!   request? (turns response compression on for it);
 //! - [`request_filter`](SecureMode::request_filter): strips identity headers the peer
 //!   may not send, notes the session and the proxy's cookies (no I/O); answers an
-//!   interstitial logout itself;
+//!   interstitial logout and the token refresh path itself;
 //! - [`upstream_request_filter`](SecureMode::upstream_request_filter): asks only for
 //!   encodings we decode and, for possibly logged-in navigations, a full page;
 //! - [`upstream_response`](SecureMode::upstream_response) (from
@@ -35,17 +35,20 @@ use crate::config::{InjectConfig, LogoutConfig, LogoutMode, SiteConfig};
 use crate::headers;
 use crate::identity::{IdentityResolver, Lookup};
 use crate::logout::{self, cookies, cookies::UserTags};
+use crate::metrics::METRICS;
 use crate::page::{self, Limits, Outcome, Pages, Plan, ScriptSettings};
 use crate::token::TokenSigner;
+use crate::user_hash::UserHasher;
 use crate::upstream::{HealthService, Upstream};
 
 mod builder;
 mod logout_answer;
 mod state;
+mod token_refresh;
 
 pub use builder::SecureModeBuilder;
 pub use state::RequestState;
-use state::PagePlan;
+use state::{Outcome as Handled, PagePlan};
 
 /// Intercom Secure Mode for one app: its workspace, identity sources, page rewriting
 /// and logouts.
@@ -78,8 +81,21 @@ pub struct SecureMode {
     health: Option<HealthService>,
     identity: IdentityResolver,
     signer: TokenSigner,
+    /// Set when pages give the deprecated `user_hash` (`intercom.mode` user_hash, both).
+    hasher: Option<UserHasher>,
+    /// Whether pages get a signed JWT (`intercom.mode` jwt, both).
+    signs_jwt: bool,
     pages: Pages,
     user_tags: UserTags,
+}
+
+/// What a page gets for its user: the JWT and/or the plain `user_hash` settings, per
+/// `intercom.mode`, and the user's tag for the last-user cookie.
+#[derive(Default)]
+struct Credentials {
+    token: Option<Arc<str>>,
+    plain: Option<Arc<str>>,
+    user_tag: Option<String>,
 }
 
 /// Why Secure Mode could not be set up.
@@ -91,6 +107,9 @@ pub enum BuildError {
     /// The app's addresses cannot be resolved.
     #[error("upstream addresses: {0}")]
     Upstream(#[from] std::io::Error),
+    /// A TLS listener's certificate or key does not load.
+    #[error("TLS listener: {0}")]
+    Tls(String),
 }
 
 impl SecureMode {
@@ -105,6 +124,11 @@ impl SecureMode {
                 signed_fields: signer.signed_fields().collect(),
                 auto_include: site.inject.auto_include,
                 cookie_domain: site.logout.cookie_domain.as_deref(),
+                mode: site.intercom.mode,
+                refresh: Some(page::TokenRefresh {
+                    path: &site.inject.token_refresh_path,
+                    margin: site.intercom.token_refresh_margin,
+                }),
             },
             Limits {
                 max_scan_bytes: site.inject.max_scan_bytes,
@@ -119,6 +143,8 @@ impl SecureMode {
             upstream,
             health,
             signer,
+            hasher: site.intercom.mode.sends_user_hash().then(|| UserHasher::new(site.intercom.secret.expose())),
+            signs_jwt: site.intercom.mode.signs_jwt(),
             pages,
             user_tags: UserTags::new(site.intercom.secret.expose()),
         })
@@ -159,7 +185,8 @@ impl SecureMode {
 
     /// `request_filter`: strips identity headers the peer may not send and notes what
     /// the response phase needs. Returns `true` when it has answered the request itself
-    /// (an interstitial logout), as Pingora's `request_filter` does.
+    /// (an interstitial logout, or the token refresh path `inject.token_refresh_path`),
+    /// as Pingora's `request_filter` does.
     pub async fn request_filter(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         state.hints = self.identity.inspect_request(session.req_header_mut(), peer);
@@ -169,6 +196,11 @@ impl SecureMode {
         state.logout_request = logout::is_logout_request(&self.logout, req.method.as_str(), req.uri.path());
         if state.logout_request && state.navigation && self.logout.mode == LogoutMode::Interstitial {
             self.answer_logout(session, state).await?;
+            return Ok(true);
+        }
+        if self.is_token_refresh(req) {
+            state.outcome = Handled::TokenRefresh;
+            self.answer_token_refresh(session, state).await?;
             return Ok(true);
         }
         Ok(false)
@@ -209,19 +241,21 @@ impl SecureMode {
         }
         if let Err(why) = page::rewritable(resp, &self.inject) {
             log::debug!("not rewriting {}: {why}", session.req_header().uri.path());
+            state.outcome = Handled::Skipped(why);
             return;
         }
+        state.outcome = Handled::Anonymous;
         let logout = self.is_logout_response(state, resp);
-        let (token, user_tag) = if logout { (None, None) } else { self.token_for(session, state).await };
-        let switched = user_tag.is_some() && state.last_user.is_some() && state.last_user != user_tag;
+        let creds = if logout { Credentials::default() } else { self.credentials_for(session, state).await };
+        let switched = creds.user_tag.is_some() && state.last_user.is_some() && state.last_user != creds.user_tag;
         let shutdown = state.marker || logout || switched;
-        if token.is_none() && !shutdown {
+        if creds.token.is_none() && creds.plain.is_none() && !shutdown {
             return;
         }
         if headers::content_encoding(resp).is_some_and(|ce| ce != "identity") {
             session.upstream_compression.adjust_decompression(true);
         }
-        state.page = Some(PagePlan { plan: Plan { token, shutdown }, user_tag });
+        state.page = Some(PagePlan { plan: Plan { token: creds.token, shutdown, plain: creds.plain }, user_tag: creds.user_tag });
     }
 
     /// `response_filter`: logout effects, cache invalidation on login, and the
@@ -242,7 +276,11 @@ impl SecureMode {
         // Decompression may have failed to apply; never rewrite encoded bytes.
         let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
         match state.page.take() {
-            Some(page) if !still_encoded => self.start_page(resp, state, page)?,
+            Some(page) if !still_encoded => {
+                state.outcome = Handled::Rewritten;
+                self.start_page(resp, state, page)?
+            }
+            Some(_) => state.outcome = Handled::Skipped("content-encoding"),
             _ if state.candidate && state.replacement.is_none() => {
                 // Not rewritten after all: the app's own encoding is passed on as it is.
                 if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
@@ -263,8 +301,12 @@ impl SecureMode {
         }
     }
 
-    /// `logging`: notes a page that passed through without the script.
+    /// `logging`: counts the request by outcome, and notes a page that passed through
+    /// without the script.
     pub fn logging(&self, session: &Session, state: &RequestState) {
+        let gave_up = state.rewriter.as_ref().is_some_and(|rw| matches!(rw.outcome(), Outcome::GaveUp(_)));
+        let outcome = if gave_up { "gave_up" } else { state.outcome.label() };
+        METRICS.requests.with_label_values(&[outcome]).inc();
         if let Some(rw) = &state.rewriter {
             if let Outcome::GaveUp(reason) = rw.outcome() {
                 log::info!(
@@ -290,28 +332,37 @@ impl SecureMode {
                 && logout::expires_session_cookie(resp, self.identity.session_cookie_names()))
     }
 
-    /// Who is this, as a token and a user tag (or nothing, with a warning when a source
-    /// or the signer failed).
-    async fn token_for(&self, session: &Session, state: &mut RequestState) -> (Option<Arc<str>>, Option<String>) {
+    /// Who is this request's user; a source's failure is warned about here, and the
+    /// source that knew the user is noted for the access log.
+    async fn identify(&self, session: &Session, state: &mut RequestState) -> Lookup {
         if !state.hints.maybe_identified() {
-            return (None, None);
+            return Lookup::Anonymous;
         }
-        let path = session.req_header().uri.path();
         let (lookup, answered_by) = self.identity.resolve_answered(&state.hints).await;
         state.answered_by = answered_by;
-        match lookup {
-            Lookup::Found(id) => match self.signer.token_for(&id) {
-                Ok(token) => (Some(token), Some(self.user_tags.tag(&id.user_id))),
-                Err(e) => {
-                    crate::warn_limited!("{e}; serving {path} without a Messenger token");
-                    (None, None)
-                }
-            },
-            Lookup::Anonymous => (None, None),
-            Lookup::Failed(why) => {
-                crate::warn_limited!("{why}; serving {path} without a Messenger token");
-                (None, None)
+        if let Lookup::Failed(why) = &lookup {
+            let path = session.req_header().uri.path();
+            crate::warn_limited!("{why}; serving {path} without a Messenger token");
+        }
+        lookup
+    }
+
+    /// What this request's page gets for its user, per `intercom.mode` (nothing, with
+    /// a warning, when a source or the signer failed).
+    async fn credentials_for(&self, session: &Session, state: &mut RequestState) -> Credentials {
+        let Lookup::Found(id) = self.identify(session, state).await else { return Credentials::default() };
+        let token = match self.signs_jwt.then(|| self.signer.token_for(&id)).transpose() {
+            Ok(token) => token,
+            Err(e) => {
+                let path = session.req_header().uri.path();
+                crate::warn_limited!("{e}; serving {path} without a Messenger token");
+                return Credentials::default();
             }
+        };
+        Credentials {
+            token,
+            plain: self.hasher.as_ref().map(|h| h.plain_settings(&id)),
+            user_tag: Some(self.user_tags.tag(&id.user_id)),
         }
     }
 

@@ -28,6 +28,40 @@ pub struct RequestState {
     pub(super) bodiless: bool,
     /// The `type` of the identity source that knew the user.
     pub(super) answered_by: Option<&'static str>,
+    /// What Secure Mode did with the response (the `outcome` label of the metrics).
+    pub(super) outcome: Outcome,
+}
+
+/// What Secure Mode did with a response, for metrics: a fixed set of values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Not a page request (not a GET for a document, or an excluded path).
+    #[default]
+    Passthrough,
+    /// A page that did not qualify, with the reason (`status`, `content-type`, ...).
+    Skipped(&'static str),
+    /// A page for nobody known, with no shutdown due.
+    Anonymous,
+    /// A page that got the script.
+    Rewritten,
+    /// A logout answered with the interstitial page.
+    Interstitial,
+    /// The token refresh path, answered by the proxy.
+    TokenRefresh,
+}
+
+impl Outcome {
+    /// The label value.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Outcome::Passthrough => "passthrough",
+            Outcome::Skipped(why) => why,
+            Outcome::Anonymous => "anonymous",
+            Outcome::Rewritten => "rewritten",
+            Outcome::Interstitial => "interstitial",
+            Outcome::TokenRefresh => "token_refresh",
+        }
+    }
 }
 
 /// What a rewritten page gets, and the user it is for.

@@ -30,7 +30,8 @@ const CHROMIUM_ARGS = [
 const DEFAULT_TIMEOUT_MS = 8000;
 const SETTLE_MS = 300;
 const POLL_MS = 50;
-const WAITS = new Set(['load', 'boot', 'shutdown']);
+const WAITS = new Set(['load', 'boot', 'shutdown', 'update']);
+const TABS = new Set(['main', 'other']);
 const FORM_FROM = new Set(['auto', 'current', 'blank', 'origin']);
 // Path fulfilled by the driver itself (never sent to the server) when a form
 // must be submitted from a page on the target origin (formFrom: "origin").
@@ -56,6 +57,19 @@ function readScenario() {
 function normalizeStep(step, i) {
   const where = `steps[${i}]`;
   if (!step || typeof step !== 'object') throw new Error(`${where} must be an object`);
+  const tab = step.tab ?? 'main';
+  if (!TABS.has(tab)) throw new Error(`${where}.tab must be main or other`);
+  const stay = step.stay === true;
+  if (stay) {
+    const wait = step.wait ?? 'load';
+    if (!WAITS.has(wait) || wait === 'load') throw new Error(`${where}: a stay step waits for boot, shutdown or update`);
+    const timeoutMs = step.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new Error(`${where}.timeoutMs must be a positive number`);
+    const count = step.count ?? 1;
+    const wakeAfterMs = step.wakeAfterMs ?? 0;
+    if (!Number.isFinite(wakeAfterMs) || wakeAfterMs < 0) throw new Error(`${where}.wakeAfterMs must be a number of milliseconds`);
+    return { stay, tab, wait, timeoutMs, count, wakeAfterMs, settleMs: step.settleMs ?? SETTLE_MS };
+  }
   if (typeof step.goto !== 'string' || !step.goto) throw new Error(`${where}.goto must be a URL string`);
   let url;
   try {
@@ -64,7 +78,7 @@ function normalizeStep(step, i) {
     throw new Error(`${where}.goto is not an absolute URL: ${step.goto}`);
   }
   const wait = step.wait ?? 'load';
-  if (!WAITS.has(wait)) throw new Error(`${where}.wait must be one of load, boot, shutdown`);
+  if (!WAITS.has(wait)) throw new Error(`${where}.wait must be one of load, boot, shutdown, update`);
   const method = String(step.method ?? (step.form ? 'POST' : 'GET')).toUpperCase();
   if (method !== 'GET' && method !== 'POST') throw new Error(`${where}.method must be GET or POST`);
   const timeoutMs = step.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -78,7 +92,8 @@ function normalizeStep(step, i) {
   const formFrom = step.formFrom ?? 'auto';
   if (!FORM_FROM.has(formFrom)) throw new Error(`${where}.formFrom must be one of auto, current, blank, origin`);
   const settleMs = step.settleMs ?? SETTLE_MS;
-  return { url: url.href, origin: url.origin, wait, method, timeoutMs, fields, formFrom, settleMs };
+  const installClock = step.installClock === true;
+  return { url: url.href, origin: url.origin, wait, method, timeoutMs, fields, formFrom, settleMs, tab, stay, count: 1, installClock };
 }
 
 // ---------------------------------------------------------------- routing
@@ -126,9 +141,9 @@ function installCspRecorder() {
   );
 }
 
-function pageHasCall(method) {
+function pageHasCall([method, count]) {
   const s = window.__intercom;
-  return !!(s && Array.isArray(s.calls) && s.calls.some((c) => c && c.method === method));
+  return !!(s && Array.isArray(s.calls) && s.calls.filter((c) => c && c.method === method).length >= count);
 }
 
 function collectInPage() {
@@ -230,7 +245,20 @@ async function runStep(page, context, cdp, step, events) {
   let formSubmittedFrom = null;
 
   try {
-    if (step.method === 'GET') {
+    if (step.installClock) {
+      // Playwright's fake clock for the whole context; time keeps flowing until a step moves it.
+      await context.clock.install();
+    }
+    if (step.stay) {
+      // No navigation: keep watching the document the tab already shows. With
+      // wakeAfterMs, the machine "slept": the clock jumps without firing timers, and
+      // the tab is shown again.
+      if (step.wakeAfterMs > 0) {
+        const now = await page.evaluate(() => Date.now());
+        await page.clock.setSystemTime(now + step.wakeAfterMs);
+        await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+      }
+    } else if (step.method === 'GET') {
       const response = await page.goto(step.url, {
         waitUntil: step.wait === 'load' ? 'load' : 'domcontentloaded',
         timeout: step.timeoutMs,
@@ -266,11 +294,11 @@ async function runStep(page, context, cdp, step, events) {
     await withTimeout(cdp.send('Page.stopLoading'), 2000, 'Page.stopLoading').catch(() => {});
   }
 
-  if (!navigationError && (step.wait === 'boot' || step.wait === 'shutdown')) {
+  if (!navigationError && step.wait !== 'load') {
     let seen = false;
     while (!seen && Date.now() < deadline) {
       try {
-        seen = await withTimeout(page.evaluate(pageHasCall, step.wait), Math.max(1, deadline - Date.now()), 'poll');
+        seen = await withTimeout(page.evaluate(pageHasCall, [step.wait, step.count]), Math.max(1, deadline - Date.now()), 'poll');
       } catch {
         seen = false; // between documents; try again
       }
@@ -291,7 +319,7 @@ async function runStep(page, context, cdp, step, events) {
   };
   // If no new document was committed, the page still shows the previous
   // step's document: report nothing from it.
-  const committed = events.committed();
+  const committed = step.stay || events.committed();
   const inPage = committed
     ? await evaluateSettled(page, collectInPage, undefined, Date.now() + 5000).catch((e) => ({
         ...empty,
@@ -353,7 +381,8 @@ async function main() {
     timeout: 30000,
   });
   try {
-    const context = await browser.newContext({ serviceWorkers: 'block' });
+    // Test servers use self-signed certificates (tests/tls.rs).
+    const context = await browser.newContext({ serviceWorkers: 'block', ignoreHTTPSErrors: true });
     await context.addInitScript(installCspRecorder);
 
     const blocked = [];
@@ -391,71 +420,81 @@ async function main() {
       }
     });
 
-    const page = await context.newPage();
-    const cdp = await context.newCDPSession(page);
-    page.setDefaultTimeout(DEFAULT_TIMEOUT_MS);
-
-    const consoleErrors = [];
-    const pageErrors = [];
-    const failedRequests = [];
-    let navStatus = null;
-    let committed = false;
-    page.on('framenavigated', (frame) => {
-      if (frame === page.mainFrame()) committed = true;
-    });
-    page.on('console', (msg) => {
-      if (msg.type() !== 'error') return;
-      const location = msg.location() || {};
-      consoleErrors.push({ text: msg.text(), url: location.url || null });
-    });
-    page.on('pageerror', (err) => pageErrors.push(String(err && err.message ? err.message : err)));
-    // Network and decoding failures (net::ERR_CONTENT_DECODING_FAILED,
-    // net::ERR_INVALID_CHUNKED_ENCODING, a reset connection, ...) of any request.
-    page.on('requestfailed', (request) => {
-      const failure = request.failure();
-      failedRequests.push({
-        url: request.url(),
-        errorText: failure ? failure.errorText : null,
-        resourceType: request.resourceType(),
-        navigation: request.isNavigationRequest(),
-      });
-    });
-    page.on('response', (response) => {
-      const request = response.request();
-      if (request.isNavigationRequest() && request.frame() === page.mainFrame()) navStatus = response.status();
-    });
-    page.on('dialog', (dialog) => dialog.dismiss().catch(() => {}));
-
-    const events = {
-      reset() {
-        consoleErrors.length = 0;
-        pageErrors.length = 0;
-        failedRequests.length = 0;
-        blocked.length = 0;
-        navStatus = null;
-        committed = false;
-      },
-      committed: () => committed,
-      lastNavigationStatus: () => navStatus,
-      pageErrors,
-      blocked,
-      // Requests the driver aborted itself are reported in blockedRequests instead.
-      failedRequests: () => failedRequests.filter((f) => !(f.errorText === 'net::ERR_BLOCKED_BY_CLIENT' && blocked.includes(f.url))),
-      // A request the driver aborted shows up as a console error too; those are
-      // reported in blockedRequests instead.
-      consoleErrors: () =>
-        consoleErrors
-          .filter((m) => !(/ERR_BLOCKED_BY_CLIENT/.test(m.text) && (m.url === null || blocked.includes(m.url))))
-          .map((m) => m.text),
-    };
-
+    const tabs = {};
     const results = [];
-    for (const step of steps) results.push(await runStep(page, context, cdp, step, events));
+    for (const step of steps) {
+      // A second tab of the same browser context (same cookies), opened on first use.
+      tabs[step.tab] ||= await openTab(context, blocked);
+      const { page, cdp, events } = tabs[step.tab];
+      results.push(await runStep(page, context, cdp, step, events));
+    }
     const out = JSON.stringify({ steps: results }) + '\n';
     await new Promise((resolve) => process.stdout.write(out, resolve));
   } finally {
     await browser.close().catch(() => {});
   }
+}
+
+// One tab and the events its steps report.
+async function openTab(context, blocked) {
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  page.setDefaultTimeout(DEFAULT_TIMEOUT_MS);
+
+  const consoleErrors = [];
+  const pageErrors = [];
+  const failedRequests = [];
+  let navStatus = null;
+  let committed = false;
+  page.on('framenavigated', (frame) => {
+    if (frame === page.mainFrame()) committed = true;
+  });
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error') return;
+    const location = msg.location() || {};
+    consoleErrors.push({ text: msg.text(), url: location.url || null });
+  });
+  page.on('pageerror', (err) => pageErrors.push(String(err && err.message ? err.message : err)));
+  // Network and decoding failures (net::ERR_CONTENT_DECODING_FAILED,
+  // net::ERR_INVALID_CHUNKED_ENCODING, a reset connection, ...) of any request.
+  page.on('requestfailed', (request) => {
+    const failure = request.failure();
+    failedRequests.push({
+      url: request.url(),
+      errorText: failure ? failure.errorText : null,
+      resourceType: request.resourceType(),
+      navigation: request.isNavigationRequest(),
+    });
+  });
+  page.on('response', (response) => {
+    const request = response.request();
+    if (request.isNavigationRequest() && request.frame() === page.mainFrame()) navStatus = response.status();
+  });
+  page.on('dialog', (dialog) => dialog.dismiss().catch(() => {}));
+
+  const events = {
+    reset() {
+      consoleErrors.length = 0;
+      pageErrors.length = 0;
+      failedRequests.length = 0;
+      blocked.length = 0;
+      navStatus = null;
+      committed = false;
+    },
+    committed: () => committed,
+    lastNavigationStatus: () => navStatus,
+    pageErrors,
+    blocked,
+    // Requests the driver aborted itself are reported in blockedRequests instead.
+    failedRequests: () => failedRequests.filter((f) => !(f.errorText === 'net::ERR_BLOCKED_BY_CLIENT' && blocked.includes(f.url))),
+    // A request the driver aborted shows up as a console error too; those are
+    // reported in blockedRequests instead.
+    consoleErrors: () =>
+      consoleErrors
+        .filter((m) => !(/ERR_BLOCKED_BY_CLIENT/.test(m.text) && (m.url === null || blocked.includes(m.url))))
+        .map((m) => m.text),
+  };
+  return { page, cdp, events };
 }
 
 main().then(

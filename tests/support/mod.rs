@@ -241,25 +241,31 @@ impl Proxy {
     }
 
     pub fn start_with(sections: &str, args: &[&str]) -> Proxy {
-        Self::launch(sections, "", args, &[])
+        Self::launch(sections, "", args, &[], "")
     }
 
     /// Like [`Proxy::start`], with `server_keys` (indented lines) added to the server section.
     pub fn start_with_server(sections: &str, server_keys: &str) -> Proxy {
-        Self::launch(sections, server_keys, &[], &[])
+        Self::launch(sections, server_keys, &[], &[], "")
     }
 
     /// Like [`Proxy::start`], with more environment variables (e.g. `RUST_LOG`).
     pub fn start_with_env(sections: &str, env: &[(&str, &str)]) -> Proxy {
-        Self::launch(sections, "", &[], env)
+        Self::launch(sections, "", &[], env, "")
     }
 
-    fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
+    /// Like [`Proxy::start`], with one more `listen` entry (YAML flow syntax).
+    pub fn start_with_listener(sections: &str, listener: &str) -> Proxy {
+        Self::launch(sections, "", &[], &[], listener)
+    }
+
+    fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path().display();
+        let more = if listener.is_empty() { String::new() } else { format!(", {listener}") };
         let yaml = format!(
-            "listen: [\"127.0.0.1:{port}\"]\nserver:\n  threads: 1\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/proxy.pid\n  upgrade_sock: {d}/upgrade.sock\n{server_keys}{sections}"
+            "listen: [\"127.0.0.1:{port}\"{more}]\nserver:\n  threads: 1\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/proxy.pid\n  upgrade_sock: {d}/upgrade.sock\n{server_keys}{sections}"
         );
         let conf = dir.path().join("proxy.yaml");
         std::fs::write(&conf, yaml).unwrap();
@@ -466,7 +472,19 @@ pub fn pages(limits: intercom_secure_proxy::page::Limits) -> intercom_secure_pro
             signed_fields: vec!["user_id", "email", "name"],
             auto_include: true,
             cookie_domain: None,
+            mode: Default::default(),
+            refresh: None,
         },
         limits,
     )
+}
+
+/// Runs `check -c` on `yaml` (the secret in TEST_INTERCOM_SECRET) and returns the exit
+/// code with stdout and stderr together.
+pub fn check_config(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(binary()).arg("check").arg("-c").arg(&path).env("TEST_INTERCOM_SECRET", SECRET).output().unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }

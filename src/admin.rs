@@ -1,0 +1,82 @@
+//! The admin listener: Prometheus metrics and health checks, on an address of its own
+//! (keep it off the public network).
+//!
+//! - `GET /metrics`: the metrics in Prometheus' text format;
+//! - `GET /healthz`: 200 while the process serves;
+//! - `GET /readyz`: 200 when every site has an app address that accepts a connection,
+//!   else 503 with a one-line reason (for load balancers and Kubernetes).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::config::Config;
+use crate::metrics::METRICS;
+
+/// How long readiness waits for an app address to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The admin application.
+pub(crate) struct Admin {
+    /// Each site's name for messages (its first host) and its app addresses.
+    sites: Vec<(String, Vec<String>)>,
+}
+
+impl Admin {
+    pub(crate) fn new(config: &Config) -> Admin {
+        let sites = config
+            .sites
+            .iter()
+            .map(|s| (s.hosts.first().map(|h| h.to_string()).unwrap_or_default(), s.upstream.addresses.clone()))
+            .collect();
+        Admin { sites }
+    }
+
+    /// `None` when ready, else why not.
+    async fn not_ready(&self) -> Option<String> {
+        for (site, addresses) in &self.sites {
+            let mut up = false;
+            for addr in addresses {
+                let connect = tokio::net::TcpStream::connect(addr.as_str());
+                if matches!(tokio::time::timeout(CONNECT_TIMEOUT, connect).await, Ok(Ok(_))) {
+                    up = true;
+                    break;
+                }
+            }
+            if !up {
+                return Some(format!("site {site}: no app address accepts connections ({})", addresses.join(", ")));
+            }
+        }
+        None
+    }
+}
+
+fn answer(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
+    let body = body.into();
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let text = "text/plain; charset=utf-8";
+        match session.req_header().uri.path() {
+            "/metrics" => answer(200, "text/plain; version=0.0.4; charset=utf-8", METRICS.text()),
+            "/healthz" => answer(200, text, "ok\n"),
+            "/readyz" => match self.not_ready().await {
+                None => answer(200, text, "ready\n"),
+                Some(why) => answer(503, text, format!("{why}\n")),
+            },
+            _ => answer(404, text, "not found: /metrics, /healthz or /readyz\n"),
+        }
+    }
+}

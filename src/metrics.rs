@@ -1,0 +1,85 @@
+//! Prometheus metrics, served by the admin listener (`GET /metrics`).
+//!
+//! Every label value comes from a fixed set (outcomes, skip reasons, source types,
+//! logout modes): never a user, a cookie, a path or a host, so the number of series is
+//! bounded whatever the traffic.
+
+use std::time::Duration;
+
+use once_cell::sync::Lazy;
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// The proxy's metrics, in a registry of their own.
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// Responses by outcome: `rewritten`, `passthrough`, `anonymous`, `gave_up`, or
+    /// `skipped_<reason>` for pages that did not qualify.
+    pub(crate) requests: IntCounterVec,
+    /// Identity lookups by source type and result (`found`, `anonymous`, `failed`).
+    pub(crate) lookups: IntCounterVec,
+    /// Requests a caching source made to its backing store (the misses).
+    pub(crate) fetches: IntCounterVec,
+    /// Time to ask one source, by source type.
+    pub(crate) lookup_seconds: HistogramVec,
+    /// Tokens signed (not served from the token cache).
+    pub(crate) tokens_signed: IntCounter,
+    /// Logouts handled, by mode (`marker`, `interstitial`).
+    pub(crate) logouts: IntCounterVec,
+    /// Failed exchanges with the app (connect, read, write, timeouts).
+    pub(crate) upstream_errors: IntCounter,
+    /// Time from the request head to the end of the response.
+    pub(crate) response_seconds: Histogram,
+}
+
+/// The process's metrics.
+pub(crate) static METRICS: Lazy<Metrics> = Lazy::new(Metrics::new);
+
+const PREFIX: &str = "intercom_secure_proxy";
+
+/// Latency buckets from 100 µs to 10 s.
+const BUCKETS: [f64; 14] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0];
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new_custom(Some(PREFIX.to_string()), None).expect("a valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels).expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let requests = counter("requests_total", "Responses by outcome of Secure Mode.", &["outcome"]);
+        let lookups = counter("identity_lookups_total", "Identity lookups by source type and result.", &["source", "result"]);
+        let fetches = counter("identity_fetches_total", "Requests caching identity sources made on a cache miss.", &["source"]);
+        let lookup_seconds = histogram("identity_lookup_seconds", "Time to ask one identity source.", &["source"]);
+        let tokens_signed = IntCounter::new("tokens_signed_total", "Messenger tokens signed.").expect("valid metric");
+        registry.register(Box::new(tokens_signed.clone())).expect("unique metric");
+        let logouts = counter("logouts_total", "Logouts turned into Intercom logouts, by mode.", &["mode"]);
+        let upstream_errors = IntCounter::new("upstream_errors_total", "Failed exchanges with the app.").expect("valid metric");
+        registry.register(Box::new(upstream_errors.clone())).expect("unique metric");
+        let response_seconds = Histogram::with_opts(
+            HistogramOpts::new("response_seconds", "Time from the request head to the end of the response.").buckets(BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry.register(Box::new(response_seconds.clone())).expect("unique metric");
+        Metrics { registry, requests, lookups, fetches, lookup_seconds, tokens_signed, logouts, upstream_errors, response_seconds }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub(crate) fn text(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for metrics this registry accepted.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+
+    /// Records one identity lookup.
+    pub(crate) fn lookup(&self, source: &'static str, result: &'static str, took: Duration) {
+        self.lookups.with_label_values(&[source, result]).inc();
+        self.lookup_seconds.with_label_values(&[source]).observe(took.as_secs_f64());
+    }
+}

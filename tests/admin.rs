@@ -1,0 +1,116 @@
+//! The admin listener through the real binary: `/metrics` parsed as Prometheus text,
+//! with bounded labels and no user, cookie or path in it; `/healthz`; `/readyz` 503
+//! while the app is down and 200 once it listens.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+
+use support::{get, request, Proxy, Reply, Upstream, TRUSTED_HEADER};
+
+const PAGE: &str = "<html><head><script>1</script></head><body>page</body></html>";
+
+fn admin_sections(admin_port: u16, upstream: std::net::SocketAddr) -> String {
+    format!(
+        "admin:\n  listen: \"127.0.0.1:{admin_port}\"\n{}",
+        support::sections(upstream, TRUSTED_HEADER, "logout:\n  paths: [\"/logout\"]\n")
+    )
+}
+
+/// The samples of a scrape: metric name with sorted labels → value.
+fn scrape(admin_port: u16) -> (String, HashMap<String, f64>) {
+    let got = get(&format!("http://127.0.0.1:{admin_port}/metrics"), &[]);
+    assert_eq!(got.status, 200);
+    assert!(got.header("content-type").unwrap_or("").starts_with("text/plain; version=0.0.4"));
+    let text = got.text();
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
+    let mut samples = HashMap::new();
+    for s in parsed.samples {
+        let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        samples.insert(format!("{}{{{}}}", s.metric, labels.join(",")), value);
+    }
+    (text, samples)
+}
+
+fn value(samples: &HashMap<String, f64>, key: &str) -> f64 {
+    *samples.get(key).unwrap_or_else(|| panic!("no sample {key} in {:#?}", samples.keys().collect::<Vec<_>>()))
+}
+
+#[test]
+fn metrics_count_outcomes_lookups_tokens_and_logouts_with_bounded_labels() {
+    let app = Upstream::start(|r| match r.path() {
+        "/style.css" => Reply::with(200, &[("content-type", "text/css")], "body{}"),
+        "/logout" => Reply::with(302, &[("location", "/")], ""),
+        _ => Reply::html(PAGE),
+    });
+    let admin_port = support::free_port();
+    let proxy = Proxy::start(&admin_sections(admin_port, app.addr));
+
+    let alice = [("x-forwarded-user", "alice-id-123"), ("cookie", "sid=COOKIEVALUE")];
+    assert!(support::page_token(&get(&proxy.url("/account?tab=SECRETQUERY"), &alice).text()).is_some());
+    get(&proxy.url("/"), &[]);
+    get(&proxy.url("/style.css"), &alice);
+    request("POST", &proxy.url("/form"), &alice);
+    get(&proxy.url("/logout"), &alice);
+
+    let (text, samples) = scrape(admin_port);
+    let p = "intercom_secure_proxy_";
+    assert_eq!(value(&samples, &format!("{p}requests_total{{outcome=rewritten}}")), 1.0);
+    assert!(value(&samples, &format!("{p}requests_total{{outcome=anonymous}}")) >= 1.0);
+    assert_eq!(value(&samples, &format!("{p}requests_total{{outcome=content-type}}")), 1.0);
+    assert!(value(&samples, &format!("{p}requests_total{{outcome=passthrough}}")) >= 1.0);
+    assert!(value(&samples, &format!("{p}identity_lookups_total{{result=found,source=trusted_header}}")) >= 1.0);
+    assert!(value(&samples, &format!("{p}tokens_signed_total{{}}")) >= 1.0);
+    assert_eq!(value(&samples, &format!("{p}logouts_total{{mode=marker}}")), 1.0);
+    assert!(value(&samples, &format!("{p}response_seconds{{}}")) >= 5.0, "every response is timed");
+    for leak in ["alice-id-123", "COOKIEVALUE", "SECRETQUERY", "/account", "/style.css", support::SECRET] {
+        assert!(!text.contains(leak), "{leak:?} in /metrics:\n{text}");
+    }
+
+    assert_eq!(get(&format!("http://127.0.0.1:{admin_port}/healthz"), &[]).status, 200);
+    let ready = get(&format!("http://127.0.0.1:{admin_port}/readyz"), &[]);
+    assert_eq!((ready.status, ready.text().as_str()), (200, "ready\n"));
+}
+
+#[test]
+fn readyz_says_503_while_the_app_is_down_and_200_once_it_listens() {
+    // An app address where nothing listens yet.
+    let app_port = support::free_port();
+    let app_addr = format!("127.0.0.1:{app_port}").parse().unwrap();
+    let admin_port = support::free_port();
+    let proxy = Proxy::start(&admin_sections(admin_port, app_addr));
+    let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+
+    let down = get(&readyz, &[]);
+    assert_eq!(down.status, 503);
+    assert!(down.text().contains(&format!("no app address accepts connections (127.0.0.1:{app_port})")), "{}", down.text());
+    assert_eq!(get(&format!("http://127.0.0.1:{admin_port}/healthz"), &[]).status, 200, "alive even when not ready");
+    assert_eq!(get(&proxy.url("/"), &[]).status, 502);
+    let (_, samples) = scrape(admin_port);
+    assert!(value(&samples, "intercom_secure_proxy_upstream_errors_total{}") >= 1.0);
+
+    let _app = TcpListener::bind(("127.0.0.1", app_port)).unwrap();
+    assert_eq!(get(&readyz, &[]).status, 200);
+}
+
+#[test]
+fn the_admin_listener_may_not_share_a_proxy_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let conf = dir.path().join("c.yaml");
+    std::fs::write(
+        &conf,
+        format!("listen: [\"127.0.0.1:{port}\"]\nadmin:\n  listen: \"0.0.0.0:{port}\"\n{}", support::sections("127.0.0.1:3000".parse().unwrap(), TRUSTED_HEADER, "")),
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::binary()).args(["check", "-c"]).arg(&conf).env("TEST_INTERCOM_SECRET", support::SECRET).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`admin.listen`"));
+}
