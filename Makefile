@@ -23,7 +23,7 @@ build: deps-build
 
 ## bench: criterion micro-benchmarks (rewriter throughput, signing, identity cache, headers)
 bench: deps-build
-	cargo bench --bench rewrite --bench components --bench endpoint
+	cargo bench --bench rewrite --bench components --bench endpoint --bench redis_session
 
 ## bench-load: side-by-side load comparison against nginx peers (prints one table)
 bench-load: deps-build
@@ -42,9 +42,9 @@ deps-test:
 browser-deps:
 	@cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error; }
 
-# The Express app of tests/legacy_servers.rs.
+# The Express app of tests/legacy_servers.rs and tests/redis_session.rs.
 legacy-deps:
-	@cd tests/legacy/express && { [ -d node_modules/express-session ] || npm ci --no-audit --no-fund --loglevel=error; }
+	@cd tests/legacy/express && { [ -d node_modules/express-session ] && [ -d node_modules/connect-redis ] || npm ci --no-audit --no-fund --loglevel=error; }
 
 clean:
 	cargo clean

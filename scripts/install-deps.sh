@@ -4,7 +4,8 @@
 #   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests, and the
 #                                   legacy app servers (python3, php-cli, apache2 + mod_php), and
 #                                   wrk, curl and openssl for the operations and TLS tests, and
-#                                   systemd-analyze and python3-venv for the packaging tests
+#                                   systemd-analyze and python3-venv for the packaging tests, and
+#                                   redis-server and php-redis for the redis_session tests
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -24,6 +25,10 @@ if [ "${want[0]}" = test ]; then
   command -v openssl >/dev/null || need+=(openssl)
   command -v systemd-analyze >/dev/null || need+=(systemd)
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+  # tests/redis_session.rs: a real Redis (openssl above makes its TLS certificates), PHP's
+  # phpredis session handler.
+  command -v redis-server >/dev/null || need+=(redis-server)
+  php -m 2>/dev/null | grep -qx redis || need+=(php-redis)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -163,6 +163,9 @@ fn main() -> ExitCode {
         }
         Command::Check { conf } => match load(&conf) {
             Ok(c) => {
+                for warning in intercom_secure_proxy::identity::redis_session::reachability_warnings(&c) {
+                    log::warn!("{warning}");
+                }
                 println!("configuration {} is valid\n{}", conf.display(), c.summary());
                 ExitCode::SUCCESS
             }

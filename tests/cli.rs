@@ -261,7 +261,7 @@ fn the_demo_logs_alice_in_signs_her_token_and_logs_her_out() {
 
 #[test]
 fn the_documented_configs_are_valid() {
-    for name in ["intercom-secure-proxy.yaml", "demo.yaml", "sites.yaml"] {
+    for name in ["intercom-secure-proxy.yaml", "demo.yaml", "sites.yaml", "redis-session.yaml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name);
         let out = Command::new(binary())
             .args(["check", "-c"])
@@ -269,6 +269,7 @@ fn the_documented_configs_are_valid() {
             .env("INTERCOM_SECRET", SECRET)
             .env("SUPPORT_INTERCOM_SECRET", SECRET)
             .env("SHOP_INTERCOM_SECRET", SECRET)
+            .env("SESSION_SECRET", "an-express-session-secret")
             .output()
             .unwrap();
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));

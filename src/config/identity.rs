@@ -16,6 +16,8 @@ pub enum SourceConfig {
     TrustedHeader(TrustedHeaderConfig),
     /// The application's own "who am I" endpoint.
     CurrentUserEndpoint(EndpointConfig),
+    /// The app's session, read from Redis.
+    RedisSession(super::RedisSessionConfig),
 }
 
 /// Settings of the trusted-header source.
@@ -159,6 +161,7 @@ pub(super) struct FileIdentity {
 pub(super) enum FileSource {
     TrustedHeader(FileTrustedHeader),
     CurrentUserEndpoint(FileEndpoint),
+    RedisSession(super::redis_session::FileRedisSession),
 }
 
 #[derive(Deserialize)]
@@ -207,13 +210,22 @@ pub(super) struct FileFields {
     attributes: std::collections::BTreeMap<String, String>,
 }
 
-pub(super) fn validate_identity(id: FileIdentity, intercom: &IntercomConfig) -> Result<IdentityConfig> {
+pub(super) fn validate_identity(
+    id: FileIdentity,
+    intercom: &IntercomConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<IdentityConfig> {
     let mut sources = Vec::new();
     let mut known_fields: BTreeSet<String> =
         STANDARD_CLAIMS.iter().map(|s| s.to_string()).collect();
     for (n, s) in id.sources.into_iter().enumerate() {
         let base = format!("identity.sources[{n}]");
         sources.push(match s {
+            FileSource::RedisSession(r) => {
+                let r = super::redis_session::validate_redis_session(&base, r, env)?;
+                known_fields.extend(r.attributes.iter().map(|(name, _)| name.clone()));
+                SourceConfig::RedisSession(r)
+            }
             FileSource::TrustedHeader(t) => {
                 if t.trusted_cidrs.is_empty() {
                     return Err(ConfigError::new(
@@ -356,7 +368,7 @@ pub(super) fn validate_identity(id: FileIdentity, intercom: &IntercomConfig) -> 
     if sources.is_empty() {
         return Err(ConfigError::new(
             "identity.sources",
-            "at least one identity source is required (type: trusted_header or current_user_endpoint)",
+            "at least one identity source is required (type: trusted_header, current_user_endpoint or redis_session)",
         ));
     }
     for (n, c) in intercom.claims.iter().enumerate() {
@@ -388,7 +400,7 @@ mod tests {
 
     fn validated(source: FileSource) -> SourceConfig {
         let intercom = IntercomConfig::new("abc12345", Secret::new(b"s".to_vec()));
-        let mut config = validate_identity(FileIdentity { sources: vec![source] }, &intercom).unwrap();
+        let mut config = validate_identity(FileIdentity { sources: vec![source] }, &intercom, &|_| None).unwrap();
         config.sources.remove(0)
     }
 

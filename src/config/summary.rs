@@ -137,6 +137,21 @@ impl SiteConfig {
                     d(e.cache_ttl),
                     d(e.negative_cache_ttl)
                 ),
+                SourceConfig::RedisSession(r) => writeln!(
+                    out,
+                    "identity:  {}. redis_session {}{} key {} ({}, cookie {}, signature {}{}, timeout {}, cache {}/{})",
+                    n + 1,
+                    r.redis.redacted(),
+                    r.tls_ca.as_ref().map(|ca| format!(" (CA {})", ca.path.display())).unwrap_or_default(),
+                    r.key,
+                    format!("{:?}", r.format).to_lowercase(),
+                    r.cookie,
+                    format!("{:?}", r.cookie_signature).to_lowercase(),
+                    if r.cookie_secrets_env.is_empty() { String::new() } else { format!(" with secrets from env {}", r.cookie_secrets_env.join(", ")) },
+                    d(r.timeout),
+                    d(r.cache_ttl),
+                    d(r.negative_cache_ttl)
+                ),
             };
         }
         let excluded: Vec<String> = self.inject.exclude_paths.iter().map(|p| p.as_str().to_string()).collect();

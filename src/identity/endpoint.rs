@@ -40,12 +40,13 @@ impl fmt::Debug for SessionKey {
     }
 }
 
-type Cached = Option<Arc<Identity>>;
+/// A cached answer: the user, or `None` for "not logged in".
+pub(super) type Cached = Option<Arc<Identity>>;
 
 /// Found identities and "logged out" answers live for different times.
-struct TtlPolicy {
-    found: Duration,
-    anonymous: Duration,
+pub(super) struct TtlPolicy {
+    pub(super) found: Duration,
+    pub(super) anonymous: Duration,
 }
 
 impl Expiry<[u8; 32], Cached> for TtlPolicy {
@@ -280,7 +281,7 @@ fn id_at(doc: &serde_json::Value, pointer: &str) -> Result<Option<String>, Endpo
 }
 
 /// `-?[0-9]+`: a JSON integer exactly as written.
-fn is_integer_literal(text: &str) -> bool {
+pub(super) fn is_integer_literal(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }

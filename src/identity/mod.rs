@@ -6,9 +6,11 @@
 //! strips them from everyone else), `endpoint` asks the application's "current user"
 //! endpoint with the browser's cookies (a JSON answer, or an HTML account page read
 //! with CSS selectors by `html_fields`) and caches the answer per session.
+//! `redis_session` reads the app's session straight from the Redis it lives in.
 
 mod endpoint;
 mod html_fields;
+pub mod redis_session;
 mod trusted_header;
 
 use std::collections::BTreeMap;
@@ -88,6 +90,14 @@ pub enum SourceError {
         /// What went wrong.
         why: EndpointError,
     },
+    /// The redis_session source failed.
+    #[error("redis_session {key} failed: {why}")]
+    RedisSession {
+        /// The key template (never the key: it holds the session id).
+        key: String,
+        /// What went wrong.
+        why: redis_session::RedisSessionError,
+    },
 }
 
 pub use endpoint::EndpointError;
@@ -105,6 +115,8 @@ enum Hint {
     Asserted(Arc<Identity>),
     /// The session cookies to look up (key for the endpoint cache and its request).
     Session(endpoint::SessionKey),
+    /// The session to read from Redis.
+    RedisSession(redis_session::SessionRef),
 }
 
 impl RequestHints {
@@ -127,6 +139,8 @@ impl RequestHints {
 enum Source {
     TrustedHeader(trusted_header::TrustedHeaderSource),
     CurrentUserEndpoint(endpoint::CurrentUserEndpoint),
+    // Boxed: its cache and connection make it several times larger than the others.
+    RedisSession(Box<redis_session::RedisSessionSource>),
 }
 
 impl Source {
@@ -135,6 +149,7 @@ impl Source {
         let hint = match self {
             Source::TrustedHeader(s) => s.filter_request(req, peer).map(|id| Hint::Asserted(Arc::new(id))),
             Source::CurrentUserEndpoint(s) => s.session_key(req).map(Hint::Session),
+            Source::RedisSession(s) => s.session_ref(req).map(Hint::RedisSession),
         };
         hint.unwrap_or(Hint::Nothing)
     }
@@ -144,6 +159,7 @@ impl Source {
         match self {
             Source::TrustedHeader(_) => "trusted_header",
             Source::CurrentUserEndpoint(_) => "current_user_endpoint",
+            Source::RedisSession(_) => "redis_session",
         }
     }
 
@@ -152,6 +168,7 @@ impl Source {
         match (self, hint) {
             (_, Hint::Asserted(id)) => Lookup::Found(id.clone()),
             (Source::CurrentUserEndpoint(s), Hint::Session(key)) => s.lookup(key).await,
+            (Source::RedisSession(s), Hint::RedisSession(session)) => s.lookup(session).await,
             _ => Lookup::Anonymous,
         }
     }
@@ -175,12 +192,17 @@ impl IdentityResolver {
                 SourceConfig::CurrentUserEndpoint(c) => {
                     Source::CurrentUserEndpoint(endpoint::CurrentUserEndpoint::new(c.clone(), upstream.clone()))
                 }
+                SourceConfig::RedisSession(c) => Source::RedisSession(Box::new(redis_session::RedisSessionSource::new(c.clone()))),
             })
             .collect();
         let mut session_cookies = Vec::new();
         for source in &sources {
-            let Source::CurrentUserEndpoint(e) = source else { continue };
-            for name in e.cookie_names() {
+            let names = match source {
+                Source::CurrentUserEndpoint(e) => e.cookie_names(),
+                Source::RedisSession(r) => r.cookie_names(),
+                _ => continue,
+            };
+            for name in names {
                 if !session_cookies.contains(name) {
                     session_cookies.push(name.clone());
                 }
@@ -228,8 +250,10 @@ impl IdentityResolver {
     /// Forgets what is cached for this session (on login, logout or a user switch).
     pub async fn forget_session(&self, hints: &RequestHints) {
         for (source, hint) in self.sources.iter().zip(&hints.0) {
-            if let (Source::CurrentUserEndpoint(e), Hint::Session(key)) = (source, hint) {
-                e.forget(key).await;
+            match (source, hint) {
+                (Source::CurrentUserEndpoint(e), Hint::Session(key)) => e.forget(key).await,
+                (Source::RedisSession(r), Hint::RedisSession(session)) => r.forget(session).await,
+                _ => {}
             }
         }
     }

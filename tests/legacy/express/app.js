@@ -2,6 +2,10 @@
 // that boots Intercom the insecure way (plain user_id/email, no token).
 //
 //   PORT=3000 node app.js
+//   PORT=3000 REDIS_URL=redis://127.0.0.1:6379 SESSION_SECRET=... node app.js
+//       the same app with its sessions in Redis (connect-redis, keys "sess:<id>"),
+//       as tests/redis_session.rs reads them; the session holds passport-style
+//       {"passport": {"user": id}} and {"profile": {email, name}}.
 //
 //   GET  /login-page            sign-in form
 //   POST /login (user=NAME)     req.session.user, 302 to /
@@ -36,11 +40,23 @@ function page(title, head, body) {
   return `<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>${t}</title>\n${head}</head>\n<body>\n<h1>${t}</h1>\n${body}<table>\n${rows}</table>\n</body>\n</html>\n`;
 }
 
+// With REDIS_URL, sessions live in Redis (connect-redis); otherwise in memory.
+function sessionStore() {
+  if (!process.env.REDIS_URL) return undefined;
+  const { createClient } = require('redis');
+  const { RedisStore } = require('connect-redis');
+  const client = createClient({ url: process.env.REDIS_URL });
+  client.on('error', (err) => console.error('redis:', err.message));
+  client.connect().catch((err) => console.error('redis connect:', err.message));
+  return new RedisStore({ client, prefix: 'sess:' });
+}
+
 const app = express();
 app.use(express.urlencoded({ extended: false }));
 app.use(
   session({
-    secret: 'legacy-express-test-secret',
+    store: sessionStore(),
+    secret: process.env.SESSION_SECRET || 'legacy-express-test-secret',
     resave: false,
     saveUninitialized: false,
     cookie: { httpOnly: true, sameSite: 'lax', path: '/' },
@@ -66,6 +82,9 @@ app.all('/login', (req, res, next) => {
   req.session.regenerate((err) => {
     if (err) return next(err);
     req.session.user = name;
+    // What passport and a profile cache would keep: read by the redis_session source.
+    req.session.passport = { user: USERS[name].id };
+    req.session.profile = { email: USERS[name].email, name: USERS[name].name };
     req.session.save((err2) => (err2 ? next(err2) : res.redirect(302, '/')));
   });
 });

@@ -86,6 +86,8 @@ switch ($path) {
         start_session();
         session_regenerate_id(true);
         $_SESSION['user'] = $name;
+        // The account as an array too, as many apps keep it (read by the redis_session source).
+        $_SESSION['account'] = USERS[$name];
         header('Cache-Control: no-store');
         header('Location: /', true, 302);
         break;

@@ -1,0 +1,481 @@
+//! `identity.sources[n]` with `type: redis_session`: the app keeps its session in Redis.
+
+use super::*;
+
+/// Default of a redis_session source's `timeout`: a Redis `GET` on a healthy server
+/// takes well under a millisecond, and this bounds how long a page waits when it is not.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+/// Default of a redis_session source's `key` (connect-redis' default prefix).
+pub const DEFAULT_REDIS_KEY: &str = "sess:{id}";
+/// Default of a redis_session source's `cache_ttl`: shorter than the endpoint's, since a
+/// lookup is cheap and a session destroyed elsewhere (another tab, an admin) should end
+/// the tokens soon.
+pub const DEFAULT_REDIS_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Default of a redis_session source's `negative_cache_ttl`: short, because an app that
+/// writes the user into an existing session on login sets no new cookie the proxy sees.
+pub const DEFAULT_REDIS_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(2);
+/// The placeholder of `key` that the session id replaces.
+pub const SESSION_ID_PLACEHOLDER: &str = "{id}";
+
+/// Where the sessions live. URLs may carry a password: `Debug` redacts it.
+#[derive(Clone)]
+pub enum RedisTarget {
+    /// One server: a `redis://` or `rediss://` URL (user, password and `/db` included).
+    Single(String),
+    /// A Redis Cluster, by the URLs of its seed nodes.
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// The URLs with any password replaced by `***`, for summaries and logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            RedisTarget::Single(url) => redact_url(url),
+            RedisTarget::Cluster(urls) => {
+                format!("cluster [{}]", urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(", "))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisTarget({})", self.redacted())
+    }
+}
+
+/// A PEM file of CA certificates that Redis' TLS certificate must chain to (instead of
+/// the system's roots). `Debug` shows the path only.
+#[derive(Clone)]
+pub struct RedisCa {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The PEM bytes.
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for RedisCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisCa({})", self.path.display())
+    }
+}
+
+/// How the session cookie's value carries the session id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSignature {
+    /// The value is the id (PHP's `PHPSESSID`, most frameworks).
+    None,
+    /// express-session's `s:<id>.<base64 HMAC-SHA256>`, URL-encoded.
+    Express,
+}
+
+/// How the session is serialized in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionFormat {
+    /// A JSON document (connect-redis, Rails `serializer: :json`, django-redis JSON).
+    Json,
+    /// PHP's `session.serialize_handler=php` (`name|s:5:"value";…`), e.g. phpredis.
+    Php,
+}
+
+/// Settings of the redis_session source.
+#[derive(Debug, Clone)]
+pub struct RedisSessionConfig {
+    /// The server or cluster.
+    pub redis: RedisTarget,
+    /// With `rediss://`: the CA to trust instead of the system's roots.
+    pub tls_ca: Option<RedisCa>,
+    /// The app's session cookie name.
+    pub cookie: String,
+    /// How the cookie carries the id.
+    pub cookie_signature: CookieSignature,
+    /// The app's cookie secrets (express), newest first; several during a rotation.
+    pub cookie_secrets: Vec<Secret>,
+    /// The environment variables they came from (for summaries).
+    pub cookie_secrets_env: Vec<String>,
+    /// The Redis key template, with one `{id}`.
+    pub key: String,
+    /// The session's serialization.
+    pub format: SessionFormat,
+    /// Give up on Redis after this long (the page is served without a token).
+    pub timeout: Duration,
+    /// How long a found identity is cached per session.
+    pub cache_ttl: Duration,
+    /// How long "not logged in" is cached per session.
+    pub negative_cache_ttl: Duration,
+    /// Maximum cached sessions.
+    pub cache_capacity: u64,
+    /// JSON pointer to the user id in the decoded session.
+    pub user_id: String,
+    /// JSON pointer to the email.
+    pub email: Option<String>,
+    /// JSON pointer to the name.
+    pub name: Option<String>,
+    /// Extra attributes: (name, JSON pointer).
+    pub attributes: Vec<(String, String)>,
+}
+
+impl RedisSessionConfig {
+    /// Reads the JSON session under `sess:{id}` on the Redis at `url`, named by the
+    /// unsigned cookie `cookie`, with the user id at `user_id_pointer`, no email or
+    /// name, and the default timeout and cache settings. Nothing is checked.
+    pub fn new(url: impl Into<String>, cookie: impl Into<String>, user_id_pointer: impl Into<String>) -> Self {
+        RedisSessionConfig {
+            redis: RedisTarget::Single(url.into()),
+            tls_ca: None,
+            cookie: cookie.into(),
+            cookie_signature: CookieSignature::None,
+            cookie_secrets: Vec::new(),
+            cookie_secrets_env: Vec::new(),
+            key: DEFAULT_REDIS_KEY.to_string(),
+            format: SessionFormat::Json,
+            timeout: DEFAULT_REDIS_TIMEOUT,
+            cache_ttl: DEFAULT_REDIS_CACHE_TTL,
+            negative_cache_ttl: DEFAULT_REDIS_NEGATIVE_CACHE_TTL,
+            cache_capacity: identity::DEFAULT_CACHE_CAPACITY,
+            user_id: user_id_pointer.into(),
+            email: None,
+            name: None,
+            attributes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRedisSession {
+    redis: Option<FileRedisTarget>,
+    tls_ca_file: Option<String>,
+    cookie: Option<String>,
+    cookie_signature: Option<String>,
+    #[serde(default)]
+    cookie_secrets_env: Vec<String>,
+    key: Option<String>,
+    format: Option<String>,
+    timeout: Option<String>,
+    cache_ttl: Option<String>,
+    negative_cache_ttl: Option<String>,
+    cache_capacity: Option<u64>,
+    #[serde(default)]
+    fields: FileSessionFields,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileRedisTarget {
+    One(String),
+    Cluster(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSessionFields {
+    user_id: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// Validates one redis_session source; `base` is its dotted key, secrets are read
+/// through `env`.
+pub(super) fn validate_redis_session(
+    base: &str,
+    f: FileRedisSession,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RedisSessionConfig> {
+    let redis = match f.redis {
+        None => {
+            return Err(ConfigError::new(
+                format!("{base}.redis"),
+                "the Redis that holds the sessions is required, e.g. redis://127.0.0.1:6379/0 (or a list of addresses for a Cluster)",
+            ))
+        }
+        Some(FileRedisTarget::One(url)) => RedisTarget::Single(redis_url(&format!("{base}.redis"), &url, false)?),
+        Some(FileRedisTarget::Cluster(urls)) if urls.is_empty() => {
+            return Err(ConfigError::new(format!("{base}.redis"), "an empty list: name the Cluster's nodes, e.g. [\"10.0.0.1:6379\", \"10.0.0.2:6379\"]"))
+        }
+        Some(FileRedisTarget::Cluster(urls)) => RedisTarget::Cluster(
+            urls.iter()
+                .enumerate()
+                .map(|(i, u)| redis_url(&format!("{base}.redis[{i}]"), u, true))
+                .collect::<Result<_>>()?,
+        ),
+    };
+    let tls_ca = f.tls_ca_file.map(|path| tls_ca(base, &redis, path)).transpose()?;
+    let cookie = f.cookie.unwrap_or_default();
+    if cookie.is_empty() || cookie.contains([';', '=', ' ', ',']) {
+        return Err(ConfigError::new(
+            format!("{base}.cookie"),
+            format!("{cookie:?} is not a cookie name; name the app's session cookie, e.g. connect.sid or PHPSESSID"),
+        ));
+    }
+    let cookie_signature = match f.cookie_signature.as_deref().unwrap_or("none") {
+        "none" => CookieSignature::None,
+        "express" => CookieSignature::Express,
+        other => {
+            return Err(ConfigError::new(format!("{base}.cookie_signature"), format!("{other:?} is not one of none, express")))
+        }
+    };
+    let cookie_secrets = cookie_secrets(base, cookie_signature, &f.cookie_secrets_env, env)?;
+    let key = f.key.unwrap_or_else(|| DEFAULT_REDIS_KEY.to_string());
+    if key.matches(SESSION_ID_PLACEHOLDER).count() != 1 {
+        return Err(ConfigError::new(
+            format!("{base}.key"),
+            format!("{key:?} must contain {SESSION_ID_PLACEHOLDER} exactly once, e.g. \"sess:{{id}}\" or \"PHPREDIS_SESSION:{{id}}\""),
+        ));
+    }
+    let format = match f.format.as_deref().unwrap_or("json") {
+        "json" => SessionFormat::Json,
+        "php" => SessionFormat::Php,
+        other => {
+            return Err(ConfigError::new(
+                format!("{base}.format"),
+                format!("{other:?} is not one of json, php (Ruby Marshal and Python pickle sessions cannot be read safely: switch the app to a JSON serializer)"),
+            ))
+        }
+    };
+    let fields = f.fields;
+    let Some(user_id) = fields.user_id else {
+        return Err(ConfigError::new(
+            format!("{base}.fields.user_id"),
+            "the JSON pointer to the user id in the session is required, e.g. /passport/user",
+        ));
+    };
+    let pointer = |name: &str, value: Option<String>| {
+        value.map(|p| json_pointer(&format!("{base}.fields.{name}"), &p)).transpose()
+    };
+    let mut attributes = Vec::new();
+    for (name, ptr) in fields.attributes {
+        let key = format!("{base}.fields.attributes.{name}");
+        if identity::RESERVED_ATTRIBUTES.contains(&name.as_str()) {
+            return Err(ConfigError::new(key, "this name is reserved; map it under fields instead"));
+        }
+        let ptr = json_pointer(&key, &ptr)?;
+        attributes.push((name, ptr));
+    }
+    Ok(RedisSessionConfig {
+        redis,
+        tls_ca,
+        cookie,
+        cookie_signature,
+        cookie_secrets,
+        cookie_secrets_env: f.cookie_secrets_env,
+        key,
+        format,
+        timeout: positive_duration(&format!("{base}.timeout"), f.timeout.as_deref(), DEFAULT_REDIS_TIMEOUT)?,
+        cache_ttl: duration(&format!("{base}.cache_ttl"), f.cache_ttl.as_deref(), DEFAULT_REDIS_CACHE_TTL)?,
+        negative_cache_ttl: duration(
+            &format!("{base}.negative_cache_ttl"),
+            f.negative_cache_ttl.as_deref(),
+            DEFAULT_REDIS_NEGATIVE_CACHE_TTL,
+        )?,
+        cache_capacity: f.cache_capacity.unwrap_or(identity::DEFAULT_CACHE_CAPACITY),
+        user_id: json_pointer(&format!("{base}.fields.user_id"), &user_id)?,
+        email: pointer("email", fields.email)?,
+        name: pointer("name", fields.name)?,
+        attributes,
+    })
+}
+
+/// The express secrets, read from the named environment variables; none for unsigned
+/// cookies (naming some there is a mistake worth reporting).
+fn cookie_secrets(
+    base: &str,
+    signature: CookieSignature,
+    names: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Secret>> {
+    let key = format!("{base}.cookie_secrets_env");
+    match signature {
+        CookieSignature::None if !names.is_empty() => Err(ConfigError::new(
+            key,
+            "secrets are only used with cookie_signature: express; remove them or set the signature",
+        )),
+        CookieSignature::None => Ok(Vec::new()),
+        CookieSignature::Express if names.is_empty() => Err(ConfigError::new(
+            key,
+            "express cookies are verified with the app's session secret(s): name the environment variables that hold them, e.g. [SESSION_SECRET]",
+        )),
+        CookieSignature::Express => names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| match env(name) {
+                Some(v) if !v.is_empty() => Ok(Secret::new(v.into_bytes())),
+                _ => Err(ConfigError::new(
+                    format!("{key}[{i}]"),
+                    format!("the environment variable {name} is unset or empty; export the app's session secret in it"),
+                )),
+            })
+            .collect(),
+    }
+}
+
+/// The CA file of `tls_ca_file`: readable, PEM, and only with `rediss://` URLs.
+fn tls_ca(base: &str, redis: &RedisTarget, path: String) -> Result<RedisCa> {
+    let key = format!("{base}.tls_ca_file");
+    let urls = match redis {
+        RedisTarget::Single(u) => std::slice::from_ref(u),
+        RedisTarget::Cluster(u) => u.as_slice(),
+    };
+    if !urls.iter().all(|u| u.starts_with("rediss://")) {
+        return Err(ConfigError::new(key, "a CA file is only used for TLS: write the Redis URL(s) with rediss://"));
+    }
+    let pem = std::fs::read(&path)
+        .map_err(|e| ConfigError::new(&key, format!("cannot read {path} ({e}); name a PEM file of the CA that signed Redis' certificate")))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::new(key, format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")));
+    }
+    Ok(RedisCa { path: PathBuf::from(path), pem })
+}
+
+/// A Redis URL checked by the client's own parser; a Cluster's `host:port` entries get
+/// `redis://` in front.
+fn redis_url(key: &str, url: &str, cluster: bool) -> Result<String> {
+    use redis::IntoConnectionInfo as _;
+    let url = if cluster && !url.contains("://") { format!("redis://{url}") } else { url.to_string() };
+    let info = url.as_str().into_connection_info().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!(
+                "{} is not a Redis URL; write it like redis://127.0.0.1:6379/0, rediss://user:password@host:6380/0{}",
+                redact_url(&url),
+                if cluster { " or host:port" } else { "" }
+            ),
+        )
+    })?;
+    if cluster && info.redis_settings().db() != 0 {
+        return Err(ConfigError::new(key, "a Redis Cluster has only database 0; remove the /db from the URL"));
+    }
+    Ok(url)
+}
+
+/// `scheme://user:***@host…`: the URL without its password.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "listen: [\"127.0.0.1:8080\"]\nupstream: {addresses: [\"127.0.0.1:3000\"]}\nintercom: {app_id: abc12345, secret_env: IS, claims: [email, plan]}\n";
+
+    fn load(source: &str) -> std::result::Result<RedisSessionConfig, ConfigError> {
+        let yaml = format!("{BASE}identity:\n  sources:\n    - {{type: redis_session, {source}}}\n");
+        let env = |name: &str| match name {
+            "IS" => Some("s".to_string()),
+            "SESSION_SECRET" => Some("new".to_string()),
+            "OLD_SECRET" => Some("old".to_string()),
+            _ => None,
+        };
+        let config = Config::from_yaml(&yaml, &env)?;
+        match &config.site().identity.sources[0] {
+            SourceConfig::RedisSession(r) => Ok(r.clone()),
+            other => panic!("not a redis_session source: {other:?}"),
+        }
+    }
+
+    const GOOD: &str = "redis: redis://127.0.0.1:6379/0, cookie: connect.sid, fields: {user_id: /passport/user, email: /e, attributes: {plan: /plan}}";
+
+    #[test]
+    fn the_issue_example_is_accepted_with_its_values() {
+        let r = load(
+            "redis: redis://127.0.0.1:6379/0, cookie: connect.sid, cookie_signature: express, cookie_secrets_env: [SESSION_SECRET, OLD_SECRET], key: \"sess:{id}\", format: json, fields: {user_id: /passport/user, email: /user/email, name: /user/name, attributes: {plan: /plan}}, timeout: 100ms",
+        )
+        .unwrap();
+        assert_eq!(r.cookie_signature, CookieSignature::Express);
+        assert_eq!(r.cookie_secrets.iter().map(|s| s.expose().to_vec()).collect::<Vec<_>>(), [b"new".to_vec(), b"old".to_vec()]);
+        assert_eq!((r.key.as_str(), r.format, r.timeout), ("sess:{id}", SessionFormat::Json, Duration::from_millis(100)));
+        assert_eq!((r.user_id.as_str(), r.email.as_deref(), r.name.as_deref()), ("/passport/user", Some("/user/email"), Some("/user/name")));
+    }
+
+    #[test]
+    fn defaults_are_the_named_constants() {
+        let r = load(GOOD).unwrap();
+        assert_eq!(r.cookie_signature, CookieSignature::None);
+        assert_eq!((r.key.as_str(), r.format), (DEFAULT_REDIS_KEY, SessionFormat::Json));
+        assert_eq!((r.timeout, r.cache_ttl, r.negative_cache_ttl), (DEFAULT_REDIS_TIMEOUT, DEFAULT_REDIS_CACHE_TTL, DEFAULT_REDIS_NEGATIVE_CACHE_TTL));
+        assert_eq!(r.cache_capacity, identity::DEFAULT_CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn a_list_of_addresses_is_a_cluster() {
+        let r = load("redis: [\"10.0.0.1:7000\", \"rediss://u:p@10.0.0.2:7000\"], cookie: sid, fields: {user_id: /u, attributes: {plan: /p}}").unwrap();
+        let RedisTarget::Cluster(urls) = r.redis else { panic!("not a cluster") };
+        assert_eq!(urls, ["redis://10.0.0.1:7000", "rediss://u:p@10.0.0.2:7000"]);
+    }
+
+    #[test]
+    fn every_mistake_names_its_key() {
+        let at = |n: &str| format!("identity.sources[0].{n}");
+        let cases = [
+            ("cookie: sid, fields: {user_id: /u}", at("redis")),
+            ("redis: \"http://h/\", cookie: sid, fields: {user_id: /u}", at("redis")),
+            ("redis: [], cookie: sid, fields: {user_id: /u}", at("redis")),
+            ("redis: [\"h:1\", \"redis://h:2/3\"], cookie: sid, fields: {user_id: /u}", at("redis[1]")),
+            ("redis: redis://h/, fields: {user_id: /u}", at("cookie")),
+            ("redis: redis://h/, cookie: \"a b\", fields: {user_id: /u}", at("cookie")),
+            ("redis: redis://h/, cookie: sid, cookie_signature: rails, fields: {user_id: /u}", at("cookie_signature")),
+            ("redis: redis://h/, cookie: sid, cookie_signature: express, fields: {user_id: /u}", at("cookie_secrets_env")),
+            ("redis: redis://h/, cookie: sid, cookie_signature: express, cookie_secrets_env: [SESSION_SECRET, NOPE], fields: {user_id: /u}", at("cookie_secrets_env[1]")),
+            ("redis: redis://h/, cookie: sid, cookie_secrets_env: [SESSION_SECRET], fields: {user_id: /u}", at("cookie_secrets_env")),
+            ("redis: redis://h/, cookie: sid, key: \"sess:\", fields: {user_id: /u}", at("key")),
+            ("redis: redis://h/, cookie: sid, key: \"{id}:{id}\", fields: {user_id: /u}", at("key")),
+            ("redis: redis://h/, cookie: sid, format: marshal, fields: {user_id: /u}", at("format")),
+            ("redis: redis://h/, cookie: sid", at("fields.user_id")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: u}", at("fields.user_id")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u, email: e}", at("fields.email")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u, attributes: {email: /e}}", at("fields.attributes.email")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u}, timeout: 0s", at("timeout")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u}, cache_ttl: soon", at("cache_ttl")),
+            ("redis: redis://h/, cookie: sid, fields: {user_id: /u}, negative_cache_ttl: x", at("negative_cache_ttl")),
+            ("redis: redis://h/, tls_ca_file: /etc/hostname, cookie: sid, fields: {user_id: /u}", at("tls_ca_file")),
+            ("redis: rediss://h/, tls_ca_file: /nonexistent.pem, cookie: sid, fields: {user_id: /u}", at("tls_ca_file")),
+            ("redis: rediss://h/, tls_ca_file: /etc/hostname, cookie: sid, fields: {user_id: /u}", at("tls_ca_file")),
+        ];
+        for (source, key) in cases {
+            let e = load(source).expect_err(source);
+            assert_eq!(e.key, key, "{source}: {e}");
+        }
+        // A claim no source provides is still refused.
+        let e = load("redis: redis://h/, cookie: sid, fields: {user_id: /u}").unwrap_err();
+        assert_eq!(e.key, "intercom.claims[1]", "{e}");
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_passwords_or_secrets() {
+        let e = load("redis: \"redis://u:hunter2@h:notaport/\", cookie: sid, fields: {user_id: /u}").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let r = load("redis: \"redis://u:hunter2@h/\", cookie: sid, cookie_signature: express, cookie_secrets_env: [SESSION_SECRET], fields: {user_id: /u, attributes: {plan: /p}}").unwrap();
+        let debug = format!("{r:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("\"new\""), "{debug}");
+    }
+
+    #[test]
+    fn redacted_urls_keep_the_user_and_drop_the_password() {
+        assert_eq!(redact_url("rediss://app:s3cret@r.example:6380/2"), "rediss://app:***@r.example:6380/2");
+        assert_eq!(redact_url("redis://:s3cret@127.0.0.1"), "redis://:***@127.0.0.1");
+        assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        let target = RedisTarget::Cluster(vec!["redis://u:pw@a:1".into(), "redis://b:2".into()]);
+        assert!(!format!("{target:?}").contains("pw"));
+    }
+
+    #[test]
+    fn urls_are_checked_by_the_client_parser() {
+        assert!(redis_url("k", "redis://127.0.0.1:6379/0", false).is_ok());
+        assert!(redis_url("k", "rediss://user:pw@host:6380/3", false).is_ok());
+        assert_eq!(redis_url("k", "10.0.0.1:7000", true).unwrap(), "redis://10.0.0.1:7000");
+        let e = redis_url("k", "http://user:pw@host/", false).unwrap_err();
+        assert!(!e.message.contains("pw"), "{e}");
+        assert!(redis_url("k", "redis://10.0.0.1:7000/3", true).is_err());
+    }
+}

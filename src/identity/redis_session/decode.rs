@@ -1,0 +1,177 @@
+//! From the bytes Redis holds to an identity: refuse serializations that cannot be read
+//! safely, decode JSON or PHP into one JSON value, then map it with JSON pointers.
+
+use serde_json::Value;
+
+use super::php::{self, PhpError};
+use crate::config::{RedisSessionConfig, SessionFormat};
+use crate::identity::endpoint::is_integer_literal;
+use crate::identity::Identity;
+
+/// Sessions larger than this are not read (a login session is a few hundred bytes).
+pub const MAX_SESSION_BYTES: usize = 512 * 1024;
+
+/// Why a stored session could not be read. Texts name formats, sizes, pointers and
+/// kinds; never the session's content.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DecodeError {
+    /// A Ruby Marshal dump (`\x04\x08`): reading it safely is not possible.
+    #[error("the session is a Ruby Marshal dump, which the proxy does not read (unmarshalling untrusted data is unsafe); switch the app's session serializer to JSON (redis-session-store: `serializer: :json`) and set format: json")]
+    RubyMarshal,
+    /// A Python pickle (`\x80` + protocol): reading it safely is not possible.
+    #[error("the session is a Python pickle, which the proxy does not read (unpickling untrusted data is unsafe); switch the app to a JSON session serializer (django-redis: `SERIALIZER: django_redis.serializers.json.JSONSerializer`) and set format: json")]
+    PythonPickle,
+    /// Larger than [`MAX_SESSION_BYTES`].
+    #[error("the session is {0} bytes, more than the {MAX_SESSION_BYTES} read")]
+    TooLarge(usize),
+    /// `format: json`, but the value is not JSON.
+    #[error("the session is not JSON ({0}); check `format` against what the app writes")]
+    NotJson(String),
+    /// `format: php`, but the value is not PHP's session format.
+    #[error("the PHP session cannot be read: {0}; check `format` and the app's session.serialize_handler (php)")]
+    Php(#[from] PhpError),
+    /// The user id is there but cannot be an id.
+    #[error("the user id at {pointer} is {kind}")]
+    UserId {
+        /// The configured pointer.
+        pointer: String,
+        /// What was found there.
+        kind: &'static str,
+    },
+}
+
+/// The identity in a stored session; `Ok(None)` when the session has no user (a
+/// visitor's session, or a logged-out one).
+pub fn identity(config: &RedisSessionConfig, data: &[u8]) -> Result<Option<Identity>, DecodeError> {
+    let doc = document(config.format, data)?;
+    map_fields(config, &doc)
+}
+
+/// The session as one JSON value.
+pub fn document(format: SessionFormat, data: &[u8]) -> Result<Value, DecodeError> {
+    refuse_unsafe_serializations(data)?;
+    if data.len() > MAX_SESSION_BYTES {
+        return Err(DecodeError::TooLarge(data.len()));
+    }
+    match format {
+        // serde_json bounds nesting itself (128 levels).
+        SessionFormat::Json => serde_json::from_slice(data)
+            .map_err(|e| DecodeError::NotJson(format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()))),
+        SessionFormat::Php => Ok(php::parse_session(data)?),
+    }
+}
+
+/// Ruby Marshal starts with its version `4.8`; pickle protocols 2 and later start with
+/// `\x80` and the protocol number. Neither is ever valid JSON or PHP session text.
+fn refuse_unsafe_serializations(data: &[u8]) -> Result<(), DecodeError> {
+    match data {
+        [0x04, 0x08, ..] => Err(DecodeError::RubyMarshal),
+        [0x80, 2..=5, ..] => Err(DecodeError::PythonPickle),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the configured pointers; a missing, null or empty user id means no user.
+fn map_fields(config: &RedisSessionConfig, doc: &Value) -> Result<Option<Identity>, DecodeError> {
+    let user_id = match doc.pointer(&config.user_id) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        // With arbitrary_precision these are the digits stored: never rounded.
+        Some(Value::Number(n)) if is_integer_literal(&n.to_string()) => n.to_string(),
+        Some(Value::Number(_)) => return Err(user_id_error(config, "a number but not an integer")),
+        Some(Value::Bool(_)) => return Err(user_id_error(config, "a boolean")),
+        Some(Value::Array(_)) => return Err(user_id_error(config, "an array")),
+        Some(Value::Object(_)) => return Err(user_id_error(config, "an object")),
+    };
+    let text = |ptr: &Option<String>| {
+        ptr.as_deref()
+            .and_then(|p| doc.pointer(p))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let mut identity = Identity::new(user_id);
+    identity.email = text(&config.email);
+    identity.name = text(&config.name);
+    for (name, ptr) in &config.attributes {
+        if let Some(v) = doc.pointer(ptr).filter(|v| !v.is_null()) {
+            identity.attributes.insert(name.clone(), v.clone());
+        }
+    }
+    Ok(Some(identity))
+}
+
+fn user_id_error(config: &RedisSessionConfig, kind: &'static str) -> DecodeError {
+    DecodeError::UserId { pointer: config.user_id.clone(), kind }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(format: SessionFormat, user_id: &str) -> RedisSessionConfig {
+        let mut c = RedisSessionConfig::new("redis://127.0.0.1/", "sid", user_id);
+        c.format = format;
+        c.email = Some("/profile/email".into());
+        c.name = Some("/profile/name".into());
+        c
+    }
+
+    #[test]
+    fn an_express_session_maps_to_its_user() {
+        let data = br#"{"cookie":{"originalMaxAge":null,"httpOnly":true,"path":"/"},"user":"alice","passport":{"user":"u-alice-1001"},"profile":{"email":"alice@example.com","name":"Alice"}}"#;
+        let id = identity(&config(SessionFormat::Json, "/passport/user"), data).unwrap().unwrap();
+        assert_eq!(id.user_id, "u-alice-1001");
+        assert_eq!(id.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(id.name.as_deref(), Some("Alice"));
+    }
+
+    #[test]
+    fn a_session_without_a_user_is_no_identity() {
+        let data = br#"{"cookie":{"path":"/"}}"#;
+        assert!(identity(&config(SessionFormat::Json, "/passport/user"), data).unwrap().is_none());
+        let php = br#"csrf|s:4:"abcd";"#;
+        assert!(identity(&config(SessionFormat::Php, "/account/id"), php).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_php_session_maps_with_the_same_pointers() {
+        let data = br#"user|s:5:"alice";account|a:2:{s:2:"id";i:1001;s:5:"email";s:17:"alice@example.com";}"#;
+        let mut c = config(SessionFormat::Php, "/account/id");
+        c.email = Some("/account/email".into());
+        let id = identity(&c, data).unwrap().unwrap();
+        assert_eq!(id.user_id, "1001");
+        assert_eq!(id.email.as_deref(), Some("alice@example.com"));
+    }
+
+    #[test]
+    fn ruby_marshal_is_refused_with_the_fix() {
+        // Marshal.dump({"user_id" => 1}) in Ruby 3 (format 4.8, an IVAR-wrapped UTF-8 key).
+        let data = b"\x04\x08{\x06I\"\x0cuser_id\x06:\x06ETi\x06";
+        for format in [SessionFormat::Json, SessionFormat::Php] {
+            let e = identity(&config(format, "/user_id"), data).unwrap_err();
+            assert!(matches!(e, DecodeError::RubyMarshal));
+            assert!(e.to_string().contains("serializer: :json"), "{e}");
+        }
+    }
+
+    #[test]
+    fn python_pickle_is_refused_with_the_fix() {
+        // pickle.dumps({"_auth_user_id": "1"}, protocol=4), as written by Python 3.11.
+        let data = b"\x80\x04\x95\x18\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x0d_auth_user_id\x94\x8c\x011\x94s.";
+        let e = identity(&config(SessionFormat::Json, "/_auth_user_id"), data).unwrap_err();
+        assert!(matches!(e, DecodeError::PythonPickle));
+        assert!(e.to_string().contains("JSONSerializer"), "{e}");
+    }
+
+    #[test]
+    fn garbage_and_oversized_sessions_are_errors_that_name_no_content() {
+        let e = identity(&config(SessionFormat::Json, "/u"), b"user=secret-value").unwrap_err();
+        assert!(matches!(e, DecodeError::NotJson(_)) && !e.to_string().contains("secret"), "{e}");
+        let big = vec![b' '; MAX_SESSION_BYTES + 1];
+        assert!(matches!(identity(&config(SessionFormat::Json, "/u"), &big), Err(DecodeError::TooLarge(_))));
+        let e = identity(&config(SessionFormat::Json, "/u"), br#"{"u":{"id":"secret"}}"#).unwrap_err();
+        assert!(e.to_string().contains("an object") && !e.to_string().contains("secret"), "{e}");
+    }
+}

@@ -1,0 +1,201 @@
+//! Identity from the app's session as it lies in Redis (`type: redis_session`).
+//!
+//! The request phase reads the session cookie (verifying express-session's signature
+//! when configured) and turns it into the Redis key; the response phase `GET`s that key,
+//! decodes the session (JSON or PHP's format) and maps it with JSON pointers. Answers are
+//! cached per session under a SHA-256 of the key (the session id is never a cache key, a
+//! log line or an error text); concurrent requests of one session share one read; "no
+//! user" is cached for a shorter time; and a Redis that is down, slow or holding
+//! something unreadable fails open: no token, page served, warning logged.
+
+mod decode;
+pub mod express;
+pub mod php;
+mod probe;
+mod store;
+
+use std::fmt;
+use std::sync::Arc;
+
+use moka::future::Cache;
+use pingora::http::RequestHeader;
+use sha2::{Digest, Sha256};
+
+// The endpoint's cache entry and expiry policy: found users and "no user" live for
+// different times, the same way in both sources.
+use super::endpoint::{Cached, TtlPolicy};
+use super::{Lookup, SourceError};
+use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER};
+
+pub use decode::{DecodeError, MAX_SESSION_BYTES};
+pub use probe::reachability_warnings;
+pub use store::StoreError;
+
+/// Longest session id looked up (PHP's and express' ids are 26 to 48 characters).
+const MAX_SESSION_ID: usize = 256;
+
+/// The session of one request: its Redis key and the key's digest for the cache.
+#[derive(Clone)]
+pub struct SessionRef {
+    digest: [u8; 32],
+    key: String,
+}
+
+impl fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key: it holds the session id.
+        write!(f, "SessionRef({:02x}{:02x}{:02x}{:02x}…)", self.digest[0], self.digest[1], self.digest[2], self.digest[3])
+    }
+}
+
+/// Why the session in Redis gave no identity (never includes the id or the content).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RedisSessionError {
+    /// Redis could not be asked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// What Redis holds could not be read.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// The redis_session source.
+pub struct RedisSessionSource {
+    config: RedisSessionConfig,
+    store: store::Store,
+    cache: Cache<[u8; 32], Cached>,
+    cookie_names: Vec<String>,
+}
+
+impl RedisSessionSource {
+    /// Builds the source; it connects to Redis on first use.
+    pub fn new(config: RedisSessionConfig) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .expire_after(TtlPolicy { found: config.cache_ttl, anonymous: config.negative_cache_ttl })
+            .build();
+        RedisSessionSource {
+            store: store::Store::new(config.redis.clone(), config.tls_ca.clone(), config.timeout),
+            cookie_names: vec![config.cookie.clone()],
+            cache,
+            config,
+        }
+    }
+
+    /// The session cookie's name, as a list (for login and logout detection).
+    pub fn cookie_names(&self) -> &[String] {
+        &self.cookie_names
+    }
+
+    /// The session of this request, or `None` when it has no usable session cookie:
+    /// none, an unsigned or badly signed one, an implausible id, or two different
+    /// values (one of them may have been planted; which one the app reads is unknown).
+    pub fn session_ref(&self, req: &RequestHeader) -> Option<SessionRef> {
+        let mut values = crate::headers::cookie_pairs(req).filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            (name.trim() == self.config.cookie).then(|| value.trim().trim_matches('"'))
+        });
+        let value = values.next()?;
+        if values.any(|other| other != value) {
+            return None;
+        }
+        let id = session_id(value, self.config.cookie_signature, &self.config.cookie_secrets)?;
+        let key = self.config.key.replacen(SESSION_ID_PLACEHOLDER, &id, 1);
+        Some(SessionRef { digest: Sha256::digest(key.as_bytes()).into(), key })
+    }
+
+    /// Who the session belongs to, from the cache or Redis.
+    pub async fn lookup(&self, session: &SessionRef) -> Lookup {
+        let fetched = self.cache.try_get_with(session.digest, self.fetch(session)).await;
+        match fetched {
+            Ok(Some(identity)) => Lookup::Found(identity),
+            Ok(None) => Lookup::Anonymous,
+            Err(why) => Lookup::Failed(SourceError::RedisSession { key: self.config.key.clone(), why: (*why).clone() }),
+        }
+    }
+
+    /// Drops the cached answer for this session.
+    pub async fn forget(&self, session: &SessionRef) {
+        self.cache.invalidate(&session.digest).await;
+    }
+
+    /// Whether Redis answers a `PING` within the timeout (for `check`).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
+    async fn fetch(&self, session: &SessionRef) -> Result<Cached, RedisSessionError> {
+        let Some(data) = self.store.get(&session.key).await? else {
+            // No such session: expired, destroyed at logout, or never created.
+            return Ok(None);
+        };
+        Ok(decode::identity(&self.config, &data)?.map(Arc::new))
+    }
+}
+
+/// The session id a cookie value names, per the configured signature; `None` when the
+/// signature does not verify or the id is implausible.
+fn session_id(value: &str, signature: CookieSignature, secrets: &[crate::config::Secret]) -> Option<String> {
+    let id = match signature {
+        CookieSignature::Express => express::unsign(value, secrets)?,
+        CookieSignature::None => express::percent_decode(value)?,
+    };
+    plausible_session_id(&id).then_some(id)
+}
+
+/// Visible ASCII and bounded: what session ids are. Anything else is not looked up.
+fn plausible_session_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_SESSION_ID && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn source(signature: CookieSignature) -> RedisSessionSource {
+        let mut config = RedisSessionConfig::new("redis://127.0.0.1:1/", "connect.sid", "/passport/user");
+        config.cookie_signature = signature;
+        config.cookie_secrets = vec![Secret::new(b"new".to_vec()), Secret::new(b"old".to_vec())];
+        RedisSessionSource::new(config)
+    }
+
+    fn request(cookie: &str) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("cookie", cookie).unwrap();
+        req
+    }
+
+    #[test]
+    fn the_key_is_built_from_a_verified_id() {
+        let s = source(CookieSignature::Express);
+        let cookie = format!("a=1; connect.sid={}", express::sign("abc123", b"old"));
+        assert_eq!(s.session_ref(&request(&cookie)).unwrap().key, "sess:abc123");
+        assert!(s.session_ref(&request("connect.sid=abc123")).is_none(), "unsigned");
+        let forged = format!("connect.sid={}", express::sign("abc123", b"guess"));
+        assert!(s.session_ref(&request(&forged)).is_none(), "bad signature");
+    }
+
+    #[test]
+    fn two_different_session_cookies_are_no_session() {
+        let s = source(CookieSignature::None);
+        assert!(s.session_ref(&request("connect.sid=aaa; connect.sid=bbb")).is_none());
+        assert_eq!(s.session_ref(&request("connect.sid=aaa; connect.sid=aaa")).unwrap().key, "sess:aaa");
+    }
+
+    #[test]
+    fn implausible_ids_are_not_looked_up() {
+        let s = source(CookieSignature::None);
+        assert!(s.session_ref(&request("connect.sid=a%20b")).is_none());
+        assert!(s.session_ref(&request(&format!("connect.sid={}", "x".repeat(MAX_SESSION_ID + 1)))).is_none());
+        assert!(s.session_ref(&request("connect.sid=")).is_none());
+        assert!(s.session_ref(&request("other=abc")).is_none());
+    }
+
+    #[test]
+    fn debug_never_shows_the_session_id() {
+        let s = source(CookieSignature::None);
+        let r = s.session_ref(&request("connect.sid=topsecretid")).unwrap();
+        assert!(!format!("{r:?}").contains("topsecretid"));
+    }
+}

@@ -1,0 +1,164 @@
+//! The Redis connection of one redis_session source: one server through the `redis`
+//! crate's `ConnectionManager` (multiplexed, reconnects by itself after Redis was down),
+//! or a Cluster through its `ClusterConnection` (follows slots and reconnects). TLS
+//! (`rediss://`) goes through rustls. The connection is made on first use, inside the
+//! proxy's runtime, so a Redis that is down at start does not stop the proxy.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use tokio::sync::OnceCell;
+
+use crate::config::{RedisCa, RedisTarget};
+
+/// Reconnect attempts the manager makes per failure before it reports the error; the
+/// next request starts a new round, so a Redis that comes back is found again.
+const RECONNECT_RETRIES: usize = 2;
+/// After Redis failed to answer, reads fail at once for this long instead of each page
+/// waiting the whole timeout; the first read after it tries Redis again, so tokens come
+/// back within this of Redis returning.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Why Redis gave no answer: the error's kind only. The redis crate's texts may
+/// include the server's reply or the URL, and neither belongs in a log line.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// No answer within the source's timeout.
+    #[error("Redis did not answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// Could not connect, or the connection broke.
+    #[error("cannot reach Redis ({0})")]
+    Unreachable(&'static str),
+    /// Redis failed moments ago; not asked again yet.
+    #[error("Redis failed less than {} ago; not asked again yet", humantime::format_duration(RETRY_AFTER))]
+    Resting,
+    /// Redis answered with an error.
+    #[error("Redis refused the read ({0:?})")]
+    Refused(redis::ErrorKind),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_timeout() {
+            StoreError::Unreachable("timed out")
+        } else if e.is_connection_refusal() {
+            StoreError::Unreachable("connection refused")
+        } else if e.is_connection_dropped() || e.is_io_error() {
+            StoreError::Unreachable("connection lost")
+        } else {
+            StoreError::Refused(e.kind())
+        }
+    }
+}
+
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Reads session values from the configured server or cluster.
+pub struct Store {
+    target: RedisTarget,
+    tls_ca: Option<RedisCa>,
+    timeout: Duration,
+    connection: OnceCell<Connection>,
+    /// Until when reads fail at once, after Redis failed to answer.
+    resting_until: Mutex<Option<Instant>>,
+}
+
+impl Store {
+    /// A store that connects on first use; `timeout` bounds connecting and each read;
+    /// `tls_ca` replaces the system's roots for `rediss://`.
+    pub fn new(target: RedisTarget, tls_ca: Option<RedisCa>, timeout: Duration) -> Self {
+        Store { target, tls_ca, timeout, connection: OnceCell::new(), resting_until: Mutex::new(None) }
+    }
+
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        self.tls_ca.as_ref().map(|ca| redis::TlsCertificates { client_tls: None, root_cert: Some(ca.pem.clone()) })
+    }
+
+    /// The value at `key`, `None` when there is none. Bounded by the timeout.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.resting() {
+            return Err(StoreError::Resting);
+        }
+        let result = match tokio::time::timeout(self.timeout, self.get_unbounded(key)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        };
+        self.note(&result);
+        result
+    }
+
+    /// Whether Redis failed less than [`RETRY_AFTER`] ago.
+    fn resting(&self) -> bool {
+        let until = *self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// A read that could not reach Redis starts a rest; any answer ends it.
+    fn note<T>(&self, result: &Result<T, StoreError>) {
+        let down = matches!(result, Err(StoreError::Timeout(_) | StoreError::Unreachable(_)));
+        *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) = down.then(|| Instant::now() + RETRY_AFTER);
+    }
+
+    async fn get_unbounded(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let connection = self.connection.get_or_try_init(|| self.connect()).await?;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        let value = match connection {
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await?,
+            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
+        };
+        Ok(value)
+    }
+
+    /// A `PING`, for `check`: whether Redis answers within the timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let ping = async {
+            let connection = self.connection.get_or_try_init(|| self.connect()).await?;
+            let cmd = redis::cmd("PING");
+            match connection {
+                Connection::Single(c) => cmd.query_async::<()>(&mut c.clone()).await?,
+                Connection::Cluster(c) => cmd.query_async::<()>(&mut c.clone()).await?,
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(self.timeout, ping).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, StoreError> {
+        match &self.target {
+            RedisTarget::Single(url) => {
+                let client = match self.certificates() {
+                    Some(certs) => redis::Client::build_with_tls(url.as_str(), certs)?,
+                    None => redis::Client::open(url.as_str())?,
+                };
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(RECONNECT_RETRIES)
+                    .set_max_delay(self.timeout);
+                // Lazy: the first GET connects, and a Redis that is down now is retried
+                // by the manager on later requests instead of failing this once-cell.
+                Ok(Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?))
+            }
+            RedisTarget::Cluster(urls) => {
+                let mut builder = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                    .connection_timeout(self.timeout)
+                    .response_timeout(self.timeout)
+                    .retries(RECONNECT_RETRIES as u32);
+                if let Some(certs) = self.certificates() {
+                    builder = builder.certs(certs);
+                }
+                let client = builder.build()?;
+                Ok(Connection::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! The `redis_session` identity source against the real thing: a real `redis-server`
+//! on a free loopback port, and real apps that write their sessions into it:
+//! - the Express app of tests/legacy/express with express-session + connect-redis
+//!   (signed `connect.sid`, JSON under `sess:<id>`);
+//! - the PHP app of tests/legacy/php under `php -S` with the phpredis session handler
+//!   (`PHPSESSID`, PHP's session format under `PHPREDIS_SESSION:<id>`).
+//!
+//! Through the proxy in headless Chromium: a login gives a verified JWT for that user,
+//! the logout shuts the Messenger down, and the next user's login gives their JWT and
+//! nothing of the first. A fault test stops Redis while requests flow, another hangs it;
+//! others read over rediss:// with an ACL user and a private CA, and from a three-node
+//! Redis Cluster.
+//!
+//! Needs redis-server (and redis-cli), openssl, php-cli + php-redis, Node 20+ with `npm ci` in tests/legacy/express
+//! and tests/browser, and Chromium (`make test` installs them). Without them these
+//! tests fail, they never skip.
+
+mod support;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{Proxy, Reply, Upstream, APP_ID};
+
+const ALICE_ID: &str = "u-alice-1001";
+const ALICE_EMAIL: &str = "alice@example.com";
+const ALICE_NAME: &str = "Alice Liddell";
+const BOB_ID: &str = "u-bob-2002";
+const BOB_EMAIL: &str = "bob@example.org";
+/// The Express app's session secret in these tests.
+const SESSION_SECRET: &str = "redis-session-test-secret";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------
+// A real redis-server, with an append-only file so that a restart keeps the sessions.
+
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let mut redis = Redis { child: None, port: support::free_port(), dir: tempfile::tempdir().unwrap() };
+        redis.launch();
+        redis
+    }
+
+    fn launch(&mut self) {
+        let log = File::create(self.dir.path().join("redis.log")).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}): install redis-server; `make test` does"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.command(&["PING"]).as_deref() != Some("+PONG") {
+            assert!(Instant::now() < deadline, "redis-server did not answer on port {}", self.port);
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops the server (SIGTERM: it flushes its append-only file and exits).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    /// One command over RESP; the first line of the answer.
+    fn command(&self, args: &[&str]) -> Option<String> {
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        conn.write_all(&req).ok()?;
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        Some(text.lines().next().unwrap_or("").to_string())
+    }
+
+    /// `KEYS pattern` as a count (a test helper on a test server).
+    fn count_keys(&self, pattern: &str) -> usize {
+        let first = self.command(&["KEYS", pattern]).unwrap_or_default();
+        first.strip_prefix('*').and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+
+// ---------------------------------------------------------------------------
+// The app servers.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Express,
+    Php,
+}
+
+struct App {
+    kind: Kind,
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl App {
+    fn start(kind: Kind, redis: &Redis) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let port = support::free_port();
+        let legacy = root().join("tests/legacy");
+        let mut cmd = match kind {
+            Kind::Express => {
+                let app = legacy.join("express");
+                assert!(
+                    app.join("node_modules/connect-redis").is_dir(),
+                    "the Express app's dependencies are missing in {}: run `make test`, or `npm ci` there",
+                    app.display()
+                );
+                let mut c = Command::new("node");
+                c.arg(app.join("app.js"))
+                    .env("PORT", port.to_string())
+                    .env("REDIS_URL", redis.url())
+                    .env("SESSION_SECRET", SESSION_SECRET);
+                c
+            }
+            Kind::Php => {
+                let mut c = Command::new("php");
+                c.args(["-d", "session.save_handler=redis"])
+                    .arg("-d")
+                    .arg(format!("session.save_path=tcp://127.0.0.1:{}", redis.port))
+                    .args(["-d", "session.serialize_handler=php"])
+                    .arg("-S")
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("-t")
+                    .arg(legacy.join("php"))
+                    .arg(legacy.join("php/router.php"));
+                c
+            }
+        };
+        let log = dir.path().join("app.log");
+        let out = File::create(&log).unwrap();
+        cmd.current_dir(dir.path()).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the {kind:?} app ({e}): install Node 20+ / php-cli + php-redis; `make test` does"));
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut app = App { kind, child, addr, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = app.child.try_wait() {
+                panic!("{kind:?} app exited with {status}:\n{}", app.log_text());
+            }
+            assert!(Instant::now() < deadline, "{kind:?} app did not listen on {addr}:\n{}", app.log_text());
+            thread::sleep(Duration::from_millis(20));
+        }
+        app
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("app.log")).unwrap_or_default()
+    }
+
+    /// The proxy's redis_session source for this app.
+    fn identity(&self, redis: &Redis) -> String {
+        match self.kind {
+            Kind::Express => format!(
+                "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: connect.sid\n      cookie_signature: express\n      cookie_secrets_env: [TEST_SESSION_SECRET]\n      key: \"sess:{{id}}\"\n      format: json\n      fields: {{user_id: /passport/user, email: /profile/email, name: /profile/name}}\n      timeout: 1s\n",
+                redis.url()
+            ),
+            Kind::Php => format!(
+                "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: PHPSESSID\n      key: \"PHPREDIS_SESSION:{{id}}\"\n      format: php\n      fields: {{user_id: /account/id, email: /account/email, name: /account/name}}\n      timeout: 1s\n",
+                redis.url()
+            ),
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group of our own child.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+fn proxy_for(app: &App, redis: &Redis) -> Proxy {
+    Proxy::start_with_env(
+        &support::sections(app.addr, &app.identity(redis), "logout:\n  paths: [\"GET|POST /logout\"]\n"),
+        &[("TEST_SESSION_SECRET", SESSION_SECRET)],
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Chromium through the proxy.
+
+fn calls(step: &Value) -> &[Value] {
+    step["calls"].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn excerpt(step: &Value, proxy: &Proxy, app: &App) -> String {
+    let mut s = step.clone();
+    if let Some(o) = s.as_object_mut() {
+        o.remove("cookies");
+    }
+    let tail = |log: String| log.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    format!(
+        "{}\nproxy log (tail):\n{}\napp log (tail):\n{}",
+        serde_json::to_string_pretty(&s).unwrap(),
+        tail(proxy.log_text()),
+        tail(app.log_text())
+    )
+}
+
+/// The one boot of a step and the claims of its verified token.
+fn booted_claims(step: &Value, proxy: &Proxy, app: &App) -> Value {
+    let boots: Vec<&Value> = calls(step).iter().filter(|c| c["method"] == "boot").collect();
+    assert_eq!(boots.len(), 1, "expected exactly one boot\n{}", excerpt(step, proxy, app));
+    assert_eq!(boots[0]["settings"]["app_id"], APP_ID);
+    let token = boots[0]["settings"]["intercom_user_jwt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("boot without intercom_user_jwt\n{}", excerpt(step, proxy, app)));
+    support::verify(token)
+}
+
+fn login(proxy: &Proxy, user: &str) -> Value {
+    json!({"goto": proxy.url("/login"), "method": "POST", "form": {"user": user}, "formFrom": "current", "wait": "boot", "timeoutMs": 8000})
+}
+
+fn session_in_redis_gives_tokens_in_chromium(kind: Kind) {
+    let redis = Redis::start();
+    let app = App::start(kind, &redis);
+    let proxy = proxy_for(&app, &redis);
+    let u = |p: &str| proxy.url(p);
+    let goto = |p: &str, wait: &str| json!({"goto": u(p), "wait": wait, "timeoutMs": 8000});
+    let mut logout = goto("/logout", "shutdown");
+    logout["settleMs"] = json!(500);
+    let steps = vec![
+        goto("/login-page", "load"),
+        login(&proxy, "alice"),
+        logout,
+        login(&proxy, "bob"),
+        goto("/", "boot"),
+    ];
+    let steps = support::run_browser(steps, &|| format!("proxy log:\n{}\napp log:\n{}", proxy.log_text(), app.log_text()));
+    let prefix = if kind == Kind::Express { "sess:*" } else { "PHPREDIS_SESSION:*" };
+    assert!(redis.count_keys(prefix) >= 1, "the {kind:?} app wrote no session into Redis\n{}", app.log_text());
+
+    // alice logs in: her token, verified, with her email and name.
+    let alice = booted_claims(&steps[1], &proxy, &app);
+    assert_eq!(alice["user_id"], ALICE_ID, "{}", excerpt(&steps[1], &proxy, &app));
+    assert_eq!(alice["email"], ALICE_EMAIL);
+    assert_eq!(alice["name"], ALICE_NAME);
+
+    // The logout: the next page shuts the Messenger down first, and nothing boots.
+    let methods: Vec<&str> = calls(&steps[2]).iter().map(|c| c["method"].as_str().unwrap_or("?")).collect();
+    assert_eq!(methods.first(), Some(&"shutdown"), "{}", excerpt(&steps[2], &proxy, &app));
+    assert!(!methods.contains(&"boot"), "{}", excerpt(&steps[2], &proxy, &app));
+
+    // bob logs in on the same browser: his token, and nothing of alice anywhere.
+    for step in &steps[3..] {
+        let bob = booted_claims(step, &proxy, &app);
+        assert_eq!(bob["user_id"], BOB_ID, "{}", excerpt(step, &proxy, &app));
+        assert_eq!(bob["email"], BOB_EMAIL);
+        let text = step["calls"].to_string() + &step["intercomSettings"].to_string();
+        assert!(!text.contains(ALICE_ID) && !text.contains(ALICE_EMAIL), "alice leaked into bob's page\n{}", excerpt(step, &proxy, &app));
+    }
+    assert!(!proxy.log_text().contains(" ERROR "), "{}", proxy.log_text());
+}
+
+#[test]
+fn express_session_in_redis_login_logout_switch_in_chromium() {
+    session_in_redis_gives_tokens_in_chromium(Kind::Express);
+}
+
+#[test]
+fn php_phpredis_session_login_logout_switch_in_chromium() {
+    session_in_redis_gives_tokens_in_chromium(Kind::Php);
+}
+
+// ---------------------------------------------------------------------------
+// Faults: Redis stops while requests flow.
+
+const PAGE: &str = "<!DOCTYPE html><html><head><title>t</title></head><body><p>hello</p></body></html>";
+
+fn token_of(got: &support::Got) -> Option<String> {
+    support::page_token(&got.text())
+}
+
+#[test]
+fn redis_down_serves_pages_without_tokens_and_tokens_come_back_without_a_restart() {
+    let mut redis = Redis::start();
+    let session = r#"{"cookie":{"path":"/"},"passport":{"user":"u-42"}}"#;
+    assert_eq!(redis.command(&["SET", "sess:abc123", session]).as_deref(), Some("+OK"));
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let identity = format!(
+        "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 100ms\n      cache_ttl: 0s\n      negative_cache_ttl: 0s\n",
+        redis.url()
+    );
+    let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
+    let pid = proxy.pid();
+    let page = || support::get(&proxy.url("/"), &[("Cookie", "sid=abc123"), ("Accept", "text/html")]);
+
+    let up = page();
+    assert_eq!(up.status, 200);
+    let token = token_of(&up).unwrap_or_else(|| panic!("no token while Redis is up:\n{}", proxy.log_text()));
+    assert_eq!(support::verify(&token)["user_id"], "u-42");
+
+    redis.stop();
+    let mut served = 0;
+    let down_since = Instant::now();
+    while down_since.elapsed() < Duration::from_secs(3) {
+        let started = Instant::now();
+        let got = page();
+        assert!(got.status < 500, "a {} while Redis is down:\n{}", got.status, proxy.log_text());
+        assert_eq!(got.status, 200);
+        assert!(token_of(&got).is_none(), "a token while Redis is down");
+        assert!(got.text().contains("<p>hello</p>"));
+        assert!(started.elapsed() < Duration::from_secs(1), "a page took {:?} with Redis down", started.elapsed());
+        served += 1;
+    }
+    assert!(served > 10, "only {served} pages in 3 s");
+    let warnings = proxy.log_text().lines().filter(|l| l.contains("redis_session") && l.contains("WARN")).count();
+    assert!(warnings >= 1, "no warning while Redis is down:\n{}", proxy.log_text());
+    assert!(warnings <= 10, "{warnings} warnings for {served} pages: not rate-limited:\n{}", proxy.log_text());
+    assert!(!proxy.log_text().contains("abc123"), "the session id was logged");
+
+    redis.launch();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let back = loop {
+        let got = page();
+        assert!(got.status < 500);
+        if let Some(t) = token_of(&got) {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no token 10 s after Redis came back:\n{}", proxy.log_text());
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(support::verify(&back)["user_id"], "u-42");
+    assert_eq!(proxy.pid(), pid, "the proxy was restarted");
+}
+
+#[test]
+fn a_hung_redis_costs_a_page_no_more_than_the_timeout() {
+    let redis = Redis::start();
+    let session = r#"{"passport":{"user":"u-7"}}"#;
+    assert_eq!(redis.command(&["SET", "sess:slow1", session]).as_deref(), Some("+OK"));
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let identity = format!(
+        "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 200ms\n      cache_ttl: 0s\n      negative_cache_ttl: 0s\n",
+        redis.url()
+    );
+    let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
+    let page = || support::get(&proxy.url("/"), &[("Cookie", "sid=slow1"), ("Accept", "text/html")]);
+    assert!(token_of(&page()).is_some(), "no token while Redis is up:\n{}", proxy.log_text());
+
+    // SIGSTOP: the server keeps its connections open and answers nothing.
+    let pid = redis.child.as_ref().unwrap().id() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let all = Instant::now();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let got = page();
+        let took = started.elapsed();
+        assert_eq!(got.status, 200, "{}", proxy.log_text());
+        assert!(token_of(&got).is_none());
+        assert!(took < Duration::from_millis(900), "a page took {took:?} with a 200ms Redis timeout");
+    }
+    // After the first timeout Redis is not asked again for a second: the next pages do
+    // not each wait the timeout (5 × 200ms).
+    assert!(all.elapsed() < Duration::from_millis(700), "5 pages took {:?}: each waited for Redis", all.elapsed());
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while token_of(&page()).is_none() {
+        assert!(Instant::now() < deadline, "no token 10 s after Redis resumed:\n{}", proxy.log_text());
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn unreadable_sessions_are_served_without_tokens_with_a_warning_naming_the_fix() {
+    let redis = Redis::start();
+    // Marshal.dump({"user_id" => 1}) as Rails' redis-session-store writes by default.
+    let marshal = "\u{4}\u{8}{\u{6}I\"\u{c}user_id\u{6}:\u{6}ETi\u{6}";
+    assert_eq!(redis.command(&["SET", "sess:ruby1", marshal]).as_deref(), Some("+OK"));
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let identity = format!(
+        "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: sid\n      fields: {{user_id: /user_id}}\n",
+        redis.url()
+    );
+    let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
+    let got = support::get(&proxy.url("/"), &[("Cookie", "sid=ruby1"), ("Accept", "text/html")]);
+    assert_eq!(got.status, 200);
+    assert!(token_of(&got).is_none());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !proxy.log_text().contains("Ruby Marshal") {
+        assert!(Instant::now() < deadline, "no warning naming the format:\n{}", proxy.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(proxy.log_text().contains("serializer: :json"), "{}", proxy.log_text());
+    assert!(!proxy.log_text().contains("ruby1"), "the session id was logged");
+}
+
+#[test]
+fn check_reports_an_unreachable_redis_as_a_warning() {
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: [\"127.0.0.1:1\"]\nupstream: {{addresses: [\"127.0.0.1:2\"]}}\nintercom: {{app_id: {APP_ID}, secret_env: TEST_INTERCOM_SECRET}}\nidentity:\n  sources:\n    - {{type: redis_session, redis: \"redis://app:hunter2@127.0.0.1:{port}/0\", cookie: sid, fields: {{user_id: /u}}}}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(support::binary())
+        .args(["check", "-c"])
+        .arg(&conf)
+        .env("TEST_INTERCOM_SECRET", "s")
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "an unreachable Redis must not fail check:\n{all}");
+    assert!(all.contains("identity.sources[0].redis") && all.contains("does not answer"), "{all}");
+    assert!(!all.contains("hunter2"), "the Redis password was printed:\n{all}");
+}
+
+// ---------------------------------------------------------------------------
+// TLS (rustls) and an ACL user.
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl CLI.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (install it; `make test` does)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=redis-test-ca"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext"]);
+}
+
+/// redis-server with TLS only and an ACL user `app` (password `pw`); the default user is off.
+struct TlsRedis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn start() -> TlsRedis {
+        let dir = tempfile::tempdir().unwrap();
+        make_certificates(dir.path());
+        let port = support::free_port();
+        let conf = format!(
+            "port 0\ntls-port {port}\nbind 127.0.0.1\ntls-cert-file server.crt\ntls-key-file server.key\ntls-ca-cert-file ca.crt\ntls-auth-clients no\nsave \"\"\nappendonly no\nuser default off\nuser app on >pw ~* &* +@all\n"
+        );
+        std::fs::write(dir.path().join("redis.conf"), conf).unwrap();
+        let log = File::create(dir.path().join("redis.log")).unwrap();
+        let child = Command::new("redis-server")
+            .arg("redis.conf")
+            .current_dir(dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("redis-server");
+        let redis = TlsRedis { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.cli(&["PING"]) != "PONG" {
+            assert!(Instant::now() < deadline, "TLS redis-server did not answer");
+            thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["--tls", "--cacert", "ca.crt", "--user", "app", "--pass", "pw", "--no-auth-warning", "-p", &self.port.to_string()])
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rediss_with_an_acl_user_and_a_private_ca_gives_tokens_and_an_untrusted_certificate_none() {
+    let redis = TlsRedis::start();
+    assert_eq!(redis.cli(&["SET", "sess:tls1", r#"{"passport":{"user":"u-tls"}}"#]), "OK");
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let ca = redis.dir.path().join("ca.crt");
+    let source = |url: &str, ca_line: &str| {
+        format!(
+            "identity:\n  sources:\n    - type: redis_session\n      redis: \"{url}\"\n{ca_line}      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 1s\n"
+        )
+    };
+    let url = format!("rediss://app:pw@127.0.0.1:{}/0", redis.port);
+    let page = |proxy: &Proxy| support::get(&proxy.url("/"), &[("Cookie", "sid=tls1"), ("Accept", "text/html")]);
+
+    let trusted = Proxy::start(&support::sections(app.addr, &source(&url, &format!("      tls_ca_file: {}\n", ca.display())), ""));
+    let got = page(&trusted);
+    assert_eq!(got.status, 200);
+    let token = token_of(&got).unwrap_or_else(|| panic!("no token over TLS:\n{}", trusted.log_text()));
+    assert_eq!(support::verify(&token)["user_id"], "u-tls");
+    assert!(!trusted.log_text().contains("pw@"), "the Redis password was logged");
+
+    // The system's roots do not know the test CA: the certificate is refused.
+    let untrusted = Proxy::start(&support::sections(app.addr, &source(&url, ""), ""));
+    let got = page(&untrusted);
+    assert_eq!(got.status, 200);
+    assert!(token_of(&got).is_none(), "a token although Redis' certificate is not trusted");
+
+    // A wrong ACL password: no identity, page served.
+    let wrong = format!("rediss://app:nope@127.0.0.1:{}/0", redis.port);
+    let denied = Proxy::start(&support::sections(app.addr, &source(&wrong, &format!("      tls_ca_file: {}\n", ca.display())), ""));
+    let got = page(&denied);
+    assert_eq!(got.status, 200);
+    assert!(token_of(&got).is_none(), "a token with a wrong Redis password");
+    assert!(!denied.log_text().contains("nope"), "the Redis password was logged");
+}
+
+// ---------------------------------------------------------------------------
+// Redis Cluster.
+
+/// Three cluster-enabled redis-servers joined into one cluster (no replicas).
+struct Cluster {
+    children: Vec<Child>,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
+        let children = ports
+            .iter()
+            .map(|p| {
+                let node = dir.path().join(p.to_string());
+                std::fs::create_dir(&node).unwrap();
+                Command::new("redis-server")
+                    .args(["--port", &p.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                    .current_dir(&node)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .expect("redis-server")
+            })
+            .collect();
+        let cluster = Cluster { children, ports, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cluster.ports.iter().all(|p| cluster.cli(*p, &["PING"]) == "PONG") {
+            assert!(Instant::now() < deadline, "cluster nodes did not start");
+            thread::sleep(Duration::from_millis(50));
+        }
+        let nodes: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(nodes.iter().map(String::as_str));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out = Command::new("redis-cli").args(&create).output().expect("redis-cli");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        while !cluster.cli(cluster.ports[0], &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+            assert!(Instant::now() < deadline + Duration::from_secs(10), "the cluster never became ok");
+            thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// redis-cli in cluster mode (-c follows MOVED redirects).
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-c", "-p", &port.to_string()]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_list_of_addresses_reads_sessions_from_a_redis_cluster() {
+    let cluster = Cluster::start();
+    // Keys on different slots, so that more than one node holds sessions.
+    let users = [("c1", "u-c1"), ("c2", "u-c2"), ("c3", "u-c3"), ("c4", "u-c4")];
+    for (id, user) in users {
+        let session = format!(r#"{{"passport":{{"user":"{user}"}}}}"#);
+        assert_eq!(cluster.cli(cluster.ports[0], &["SET", &format!("sess:{id}"), &session]), "OK");
+    }
+    let holding = cluster.ports.iter().filter(|p| cluster.cli(**p, &["DBSIZE"]) != "0").count();
+    assert!(holding >= 2, "the sessions landed on {holding} node(s); the test needs several");
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    // Only the first node is named: the client learns the others from it.
+    let identity = format!(
+        "identity:\n  sources:\n    - type: redis_session\n      redis: [\"127.0.0.1:{}\"]\n      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 2s\n",
+        cluster.ports[0]
+    );
+    let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
+    for (id, user) in users {
+        let got = support::get(&proxy.url("/"), &[("Cookie", &format!("sid={id}")), ("Accept", "text/html")]);
+        assert_eq!(got.status, 200);
+        let token = token_of(&got).unwrap_or_else(|| panic!("no token for {id} from the cluster:\n{}", proxy.log_text()));
+        assert_eq!(support::verify(&token)["user_id"], user);
+    }
+}
