@@ -16,6 +16,10 @@ pub enum SourceConfig {
     TrustedHeader(TrustedHeaderConfig),
     /// The application's own "who am I" endpoint.
     CurrentUserEndpoint(EndpointConfig),
+    /// A JWT the app signed, in a cookie or a header.
+    JwtCookie(super::jwt::JwtCookieConfig),
+    /// A JWT an identity-aware proxy in front signed into a header.
+    SignedHeader(super::jwt::SignedHeaderConfig),
 }
 
 /// Settings of the trusted-header source.
@@ -126,6 +130,8 @@ pub(super) struct FileIdentity {
 pub(super) enum FileSource {
     TrustedHeader(FileTrustedHeader),
     CurrentUserEndpoint(FileEndpoint),
+    JwtCookie(super::jwt::FileJwtSource),
+    SignedHeader(super::jwt::FileJwtSource),
 }
 
 #[derive(Deserialize)]
@@ -169,7 +175,11 @@ pub(super) struct FileFields {
     attributes: std::collections::BTreeMap<String, String>,
 }
 
-pub(super) fn validate_identity(id: FileIdentity, intercom: &IntercomConfig) -> Result<IdentityConfig> {
+pub(super) fn validate_identity(
+    id: FileIdentity,
+    intercom: &IntercomConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<IdentityConfig> {
     let mut sources = Vec::new();
     let mut known_fields: BTreeSet<String> =
         STANDARD_CLAIMS.iter().map(|s| s.to_string()).collect();
@@ -286,6 +296,16 @@ pub(super) fn validate_identity(id: FileIdentity, intercom: &IntercomConfig) -> 
                     attributes,
                 })
             }
+            FileSource::JwtCookie(f) => {
+                let c = super::jwt::validate_jwt_cookie(&base, f, env)?;
+                known_fields.extend(c.fields.attributes.iter().map(|(name, _)| name.clone()));
+                SourceConfig::JwtCookie(c)
+            }
+            FileSource::SignedHeader(f) => {
+                let c = super::jwt::validate_signed_header(&base, f, env)?;
+                known_fields.extend(c.fields.attributes.iter().map(|(name, _)| name.clone()));
+                SourceConfig::SignedHeader(c)
+            }
         });
     }
     if sources.is_empty() {
@@ -311,7 +331,7 @@ mod tests {
 
     fn validated(source: FileSource) -> SourceConfig {
         let intercom = IntercomConfig::new("abc12345", Secret::new(b"s".to_vec()));
-        let mut config = validate_identity(FileIdentity { sources: vec![source] }, &intercom).unwrap();
+        let mut config = validate_identity(FileIdentity { sources: vec![source] }, &intercom, &|_| None).unwrap();
         config.sources.remove(0)
     }
 

@@ -22,6 +22,8 @@ use serde::Deserialize;
 
 mod identity;
 mod inject;
+mod jwt;
+mod jwt_keys;
 mod intercom;
 mod logout;
 mod server;
@@ -30,6 +32,8 @@ mod summary;
 mod upstream;
 
 pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
+pub use jwt::{ClaimFields, JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat, TokenLocation};
+pub use jwt_keys::pem_key;
 pub use inject::{BadPattern, InjectConfig, PathPattern};
 pub use intercom::IntercomConfig;
 pub use logout::{LogoutConfig, LogoutMode};

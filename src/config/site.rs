@@ -119,7 +119,7 @@ pub(super) fn validate_site(
     Ok(SiteConfig {
         hosts: s.hosts,
         upstream: validate_upstream(s.upstream).map_err(at)?,
-        identity: validate_identity(s.identity, &intercom).map_err(at)?,
+        identity: validate_identity(s.identity, &intercom, env).map_err(at)?,
         intercom,
         inject: match s.inject {
             Some(i) => validate_inject(i).map_err(at)?,

@@ -237,7 +237,7 @@ pub enum EndpointError {
 }
 
 /// `-?[0-9]+`: a JSON integer exactly as written.
-fn is_integer_literal(text: &str) -> bool {
+pub(super) fn is_integer_literal(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }

@@ -5,8 +5,13 @@
 //! `trusted_header` reads headers set by an authenticating proxy in front of us (and
 //! strips them from everyone else), `endpoint` asks the application's "current user"
 //! endpoint with the browser's cookies and caches the answer per session.
+//! `jwt_cookie` verifies a JWT the app signed into its cookie (or a bearer header),
+//! `signed_header` one an identity-aware proxy in front signed (see [`jwt`]).
 
 mod endpoint;
+mod jwt;
+mod jwt_cookie;
+mod signed_header;
 mod trusted_header;
 
 use std::collections::BTreeMap;
@@ -73,9 +78,18 @@ pub enum SourceError {
         /// What went wrong.
         why: EndpointError,
     },
+    /// The keys of a JWT source could not be fetched.
+    #[error("{source_type} keys unavailable: {why}")]
+    Jwt {
+        /// `jwt_cookie` or `signed_header`.
+        source_type: &'static str,
+        /// What went wrong.
+        why: JwtError,
+    },
 }
 
 pub use endpoint::EndpointError;
+pub use jwt::{FetchError, JwtError, KeyError};
 
 /// What the request phase learned, kept for the response phase: one entry per
 /// source, in the resolver's order.
@@ -90,6 +104,8 @@ enum Hint {
     Asserted(Arc<Identity>),
     /// The session cookies to look up (key for the endpoint cache and its request).
     Session(endpoint::SessionKey),
+    /// A JWT to verify (from a cookie, a bearer header or a signed assertion header).
+    Token(jwt::Token),
 }
 
 impl RequestHints {
@@ -112,6 +128,8 @@ impl RequestHints {
 enum Source {
     TrustedHeader(trusted_header::TrustedHeaderSource),
     CurrentUserEndpoint(endpoint::CurrentUserEndpoint),
+    JwtCookie(jwt_cookie::JwtCookieSource),
+    SignedHeader(signed_header::SignedHeaderSource),
 }
 
 impl Source {
@@ -120,6 +138,8 @@ impl Source {
         let hint = match self {
             Source::TrustedHeader(s) => s.filter_request(req, peer).map(|id| Hint::Asserted(Arc::new(id))),
             Source::CurrentUserEndpoint(s) => s.session_key(req).map(Hint::Session),
+            Source::JwtCookie(s) => s.token(req).map(Hint::Token),
+            Source::SignedHeader(s) => s.take_assertion(req).map(Hint::Token),
         };
         hint.unwrap_or(Hint::Nothing)
     }
@@ -129,6 +149,8 @@ impl Source {
         match (self, hint) {
             (_, Hint::Asserted(id)) => Lookup::Found(id.clone()),
             (Source::CurrentUserEndpoint(s), Hint::Session(key)) => s.lookup(key).await,
+            (Source::JwtCookie(s), Hint::Token(t)) => s.verifier().lookup(t).await,
+            (Source::SignedHeader(s), Hint::Token(t)) => s.verifier().lookup(t).await,
             _ => Lookup::Anonymous,
         }
     }
@@ -152,12 +174,18 @@ impl IdentityResolver {
                 SourceConfig::CurrentUserEndpoint(c) => {
                     Source::CurrentUserEndpoint(endpoint::CurrentUserEndpoint::new(c.clone(), upstream.clone()))
                 }
+                SourceConfig::JwtCookie(c) => Source::JwtCookie(jwt_cookie::JwtCookieSource::new(c.clone())),
+                SourceConfig::SignedHeader(c) => Source::SignedHeader(signed_header::SignedHeaderSource::new(c.clone())),
             })
             .collect();
         let mut session_cookies = Vec::new();
         for source in &sources {
-            let Source::CurrentUserEndpoint(e) = source else { continue };
-            for name in e.cookie_names() {
+            let names = match source {
+                Source::CurrentUserEndpoint(e) => e.cookie_names(),
+                Source::JwtCookie(j) => j.cookie_name().map(std::slice::from_ref).unwrap_or_default(),
+                _ => continue,
+            };
+            for name in names {
                 if !session_cookies.contains(name) {
                     session_cookies.push(name.clone());
                 }
