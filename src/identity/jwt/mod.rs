@@ -99,7 +99,7 @@ pub struct JwtVerifier {
     kind: &'static str,
     config: JwtVerifyConfig,
     fields: ClaimFields,
-    validation: jsonwebtoken::Validation,
+    validations: Vec<jsonwebtoken::Validation>,
     keys: keys::KeyStore,
 }
 
@@ -108,7 +108,7 @@ impl JwtVerifier {
     pub fn new(kind: &'static str, config: JwtVerifyConfig, fields: ClaimFields) -> Arc<JwtVerifier> {
         Arc::new(JwtVerifier {
             kind,
-            validation: verify::validation(&config),
+            validations: verify::validations(&config),
             keys: keys::KeyStore::new(&config),
             config,
             fields,
@@ -118,7 +118,7 @@ impl JwtVerifier {
     /// The verified claims of `token`.
     pub async fn claims(&self, token: &Token) -> Result<serde_json::Value, JwtError> {
         match &self.config.format {
-            TokenFormat::Jwt => verify::verify(&token.0, &self.config.algorithms, &self.validation, &self.keys).await,
+            TokenFormat::Jwt => verify::verify(&token.0, &self.validations, &self.keys).await,
             TokenFormat::AwsAlb { signer } => alb::verify(&token.0, signer, &self.config, &self.keys).await,
         }
     }

@@ -11,10 +11,21 @@ use super::keys::KeyStore;
 use super::JwtError;
 use crate::config::JwtVerifyConfig;
 
-/// The jsonwebtoken validation of a source.
-pub fn validation(config: &JwtVerifyConfig) -> Validation {
-    let mut v = Validation::new(config.algorithms[0]);
-    v.algorithms = config.algorithms.clone();
+/// The jsonwebtoken validations of a source, one per algorithm family pinned:
+/// jsonwebtoken refuses a validation listing algorithms of another family than the key.
+pub fn validations(config: &JwtVerifyConfig) -> Vec<Validation> {
+    let mut out: Vec<Validation> = Vec::new();
+    for alg in &config.algorithms {
+        match out.iter_mut().find(|v| v.algorithms[0].family() == alg.family()) {
+            Some(v) => v.algorithms.push(*alg),
+            None => out.push(validation(config, *alg)),
+        }
+    }
+    out
+}
+
+fn validation(config: &JwtVerifyConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
     v.leeway = config.leeway.as_secs();
     v.validate_exp = true;
     v.validate_nbf = true;
@@ -34,15 +45,13 @@ pub fn validation(config: &JwtVerifyConfig) -> Validation {
 }
 
 /// The verified claims of `token`.
-pub async fn verify(token: &str, pinned: &[Algorithm], validation: &Validation, keys: &KeyStore) -> Result<serde_json::Value, JwtError> {
+pub async fn verify(token: &str, validations: &[Validation], keys: &KeyStore) -> Result<serde_json::Value, JwtError> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
         // serde could not name the algorithm: `none`, or something we do not know.
         ErrorKind::Json(_) => JwtError::Algorithm,
         _ => JwtError::Malformed,
     })?;
-    if !pinned.contains(&header.alg) {
-        return Err(JwtError::Algorithm);
-    }
+    let validation = validations.iter().find(|v| v.algorithms.contains(&header.alg)).ok_or(JwtError::Algorithm)?;
     let key = keys.key(header.kid.as_deref(), header.alg).await?;
     if key.family() != header.alg.family() {
         return Err(JwtError::KeyMismatch);
