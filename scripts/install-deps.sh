@@ -2,7 +2,8 @@
 # Installs the system packages the build and the tests need, when missing (Debian).
 #   scripts/install-deps.sh build   cmake and a C compiler (Pingora's zlib-ng, ring)
 #   scripts/install-deps.sh test    the above, plus Chromium and Node.js for browser tests, and the
-#                                   legacy app servers (python3, php-cli, apache2 + mod_php)
+#                                   legacy app servers (python3, php-cli, apache2 + mod_php), and
+#                                   PyJWT + cryptography for the JWT source tests
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -14,6 +15,9 @@ if [ "${want[0]}" = test ]; then
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
   command -v python3 >/dev/null || need+=(python3)
+  # tests/jwt_sources.rs signs its tokens with an independent library (tests/jwt/sign.py).
+  /usr/bin/python3 -c 'import jwt' 2>/dev/null || need+=(python3-jwt)
+  /usr/bin/python3 -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
   command -v php >/dev/null || need+=(php-cli)
   [ -x /usr/sbin/apache2 ] || need+=(apache2)
   compgen -G '/usr/lib/apache2/modules/libphp*.so' >/dev/null || need+=(libapache2-mod-php)

@@ -161,6 +161,9 @@ fn main() -> ExitCode {
         }
         Command::Check { conf } => match load(&conf) {
             Ok(c) => {
+                for warning in intercom_secure_proxy::identity::key_url_warnings(&c) {
+                    log::warn!("{warning}");
+                }
                 println!("configuration {} is valid\n{}", conf.display(), c.summary());
                 ExitCode::SUCCESS
             }

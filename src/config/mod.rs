@@ -24,6 +24,9 @@ mod identity;
 mod inject;
 mod jwt;
 mod jwt_keys;
+mod jwt_presets;
+#[cfg(test)]
+mod jwt_tests;
 mod intercom;
 mod logout;
 mod server;

@@ -89,7 +89,7 @@ pub enum SourceError {
 }
 
 pub use endpoint::EndpointError;
-pub use jwt::{FetchError, JwtError, KeyError};
+pub use jwt::{key_url_warnings, FetchError, JwtError, KeyError};
 
 /// What the request phase learned, kept for the response phase: one entry per
 /// source, in the resolver's order.

@@ -8,6 +8,7 @@ mod alb;
 mod claims;
 mod fetch;
 mod keys;
+mod reach;
 mod verify;
 
 use std::fmt;
@@ -30,6 +31,7 @@ pub(super) fn base64url(text: &str) -> Option<Vec<u8>> {
     B64.decode(text).ok()
 }
 pub use keys::KeyError;
+pub use reach::key_url_warnings;
 
 /// A token taken from a request. `Debug` never shows it.
 #[derive(Clone)]
