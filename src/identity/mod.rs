@@ -6,7 +6,7 @@
 //! strips them from everyone else), `endpoint` asks the application's "current user"
 //! endpoint with the browser's cookies and caches the answer per session.
 //! `jwt_cookie` verifies a JWT the app signed into its cookie (or a bearer header),
-//! `signed_header` one an identity-aware proxy in front signed (see [`jwt`]).
+//! `signed_header` one an identity-aware proxy in front signed (both verified by the `jwt` module).
 
 mod endpoint;
 mod jwt;
