@@ -305,3 +305,23 @@ fn a_pomerium_assertion_verifies_against_a_jwks_file() {
     assert_eq!(verify(&page_token(&r.text()).expect("token"))["user_id"], "pia");
     assert!(app.requests().iter().all(|r| r.header("x-pomerium-jwt-assertion").is_none()));
 }
+
+#[test]
+fn keys_unavailable_means_pages_without_tokens_until_the_jwks_answers() {
+    let s = sign(json!({"keys": {"k": "RSA"}, "tokens": {"t": {"key": "k", "alg": "RS256", "claims": claims("alice")}}}));
+    let published: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let jwks = published.clone();
+    let server = Upstream::start(move |_| match jwks.lock().unwrap().clone() {
+        Some(body) => Reply::with(200, &[("Content-Type", "application/json")], body),
+        None => Reply::with(503, &[], "down"),
+    });
+    let app = app();
+    let proxy = jwt_cookie_proxy(&app, &format!("      jwks_url: http://{}/jwks.json\n      key_refetch_interval: 0s\n", server.addr));
+    let cookie = format!("session_token={}", s["tokens"]["t"].as_str().unwrap());
+    for _ in 0..3 {
+        assert!(page_claims(&proxy, &cookie).is_none(), "no keys, no identity (the page is still served)");
+    }
+    assert!(proxy.log_text().contains("keys unavailable"), "the failure is logged: {}", proxy.log_text());
+    *published.lock().unwrap() = Some(s["jwks"].to_string());
+    assert_eq!(page_claims(&proxy, &cookie).expect("tokens come back by themselves")["user_id"], "alice");
+}

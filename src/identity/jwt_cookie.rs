@@ -96,12 +96,7 @@ fn header_token(req: &RequestHeader, name: &str) -> Option<String> {
     if values.next().is_some() {
         return None;
     }
-    let token = if name == "authorization" {
-        let (scheme, rest) = value.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())?
-    } else {
-        value
-    };
+    let token = if name == "authorization" { super::jwt::bearer(value)? } else { value };
     (!token.is_empty()).then(|| token.to_string())
 }
 

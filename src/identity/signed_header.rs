@@ -57,12 +57,7 @@ impl SignedHeaderSource {
             req.remove_header(name);
         }
         let value = value?;
-        let token = if self.header == "authorization" {
-            let (scheme, rest) = value.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())?
-        } else {
-            value
-        };
+        let token = if self.header == "authorization" { super::jwt::bearer(&value)?.to_string() } else { value };
         (!token.is_empty()).then(|| Token::new(token))
     }
 }

@@ -25,6 +25,13 @@ const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
+/// The token of an `Authorization` value: the `Bearer` scheme (any case) is required.
+pub(super) fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    let token = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Decodes base64url, padded or not.
 pub(super) fn base64url(text: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
