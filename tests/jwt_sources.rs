@@ -325,3 +325,28 @@ fn keys_unavailable_means_pages_without_tokens_until_the_jwks_answers() {
     *published.lock().unwrap() = Some(s["jwks"].to_string());
     assert_eq!(page_claims(&proxy, &cookie).expect("tokens come back by themselves")["user_id"], "alice");
 }
+
+#[test]
+fn unknown_kids_fetch_the_jwks_again_at_most_once_per_interval() {
+    let s = sign(json!({
+        "keys": {"known": "RSA", "stranger": "RSA"},
+        "tokens": {
+            "known": {"key": "known", "alg": "RS256", "claims": claims("alice")},
+            "a": {"key": "stranger", "kid": "made-up-1", "alg": "RS256", "claims": claims("mallory")},
+            "b": {"key": "stranger", "kid": "made-up-2", "alg": "RS256", "claims": claims("mallory")},
+            "c": {"key": "stranger", "kid": "made-up-3", "alg": "RS256", "claims": claims("mallory")},
+        }
+    }));
+    let mut jwks = s["jwks"].clone();
+    jwks["keys"].as_array_mut().unwrap().retain(|k| k["kid"] == "known");
+    let server = key_server("/jwks.json", Arc::new(Mutex::new(jwks.to_string())));
+    let app = app();
+    // The default key_refetch_interval (30 s).
+    let proxy = jwt_cookie_proxy(&app, &format!("      jwks_url: http://{}/jwks.json\n", server.addr));
+    let cookie = |name: &str| format!("session_token={}", s["tokens"][name].as_str().unwrap());
+    assert_eq!(page_claims(&proxy, &cookie("known")).unwrap()["user_id"], "alice");
+    for name in ["a", "b", "c", "a", "b", "c"] {
+        assert!(page_claims(&proxy, &cookie(name)).is_none(), "{name}");
+    }
+    assert_eq!(server.count("/jwks.json"), 1, "made-up kids within the interval make no request to the identity provider");
+}

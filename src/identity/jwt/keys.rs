@@ -199,10 +199,12 @@ fn is_safe_kid(kid: &str) -> bool {
     !kid.is_empty() && kid.len() <= 128 && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The usable keys of a JWKS (keys of unsupported types are skipped).
+/// The usable signing keys of a JWKS (unsupported types and `use: enc` keys are skipped).
 fn jwks_entries(set: &JwkSet) -> Vec<KeyEntry> {
     set.keys
         .iter()
+        // A key published for encryption is not a signing key.
+        .filter(|jwk| !matches!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)))
         .filter_map(|jwk| {
             let key = DecodingKey::from_jwk(jwk).ok()?;
             let alg = jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok());
