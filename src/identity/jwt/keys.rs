@@ -176,7 +176,8 @@ impl KeyStore {
         }
         {
             let mut last = last_new_kid.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| t.elapsed() < self.refetch_interval) && keys.entry_count() > 0 {
+            // Made-up kids (or an unreachable key server) cost at most one fetch per interval.
+            if last.is_some_and(|t| t.elapsed() < self.refetch_interval) {
                 return Err(KeyError::UnknownKid);
             }
             *last = Some(Instant::now());
@@ -229,4 +230,27 @@ fn select(keys: &[KeyEntry], kid: Option<&str>, alg: Algorithm) -> Option<Arc<De
         return None;
     }
     Some(first.key.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_kids_go_into_a_key_url() {
+        assert!(is_safe_kid("5d6e1b2a-4c7f-4a4e-9a61-0b9c1d2e3f40"));
+        for bad in ["", "../../etc/passwd", "a/b", "a?b", "a#b", "%2e%2e", "a b", &"k".repeat(129)] {
+            assert!(!is_safe_kid(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn without_a_kid_two_fitting_keys_are_no_key() {
+        let hmac = |s: &[u8]| KeyEntry { kid: None, alg: None, key: Arc::new(DecodingKey::from_secret(s)) };
+        assert!(select(&[hmac(b"a")], None, Algorithm::HS256).is_some());
+        assert!(select(&[hmac(b"a"), hmac(b"b")], None, Algorithm::HS256).is_none());
+        assert!(select(&[hmac(b"a")], None, Algorithm::RS256).is_none(), "an HMAC key never verifies RS256");
+        let pinned = KeyEntry { kid: Some("k".into()), alg: Some(Algorithm::HS512), key: Arc::new(DecodingKey::from_secret(b"c")) };
+        assert!(select(&[pinned], Some("k"), Algorithm::HS256).is_none(), "a JWK's alg binds its key");
+    }
 }
