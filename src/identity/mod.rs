@@ -79,7 +79,7 @@ pub enum SourceError {
         why: EndpointError,
     },
     /// The keys of a JWT source could not be fetched.
-    #[error("{source_type} keys unavailable: {why}")]
+    #[error("{source_type}: {why}")]
     Jwt {
         /// `jwt_cookie` or `signed_header`.
         source_type: &'static str,
