@@ -13,7 +13,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{black_box, criterion_group, BenchmarkFilter, Criterion};
@@ -21,24 +20,14 @@ use intercom_secure_proxy::config::{Config, UpstreamConfig};
 use intercom_secure_proxy::identity::{IdentityResolver, Lookup};
 use intercom_secure_proxy::upstream::Upstream;
 use pingora::http::RequestHeader;
-use serde_json::{json, Value};
+use serde_json::json;
+
+#[path = "../tests/jwt/sign.rs"]
+mod sign;
+use sign::sign;
 
 const ARN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/bench/1";
 const KID: &str = "0b1c2d3e-alb-bench";
-
-fn sign(spec: Value) -> Value {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jwt/sign.py");
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 with python3-jwt (scripts/install-deps.sh test)");
-    child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "sign.py failed");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// A loopback server answering every request with `body` (a JWKS or a PEM key).
 fn key_server(body: String) -> std::net::SocketAddr {

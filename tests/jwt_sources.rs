@@ -6,37 +6,20 @@
 //! are served by a local HTTP server; the signed header never reaches the app.
 
 mod support;
+#[path = "jwt/sign.rs"]
+mod sign;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use sign::sign;
 use support::{get, page_token, sections, verify, Proxy, Reply, Upstream};
 
 const PAGE: &str = "<!DOCTYPE html><html><head><title>t</title><script>window.intercomSettings={app_id:'abc12345'};</script></head><body>hi</body></html>";
 const ISSUER: &str = "https://auth.example.com/";
 const AUDIENCE: &str = "my-app";
 const ALB_ARN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/my-alb/50dc6c495c0c9188";
-
-/// Runs tests/jwt/sign.py with `spec` (see its docstring).
-fn sign(spec: Value) -> Value {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jwt/sign.py");
-    // Debian's interpreter: python3-jwt and python3-cryptography are installed for it
-    // (scripts/install-deps.sh test), whatever python3 comes first on PATH.
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 (run `make test` or scripts/install-deps.sh test)");
-    child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "sign.py: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
