@@ -34,6 +34,9 @@ pub enum KeyError {
     /// The keys could not be fetched and none are cached.
     #[error("keys unavailable: {0}")]
     Fetch(FetchError),
+    /// No keys yet: the last fetch failed, the next waits for `key_refetch_interval`.
+    #[error("keys unavailable: the last fetch failed; trying again after key_refetch_interval")]
+    Unavailable,
     /// The fetched document holds no usable key.
     #[error("the key document holds no usable key")]
     Empty,
@@ -131,6 +134,7 @@ impl KeyStore {
         }
         match failure {
             Some(e) if keys.is_empty() => Err(e),
+            None if keys.is_empty() => Err(KeyError::Unavailable),
             _ => Err(KeyError::UnknownKid),
         }
     }
@@ -178,7 +182,8 @@ impl KeyStore {
             let mut last = last_new_kid.lock().unwrap_or_else(|p| p.into_inner());
             // Made-up kids (or an unreachable key server) cost at most one fetch per interval.
             if last.is_some_and(|t| t.elapsed() < self.refetch_interval) {
-                return Err(KeyError::UnknownKid);
+                // Nothing cached at all: the key server is what failed, not the token.
+                return Err(if keys.entry_count() == 0 { KeyError::Unavailable } else { KeyError::UnknownKid });
             }
             *last = Some(Instant::now());
         }

@@ -98,7 +98,7 @@ pub enum JwtError {
 impl JwtError {
     /// Whether the failure is ours (keys unavailable) rather than the token's.
     fn is_source_failure(&self) -> bool {
-        matches!(self, JwtError::Key(KeyError::Fetch(_) | KeyError::Empty))
+        matches!(self, JwtError::Key(KeyError::Fetch(_) | KeyError::Empty | KeyError::Unavailable))
     }
 }
 
