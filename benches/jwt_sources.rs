@@ -1,12 +1,13 @@
 //! Per-request cost of the JWT identity sources (`IdentityResolver::inspect_request`
 //! then `resolve`, as a page pays them):
 //!
-//! - `jwt_cookie/*_keys_cached`: RS256, ES256, EdDSA (JWKS from a URL, already fetched)
-//!   and HS256 (secret); `jwt_cookie/rs256_keys_fetched`: a fresh source whose first
-//!   token fetches the JWKS from a loopback server (the cost once per `key_refresh`);
-//! - `jwt_cookie/supabase_chunks`: the chunked `base64-` cookie unwrapped, then ES256;
-//! - `signed_header/cloudflare_access` (RS256) and `signed_header/aws_alb` (ES256, the
-//!   key of the kid cached).
+//! - `*_cached`: a token this source verified before (a later page of the session):
+//!   the cookie or header read, a SHA-256 and a cache hit;
+//! - `*_verify`: a token seen for the first time: RS256, ES256, EdDSA (keys from a JWKS
+//!   file) and HS256, signature and claims checked, then cached;
+//! - `*_verify_and_fetch_*`: a fresh source whose first token also fetches the JWKS or
+//!   the AWS ALB key from a loopback server (once per `key_refresh` or new `kid`);
+//! - `supabase_chunks`: the chunked `base64-` cookie joined and unwrapped (ES256).
 //!
 //! Tokens and keys come from tests/jwt/sign.py (PyJWT; `make test` installs it).
 //! Run: `cargo bench --bench jwt_sources`.
@@ -100,29 +101,29 @@ fn bench_jwt_sources(c: &mut Criterion) {
     let jwks_url = format!("jwks_url: \"http://{jwks}/jwks.json\"");
 
     let cases: Vec<(&str, IdentityResolver, RequestHeader)> = vec![
-        ("jwt_cookie/rs256_keys_cached", resolver(&rt, &jwt_cookie("RS256", &jwks_url), &[]), request(("cookie", &format!("session={}", token("rs"))))),
-        ("jwt_cookie/es256_keys_cached", resolver(&rt, &jwt_cookie("ES256", &jwks_url), &[]), request(("cookie", &format!("session={}", token("es"))))),
-        ("jwt_cookie/eddsa_keys_cached", resolver(&rt, &jwt_cookie("EdDSA", &jwks_url), &[]), request(("cookie", &format!("session={}", token("ed"))))),
-        ("jwt_cookie/hs256_secret", resolver(&rt, &jwt_cookie("HS256", "secret_env: J"), &[("J", "bench-jwt-secret")]), request(("cookie", &format!("session={}", token("hs"))))),
-        ("jwt_cookie/supabase_chunks", resolver(&rt, &jwt_cookie("ES256", &jwks_url), &[]), {
+        ("jwt_cookie/rs256_cached", resolver(&rt, &jwt_cookie("RS256", &jwks_url), &[]), request(("cookie", &format!("session={}", token("rs"))))),
+        ("jwt_cookie/es256_cached", resolver(&rt, &jwt_cookie("ES256", &jwks_url), &[]), request(("cookie", &format!("session={}", token("es"))))),
+        ("jwt_cookie/eddsa_cached", resolver(&rt, &jwt_cookie("EdDSA", &jwks_url), &[]), request(("cookie", &format!("session={}", token("ed"))))),
+        ("jwt_cookie/hs256_cached", resolver(&rt, &jwt_cookie("HS256", "secret_env: J"), &[("J", "bench-jwt-secret")]), request(("cookie", &format!("session={}", token("hs"))))),
+        ("jwt_cookie/supabase_chunks_cached", resolver(&rt, &jwt_cookie("ES256", &jwks_url), &[]), {
             use base64::Engine as _;
             let v = format!("base64-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({"access_token": token("es"), "refresh_token": "r"}).to_string()));
             let (a, b) = v.split_at(v.len() / 2);
             request(("cookie", &format!("theme=dark; session.0={a}; session.1={b}")))
         }),
         (
-            "signed_header/cloudflare_access",
+            "signed_header/cloudflare_access_cached",
             resolver(&rt, &format!("{{type: signed_header, preset: cloudflare_access, {jwks_url}, audience: app}}"), &[]),
             request(("cf-access-jwt-assertion", &token("rs"))),
         ),
         (
-            "signed_header/aws_alb",
+            "signed_header/aws_alb_cached",
             resolver(&rt, &format!("{{type: signed_header, preset: aws_alb, signer: \"{ARN}\", key_url: \"http://{alb_keys}/k\"}}"), &[]),
             request(("x-amzn-oidc-data", &token("alb"))),
         ),
     ];
     for (_, resolver, req) in &cases {
-        rt.block_on(lookup(resolver, req, "u1")); // warm: keys fetched and cached
+        rt.block_on(lookup(resolver, req, "u1")); // warm: keys fetched, token verified and cached
     }
     let mut group = c.benchmark_group("jwt");
     for (name, resolver, req) in &cases {
@@ -138,21 +139,40 @@ fn bench_jwt_sources(c: &mut Criterion) {
             })
         });
     }
-    // A source that has not fetched its JWKS yet: its first token pays the fetch.
-    let cold = jwt_cookie("RS256", &jwks_url);
-    let req = request(("cookie", &format!("session={}", token("rs"))));
-    group.bench_function("jwt_cookie/rs256_keys_fetched", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let resolver = resolver(&rt, &cold, &[]);
-                let start = Instant::now();
-                rt.block_on(lookup(&resolver, &req, "u1"));
-                total += start.elapsed();
-            }
-            total
-        })
-    });
+    // Cache misses: a fresh source per iteration (not timed), so its first token pays
+    // the whole verification (keys from a JWKS file), or the JWKS/ALB key fetch too.
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_file = dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, s["jwks"].to_string()).unwrap();
+    let file = format!("jwks_file: {}", jwks_file.display());
+    let misses = [
+        ("jwt_cookie/rs256_verify", jwt_cookie("RS256", &file), ("cookie", format!("session={}", token("rs"))), vec![]),
+        ("jwt_cookie/es256_verify", jwt_cookie("ES256", &file), ("cookie", format!("session={}", token("es"))), vec![]),
+        ("jwt_cookie/eddsa_verify", jwt_cookie("EdDSA", &file), ("cookie", format!("session={}", token("ed"))), vec![]),
+        ("jwt_cookie/hs256_verify", jwt_cookie("HS256", "secret_env: J"), ("cookie", format!("session={}", token("hs"))), vec![("J", "bench-jwt-secret")]),
+        ("jwt_cookie/rs256_verify_and_fetch_jwks", jwt_cookie("RS256", &jwks_url), ("cookie", format!("session={}", token("rs"))), vec![]),
+        (
+            "signed_header/aws_alb_verify_and_fetch_key",
+            format!("{{type: signed_header, preset: aws_alb, signer: \"{ARN}\", key_url: \"http://{alb_keys}/k\"}}"),
+            ("x-amzn-oidc-data", token("alb")),
+            vec![],
+        ),
+    ];
+    for (name, source, header, env) in &misses {
+        let req = request((header.0, &header.1));
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let resolver = resolver(&rt, source, env);
+                    let start = Instant::now();
+                    rt.block_on(lookup(&resolver, &req, "u1"));
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
     group.finish();
 }
 

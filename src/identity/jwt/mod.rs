@@ -5,6 +5,7 @@
 //! are a source failure (page served without a token, rate-limited warning).
 
 mod alb;
+mod cache;
 mod claims;
 mod fetch;
 mod keys;
@@ -110,6 +111,7 @@ pub struct JwtVerifier {
     fields: ClaimFields,
     validations: Vec<jsonwebtoken::Validation>,
     keys: keys::KeyStore,
+    verified: cache::VerifiedCache,
 }
 
 impl JwtVerifier {
@@ -119,6 +121,7 @@ impl JwtVerifier {
             kind,
             validations: verify::validations(&config),
             keys: keys::KeyStore::new(&config),
+            verified: cache::VerifiedCache::new(config.leeway),
             config,
             fields,
         })
@@ -135,9 +138,16 @@ impl JwtVerifier {
     /// Who `token` says is logged in: found, nobody (a refused token), or failed (keys
     /// unavailable). Refusals are logged, rate-limited, by reason only.
     pub async fn lookup(&self, token: &Token) -> Lookup {
+        if let Some(identity) = self.verified.get(&token.0) {
+            return Lookup::Found(identity);
+        }
         match self.claims(token).await {
             Ok(claims) => match claims::identity(&claims, &self.fields) {
-                Some(identity) => Lookup::Found(Arc::new(identity)),
+                Some(identity) => {
+                    let identity = Arc::new(identity);
+                    self.verified.insert(&token.0, identity.clone(), claims.get("exp").and_then(|e| e.as_u64()));
+                    Lookup::Found(identity)
+                }
                 None => {
                     crate::warn_limited!("{} token has no usable user id at {}; no identity", self.kind, self.fields.user_id);
                     Lookup::Anonymous
