@@ -59,3 +59,23 @@ fn digest(token: &str) -> [u8; 32] {
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_token_ends_at_its_exp_and_one_without_exp_is_not_kept() {
+        let cache = VerifiedCache::new(Duration::from_secs(30));
+        let alice = Arc::new(Identity::new("alice"));
+        cache.insert("live", alice.clone(), Some(now() + 60));
+        cache.insert("expired", alice.clone(), Some(now() - 31));
+        cache.insert("in-leeway", alice.clone(), Some(now() - 10));
+        cache.insert("no-exp", alice, None);
+        assert_eq!(cache.get("live").map(|i| i.user_id.clone()).as_deref(), Some("alice"));
+        assert!(cache.get("expired").is_none());
+        assert!(cache.get("in-leeway").is_some(), "the same leeway as verification");
+        assert!(cache.get("no-exp").is_none());
+        assert!(cache.get("other").is_none());
+    }
+}
