@@ -5,7 +5,8 @@
 #                                   legacy app servers (python3, php-cli, apache2 + mod_php), and
 #                                   wrk, curl and openssl for the operations and TLS tests, and
 #                                   systemd-analyze and python3-venv for the packaging tests, and
-#                                   redis-server and php-redis for the redis_session tests
+#                                   redis-server and php-redis for the redis_session tests, and
+#                                   PyJWT + cryptography for the JWT source tests
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -17,6 +18,9 @@ if [ "${want[0]}" = test ]; then
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
   command -v python3 >/dev/null || need+=(python3)
+  # tests/jwt_sources.rs signs its tokens with an independent library (tests/jwt/sign.py).
+  /usr/bin/python3 -c 'import jwt' 2>/dev/null || need+=(python3-jwt)
+  /usr/bin/python3 -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
   command -v php >/dev/null || need+=(php-cli)
   [ -x /usr/sbin/apache2 ] || need+=(apache2)
   compgen -G '/usr/lib/apache2/modules/libphp*.so' >/dev/null || need+=(libapache2-mod-php)

@@ -261,7 +261,7 @@ fn the_demo_logs_alice_in_signs_her_token_and_logs_her_out() {
 
 #[test]
 fn the_documented_configs_are_valid() {
-    for name in ["intercom-secure-proxy.yaml", "demo.yaml", "sites.yaml", "redis-session.yaml"] {
+    for name in ["intercom-secure-proxy.yaml", "demo.yaml", "sites.yaml", "redis-session.yaml", "signed-header.yaml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name);
         let out = Command::new(binary())
             .args(["check", "-c"])

@@ -18,6 +18,10 @@ pub enum SourceConfig {
     CurrentUserEndpoint(EndpointConfig),
     /// The app's session, read from Redis.
     RedisSession(super::RedisSessionConfig),
+    /// A JWT the app signed, in a cookie or a header.
+    JwtCookie(super::jwt::JwtCookieConfig),
+    /// A JWT an identity-aware proxy in front signed into a header.
+    SignedHeader(super::jwt::SignedHeaderConfig),
 }
 
 /// Settings of the trusted-header source.
@@ -162,6 +166,8 @@ pub(super) enum FileSource {
     TrustedHeader(FileTrustedHeader),
     CurrentUserEndpoint(FileEndpoint),
     RedisSession(super::redis_session::FileRedisSession),
+    JwtCookie(super::jwt::FileJwtSource),
+    SignedHeader(super::jwt::FileJwtSource),
 }
 
 #[derive(Deserialize)]
@@ -362,6 +368,16 @@ pub(super) fn validate_identity(
                     company_id,
                     company_name,
                 })
+            }
+            FileSource::JwtCookie(f) => {
+                let c = super::jwt::validate_jwt_cookie(&base, f, env)?;
+                known_fields.extend(c.fields.attributes.iter().map(|(name, _)| name.clone()));
+                SourceConfig::JwtCookie(c)
+            }
+            FileSource::SignedHeader(f) => {
+                let c = super::jwt::validate_signed_header(&base, f, env)?;
+                known_fields.extend(c.fields.attributes.iter().map(|(name, _)| name.clone()));
+                SourceConfig::SignedHeader(c)
             }
         });
     }

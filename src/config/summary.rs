@@ -152,6 +152,8 @@ impl SiteConfig {
                     d(r.cache_ttl),
                     d(r.negative_cache_ttl)
                 ),
+                SourceConfig::JwtCookie(j) => writeln!(out, "identity:  {}. {}", n + 1, j.summary()),
+                SourceConfig::SignedHeader(h) => writeln!(out, "identity:  {}. {}", n + 1, h.summary()),
             };
         }
         let excluded: Vec<String> = self.inject.exclude_paths.iter().map(|p| p.as_str().to_string()).collect();

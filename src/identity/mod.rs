@@ -7,10 +7,15 @@
 //! endpoint with the browser's cookies (a JSON answer, or an HTML account page read
 //! with CSS selectors by `html_fields`) and caches the answer per session.
 //! `redis_session` reads the app's session straight from the Redis it lives in.
+//! `jwt_cookie` verifies a JWT the app signed into its cookie (or a bearer header),
+//! `signed_header` one an identity-aware proxy in front signed (both verified by the `jwt` module).
 
 mod endpoint;
 mod html_fields;
+mod jwt;
+mod jwt_cookie;
 pub mod redis_session;
+mod signed_header;
 mod trusted_header;
 
 use std::collections::BTreeMap;
@@ -98,9 +103,18 @@ pub enum SourceError {
         /// What went wrong.
         why: redis_session::RedisSessionError,
     },
+    /// The keys of a JWT source could not be fetched.
+    #[error("{source_type}: {why}")]
+    Jwt {
+        /// `jwt_cookie` or `signed_header`.
+        source_type: &'static str,
+        /// What went wrong.
+        why: JwtError,
+    },
 }
 
 pub use endpoint::EndpointError;
+pub use jwt::{key_url_warnings, FetchError, JwtError, KeyError};
 
 /// What the request phase learned, kept for the response phase: one entry per
 /// source, in the resolver's order.
@@ -117,6 +131,8 @@ enum Hint {
     Session(endpoint::SessionKey),
     /// The session to read from Redis.
     RedisSession(redis_session::SessionRef),
+    /// A JWT to verify (from a cookie, a bearer header or a signed assertion header).
+    Token(jwt::Token),
 }
 
 impl RequestHints {
@@ -141,6 +157,8 @@ enum Source {
     CurrentUserEndpoint(endpoint::CurrentUserEndpoint),
     // Boxed: its cache and connection make it several times larger than the others.
     RedisSession(Box<redis_session::RedisSessionSource>),
+    JwtCookie(jwt_cookie::JwtCookieSource),
+    SignedHeader(signed_header::SignedHeaderSource),
 }
 
 impl Source {
@@ -150,6 +168,8 @@ impl Source {
             Source::TrustedHeader(s) => s.filter_request(req, peer).map(|id| Hint::Asserted(Arc::new(id))),
             Source::CurrentUserEndpoint(s) => s.session_key(req).map(Hint::Session),
             Source::RedisSession(s) => s.session_ref(req).map(Hint::RedisSession),
+            Source::JwtCookie(s) => s.token(req).map(Hint::Token),
+            Source::SignedHeader(s) => s.take_assertion(req).map(Hint::Token),
         };
         hint.unwrap_or(Hint::Nothing)
     }
@@ -160,6 +180,8 @@ impl Source {
             Source::TrustedHeader(_) => "trusted_header",
             Source::CurrentUserEndpoint(_) => "current_user_endpoint",
             Source::RedisSession(_) => "redis_session",
+            Source::JwtCookie(_) => "jwt_cookie",
+            Source::SignedHeader(_) => "signed_header",
         }
     }
 
@@ -169,6 +191,8 @@ impl Source {
             (_, Hint::Asserted(id)) => Lookup::Found(id.clone()),
             (Source::CurrentUserEndpoint(s), Hint::Session(key)) => s.lookup(key).await,
             (Source::RedisSession(s), Hint::RedisSession(session)) => s.lookup(session).await,
+            (Source::JwtCookie(s), Hint::Token(t)) => s.verifier().lookup(t).await,
+            (Source::SignedHeader(s), Hint::Token(t)) => s.verifier().lookup(t).await,
             _ => Lookup::Anonymous,
         }
     }
@@ -193,6 +217,8 @@ impl IdentityResolver {
                     Source::CurrentUserEndpoint(endpoint::CurrentUserEndpoint::new(c.clone(), upstream.clone()))
                 }
                 SourceConfig::RedisSession(c) => Source::RedisSession(Box::new(redis_session::RedisSessionSource::new(c.clone()))),
+                SourceConfig::JwtCookie(c) => Source::JwtCookie(jwt_cookie::JwtCookieSource::new(c.clone())),
+                SourceConfig::SignedHeader(c) => Source::SignedHeader(signed_header::SignedHeaderSource::new(c.clone())),
             })
             .collect();
         let mut session_cookies = Vec::new();
@@ -200,6 +226,7 @@ impl IdentityResolver {
             let names = match source {
                 Source::CurrentUserEndpoint(e) => e.cookie_names(),
                 Source::RedisSession(r) => r.cookie_names(),
+                Source::JwtCookie(j) => j.cookie_name().map(std::slice::from_ref).unwrap_or_default(),
                 _ => continue,
             };
             for name in names {

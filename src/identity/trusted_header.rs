@@ -21,7 +21,7 @@ pub struct TrustedHeaderSource {
 }
 
 /// Lowercases and maps `_` to `-`, the way app stacks fold header names.
-fn fold(name: &str) -> String {
+pub(super) fn fold(name: &str) -> String {
     name.bytes()
         .map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char })
         .collect()
@@ -29,7 +29,7 @@ fn fold(name: &str) -> String {
 
 /// Whether `name` folds to `folded` (which is already folded), without allocating:
 /// this runs for every header of every request.
-fn folds_to(name: &str, folded: &str) -> bool {
+pub(super) fn folds_to(name: &str, folded: &str) -> bool {
     name.len() == folded.len()
         && name.bytes().zip(folded.bytes()).all(|(a, b)| {
             let a = if a == b'_' { b'-' } else { a.to_ascii_lowercase() };
