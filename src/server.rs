@@ -17,18 +17,25 @@ use crate::connections::{ClientLimits, Limits};
 use crate::proxy::SecureModeProxy;
 use crate::secure_mode::BuildError;
 
-/// Binds every listen address at once and lets go again, so a port in use is reported
-/// before the server starts: Pingora binds inside a service task, retries for 30 s
-/// and then panics there while the process lingers with no listener. Holding all
-/// of them together also catches overlaps. Skipped on `run -u`, where the sockets
-/// come from the old process.
+/// Binds every listen address and lets go again, so a port in use is reported before
+/// the server starts: Pingora binds inside a service task, retries for 30 s and then
+/// panics there while the process lingers with no listener. The sockets are bound but
+/// never listen: a client connecting in that instant is refused, not accepted into a
+/// backlog that is then reset. Skipped on `run -u`, where the sockets come from the
+/// old process. (Overlapping addresses are refused by the config validation.)
 pub fn probe_listeners(config: &Config) -> Result<(), ListenError> {
-    let mut held = Vec::with_capacity(config.listen.len() + 1);
     for addr in config.listen.iter().map(|l| l.addr).chain(config.admin.listen) {
-        // std sets SO_REUSEADDR like Pingora, so a port in TIME_WAIT passes here too.
-        held.push(std::net::TcpListener::bind(addr).map_err(|source| ListenError { addr, source })?);
+        bind_only(addr).map_err(|source| ListenError { addr, source })?;
     }
     Ok(())
+}
+
+/// Binds a TCP socket to `addr` (with SO_REUSEADDR, as Pingora binds, so a port in
+/// TIME_WAIT passes) without listening on it.
+fn bind_only(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)
 }
 
 /// A listen address that cannot be bound.
