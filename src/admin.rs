@@ -3,8 +3,9 @@
 //!
 //! - `GET /metrics`: the metrics in Prometheus' text format;
 //! - `GET /healthz`: 200 while the process serves;
-//! - `GET /readyz`: 200 when every site has an app address that accepts a connection,
-//!   else 503 with a one-line reason (for load balancers and Kubernetes).
+//! - `GET /readyz`: 200 when every site has an app address that accepts a connection
+//!   and every configured Redis (of `redis_session` sources) answers a `PING`, else 503
+//!   with a one-line reason (for load balancers and Kubernetes).
 
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::config::Config;
+use crate::config::{Config, SourceConfig};
+use crate::identity::redis_session::RedisSessionSource;
 use crate::metrics::METRICS;
 
 /// How long readiness waits for an app address to accept a connection.
@@ -23,6 +25,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Admin {
     /// Each site's name for messages (its first host) and its app addresses.
     sites: Vec<(String, Vec<String>)>,
+    /// Each redis_session source (connected on first use): its site and its redacted URL.
+    redis: Vec<(String, String, RedisSessionSource)>,
 }
 
 impl Admin {
@@ -32,7 +36,16 @@ impl Admin {
             .iter()
             .map(|s| (s.hosts.first().map(|h| h.to_string()).unwrap_or_default(), s.upstream.addresses.clone()))
             .collect();
-        Admin { sites }
+        let mut redis = Vec::new();
+        for site in &config.sites {
+            let name = site.hosts.first().map(|h| h.to_string()).unwrap_or_default();
+            for source in &site.identity.sources {
+                if let SourceConfig::RedisSession(c) = source {
+                    redis.push((name.clone(), c.redis.redacted(), RedisSessionSource::new(c.clone())));
+                }
+            }
+        }
+        Admin { sites, redis }
     }
 
     /// `None` when ready, else why not.
@@ -48,6 +61,11 @@ impl Admin {
             }
             if !up {
                 return Some(format!("site {site}: no app address accepts connections ({})", addresses.join(", ")));
+            }
+        }
+        for (site, url, source) in &self.redis {
+            if let Err(why) = source.probe().await {
+                return Some(format!("site {site}: Redis {url} does not answer ({why})"));
             }
         }
         None

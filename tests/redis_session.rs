@@ -655,3 +655,27 @@ fn a_list_of_addresses_reads_sessions_from_a_redis_cluster() {
         assert_eq!(support::verify(&token)["user_id"], user);
     }
 }
+
+#[test]
+fn readyz_says_503_while_redis_is_down_and_200_when_it_is_back() {
+    let mut redis = Redis::start();
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let admin_port = support::free_port();
+    let identity = format!(
+        "admin:\n  listen: \"127.0.0.1:{admin_port}\"\nidentity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 200ms\n",
+        redis.url()
+    );
+    let _proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
+    let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+    assert_eq!(support::get(&readyz, &[]).status, 200);
+    redis.stop();
+    let down = support::get(&readyz, &[]);
+    assert_eq!(down.status, 503);
+    assert!(down.text().contains(&format!("Redis redis://127.0.0.1:{}/0 does not answer", redis.port)), "{}", down.text());
+    redis.launch();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while support::get(&readyz, &[]).status != 200 {
+        assert!(Instant::now() < deadline, "not ready again after Redis came back");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
