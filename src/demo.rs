@@ -40,7 +40,12 @@ const USERS: [(&str, &str, &str); 2] = [
 pub struct SampleApp {
     sessions: Mutex<HashMap<String, &'static str>>,
     counter: AtomicU64,
+    /// With `--identity redis`: where sessions are also written, as connect-redis does.
+    redis: Option<redis::Client>,
 }
+
+/// How long a session lives in Redis.
+const SESSION_TTL_SECS: u64 = 3600;
 
 fn user(name: &str) -> Option<(&'static str, &'static str, &'static str)> {
     USERS.iter().copied().find(|(u, _, _)| *u == name)
@@ -81,6 +86,27 @@ impl SampleApp {
         user(name)
     }
 
+    /// Writes the session to Redis as JSON (or deletes it), when the demo runs with
+    /// `--identity redis`. A Redis error is printed: the demo goes on without it.
+    async fn store_session(&self, id: &str, user: Option<(&str, &str, &str)>) {
+        let Some(client) = &self.redis else { return };
+        let key = format!("demo:sess:{id}");
+        let result = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            match user {
+                Some((user, email, name)) => {
+                    let doc = serde_json::json!({"passport": {"user": user}, "profile": {"email": email, "name": name}});
+                    redis::cmd("SET").arg(&key).arg(doc.to_string()).arg("EX").arg(SESSION_TTL_SECS).exec_async(&mut conn).await
+                }
+                None => redis::cmd("DEL").arg(&key).exec_async(&mut conn).await,
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            eprintln!("demo app: cannot write the session to Redis: {e}");
+        }
+    }
+
     fn new_session(&self, name: &'static str) -> String {
         // Unguessable enough for a demo on loopback: hash of time and a counter.
         let mut h = Sha256::new();
@@ -117,8 +143,9 @@ impl ServeHttp for SampleApp {
                     .find(|(k, _)| *k == "username")
                     .map(|(_, v)| v.trim().to_ascii_lowercase());
                 match name.as_deref().and_then(user) {
-                    Some((name, _, _)) => {
+                    Some((name, email, display)) => {
                         let id = self.new_session(name);
+                        self.store_session(&id, Some((name, email, display))).await;
                         let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax");
                         redirect("/", &[("set-cookie", cookie)])
                     }
@@ -130,6 +157,7 @@ impl ServeHttp for SampleApp {
                     if let Ok(mut s) = self.sessions.lock() {
                         s.remove(&id);
                     }
+                    self.store_session(&id, None).await;
                 }
                 redirect("/login", &[("set-cookie", format!("{SESSION_COOKIE}=; Path=/; Max-Age=0"))])
             }
@@ -167,9 +195,23 @@ fn account_page(email: &str, name: &str) -> String {
     format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Account</title></head>\n<body><h1>Account of {name}</h1><p>{email}</p><p><a href=\"/\">Home</a> · <a href=\"/logout\">Log out</a></p></body></html>\n")
 }
 
-/// The demo's proxy configuration: `conf/demo.yaml` with the given ports.
-pub fn demo_config(app_port: u16, proxy_port: u16) -> Result<Config, ConfigError> {
-    let yaml = include_str!("../conf/demo.yaml")
+/// Where the demo's proxy learns who is logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoIdentity {
+    /// The sample app's `/api/me` (conf/demo.yaml).
+    Endpoint,
+    /// The sample app's sessions, also written to this Redis (conf/demo-redis.yaml).
+    Redis(String),
+}
+
+/// The demo's proxy configuration: `conf/demo.yaml` (or `conf/demo-redis.yaml`) with
+/// the given ports and Redis URL.
+pub fn demo_config(app_port: u16, proxy_port: u16, identity: &DemoIdentity) -> Result<Config, ConfigError> {
+    let yaml = match identity {
+        DemoIdentity::Endpoint => include_str!("../conf/demo.yaml").to_string(),
+        DemoIdentity::Redis(url) => include_str!("../conf/demo-redis.yaml").replace("redis://127.0.0.1:6379/0", url),
+    };
+    let yaml = yaml
         .replace("127.0.0.1:3000", &format!("127.0.0.1:{app_port}"))
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{proxy_port}"));
     Config::from_yaml(&yaml, &|name| {
@@ -181,11 +223,15 @@ pub fn demo_config(app_port: u16, proxy_port: u16) -> Result<Config, ConfigError
 }
 
 /// Runs the sample app and the proxy until interrupted.
-pub fn run(app_port: u16, proxy_port: u16) -> Result<(), Box<dyn std::error::Error>> {
-    let config = demo_config(app_port, proxy_port)?;
+pub fn run(app_port: u16, proxy_port: u16, identity: DemoIdentity) -> Result<(), Box<dyn std::error::Error>> {
+    let config = demo_config(app_port, proxy_port, &identity)?;
+    let redis = match &identity {
+        DemoIdentity::Endpoint => None,
+        DemoIdentity::Redis(url) => Some(redis::Client::open(url.as_str())?),
+    };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), intercom_secure_proxy::server::server_conf(&config));
     server.bootstrap();
-    let mut app = Service::new("sample legacy app".to_string(), SampleApp::default());
+    let mut app = Service::new("sample legacy app".to_string(), SampleApp { redis, ..SampleApp::default() });
     app.add_tcp(&format!("127.0.0.1:{app_port}"));
     server.add_service(app);
     intercom_secure_proxy::server::add_proxy(&mut server, &config)?;

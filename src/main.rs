@@ -76,7 +76,23 @@ enum Command {
         /// Port of the proxy.
         #[arg(long, default_value_t = 8080)]
         proxy_port: u16,
+        /// Where the proxy learns who is logged in: the app's /api/me (`endpoint`), or
+        /// the app's sessions in Redis (`redis`, see --redis).
+        #[arg(long, value_enum, default_value_t = IdentityChoice::Endpoint)]
+        identity: IdentityChoice,
+        /// The Redis of `--identity redis`.
+        #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
+        redis: String,
     },
+}
+
+/// The demo's identity sources.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IdentityChoice {
+    /// The sample app's current-user endpoint.
+    Endpoint,
+    /// The sample app's sessions, written to Redis.
+    Redis,
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -197,12 +213,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo { app_port, proxy_port } => match demo::run(app_port, proxy_port) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("intercom-secure-proxy: demo failed: {e}");
-                ExitCode::from(1)
+        Command::Demo { app_port, proxy_port, identity, redis } => {
+            let identity = match identity {
+                IdentityChoice::Endpoint => demo::DemoIdentity::Endpoint,
+                IdentityChoice::Redis => demo::DemoIdentity::Redis(redis),
+            };
+            match demo::run(app_port, proxy_port, identity) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("intercom-secure-proxy: demo failed: {e}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
     }
 }

@@ -198,9 +198,38 @@ fn jar_header(jar: &[(String, String)]) -> String {
 
 #[test]
 fn the_demo_logs_alice_in_signs_her_token_and_logs_her_out() {
+    demo_logs_alice_in_and_out(&[]);
+}
+
+#[test]
+fn the_demo_with_its_sessions_in_redis_does_the_same() {
+    // A real redis-server on a free port, for this test only.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/install-deps.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("redis://127.0.0.1:{port}/0");
+    demo_logs_alice_in_and_out(&["--identity", "redis", "--redis", &url]);
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
+
+/// Runs `demo` with `args`: alice logs in, gets a token for her, logs out, and the next
+/// page runs the shutdown.
+fn demo_logs_alice_in_and_out(args: &[&str]) {
     let (app_port, proxy_port) = (free_port(), free_port());
     let mut child = Command::new(binary())
         .args(["demo", "--app-port", &app_port.to_string(), "--proxy-port", &proxy_port.to_string()])
+        .args(args)
         .env_remove("INTERCOM_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -261,7 +290,7 @@ fn the_demo_logs_alice_in_signs_her_token_and_logs_her_out() {
 
 #[test]
 fn the_documented_configs_are_valid() {
-    for name in ["intercom-secure-proxy.yaml", "demo.yaml", "sites.yaml", "redis-session.yaml", "signed-header.yaml"] {
+    for name in ["intercom-secure-proxy.yaml", "demo.yaml", "sites.yaml", "redis-session.yaml", "signed-header.yaml", "demo-redis.yaml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name);
         let out = Command::new(binary())
             .args(["check", "-c"])
