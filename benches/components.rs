@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{black_box, criterion_group, BatchSize, BenchmarkFilter, Criterion};
 use intercom_secure_proxy::config::{
     EndpointConfig, IdentityConfig, InjectConfig, IntercomConfig, PathPattern, Secret, SecretSource, SourceConfig,
-    UpstreamConfig,
+    TrustedHeaderConfig, UpstreamConfig,
 };
 use intercom_secure_proxy::identity::{Identity, IdentityResolver, Lookup};
 use intercom_secure_proxy::page::{self, Limits, Pages, Plan, ScriptSettings};
@@ -184,6 +184,38 @@ fn bench_identity(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------
+// Identity: trusted headers (no I/O, no cache: the whole cost is on every request)
+
+fn bench_trusted_header(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let upstream = rt.block_on(async { Upstream::new(&UpstreamConfig::new(["127.0.0.1:9"])).expect("upstream").0 });
+    let mut source = TrustedHeaderConfig::new(vec!["10.0.0.0/8".parse().unwrap()], "X-Forwarded-User");
+    source.email = Some("x-forwarded-email".into());
+    let resolver = IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::TrustedHeader(source)] }, upstream);
+    let mut req = page_request();
+    req.append_header("x-forwarded-user", "bench-user").unwrap();
+    req.append_header("x-forwarded-email", "bench@example.com").unwrap();
+    let peer = Some("10.1.2.3".parse().unwrap());
+    let hints = resolver.inspect_request(&mut req.clone(), peer);
+    match rt.block_on(resolver.resolve(&hints)) {
+        Lookup::Found(id) => assert_eq!(id.user_id, "bench-user"),
+        other => panic!("trusted header not read: {other:?}"),
+    }
+    let mut group = c.benchmark_group("identity");
+    group.bench_function("trusted_header_inspect_and_resolve", |b| {
+        b.iter_batched(
+            || req.clone(),
+            |mut r| {
+                let hints = resolver.inspect_request(black_box(&mut r), peer);
+                rt.block_on(resolver.resolve(&hints))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
 // Header filters
 
 /// A realistic strict policy without nonces: the proxy must add its script hash.
@@ -274,7 +306,7 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(800))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
-    targets = bench_token, bench_identity, bench_headers
+    targets = bench_token, bench_identity, bench_trusted_header, bench_headers
 }
 
 /// `cargo bench` passes `--bench`: measure. Under `cargo test --all-targets` (which
@@ -287,6 +319,7 @@ fn main() {
         let mut c = Criterion::default().with_benchmark_filter(BenchmarkFilter::RejectAll);
         bench_token(&mut c);
         bench_identity(&mut c);
+        bench_trusted_header(&mut c);
         bench_headers(&mut c);
         println!("components bench: set-up checks passed (run `cargo bench --bench components` to measure)");
     }
