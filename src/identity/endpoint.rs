@@ -18,6 +18,7 @@ use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 
 use super::html_fields::HtmlFields;
+use super::json_fields;
 use super::{Company, Identity, Lookup, SourceError};
 use crate::config::{EndpointConfig, EndpointFormat};
 use crate::upstream::Upstream;
@@ -192,26 +193,19 @@ impl CurrentUserEndpoint {
     fn map_document(&self, body: &[u8]) -> Result<Option<Identity>, EndpointError> {
         let doc: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| EndpointError::NotJson(e.to_string()))?;
-        let Some(user_id) = id_at(&doc, &self.config.user_id)? else { return Ok(None) };
-        let text = |ptr: &Option<String>| {
-            ptr.as_deref()
-                .and_then(|p| doc.pointer(p))
-                .and_then(|v| v.as_str())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
+        let Some(user_id) = self.id_at(&doc, &self.config.user_id)? else { return Ok(None) };
         let mut identity = Identity::new(user_id);
-        identity.email = text(&self.config.email);
-        identity.name = text(&self.config.name);
+        json_fields::fill(&mut identity, &doc, &self.config.email, &self.config.name, &self.config.attributes);
         if let Some(ptr) = &self.config.company_id {
-            identity.company = id_at(&doc, ptr)?.map(|id| Company { id, name: text(&self.config.company_name) });
-        }
-        for (name, ptr) in &self.config.attributes {
-            if let Some(v) = doc.pointer(ptr).filter(|v| !v.is_null()) {
-                identity.attributes.insert(name.clone(), v.clone());
-            }
+            identity.company =
+                self.id_at(&doc, ptr)?.map(|id| Company { id, name: json_fields::text_at(&doc, &self.config.company_name) });
         }
         Ok(Some(identity))
+    }
+
+    /// [`json_fields::id_at`], its refusal naming the pointer.
+    fn id_at(&self, doc: &serde_json::Value, pointer: &str) -> Result<Option<String>, EndpointError> {
+        json_fields::id_at(doc, pointer).map_err(|kind| EndpointError::UserId { pointer: pointer.to_string(), kind })
     }
 }
 
@@ -264,42 +258,9 @@ fn is_over_bound(e: &pingora::Error) -> bool {
     e.context.as_ref().is_some_and(|c| c.as_str().starts_with("response body larger than"))
 }
 
-/// The id (of a user or a company) at `pointer`: a non-empty string or an integer, as
-/// a string; `None` when it is missing, null or empty.
-fn id_at(doc: &serde_json::Value, pointer: &str) -> Result<Option<String>, EndpointError> {
-    let wrong = |kind| Err(EndpointError::UserId { pointer: pointer.to_string(), kind });
-    match doc.pointer(pointer) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        // With serde_json's arbitrary_precision these are the digits the app sent:
-        // ids beyond 2^53 must not be rounded into someone else's.
-        Some(serde_json::Value::Number(n)) if is_integer_literal(&n.to_string()) => Ok(Some(n.to_string())),
-        Some(serde_json::Value::Number(_)) => wrong("a number but not an integer"),
-        Some(other) => wrong(json_kind(other)),
-    }
-}
-
-/// `-?[0-9]+`: a JSON integer exactly as written.
-pub(super) fn is_integer_literal(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
 fn push_pair(out: &mut String, pair: &str) {
     if !out.is_empty() {
         out.push_str("; ");
     }
     out.push_str(pair);
-}
-
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }

@@ -12,6 +12,7 @@
 
 mod endpoint;
 mod html_fields;
+mod json_fields;
 mod jwt;
 mod jwt_cookie;
 pub mod redis_session;

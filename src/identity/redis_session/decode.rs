@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::php::{self, PhpError};
 use crate::config::{RedisSessionConfig, SessionFormat};
-use crate::identity::endpoint::is_integer_literal;
+use crate::identity::json_fields;
 use crate::identity::Identity;
 
 /// Sessions larger than this are not read (a login session is a few hundred bytes).
@@ -73,32 +73,11 @@ fn refuse_unsafe_serializations(data: &[u8]) -> Result<(), DecodeError> {
 
 /// Reads the configured pointers; a missing, null or empty user id means no user.
 fn map_fields(config: &RedisSessionConfig, doc: &Value) -> Result<Option<Identity>, DecodeError> {
-    let user_id = match doc.pointer(&config.user_id) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) if s.is_empty() => return Ok(None),
-        Some(Value::String(s)) => s.clone(),
-        // With arbitrary_precision these are the digits stored: never rounded.
-        Some(Value::Number(n)) if is_integer_literal(&n.to_string()) => n.to_string(),
-        Some(Value::Number(_)) => return Err(user_id_error(config, "a number but not an integer")),
-        Some(Value::Bool(_)) => return Err(user_id_error(config, "a boolean")),
-        Some(Value::Array(_)) => return Err(user_id_error(config, "an array")),
-        Some(Value::Object(_)) => return Err(user_id_error(config, "an object")),
-    };
-    let text = |ptr: &Option<String>| {
-        ptr.as_deref()
-            .and_then(|p| doc.pointer(p))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
+    let Some(user_id) = json_fields::id_at(doc, &config.user_id).map_err(|kind| user_id_error(config, kind))? else {
+        return Ok(None);
     };
     let mut identity = Identity::new(user_id);
-    identity.email = text(&config.email);
-    identity.name = text(&config.name);
-    for (name, ptr) in &config.attributes {
-        if let Some(v) = doc.pointer(ptr).filter(|v| !v.is_null()) {
-            identity.attributes.insert(name.clone(), v.clone());
-        }
-    }
+    json_fields::fill(&mut identity, doc, &config.email, &config.name, &config.attributes);
     Ok(Some(identity))
 }
 
