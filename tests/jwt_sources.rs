@@ -286,7 +286,8 @@ fn a_pomerium_assertion_verifies_against_a_jwks_file() {
     );
     let proxy = Proxy::start(&sections(app.addr, &identity, ""));
     let r = get(&proxy.url("/"), &[("X-Pomerium-Jwt-Assertion", s["tokens"]["t"].as_str().unwrap())]);
-    assert_eq!(verify(&page_token(&r.text()).expect("token"))["user_id"], "pia");
+    let token = page_token(&r.text()).unwrap_or_else(|| panic!("no token; proxy log:\n{}", proxy.log_text()));
+    assert_eq!(verify(&token)["user_id"], "pia");
     assert!(app.requests().iter().all(|r| r.header("x-pomerium-jwt-assertion").is_none()));
 }
 

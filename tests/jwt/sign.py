@@ -47,6 +47,13 @@ for kid, kind in spec.get("keys", {}).items():
         sys.exit(f"unknown key kind {kind}")
     private[kid] = key
     jwk = json.loads(alg.to_jwk(key.public_key()))
+    if kind == "EC":
+        # PyJWT 2.6 (Debian 12) drops leading zero bytes of x and y, about one key in
+        # ninety; RFC 7518 section 6.2.1.2 wants the full 32 bytes, and verifiers refuse
+        # the short form.
+        numbers = key.public_key().public_numbers()
+        jwk["x"] = b64(numbers.x.to_bytes(32, "big"))
+        jwk["y"] = b64(numbers.y.to_bytes(32, "big"))
     jwk["kid"] = kid
     jwks.append(jwk)
     pems[kid] = key.public_key().public_bytes(
