@@ -321,7 +321,9 @@ fn route(req: &Request, sessions: &Sessions) -> Reply {
     }
 }
 
-const IDENTITY: &str = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n";
+/// The app's /api/me, with time to answer while Chromium and other tests load the
+/// machine (the default 500 ms is the production setting, not what these tests check).
+const IDENTITY: &str = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 5s\n";
 
 fn start_proxy(app: &App, extra: &str) -> Proxy {
     Proxy::start(&support::sections(app.upstream.addr, IDENTITY, extra))

@@ -67,7 +67,8 @@ fn proxy(up: &Upstream, intercom: &str) -> Proxy {
 }
 
 fn proxy_caching(up: &Upstream, intercom: &str, cache_ttl: &str) -> Proxy {
-    let identity = format!("identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      cache_ttl: {cache_ttl}\n");
+    // A generous timeout: Chromium and other tests load the machine.
+    let identity = format!("identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 5s\n      cache_ttl: {cache_ttl}\n");
     let yaml = support::sections(up.addr, &identity, "")
         .replace("secret_env: TEST_INTERCOM_SECRET\n", &format!("secret_env: TEST_INTERCOM_SECRET\n{intercom}"));
     Proxy::start(&yaml)
