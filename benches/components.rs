@@ -144,7 +144,7 @@ fn bench_identity(c: &mut Criterion) {
     let (resolver, hints) = rt.block_on(async {
         let (upstream, health) = Upstream::new(&upstream_config).expect("upstream");
         assert!(health.is_none(), "one address has no health check");
-        let config = IdentityConfig { sources: vec![SourceConfig::CurrentUserEndpoint(endpoint_config())] };
+        let config = IdentityConfig { sources: vec![SourceConfig::CurrentUserEndpoint(endpoint_config())], shared_cache: None };
         let resolver = IdentityResolver::new(&config, upstream);
         let hints = resolver.inspect_request(&mut req.clone(), None);
         assert!(hints.maybe_identified(), "session cookie not seen");
@@ -191,7 +191,7 @@ fn bench_trusted_header(c: &mut Criterion) {
     let upstream = rt.block_on(async { Upstream::new(&UpstreamConfig::new(["127.0.0.1:9"])).expect("upstream").0 });
     let mut source = TrustedHeaderConfig::new(vec!["10.0.0.0/8".parse().unwrap()], "X-Forwarded-User");
     source.email = Some("x-forwarded-email".into());
-    let resolver = IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::TrustedHeader(source)] }, upstream);
+    let resolver = IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::TrustedHeader(source)], shared_cache: None }, upstream);
     let mut req = page_request();
     req.append_header("x-forwarded-user", "bench-user").unwrap();
     req.append_header("x-forwarded-email", "bench@example.com").unwrap();

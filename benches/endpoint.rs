@@ -60,7 +60,7 @@ fn app(body: String, content_type: &'static str) -> SocketAddr {
 
 fn resolver(rt: &tokio::runtime::Runtime, addr: SocketAddr, endpoint: EndpointConfig) -> IdentityResolver {
     let upstream = rt.block_on(async { Upstream::new(&UpstreamConfig::new([addr.to_string()])).expect("upstream").0 });
-    IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::CurrentUserEndpoint(endpoint)] }, upstream)
+    IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::CurrentUserEndpoint(endpoint)], shared_cache: None }, upstream)
 }
 
 fn request(session: u64) -> RequestHeader {

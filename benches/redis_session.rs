@@ -104,7 +104,7 @@ fn resolver(rt: &tokio::runtime::Runtime, source: RedisSessionConfig, req: &Requ
     let upstream_config = UpstreamConfig::new(["127.0.0.1:9"]);
     rt.block_on(async {
         let (upstream, _) = Upstream::new(&upstream_config).expect("upstream");
-        let resolver = IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::RedisSession(source)] }, upstream);
+        let resolver = IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::RedisSession(source)], shared_cache: None }, upstream);
         let hints = resolver.inspect_request(&mut req.clone(), None);
         assert!(hints.maybe_identified(), "session cookie not seen");
         match resolver.resolve(&hints).await {

@@ -6,7 +6,8 @@
 #                                   wrk, curl and openssl for the operations and TLS tests, and
 #                                   systemd-analyze and python3-venv for the packaging tests, and
 #                                   redis-server and php-redis for the redis_session tests, and
-#                                   PyJWT + cryptography for the JWT source tests
+#                                   PyJWT + cryptography for the JWT source tests, and
+#                                   haproxy for the several-instances test
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -33,6 +34,8 @@ if [ "${want[0]}" = test ]; then
   # phpredis session handler.
   command -v redis-server >/dev/null || need+=(redis-server)
   php -m 2>/dev/null | grep -qx redis || need+=(php-redis)
+  # tests/instances.rs: three proxies behind a real HAProxy.
+  [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -4,7 +4,8 @@
 //! - `GET /metrics`: the metrics in Prometheus' text format;
 //! - `GET /healthz`: 200 while the process serves;
 //! - `GET /readyz`: 200 when every site has an app address that accepts a connection
-//!   and every configured Redis (of `redis_session` sources) answers a `PING`, else 503
+//!   and every configured Redis (of `redis_session` sources and the shared identity
+//!   cache) answers a `PING`, else 503
 //!   with a one-line reason (for load balancers and Kubernetes).
 
 use std::time::Duration;
@@ -15,7 +16,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::config::{Config, SourceConfig};
-use crate::identity::redis_session::RedisSessionSource;
+use crate::identity::redis_store::Store;
 use crate::metrics::METRICS;
 
 /// How long readiness waits for an app address to accept a connection.
@@ -25,8 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Admin {
     /// Each site's name for messages (its first host) and its app addresses.
     sites: Vec<(String, Vec<String>)>,
-    /// Each redis_session source (connected on first use): its site and its redacted URL.
-    redis: Vec<(String, String, RedisSessionSource)>,
+    /// Each Redis (connected on first use): its site, what it is and its redacted URL.
+    redis: Vec<(String, String, Store)>,
 }
 
 impl Admin {
@@ -41,8 +42,13 @@ impl Admin {
             let name = site.hosts.first().map(|h| h.to_string()).unwrap_or_default();
             for source in &site.identity.sources {
                 if let SourceConfig::RedisSession(c) = source {
-                    redis.push((name.clone(), c.redis.redacted(), RedisSessionSource::new(c.clone())));
+                    let what = format!("Redis {}", c.redis.redacted());
+                    redis.push((name.clone(), what, Store::new(c.redis.clone(), c.tls_ca.clone(), c.timeout)));
                 }
+            }
+            if let Some(c) = &site.identity.shared_cache {
+                let what = format!("shared cache Redis {}", c.redis.redacted());
+                redis.push((name.clone(), what, Store::new(c.redis.clone(), c.tls_ca.clone(), c.timeout)));
             }
         }
         Admin { sites, redis }
@@ -63,9 +69,9 @@ impl Admin {
                 return Some(format!("site {site}: no app address accepts connections ({})", addresses.join(", ")));
             }
         }
-        for (site, url, source) in &self.redis {
-            if let Err(why) = source.probe().await {
-                return Some(format!("site {site}: Redis {url} does not answer ({why})"));
+        for (site, what, store) in &self.redis {
+            if let Err(why) = store.ping().await {
+                return Some(format!("site {site}: {what} does not answer ({why})"));
             }
         }
         None

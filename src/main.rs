@@ -179,7 +179,7 @@ fn main() -> ExitCode {
         }
         Command::Check { conf } => match load(&conf) {
             Ok(c) => {
-                let warnings = intercom_secure_proxy::identity::redis_session::reachability_warnings(&c)
+                let warnings = intercom_secure_proxy::identity::reachability_warnings(&c)
                     .into_iter()
                     .chain(intercom_secure_proxy::identity::key_url_warnings(&c));
                 for warning in warnings {

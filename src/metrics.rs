@@ -19,6 +19,10 @@ pub(crate) struct Metrics {
     pub(crate) lookups: IntCounterVec,
     /// Requests a caching source made to its backing store (the misses).
     pub(crate) fetches: IntCounterVec,
+    /// Shared identity cache answers: `hit` (possibly after waiting for another
+    /// instance), `miss` (this instance asked the app), `error` (Redis failed; the app
+    /// was asked), `gave_up_waiting` (no other instance answered in time; the app was asked).
+    pub(crate) shared_cache: IntCounterVec,
     /// Time to ask one source, by source type.
     pub(crate) lookup_seconds: HistogramVec,
     /// Tokens signed (not served from the token cache).
@@ -55,6 +59,7 @@ impl Metrics {
         let requests = counter("requests_total", "Responses by outcome of Secure Mode.", &["outcome"]);
         let lookups = counter("identity_lookups_total", "Identity lookups by source type and result.", &["source", "result"]);
         let fetches = counter("identity_fetches_total", "Requests caching identity sources made on a cache miss.", &["source"]);
+        let shared_cache = counter("identity_shared_cache_total", "Shared identity cache answers by result.", &["result"]);
         let lookup_seconds = histogram("identity_lookup_seconds", "Time to ask one identity source.", &["source"]);
         let tokens_signed = IntCounter::new("tokens_signed_total", "Messenger tokens signed.").expect("valid metric");
         registry.register(Box::new(tokens_signed.clone())).expect("unique metric");
@@ -66,7 +71,7 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(response_seconds.clone())).expect("unique metric");
-        Metrics { registry, requests, lookups, fetches, lookup_seconds, tokens_signed, logouts, upstream_errors, response_seconds }
+        Metrics { registry, requests, lookups, fetches, shared_cache, lookup_seconds, tokens_signed, logouts, upstream_errors, response_seconds }
     }
 
     /// The metrics in Prometheus' text format.

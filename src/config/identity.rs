@@ -7,6 +7,8 @@ use super::*;
 pub struct IdentityConfig {
     /// The sources in order.
     pub sources: Vec<SourceConfig>,
+    /// Where instances share what current-user endpoints answered, if anywhere.
+    pub shared_cache: Option<super::SharedCacheConfig>,
 }
 
 /// One identity source.
@@ -158,6 +160,7 @@ impl EndpointConfig {
 pub(super) struct FileIdentity {
     #[serde(default)]
     sources: Vec<FileSource>,
+    shared_cache: Option<super::shared_cache::FileSharedCache>,
 }
 
 #[derive(Deserialize)]
@@ -395,7 +398,14 @@ pub(super) fn validate_identity(
             ));
         }
     }
-    Ok(IdentityConfig { sources })
+    let shared_cache = id.shared_cache.map(|f| super::shared_cache::validate_shared_cache(f, &intercom.secret)).transpose()?;
+    if shared_cache.is_some() && !sources.iter().any(|s| matches!(s, SourceConfig::CurrentUserEndpoint(_))) {
+        return Err(ConfigError::new(
+            "identity.shared_cache",
+            "only current_user_endpoint sources use the shared cache; add one, or remove shared_cache",
+        ));
+    }
+    Ok(IdentityConfig { sources, shared_cache })
 }
 
 /// A company name is signed only inside a `company` with an id: alone it names no
@@ -416,7 +426,7 @@ mod tests {
 
     fn validated(source: FileSource) -> SourceConfig {
         let intercom = IntercomConfig::new("abc12345", Secret::new(b"s".to_vec()));
-        let mut config = validate_identity(FileIdentity { sources: vec![source] }, &intercom, &|_| None).unwrap();
+        let mut config = validate_identity(FileIdentity { sources: vec![source], shared_cache: None }, &intercom, &|_| None).unwrap();
         config.sources.remove(0)
     }
 

@@ -36,6 +36,7 @@ mod logout;
 mod messenger_mode;
 mod redis_session;
 mod server;
+mod shared_cache;
 mod site;
 mod summary;
 mod upstream;
@@ -55,6 +56,7 @@ pub use messenger_mode::{MessengerMode, DEFAULT_MESSENGER_MODE, DEFAULT_TOKEN_RE
 use messenger_mode::{messenger_mode, refresh_margin};
 pub use redis_session::{CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER};
 pub use server::ServerSettings;
+pub use shared_cache::{SharedCacheConfig, DEFAULT_SHARED_CACHE_TIMEOUT};
 pub use site::{BadHost, HostPattern, SiteConfig};
 pub use upstream::UpstreamConfig;
 use identity::{validate_identity, FileIdentity};

@@ -160,9 +160,10 @@ pub(super) struct FileRedisSession {
     fields: FileSessionFields,
 }
 
+/// `redis:` in the file: one URL, or a Cluster's seed nodes.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum FileRedisTarget {
+pub(super) enum FileRedisTarget {
     One(String),
     Cluster(Vec<String>),
 }
@@ -184,24 +185,7 @@ pub(super) fn validate_redis_session(
     f: FileRedisSession,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RedisSessionConfig> {
-    let redis = match f.redis {
-        None => {
-            return Err(ConfigError::new(
-                format!("{base}.redis"),
-                "the Redis that holds the sessions is required, e.g. redis://127.0.0.1:6379/0 (or a list of addresses for a Cluster)",
-            ))
-        }
-        Some(FileRedisTarget::One(url)) => RedisTarget::Single(redis_url(&format!("{base}.redis"), &url, false)?),
-        Some(FileRedisTarget::Cluster(urls)) if urls.is_empty() => {
-            return Err(ConfigError::new(format!("{base}.redis"), "an empty list: name the Cluster's nodes, e.g. [\"10.0.0.1:6379\", \"10.0.0.2:6379\"]"))
-        }
-        Some(FileRedisTarget::Cluster(urls)) => RedisTarget::Cluster(
-            urls.iter()
-                .enumerate()
-                .map(|(i, u)| redis_url(&format!("{base}.redis[{i}]"), u, true))
-                .collect::<Result<_>>()?,
-        ),
-    };
+    let redis = redis_target(&format!("{base}.redis"), f.redis, "the Redis that holds the sessions")?;
     let tls_ca = f.tls_ca_file.map(|path| tls_ca(base, &redis, path)).transpose()?;
     let cookie = f.cookie.unwrap_or_default();
     if cookie.is_empty() || cookie.contains([';', '=', ' ', ',']) {
@@ -312,7 +296,7 @@ fn cookie_secrets(
 }
 
 /// The CA file of `tls_ca_file`: readable, PEM, and only with `rediss://` URLs.
-fn tls_ca(base: &str, redis: &RedisTarget, path: String) -> Result<RedisCa> {
+pub(super) fn tls_ca(base: &str, redis: &RedisTarget, path: String) -> Result<RedisCa> {
     let key = format!("{base}.tls_ca_file");
     let urls = match redis {
         RedisTarget::Single(u) => std::slice::from_ref(u),
@@ -327,6 +311,24 @@ fn tls_ca(base: &str, redis: &RedisTarget, path: String) -> Result<RedisCa> {
         return Err(ConfigError::new(key, format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")));
     }
     Ok(RedisCa { path: PathBuf::from(path), pem })
+}
+
+/// The validated `redis:` at `key`; `what` says what that Redis is for (when missing).
+pub(super) fn redis_target(key: &str, target: Option<FileRedisTarget>, what: &str) -> Result<RedisTarget> {
+    match target {
+        None => Err(ConfigError::new(
+            key,
+            format!("{what} is required, e.g. redis://127.0.0.1:6379/0 (or a list of addresses for a Cluster)"),
+        )),
+        Some(FileRedisTarget::One(url)) => Ok(RedisTarget::Single(redis_url(key, &url, false)?)),
+        Some(FileRedisTarget::Cluster(urls)) if urls.is_empty() => Err(ConfigError::new(
+            key,
+            "an empty list: name the Cluster's nodes, e.g. [\"10.0.0.1:6379\", \"10.0.0.2:6379\"]",
+        )),
+        Some(FileRedisTarget::Cluster(urls)) => Ok(RedisTarget::Cluster(
+            urls.iter().enumerate().map(|(i, u)| redis_url(&format!("{key}[{i}]"), u, true)).collect::<Result<_>>()?,
+        )),
+    }
 }
 
 /// A Redis URL checked by the client's own parser; a Cluster's `host:port` entries get

@@ -156,6 +156,14 @@ impl SiteConfig {
                 SourceConfig::SignedHeader(h) => writeln!(out, "identity:  {}. {}", n + 1, h.summary()),
             };
         }
+        if let Some(c) = &self.identity.shared_cache {
+            let _ = writeln!(
+                out,
+                "identity:  shared cache {} (timeout {}; entries sealed with a key derived from the secret)",
+                c.redis.redacted(),
+                d(c.timeout)
+            );
+        }
         let excluded: Vec<String> = self.inject.exclude_paths.iter().map(|p| p.as_str().to_string()).collect();
         let _ = writeln!(
             out,

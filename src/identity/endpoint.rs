@@ -5,7 +5,10 @@
 //! SHA-256 of the host and session cookies (the raw cookie is never a key, a log line or
 //! a metric label); concurrent requests of one session share one upstream call; "not
 //! logged in" is cached for a shorter time; and any failure (slow, down, 5xx, garbage)
-//! fails open: no token, page served, warning logged.
+//! fails open: no token, page served, warning logged. With `identity.shared_cache`,
+//! instances share answers through Redis ([`super::shared_cache`]) and each keeps its
+//! own copy at most [`LOCAL_TTL_WHEN_SHARED`], so a logout one instance sees reaches
+//! the others within that.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,12 +22,17 @@ use sha2::{Digest, Sha256};
 
 use super::html_fields::HtmlFields;
 use super::json_fields;
+use super::shared_cache::{Lifetimes, SharedCache};
 use super::{Company, Identity, Lookup, SourceError};
 use crate::config::{EndpointConfig, EndpointFormat};
 use crate::upstream::Upstream;
 
 /// Answers larger than this are not a "current user" document.
 const MAX_BODY: usize = 64 * 1024;
+
+/// How long an instance keeps a shared answer to itself: short, because a logout or
+/// login another instance saw is only in Redis.
+pub const LOCAL_TTL_WHEN_SHARED: Duration = Duration::from_secs(1);
 
 /// The session part of a request: what is forwarded to the endpoint and what keys the cache.
 #[derive(Clone)]
@@ -63,16 +71,19 @@ pub struct CurrentUserEndpoint {
     html: Option<Box<HtmlFields>>,
     upstream: Arc<Upstream>,
     cache: Cache<[u8; 32], Cached>,
+    shared: Option<Arc<SharedCache>>,
 }
 
 impl CurrentUserEndpoint {
-    /// Builds the source; lookups go to `upstream`.
-    pub fn new(config: EndpointConfig, upstream: Arc<Upstream>) -> Self {
+    /// Builds the source; lookups go to `upstream`, through `shared` when instances
+    /// share a cache.
+    pub(super) fn new(config: EndpointConfig, upstream: Arc<Upstream>, shared: Option<Arc<SharedCache>>) -> Self {
+        let local = |ttl: Duration| if shared.is_some() { ttl.min(LOCAL_TTL_WHEN_SHARED) } else { ttl };
         let cache = Cache::builder()
             .max_capacity(config.cache_capacity)
             .expire_after(TtlPolicy {
-                found: config.cache_ttl,
-                anonymous: config.negative_cache_ttl,
+                found: local(config.cache_ttl),
+                anonymous: local(config.negative_cache_ttl),
             })
             .build();
         CurrentUserEndpoint {
@@ -80,6 +91,7 @@ impl CurrentUserEndpoint {
             config,
             upstream,
             cache,
+            shared,
         }
     }
 
@@ -129,15 +141,7 @@ impl CurrentUserEndpoint {
 
     /// Who the session belongs to, from the cache or the endpoint.
     pub async fn lookup(&self, key: &SessionKey) -> Lookup {
-        let fetched = self
-            .cache
-            .try_get_with(key.digest, async {
-                match tokio::time::timeout(self.config.timeout, self.fetch(key)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(EndpointError::Timeout(self.config.timeout)),
-                }
-            })
-            .await;
+        let fetched = self.cache.try_get_with(key.digest, self.load(key)).await;
         match fetched {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
@@ -148,9 +152,25 @@ impl CurrentUserEndpoint {
         }
     }
 
-    /// Drops the cached answer for this session.
+    /// Drops the cached answer for this session, here and in the shared cache.
     pub async fn forget(&self, key: &SessionKey) {
         self.cache.invalidate(&key.digest).await;
+        if let Some(shared) = &self.shared {
+            shared.forget(&shared.entry(&self.config.path, &key.digest)).await;
+        }
+    }
+
+    /// The answer of the shared cache or, without one, of the endpoint.
+    async fn load(&self, key: &SessionKey) -> Result<Cached, EndpointError> {
+        let ask_app = || async {
+            match tokio::time::timeout(self.config.timeout, self.fetch(key)).await {
+                Ok(result) => result,
+                Err(_) => Err(EndpointError::Timeout(self.config.timeout)),
+            }
+        };
+        let Some(shared) = &self.shared else { return ask_app().await };
+        let life = Lifetimes { found: self.config.cache_ttl, anonymous: self.config.negative_cache_ttl, fetch: self.config.timeout };
+        shared.get_or_fetch(&shared.entry(&self.config.path, &key.digest), &life, ask_app).await
     }
 
     async fn fetch(&self, key: &SessionKey) -> Result<Cached, EndpointError> {

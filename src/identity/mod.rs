@@ -9,6 +9,7 @@
 //! `redis_session` reads the app's session straight from the Redis it lives in.
 //! `jwt_cookie` verifies a JWT the app signed into its cookie (or a bearer header),
 //! `signed_header` one an identity-aware proxy in front signed (both verified by the `jwt` module).
+//! With `identity.shared_cache`, instances share the endpoint answers in Redis (`shared_cache`).
 
 mod endpoint;
 mod html_fields;
@@ -16,6 +17,9 @@ mod json_fields;
 mod jwt;
 mod jwt_cookie;
 pub mod redis_session;
+mod redis_probe;
+pub(crate) mod redis_store;
+mod shared_cache;
 mod signed_header;
 mod trusted_header;
 
@@ -29,7 +33,7 @@ use crate::metrics::METRICS;
 use crate::upstream::Upstream;
 
 /// A logged-in user, as the application knows them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// The application's user id (always a string in tokens).
     pub user_id: String,
@@ -44,7 +48,7 @@ pub struct Identity {
 }
 
 /// A user's company, as Intercom reads it from the token's `company` claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Company {
     /// The app's company id (always a string in tokens).
     pub id: String,
@@ -115,6 +119,7 @@ pub enum SourceError {
 }
 
 pub use endpoint::EndpointError;
+pub use redis_probe::reachability_warnings;
 pub use jwt::{key_url_warnings, FetchError, JwtError, KeyError};
 
 /// What the request phase learned, kept for the response phase: one entry per
@@ -209,13 +214,14 @@ pub struct IdentityResolver {
 impl IdentityResolver {
     /// Builds the sources; endpoint sources ask `upstream`.
     pub fn new(config: &IdentityConfig, upstream: Arc<Upstream>) -> Self {
+        let shared = config.shared_cache.as_ref().map(|c| Arc::new(shared_cache::SharedCache::new(c)));
         let sources: Vec<Source> = config
             .sources
             .iter()
             .map(|source| match source {
                 SourceConfig::TrustedHeader(c) => Source::TrustedHeader(trusted_header::TrustedHeaderSource::new(c.clone())),
                 SourceConfig::CurrentUserEndpoint(c) => {
-                    Source::CurrentUserEndpoint(endpoint::CurrentUserEndpoint::new(c.clone(), upstream.clone()))
+                    Source::CurrentUserEndpoint(endpoint::CurrentUserEndpoint::new(c.clone(), upstream.clone(), shared.clone()))
                 }
                 SourceConfig::RedisSession(c) => Source::RedisSession(Box::new(redis_session::RedisSessionSource::new(c.clone()))),
                 SourceConfig::JwtCookie(c) => Source::JwtCookie(jwt_cookie::JwtCookieSource::new(c.clone())),

@@ -48,6 +48,14 @@ impl SecureModeBuilder {
         self
     }
 
+    /// Shares current-user endpoint answers with other instances through Redis
+    /// (build it with [`SharedCacheConfig::new`](crate::config::SharedCacheConfig::new)
+    /// from the same secret as the Intercom settings, or instances will not share).
+    pub fn shared_cache(mut self, cache: crate::config::SharedCacheConfig) -> Self {
+        self.site.identity.shared_cache = Some(cache);
+        self
+    }
+
     /// Which responses are rewritten, and how.
     pub fn inject(mut self, inject: InjectConfig) -> Self {
         self.site.inject = inject;

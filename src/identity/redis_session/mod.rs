@@ -11,8 +11,6 @@
 mod decode;
 pub mod express;
 pub mod php;
-mod probe;
-mod store;
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,8 +26,8 @@ use super::{Lookup, SourceError};
 use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER};
 
 pub use decode::{DecodeError, MAX_SESSION_BYTES};
-pub use probe::reachability_warnings;
-pub use store::StoreError;
+pub use super::redis_store::StoreError;
+use super::redis_store::Store;
 
 /// Longest session id looked up (PHP's and express' ids are 26 to 48 characters).
 const MAX_SESSION_ID: usize = 256;
@@ -62,7 +60,7 @@ pub enum RedisSessionError {
 /// The redis_session source.
 pub struct RedisSessionSource {
     config: RedisSessionConfig,
-    store: store::Store,
+    store: Store,
     cache: Cache<[u8; 32], Cached>,
     cookie_names: Vec<String>,
 }
@@ -75,7 +73,7 @@ impl RedisSessionSource {
             .expire_after(TtlPolicy { found: config.cache_ttl, anonymous: config.negative_cache_ttl })
             .build();
         RedisSessionSource {
-            store: store::Store::new(config.redis.clone(), config.tls_ca.clone(), config.timeout),
+            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.timeout),
             cookie_names: vec![config.cookie.clone()],
             cache,
             config,
@@ -117,11 +115,6 @@ impl RedisSessionSource {
     /// Drops the cached answer for this session.
     pub async fn forget(&self, session: &SessionRef) {
         self.cache.invalidate(&session.digest).await;
-    }
-
-    /// Whether Redis answers a `PING` within the timeout (for `check`).
-    pub async fn probe(&self) -> Result<(), StoreError> {
-        self.store.ping().await
     }
 
     async fn fetch(&self, session: &SessionRef) -> Result<Cached, RedisSessionError> {

@@ -1,5 +1,6 @@
-//! The Redis connection of one redis_session source: one server through the `redis`
-//! crate's `ConnectionManager` (multiplexed, reconnects by itself after Redis was down),
+//! A connection to one Redis (a redis_session source's, or the shared identity cache):
+//! one server through the `redis` crate's `ConnectionManager` (multiplexed, reconnects
+//! by itself after Redis was down),
 //! or a Cluster through its `ClusterConnection` (follows slots and reconnects). TLS
 //! (`rediss://`) goes through rustls. The connection is made on first use, inside the
 //! proxy's runtime, so a Redis that is down at start does not stop the proxy.
@@ -35,7 +36,7 @@ pub enum StoreError {
     #[error("Redis failed less than {} ago; not asked again yet", humantime::format_duration(RETRY_AFTER))]
     Resting,
     /// Redis answered with an error.
-    #[error("Redis refused the read ({0:?})")]
+    #[error("Redis refused the command ({0:?})")]
     Refused(redis::ErrorKind),
 }
 
@@ -58,7 +59,7 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
-/// Reads session values from the configured server or cluster.
+/// Commands to the configured server or cluster.
 pub struct Store {
     target: RedisTarget,
     tls_ca: Option<RedisCa>,
@@ -81,10 +82,52 @@ impl Store {
 
     /// The value at `key`, `None` when there is none. Bounded by the timeout.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        self.run(cmd).await
+    }
+
+    /// Sets `key` to `value` for `ttl` (millisecond precision).
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("PX").arg(millis(ttl));
+        self.run(cmd).await
+    }
+
+    /// Sets `key` for `ttl` only when it does not exist: `true` when this call set it.
+    pub async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(1).arg("NX").arg("PX").arg(millis(ttl));
+        let set: Option<String> = self.run(cmd).await?;
+        Ok(set.is_some())
+    }
+
+    /// Deletes `keys`.
+    pub async fn delete(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(keys);
+        self.run::<u64>(cmd).await.map(drop)
+    }
+
+    /// A `PING`: whether Redis answers within the timeout (for `check` and `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(redis::cmd("PING")).await
+    }
+
+    /// Runs one command, bounded by the timeout; while resting after a failure, fails at once.
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
         if self.resting() {
             return Err(StoreError::Resting);
         }
-        let result = match tokio::time::timeout(self.timeout, self.get_unbounded(key)).await {
+        let query = async {
+            let connection = self.connection.get_or_try_init(|| self.connect()).await?;
+            let value = match connection {
+                Connection::Single(c) => cmd.query_async(&mut c.clone()).await?,
+                Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
+            };
+            Ok(value)
+        };
+        let result = match tokio::time::timeout(self.timeout, query).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         };
@@ -98,38 +141,10 @@ impl Store {
         until.is_some_and(|t| Instant::now() < t)
     }
 
-    /// A read that could not reach Redis starts a rest; any answer ends it.
+    /// A command that could not reach Redis starts a rest; any answer ends it.
     fn note<T>(&self, result: &Result<T, StoreError>) {
         let down = matches!(result, Err(StoreError::Timeout(_) | StoreError::Unreachable(_)));
         *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) = down.then(|| Instant::now() + RETRY_AFTER);
-    }
-
-    async fn get_unbounded(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let connection = self.connection.get_or_try_init(|| self.connect()).await?;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(key);
-        let value = match connection {
-            Connection::Single(c) => cmd.query_async(&mut c.clone()).await?,
-            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
-        };
-        Ok(value)
-    }
-
-    /// A `PING`, for `check`: whether Redis answers within the timeout.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let ping = async {
-            let connection = self.connection.get_or_try_init(|| self.connect()).await?;
-            let cmd = redis::cmd("PING");
-            match connection {
-                Connection::Single(c) => cmd.query_async::<()>(&mut c.clone()).await?,
-                Connection::Cluster(c) => cmd.query_async::<()>(&mut c.clone()).await?,
-            }
-            Ok(())
-        };
-        match tokio::time::timeout(self.timeout, ping).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout(self.timeout)),
-        }
     }
 
     async fn connect(&self) -> Result<Connection, StoreError> {
@@ -161,4 +176,9 @@ impl Store {
             }
         }
     }
+}
+
+/// A TTL in whole milliseconds, at least one (`PX 0` is an error in Redis).
+fn millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
 }

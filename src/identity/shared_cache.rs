@@ -1,0 +1,237 @@
+//! The shared identity cache (`identity.shared_cache`): what current-user endpoints
+//! answered, in one Redis for every instance of the proxy.
+//!
+//! - Entries are named by an HMAC of the session digest under a key derived from the
+//!   Intercom secret: a name reveals nothing, and cannot be computed from a cookie
+//!   without the secret.
+//! - Values are sealed (XChaCha20-Poly1305, the entry's name as associated data): Redis
+//!   never holds a cookie, and whoever can write to Redis can neither read an identity
+//!   nor plant one, nor move one entry to another session. An entry that does not open
+//!   is a miss.
+//! - On a miss, one instance claims the session (`SET NX PX`) and asks the app; the
+//!   others poll for its answer, and take over when the claim expires (its holder died)
+//!   or is released without an answer (the app failed). So the app sees one call per
+//!   session, not one per instance.
+//! - Redis failing never costs an identity: the instance asks the app itself.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::endpoint::Cached;
+use super::redis_store::{Store, StoreError};
+use super::Identity;
+use crate::config::SharedCacheConfig;
+use crate::metrics::METRICS;
+
+/// How often a waiting instance looks for another instance's answer.
+const POLL: Duration = Duration::from_millis(10);
+/// Nonce length of XChaCha20-Poly1305.
+const NONCE: usize = 24;
+
+/// The shared cache of one site.
+pub(super) struct SharedCache {
+    store: Store,
+    names: Hmac<Sha256>,
+    seal: XChaCha20Poly1305,
+}
+
+/// The Redis keys of one session's entry.
+pub(super) struct Entry {
+    value: String,
+    claim: String,
+}
+
+/// How long entries live, and how long one instance may take to ask the app.
+pub(super) struct Lifetimes {
+    /// A found user.
+    pub(super) found: Duration,
+    /// "Not logged in".
+    pub(super) anonymous: Duration,
+    /// The endpoint's timeout: how long a claim holds.
+    pub(super) fetch: Duration,
+}
+
+impl SharedCache {
+    pub(super) fn new(config: &SharedCacheConfig) -> Self {
+        let key = config.key.expose();
+        SharedCache {
+            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.timeout),
+            names: hmac(&subkey(key, b"names")),
+            seal: XChaCha20Poly1305::new(&subkey(key, b"seal").into()),
+        }
+    }
+
+    /// The entry of a session of the source named `scope` (its endpoint path).
+    pub(super) fn entry(&self, scope: &str, digest: &[u8; 32]) -> Entry {
+        let mut mac = self.names.clone();
+        mac.update(scope.as_bytes());
+        mac.update(b"\0");
+        mac.update(digest);
+        let name = format!("isp:identity:{}", hex(&mac.finalize().into_bytes()));
+        Entry { claim: format!("{name}:claim"), value: name }
+    }
+
+    /// The cached answer, or `fetch`'s (stored for the other instances).
+    pub(super) async fn get_or_fetch<F, Fut, E>(&self, entry: &Entry, life: &Lifetimes, fetch: F) -> Result<Cached, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Cached, E>>,
+    {
+        let deadline = Instant::now() + life.fetch * 2;
+        loop {
+            match self.read(entry).await {
+                Ok(Some(cached)) => {
+                    METRICS.shared_cache.with_label_values(&["hit"]).inc();
+                    return Ok(cached);
+                }
+                Ok(None) => {}
+                Err(why) => return self.unshared("error", why, fetch).await,
+            }
+            match self.store.claim(&entry.claim, life.fetch).await {
+                Ok(true) => {
+                    METRICS.shared_cache.with_label_values(&["miss"]).inc();
+                    return self.fetch_and_share(entry, life, fetch).await;
+                }
+                Ok(false) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
+                // Waited for two claims' worth: something is wrong with the others.
+                Ok(false) => return self.unshared("gave_up_waiting", "no other instance answered in time", fetch).await,
+                Err(why) => return self.unshared("error", why, fetch).await,
+            }
+        }
+    }
+
+    /// Forgets the session everywhere (on login, logout or a user switch).
+    pub(super) async fn forget(&self, entry: &Entry) {
+        if let Err(why) = self.store.delete(&[&entry.value, &entry.claim]).await {
+            crate::warn_limited!("shared identity cache: could not forget a session ({why}); other instances keep it until it expires");
+        }
+    }
+
+    async fn fetch_and_share<F, Fut, E>(&self, entry: &Entry, life: &Lifetimes, fetch: F) -> Result<Cached, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Cached, E>>,
+    {
+        let fetched = fetch().await;
+        if let Ok(cached) = &fetched {
+            let ttl = if cached.is_some() { life.found } else { life.anonymous };
+            if let Err(why) = self.store.set(&entry.value, &self.sealed(entry, cached), ttl).await {
+                crate::warn_limited!("shared identity cache: could not store an answer ({why})");
+            }
+        }
+        // Released either way: after an answer the others find it; after a failure one
+        // of them tries the app itself.
+        let _ = self.store.delete(&[&entry.claim]).await;
+        fetched
+    }
+
+    /// Asks the app without the other instances, counting why under `result`.
+    async fn unshared<F, Fut, E>(&self, result: &'static str, why: impl std::fmt::Display, fetch: F) -> Result<Cached, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Cached, E>>,
+    {
+        METRICS.shared_cache.with_label_values(&[result]).inc();
+        crate::warn_limited!("shared identity cache: {why}; asking the app directly");
+        fetch().await
+    }
+
+    /// The entry's answer: `None` when there is none, or none that opens.
+    async fn read(&self, entry: &Entry) -> Result<Option<Cached>, StoreError> {
+        let Some(bytes) = self.store.get(&entry.value).await? else { return Ok(None) };
+        match self.open(entry, &bytes) {
+            Some(cached) => Ok(Some(cached)),
+            None => {
+                crate::warn_limited!("shared identity cache: an entry does not open (tampered with, or not ours); asking the app");
+                Ok(None)
+            }
+        }
+    }
+
+    fn sealed(&self, entry: &Entry, cached: &Cached) -> Vec<u8> {
+        let plain = serde_json::to_vec(&cached.as_deref()).expect("identities serialize");
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .seal
+            .encrypt(&nonce, Payload { msg: &plain, aad: entry.value.as_bytes() })
+            .expect("sealing in memory does not fail");
+        [&nonce[..], &sealed].concat()
+    }
+
+    fn open(&self, entry: &Entry, bytes: &[u8]) -> Option<Cached> {
+        if bytes.len() < NONCE {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE);
+        let nonce: [u8; NONCE] = nonce.try_into().ok()?;
+        let plain = self.seal.decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: entry.value.as_bytes() }).ok()?;
+        let identity: Option<Identity> = serde_json::from_slice(&plain).ok()?;
+        Some(identity.map(Arc::new))
+    }
+}
+
+fn hmac(key: &[u8]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length")
+}
+
+/// A key for one use (`label`), so naming and sealing never share a key.
+fn subkey(key: &[u8], label: &[u8]) -> [u8; 32] {
+    let mut mac = hmac(key);
+    mac.update(label);
+    mac.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn cache(secret: &[u8]) -> SharedCache {
+        SharedCache::new(&SharedCacheConfig::new("redis://127.0.0.1:1/", &Secret::new(secret.to_vec())))
+    }
+
+    fn alice() -> Cached {
+        let mut id = Identity::new("alice");
+        id.email = Some("alice@example.com".into());
+        id.attributes.insert("plan".into(), serde_json::json!("pro"));
+        Some(Arc::new(id))
+    }
+
+    #[test]
+    fn entries_open_only_under_their_own_name_and_key() {
+        let c = cache(b"secret-one");
+        let a = c.entry("/api/me", &[1; 32]);
+        let b = c.entry("/api/me", &[2; 32]);
+        let sealed = c.sealed(&a, &alice());
+        assert_eq!(c.open(&a, &sealed), Some(alice()));
+        assert_eq!(c.open(&a, &c.sealed(&a, &None)), Some(None));
+        assert_eq!(c.open(&b, &sealed), None, "moved to another session");
+        assert_eq!(cache(b"secret-two").open(&a, &sealed), None, "another secret");
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(c.open(&a, &tampered), None);
+        assert_eq!(c.open(&a, b"short"), None);
+    }
+
+    #[test]
+    fn names_depend_on_the_secret_the_scope_and_the_session_and_hold_no_plaintext() {
+        let c = cache(b"secret-one");
+        let name = c.entry("/api/me", &[1; 32]).value;
+        assert!(name.starts_with("isp:identity:") && name.len() == "isp:identity:".len() + 64, "{name}");
+        assert_ne!(name, c.entry("/api/other", &[1; 32]).value);
+        assert_ne!(name, c.entry("/api/me", &[2; 32]).value);
+        assert_ne!(name, cache(b"secret-two").entry("/api/me", &[1; 32]).value);
+        let sealed = c.sealed(&c.entry("/api/me", &[1; 32]), &alice());
+        assert!(!sealed.windows(5).any(|w| w == b"alice"), "the value is not readable");
+    }
+}
