@@ -16,9 +16,8 @@ mod support;
 #[path = "jwt/sign.rs"]
 mod sign;
 
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::{binary, free_port, Reply, Upstream, APP_ID, SECRET};
@@ -74,19 +73,7 @@ struct Demo {
 
 impl Demo {
     fn start() -> Demo {
-        let (app, proxy) = (free_port(), free_port());
-        let child = Command::new(binary())
-            .args(["demo", "--app-port", &app.to_string(), "--proxy-port", &proxy.to_string()])
-            .env_remove("INTERCOM_SECRET")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", app)).is_err() || TcpStream::connect(("127.0.0.1", proxy)).is_err() {
-            assert!(Instant::now() < deadline, "demo did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (child, app, proxy) = support::start_demo(&[], Stdio::null());
         Demo { child, app, proxy }
     }
 
