@@ -258,6 +258,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Audit { urls, cookies, conf, expect_user, logout, json, chromium, timeout, settle } => {
+            if let Err(e) = audit::cdp::stop_chromium_on_signals() {
+                eprintln!("intercom-secure-proxy audit: cannot handle signals: {e}");
+                return ExitCode::from(3);
+            }
             let options = AuditOptions { urls, cookies, logout, config: conf, expect_user, chromium, timeout, settle };
             match audit::run(&options) {
                 Ok(report) => {

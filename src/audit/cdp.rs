@@ -14,6 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -97,6 +98,47 @@ pub enum Message {
     },
 }
 
+/// The Chromiums running now (process group, profile), for [`stop_chromium_on_signals`].
+static RUNNING: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Makes SIGINT, SIGTERM and SIGHUP stop every Chromium this process runs and remove
+/// its profile before the process exits with 128 + the signal, as a Ctrl-C would
+/// otherwise leave the browser running and its profile behind. The signals are
+/// blocked in the calling thread and the threads it starts later, and handled on a
+/// thread of their own: call it first, from the main thread.
+pub fn stop_chromium_on_signals() -> std::io::Result<()> {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls only
+    // change this thread's signal mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        set
+    };
+    std::thread::spawn(move || {
+        let mut signal = 0;
+        // SAFETY: waits for one of the blocked signals; `set` and `signal` are ours.
+        if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+            let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+            for (group, profile) in running.iter() {
+                // SAFETY: as in Drop: a group whose leader is still our unreaped child.
+                unsafe {
+                    libc::kill(-group, libc::SIGKILL);
+                }
+                let _ = std::fs::remove_dir_all(profile);
+            }
+            std::process::exit(128 + signal);
+        }
+    });
+    Ok(())
+}
+
 /// A running headless Chromium with its DevTools pipe, its own temporary profile and
 /// its own process group. Dropping it kills the whole group and removes the profile.
 pub struct Chromium {
@@ -176,6 +218,9 @@ impl Chromium {
         }
         let child = command.spawn().map_err(|source| ChromiumError::Spawn { path: path.to_path_buf(), source })?;
         drop((their_commands, their_events));
+        if let Ok(group) = i32::try_from(child.id()) {
+            RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((group, profile.path().to_path_buf()));
+        }
         let (sender, incoming) = mpsc::channel();
         std::thread::spawn(move || read_messages(events, sender));
         let mut chromium = Chromium { child, path: path.to_path_buf(), commands, incoming, next_id: 0, profile };
@@ -239,8 +284,11 @@ impl Chromium {
 impl Drop for Chromium {
     fn drop(&mut self) {
         // The group is Chromium's own pid; it is still our unreaped child here, so the
-        // id cannot have been reused.
+        // id cannot have been reused. It leaves RUNNING (under the lock a signal's
+        // clean-up holds) before it is reaped, for the same reason.
         if let Ok(pid) = i32::try_from(self.child.id()) {
+            let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+            running.retain(|(group, _)| *group != pid);
             // SAFETY: kill has no memory effects; a group that is already gone is ESRCH.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);

@@ -69,11 +69,6 @@ impl Scope {
         }
     }
 
-    /// Whether `url` is in one of the audited origins.
-    pub fn contains(&self, url: &str) -> bool {
-        Url::parse(url).is_ok_and(|u| self.origins.contains(&u.origin()))
-    }
-
     /// The command-line flags that keep Chromium inside the scope below the request pause.
     pub fn chromium_args(&self) -> Vec<String> {
         let mut hosts = BTreeSet::new();

@@ -167,6 +167,7 @@ impl<'a> Tab<'a> {
 
     /// Sends a command for this tab and handles the events that come before its answer.
     fn call(&mut self, method: &str, params: Value, deadline: Instant) -> Result<Value, ChromiumError> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
         let id = self.chromium.send(Some(&self.session), method, params)?;
         loop {
             match self.chromium.next(deadline)? {
@@ -174,7 +175,7 @@ impl<'a> Tab<'a> {
                     return result.map_err(|message| ChromiumError::Refused { method: method.to_string(), message })
                 }
                 Some(message) => self.dispatch(message),
-                None => return Err(ChromiumError::Timeout { method: method.to_string(), timeout: deadline.saturating_duration_since(Instant::now()) }),
+                None => return Err(ChromiumError::Timeout { method: method.to_string(), timeout }),
             }
         }
     }
