@@ -33,7 +33,7 @@ use scope::Scope;
 use tab::{Tab, Visit};
 
 /// What to audit and how.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditOptions {
     /// The pages, as given.
     pub urls: Vec<String>,
@@ -51,6 +51,23 @@ pub struct AuditOptions {
     pub timeout: Duration,
     /// How long a loaded page must stay quiet (no Intercom call, no navigation).
     pub settle: Duration,
+}
+
+impl std::fmt::Debug for AuditOptions {
+    /// Cookie values are live sessions: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cookies: Vec<&str> = self.cookies.iter().map(|c| c.split('=').next().unwrap_or_default()).collect();
+        f.debug_struct("AuditOptions")
+            .field("urls", &self.urls)
+            .field("cookie_names", &cookies)
+            .field("logout", &self.logout)
+            .field("config", &self.config)
+            .field("expect_user", &self.expect_user)
+            .field("chromium", &self.chromium)
+            .field("timeout", &self.timeout)
+            .field("settle", &self.settle)
+            .finish()
+    }
 }
 
 /// Why the audit could not run (as opposed to what it found).
