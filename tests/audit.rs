@@ -2,7 +2,7 @@
 //! servers.
 //! - the demo app direct (insecure, exit 1, the fields named; the session survives the
 //!   logout) and through the proxy (verified JWTs for alice, exit 0; the logout shuts
-//!   the Messenger down), the `--json` output parsed;
+//!   the Messenger down, also through an interstitial page), the `--json` output parsed;
 //! - fixture pages, each classified: `user_hash`, no Intercom, anonymous, an expired JWT
 //!   (signed with PyJWT), a per-user page that shared caches may store;
 //! - nothing reaches a host outside the audited origins, and the stand-in widget still
@@ -180,6 +180,32 @@ fn the_demo_through_the_proxy_boots_with_verified_tokens_and_shuts_down_on_logou
     let p = page(&run.json(), &home).clone();
     assert_eq!(p["jwt"]["problems"], json!(["names user_id alice, expected bob"]));
     assert_eq!(codes(&p), ["jwt_check_failed"]);
+}
+
+#[test]
+fn an_interstitial_logout_is_followed_to_its_shutdown() {
+    // The demo's app behind a proxy whose logouts answer with the interstitial page,
+    // which runs the shutdown and then navigates on by itself.
+    let demo = Demo::start();
+    let app: std::net::SocketAddr = format!("127.0.0.1:{}", demo.app).parse().unwrap();
+    let identity = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [demo_session]\n";
+    let sections = support::sections(app, identity, "logout:\n  mode: interstitial\n  paths: [\"GET /logout\"]\n");
+    // The demo's pages boot its own workspace; a token for another one would fail -c.
+    let proxy = support::Proxy::start(&sections.replace(&format!("app_id: {APP_ID}"), "app_id: demo1234"));
+    let session = demo.login(proxy.addr.port(), "bob");
+    let conf = proxy.dir.path().join("proxy.yaml");
+    let home = proxy.url("/");
+    let cookie = format!("demo_session={session}");
+    let args = ["--json", "-c", conf.to_str().unwrap(), "--cookie", &cookie, &home, "--logout", &proxy.url("/logout")];
+    let run = audit(&args, &[("TEST_INTERCOM_SECRET", SECRET)]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    let p = page(&report, &home);
+    assert_eq!((p["classification"].as_str(), p["jwt"]["user_id"].as_str(), p["jwt"]["verified"].as_bool()), (Some("jwt"), Some("bob"), Some(true)));
+    let logout = &report["logout"];
+    // The interstitial is a page of its own, and the browser went on to the login page.
+    assert_eq!(logout["pages"], json!([proxy.url("/logout"), proxy.url("/login"), proxy.url("/login")]), "{logout:#}");
+    assert_eq!((logout["shutdown_seen"].as_bool(), logout["passed"].as_bool()), (Some(true), Some(true)), "{logout:#}");
 }
 
 // ---------------------------------------------------------------------------
