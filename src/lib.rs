@@ -26,6 +26,7 @@
 
 mod access_log;
 mod admin;
+pub mod audit;
 pub mod config;
 mod connections;
 mod headers;

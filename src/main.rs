@@ -11,6 +11,7 @@ mod demo;
 /// trim its heap on every response; mimalloc keeps and reuses that memory.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use intercom_secure_proxy::audit::{self, AuditError, AuditOptions};
 use intercom_secure_proxy::{Config, Identity, RedactingLogger, TokenSigner};
 
 /// Adds Intercom Messenger Secure Mode (signed JWTs, real logouts) to an unmodified web
@@ -67,6 +68,49 @@ enum Command {
         /// The name to sign, if the config signs names.
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Load pages in headless Chromium and report how the Messenger would boot on each:
+    /// none, anonymous, insecure (plain user_id/email), user_hash (legacy) or jwt.
+    /// Nothing is sent to Intercom or to any host but the audited URLs'.
+    ///
+    /// Exit codes: 0 every page secure (and the logout check passed); 1 something
+    /// insecure, a token that fails a check, a per-user page shared caches may store,
+    /// a failed logout check or a page that could not be loaded; 2 a bad argument or
+    /// configuration; 3 Chromium could not be started or stopped answering.
+    Audit {
+        /// The pages to audit (absolute http:// or https:// URLs).
+        #[arg(required = true, value_name = "URL")]
+        urls: Vec<String>,
+        /// A cookie sent to every audited host, e.g. the app's session (repeatable);
+        /// its value is never printed.
+        #[arg(long = "cookie", value_name = "NAME=VALUE")]
+        cookies: Vec<String>,
+        /// The proxy's configuration file: verify each page's JWT with its site's
+        /// secret (from the environment variable or file it names), app_id and
+        /// token_lifetime.
+        #[arg(short, long)]
+        conf: Option<PathBuf>,
+        /// The user every page must identify (the JWT's user_id, or the plain one).
+        #[arg(long, value_name = "ID")]
+        expect_user: Option<String>,
+        /// After the pages, load this logout URL, then the first URL again: passes when
+        /// Intercom('shutdown') ran and nothing booted identified after the logout.
+        #[arg(long, value_name = "URL")]
+        logout: Option<String>,
+        /// Print one JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// The Chromium executable (default: the first of chromium, chromium-browser,
+        /// google-chrome on PATH).
+        #[arg(long, value_name = "PATH")]
+        chromium: Option<PathBuf>,
+        /// How long one page may take to load.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// How long a loaded page must stay quiet (no Intercom call, no navigation)
+        /// before its calls are judged.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        settle: std::time::Duration,
     },
     /// Run a sample legacy app on 127.0.0.1:3000 and the proxy in front on 127.0.0.1:8080.
     Demo {
@@ -210,6 +254,27 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("intercom-secure-proxy: {e}");
                     ExitCode::from(1)
+                }
+            }
+        }
+        Command::Audit { urls, cookies, conf, expect_user, logout, json, chromium, timeout, settle } => {
+            if let Err(e) = audit::cdp::stop_chromium_on_signals() {
+                eprintln!("intercom-secure-proxy audit: cannot handle signals: {e}");
+                return ExitCode::from(3);
+            }
+            let options = AuditOptions { urls, cookies, logout, config: conf, expect_user, chromium, timeout, settle };
+            match audit::run(&options) {
+                Ok(report) => {
+                    print!("{}", if json { report.to_json() + "\n" } else { report.table() });
+                    ExitCode::from(if report.passed { 0 } else { 1 })
+                }
+                Err(e @ AuditError::Usage(_)) => {
+                    eprintln!("intercom-secure-proxy audit: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e @ AuditError::Chromium(_)) => {
+                    eprintln!("intercom-secure-proxy audit: {e}");
+                    ExitCode::from(3)
                 }
             }
         }

@@ -12,7 +12,7 @@ use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
 use crate::access_log::{AccessLogger, Entry};
-use crate::config::{Config, HostPattern};
+use crate::config::{best_site, Config, HostPattern};
 use crate::connections::HeadRead;
 use crate::headers::{self, LengthFix};
 use crate::metrics::METRICS;
@@ -68,12 +68,7 @@ impl SecureModeProxy {
             }
         }
         let host = headers::cookie_host(req).unwrap_or_default();
-        let ranked = self
-            .sites
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.hosts.iter().filter_map(|h| h.rank(&host)).max().map(|r| (r, i)));
-        ranked.max_by_key(|&(rank, i)| (rank, std::cmp::Reverse(i))).map(|(_, i)| i)
+        best_site(self.sites.iter().map(|s| s.hosts.as_slice()), &host)
     }
 
     fn secure_mode(&self, ctx: &ProxyCtx) -> Option<&SecureMode> {

@@ -172,7 +172,7 @@ fn token_prints_a_verifiable_token() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["run", "--help"], vec!["check", "--help"], vec!["token", "--help"], vec!["demo", "--help"]] {
+    for args in [vec!["--help"], vec!["run", "--help"], vec!["check", "--help"], vec!["token", "--help"], vec!["audit", "--help"], vec!["demo", "--help"]] {
         let out = Command::new(binary()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
@@ -226,20 +226,7 @@ fn the_demo_with_its_sessions_in_redis_does_the_same() {
 /// Runs `demo` with `args`: alice logs in, gets a token for her, logs out, and the next
 /// page runs the shutdown.
 fn demo_logs_alice_in_and_out(args: &[&str]) {
-    let (app_port, proxy_port) = (free_port(), free_port());
-    let mut child = Command::new(binary())
-        .args(["demo", "--app-port", &app_port.to_string(), "--proxy-port", &proxy_port.to_string()])
-        .args(args)
-        .env_remove("INTERCOM_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", proxy_port)).is_err() || TcpStream::connect(("127.0.0.1", app_port)).is_err() {
-        assert!(Instant::now() < deadline, "demo did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut child, _, proxy_port) = support::start_demo(args, Stdio::piped());
     let base = format!("http://127.0.0.1:{proxy_port}");
     let agent = support::client();
     let mut jar = Vec::new();

@@ -57,7 +57,7 @@ use messenger_mode::{messenger_mode, refresh_margin};
 pub use redis_session::{CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER};
 pub use server::ServerSettings;
 pub use shared_cache::{SharedCacheConfig, DEFAULT_SHARED_CACHE_TIMEOUT};
-pub use site::{BadHost, HostPattern, SiteConfig};
+pub use site::{best_site, BadHost, HostPattern, SiteConfig};
 pub use upstream::UpstreamConfig;
 use identity::{validate_identity, FileIdentity};
 use inject::{validate_inject, FileInject};
@@ -189,6 +189,12 @@ impl Config {
     /// The first site: the only one of a file without `sites:`.
     pub fn site(&self) -> &SiteConfig {
         &self.sites[0]
+    }
+
+    /// The site that answers `host` (lowercase, no port, IPv6 without brackets), as the
+    /// proxy chooses it.
+    pub fn site_for_host(&self, host: &str) -> Option<&SiteConfig> {
+        best_site(self.sites.iter().map(|s| s.hosts.as_slice()), host).map(|i| &self.sites[i])
     }
 
     /// Reads and validates a config file.

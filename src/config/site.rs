@@ -78,6 +78,16 @@ impl fmt::Display for HostPattern {
     }
 }
 
+/// The index of the site whose hosts match `host` (lowercase, no port) best: an exact
+/// name, then the longest `*.domain`, then `*`; the first of equals.
+pub fn best_site<'a>(sites: impl IntoIterator<Item = &'a [HostPattern]>, host: &str) -> Option<usize> {
+    let ranked = sites
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, hosts)| hosts.iter().filter_map(|h| h.rank(host)).max().map(|r| (r, i)));
+    ranked.max_by_key(|&(rank, i)| (rank, std::cmp::Reverse(i))).map(|(_, i)| i)
+}
+
 /// A `hosts` entry that is not a host name, `*.domain` or `*`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a host name; write it like \"app.example.com\", \"*.example.com\" or \"*\"")]

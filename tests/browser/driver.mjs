@@ -4,7 +4,7 @@
 //   node driver.mjs SCENARIO.json      (or: node driver.mjs - < SCENARIO.json)
 //
 // Runs every step of the scenario in one browser context (one cookie jar) and
-// one page, serving standin-widget.js in place of the Intercom widget, and
+// one page, serving src/audit/standin-widget.js in place of the Intercom widget, and
 // prints one JSON object {"steps": [...]} on stdout. See README.md.
 
 import { readFileSync } from 'node:fs';
@@ -13,7 +13,8 @@ import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const WIDGET_SOURCE = readFileSync(join(HERE, 'standin-widget.js'), 'utf8');
+// Shared with `intercom-secure-proxy audit`, which embeds it.
+const WIDGET_SOURCE = readFileSync(join(HERE, '..', '..', 'src', 'audit', 'standin-widget.js'), 'utf8');
 
 const CHROMIUM = process.env.INTERCOM_TEST_CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_ARGS = [

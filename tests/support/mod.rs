@@ -227,6 +227,27 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_intercom-secure-proxy"))
 }
 
+/// `intercom-secure-proxy demo` on two free ports with `args` (`INTERCOM_SECRET` unset,
+/// so the documented default secret), once both listen: the process, the sample app's
+/// port and the proxy's port.
+pub fn start_demo(args: &[&str], stdout: Stdio) -> (Child, u16, u16) {
+    let (app_port, proxy_port) = (free_port(), free_port());
+    let child = Command::new(binary())
+        .args(["demo", "--app-port", &app_port.to_string(), "--proxy-port", &proxy_port.to_string()])
+        .args(args)
+        .env_remove("INTERCOM_SECRET")
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", proxy_port)).is_err() || TcpStream::connect(("127.0.0.1", app_port)).is_err() {
+        assert!(Instant::now() < deadline, "demo did not start");
+        thread::sleep(Duration::from_millis(50));
+    }
+    (child, app_port, proxy_port)
+}
+
 /// The real proxy binary, running with a config file.
 pub struct Proxy {
     child: Child,

@@ -2,7 +2,8 @@
  * Stand-in for the Intercom Messenger widget script
  * (https://widget.intercom.io/widget/APP_ID).
  *
- * The browser driver (driver.mjs) serves this file whenever a page asks for the
+ * The browser tests' driver (tests/browser/driver.mjs) and
+ * `intercom-secure-proxy audit` serve this file whenever a page asks for the
  * real widget. It does not render a Messenger; it only records what the
  * Messenger would have been booted with, so tests can assert on it:
  *
@@ -19,6 +20,11 @@
  *     boots the Messenger automatically;
  *   - 'boot' sets the intercom-session-APPID and intercom-id-APPID cookies,
  *     'shutdown' expires intercom-session-APPID.
+ *
+ * When the audit's DevTools binding window.__ispAuditReport exists, each
+ * recorded call is also sent through it as JSON {method, settings, auto, url}:
+ * bindings survive navigations, so the audit sees the calls of every page a
+ * logout goes through.
  */
 (function () {
   'use strict';
@@ -156,6 +162,13 @@
   function record(method, arg, auto) {
     var settings = arg !== null && typeof arg === 'object' ? jsonCopy(arg) : null;
     state.calls.push({ method: method, settings: settings, auto: !!auto });
+    if (typeof w.__ispAuditReport === 'function') {
+      try {
+        w.__ispAuditReport(JSON.stringify({ method: method, settings: settings, auto: !!auto, url: String(w.location.href) }));
+      } catch (e) {
+        /* the audit's report must never break the page */
+      }
+    }
   }
 
   function Intercom(method, arg) {
