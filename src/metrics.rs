@@ -15,7 +15,9 @@ pub(crate) struct Metrics {
     /// Responses by outcome: `rewritten`, `passthrough`, `anonymous`, `gave_up`, or
     /// `skipped_<reason>` for pages that did not qualify.
     pub(crate) requests: IntCounterVec,
-    /// Identity lookups by source type and result (`found`, `anonymous`, `failed`).
+    /// Identity lookups by source type and result: `hit` (the user, without asking a
+    /// backing store: a cache entry or a trusted header), `miss` (the user, after asking
+    /// the app, Redis or verifying a token), `anonymous`, `failed`.
     pub(crate) lookups: IntCounterVec,
     /// Requests a caching source made to its backing store (the misses).
     pub(crate) fetches: IntCounterVec,

@@ -66,7 +66,7 @@ fn metrics_count_outcomes_lookups_tokens_and_logouts_with_bounded_labels() {
     assert!(value(&samples, &format!("{p}requests_total{{outcome=anonymous}}")) >= 1.0);
     assert_eq!(value(&samples, &format!("{p}requests_total{{outcome=content-type}}")), 1.0);
     assert!(value(&samples, &format!("{p}requests_total{{outcome=passthrough}}")) >= 1.0);
-    assert!(value(&samples, &format!("{p}identity_lookups_total{{result=found,source=trusted_header}}")) >= 1.0);
+    assert!(value(&samples, &format!("{p}identity_lookups_total{{result=hit,source=trusted_header}}")) >= 1.0);
     assert!(value(&samples, &format!("{p}tokens_signed_total{{}}")) >= 1.0);
     assert_eq!(value(&samples, &format!("{p}logouts_total{{mode=marker}}")), 1.0);
     assert!(value(&samples, &format!("{p}response_seconds{{}}")) >= 5.0, "every response is timed");

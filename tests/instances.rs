@@ -285,6 +285,16 @@ fn without_redis_each_instance_asks_the_app_itself_and_pages_keep_their_tokens()
         assert!(carries_token_for(&body, &sid), "no token while the shared cache is down");
     }
     assert!(proxy.log_text().contains("asking the app directly"), "{}", proxy.log_text());
+    // One lookup asked the app; the two after it were answered by the instance's cache.
+    let metrics = support::get(&format!("http://127.0.0.1:{admin}/metrics"), &[]).text();
+    let p = "intercom_secure_proxy_identity";
+    for line in [
+        format!("{p}_lookups_total{{result=\"miss\",source=\"current_user_endpoint\"}} 1"),
+        format!("{p}_lookups_total{{result=\"hit\",source=\"current_user_endpoint\"}} 2"),
+        format!("{p}_shared_cache_total{{result=\"error\"}} 1"),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
+    }
     assert!(!proxy.log_text().contains(&sid), "the session id reached the log");
 }
 

@@ -11,6 +11,7 @@
 //! the others within that.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,17 +140,26 @@ impl CurrentUserEndpoint {
         })
     }
 
-    /// Who the session belongs to, from the cache or the endpoint.
-    pub async fn lookup(&self, key: &SessionKey) -> Lookup {
-        let fetched = self.cache.try_get_with(key.digest, self.load(key)).await;
-        match fetched {
+    /// Who the session belongs to, from the cache or the endpoint; `true` when this
+    /// lookup had to load the answer (a cache miss).
+    pub async fn lookup(&self, key: &SessionKey) -> (Lookup, bool) {
+        let loaded = AtomicBool::new(false);
+        let answer = self
+            .cache
+            .try_get_with(key.digest, async {
+                loaded.store(true, Ordering::Relaxed);
+                self.load(key).await
+            })
+            .await;
+        let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
             Err(why) => Lookup::Failed(SourceError::Endpoint {
                 path: self.config.path.clone(),
                 why: (*why).clone(),
             }),
-        }
+        };
+        (lookup, loaded.load(Ordering::Relaxed))
     }
 
     /// Drops the cached answer for this session, here and in the shared cache.

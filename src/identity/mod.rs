@@ -191,15 +191,16 @@ impl Source {
         }
     }
 
-    /// Response phase: who this is, according to this source.
-    async fn resolve(&self, hint: &Hint) -> Lookup {
+    /// Response phase: who this is, according to this source, and whether the source
+    /// had to ask its backing store (the app, Redis, a verification) for it.
+    async fn resolve(&self, hint: &Hint) -> (Lookup, bool) {
         match (self, hint) {
-            (_, Hint::Asserted(id)) => Lookup::Found(id.clone()),
+            (_, Hint::Asserted(id)) => (Lookup::Found(id.clone()), false),
             (Source::CurrentUserEndpoint(s), Hint::Session(key)) => s.lookup(key).await,
             (Source::RedisSession(s), Hint::RedisSession(session)) => s.lookup(session).await,
             (Source::JwtCookie(s), Hint::Token(t)) => s.verifier().lookup(t).await,
             (Source::SignedHeader(s), Hint::Token(t)) => s.verifier().lookup(t).await,
-            _ => Lookup::Anonymous,
+            _ => (Lookup::Anonymous, false),
         }
     }
 }
@@ -265,9 +266,10 @@ impl IdentityResolver {
                 continue;
             }
             let started = std::time::Instant::now();
-            let lookup = source.resolve(hint).await;
+            let (lookup, asked_store) = source.resolve(hint).await;
             let result = match &lookup {
-                Lookup::Found(_) => "found",
+                Lookup::Found(_) if asked_store => "miss",
+                Lookup::Found(_) => "hit",
                 Lookup::Anonymous => "anonymous",
                 Lookup::Failed(_) => "failed",
             };

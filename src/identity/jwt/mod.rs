@@ -136,11 +136,16 @@ impl JwtVerifier {
     }
 
     /// Who `token` says is logged in: found, nobody (a refused token), or failed (keys
-    /// unavailable). Refusals are logged, rate-limited, by reason only.
-    pub async fn lookup(&self, token: &Token) -> Lookup {
+    /// unavailable). Refusals are logged, rate-limited, by reason only. `true` when the
+    /// token had to be verified (not in the cache of verified tokens).
+    pub async fn lookup(&self, token: &Token) -> (Lookup, bool) {
         if let Some(identity) = self.verified.get(&token.0) {
-            return Lookup::Found(identity);
+            return (Lookup::Found(identity), false);
         }
+        (self.verify(token).await, true)
+    }
+
+    async fn verify(&self, token: &Token) -> Lookup {
         match self.claims(token).await {
             Ok(claims) => match claims::identity(&claims, &self.fields) {
                 Some(identity) => {

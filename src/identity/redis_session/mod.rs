@@ -13,6 +13,7 @@ pub mod express;
 pub mod php;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use moka::future::Cache;
@@ -102,14 +103,23 @@ impl RedisSessionSource {
         Some(SessionRef { digest: Sha256::digest(key.as_bytes()).into(), key })
     }
 
-    /// Who the session belongs to, from the cache or Redis.
-    pub async fn lookup(&self, session: &SessionRef) -> Lookup {
-        let fetched = self.cache.try_get_with(session.digest, self.fetch(session)).await;
-        match fetched {
+    /// Who the session belongs to, from the cache or Redis; `true` when this lookup
+    /// read Redis (a cache miss).
+    pub async fn lookup(&self, session: &SessionRef) -> (Lookup, bool) {
+        let read = AtomicBool::new(false);
+        let answer = self
+            .cache
+            .try_get_with(session.digest, async {
+                read.store(true, Ordering::Relaxed);
+                self.fetch(session).await
+            })
+            .await;
+        let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
             Err(why) => Lookup::Failed(SourceError::RedisSession { key: self.config.key.clone(), why: (*why).clone() }),
-        }
+        };
+        (lookup, read.load(Ordering::Relaxed))
     }
 
     /// Drops the cached answer for this session.
