@@ -65,6 +65,23 @@ impl Expiry<[u8; 32], Cached> for TtlPolicy {
     }
 }
 
+/// `cache.try_get_with`, and whether this call ran `load` (a miss; a call that waited
+/// for another's load counts as a hit).
+pub(super) async fn get_or_load<E: Send + Sync + 'static>(
+    cache: &Cache<[u8; 32], Cached>,
+    key: [u8; 32],
+    load: impl std::future::Future<Output = Result<Cached, E>>,
+) -> (Result<Cached, Arc<E>>, bool) {
+    let loaded = AtomicBool::new(false);
+    let answer = cache
+        .try_get_with(key, async {
+            loaded.store(true, Ordering::Relaxed);
+            load.await
+        })
+        .await;
+    (answer, loaded.load(Ordering::Relaxed))
+}
+
 /// The current-user endpoint source.
 pub struct CurrentUserEndpoint {
     config: EndpointConfig,
@@ -143,14 +160,7 @@ impl CurrentUserEndpoint {
     /// Who the session belongs to, from the cache or the endpoint; `true` when this
     /// lookup had to load the answer (a cache miss).
     pub async fn lookup(&self, key: &SessionKey) -> (Lookup, bool) {
-        let loaded = AtomicBool::new(false);
-        let answer = self
-            .cache
-            .try_get_with(key.digest, async {
-                loaded.store(true, Ordering::Relaxed);
-                self.load(key).await
-            })
-            .await;
+        let (answer, loaded) = get_or_load(&self.cache, key.digest, self.load(key)).await;
         let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
@@ -159,7 +169,7 @@ impl CurrentUserEndpoint {
                 why: (*why).clone(),
             }),
         };
-        (lookup, loaded.load(Ordering::Relaxed))
+        (lookup, loaded)
     }
 
     /// Drops the cached answer for this session, here and in the shared cache.

@@ -13,7 +13,6 @@ pub mod express;
 pub mod php;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use moka::future::Cache;
@@ -22,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 // The endpoint's cache entry and expiry policy: found users and "no user" live for
 // different times, the same way in both sources.
-use super::endpoint::{Cached, TtlPolicy};
+use super::endpoint::{get_or_load, Cached, TtlPolicy};
 use super::{Lookup, SourceError};
 use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER};
 
@@ -106,20 +105,13 @@ impl RedisSessionSource {
     /// Who the session belongs to, from the cache or Redis; `true` when this lookup
     /// read Redis (a cache miss).
     pub async fn lookup(&self, session: &SessionRef) -> (Lookup, bool) {
-        let read = AtomicBool::new(false);
-        let answer = self
-            .cache
-            .try_get_with(session.digest, async {
-                read.store(true, Ordering::Relaxed);
-                self.fetch(session).await
-            })
-            .await;
+        let (answer, read) = get_or_load(&self.cache, session.digest, self.fetch(session)).await;
         let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
             Err(why) => Lookup::Failed(SourceError::RedisSession { key: self.config.key.clone(), why: (*why).clone() }),
         };
-        (lookup, read.load(Ordering::Relaxed))
+        (lookup, read)
     }
 
     /// Drops the cached answer for this session.
