@@ -66,17 +66,19 @@ impl Expiry<[u8; 32], Cached> for TtlPolicy {
 }
 
 /// `cache.try_get_with`, and whether this call ran `load` (a miss; a call that waited
-/// for another's load counts as a hit).
-pub(super) async fn get_or_load<E: Send + Sync + 'static>(
+/// for another's load counts as a hit). The load's future is boxed, and made only on a
+/// miss: it holds the whole exchange with the app or Redis, too large to nest in every
+/// request's future (debug builds overflowed Pingora's stack).
+pub(super) async fn get_or_load<E: Send + Sync + 'static, F: std::future::Future<Output = Result<Cached, E>> + Send>(
     cache: &Cache<[u8; 32], Cached>,
     key: [u8; 32],
-    load: impl std::future::Future<Output = Result<Cached, E>>,
+    load: impl FnOnce() -> F,
 ) -> (Result<Cached, Arc<E>>, bool) {
     let loaded = AtomicBool::new(false);
     let answer = cache
         .try_get_with(key, async {
             loaded.store(true, Ordering::Relaxed);
-            load.await
+            Box::pin(load()).await
         })
         .await;
     (answer, loaded.load(Ordering::Relaxed))
@@ -160,7 +162,7 @@ impl CurrentUserEndpoint {
     /// Who the session belongs to, from the cache or the endpoint; `true` when this
     /// lookup had to load the answer (a cache miss).
     pub async fn lookup(&self, key: &SessionKey) -> (Lookup, bool) {
-        let (answer, loaded) = get_or_load(&self.cache, key.digest, self.load(key)).await;
+        let (answer, loaded) = get_or_load(&self.cache, key.digest, || self.load(key)).await;
         let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,

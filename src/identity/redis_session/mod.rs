@@ -105,7 +105,7 @@ impl RedisSessionSource {
     /// Who the session belongs to, from the cache or Redis; `true` when this lookup
     /// read Redis (a cache miss).
     pub async fn lookup(&self, session: &SessionRef) -> (Lookup, bool) {
-        let (answer, read) = get_or_load(&self.cache, session.digest, self.fetch(session)).await;
+        let (answer, read) = get_or_load(&self.cache, session.digest, || self.fetch(session)).await;
         let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
