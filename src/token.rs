@@ -46,8 +46,9 @@ pub struct TokenSigner {
     header: Header,
     lifetime: Duration,
     claims: Vec<String>,
-    /// Claims without `iat`/`exp`, serialized, to the token signed for them.
-    cache: Cache<String, Arc<str>>,
+    /// Claims without `iat`/`exp`, serialized ([`TokenSigner::cache_key`]), to the token
+    /// signed for them.
+    cache: Cache<Vec<u8>, Arc<str>>,
 }
 
 impl TokenSigner {
@@ -72,12 +73,37 @@ impl TokenSigner {
 
     /// A valid token for this identity, from the cache when one is fresh enough.
     pub fn token_for(&self, identity: &Identity) -> Result<Arc<str>, TokenError> {
-        let claims = self.claims_of(identity);
-        // The key is the exact claim set, so two users can never share a cache entry.
-        let key = Value::Object(claims.clone()).to_string();
         self.cache
-            .try_get_with(key, || self.sign(claims).map(Arc::from))
+            .try_get_with(self.cache_key(identity), || self.sign(self.claims_of(identity)).map(Arc::from))
             .map_err(|e| TokenError::Encode(e.to_string()))
+    }
+
+    /// The exact claim set (without `iat`/`exp`), so two users never share a cache entry:
+    /// each claim's name, a NUL, its JSON, a NUL (JSON never holds a raw NUL, so the
+    /// encoding is unambiguous). Written straight from the identity: a cache hit builds
+    /// no claims map.
+    fn cache_key(&self, identity: &Identity) -> Vec<u8> {
+        fn push(key: &mut Vec<u8>, name: &str, value: &impl serde::Serialize) {
+            key.extend_from_slice(name.as_bytes());
+            key.push(0);
+            // Strings and JSON values always serialize, and a Vec takes every write.
+            let _ = serde_json::to_writer(&mut *key, value);
+            key.push(0);
+        }
+        let mut key = Vec::with_capacity(128);
+        push(&mut key, "user_id", &identity.user_id);
+        for name in &self.claims {
+            if let Some(value) = identity.field_ref(name) {
+                push(&mut key, name, &value);
+            }
+        }
+        if let Some(company) = &identity.company {
+            push(&mut key, "company.id", &company.id);
+            if let Some(name) = &company.name {
+                push(&mut key, "company.name", name);
+            }
+        }
+        key
     }
 
     /// Signs a fresh token, bypassing the cache.
@@ -187,5 +213,33 @@ mod tests {
         let b = s.token_for(&Identity::new("b")).unwrap();
         assert!(Arc::ptr_eq(&a, &a2));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn identities_that_sign_differently_never_share_a_token() {
+        let s = signer();
+        let with = |f: &dyn Fn(&mut Identity)| {
+            let mut id = Identity::new("a");
+            f(&mut id);
+            s.token_for(&id).unwrap()
+        };
+        let tokens = [
+            with(&|_| {}),
+            with(&|id| id.email = Some("a@example.com".into())),
+            with(&|id| id.email = Some("b@example.com".into())),
+            with(&|id| {
+                id.attributes.insert("plan".into(), Value::String("a@example.com".into()));
+            }),
+            with(&|id| id.company = Some(Company { id: "c1".into(), name: None })),
+            with(&|id| id.company = Some(Company { id: "c1".into(), name: Some("C".into()) })),
+            with(&|id| id.user_id = "a\u{0}email\u{0}\"x\"".into()),
+        ];
+        for (i, a) in tokens.iter().enumerate() {
+            for b in &tokens[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // Fields that are not signed do not split the cache.
+        assert!(Arc::ptr_eq(&with(&|_| {}), &with(&|id| id.name = Some("N".into()))));
     }
 }

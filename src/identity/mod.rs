@@ -70,12 +70,30 @@ impl Identity {
 
     /// The value of a claim field by name, if the identity has it.
     pub fn field(&self, name: &str) -> Option<serde_json::Value> {
+        self.field_ref(name).map(|f| match f {
+            FieldRef::Text(s) => serde_json::Value::String(s.to_string()),
+            FieldRef::Json(v) => v.clone(),
+        })
+    }
+
+    /// [`field`](Self::field), borrowed.
+    pub(crate) fn field_ref(&self, name: &str) -> Option<FieldRef<'_>> {
         match name {
-            "email" => self.email.clone().map(serde_json::Value::String),
-            "name" => self.name.clone().map(serde_json::Value::String),
-            other => self.attributes.get(other).cloned(),
+            "email" => self.email.as_deref().map(FieldRef::Text),
+            "name" => self.name.as_deref().map(FieldRef::Text),
+            other => self.attributes.get(other).map(FieldRef::Json),
         }
     }
+}
+
+/// A claim field's value, borrowed from an [`Identity`]; serializes as the claim would.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub(crate) enum FieldRef<'a> {
+    /// `email` or `name`.
+    Text(&'a str),
+    /// An attribute.
+    Json(&'a serde_json::Value),
 }
 
 /// The outcome of asking the sources about one request.
