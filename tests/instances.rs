@@ -237,7 +237,7 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
     let odd: Vec<_> = lines.iter().filter(|(_, status, state, _)| status != "200" && !state.starts_with("SD")).collect();
     assert!(odd.is_empty(), "requests neither served nor unretryable: {odd:?}");
     let retried = lines.iter().filter(|(_, _, _, retries)| retries != "0").count();
-    assert!(ok > 1000, "only {ok} good pages: the load did not run");
+    assert!(ok > 300, "only {ok} good pages: the load did not run");
     // Every page served carries a valid token for its own user.
     assert!(tokenless.is_empty(), "{} pages without a valid token: {tokenless:?}", tokenless.len());
 
