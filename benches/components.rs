@@ -8,12 +8,14 @@
 //!
 //! Run: `cargo bench --bench components`.
 
+mod harness;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{black_box, criterion_group, BatchSize, BenchmarkFilter, Criterion};
+use criterion::{black_box, BatchSize, Criterion};
 use intercom_secure_proxy::config::{
     EndpointConfig, IdentityConfig, InjectConfig, IntercomConfig, PathPattern, Secret, SecretSource, SourceConfig,
     TrustedHeaderConfig, UpstreamConfig,
@@ -300,27 +302,8 @@ fn bench_headers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(800))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50);
-    targets = bench_token, bench_identity, bench_trusted_header, bench_headers
-}
-
-/// `cargo bench` passes `--bench`: measure. Under `cargo test --all-targets` (which
-/// passes libtest flags criterion rejects) run every benchmark's set-up checks once.
+/// Set-up checks under `cargo test`: every benchmark's set-up once.
 fn main() {
-    if std::env::args().any(|a| a == "--bench") {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-    } else {
-        let mut c = Criterion::default().with_benchmark_filter(BenchmarkFilter::RejectAll);
-        bench_token(&mut c);
-        bench_identity(&mut c);
-        bench_trusted_header(&mut c);
-        bench_headers(&mut c);
-        println!("components bench: set-up checks passed (run `cargo bench --bench components` to measure)");
-    }
+    let targets: &[fn(&mut Criterion)] = &[bench_token, bench_identity, bench_trusted_header, bench_headers];
+    harness::main(harness::config(Duration::from_millis(800), 50), targets, || harness::set_up_only("components", targets));
 }

@@ -4,12 +4,14 @@
 //!
 //! Run: `cargo bench --bench endpoint`.
 
+mod harness;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{black_box, criterion_group, BenchmarkFilter, Criterion};
+use criterion::{black_box, Criterion};
 use intercom_secure_proxy::config::{EndpointConfig, IdentityConfig, SourceConfig, UpstreamConfig};
 use intercom_secure_proxy::identity::{IdentityResolver, Lookup};
 use intercom_secure_proxy::upstream::Upstream;
@@ -124,24 +126,8 @@ fn bench_endpoint(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(800))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50);
-    targets = bench_endpoint
-}
-
-/// `cargo bench` passes `--bench`: measure. Under `cargo test --all-targets` only check
-/// that both forms find the user.
+/// Set-up checks under `cargo test`: both forms find the user.
 fn main() {
-    if std::env::args().any(|a| a == "--bench") {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-    } else {
-        let mut c = Criterion::default().with_benchmark_filter(BenchmarkFilter::RejectAll);
-        bench_endpoint(&mut c);
-        println!("endpoint bench: set-up checks passed (run `cargo bench --bench endpoint` to measure)");
-    }
+    let targets: &[fn(&mut Criterion)] = &[bench_endpoint];
+    harness::main(harness::config(Duration::from_millis(800), 50), targets, || harness::set_up_only("endpoint", targets));
 }

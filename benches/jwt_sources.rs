@@ -12,11 +12,13 @@
 //! Tokens and keys come from tests/jwt/sign.py (PyJWT; `make test` installs it).
 //! Run: `cargo bench --bench jwt_sources`.
 
+mod harness;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use criterion::{black_box, criterion_group, BenchmarkFilter, Criterion};
+use criterion::{black_box, Criterion};
 use intercom_secure_proxy::config::{Config, UpstreamConfig};
 use intercom_secure_proxy::identity::{IdentityResolver, Lookup};
 use intercom_secure_proxy::upstream::Upstream;
@@ -176,24 +178,8 @@ fn bench_jwt_sources(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30);
-    targets = bench_jwt_sources
-}
-
-/// `cargo bench` passes `--bench`: measure. Under `cargo test --all-targets` run the
-/// set-up checks (every source identifies its token) once.
+/// Set-up checks under `cargo test`: every source identifies its token.
 fn main() {
-    if std::env::args().any(|a| a == "--bench") {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-    } else {
-        let mut c = Criterion::default().with_benchmark_filter(BenchmarkFilter::RejectAll);
-        bench_jwt_sources(&mut c);
-        println!("jwt_sources bench: set-up checks passed (run `cargo bench --bench jwt_sources` to measure)");
-    }
+    let targets: &[fn(&mut Criterion)] = &[bench_jwt_sources];
+    harness::main(harness::config(Duration::from_millis(500), 30), targets, || harness::set_up_only("jwt_sources", targets));
 }

@@ -9,12 +9,14 @@
 //!
 //! Run: `cargo bench --bench redis_session` (needs redis-server; `make test` installs it).
 
+mod harness;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use criterion::{black_box, criterion_group, BatchSize, BenchmarkFilter, Criterion};
+use criterion::{black_box, BatchSize, Criterion};
 use intercom_secure_proxy::config::{
     CookieSignature, IdentityConfig, RedisSessionConfig, Secret, SessionFormat, SourceConfig, UpstreamConfig,
 };
@@ -160,24 +162,8 @@ fn bench_redis_session(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(800))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50);
-    targets = bench_redis_session
-}
-
-/// `cargo bench` passes `--bench`: measure. Under `cargo test --all-targets` run the
-/// set-up checks once (a real Redis lookup of each kind).
+/// Set-up checks under `cargo test`: a real Redis lookup of each kind.
 fn main() {
-    if std::env::args().any(|a| a == "--bench") {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-    } else {
-        let mut c = Criterion::default().with_benchmark_filter(BenchmarkFilter::RejectAll);
-        bench_redis_session(&mut c);
-        println!("redis_session bench: set-up checks passed (run `cargo bench --bench redis_session` to measure)");
-    }
+    let targets: &[fn(&mut Criterion)] = &[bench_redis_session];
+    harness::main(harness::config(Duration::from_millis(800), 50), targets, || harness::set_up_only("redis_session", targets));
 }

@@ -8,11 +8,13 @@
 //! figure is "page bytes delivered per second", not "bytes parsed per second": the
 //! rewriter stops parsing once the script is placed.
 
+mod harness;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use criterion::{black_box, criterion_group, Criterion, Throughput};
+use criterion::{black_box, Criterion, Throughput};
 use intercom_secure_proxy::page::{Limits, Outcome, Pages, Plan, ScriptSettings};
 use pingora::http::ResponseHeader;
 
@@ -136,22 +138,10 @@ fn bench_rewrite(c: &mut Criterion) {
     }
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(800))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50);
-    targets = bench_rewrite
-}
-
-/// `cargo bench` passes `--bench`: measure. Under `cargo test --all-targets` (which
-/// passes libtest flags criterion rejects) only check that every page rewrites right.
+/// Set-up checks under `cargo test`: every corpus page rewrites right, in chunks and whole.
 fn main() {
-    if std::env::args().any(|a| a == "--bench") {
-        benches();
-        Criterion::default().configure_from_args().final_summary();
-    } else {
+    let targets: &[fn(&mut Criterion)] = &[bench_rewrite];
+    harness::main(harness::config(Duration::from_millis(800), 50), targets, || {
         let rewriting = pages();
         for name in PAGES {
             let page = corpus(name);
@@ -159,5 +149,5 @@ fn main() {
             check(&rewriting, name, &page, WHOLE);
         }
         println!("rewrite bench: {} pages rewrite correctly (run `cargo bench --bench rewrite` to measure)", PAGES.len());
-    }
+    });
 }
