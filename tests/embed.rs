@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{Reply, Upstream};
 
@@ -54,14 +54,9 @@ fn start(secure: SocketAddr, plain: SocketAddr) -> Embed {
         .stderr(log.reopen().unwrap())
         .spawn()
         .expect("run the example");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the example exited with {status}: {}", std::fs::read_to_string(log.path()).unwrap_or_default());
-        }
-        assert!(Instant::now() < deadline, "the example did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::wait_listening(addr, &mut child, Duration::from_secs(20), "the example", &|| {
+        std::fs::read_to_string(log.path()).unwrap_or_default()
+    });
     Embed { child, addr, log }
 }
 

@@ -8,13 +8,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::redis::Redis;
 use support::{free_port, page_token, sections, verify, Proxy, Reply, Upstream};
@@ -79,7 +78,7 @@ impl HaProxy {
         std::fs::write(&cfg, config).unwrap();
         let log = dir.path().join("haproxy.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("/usr/sbin/haproxy")
+        let mut child = Command::new("/usr/sbin/haproxy")
             .arg("-db")
             .arg("-f")
             .arg(&cfg)
@@ -88,11 +87,8 @@ impl HaProxy {
             .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run haproxy ({e}): install haproxy; `make test` does"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "haproxy did not listen: {}", std::fs::read_to_string(&log).unwrap_or_default());
-            thread::sleep(Duration::from_millis(20));
-        }
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        support::wait_listening(addr, &mut child, Duration::from_secs(10), "haproxy", &|| std::fs::read_to_string(&log).unwrap_or_default());
         HaProxy { child, port, log, _dir: dir }
     }
 

@@ -119,30 +119,27 @@ impl Server {
             .stderr(out)
             .process_group(0);
         let program = cmd.get_program().to_string_lossy().into_owned();
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run `{program}` for the {kind:?} app ({e}): {hint}; `make test` does"));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut server = Server { kind, child, addr, dir };
         // Ready when the port accepts connections.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("{kind:?} app server exited with {status}:\n{}", server.log_text());
-            }
-            assert!(Instant::now() < deadline, "{kind:?} app server did not listen on {addr}:\n{}", server.log_text());
-            thread::sleep(Duration::from_millis(20));
-        }
-        server
+        support::wait_listening(addr, &mut child, Duration::from_secs(20), &format!("{kind:?} app server"), &|| log_text(dir.path()));
+        Server { kind, child, addr, dir }
     }
 
     fn log_text(&self) -> String {
-        let mut text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-        if let Ok(errors) = std::fs::read_to_string(self.dir.path().join("error.log")) {
-            text.push_str(&errors);
-        }
-        text
+        log_text(self.dir.path())
     }
+}
+
+/// The server's output and, for Apache, its error log.
+fn log_text(dir: &std::path::Path) -> String {
+    let mut text = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    if let Ok(errors) = std::fs::read_to_string(dir.join("error.log")) {
+        text.push_str(&errors);
+    }
+    text
 }
 
 impl Drop for Server {

@@ -18,7 +18,7 @@
 mod support;
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -94,20 +94,14 @@ impl App {
         let log = dir.path().join("app.log");
         let out = File::create(&log).unwrap();
         cmd.current_dir(dir.path()).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the {kind:?} app ({e}): install Node 20+ / php-cli + php-redis; `make test` does"));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut app = App { kind, child, addr, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = app.child.try_wait() {
-                panic!("{kind:?} app exited with {status}:\n{}", app.log_text());
-            }
-            assert!(Instant::now() < deadline, "{kind:?} app did not listen on {addr}:\n{}", app.log_text());
-            thread::sleep(Duration::from_millis(20));
-        }
-        app
+        support::wait_listening(addr, &mut child, Duration::from_secs(20), &format!("{kind:?} app"), &|| {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        });
+        App { kind, child, addr, dir }
     }
 
     fn log_text(&self) -> String {

@@ -223,6 +223,19 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Waits until a server we started listens on `addr`. Panics, with `log()`, when the
+/// server exits first or does not listen `within`.
+pub fn wait_listening(addr: SocketAddr, child: &mut Child, within: Duration, what: &str, log: &dyn Fn() -> String) {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status}:\n{}", log());
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within {within:?}:\n{}", log());
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_intercom-secure-proxy"))
 }
@@ -307,14 +320,8 @@ impl Proxy {
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut proxy = Proxy { child, addr, dir, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = proxy.child.try_wait() {
-                panic!("proxy exited with {status}: {}", proxy.log_text());
-            }
-            assert!(Instant::now() < deadline, "proxy did not listen: {}", proxy.log_text());
-            thread::sleep(Duration::from_millis(20));
-        }
+        let log = proxy.log.clone();
+        wait_listening(addr, &mut proxy.child, Duration::from_secs(20), "proxy", &|| std::fs::read_to_string(&log).unwrap_or_default());
         proxy
     }
 
