@@ -15,8 +15,8 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::config::{Config, SourceConfig};
-use crate::identity::redis_store::Store;
+use crate::config::Config;
+use crate::identity::redis_probe::{self, ConfiguredRedis};
 use crate::metrics::METRICS;
 
 /// How long readiness waits for an app address to accept a connection.
@@ -26,8 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Admin {
     /// Each site's name for messages (its first host) and its app addresses.
     sites: Vec<(String, Vec<String>)>,
-    /// Each Redis (connected on first use): its site, what it is and its redacted URL.
-    redis: Vec<(String, String, Store)>,
+    /// Every configured Redis.
+    redis: Vec<ConfiguredRedis>,
 }
 
 impl Admin {
@@ -37,20 +37,7 @@ impl Admin {
             .iter()
             .map(|s| (s.hosts.first().map(|h| h.to_string()).unwrap_or_default(), s.upstream.addresses.clone()))
             .collect();
-        let mut redis = Vec::new();
-        for site in &config.sites {
-            let name = site.hosts.first().map(|h| h.to_string()).unwrap_or_default();
-            for source in &site.identity.sources {
-                if let SourceConfig::RedisSession(c) = source {
-                    let what = format!("Redis {}", c.redis.redacted());
-                    redis.push((name.clone(), what, Store::new(c.redis.clone(), c.tls_ca.clone(), c.timeout)));
-                }
-            }
-            if let Some(c) = &site.identity.shared_cache {
-                let what = format!("shared cache Redis {}", c.redis.redacted());
-                redis.push((name.clone(), what, Store::new(c.redis.clone(), c.tls_ca.clone(), c.timeout)));
-            }
-        }
+        let redis = redis_probe::configured(config);
         Admin { sites, redis }
     }
 
@@ -69,9 +56,11 @@ impl Admin {
                 return Some(format!("site {site}: no app address accepts connections ({})", addresses.join(", ")));
             }
         }
-        for (site, what, store) in &self.redis {
-            if let Err(why) = store.ping().await {
-                return Some(format!("site {site}: {what} does not answer ({why})"));
+        for r in &self.redis {
+            if let Err(why) = r.store.ping().await {
+                let (site, _) = &self.sites[r.site];
+                let what = if r.shared_cache { "shared cache Redis" } else { "Redis" };
+                return Some(format!("site {site}: {what} {} does not answer ({why})", r.url));
             }
         }
         None

@@ -17,7 +17,7 @@ mod json_fields;
 mod jwt;
 mod jwt_cookie;
 pub mod redis_session;
-mod redis_probe;
+pub(crate) mod redis_probe;
 pub(crate) mod redis_store;
 mod shared_cache;
 mod signed_header;
