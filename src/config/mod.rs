@@ -57,6 +57,7 @@ use messenger_mode::{messenger_mode, refresh_margin};
 pub use redis_session::{CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER};
 pub use server::ServerSettings;
 pub use shared_cache::{SharedCacheConfig, DEFAULT_SHARED_CACHE_TIMEOUT};
+pub(crate) use shared_cache::subkey;
 pub use site::{best_site, BadHost, HostPattern, SiteConfig};
 pub use upstream::UpstreamConfig;
 use identity::{validate_identity, FileIdentity};

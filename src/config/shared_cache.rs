@@ -42,9 +42,14 @@ impl SharedCacheConfig {
 
 /// A key of its own for the cache, so the Messenger secret itself is used only to sign.
 fn derive_key(secret: &Secret) -> Secret {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes keys of any length");
-    mac.update(b"intercom-secure-proxy shared identity cache v1");
-    Secret::new(mac.finalize().into_bytes().to_vec())
+    Secret::new(subkey(secret.expose(), b"intercom-secure-proxy shared identity cache v1").to_vec())
+}
+
+/// HMAC-SHA256 of `label` under `key`: a key for one use, so no two uses share a key.
+pub(crate) fn subkey(key: &[u8], label: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(label);
+    mac.finalize().into_bytes().into()
 }
 
 /// `shared_cache:` in the file: a URL, or the long form.

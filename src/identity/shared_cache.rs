@@ -26,7 +26,7 @@ use sha2::Sha256;
 use super::endpoint::Cached;
 use super::redis_store::{Store, StoreError};
 use super::Identity;
-use crate::config::SharedCacheConfig;
+use crate::config::{subkey, SharedCacheConfig};
 use crate::metrics::METRICS;
 
 /// How often a waiting instance looks for another instance's answer.
@@ -62,7 +62,7 @@ impl SharedCache {
         let key = config.key.expose();
         SharedCache {
             store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.timeout),
-            names: hmac(&subkey(key, b"names")),
+            names: <Hmac<Sha256> as Mac>::new_from_slice(&subkey(key, b"names")).expect("HMAC takes keys of any length"),
             seal: XChaCha20Poly1305::new(&subkey(key, b"seal").into()),
         }
     }
@@ -174,17 +174,6 @@ impl SharedCache {
         let identity: Option<Identity> = serde_json::from_slice(&plain).ok()?;
         Some(identity.map(Arc::new))
     }
-}
-
-fn hmac(key: &[u8]) -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length")
-}
-
-/// A key for one use (`label`), so naming and sealing never share a key.
-fn subkey(key: &[u8], label: &[u8]) -> [u8; 32] {
-    let mut mac = hmac(key);
-    mac.update(label);
-    mac.finalize().into_bytes().into()
 }
 
 fn hex(bytes: &[u8]) -> String {
