@@ -236,6 +236,23 @@ pub fn wait_listening(addr: SocketAddr, child: &mut Child, within: Duration, wha
     }
 }
 
+/// Whether process `pid` holds the socket listening on the IPv4 `addr` (Linux: the
+/// socket's inode in /proc/net/tcp among the process's descriptors).
+pub fn listens(pid: u32, addr: SocketAddr) -> bool {
+    let SocketAddr::V4(v4) = addr else { return false };
+    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 9 && f[1] == local && f[3] == "0A")
+        .map(|f| format!("socket:[{}]", f[9]))
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str())))
+}
+
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_intercom-secure-proxy"))
 }
@@ -295,7 +312,26 @@ impl Proxy {
         Self::launch(sections, "", &[], &[], listener)
     }
 
+    /// Starts the proxy on a free port. Another test may take that port between
+    /// `free_port` and the proxy's bind (the proxy then waits for it, and a client would
+    /// reach the other test's server): until the proxy's own socket listens there, it is
+    /// started again on another port.
     fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str) -> Proxy {
+        for _ in 0..5 {
+            let proxy = Self::spawn(sections, server_keys, args, env, listener);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if listens(proxy.child.id(), proxy.addr) {
+                    return proxy;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!("port {} was taken by another process; starting the proxy on another port", proxy.addr.port());
+        }
+        panic!("the proxy never got a port of its own");
+    }
+
+    fn spawn(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path().display();
