@@ -101,7 +101,9 @@ fn logged_in_pages_get_a_signed_token_and_private_headers() {
     assert_eq!(lifetime, 3600);
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
     assert!(r.header("etag").is_none() && r.header("last-modified").is_none());
-    assert!(r.header("content-length").is_none());
+    // The app announced its length: the page announces its new one, and it is exact.
+    assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
+    assert!(r.header("transfer-encoding").is_none());
     assert_eq!(r.header("vary").map(|v| v.to_ascii_lowercase().contains("cookie")), Some(true));
     assert_eq!(support::without_our_script(&r.body), support::corpus("app.html"));
     // The trusted peer's identity header reaches the app unchanged.
@@ -341,5 +343,73 @@ fn html_fetched_by_scripts_is_the_apps_data_and_passes_through() {
     for dest in ["document", "iframe"] {
         let r = get(&proxy.url("/"), &[ALICE[0], ("Sec-Fetch-Dest", dest), ("Sec-Fetch-Mode", "navigate")]);
         assert!(page_token(&r.text()).is_some(), "{dest}: no token");
+    }
+}
+
+/// Reads one response from `conn`: its head, and a body of exactly the announced
+/// `Content-Length` (a response without one fails the test).
+fn read_sized_response(conn: &mut std::io::BufReader<std::net::TcpStream>) -> (String, Vec<u8>) {
+    use std::io::BufRead;
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(conn.read_line(&mut line).unwrap() > 0, "the connection closed in the head: {head}");
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+        .unwrap_or_else(|| panic!("no Content-Length:\n{head}"));
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).unwrap_or_else(|e| panic!("fewer bytes than the {length} announced ({e}):\n{head}"));
+    (head, body)
+}
+
+#[test]
+fn announced_lengths_are_exact_on_the_wire() {
+    // Every corpus page, a page whose <meta> policy is amended, and one whose policy
+    // stops the injection, each with its length, asked for twice in a row on one
+    // keep-alive connection: a byte too many would corrupt the next response, a byte
+    // too few would leave the read waiting for it.
+    const PAGES: [&str; 4] = ["app.html", "cloudflare.com.html", "ecma402-spec.html", "html-parsing-spec.html"];
+    let meta = |policy: &str| format!("<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\"><meta charset=utf-8><title>t</title><script src=/a.js></script></head><body>x</body></html>");
+    let (amended, refused) = (meta("script-src 'self'"), meta("script-src 'self', img-src *"));
+    let up = Upstream::start(move |req| {
+        let body = match req.path().trim_start_matches('/') {
+            "amended" => amended.clone().into_bytes(),
+            "refused" => refused.clone().into_bytes(),
+            name => support::corpus(name),
+        };
+        Reply::with(200, &[("Content-Type", "text/html")], body)
+    });
+    let proxy = proxy_for(&up, "");
+    let stream = std::net::TcpStream::connect(proxy.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut conn = std::io::BufReader::new(stream);
+    for path in PAGES.iter().map(|p| format!("/{p}")).chain(["/amended".into(), "/refused".into()]) {
+        for _ in 0..2 {
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice-1\r\nX-Forwarded-Email: alice@example.com\r\n\r\n"
+            );
+            conn.get_mut().write_all(req.as_bytes()).unwrap();
+            let (head, body) = read_sized_response(&mut conn);
+            assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+            assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{path}: {head}");
+            let text = String::from_utf8_lossy(&body);
+            if path == "/refused" {
+                assert!(page_token(&text).is_none(), "{path}");
+                let page = text.trim_end_matches(' ');
+                assert!(page.ends_with("</html>") && page.len() < text.len(), "{path}: the owed bytes end the page as spaces");
+            } else {
+                assert_eq!(verify(&page_token(&text).expect("a token"))["user_id"], "alice-1", "{path}");
+            }
+            // Pingora cuts a body off at its announced length: the page must be whole.
+            if let Some(name) = PAGES.iter().find(|p| path.ends_with(*p)) {
+                assert!(support::without_our_script(&body) == support::corpus(name), "{path}: the page was changed");
+            }
+        }
     }
 }

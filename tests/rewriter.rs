@@ -308,3 +308,141 @@ fn insertion_points_that_cannot_take_the_script_are_passed_over() {
         assert_eq!(support::without_our_script(&out), html.as_bytes(), "{html}");
     }
 }
+
+/// How a page may bear on the script's length: the header's policy, a `<meta>` policy
+/// or a nonce of the page's own before the insertion point.
+struct Shape {
+    name: &'static str,
+    header_csp: Option<&'static str>,
+    /// Put right after the page's `<head>` start tag.
+    in_head: &'static str,
+    placed: bool,
+}
+
+const SHAPES: &[Shape] = &[
+    Shape { name: "no policy", header_csp: None, in_head: "", placed: true },
+    Shape { name: "header nonce", header_csp: Some("script-src 'nonce-R4nd0m' 'strict-dynamic'"), in_head: "", placed: true },
+    Shape { name: "header allowlist", header_csp: Some("script-src 'self' https://widget.intercom.io"), in_head: "", placed: true },
+    Shape {
+        name: "meta policy amended",
+        header_csp: None,
+        in_head: "<meta http-equiv='Content-Security-Policy' content=\"script-src 'self'\">",
+        placed: true,
+    },
+    Shape {
+        name: "meta policy nonce",
+        header_csp: None,
+        in_head: "<meta http-equiv=content-security-policy content=\"script-src 'nonce-bWV0YW5vbmNlMTIzNDU2'\">",
+        placed: true,
+    },
+    Shape { name: "page nonce", header_csp: None, in_head: "<script nonce=\"cGFnZW5vbmNlMTIzNDU2Nzg5MDEyMzQ1Ng==\">x()</script>", placed: true },
+    Shape {
+        name: "header nonce and meta policy amended",
+        header_csp: Some("script-src 'nonce-R4nd0m'"),
+        in_head: "<meta http-equiv=Content-Security-Policy content=\"script-src 'self'\">",
+        placed: false,
+    },
+    Shape {
+        name: "page nonce too long to fit",
+        header_csp: None,
+        in_head: "<script nonce=\"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk=\">x()</script>",
+        placed: false,
+    },
+    Shape {
+        name: "meta policy that cannot be amended",
+        header_csp: None,
+        in_head: "<meta http-equiv=Content-Security-Policy content=\"script-src 'self', img-src *\">",
+        placed: false,
+    },
+];
+
+/// The offset of `page`'s `<head …>` start tag, if it has one.
+fn head_tag(page: &[u8]) -> Option<usize> {
+    let lower = page.to_ascii_lowercase();
+    [&b"<head>"[..], b"<head "].iter().filter_map(|t| support::find(&lower, t)).min()
+}
+
+/// `page` with `snippet` right after its `<head …>` start tag, or its `<html …>` one.
+fn with_in_head(page: &[u8], snippet: &str) -> Vec<u8> {
+    let tag = head_tag(page).or_else(|| support::find(&page.to_ascii_lowercase(), b"<html")).expect("a head or html tag");
+    let at = tag + support::find(&page[tag..], b">").unwrap() + 1;
+    [&page[..at], snippet.as_bytes(), &page[at..]].concat()
+}
+
+#[test]
+fn every_corpus_page_and_policy_shape_gets_exactly_the_length_it_announces() {
+    let pages = support::pages(LIMITS);
+    for name in ["app.html", "cloudflare.com.html", "ecma402-spec.html", "html-parsing-spec.html"] {
+        for shape in SHAPES {
+            let page = with_in_head(&support::corpus(name), shape.in_head);
+            for content_type in ["text/html", "text/html; charset=utf-8"] {
+                let what = format!("{name}, {}, {content_type}", shape.name);
+                // With the charset in the header the script goes right after `<head>`,
+                // before the snippet, which then has no say.
+                let snippet_governs = !(content_type.contains("charset") && head_tag(&page).is_some());
+                let placed = shape.placed || !snippet_governs;
+                let mut resp = html_response(content_type);
+                resp.insert_header("content-length", page.len()).unwrap();
+                if let Some(csp) = shape.header_csp {
+                    resp.insert_header("content-security-policy", csp).unwrap();
+                }
+                let start = |resp: &mut ResponseHeader| pages.start(resp, &plan()).unwrap();
+                let mut header = resp.clone();
+                start(&mut header);
+                let announced: usize = header.headers["content-length"].to_str().unwrap().parse().unwrap();
+                assert!(header.headers.get("transfer-encoding").is_none(), "{what}");
+                let mut outputs = Vec::new();
+                let mut cuts = vec![vec![], one_byte_cuts(4096.min(page.len())), (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect()];
+                cuts.extend((0..3).map(|seed| random_cuts(page.len(), seed)));
+                for cut in &cuts {
+                    let mut rw = start(&mut resp.clone());
+                    let out = feed(&mut rw, &page, cut);
+                    assert_eq!(out.len(), announced, "{what}: {:?}", rw.outcome());
+                    assert_eq!(rw.outcome() == Outcome::Placed, placed, "{what}: {:?}", rw.outcome());
+                    outputs.push(out);
+                }
+                assert!(outputs.iter().all(|o| *o == outputs[0]), "{what}: the output depends on the split");
+                let out = &outputs[0];
+                if placed {
+                    let text = String::from_utf8_lossy(out);
+                    let governing = shape.header_csp.or(snippet_governs.then_some(shape.in_head)).unwrap_or("");
+                    let nonce = ["R4nd0m", "bWV0YW5vbmNlMTIzNDU2", "cGFnZW5vbmNlMTIzNDU2Nzg5MDEyMzQ1Ng=="]
+                        .into_iter()
+                        .find(|n| governing.contains(n));
+                    // The start tag takes the right nonce, and spaces before its `>`.
+                    let open = our_start_tag(&text);
+                    let unpadded = format!("{}>", open.strip_suffix('>').unwrap().trim_end());
+                    let expected = nonce.map_or("<script>".to_string(), |n| format!("<script nonce=\"{n}\">"));
+                    assert_eq!(unpadded, expected, "{what}");
+                } else {
+                    // No script: the page ends with the bytes it was owed, as spaces (all of
+                    // them but what an amended policy took).
+                    let spaces = out.iter().rev().take_while(|&&b| b == b' ').count();
+                    assert!(spaces + 128 >= announced - page.len(), "{what}: ends with {spaces} spaces");
+                    assert!(support::find(out, b"(function (w, c) {").is_none(), "{what}");
+                }
+            }
+        }
+    }
+}
+
+/// Feeds `page` cut at `cuts` and returns everything that came out.
+fn feed(rw: &mut PageRewriter, page: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let whole = Bytes::copy_from_slice(page);
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in cuts.iter().copied().filter(|&c| c > 0 && c < page.len()).chain([page.len()]) {
+        let mut body = Some(whole.slice(start..end));
+        rw.process(&mut body, end == page.len());
+        out.extend_from_slice(&body.unwrap_or_default());
+        start = end;
+    }
+    out
+}
+
+/// The start tag of our script in `html`, whitespace and all.
+fn our_start_tag(html: &str) -> &str {
+    let at = html.find("(function (w, c) {").expect("our script");
+    let open = html[..at].rfind("<script").unwrap();
+    &html[open..at]
+}

@@ -80,17 +80,40 @@ const BODY_DEPENDENT: [&str; 8] = [
 ];
 
 /// Headers of a response whose body we rewrite as it streams: private, no stale
-/// length, validators or digests, and chunked framing.
-pub fn remove_body_dependent(resp: &mut ResponseHeader) -> pingora::Result<()> {
+/// validators or digests, and framed by `length` when the new length is known (no
+/// chunked framing, and no separate write of the header), by chunks otherwise.
+pub fn remove_body_dependent(resp: &mut ResponseHeader, length: Option<u64>) -> pingora::Result<()> {
     make_private(resp)?;
     for h in BODY_DEPENDENT {
         resp.remove_header(h);
     }
-    // HTTP/1 needs explicit framing once the length is gone (Pingora drops it on h2).
-    if resp.headers.get(http::header::TRANSFER_ENCODING).is_none() {
-        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    match length {
+        Some(n) => resp.insert_header(http::header::CONTENT_LENGTH, n)?,
+        // HTTP/1 needs explicit framing once the length is gone (Pingora drops it on h2).
+        None if resp.headers.get(http::header::TRANSFER_ENCODING).is_none() => {
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?
+        }
+        None => {}
     }
     Ok(())
+}
+
+/// The exact length of the body as it will reach the rewriter: one clean
+/// `Content-Length`, no `Transfer-Encoding`, and no content coding to undo.
+pub fn body_length(resp: &ResponseHeader) -> Option<u64> {
+    let headers = &resp.headers;
+    if headers.contains_key(http::header::TRANSFER_ENCODING)
+        || content_encoding(resp).is_some_and(|ce| ce != "identity")
+    {
+        return None;
+    }
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let (Some(value), None) = (values.next(), values.next()) else { return None };
+    let digits = value.as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Headers of a response whose body is replaced by a page of the proxy's own
@@ -136,11 +159,32 @@ mod tests {
     #[test]
     fn validators_and_length_go() {
         let mut r = resp(&[("content-length", "10"), ("etag", "\"x\""), ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"), ("vary", "Cookie")]);
-        remove_body_dependent(&mut r).unwrap();
+        remove_body_dependent(&mut r, None).unwrap();
         assert!(r.headers.get("content-length").is_none());
         assert!(r.headers.get("etag").is_none());
         assert!(r.headers.get("last-modified").is_none());
         assert_eq!(r.headers["vary"], "Cookie");
         assert_eq!(r.headers["transfer-encoding"], "chunked");
+        let mut r = resp(&[("content-length", "10"), ("etag", "\"x\"")]);
+        remove_body_dependent(&mut r, Some(7010)).unwrap();
+        assert_eq!(r.headers["content-length"], "7010");
+        assert!(r.headers.get("transfer-encoding").is_none() && r.headers.get("etag").is_none());
+    }
+
+    #[test]
+    fn body_length_only_when_the_bytes_are_exactly_what_was_announced() {
+        assert_eq!(body_length(&resp(&[("content-length", "120")])), Some(120));
+        assert_eq!(body_length(&resp(&[("content-length", "120"), ("content-encoding", "identity")])), Some(120));
+        for unknown in [
+            vec![],
+            vec![("content-length", "120"), ("content-encoding", "gzip")],
+            vec![("content-length", "120"), ("transfer-encoding", "chunked")],
+            vec![("content-length", "120"), ("content-length", "120")],
+            vec![("content-length", "12 0")],
+            vec![("content-length", "+120")],
+            vec![("content-length", "99999999999999999999999")],
+        ] {
+            assert_eq!(body_length(&resp(&unknown)), None, "{unknown:?}");
+        }
     }
 }

@@ -22,20 +22,24 @@
 //!     },
 //!     Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 },
 //! );
+//! let page = b"<html><head><title>Hi</title></head><body>x</body></html>";
 //! let mut resp = ResponseHeader::build(200, None)?;
 //! resp.insert_header("content-type", "text/html; charset=utf-8")?;
-//! resp.insert_header("content-length", "42")?;
+//! resp.insert_header("content-length", page.len())?;
+//! resp.insert_header("etag", "\"v1\"")?;
 //! let plan = Plan { token: Some("e30.e30.sig".into()), shutdown: false, plain: None };
 //! let mut rewriter = pages.start(&mut resp, &plan)?;
-//! assert!(resp.headers.get("content-length").is_none());
+//! assert!(resp.headers.get("etag").is_none());
 //! assert_eq!(resp.headers["cache-control"], "private, no-store");
 //!
-//! let mut body = Some(bytes::Bytes::from_static(b"<html><head><title>Hi</title></head><body>x</body></html>"));
+//! let mut body = Some(bytes::Bytes::from_static(page));
 //! rewriter.process(&mut body, true);
 //! let html = String::from_utf8(body.unwrap().to_vec()).unwrap();
-//! assert!(html.starts_with("<html><head><script>"));
+//! assert!(html.starts_with("<html><head><script"));
 //! assert!(html.contains("e30.e30.sig"));
 //! assert_eq!(rewriter.outcome(), Outcome::Placed);
+//! // The app announced its length, so the new one is announced, and kept.
+//! assert_eq!(resp.headers["content-length"], html.len().to_string().as_str());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -92,15 +96,20 @@ impl Pages {
     }
 
     /// Makes `resp` the header of a rewritten page and returns the rewriter of its
-    /// body: the response becomes private and loses its length, validators and
-    /// digests; an enforced `Content-Security-Policy` that would block the script gets
-    /// its nonce or its hash. Call only for a response [`rewritable`] accepted.
+    /// body: the response becomes private and loses its validators and digests; an
+    /// enforced `Content-Security-Policy` that would block the script gets its nonce or
+    /// its hash. When the app announced the body's length (and no coding is undone) the
+    /// new length is announced in turn and the rewriter adds exactly those bytes;
+    /// otherwise the length goes and the body is chunked. Call only for a response
+    /// [`rewritable`] accepted.
     pub fn start(&self, resp: &mut ResponseHeader, plan: &Plan) -> pingora::Result<PageRewriter> {
         let charset_in_header = crate::headers::charset(resp).is_some();
-        crate::headers::remove_body_dependent(resp)?;
         let policies = csp::policies(resp);
         let csp_plan = csp::plan(&policies);
         let prerendered = self.script(plan, csp_plan.nonce.as_deref());
+        let extra = added_length(&prerendered, csp_plan.nonce.is_some());
+        let length = crate::headers::body_length(resp).and_then(|n| n.checked_add(extra as u64));
+        crate::headers::remove_body_dependent(resp, length)?;
         if csp_plan.needs_hash {
             resp.remove_header("content-security-policy");
             for value in csp::amend(&policies, csp_plan.nonce.as_deref(), &prerendered.csp_hash()) {
@@ -122,8 +131,19 @@ impl Pages {
                 _ => prerendered.html().to_string(),
             })
         });
-        Ok(PageRewriter::new(render, meta, self.limits, charset_in_header))
+        Ok(PageRewriter::new(render, meta, self.limits, charset_in_header, length.map(|_| extra)))
     }
+}
+
+/// Room kept in the script's start tag, when the header names no nonce, for a nonce
+/// the page names itself or a `<meta>` policy amended with our hash (a base64 nonce of
+/// 44 characters takes 54 bytes, a hash source 54).
+const NONCE_ROOM: usize = 64;
+
+/// The bytes a page with a known length gains: its script, and room for what the page
+/// may add to it unless the header's nonce already decides the script.
+pub(crate) fn added_length(script: &PageScript, header_nonce: bool) -> usize {
+    script.html().len() + if header_nonce { 0 } else { NONCE_ROOM }
 }
 
 /// Why a response is left alone (for debug logs).

@@ -13,13 +13,19 @@
 //!   of those comes first; or at the end of a document that has none of them.
 //!
 //! Once the script is placed the parser is finished and dropped: the rest of the
-//! response is never parsed, copied or re-chunked. The input is fed in slices that
+//! response is never parsed, copied or re-chunked.
+//!
+//! When the response keeps a `Content-Length` (see [`Pages::start`](super::Pages::start))
+//! the rewrite adds exactly the announced number of bytes: the script's start tag is
+//! padded with spaces to fill what a page nonce or an amended `<meta>` policy did not
+//! take, and a page that gets no script after all (a give-up) ends with that many
+//! spaces instead, after its last byte, where they change nothing. The input is fed in slices that
 //! start small, so that little beyond the insertion point is parsed either. Memory is
 //! bounded by lol_html's limit; on bail-out (limit hit, or no insertion point within
 //! `max_scan_bytes`) the bytes pass through unmodified.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -75,13 +81,24 @@ pub enum GiveUpReason {
     MetaCsp,
     /// The parser failed otherwise.
     ParserError,
+    /// The script would not fit in the length announced for the response.
+    Length,
 }
 
 struct Shared {
     render: Mutex<Option<Render>>,
+    /// What the parser has written out so far (the part not yet handed on in `bytes`).
+    out: Mutex<Vec<u8>>,
+    /// Bytes written out, and bytes given to the parser, since the start.
+    emitted: AtomicUsize,
+    fed: AtomicUsize,
+    /// Bytes the rewrite must add, when the response announced its length.
+    extra: Option<usize>,
     /// A nonce learned from a `<meta>` CSP seen before the insertion point.
     meta_nonce: Mutex<Option<String>>,
     refused: AtomicBool,
+    /// The refusal was for want of room in the announced length.
+    too_long: AtomicBool,
     placed: AtomicBool,
     meta_csp: MetaCsp,
     /// Whether the script may go right after `<head>` (the header names the charset).
@@ -89,13 +106,29 @@ struct Shared {
 }
 
 impl Shared {
-    /// Takes the renderer (once) and renders with the best nonce known.
-    fn render(&self, element_nonce: Option<&str>) -> Option<String> {
+    /// Takes the renderer (once) and renders with the best nonce known, for the point
+    /// `at` (the input offset of the token the script goes next to).
+    fn render(&self, element_nonce: Option<&str>, at: usize) -> Option<String> {
         let render = self.render.lock().ok()?.take()?;
         let meta = self.meta_nonce.lock().ok().and_then(|m| m.clone());
-        let html = render(meta.as_deref().or(element_nonce));
-        self.placed.store(html.is_some(), Ordering::Release);
-        html
+        let mut html = render(meta.as_deref().or(element_nonce))?;
+        if let Some(extra) = self.extra {
+            match fit(html, extra, self.grown(at)) {
+                Some(fitted) => html = fitted,
+                None => {
+                    refuse_for_length(self, "the script does not fit in the announced length");
+                    return None;
+                }
+            }
+        }
+        self.placed.store(true, Ordering::Release);
+        Some(html)
+    }
+
+    /// How much longer than the input the output is up to input offset `at`. Valid in a
+    /// handler: lol_html writes out everything before a token before handing it over.
+    fn grown(&self, at: usize) -> isize {
+        self.emitted.load(Ordering::Acquire) as isize - at as isize
     }
 
     fn pending(&self) -> bool {
@@ -103,20 +136,29 @@ impl Shared {
     }
 }
 
-struct Sink(Arc<Mutex<Vec<u8>>>);
+/// The script padded with spaces in its start tag to take exactly what is left of
+/// `extra` once the page has `grown`; `None` when it does not fit.
+fn fit(mut html: String, extra: usize, grown: isize) -> Option<String> {
+    let room = usize::try_from(extra as isize - grown).ok()?;
+    let pad = room.checked_sub(html.len())?;
+    // The script is ours: its start tag ends at its first `>` (a nonce has none).
+    let at = html.find('>')?;
+    html.insert_str(at, &" ".repeat(pad));
+    Some(html)
+}
+
+struct Sink(Arc<Shared>);
 
 impl OutputSink for Sink {
     fn handle_chunk(&mut self, chunk: &[u8]) {
-        if let Ok(mut out) = self.0.lock() {
-            out.extend_from_slice(chunk);
-        }
+        self.0.emitted.fetch_add(chunk.len(), Ordering::AcqRel);
+        lock(&self.0.out).extend_from_slice(chunk);
     }
 }
 
 struct Scanner {
     // lol_html's Send rewriter is not Sync; the Mutex is never contended (one owner).
     rewriter: Mutex<HtmlRewriter<'static, Sink>>,
-    out: Arc<Mutex<Vec<u8>>>,
     shared: Arc<Shared>,
 }
 
@@ -126,21 +168,34 @@ pub struct PageRewriter {
     limits: Limits,
     fed: usize,
     outcome: Outcome,
+    /// Spaces still owed at the end of the body to make up the announced length.
+    owed: usize,
 }
 
 impl PageRewriter {
     /// Prepares a rewrite that places what `render` returns. `charset_in_header` says
     /// whether the response's `Content-Type` names the charset.
-    pub(crate) fn new(render: Render, meta_csp: MetaCsp, limits: Limits, charset_in_header: bool) -> Self {
+    /// `extra`, when set, is the number of bytes the output must have beyond the input.
+    pub(crate) fn new(
+        render: Render,
+        meta_csp: MetaCsp,
+        limits: Limits,
+        charset_in_header: bool,
+        extra: Option<usize>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             render: Mutex::new(Some(render)),
+            out: Mutex::new(Vec::with_capacity(SLICE * 2)),
+            emitted: AtomicUsize::new(0),
+            fed: AtomicUsize::new(0),
+            extra,
             meta_nonce: Mutex::new(None),
             refused: AtomicBool::new(false),
+            too_long: AtomicBool::new(false),
             placed: AtomicBool::new(false),
             meta_csp,
             head_ok: charset_in_header,
         });
-        let out = Arc::new(Mutex::new(Vec::with_capacity(SLICE * 2)));
         let settings = Settings::new_send()
             .with_strict(false)
             .with_memory_settings(
@@ -152,14 +207,14 @@ impl PageRewriter {
             .append_element_content_handler(handler(&META, &shared, on_meta))
             .append_element_content_handler(handler(&SCRIPT, &shared, |el, s| {
                 let nonce = el.get_attribute("nonce");
-                if let Some(html) = s.render(nonce.as_deref()) {
+                if let Some(html) = s.render(nonce.as_deref(), el.source_location().bytes().start) {
                     el.before(&html, ContentType::Html);
                 }
             }))
             .append_element_content_handler(handler(&HEAD, &shared, |el, s| {
                 // A self-closed `<head/>` (possible in foreign content) takes no content.
                 if s.head_ok && el.can_have_content() {
-                    if let Some(html) = s.render(None) {
+                    if let Some(html) = s.render(None, el.source_location().bytes().start) {
                         el.prepend(&html, ContentType::Html);
                     }
                     return;
@@ -168,7 +223,7 @@ impl PageRewriter {
                 // Void or self-closed heads have no end tag; the other points apply.
                 let _ = el.on_end_tag(Box::new(move |end| {
                     if s.pending() {
-                        if let Some(html) = s.render(None) {
+                        if let Some(html) = s.render(None, end.source_location().bytes().start) {
                             end.before(&html, ContentType::Html);
                         }
                     }
@@ -179,29 +234,30 @@ impl PageRewriter {
                 if !el.can_have_content() {
                     return;
                 }
-                if let Some(html) = s.render(None) {
+                if let Some(html) = s.render(None, el.source_location().bytes().start) {
                     el.prepend(&html, ContentType::Html);
                 }
             }))
             .append_document_content_handler(lol_html::send::DocumentContentHandlers::default().end({
                 let s = shared.clone();
                 Box::new(move |end: &mut lol_html::html_content::DocumentEnd<'_>| {
-                    if let Some(html) = s.render(None) {
+                    // Every byte given has been written out by now.
+                    if let Some(html) = s.render(None, s.fed.load(Ordering::Acquire)) {
                         end.append(&html, ContentType::Html);
                     }
                     Ok(())
                 })
             }));
-        let rewriter = HtmlRewriter::new(settings, Sink(out.clone()));
+        let rewriter = HtmlRewriter::new(settings, Sink(shared.clone()));
         PageRewriter {
             scanner: Some(Scanner {
                 rewriter: Mutex::new(rewriter),
-                out,
                 shared,
             }),
             limits,
             fed: 0,
             outcome: Outcome::Scanning,
+            owed: 0,
         }
     }
 
@@ -224,6 +280,9 @@ impl PageRewriter {
     /// is placed this returns at once, leaving `body` as it is.
     pub fn process(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
         let Some(scanner) = self.scanner.as_mut() else {
+            if end_of_stream && self.owed > 0 {
+                self.pay(body);
+            }
             return;
         };
         let input = body.take().unwrap_or_default();
@@ -234,8 +293,9 @@ impl PageRewriter {
             while offset < input.len() {
                 let slice = if self.fed < FIRST_SLICE { FIRST_SLICE } else { SLICE.min(self.fed.next_power_of_two()) };
                 let end = (offset + slice).min(input.len());
-                let result = rewriter.write(&input[offset..end]);
                 self.fed += end - offset;
+                scanner.shared.fed.store(self.fed, Ordering::Release);
+                let result = rewriter.write(&input[offset..end]);
                 offset = end;
                 if let Err(e) = result {
                     // Graceful bail-out already flushed every byte given so far.
@@ -263,7 +323,7 @@ impl PageRewriter {
             finish = Some(Outcome::Scanning);
         }
         let Some(outcome) = finish else {
-            let out = std::mem::take(&mut *lock(&scanner.out));
+            let out = std::mem::take(&mut *lock(&scanner.shared.out));
             *body = Some(Bytes::from(out));
             return;
         };
@@ -286,11 +346,31 @@ impl PageRewriter {
                 Outcome::GaveUp(GiveUpReason::MetaCsp)
             }
             Outcome::Scanning => Outcome::GaveUp(GiveUpReason::ScanLimit),
+            Outcome::GaveUp(GiveUpReason::MetaCsp) if scanner.shared.too_long.load(Ordering::Acquire) => {
+                Outcome::GaveUp(GiveUpReason::Length)
+            }
             other => other,
         };
-        let mut out = std::mem::take(&mut *lock(&scanner.out));
+        if let Some(extra) = scanner.shared.extra {
+            let grown = scanner.shared.grown(self.fed);
+            // The script, when placed, was fitted to the length; `grown` cannot pass `extra`.
+            self.owed = usize::try_from(extra as isize - grown).unwrap_or(0);
+        }
+        let mut out = std::mem::take(&mut *lock(&scanner.shared.out));
         out.extend_from_slice(&input[offset..]);
         *body = Some(Bytes::from(out));
+        if end_of_stream && self.owed > 0 {
+            self.pay(body);
+        }
+    }
+
+    /// Ends the body with the spaces still owed to the announced length. Whitespace
+    /// after the last byte of a document changes nothing a browser shows or runs.
+    fn pay(&mut self, body: &mut Option<Bytes>) {
+        let mut last = body.take().map(Vec::from).unwrap_or_default();
+        last.resize(last.len() + self.owed, b' ');
+        self.owed = 0;
+        *body = Some(Bytes::from(last));
     }
 }
 
@@ -332,7 +412,7 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
         if el.can_have_content() {
             return;
         }
-        if let Some(html) = shared.render(None) {
+        if let Some(html) = shared.render(None, el.source_location().bytes().start) {
             el.after(&html, ContentType::Html);
         }
         return;
@@ -346,6 +426,10 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
         MetaVerdict::Allows => {}
         MetaVerdict::Nonce(n) => *lock(&shared.meta_nonce) = Some(n),
         MetaVerdict::Amend(amended) => {
+            if !amendment_fits(el, shared, &amended) {
+                refuse_for_length(shared, "the page's <meta> Content-Security-Policy, amended, would outgrow the announced length");
+                return;
+            }
             if el.set_attribute("content", &amended).is_err() {
                 refuse(shared, "its content could not be rewritten");
             }
@@ -354,8 +438,38 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
     }
 }
 
+/// Whether the page, grown by this `<meta>` written out again with `amended`, stays
+/// within the announced length (always, when none was announced). The bound is the
+/// longest start tag lol_html could write: every value escaped at six bytes a byte.
+fn amendment_fits(el: &Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &Shared, amended: &str) -> bool {
+    let Some(extra) = shared.extra else { return true };
+    let longest: usize = el
+        .attributes()
+        .iter()
+        .map(|a| {
+            let value = if a.name().eq_ignore_ascii_case("content") { amended.len() } else { a.value().len() };
+            a.name().len() + 6 * value + 4
+        })
+        .sum::<usize>()
+        + el.tag_name().len()
+        + 4;
+    shared.grown(el.source_location().bytes().start) + longest as isize <= extra as isize
+}
+
+/// Gives up because the script cannot fit the length the response announced.
+fn refuse_for_length(shared: &Shared, why: &str) {
+    crate::warn_limited!("not injecting: {why}");
+    shared.too_long.store(true, Ordering::Release);
+    stop(shared);
+}
+
 fn refuse(shared: &Shared, why: &str) {
     log::warn!("not injecting: the page's <meta> Content-Security-Policy {why}");
+    stop(shared);
+}
+
+/// Nothing is placed from here on, and the scan ends.
+fn stop(shared: &Shared) {
     lock(&shared.render).take();
     shared.refused.store(true, Ordering::Release);
 }

@@ -2,8 +2,9 @@
 //! grammar of the constructs that decide where the script goes, fed in arbitrary chunks
 //! the way Pingora's body filter hands them over.
 //!
-//! The grammar has no `<meta http-equiv=Content-Security-Policy>`: amending one changes
-//! bytes outside the script on purpose (tests/rewriter.rs covers that).
+//! The main grammar has no `<meta http-equiv=Content-Security-Policy>`: amending one
+//! changes bytes outside the script on purpose (tests/rewriter.rs covers that). The
+//! announced-length property adds them, since all it asks is the exact length.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -140,6 +141,18 @@ struct Rewritten {
 /// Rewrites `input` fed in chunks ending at `bounds` (the last one being the input's
 /// length), set up as the proxy does: the page's nonce, if any, goes into the script.
 fn rewrite(input: &[u8], bounds: &[usize], separate_end: bool, charset_in_header: bool, limits: Limits) -> Rewritten {
+    rewrite_to_length(input, bounds, separate_end, charset_in_header, limits, None)
+}
+
+/// [`rewrite`], with `extra` bytes announced beyond the input's length.
+fn rewrite_to_length(
+    input: &[u8],
+    bounds: &[usize],
+    separate_end: bool,
+    charset_in_header: bool,
+    limits: Limits,
+    extra: Option<usize>,
+) -> Rewritten {
     let template = template();
     let meta = MetaCsp { nonce: None, script: template.render(&token_plan(), None) };
     let rendered = Arc::new(Mutex::new(None));
@@ -149,7 +162,7 @@ fn rewrite(input: &[u8], bounds: &[usize], separate_end: bool, charset_in_header
         *record.lock().unwrap() = Some(html.clone());
         Some(html)
     });
-    let mut rw = PageRewriter::new(render, meta, limits, charset_in_header);
+    let mut rw = PageRewriter::new(render, meta, limits, charset_in_header, extra);
     let whole = Bytes::copy_from_slice(input);
     let mut out = Vec::new();
     let mut start = 0;
@@ -239,6 +252,60 @@ fn with_tight_limits_the_script_is_placed_once_or_the_page_is_untouched() {
                 );
             }
             Outcome::GaveUp(why) => prop_assert!(got.out == input, "gave up ({why:?}) but changed the page"),
+            Outcome::Scanning => return Err(TestCaseError::fail("still scanning after the end of the stream")),
+        }
+        Ok(())
+    });
+}
+
+/// Pieces that change the page's length before the script: `<meta>` policies that
+/// get our hash, give our script their nonce, or cannot be amended; long nonces.
+fn length_piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        3 => piece().boxed(),
+        1 => re(r#"<meta http-equiv=(?i:content-security-policy) content=("script-src 'self'"|'default-src https:'|"script-src 'nonce-[a-z0-9]{1,40}'"|"script-src 'self', img-src \*"|x)( id=[a-z&;"]{0,6})?>"#),
+        1 => re(r#"<script nonce=[A-Za-z0-9+/]{40,120}>"#),
+    ]
+}
+
+#[test]
+fn with_an_announced_length_the_output_has_exactly_that_length() {
+    let template = template();
+    let announced = crate::page::added_length(&template.render(&token_plan(), None), false);
+    let limits = prop_oneof![
+        Just(GENEROUS),
+        (1024usize..8192, 16usize << 10..64 << 10).prop_map(|(max_scan_bytes, parser_memory)| Limits { max_scan_bytes, parser_memory }),
+    ];
+    let input = prop_oneof![
+        4 => vec(length_piece(), 0..24).prop_map(|pieces| Page(pieces.concat())),
+        1 => page_with_huge_tag(),
+    ];
+    let strategy = (input, any::<bool>(), vec(split(), 2), limits);
+    check("rewrite: announced length", strategy, |(Page(input), charset_in_header, splits, limits)| {
+        let whole = rewrite_to_length(&input, &[input.len()], false, charset_in_header, limits, Some(announced));
+        prop_assert_eq!(whole.out.len(), input.len() + announced, "{:?}", whole.outcome);
+        for s in &splits {
+            let got = rewrite_to_length(&input, &s.bounds(input.len()), s.separate_end, charset_in_header, limits, Some(announced));
+            prop_assert_eq!(got.out.len(), input.len() + announced, "{:?}, {:?}", s, got.outcome);
+            prop_assert!(got.out == whole.out, "{s:?} gives another output than one chunk");
+        }
+        let amended = input.windows(10).any(|w| w.eq_ignore_ascii_case(b"http-equiv"));
+        match whole.outcome {
+            // The script, padded in its start tag, at one position, and nothing else.
+            Outcome::Placed if !amended => {
+                let script = whole.script.expect("a placed script was rendered");
+                let mut padded = script.clone();
+                padded.insert_str(script.find('>').unwrap(), &" ".repeat(announced - script.len()));
+                prop_assert!(is_input_plus_script(&whole.out, &input, padded.as_bytes()), "not the input plus the padded script");
+            }
+            Outcome::Placed => {}
+            // A give-up leaves the page as it was (but for an amended policy) and ends it
+            // with the spaces owed.
+            Outcome::GaveUp(why) => {
+                let (page, tail) = whole.out.split_at(whole.out.len() - announced.min(whole.out.len()));
+                prop_assert!(amended || page == &input[..], "gave up ({why:?}) but changed the page");
+                prop_assert!(amended || tail.iter().all(|&b| b == b' '), "gave up ({why:?}) without ending in spaces");
+            }
             Outcome::Scanning => return Err(TestCaseError::fail("still scanning after the end of the stream")),
         }
         Ok(())
