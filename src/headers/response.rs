@@ -50,6 +50,22 @@ fn directives(resp: &ResponseHeader) -> impl Iterator<Item = String> + '_ {
 /// Makes a response private and uncachable, keeping the app's other directives:
 /// `public`, `s-maxage`, `max-age` and `immutable` go, `private` and `no-store` come.
 pub fn make_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
+    if !resp.headers.contains_key(http::header::CACHE_CONTROL) {
+        // Most pages: nothing of the app's to keep, and nothing to format.
+        resp.insert_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("private, no-store"))?;
+    } else {
+        merge_private(resp)?;
+    }
+    // CDN-targeted cache headers (RFC 9213) would override Cache-Control at the edge;
+    // Expires would tell HTTP/1.0 caches the page may be kept.
+    for h in ["cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control", "expires"] {
+        resp.remove_header(h);
+    }
+    Ok(())
+}
+
+/// The app's `Cache-Control` with `private, no-store` first and what contradicts them gone.
+fn merge_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
     let mut out: Vec<String> = vec!["private".into(), "no-store".into()];
     for d in directives(resp) {
         let name = d.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -58,13 +74,7 @@ pub fn make_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
             out.push(d);
         }
     }
-    resp.insert_header(http::header::CACHE_CONTROL, out.join(", "))?;
-    // CDN-targeted cache headers (RFC 9213) would override Cache-Control at the edge;
-    // Expires would tell HTTP/1.0 caches the page may be kept.
-    for h in ["cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control", "expires"] {
-        resp.remove_header(h);
-    }
-    Ok(())
+    resp.insert_header(http::header::CACHE_CONTROL, out.join(", "))
 }
 
 /// Headers that describe one exact body: they go whenever the proxy changes the body.

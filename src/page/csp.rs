@@ -8,6 +8,8 @@
 //! is ever loosened (`'unsafe-inline'` is never added), and
 //! `Content-Security-Policy-Report-Only` is left alone.
 
+use std::sync::Arc;
+
 use super::script::PageScript;
 
 /// A parsed policy: directives in order, names lowercase.
@@ -183,7 +185,7 @@ pub struct MetaCsp {
     /// The nonce our script already carries (from the header policy).
     pub nonce: Option<String>,
     /// Our script (hashed only if a meta policy needs it: that is rare).
-    pub script: PageScript,
+    pub script: Arc<PageScript>,
 }
 
 impl MetaCsp {
@@ -271,7 +273,7 @@ mod tests {
         })
         .render(&crate::page::Plan { token: Some("t.o.k".into()), shutdown: false, plain: None }, None);
         let hash = script.csp_hash();
-        let m = MetaCsp { nonce: None, script };
+        let m = MetaCsp { nonce: None, script: Arc::new(script) };
         assert_eq!(m.judge("script-src 'nonce-n1'"), MetaVerdict::Nonce("n1".into()));
         assert_eq!(
             m.judge("script-src 'self'"),

@@ -106,9 +106,13 @@ impl Pages {
         let charset_in_header = crate::headers::charset(resp).is_some();
         let policies = csp::policies(resp);
         let csp_plan = csp::plan(&policies);
-        let prerendered = self.script(plan, csp_plan.nonce.as_deref());
-        let extra = added_length(&prerendered, csp_plan.nonce.is_some());
-        let length = crate::headers::body_length(resp).and_then(|n| n.checked_add(extra as u64));
+        let known = crate::headers::body_length(resp);
+        // With a length to keep, the script comes with its room already in it: as it
+        // is most pages take it, without another copy.
+        let room = if known.is_some() { nonce_room(csp_plan.nonce.is_some()) } else { 0 };
+        let prerendered = Arc::new(self.template.render_padded(plan, csp_plan.nonce.as_deref(), room));
+        let extra = prerendered.html().len();
+        let length = known.and_then(|n| n.checked_add(extra as u64));
         crate::headers::remove_body_dependent(resp, length)?;
         if csp_plan.needs_hash {
             resp.remove_header("content-security-policy");
@@ -127,8 +131,8 @@ impl Pages {
         // header did not.
         let render: Render = Box::new(move |page_nonce| {
             Some(match (header_nonce, page_nonce) {
-                (None, Some(n)) => template.render(&plan, Some(n)).html().to_string(),
-                _ => prerendered.html().to_string(),
+                (None, Some(n)) => Arc::new(template.render(&plan, Some(n))),
+                _ => prerendered,
             })
         });
         Ok(PageRewriter::new(render, meta, self.limits, charset_in_header, length.map(|_| extra)))
@@ -140,10 +144,10 @@ impl Pages {
 /// 44 characters takes 54 bytes, a hash source 54).
 const NONCE_ROOM: usize = 64;
 
-/// The bytes a page with a known length gains: its script, and room for what the page
-/// may add to it unless the header's nonce already decides the script.
-pub(crate) fn added_length(script: &PageScript, header_nonce: bool) -> usize {
-    script.html().len() + if header_nonce { 0 } else { NONCE_ROOM }
+/// The spaces a page with a known length gets in its script's start tag: room for
+/// what the page may add to the script, unless the header's nonce already decides it.
+pub(crate) fn nonce_room(header_nonce: bool) -> usize {
+    if header_nonce { 0 } else { NONCE_ROOM }
 }
 
 /// Why a response is left alone (for debug logs).

@@ -35,6 +35,7 @@ use lol_html::{ElementContentHandlers, MemorySettings, OutputSink, Selector};
 use once_cell::sync::Lazy;
 
 use super::csp::{MetaCsp, MetaVerdict};
+use super::script::PageScript;
 
 /// Bytes handed to the parser at a time while looking for the insertion point: the
 /// first slice is small (the point is usually near the top), later ones grow to this.
@@ -48,7 +49,22 @@ static META: Lazy<Selector> = Lazy::new(|| "meta".parse().expect("static selecto
 
 /// Renders the script at the insertion point, given the CSP nonce found on the page
 /// (if any). `None` means "do not inject after all".
-pub(crate) type Render = Box<dyn FnOnce(Option<&str>) -> Option<String> + Send>;
+pub(crate) type Render = Box<dyn FnOnce(Option<&str>) -> Option<Arc<PageScript>> + Send>;
+
+/// The script as it goes into the page: as rendered, or refitted to the length left.
+enum Placed {
+    Rendered(Arc<PageScript>),
+    Fitted(String),
+}
+
+impl Placed {
+    fn html(&self) -> &str {
+        match self {
+            Placed::Rendered(script) => script.html(),
+            Placed::Fitted(html) => html,
+        }
+    }
+}
 
 /// Limits of one rewrite.
 #[derive(Debug, Clone, Copy)]
@@ -108,21 +124,26 @@ struct Shared {
 impl Shared {
     /// Takes the renderer (once) and renders with the best nonce known, for the point
     /// `at` (the input offset of the token the script goes next to).
-    fn render(&self, element_nonce: Option<&str>, at: usize) -> Option<String> {
+    fn render(&self, element_nonce: Option<&str>, at: usize) -> Option<Placed> {
         let render = self.render.lock().ok()?.take()?;
         let meta = self.meta_nonce.lock().ok().and_then(|m| m.clone());
-        let mut html = render(meta.as_deref().or(element_nonce))?;
-        if let Some(extra) = self.extra {
-            match fit(html, extra, self.grown(at)) {
-                Some(fitted) => html = fitted,
-                None => {
+        let script = render(meta.as_deref().or(element_nonce))?;
+        let placed = match self.extra {
+            Some(extra) => {
+                let room = extra as isize - self.grown(at);
+                if room == script.html().len() as isize {
+                    Placed::Rendered(script)
+                } else if let Some(fitted) = fit(script.html(), room) {
+                    Placed::Fitted(fitted)
+                } else {
                     refuse_for_length(self, "the script does not fit in the announced length");
                     return None;
                 }
             }
-        }
+            None => Placed::Rendered(script),
+        };
         self.placed.store(true, Ordering::Release);
-        Some(html)
+        Some(placed)
     }
 
     /// How much longer than the input the output is up to input offset `at`. Valid in a
@@ -136,15 +157,19 @@ impl Shared {
     }
 }
 
-/// The script padded with spaces in its start tag to take exactly what is left of
-/// `extra` once the page has `grown`; `None` when it does not fit.
-fn fit(mut html: String, extra: usize, grown: isize) -> Option<String> {
-    let room = usize::try_from(extra as isize - grown).ok()?;
-    let pad = room.checked_sub(html.len())?;
+/// The script `html` with as many spaces at the end of its start tag as make it
+/// `room` bytes long; `None` when it does not fit.
+fn fit(html: &str, room: isize) -> Option<String> {
     // The script is ours: its start tag ends at its first `>` (a nonce has none).
     let at = html.find('>')?;
-    html.insert_str(at, &" ".repeat(pad));
-    Some(html)
+    let tag = html[..at].trim_end_matches(' ');
+    let rest = &html[at..];
+    let pad = usize::try_from(room).ok()?.checked_sub(tag.len() + rest.len())?;
+    let mut fitted = String::with_capacity(tag.len() + pad + rest.len());
+    fitted.push_str(tag);
+    super::script::push_spaces(&mut fitted, pad);
+    fitted.push_str(rest);
+    Some(fitted)
 }
 
 struct Sink(Arc<Shared>);
@@ -185,6 +210,7 @@ impl PageRewriter {
     ) -> Self {
         let shared = Arc::new(Shared {
             render: Mutex::new(Some(render)),
+            // Room for the script too, so that placing it does not grow the buffer.
             out: Mutex::new(Vec::with_capacity(SLICE * 2)),
             emitted: AtomicUsize::new(0),
             fed: AtomicUsize::new(0),
@@ -207,15 +233,15 @@ impl PageRewriter {
             .append_element_content_handler(handler(&META, &shared, on_meta))
             .append_element_content_handler(handler(&SCRIPT, &shared, |el, s| {
                 let nonce = el.get_attribute("nonce");
-                if let Some(html) = s.render(nonce.as_deref(), el.source_location().bytes().start) {
-                    el.before(&html, ContentType::Html);
+                if let Some(script) = s.render(nonce.as_deref(), el.source_location().bytes().start) {
+                    el.before(script.html(), ContentType::Html);
                 }
             }))
             .append_element_content_handler(handler(&HEAD, &shared, |el, s| {
                 // A self-closed `<head/>` (possible in foreign content) takes no content.
                 if s.head_ok && el.can_have_content() {
-                    if let Some(html) = s.render(None, el.source_location().bytes().start) {
-                        el.prepend(&html, ContentType::Html);
+                    if let Some(script) = s.render(None, el.source_location().bytes().start) {
+                        el.prepend(script.html(), ContentType::Html);
                     }
                     return;
                 }
@@ -223,8 +249,8 @@ impl PageRewriter {
                 // Void or self-closed heads have no end tag; the other points apply.
                 let _ = el.on_end_tag(Box::new(move |end| {
                     if s.pending() {
-                        if let Some(html) = s.render(None, end.source_location().bytes().start) {
-                            end.before(&html, ContentType::Html);
+                        if let Some(script) = s.render(None, end.source_location().bytes().start) {
+                            end.before(script.html(), ContentType::Html);
                         }
                     }
                     Ok(())
@@ -234,16 +260,16 @@ impl PageRewriter {
                 if !el.can_have_content() {
                     return;
                 }
-                if let Some(html) = s.render(None, el.source_location().bytes().start) {
-                    el.prepend(&html, ContentType::Html);
+                if let Some(script) = s.render(None, el.source_location().bytes().start) {
+                    el.prepend(script.html(), ContentType::Html);
                 }
             }))
             .append_document_content_handler(lol_html::send::DocumentContentHandlers::default().end({
                 let s = shared.clone();
                 Box::new(move |end: &mut lol_html::html_content::DocumentEnd<'_>| {
                     // Every byte given has been written out by now.
-                    if let Some(html) = s.render(None, s.fed.load(Ordering::Acquire)) {
-                        end.append(&html, ContentType::Html);
+                    if let Some(script) = s.render(None, s.fed.load(Ordering::Acquire)) {
+                        end.append(script.html(), ContentType::Html);
                     }
                     Ok(())
                 })
@@ -412,8 +438,8 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
         if el.can_have_content() {
             return;
         }
-        if let Some(html) = shared.render(None, el.source_location().bytes().start) {
-            el.after(&html, ContentType::Html);
+        if let Some(script) = shared.render(None, el.source_location().bytes().start) {
+            el.after(script.html(), ContentType::Html);
         }
         return;
     }

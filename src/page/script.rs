@@ -128,16 +128,22 @@ impl ScriptTemplate {
     /// [`UserHasher::plain_settings`](crate::UserHasher::plain_settings) (script-safe
     /// JSON); `nonce` is the page's CSP nonce.
     pub fn render(&self, plan: &Plan, nonce: Option<&str>) -> PageScript {
+        self.render_padded(plan, nonce, 0)
+    }
+
+    /// [`render`](Self::render) with `pad` spaces at the end of the start tag.
+    pub fn render_padded(&self, plan: &Plan, nonce: Option<&str>, pad: usize) -> PageScript {
         let token = plan.token.as_deref();
         let plain = plan.plain.as_deref();
         let extra = token.map_or(4, str::len) + plain.map_or(4, str::len);
-        let mut html = String::with_capacity(self.body_head.len() + 96 + extra);
+        let mut html = String::with_capacity(self.body_head.len() + 96 + extra + pad);
         html.push_str("<script");
         if let Some(n) = nonce.filter(|n| is_nonce(n)) {
             html.push_str(" nonce=\"");
             html.push_str(n);
             html.push('"');
         }
+        push_spaces(&mut html, pad);
         html.push('>');
         let start = html.len();
         html.push_str(&self.body_head);
@@ -158,6 +164,16 @@ impl ScriptTemplate {
             html,
             content: start..end,
         }
+    }
+}
+
+/// Appends `n` spaces (a slice at a time, not a char at a time).
+pub(crate) fn push_spaces(out: &mut String, mut n: usize) {
+    const SPACES: &str = "                                                                ";
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
     }
 }
 
@@ -238,6 +254,18 @@ mod tests {
         assert!(p.html().contains("\"j\":\"a.b.c\",\"h\":null,\"x\":false"));
         assert_eq!(p.html().matches("</script>").count(), 1);
         assert!(p.csp_hash().starts_with("'sha256-"));
+    }
+
+    #[test]
+    fn padding_goes_in_the_start_tag_and_leaves_the_hash_alone() {
+        let t = template();
+        let plain = t.render(&plan(Some("a.b.c"), false), Some("abc"));
+        for pad in [0, 1, 64, 200] {
+            let padded = t.render_padded(&plan(Some("a.b.c"), false), Some("abc"), pad);
+            assert_eq!(padded.html().len(), plain.html().len() + pad);
+            assert!(padded.html().starts_with(&format!("<script nonce=\"abc\"{}>(function", " ".repeat(pad))));
+            assert_eq!(padded.csp_hash(), plain.csp_hash());
+        }
     }
 
     #[test]
