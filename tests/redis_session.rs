@@ -577,9 +577,18 @@ fn readyz_says_503_while_redis_is_down_and_200_when_it_is_back() {
         "admin:\n  listen: \"127.0.0.1:{admin_port}\"\nidentity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 200ms\n",
         redis.url()
     );
-    let _proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
+    let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
     let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
-    assert_eq!(support::get(&readyz, &[]).status, 200);
+    // The admin port is this proxy's (not another test's that took it first), and
+    // readiness is reached once its first Redis probe answers, which a loaded machine
+    // can take past the 200 ms timeout.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !support::listens(proxy.pid(), format!("127.0.0.1:{admin_port}").parse().unwrap())
+        || support::get(&readyz, &[]).status != 200
+    {
+        assert!(Instant::now() < deadline, "not ready with Redis up:\n{}", proxy.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     redis.stop();
     let down = support::get(&readyz, &[]);
     assert_eq!(down.status, 503);
