@@ -50,6 +50,7 @@ use pingora::http::ResponseHeader;
 use crate::config::InjectConfig;
 
 pub(crate) mod csp;
+mod prefix;
 pub(crate) mod rewriter;
 pub(crate) mod script;
 
@@ -129,11 +130,9 @@ impl Pages {
         let plan = plan.clone();
         // The script is rendered again only when the page itself names a nonce the
         // header did not.
-        let render: Render = Box::new(move |page_nonce| {
-            Some(match (header_nonce, page_nonce) {
-                (None, Some(n)) => Arc::new(template.render(&plan, Some(n))),
-                _ => prerendered,
-            })
+        let render: Render = Box::new(move |page_nonce| match (header_nonce, page_nonce) {
+            (None, Some(n)) => Arc::new(template.render(&plan, Some(n))),
+            _ => prerendered,
         });
         Ok(PageRewriter::new(render, meta, self.limits, charset_in_header, length.map(|_| extra)))
     }

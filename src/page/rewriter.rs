@@ -12,17 +12,21 @@
 //! - in any case before a `<script>`, the `</head>` end tag or inside `<body>` if one
 //!   of those comes first; or at the end of a document that has none of them.
 //!
+//! The usual start of a page (doctype, `<html>`, `<head>`, `<meta charset>`) is read
+//! first without the parser ([`prefix`](super::prefix)); the parser is built only for
+//! pages that start otherwise, and reads them from their first byte.
+//!
 //! Once the script is placed the parser is finished and dropped: the rest of the
-//! response is never parsed, copied or re-chunked.
+//! response is never parsed, copied or re-chunked. The input is fed in slices that
+//! start small, so that little beyond the insertion point is parsed either. Memory is
+//! bounded by lol_html's limit; on bail-out (limit hit, or no insertion point within
+//! `max_scan_bytes`) the bytes pass through unmodified.
 //!
 //! When the response keeps a `Content-Length` (see [`Pages::start`](super::Pages::start))
 //! the rewrite adds exactly the announced number of bytes: the script's start tag is
 //! padded with spaces to fill what a page nonce or an amended `<meta>` policy did not
 //! take, and a page that gets no script after all (a give-up) ends with that many
-//! spaces instead, after its last byte, where they change nothing. The input is fed in slices that
-//! start small, so that little beyond the insertion point is parsed either. Memory is
-//! bounded by lol_html's limit; on bail-out (limit hit, or no insertion point within
-//! `max_scan_bytes`) the bytes pass through unmodified.
+//! spaces instead, after its last byte, where they change nothing.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -48,8 +52,8 @@ static BODY: Lazy<Selector> = Lazy::new(|| "body".parse().expect("static selecto
 static META: Lazy<Selector> = Lazy::new(|| "meta".parse().expect("static selector"));
 
 /// Renders the script at the insertion point, given the CSP nonce found on the page
-/// (if any). `None` means "do not inject after all".
-pub(crate) type Render = Box<dyn FnOnce(Option<&str>) -> Option<Arc<PageScript>> + Send>;
+/// (if any).
+pub(crate) type Render = Box<dyn FnOnce(Option<&str>) -> Arc<PageScript> + Send>;
 
 /// The script as it goes into the page: as rendered, or refitted to the length left.
 enum Placed {
@@ -122,15 +126,15 @@ struct Shared {
 }
 
 impl Shared {
-    /// Takes the renderer (once) and renders with the best nonce known, for the point
-    /// `at` (the input offset of the token the script goes next to).
-    fn render(&self, element_nonce: Option<&str>, at: usize) -> Option<Placed> {
+    /// Takes the renderer (once) and renders with the best nonce known, for a point
+    /// where the output is already `grown` bytes longer than the input.
+    fn render(&self, element_nonce: Option<&str>, grown: isize) -> Option<Placed> {
         let render = self.render.lock().ok()?.take()?;
         let meta = self.meta_nonce.lock().ok().and_then(|m| m.clone());
-        let script = render(meta.as_deref().or(element_nonce))?;
+        let script = render(meta.as_deref().or(element_nonce));
         let placed = match self.extra {
             Some(extra) => {
-                let room = extra as isize - self.grown(at);
+                let room = extra as isize - grown;
                 if room == script.html().len() as isize {
                     Placed::Rendered(script)
                 } else if let Some(fitted) = fit(script.html(), room) {
@@ -181,15 +185,17 @@ impl OutputSink for Sink {
     }
 }
 
-struct Scanner {
-    // lol_html's Send rewriter is not Sync; the Mutex is never contended (one owner).
-    rewriter: Mutex<HtmlRewriter<'static, Sink>>,
-    shared: Arc<Shared>,
-}
-
 /// The streaming rewriter of one response.
 pub struct PageRewriter {
-    scanner: Option<Scanner>,
+    shared: Arc<Shared>,
+    /// The HTML parser, built only when the narrow reading of the page's start
+    /// ([`prefix`](super::prefix)) cannot place the script. lol_html's Send rewriter
+    /// is not Sync; the Mutex is never contended (one owner).
+    parser: Option<Mutex<HtmlRewriter<'static, Sink>>>,
+    /// Whether the narrow reading is tried first (tests compare it with the parser).
+    narrow: bool,
+    /// The rewrite is over: later chunks pass through (but for the spaces owed).
+    done: bool,
     limits: Limits,
     fed: usize,
     outcome: Outcome,
@@ -210,7 +216,6 @@ impl PageRewriter {
     ) -> Self {
         let shared = Arc::new(Shared {
             render: Mutex::new(Some(render)),
-            // Room for the script too, so that placing it does not grow the buffer.
             out: Mutex::new(Vec::with_capacity(SLICE * 2)),
             emitted: AtomicUsize::new(0),
             fed: AtomicUsize::new(0),
@@ -222,69 +227,23 @@ impl PageRewriter {
             meta_csp,
             head_ok: charset_in_header,
         });
-        let settings = Settings::new_send()
-            .with_strict(false)
-            .with_memory_settings(
-                MemorySettings::new()
-                    .with_max_allowed_memory_usage(limits.parser_memory)
-                    .with_graceful_bail_out_on_memory_limit_exceeded(true),
-            )
-            .with_graceful_bail_out_on_content_handler_error(true)
-            .append_element_content_handler(handler(&META, &shared, on_meta))
-            .append_element_content_handler(handler(&SCRIPT, &shared, |el, s| {
-                let nonce = el.get_attribute("nonce");
-                if let Some(script) = s.render(nonce.as_deref(), el.source_location().bytes().start) {
-                    el.before(script.html(), ContentType::Html);
-                }
-            }))
-            .append_element_content_handler(handler(&HEAD, &shared, |el, s| {
-                // A self-closed `<head/>` (possible in foreign content) takes no content.
-                if s.head_ok && el.can_have_content() {
-                    if let Some(script) = s.render(None, el.source_location().bytes().start) {
-                        el.prepend(script.html(), ContentType::Html);
-                    }
-                    return;
-                }
-                let s = s.clone();
-                // Void or self-closed heads have no end tag; the other points apply.
-                let _ = el.on_end_tag(Box::new(move |end| {
-                    if s.pending() {
-                        if let Some(script) = s.render(None, end.source_location().bytes().start) {
-                            end.before(script.html(), ContentType::Html);
-                        }
-                    }
-                    Ok(())
-                }));
-            }))
-            .append_element_content_handler(handler(&BODY, &shared, |el, s| {
-                if !el.can_have_content() {
-                    return;
-                }
-                if let Some(script) = s.render(None, el.source_location().bytes().start) {
-                    el.prepend(script.html(), ContentType::Html);
-                }
-            }))
-            .append_document_content_handler(lol_html::send::DocumentContentHandlers::default().end({
-                let s = shared.clone();
-                Box::new(move |end: &mut lol_html::html_content::DocumentEnd<'_>| {
-                    // Every byte given has been written out by now.
-                    if let Some(script) = s.render(None, s.fed.load(Ordering::Acquire)) {
-                        end.append(script.html(), ContentType::Html);
-                    }
-                    Ok(())
-                })
-            }));
-        let rewriter = HtmlRewriter::new(settings, Sink(shared.clone()));
         PageRewriter {
-            scanner: Some(Scanner {
-                rewriter: Mutex::new(rewriter),
-                shared,
-            }),
+            shared,
+            parser: None,
+            narrow: true,
+            done: false,
             limits,
             fed: 0,
             outcome: Outcome::Scanning,
             owed: 0,
         }
+    }
+
+    /// The same rewrite with the parser alone, for comparing the two.
+    #[cfg(test)]
+    pub(crate) fn parser_only(mut self) -> Self {
+        self.narrow = false;
+        self
     }
 
     /// Bytes of this response the HTML parser has been given so far.
@@ -299,28 +258,39 @@ impl PageRewriter {
 
     /// Whether later chunks are passed through untouched.
     pub fn is_done(&self) -> bool {
-        self.scanner.is_none()
+        self.done
     }
 
     /// Rewrites one body chunk in place (Pingora's body-filter shape). Once the script
     /// is placed this returns at once, leaving `body` as it is.
     pub fn process(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
-        let Some(scanner) = self.scanner.as_mut() else {
+        if self.done {
             if end_of_stream && self.owed > 0 {
                 self.pay(body);
             }
             return;
-        };
+        }
         let input = body.take().unwrap_or_default();
+        if self.narrow && self.fed == 0 && self.parser.is_none() {
+            if let Some(out) = self.place_in_prefix(&input) {
+                *body = Some(out);
+                if end_of_stream && self.owed > 0 {
+                    self.pay(body);
+                }
+                return;
+            }
+        }
+        let shared = self.shared.clone();
+        let parser = self.parser.get_or_insert_with(|| Mutex::new(build_parser(&shared, self.limits)));
         let mut offset = 0;
         let mut finish: Option<Outcome> = None;
         {
-            let rewriter = scanner.rewriter.get_mut().unwrap_or_else(|p| p.into_inner());
+            let rewriter = parser.get_mut().unwrap_or_else(|p| p.into_inner());
             while offset < input.len() {
                 let slice = if self.fed < FIRST_SLICE { FIRST_SLICE } else { SLICE.min(self.fed.next_power_of_two()) };
                 let end = (offset + slice).min(input.len());
                 self.fed += end - offset;
-                scanner.shared.fed.store(self.fed, Ordering::Release);
+                shared.fed.store(self.fed, Ordering::Release);
                 let result = rewriter.write(&input[offset..end]);
                 offset = end;
                 if let Err(e) = result {
@@ -331,11 +301,11 @@ impl PageRewriter {
                     }));
                     break;
                 }
-                if scanner.shared.placed.load(Ordering::Acquire) {
+                if shared.placed.load(Ordering::Acquire) {
                     finish = Some(Outcome::Placed);
                     break;
                 }
-                if scanner.shared.refused.load(Ordering::Acquire) {
+                if shared.refused.load(Ordering::Acquire) {
                     finish = Some(Outcome::GaveUp(GiveUpReason::MetaCsp));
                     break;
                 }
@@ -349,44 +319,69 @@ impl PageRewriter {
             finish = Some(Outcome::Scanning);
         }
         let Some(outcome) = finish else {
-            let out = std::mem::take(&mut *lock(&scanner.shared.out));
+            let out = std::mem::take(&mut *lock(&shared.out));
             *body = Some(Bytes::from(out));
             return;
         };
-        let scanner = self.scanner.take().expect("scanner present");
+        let parser = self.parser.take().expect("parser present");
+        self.done = true;
         let errored = matches!(outcome, Outcome::GaveUp(GiveUpReason::Memory | GiveUpReason::ParserError));
         if matches!(outcome, Outcome::GaveUp(_)) || (outcome != Outcome::Placed && !end_of_stream) {
             // Giving up, or stopping mid-document: `end()` must place nothing, or the
             // script would land wherever the parser stopped (inside a tag, say).
-            lock(&scanner.shared.render).take();
+            lock(&shared.render).take();
         }
         if !errored {
             // `end()` flushes the bytes the parser still holds (an unfinished tag) and,
             // at the real end of the document, places the script if nothing else did.
-            let rewriter = scanner.rewriter.into_inner().unwrap_or_else(|p| p.into_inner());
+            let rewriter = parser.into_inner().unwrap_or_else(|p| p.into_inner());
             let _ = rewriter.end();
         }
         self.outcome = match outcome {
-            Outcome::Scanning if scanner.shared.placed.load(Ordering::Acquire) => Outcome::Placed,
-            Outcome::Scanning if scanner.shared.refused.load(Ordering::Acquire) => {
-                Outcome::GaveUp(GiveUpReason::MetaCsp)
-            }
+            Outcome::Scanning if shared.placed.load(Ordering::Acquire) => Outcome::Placed,
+            Outcome::Scanning if shared.refused.load(Ordering::Acquire) => Outcome::GaveUp(GiveUpReason::MetaCsp),
             Outcome::Scanning => Outcome::GaveUp(GiveUpReason::ScanLimit),
-            Outcome::GaveUp(GiveUpReason::MetaCsp) if scanner.shared.too_long.load(Ordering::Acquire) => {
-                Outcome::GaveUp(GiveUpReason::Length)
-            }
             other => other,
         };
-        if let Some(extra) = scanner.shared.extra {
-            let grown = scanner.shared.grown(self.fed);
-            // The script, when placed, was fitted to the length; `grown` cannot pass `extra`.
-            self.owed = usize::try_from(extra as isize - grown).unwrap_or(0);
+        if self.outcome == Outcome::GaveUp(GiveUpReason::MetaCsp) && shared.too_long.load(Ordering::Acquire) {
+            self.outcome = Outcome::GaveUp(GiveUpReason::Length);
         }
-        let mut out = std::mem::take(&mut *lock(&scanner.shared.out));
+        self.settle(shared.grown(self.fed));
+        let mut out = std::mem::take(&mut *lock(&shared.out));
         out.extend_from_slice(&input[offset..]);
         *body = Some(Bytes::from(out));
         if end_of_stream && self.owed > 0 {
             self.pay(body);
+        }
+    }
+
+    /// Places the script in the first chunk without the parser, when the narrow
+    /// reading of the page's start finds the point ([`prefix`](super::prefix)).
+    fn place_in_prefix(&mut self, first: &Bytes) -> Option<Bytes> {
+        let at = super::prefix::insertion_point(first, self.shared.head_ok)?;
+        // Where the parser would have given up first, it must be the one to.
+        if at > self.limits.max_scan_bytes {
+            return None;
+        }
+        let script = self.shared.render(None, 0);
+        self.done = true;
+        self.fed = at;
+        let html = script.as_ref().map_or("", Placed::html);
+        self.outcome = if script.is_some() { Outcome::Placed } else { Outcome::GaveUp(GiveUpReason::Length) };
+        self.settle(html.len() as isize);
+        let mut out = Vec::with_capacity(first.len() + html.len());
+        out.extend_from_slice(&first[..at]);
+        out.extend_from_slice(html.as_bytes());
+        out.extend_from_slice(&first[at..]);
+        Some(Bytes::from(out))
+    }
+
+    /// The rewrite is over and the output is `grown` bytes longer than the input: what
+    /// is still owed to an announced length.
+    fn settle(&mut self, grown: isize) {
+        if let Some(extra) = self.shared.extra {
+            // A placed script was fitted to the length; `grown` cannot pass `extra`.
+            self.owed = usize::try_from(extra as isize - grown).unwrap_or(0);
         }
     }
 
@@ -398,6 +393,63 @@ impl PageRewriter {
         self.owed = 0;
         *body = Some(Bytes::from(last));
     }
+}
+
+/// lol_html's rewriter with the handlers that place the script.
+fn build_parser(shared: &Arc<Shared>, limits: Limits) -> HtmlRewriter<'static, Sink> {
+    let settings = Settings::new_send()
+        .with_strict(false)
+        .with_memory_settings(
+            MemorySettings::new()
+                .with_max_allowed_memory_usage(limits.parser_memory)
+                .with_graceful_bail_out_on_memory_limit_exceeded(true),
+        )
+        .with_graceful_bail_out_on_content_handler_error(true)
+        .append_element_content_handler(handler(&META, shared, on_meta))
+        .append_element_content_handler(handler(&SCRIPT, shared, |el, s| {
+            let nonce = el.get_attribute("nonce");
+            if let Some(script) = s.render(nonce.as_deref(), s.grown(el.source_location().bytes().start)) {
+                el.before(script.html(), ContentType::Html);
+            }
+        }))
+        .append_element_content_handler(handler(&HEAD, shared, |el, s| {
+            // A self-closed `<head/>` (possible in foreign content) takes no content.
+            if s.head_ok && el.can_have_content() {
+                if let Some(script) = s.render(None, s.grown(el.source_location().bytes().start)) {
+                    el.prepend(script.html(), ContentType::Html);
+                }
+                return;
+            }
+            let s = s.clone();
+            // Void or self-closed heads have no end tag; the other points apply.
+            let _ = el.on_end_tag(Box::new(move |end| {
+                if s.pending() {
+                    if let Some(script) = s.render(None, s.grown(end.source_location().bytes().start)) {
+                        end.before(script.html(), ContentType::Html);
+                    }
+                }
+                Ok(())
+            }));
+        }))
+        .append_element_content_handler(handler(&BODY, shared, |el, s| {
+            if !el.can_have_content() {
+                return;
+            }
+            if let Some(script) = s.render(None, s.grown(el.source_location().bytes().start)) {
+                el.prepend(script.html(), ContentType::Html);
+            }
+        }))
+        .append_document_content_handler(lol_html::send::DocumentContentHandlers::default().end({
+            let s = shared.clone();
+            Box::new(move |end: &mut lol_html::html_content::DocumentEnd<'_>| {
+                // Every byte given has been written out by now.
+                if let Some(script) = s.render(None, s.grown(s.fed.load(Ordering::Acquire))) {
+                    end.append(script.html(), ContentType::Html);
+                }
+                Ok(())
+            })
+        }));
+    HtmlRewriter::new(settings, Sink(shared.clone()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -438,7 +490,7 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
         if el.can_have_content() {
             return;
         }
-        if let Some(script) = shared.render(None, el.source_location().bytes().start) {
+        if let Some(script) = shared.render(None, shared.grown(el.source_location().bytes().start)) {
             el.after(script.html(), ContentType::Html);
         }
         return;

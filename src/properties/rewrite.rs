@@ -138,21 +138,27 @@ struct Rewritten {
     script: Option<String>,
 }
 
-/// Rewrites `input` fed in chunks ending at `bounds` (the last one being the input's
-/// length), set up as the proxy does: the page's nonce, if any, goes into the script.
-fn rewrite(input: &[u8], bounds: &[usize], separate_end: bool, charset_in_header: bool, limits: Limits) -> Rewritten {
-    rewrite_to_length(input, bounds, separate_end, charset_in_header, limits, None)
-}
-
-/// [`rewrite`], with `extra` bytes announced beyond the input's length.
-fn rewrite_to_length(
-    input: &[u8],
-    bounds: &[usize],
-    separate_end: bool,
+/// How a rewrite is set up: the charset in the header or not, the limits, the bytes
+/// announced beyond the input's length, and whether the narrow reading of the page's
+/// start is tried first (as in the proxy) or the parser reads everything.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
     charset_in_header: bool,
     limits: Limits,
     extra: Option<usize>,
-) -> Rewritten {
+    narrow: bool,
+}
+
+impl Setup {
+    /// As the proxy sets up a page without a length.
+    fn new(charset_in_header: bool, limits: Limits) -> Self {
+        Setup { charset_in_header, limits, extra: None, narrow: true }
+    }
+}
+
+/// Rewrites `input` fed in chunks ending at `bounds` (the last one being the input's
+/// length), set up as the proxy does: the page's nonce, if any, goes into the script.
+fn rewrite(input: &[u8], bounds: &[usize], separate_end: bool, setup: Setup) -> Rewritten {
     let template = template();
     let meta = MetaCsp { nonce: None, script: Arc::new(template.render(&token_plan(), None)) };
     let rendered = Arc::new(Mutex::new(None));
@@ -160,9 +166,12 @@ fn rewrite_to_length(
     let render: Render = Box::new(move |page_nonce| {
         let script = template.render(&token_plan(), page_nonce);
         *record.lock().unwrap() = Some(script.html().to_string());
-        Some(Arc::new(script))
+        Arc::new(script)
     });
-    let mut rw = PageRewriter::new(render, meta, limits, charset_in_header, extra);
+    let mut rw = PageRewriter::new(render, meta, setup.limits, setup.charset_in_header, setup.extra);
+    if !setup.narrow {
+        rw = rw.parser_only();
+    }
     let whole = Bytes::copy_from_slice(input);
     let mut out = Vec::new();
     let mut start = 0;
@@ -201,7 +210,7 @@ fn is_input_plus_script(out: &[u8], input: &[u8], script: &[u8]) -> bool {
 fn every_input_gets_exactly_one_script_and_the_same_output_however_split() {
     let strategy = (page(), any::<bool>(), vec(split(), 3));
     check("rewrite: one script, split-invariant", strategy, |(Page(input), charset_in_header, splits)| {
-        let whole = rewrite(&input, &[input.len()], false, charset_in_header, GENEROUS);
+        let whole = rewrite(&input, &[input.len()], false, Setup::new(charset_in_header, GENEROUS));
         // Within the limits every document has an insertion point: at the latest its end.
         prop_assert_eq!(whole.outcome, Outcome::Placed);
         let script = whole.script.clone().expect("a placed script was rendered");
@@ -210,12 +219,12 @@ fn every_input_gets_exactly_one_script_and_the_same_output_however_split() {
             "the output is not the input plus the script at one position"
         );
         for s in &splits {
-            let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, charset_in_header, GENEROUS);
+            let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, Setup::new(charset_in_header, GENEROUS));
             prop_assert!(got.out == whole.out, "{s:?} gives another output than one chunk");
             prop_assert_eq!(got.outcome, whole.outcome, "{:?} ends another way than one chunk", s);
         }
         let bytewise: Vec<usize> = (1..input.len()).chain([input.len()]).collect();
-        let got = rewrite(&input, &bytewise, false, charset_in_header, GENEROUS);
+        let got = rewrite(&input, &bytewise, false, Setup::new(charset_in_header, GENEROUS));
         prop_assert!(got.out == whole.out, "one-byte chunks give another output than one chunk");
         Ok(())
     });
@@ -242,7 +251,7 @@ fn with_tight_limits_the_script_is_placed_once_or_the_page_is_untouched() {
     let input = prop_oneof![page(), page_with_huge_tag()];
     let strategy = (input, any::<bool>(), split(), limits);
     check("rewrite: tight limits", strategy, |(Page(input), charset_in_header, s, limits)| {
-        let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, charset_in_header, limits);
+        let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, Setup::new(charset_in_header, limits));
         match got.outcome {
             Outcome::Placed => {
                 let script = got.script.expect("a placed script was rendered");
@@ -282,10 +291,11 @@ fn with_an_announced_length_the_output_has_exactly_that_length() {
     ];
     let strategy = (input, any::<bool>(), vec(split(), 2), limits);
     check("rewrite: announced length", strategy, |(Page(input), charset_in_header, splits, limits)| {
-        let whole = rewrite_to_length(&input, &[input.len()], false, charset_in_header, limits, Some(announced));
+        let setup = Setup { extra: Some(announced), ..Setup::new(charset_in_header, limits) };
+        let whole = rewrite(&input, &[input.len()], false, setup);
         prop_assert_eq!(whole.out.len(), input.len() + announced, "{:?}", whole.outcome);
         for s in &splits {
-            let got = rewrite_to_length(&input, &s.bounds(input.len()), s.separate_end, charset_in_header, limits, Some(announced));
+            let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, setup);
             prop_assert_eq!(got.out.len(), input.len() + announced, "{:?}, {:?}", s, got.outcome);
             prop_assert!(got.out == whole.out, "{s:?} gives another output than one chunk");
         }
@@ -308,6 +318,42 @@ fn with_an_announced_length_the_output_has_exactly_that_length() {
             }
             Outcome::Scanning => return Err(TestCaseError::fail("still scanning after the end of the stream")),
         }
+        Ok(())
+    });
+}
+
+/// Pieces of the usual start of a page, written every way the narrow reading accepts
+/// and a few ways it must leave to the parser.
+fn prefix_piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        re(r"[ \t\r\n\x0c]{1,3}"),
+        re(r"(?i:<!doctype html)( PUBLIC .-//W3C//DTD XHTML 1.0//EN.)?>"),
+        re(r#"(?i:<html)( lang=en| lang="en-US"| data-x='a>b'| itemscope| x = "1")*[ \n]?>"#),
+        re(r#"(?i:<head)( id=h| class="a b")?[ ]?/?>"#),
+        re(r#"(?i:<meta)( (?i:charset)( ?= ?("utf-8"|'utf-8'|utf-8|utf-8/|""))?| (?i:http-equiv)=("?(?i:content-type)"?|" content-type "|refresh|"Content-Security-Policy")| name=viewport| content="width=device-width"| content="a&amp;b"| property='og:title')*[ ]?/?>"#),
+        re(r#"<meta name="a"charset=utf-8>|<meta charset=utf-8|<meta\ncharset=utf-8>|<META CHARSET=UTF-8>"#),
+        re(r#"<meta http-equiv=(?i:content-security-policy) content=("script-src 'self'"|"script-src 'nonce-abc'"|'default-src https:')>"#),
+        piece().boxed(),
+    ]
+}
+
+#[test]
+fn the_narrow_reading_of_a_page_start_agrees_with_the_parser() {
+    let limits = prop_oneof![
+        Just(GENEROUS),
+        (64usize..2048, 16usize << 10..64 << 10).prop_map(|(max_scan_bytes, parser_memory)| Limits { max_scan_bytes, parser_memory }),
+    ];
+    let extra = template().render(&token_plan(), None).html().len() + crate::page::nonce_room(false);
+    let strategy = (vec(prefix_piece(), 0..12), any::<bool>(), split(), limits, any::<bool>());
+    check("rewrite: narrow reading = parser", strategy, |(pieces, charset_in_header, s, limits, announced)| {
+        let input = pieces.concat();
+        let extra = announced.then_some(extra);
+        let bounds = s.bounds(input.len());
+        let setup = Setup { extra, ..Setup::new(charset_in_header, limits) };
+        let narrow = rewrite(&input, &bounds, s.separate_end, setup);
+        let parser = rewrite(&input, &bounds, s.separate_end, Setup { narrow: false, ..setup });
+        prop_assert!(narrow.out == parser.out, "the outputs differ ({:?} / {:?})", narrow.outcome, parser.outcome);
+        prop_assert_eq!(narrow.outcome, parser.outcome);
         Ok(())
     });
 }
