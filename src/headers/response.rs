@@ -1,6 +1,7 @@
 //! Response headers the proxy reads (charset, encoding, cache directives) and the ones
 //! it changes when a response becomes per-user or gets a new body.
 
+use http::HeaderName;
 use pingora::http::ResponseHeader;
 
 /// The `charset` parameter of the `Content-Type`, lowercase and unquoted.
@@ -56,9 +57,7 @@ pub fn make_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
     } else {
         merge_private(resp)?;
     }
-    // CDN-targeted cache headers (RFC 9213) would override Cache-Control at the edge;
-    // Expires would tell HTTP/1.0 caches the page may be kept.
-    for h in ["cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control", "expires"] {
+    for h in &CACHE_OVERRIDES {
         resp.remove_header(h);
     }
     Ok(())
@@ -78,15 +77,26 @@ fn merge_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
 }
 
 /// Headers that describe one exact body: they go whenever the proxy changes the body.
-const BODY_DEPENDENT: [&str; 8] = [
-    "content-length",
-    "etag",
-    "last-modified",
-    "accept-ranges",
-    "content-md5",
-    "digest",
-    "content-digest",
-    "repr-digest",
+/// (Names, not strings: each removal would otherwise parse its name again.)
+const BODY_DEPENDENT: [HeaderName; 8] = [
+    http::header::CONTENT_LENGTH,
+    http::header::ETAG,
+    http::header::LAST_MODIFIED,
+    http::header::ACCEPT_RANGES,
+    HeaderName::from_static("content-md5"),
+    HeaderName::from_static("digest"),
+    HeaderName::from_static("content-digest"),
+    HeaderName::from_static("repr-digest"),
+];
+
+/// Cache headers that would outlive `private, no-store`: the CDN-targeted ones (RFC
+/// 9213) override Cache-Control at the edge; Expires tells HTTP/1.0 caches the page
+/// may be kept.
+const CACHE_OVERRIDES: [HeaderName; 4] = [
+    HeaderName::from_static("cdn-cache-control"),
+    HeaderName::from_static("surrogate-control"),
+    HeaderName::from_static("cloudflare-cdn-cache-control"),
+    http::header::EXPIRES,
 ];
 
 /// Headers of a response whose body we rewrite as it streams: private, no stale
@@ -94,7 +104,7 @@ const BODY_DEPENDENT: [&str; 8] = [
 /// chunked framing, and no separate write of the header), by chunks otherwise.
 pub fn remove_body_dependent(resp: &mut ResponseHeader, length: Option<u64>) -> pingora::Result<()> {
     make_private(resp)?;
-    for h in BODY_DEPENDENT {
+    for h in &BODY_DEPENDENT {
         resp.remove_header(h);
     }
     match length {
@@ -130,8 +140,9 @@ pub fn body_length(resp: &ResponseHeader) -> Option<u64> {
 /// (`text/html`, `len` bytes): nothing of the app's body, its encoding, its redirect
 /// or its policy is left.
 pub fn replace_body(resp: &mut ResponseHeader, len: usize) -> pingora::Result<()> {
-    for h in BODY_DEPENDENT.iter().chain(&["location", "content-encoding", "content-type", "transfer-encoding", "content-security-policy"]) {
-        resp.remove_header(*h);
+    use http::header::{CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, TRANSFER_ENCODING};
+    for h in BODY_DEPENDENT.iter().chain(&[LOCATION, CONTENT_ENCODING, CONTENT_TYPE, TRANSFER_ENCODING, CONTENT_SECURITY_POLICY]) {
+        resp.remove_header(h);
     }
     resp.insert_header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;

@@ -103,9 +103,18 @@ pub fn marker_clear() -> String {
     own_cookie(MARKER_COOKIE, "", CookieDuration::ZERO)
 }
 
-/// `Set-Cookie` remembering whom this browser's last token was for (a keyed hash).
+/// `Set-Cookie` remembering whom this browser's last token was for (a keyed hash,
+/// base64url). Written directly: it goes on every rewritten page a client without
+/// cookies asks for, and the cookie crate's formatting was most of that page's cookie
+/// work. A test holds it to the cookie crate's rendering.
 pub fn user_set(tag: &str) -> String {
-    own_cookie(USER_COOKIE, tag, CookieDuration::days(30))
+    const ATTRIBUTES: &str = "; HttpOnly; SameSite=Lax; Path=/; Max-Age=2592000";
+    let mut text = String::with_capacity(USER_COOKIE.len() + 1 + tag.len() + ATTRIBUTES.len());
+    text.push_str(USER_COOKIE);
+    text.push('=');
+    text.push_str(tag);
+    text.push_str(ATTRIBUTES);
+    text
 }
 
 /// `Set-Cookie` forgetting the last user (on logout).
@@ -153,6 +162,12 @@ fn is_local_or_ip(host: &str) -> bool {
 mod tests {
     use super::*;
     use crate::logout::tests::config;
+
+    #[test]
+    fn the_last_user_cookie_is_what_the_cookie_crate_writes() {
+        let tag = UserTags::new(b"secret").tag("alice");
+        assert_eq!(user_set(&tag), own_cookie(USER_COOKIE, &tag, CookieDuration::days(30)));
+    }
 
     #[test]
     fn cookie_expiry_domains() {

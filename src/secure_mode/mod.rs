@@ -173,7 +173,9 @@ impl SecureMode {
     pub fn early_request_filter(&self, session: &mut Session, state: &mut RequestState) {
         state.candidate = self.is_candidate(session.req_header());
         let level = self.inject.compression_level;
-        if state.candidate && level > 0 {
+        // A client that accepts no encoding gets none: the module would only look.
+        let accepts = session.req_header().headers.contains_key(http::header::ACCEPT_ENCODING);
+        if state.candidate && level > 0 && accepts {
             if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
                 c.adjust_level(level);
                 // Pingora 0.9.1's brotli encoder only flushes at the end and never writes
