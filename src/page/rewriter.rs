@@ -216,7 +216,8 @@ impl PageRewriter {
     ) -> Self {
         let shared = Arc::new(Shared {
             render: Mutex::new(Some(render)),
-            out: Mutex::new(Vec::with_capacity(SLICE * 2)),
+            // Sized when the parser is built: most pages never need it.
+            out: Mutex::new(Vec::new()),
             emitted: AtomicUsize::new(0),
             fed: AtomicUsize::new(0),
             extra,
@@ -397,6 +398,7 @@ impl PageRewriter {
 
 /// lol_html's rewriter with the handlers that place the script.
 fn build_parser(shared: &Arc<Shared>, limits: Limits) -> HtmlRewriter<'static, Sink> {
+    lock(&shared.out).reserve(SLICE * 2);
     let settings = Settings::new_send()
         .with_strict(false)
         .with_memory_settings(
