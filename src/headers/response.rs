@@ -103,10 +103,11 @@ const CACHE_OVERRIDES: [HeaderName; 4] = [
 /// validators or digests, and framed by `length` when the new length is known (no
 /// chunked framing, and no separate write of the header), by chunks otherwise.
 pub fn remove_body_dependent(resp: &mut ResponseHeader, length: Option<u64>) -> pingora::Result<()> {
-    make_private(resp)?;
+    // Removals first: the headers added next take their slots instead of growing the map.
     for h in &BODY_DEPENDENT {
         resp.remove_header(h);
     }
+    make_private(resp)?;
     match length {
         Some(n) => resp.insert_header(http::header::CONTENT_LENGTH, n)?,
         // HTTP/1 needs explicit framing once the length is gone (Pingora drops it on h2).

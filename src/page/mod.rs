@@ -108,8 +108,8 @@ impl Pages {
         let policies = csp::policies(resp);
         let csp_plan = csp::plan(&policies);
         let known = crate::headers::body_length(resp);
-        // With a length to keep, the script comes with its room already in it: as it
-        // is most pages take it, without another copy.
+        // With a length to keep, the script is rendered with its room in the start tag,
+        // so that most pages place it as it is, without another copy.
         let room = if known.is_some() { nonce_room(csp_plan.nonce.is_some()) } else { 0 };
         let prerendered = Arc::new(self.template.render_padded(plan, csp_plan.nonce.as_deref(), room));
         let extra = prerendered.html().len();
