@@ -247,7 +247,8 @@ impl PageRewriter {
         self
     }
 
-    /// Bytes of this response the HTML parser has been given so far.
+    /// Bytes of this response read so far to find the insertion point (by the narrow
+    /// reader, up to the point it found, or by the HTML parser).
     pub fn parsed_bytes(&self) -> usize {
         self.fed
     }
