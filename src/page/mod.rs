@@ -2,9 +2,9 @@
 //! token, the shutdown), the script, the CSP changes, and the streaming rewriter.
 //!
 //! [`Pages`] holds what is rendered once per workspace; [`Pages::start`] turns one
-//! response into a rewritten one: it fixes the headers (private, no stale length or
-//! validators, CSP amended for the script) and returns the [`PageRewriter`] for its
-//! body. The proxy and the benchmarks use exactly this path.
+//! response into a rewritten one: it fixes the headers (private, the new length when
+//! the old one was known, no validators, CSP amended for the script) and returns the
+//! [`PageRewriter`] for its body. The proxy and the benchmarks use exactly this path.
 //!
 //! ```
 //! use intercom_secure_proxy::page::{Limits, Outcome, Pages, Plan, ScriptSettings};
