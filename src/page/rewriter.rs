@@ -30,7 +30,7 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use lol_html::html_content::{ContentType, Element};
@@ -116,9 +116,8 @@ struct Shared {
     extra: Option<usize>,
     /// A nonce learned from a `<meta>` CSP seen before the insertion point.
     meta_nonce: Mutex<Option<String>>,
-    refused: AtomicBool,
-    /// The refusal was for want of room in the announced length.
-    too_long: AtomicBool,
+    /// Why nothing will be placed, once that is decided before the end.
+    refusal: OnceLock<GiveUpReason>,
     placed: AtomicBool,
     meta_csp: MetaCsp,
     /// Whether the script may go right after `<head>` (the header names the charset).
@@ -197,7 +196,6 @@ pub struct PageRewriter {
     /// The rewrite is over: later chunks pass through (but for the spaces owed).
     done: bool,
     limits: Limits,
-    fed: usize,
     outcome: Outcome,
     /// Spaces still owed at the end of the body to make up the announced length.
     owed: usize,
@@ -222,8 +220,7 @@ impl PageRewriter {
             fed: AtomicUsize::new(0),
             extra,
             meta_nonce: Mutex::new(None),
-            refused: AtomicBool::new(false),
-            too_long: AtomicBool::new(false),
+            refusal: OnceLock::new(),
             placed: AtomicBool::new(false),
             meta_csp,
             head_ok: charset_in_header,
@@ -234,7 +231,6 @@ impl PageRewriter {
             narrow: true,
             done: false,
             limits,
-            fed: 0,
             outcome: Outcome::Scanning,
             owed: 0,
         }
@@ -250,7 +246,7 @@ impl PageRewriter {
     /// Bytes of this response read so far to find the insertion point (by the narrow
     /// reader, up to the point it found, or by the HTML parser).
     pub fn parsed_bytes(&self) -> usize {
-        self.fed
+        self.shared.fed.load(Ordering::Acquire)
     }
 
     /// How the rewrite went so far.
@@ -267,32 +263,30 @@ impl PageRewriter {
     /// is placed this returns at once, leaving `body` as it is.
     pub fn process(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
         if self.done {
-            if end_of_stream && self.owed > 0 {
-                self.pay(body);
-            }
+            self.pay(body, end_of_stream);
             return;
         }
         let input = body.take().unwrap_or_default();
-        if self.narrow && self.fed == 0 && self.parser.is_none() {
+        // Before the parser exists nothing has been read: this is the first chunk.
+        if self.narrow && self.parser.is_none() {
             if let Some(out) = self.place_in_prefix(&input) {
                 *body = Some(out);
-                if end_of_stream && self.owed > 0 {
-                    self.pay(body);
-                }
+                self.pay(body, end_of_stream);
                 return;
             }
         }
         let shared = self.shared.clone();
         let parser = self.parser.get_or_insert_with(|| Mutex::new(build_parser(&shared, self.limits)));
         let mut offset = 0;
+        let mut fed = shared.fed.load(Ordering::Acquire);
         let mut finish: Option<Outcome> = None;
         {
             let rewriter = parser.get_mut().unwrap_or_else(|p| p.into_inner());
             while offset < input.len() {
-                let slice = if self.fed < FIRST_SLICE { FIRST_SLICE } else { SLICE.min(self.fed.next_power_of_two()) };
+                let slice = if fed < FIRST_SLICE { FIRST_SLICE } else { SLICE.min(fed.next_power_of_two()) };
                 let end = (offset + slice).min(input.len());
-                self.fed += end - offset;
-                shared.fed.store(self.fed, Ordering::Release);
+                fed += end - offset;
+                shared.fed.store(fed, Ordering::Release);
                 let result = rewriter.write(&input[offset..end]);
                 offset = end;
                 if let Err(e) = result {
@@ -307,11 +301,11 @@ impl PageRewriter {
                     finish = Some(Outcome::Placed);
                     break;
                 }
-                if shared.refused.load(Ordering::Acquire) {
-                    finish = Some(Outcome::GaveUp(GiveUpReason::MetaCsp));
+                if let Some(&why) = shared.refusal.get() {
+                    finish = Some(Outcome::GaveUp(why));
                     break;
                 }
-                if self.fed >= self.limits.max_scan_bytes {
+                if fed >= self.limits.max_scan_bytes {
                     finish = Some(Outcome::GaveUp(GiveUpReason::ScanLimit));
                     break;
                 }
@@ -341,20 +335,14 @@ impl PageRewriter {
         }
         self.outcome = match outcome {
             Outcome::Scanning if shared.placed.load(Ordering::Acquire) => Outcome::Placed,
-            Outcome::Scanning if shared.refused.load(Ordering::Acquire) => Outcome::GaveUp(GiveUpReason::MetaCsp),
-            Outcome::Scanning => Outcome::GaveUp(GiveUpReason::ScanLimit),
+            Outcome::Scanning => Outcome::GaveUp(shared.refusal.get().copied().unwrap_or(GiveUpReason::ScanLimit)),
             other => other,
         };
-        if self.outcome == Outcome::GaveUp(GiveUpReason::MetaCsp) && shared.too_long.load(Ordering::Acquire) {
-            self.outcome = Outcome::GaveUp(GiveUpReason::Length);
-        }
-        self.settle(shared.grown(self.fed));
+        self.settle(shared.grown(fed));
         let mut out = std::mem::take(&mut *lock(&shared.out));
         out.extend_from_slice(&input[offset..]);
         *body = Some(Bytes::from(out));
-        if end_of_stream && self.owed > 0 {
-            self.pay(body);
-        }
+        self.pay(body, end_of_stream);
     }
 
     /// Places the script in the first chunk without the parser, when the narrow
@@ -367,9 +355,13 @@ impl PageRewriter {
         }
         let script = self.shared.render(None, 0);
         self.done = true;
-        self.fed = at;
+        self.shared.fed.store(at, Ordering::Release);
         let html = script.as_ref().map_or("", Placed::html);
-        self.outcome = if script.is_some() { Outcome::Placed } else { Outcome::GaveUp(GiveUpReason::Length) };
+        self.outcome = match script {
+            Some(_) => Outcome::Placed,
+            // The renderer was there to take: only the length can have refused it.
+            None => Outcome::GaveUp(self.shared.refusal.get().copied().unwrap_or(GiveUpReason::Length)),
+        };
         self.settle(html.len() as isize);
         let mut out = Vec::with_capacity(first.len() + html.len());
         out.extend_from_slice(&first[..at]);
@@ -387,9 +379,13 @@ impl PageRewriter {
         }
     }
 
-    /// Ends the body with the spaces still owed to the announced length. Whitespace
-    /// after the last byte of a document changes nothing a browser shows or runs.
-    fn pay(&mut self, body: &mut Option<Bytes>) {
+    /// At the end of the body, ends it with the spaces still owed to the announced
+    /// length. Whitespace after the last byte of a document changes nothing a browser
+    /// shows or runs.
+    fn pay(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) {
+        if !end_of_stream || self.owed == 0 {
+            return;
+        }
         let mut last = body.take().map(Vec::from).unwrap_or_default();
         last.resize(last.len() + self.owed, b' ');
         self.owed = 0;
@@ -540,17 +536,16 @@ fn amendment_fits(el: &Element<'_, '_, lol_html::send::SendHandlerTypes>, shared
 /// Gives up because the script cannot fit the length the response announced.
 fn refuse_for_length(shared: &Shared, why: &str) {
     crate::warn_limited!("not injecting: {why}");
-    shared.too_long.store(true, Ordering::Release);
-    stop(shared);
+    stop(shared, GiveUpReason::Length);
 }
 
 fn refuse(shared: &Shared, why: &str) {
     log::warn!("not injecting: the page's <meta> Content-Security-Policy {why}");
-    stop(shared);
+    stop(shared, GiveUpReason::MetaCsp);
 }
 
-/// Nothing is placed from here on, and the scan ends.
-fn stop(shared: &Shared) {
+/// Nothing is placed from here on, and the scan ends, for reason `why`.
+fn stop(shared: &Shared, why: GiveUpReason) {
     lock(&shared.render).take();
-    shared.refused.store(true, Ordering::Release);
+    let _ = shared.refusal.set(why);
 }
