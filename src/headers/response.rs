@@ -122,19 +122,15 @@ pub fn remove_body_dependent(resp: &mut ResponseHeader, length: Option<u64>) -> 
 /// The exact length of the body as it will reach the rewriter: one clean
 /// `Content-Length`, no `Transfer-Encoding`, and no content coding to undo.
 pub fn body_length(resp: &ResponseHeader) -> Option<u64> {
-    let headers = &resp.headers;
-    if headers.contains_key(http::header::TRANSFER_ENCODING)
-        || content_encoding(resp).is_some_and(|ce| ce != "identity")
-    {
+    if content_encoding(resp).is_some_and(|ce| ce != "identity") {
         return None;
     }
-    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
-    let (Some(value), None) = (values.next(), values.next()) else { return None };
-    let digits = value.as_bytes();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    // "Clean" as the forwarding checks define it: one line, all digits, no
+    // Transfer-Encoding beside it.
+    if super::content_length_fix(&resp.headers) != Ok(None) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    resp.headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Headers of a response whose body is replaced by a page of the proxy's own
