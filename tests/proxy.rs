@@ -6,6 +6,7 @@ mod support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use support::conn::Conn;
 use support::{get, page_token, request, sections, verify, Proxy, Reply, Upstream, TRUSTED_HEADER};
 
 const ALICE: [(&str, &str); 3] = [
@@ -346,28 +347,6 @@ fn html_fetched_by_scripts_is_the_apps_data_and_passes_through() {
     }
 }
 
-/// Reads one response from `conn`: its head, and a body of exactly the announced
-/// `Content-Length` (a response without one fails the test).
-fn read_sized_response(conn: &mut std::io::BufReader<std::net::TcpStream>) -> (String, Vec<u8>) {
-    use std::io::BufRead;
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(conn.read_line(&mut line).unwrap() > 0, "the connection closed in the head: {head}");
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let length = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
-        .unwrap_or_else(|| panic!("no Content-Length:\n{head}"));
-    let mut body = vec![0; length];
-    conn.read_exact(&mut body).unwrap_or_else(|e| panic!("fewer bytes than the {length} announced ({e}):\n{head}"));
-    (head, body)
-}
-
 #[test]
 fn announced_lengths_are_exact_on_the_wire() {
     // Every corpus page, a page whose <meta> policy is amended, and one whose policy
@@ -386,18 +365,14 @@ fn announced_lengths_are_exact_on_the_wire() {
         Reply::with(200, &[("Content-Type", "text/html")], body)
     });
     let proxy = proxy_for(&up, "");
-    let stream = std::net::TcpStream::connect(proxy.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut conn = std::io::BufReader::new(stream);
+    let mut conn = Conn::open(proxy.addr);
     for path in PAGES.iter().map(|p| format!("/{p}")).chain(["/amended".into(), "/refused".into()]) {
         for _ in 0..2 {
-            let req = format!(
-                "GET {path} HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice-1\r\nX-Forwarded-Email: alice@example.com\r\n\r\n"
-            );
-            conn.get_mut().write_all(req.as_bytes()).unwrap();
-            let (head, body) = read_sized_response(&mut conn);
-            assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
-            assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{path}: {head}");
+            let r = conn.send("GET", &path, &ALICE, b"");
+            assert_eq!(r.status, 200, "{path}: {}", r.describe());
+            // Read by its Content-Length: no chunks, and the length is there.
+            assert!(!r.chunked && r.header("content-length").is_some(), "{path}: {}", r.describe());
+            let body = r.body;
             let text = String::from_utf8_lossy(&body);
             if path == "/refused" {
                 assert!(page_token(&text).is_none(), "{path}");

@@ -34,24 +34,7 @@ fn rewriter_with(limits: Limits) -> PageRewriter {
 /// Feeds `input` split at `cuts` and returns (output, rewriter).
 fn run(input: &[u8], cuts: &[usize], limits: Limits) -> (Vec<u8>, PageRewriter) {
     let mut rw = rewriter_with(limits);
-    let whole = Bytes::copy_from_slice(input);
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c > 0 && c < input.len()).collect();
-    bounds.push(input.len());
-    for end in bounds {
-        let mut body = Some(whole.slice(start..end));
-        rw.process(&mut body, end == input.len());
-        if let Some(b) = body {
-            out.extend_from_slice(&b);
-        }
-        start = end;
-    }
-    if input.is_empty() {
-        let mut body = None;
-        rw.process(&mut body, true);
-        out.extend_from_slice(&body.unwrap_or_default());
-    }
+    let out = feed(&mut rw, input, cuts);
     (out, rw)
 }
 
@@ -426,16 +409,22 @@ fn every_corpus_page_and_policy_shape_gets_exactly_the_length_it_announces() {
     }
 }
 
-/// Feeds `page` cut at `cuts` and returns everything that came out.
-fn feed(rw: &mut PageRewriter, page: &[u8], cuts: &[usize]) -> Vec<u8> {
-    let whole = Bytes::copy_from_slice(page);
+/// Feeds `input` to `rw` split at `cuts` (an empty input as one empty chunk, then
+/// the end of the stream on its own) and returns everything that came out.
+fn feed(rw: &mut PageRewriter, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let whole = Bytes::copy_from_slice(input);
     let mut out = Vec::new();
     let mut start = 0;
-    for end in cuts.iter().copied().filter(|&c| c > 0 && c < page.len()).chain([page.len()]) {
+    for end in cuts.iter().copied().filter(|&c| c > 0 && c < input.len()).chain([input.len()]) {
         let mut body = Some(whole.slice(start..end));
-        rw.process(&mut body, end == page.len());
+        rw.process(&mut body, end == input.len());
         out.extend_from_slice(&body.unwrap_or_default());
         start = end;
+    }
+    if input.is_empty() {
+        let mut body = None;
+        rw.process(&mut body, true);
+        out.extend_from_slice(&body.unwrap_or_default());
     }
     out
 }

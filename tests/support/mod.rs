@@ -2,6 +2,7 @@
 //! started with a config, and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod conn;
 pub mod redis;
 
 use std::io::{BufRead, BufReader, Read, Write};
