@@ -20,10 +20,11 @@ const PREFIX_LIMIT: usize = 4096;
 /// that point is in the narrow grammar. `head_ok` says whether the script may go right
 /// after `<head>` (the header names the charset).
 pub(crate) fn insertion_point(first: &[u8], head_ok: bool) -> Option<usize> {
+    // HTML's whitespace (space, tab, LF, FF, CR) is exactly `u8::is_ascii_whitespace`.
     let input = &first[..first.len().min(PREFIX_LIMIT)];
     let mut at = 0;
     loop {
-        at += input[at..].iter().take_while(|b| is_space(**b)).count();
+        at += input[at..].iter().take_while(|b| b.is_ascii_whitespace()).count();
         let rest = &input[at..];
         if starts_with_ignore_case(rest, b"<!doctype") {
             at += rest.iter().position(|&b| b == b'>')? + 1;
@@ -53,11 +54,6 @@ pub(crate) fn insertion_point(first: &[u8], head_ok: bool) -> Option<usize> {
     }
 }
 
-/// HTML's whitespace between tokens.
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
-}
-
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
@@ -82,7 +78,7 @@ impl<'a> StartTag<'a> {
         let mut tag = StartTag { name: &s[1..1 + name_len], len: 0, charset: false, http_equiv: None };
         let mut at = 1 + name_len;
         loop {
-            let spaces = s.get(at..)?.iter().take_while(|b| is_space(**b)).count();
+            let spaces = s.get(at..)?.iter().take_while(|b| b.is_ascii_whitespace()).count();
             at += spaces;
             match *s.get(at)? {
                 b'>' => {
@@ -100,10 +96,10 @@ impl<'a> StartTag<'a> {
             let name = &s[at..at + name_len];
             at += name_len;
             let mut value: &[u8] = b"";
-            let before_eq = s.get(at..)?.iter().take_while(|b| is_space(**b)).count();
+            let before_eq = s.get(at..)?.iter().take_while(|b| b.is_ascii_whitespace()).count();
             if s.get(at + before_eq) == Some(&b'=') {
                 at += before_eq + 1;
-                at += s.get(at..)?.iter().take_while(|b| is_space(**b)).count();
+                at += s.get(at..)?.iter().take_while(|b| b.is_ascii_whitespace()).count();
                 let (v, len) = attribute_value(s.get(at..)?)?;
                 value = v;
                 at += len;
@@ -132,7 +128,7 @@ fn attribute_value(s: &[u8]) -> Option<(&[u8], usize)> {
             Some((&s[1..1 + len], len + 2))
         }
         _ => {
-            let len = s.iter().take_while(|&&b| !is_space(b) && !b"\"'<=>`/".contains(&b) && b != 0).count();
+            let len = s.iter().take_while(|&&b| !b.is_ascii_whitespace() && !b"\"'<=>`/".contains(&b) && b != 0).count();
             (len > 0).then(|| (&s[..len], len))
         }
     }
