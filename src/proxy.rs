@@ -36,7 +36,7 @@ pub struct ProxyCtx {
     /// The site serving this request (an index into `sites`).
     site: Option<usize>,
     secure: RequestState,
-    /// The upstream socket while this request holds it (for quick ACKs).
+    /// The upstream socket of this request (for the quick ACK after its response head).
     upstream_fd: Option<std::os::unix::io::RawFd>,
     /// The app's address, once connected (for the access log).
     upstream: Option<String>,
@@ -199,22 +199,6 @@ impl ProxyHttp for SecureModeProxy {
         }
         headers::fit_framing(session, resp);
         Ok(())
-    }
-
-    fn upstream_response_body_filter(
-        &self,
-        _session: &mut Session,
-        _body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut ProxyCtx,
-    ) -> Result<Option<std::time::Duration>> {
-        match ctx.upstream_fd {
-            // The connection goes back to the pool after the last chunk.
-            Some(_) if end_of_stream => ctx.upstream_fd = None,
-            Some(fd) => upstream::quick_ack(fd),
-            None => {}
-        }
-        Ok(None)
     }
 
     fn response_body_filter(

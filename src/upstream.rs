@@ -137,8 +137,11 @@ impl Upstream {
 ///
 /// An app that writes a response's head and body in two writes with Nagle's algorithm
 /// on holds the body until the head is acknowledged, and on a kept-alive connection
-/// Linux delays that ACK by 40 ms or more. Setting `TCP_QUICKACK` after each read sends
-/// the pending ACK at once (the flag does not stick, so it is set again every time).
+/// Linux delays that ACK by 40 ms or more. Setting `TCP_QUICKACK` once the head is read
+/// sends the pending ACK at once and takes the socket out of delayed-ACK mode for the
+/// rest of the response, so later small writes are acknowledged as they are read.
+/// Sending the next request puts the socket back in that mode, hence once per
+/// response (not per read: each call is a syscall and often one more ACK segment).
 /// Failures are ignored: the worst case is the delay this avoids.
 pub(crate) fn quick_ack(fd: std::os::unix::io::RawFd) {
     #[cfg(target_os = "linux")]
@@ -179,10 +182,6 @@ pub(crate) struct Exchange {
 impl Exchange {
     /// The next piece of the response body; `None` at its end.
     pub(crate) async fn next_chunk(&mut self) -> pingora::Result<Option<Bytes>> {
-        let chunk = self.session.read_response_body().await;
-        if let Some(stream) = self.session.stream() {
-            quick_ack(stream.id());
-        }
-        chunk
+        self.session.read_response_body().await
     }
 }

@@ -341,9 +341,13 @@ fn http_1_0_clients_never_get_chunked_framing() {
     }
 }
 
-/// A keep-alive HTTP/1.1 app that writes each response's head and body in two writes
-/// with Nagle's algorithm on (no TCP_NODELAY), as hand-rolled and embedded servers do.
-fn two_write_upstream() -> SocketAddr {
+/// The body of [`split_write_upstream`]'s responses.
+const SPLIT_BODY: &[u8] = b"head, then the body in pieces";
+
+/// A keep-alive HTTP/1.1 app that writes each response's head, then its body in `pieces`
+/// writes, with Nagle's algorithm on (no TCP_NODELAY), as hand-rolled and embedded
+/// servers do.
+fn split_write_upstream(pieces: usize) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -362,9 +366,10 @@ fn two_write_upstream() -> SocketAddr {
                     let end = support::find(&buf, b"\r\n\r\n").unwrap() + 4;
                     let close = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase().contains("connection: close");
                     buf.drain(..end);
-                    let body = b"two writes";
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", body.len());
-                    if conn.write_all(head.as_bytes()).is_err() || conn.write_all(body).is_err() || close {
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", SPLIT_BODY.len());
+                    let written = conn.write_all(head.as_bytes()).is_ok()
+                        && SPLIT_BODY.chunks(SPLIT_BODY.len().div_ceil(pieces)).all(|piece| conn.write_all(piece).is_ok());
+                    if !written || close {
                         return;
                     }
                 }
@@ -378,7 +383,7 @@ fn two_write_upstream() -> SocketAddr {
 fn one_request_ms(addr: SocketAddr) -> f64 {
     let started = std::time::Instant::now();
     let out = raw(addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    assert!(out.ends_with(b"two writes"), "{}", String::from_utf8_lossy(&out));
+    assert!(out.ends_with(SPLIT_BODY), "{}", String::from_utf8_lossy(&out));
     started.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -389,16 +394,22 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[test]
 fn an_app_writing_head_and_body_separately_is_not_stalled_by_delayed_acks() {
-    // Nagle on the app's side holds the body until the head is acknowledged; a delayed
-    // ACK on our reused upstream connection holds that for Linux's 40 ms minimum. The
-    // one clock reading in this suite, with a margin of 2x to that fixed kernel timer:
-    // without quick ACKs every request takes >= 40 ms.
-    let app = two_write_upstream();
-    let proxy = Proxy::start(&sections(app, TRUSTED_HEADER, ""));
-    for _ in 0..3 {
-        one_request_ms(proxy.addr); // warm the upstream connection pool
+    // Nagle on the app's side holds each write until the one before is acknowledged; a
+    // delayed ACK on our reused upstream connection holds that for Linux's 40 ms
+    // minimum. The one clock reading in this suite, with a margin of 2x to that fixed
+    // kernel timer: without quick ACKs every request takes >= 40 ms. One body write is
+    // the usual shape; four make every read of the body wait on an acknowledgement.
+    for pieces in [1, 4] {
+        let app = split_write_upstream(pieces);
+        let proxy = Proxy::start(&sections(app, TRUSTED_HEADER, ""));
+        for _ in 0..3 {
+            one_request_ms(proxy.addr); // warm the upstream connection pool
+        }
+        let through = median((0..15).map(|_| one_request_ms(proxy.addr)).collect());
+        let direct = median((0..15).map(|_| one_request_ms(app)).collect());
+        assert!(
+            through < 20.0,
+            "{pieces} body write(s): median {through:.1} ms through the proxy vs {direct:.1} ms direct: the delayed-ACK stall is back"
+        );
     }
-    let through = median((0..15).map(|_| one_request_ms(proxy.addr)).collect());
-    let direct = median((0..15).map(|_| one_request_ms(app)).collect());
-    assert!(through < 20.0, "median {through:.1} ms through the proxy vs {direct:.1} ms direct: the delayed-ACK stall is back");
 }
