@@ -184,7 +184,9 @@ where
         tokio::select! {
             biased;
             reused = &mut request => return reused,
-            in_time = tokio::time::timeout(deadline, head_in) => {
+            // Pingora's coarse timer (10 ms ticks, shared): a tokio timer here wakes the
+            // runtime's I/O driver (one eventfd write) for every request on a connection.
+            in_time = pingora::prelude::fast_timeout::fast_timeout(deadline, head_in) => {
                 if in_time.is_err() {
                     log::debug!("closing a client connection: no complete request head within {deadline:?}");
                     return None;
