@@ -7,6 +7,11 @@ use super::*;
 pub struct ServerSettings {
     /// Worker threads of the proxy service.
     pub threads: usize,
+    /// Whether those threads share one task scheduler that moves work between them
+    /// (Pingora's `work_stealing`), or each runs its own connections, as nginx's workers
+    /// do. Defaults to sharing with more than one thread; with one there is nothing to
+    /// move, and a single-threaded scheduler saves its bookkeeping on every wake-up.
+    pub work_stealing: bool,
     /// How long a gracefully stopping process keeps serving (SIGTERM / upgrade).
     pub grace_period: Duration,
     /// Hard limit for the final shutdown after the grace period.
@@ -54,12 +59,18 @@ pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 10_000;
 /// Smallest `server.max_client_connections` accepted.
 pub const MIN_MAX_CLIENT_CONNECTIONS: usize = 1;
 
+/// Default of `server.work_stealing`: on when there is another thread to move work to.
+pub fn default_work_stealing(threads: usize) -> bool {
+    threads > 1
+}
+
 impl Default for ServerSettings {
     /// What an empty `server:` section validates to: every default, and the error log
     /// on stderr.
     fn default() -> Self {
         ServerSettings {
             threads: DEFAULT_THREADS,
+            work_stealing: default_work_stealing(DEFAULT_THREADS),
             grace_period: DEFAULT_GRACE_PERIOD,
             graceful_shutdown_timeout: DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
             pid_file: PathBuf::from(DEFAULT_PID_FILE),
@@ -77,6 +88,7 @@ impl Default for ServerSettings {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileServer {
     threads: Option<usize>,
+    work_stealing: Option<bool>,
     grace_period: Option<String>,
     graceful_shutdown_timeout: Option<String>,
     pid_file: Option<PathBuf>,
@@ -108,6 +120,7 @@ pub(super) fn validate_server(s: FileServer) -> Result<ServerSettings> {
     };
     Ok(ServerSettings {
         threads,
+        work_stealing: s.work_stealing.unwrap_or(default_work_stealing(threads)),
         grace_period: duration(
             "server.grace_period",
             s.grace_period.as_deref(),
@@ -152,5 +165,18 @@ mod tests {
     fn default_matches_an_empty_section() {
         let validated = validate_server(FileServer::default()).unwrap();
         assert_eq!(format!("{:?}", ServerSettings::default()), format!("{validated:?}"));
+    }
+
+    #[test]
+    fn work_stealing_follows_the_thread_count_unless_set() {
+        let with = |threads, work_stealing| {
+            validate_server(FileServer { threads: Some(threads), work_stealing, ..FileServer::default() })
+                .unwrap()
+                .work_stealing
+        };
+        assert!(!with(1, None), "one thread: nothing to steal");
+        assert!(with(2, None));
+        assert!(with(1, Some(true)));
+        assert!(!with(4, Some(false)));
     }
 }

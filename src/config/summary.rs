@@ -31,8 +31,9 @@ impl Config {
         let _ = writeln!(out, "listen:    {}", list(&listen));
         let _ = writeln!(
             out,
-            "server:    {} thread(s), grace period {}",
+            "server:    {} thread(s){}, grace period {}",
             self.server.threads,
+            if self.server.work_stealing { " sharing work" } else { "" },
             humantime::format_duration(self.server.grace_period)
         );
         for (prefix, site) in self.site_prefixes() {
