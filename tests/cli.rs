@@ -79,6 +79,7 @@ fn config_errors_name_the_key_and_exit_2() {
         (good().replace("[\"127.0.0.1:9\"]", "[\"127.0.0.1:9\"]\n  connect_timeout: 0ms"), "`upstream.connect_timeout`"),
         (format!("{}server:\n  client_header_timeout: 0s\n", good()), "`server.client_header_timeout`"),
         (format!("{}server:\n  max_client_connections: 0\n", good()), "`server.max_client_connections`"),
+        (format!("{}server:\n  work_stealing: maybe\n", good()), "`server.work_stealing`"),
         // Binding the same address twice (or under a wildcard) fails at start.
         (GOOD.replace("listen: [\"127.0.0.1:PORT\"]", "listen: [\"127.0.0.1:7001\", \"127.0.0.1:7001\"]"), "`listen[1]`"),
         (GOOD.replace("listen: [\"127.0.0.1:PORT\"]", "listen: [\"0.0.0.0:7001\", \"127.0.0.1:7001\"]"), "`listen[1]`"),
