@@ -398,7 +398,8 @@ fn an_app_writing_head_and_body_separately_is_not_stalled_by_delayed_acks() {
     // delayed ACK on our reused upstream connection holds that for Linux's 40 ms
     // minimum. The one clock reading in this suite, with a margin of 2x to that fixed
     // kernel timer: without quick ACKs every request takes >= 40 ms. One body write is
-    // the usual shape; four make every read of the body wait on an acknowledgement.
+    // the usual shape; with four, each later write of the body also waits for an
+    // acknowledgement, which the one quick ACK per response must still bring at once.
     for pieces in [1, 4] {
         let app = split_write_upstream(pieces);
         let proxy = Proxy::start(&sections(app, TRUSTED_HEADER, ""));
