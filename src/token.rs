@@ -6,10 +6,10 @@
 //! their lifetime is left, so a busy user costs one HMAC per ~54 minutes, not per page.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 use serde_json::{Map, Value};
 
 use crate::config::IntercomConfig;
@@ -46,9 +46,20 @@ pub struct TokenSigner {
     header: Header,
     lifetime: Duration,
     claims: Vec<String>,
+    /// How long a signed token is handed out again: until a tenth of its lifetime is left.
+    reuse: Duration,
     /// Claims without `iat`/`exp`, serialized ([`TokenSigner::cache_key`]), to the token
-    /// signed for them.
-    cache: Cache<Vec<u8>, Arc<str>>,
+    /// signed for them. quick_cache rather than moka: a hit is one shard read, and on a
+    /// page it is the signer's whole cost (moka's bookkeeping of every read was half of
+    /// it); expiry is checked on read.
+    cache: Cache<Vec<u8>, Signed>,
+}
+
+/// A cached token and until when it is handed out.
+#[derive(Clone)]
+struct Signed {
+    token: Arc<str>,
+    reuse_until: Instant,
 }
 
 impl TokenSigner {
@@ -59,10 +70,8 @@ impl TokenSigner {
             header: Header::new(Algorithm::HS256),
             lifetime: config.token_lifetime,
             claims: config.claims.clone(),
-            cache: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(config.token_lifetime - config.token_lifetime / 10)
-                .build(),
+            reuse: config.token_lifetime - config.token_lifetime / 10,
+            cache: Cache::new(100_000),
         }
     }
 
@@ -73,9 +82,14 @@ impl TokenSigner {
 
     /// A valid token for this identity, from the cache when one is fresh enough.
     pub fn token_for(&self, identity: &Identity) -> Result<Arc<str>, TokenError> {
-        self.cache
-            .try_get_with(self.cache_key(identity), || self.sign(self.claims_of(identity)).map(Arc::from))
-            .map_err(|e| TokenError::Encode(e.to_string()))
+        let key = self.cache_key(identity);
+        if let Some(signed) = self.cache.get(&key).filter(|s| s.reuse_until > Instant::now()) {
+            return Ok(signed.token);
+        }
+        // Two pages of a new user at once may both sign: harmless, and no page waits.
+        let token: Arc<str> = self.sign(self.claims_of(identity))?.into();
+        self.cache.insert(key, Signed { token: token.clone(), reuse_until: Instant::now() + self.reuse });
+        Ok(token)
     }
 
     /// The exact claim set (without `iat`/`exp`), so two users never share a cache entry:
@@ -172,7 +186,11 @@ mod tests {
     use jsonwebtoken::{decode, DecodingKey, Validation};
 
     fn signer() -> TokenSigner {
-        TokenSigner::new(&IntercomConfig {
+        TokenSigner::new(&signer_config())
+    }
+
+    fn signer_config() -> IntercomConfig {
+        IntercomConfig {
             app_id: "abc".into(),
             api_base: "https://api-iam.intercom.io".into(),
             secret: Secret::new(b"test-secret".to_vec()),
@@ -181,7 +199,7 @@ mod tests {
             claims: vec!["email".into(), "plan".into()],
             mode: crate::config::MessengerMode::Jwt,
             token_refresh_margin: Duration::from_secs(300),
-        })
+        }
     }
 
     #[test]
@@ -213,6 +231,17 @@ mod tests {
         let b = s.token_for(&Identity::new("b")).unwrap();
         assert!(Arc::ptr_eq(&a, &a2));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_token_is_handed_out_again_only_while_fresh() {
+        let mut config = signer_config();
+        // No lifetime: no time to reuse it in.
+        config.token_lifetime = Duration::ZERO;
+        let s = TokenSigner::new(&config);
+        let a = s.token_for(&Identity::new("a")).unwrap();
+        let a2 = s.token_for(&Identity::new("a")).unwrap();
+        assert!(!Arc::ptr_eq(&a, &a2), "a token past its reuse time was handed out again");
     }
 
     #[test]
