@@ -2,6 +2,7 @@
 //! page for a shutdown, and the last-user tag that notices a switch of user.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use cookie::time::{Duration as CookieDuration, OffsetDateTime};
 use cookie::{Cookie, SameSite};
@@ -35,6 +36,31 @@ pub(crate) const INTERCOM_COOKIES: [&str; 3] = ["intercom-session-", "intercom-i
 pub(crate) struct UserTags {
     /// Derived from the Messenger secret, never equal to it.
     key: [u8; 32],
+    /// Recent users' tags with their `Set-Cookie`: a page of a known user costs one
+    /// lookup, not a hash, an encoding and a header value.
+    recent: quick_cache::sync::Cache<String, UserTag>,
+}
+
+/// Bound on [`UserTags`]' memory of recent users (a few hundred bytes each).
+const RECENT_USERS: usize = 10_000;
+
+/// A user's tag and the `Set-Cookie` that remembers it ([`user_set`]).
+#[derive(Clone)]
+pub(crate) struct UserTag {
+    tag: Arc<str>,
+    set_cookie: http::HeaderValue,
+}
+
+impl UserTag {
+    /// The tag, as the last-user cookie carries it.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.tag
+    }
+
+    /// The `Set-Cookie` value remembering this user.
+    pub(crate) fn set_cookie(&self) -> http::HeaderValue {
+        self.set_cookie.clone()
+    }
 }
 
 impl UserTags {
@@ -43,7 +69,20 @@ impl UserTags {
         let mut key = Sha256::new();
         key.update(b"intercom-secure-proxy last-user tag\0");
         key.update(secret);
-        UserTags { key: key.finalize().into() }
+        UserTags { key: key.finalize().into(), recent: quick_cache::sync::Cache::new(RECENT_USERS) }
+    }
+
+    /// The tag of `user_id` with its cookie, remembered for the user's next pages.
+    pub(crate) fn user(&self, user_id: &str) -> UserTag {
+        if let Some(known) = self.recent.get(user_id) {
+            return known;
+        }
+        let tag = self.tag(user_id);
+        // base64url and fixed attributes: always a valid header value.
+        let set_cookie = http::HeaderValue::try_from(user_set(&tag)).expect("cookie text is a header value");
+        let user = UserTag { tag: tag.into(), set_cookie };
+        self.recent.insert(user_id.to_string(), user.clone());
+        user
     }
 
     /// The tag of `user_id`.
@@ -191,6 +230,17 @@ mod tests {
         let m = marker_set();
         assert!(m.contains("HttpOnly") && m.contains("SameSite=Lax") && m.contains("Max-Age=600"));
         assert!(marker_clear().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn a_remembered_user_gets_what_a_new_one_would() {
+        let tags = UserTags::new(b"secret");
+        for _ in 0..2 {
+            let alice = tags.user("alice");
+            assert_eq!(alice.as_str(), tags.tag("alice"));
+            assert_eq!(alice.set_cookie(), user_set(&tags.tag("alice")).as_str());
+        }
+        assert_ne!(tags.user("bob").as_str(), tags.user("alice").as_str());
     }
 
     #[test]

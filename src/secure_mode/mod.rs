@@ -34,7 +34,7 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::config::{InjectConfig, LogoutConfig, LogoutMode, SiteConfig};
 use crate::headers;
 use crate::identity::{IdentityResolver, Lookup};
-use crate::logout::{self, cookies, cookies::UserTags};
+use crate::logout::{self, cookies, cookies::UserTag, cookies::UserTags};
 use crate::metrics::METRICS;
 use crate::page::{self, Limits, Outcome, Pages, Plan, ScriptSettings};
 use crate::token::TokenSigner;
@@ -95,7 +95,7 @@ pub struct SecureMode {
 struct Credentials {
     token: Option<Arc<str>>,
     plain: Option<Arc<str>>,
-    user_tag: Option<String>,
+    user_tag: Option<UserTag>,
 }
 
 /// Why Secure Mode could not be set up.
@@ -249,7 +249,10 @@ impl SecureMode {
         state.outcome = Handled::Anonymous;
         let logout = self.is_logout_response(state, resp);
         let creds = if logout { Credentials::default() } else { self.credentials_for(session, state).await };
-        let switched = creds.user_tag.is_some() && state.last_user.is_some() && state.last_user != creds.user_tag;
+        let switched = match (&creds.user_tag, &state.last_user) {
+            (Some(now), Some(last)) => now.as_str() != last,
+            _ => false,
+        };
         let shutdown = state.marker || logout || switched;
         if creds.token.is_none() && creds.plain.is_none() && !shutdown {
             return;
@@ -364,7 +367,7 @@ impl SecureMode {
         Credentials {
             token,
             plain: self.hasher.as_ref().map(|h| h.plain_settings(&id)),
-            user_tag: Some(self.user_tags.tag(&id.user_id)),
+            user_tag: Some(self.user_tags.user(&id.user_id)),
         }
     }
 
@@ -374,8 +377,8 @@ impl SecureMode {
         if page.plan.shutdown && state.marker {
             resp.append_header(http::header::SET_COOKIE, cookies::marker_clear())?;
         }
-        if let Some(tag) = page.user_tag.filter(|t| state.last_user.as_ref() != Some(t)) {
-            resp.append_header(http::header::SET_COOKIE, cookies::user_set(&tag))?;
+        if let Some(tag) = page.user_tag.filter(|t| state.last_user.as_deref() != Some(t.as_str())) {
+            resp.append_header(http::header::SET_COOKIE, tag.set_cookie())?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::identity::RequestHints;
+use crate::logout::cookies::UserTag;
 use crate::page::{PageRewriter, Plan};
 
 /// Secure Mode's per-request state. A host proxy keeps one in its `CTX` (made with
@@ -68,7 +69,7 @@ impl Outcome {
 pub(super) struct PagePlan {
     pub(super) plan: Plan,
     /// Tag of the user the token is for (for the last-user cookie).
-    pub(super) user_tag: Option<String>,
+    pub(super) user_tag: Option<UserTag>,
 }
 
 impl RequestState {
