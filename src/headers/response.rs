@@ -51,16 +51,34 @@ fn directives(resp: &ResponseHeader) -> impl Iterator<Item = String> + '_ {
 /// Makes a response private and uncachable, keeping the app's other directives:
 /// `public`, `s-maxage`, `max-age` and `immutable` go, `private` and `no-store` come.
 pub fn make_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
+    set_private(resp)?;
+    remove_present(resp, &[&CACHE_OVERRIDES]);
+    Ok(())
+}
+
+/// The `Cache-Control` part of [`make_private`].
+fn set_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
     if !resp.headers.contains_key(http::header::CACHE_CONTROL) {
         // Most pages: nothing of the app's to keep, and nothing to format.
-        resp.insert_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("private, no-store"))?;
+        resp.insert_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("private, no-store"))
     } else {
-        merge_private(resp)?;
+        merge_private(resp)
     }
-    for h in &CACHE_OVERRIDES {
-        resp.remove_header(h);
+}
+
+/// Removes the headers of `lists` the response has, finding them in one pass over its
+/// names: most are absent, and removing an absent name still hashes it (in both of
+/// Pingora's maps when it is there).
+fn remove_present(resp: &mut ResponseHeader, lists: &[&[HeaderName]]) {
+    let present: Vec<HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|name| lists.iter().any(|list| list.contains(name)))
+        .cloned()
+        .collect();
+    for name in &present {
+        resp.remove_header(name);
     }
-    Ok(())
 }
 
 /// The app's `Cache-Control` with `private, no-store` first and what contradicts them gone.
@@ -78,6 +96,7 @@ fn merge_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
 
 /// Headers that describe one exact body: they go whenever the proxy changes the body.
 /// (Names, not strings: each removal would otherwise parse its name again.)
+/// `Content-Length` comes first (see [`remove_body_dependent`]).
 const BODY_DEPENDENT: [HeaderName; 8] = [
     http::header::CONTENT_LENGTH,
     http::header::ETAG,
@@ -104,10 +123,10 @@ const CACHE_OVERRIDES: [HeaderName; 4] = [
 /// chunked framing, and no separate write of the header), by chunks otherwise.
 pub fn remove_body_dependent(resp: &mut ResponseHeader, length: Option<u64>) -> pingora::Result<()> {
     // Removals first: the headers added next take their slots instead of growing the map.
-    for h in &BODY_DEPENDENT {
-        resp.remove_header(h);
-    }
-    make_private(resp)?;
+    // A known length replaces the app's in place (`insert_header` drops every other line).
+    let body_dependent = if length.is_some() { &BODY_DEPENDENT[1..] } else { &BODY_DEPENDENT[..] };
+    remove_present(resp, &[body_dependent, &CACHE_OVERRIDES]);
+    set_private(resp)?;
     match length {
         Some(n) => resp.insert_header(http::header::CONTENT_LENGTH, n)?,
         // HTTP/1 needs explicit framing once the length is gone (Pingora drops it on h2).
@@ -187,6 +206,32 @@ mod tests {
         remove_body_dependent(&mut r, Some(7010)).unwrap();
         assert_eq!(r.headers["content-length"], "7010");
         assert!(r.headers.get("transfer-encoding").is_none() && r.headers.get("etag").is_none());
+    }
+
+    #[test]
+    fn every_line_of_a_replaced_header_goes_on_the_wire_too() {
+        // Pingora keeps each name's spelling in a second map and writes the head from it:
+        // a removal or replacement that missed that map would still send the old line.
+        let mut r = resp(&[
+            ("Content-Length", "10"),
+            ("ETag", "\"a\""),
+            ("ETag", "\"b\""),
+            ("X-Kept", "1"),
+            ("Expires", "0"),
+            ("Cache-Control", "public"),
+        ]);
+        remove_body_dependent(&mut r, Some(7010)).unwrap();
+        let mut wire = Vec::new();
+        r.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        let lines: Vec<&str> = wire.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.iter().filter(|l| l.to_ascii_lowercase().starts_with("content-length:")).count(), 1, "{wire}");
+        assert!(lines.contains(&"Content-Length: 7010"), "{wire}");
+        assert!(lines.contains(&"X-Kept: 1"), "{wire}");
+        assert!(lines.contains(&"Cache-Control: private, no-store"), "{wire}");
+        for gone in ["etag:", "expires:"] {
+            assert!(!lines.iter().any(|l| l.to_ascii_lowercase().starts_with(gone)), "{gone} left in {wire}");
+        }
     }
 
     #[test]
