@@ -84,9 +84,52 @@ impl Metrics {
         out
     }
 
-    /// Records one identity lookup.
-    pub(crate) fn lookup(&self, source: &'static str, result: &'static str, took: Duration) {
-        self.lookups.with_label_values(&[source, result]).inc();
-        self.lookup_seconds.with_label_values(&[source]).observe(took.as_secs_f64());
+    /// The lookup metrics of one identity source, by its `type`.
+    pub(crate) fn source(&self, source: &'static str) -> SourceMetrics {
+        let result = |r: &str| self.lookups.with_label_values(&[source, r]);
+        SourceMetrics {
+            hit: result("hit"),
+            miss: result("miss"),
+            anonymous: result("anonymous"),
+            failed: result("failed"),
+            seconds: self.lookup_seconds.with_label_values(&[source]),
+        }
+    }
+}
+
+/// One identity source's lookup metrics, resolved once: `with_label_values` hashes its
+/// labels and takes a lock each time, and a page asks a source once.
+pub(crate) struct SourceMetrics {
+    hit: IntCounter,
+    miss: IntCounter,
+    anonymous: IntCounter,
+    failed: IntCounter,
+    seconds: Histogram,
+}
+
+/// How an identity lookup ended (the `result` label of `identity_lookups_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LookupResult {
+    /// The user, without asking a backing store.
+    Hit,
+    /// The user, after asking a backing store.
+    Miss,
+    /// No user.
+    Anonymous,
+    /// The source could not tell.
+    Failed,
+}
+
+impl SourceMetrics {
+    /// Records one lookup.
+    pub(crate) fn record(&self, result: LookupResult, took: Duration) {
+        match result {
+            LookupResult::Hit => &self.hit,
+            LookupResult::Miss => &self.miss,
+            LookupResult::Anonymous => &self.anonymous,
+            LookupResult::Failed => &self.failed,
+        }
+        .inc();
+        self.seconds.observe(took.as_secs_f64());
     }
 }

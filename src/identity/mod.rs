@@ -29,7 +29,7 @@ use std::sync::Arc;
 use pingora::http::RequestHeader;
 
 use crate::config::{IdentityConfig, SourceConfig};
-use crate::metrics::METRICS;
+use crate::metrics::{LookupResult, SourceMetrics, METRICS};
 use crate::upstream::Upstream;
 
 /// A logged-in user, as the application knows them.
@@ -226,6 +226,8 @@ impl Source {
 /// All configured sources, in order.
 pub struct IdentityResolver {
     sources: Vec<Source>,
+    /// Each source's lookup metrics, in the order of `sources`.
+    metrics: Vec<SourceMetrics>,
     /// The session cookie names the endpoint sources name (for login/logout detection).
     session_cookies: Vec<String>,
 }
@@ -261,7 +263,8 @@ impl IdentityResolver {
                 }
             }
         }
-        IdentityResolver { sources, session_cookies }
+        let metrics = sources.iter().map(|s| METRICS.source(s.kind())).collect();
+        IdentityResolver { sources, metrics, session_cookies }
     }
 
     /// Request phase: removes identity headers the peer may not set, and records what
@@ -279,19 +282,19 @@ impl IdentityResolver {
     /// [`resolve`](Self::resolve), with the `type` of the source that knew the user.
     pub async fn resolve_answered(&self, hints: &RequestHints) -> (Lookup, Option<&'static str>) {
         let mut failure = None;
-        for (source, hint) in self.sources.iter().zip(&hints.0) {
+        for ((source, hint), metrics) in self.sources.iter().zip(&hints.0).zip(&self.metrics) {
             if matches!(hint, Hint::Nothing) {
                 continue;
             }
             let started = std::time::Instant::now();
             let (lookup, asked_store) = source.resolve(hint).await;
             let result = match &lookup {
-                Lookup::Found(_) if asked_store => "miss",
-                Lookup::Found(_) => "hit",
-                Lookup::Anonymous => "anonymous",
-                Lookup::Failed(_) => "failed",
+                Lookup::Found(_) if asked_store => LookupResult::Miss,
+                Lookup::Found(_) => LookupResult::Hit,
+                Lookup::Anonymous => LookupResult::Anonymous,
+                Lookup::Failed(_) => LookupResult::Failed,
             };
-            METRICS.lookup(source.kind(), result, started.elapsed());
+            metrics.record(result, started.elapsed());
             match lookup {
                 Lookup::Found(id) => return (Lookup::Found(id), Some(source.kind())),
                 Lookup::Anonymous => {}
