@@ -18,6 +18,30 @@ pub struct TrustedHeaderSource {
     config: TrustedHeaderConfig,
     /// Configured names folded (lowercase, `_` as `-`), for spoof detection.
     folded: Vec<String>,
+    /// The configured names, parsed once (`None`: not a valid name, so never sent).
+    names: Names,
+}
+
+/// The headers of one identity, by field.
+struct Names {
+    user_id: Option<HeaderName>,
+    email: Option<HeaderName>,
+    name: Option<HeaderName>,
+    company_id: Option<HeaderName>,
+    company_name: Option<HeaderName>,
+}
+
+impl Names {
+    fn new(config: &TrustedHeaderConfig) -> Names {
+        let parse = |name: Option<&String>| name.and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok());
+        Names {
+            user_id: parse(Some(&config.user_id)),
+            email: parse(config.email.as_ref()),
+            name: parse(config.name.as_ref()),
+            company_id: parse(config.company_id.as_ref()),
+            company_name: parse(config.company_name.as_ref()),
+        }
+    }
 }
 
 /// Lowercases and maps `_` to `-`, the way app stacks fold header names.
@@ -41,7 +65,8 @@ impl TrustedHeaderSource {
     /// Builds the source.
     pub fn new(config: TrustedHeaderConfig) -> Self {
         let folded = configured_names(&config).map(|n| fold(n)).collect();
-        TrustedHeaderSource { config, folded }
+        let names = Names::new(&config);
+        TrustedHeaderSource { config, folded, names }
     }
 
     fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
@@ -76,9 +101,10 @@ impl TrustedHeaderSource {
         if !trusted {
             return None;
         }
-        let user_id = single_value(req, &self.config.user_id)?;
-        let email = self.config.email.as_ref().and_then(|h| single_value(req, h));
-        let company_id = self.config.company_id.as_ref().and_then(|h| single_value(req, h));
+        let names = &self.names;
+        let user_id = single_value(req, names.user_id.as_ref()?)?;
+        let email = names.email.as_ref().and_then(|h| single_value(req, h));
+        let company_id = names.company_id.as_ref().and_then(|h| single_value(req, h));
         if [Some(&user_id), email.as_ref(), company_id.as_ref()].into_iter().flatten().any(|v| may_be_joined(v)) {
             crate::warn_limited!(
                 "identity header {} or {} holds a comma-separated list (a proxy may have joined two headers); no identity for this request",
@@ -89,10 +115,10 @@ impl TrustedHeaderSource {
         }
         let mut identity = Identity::new(user_id);
         identity.email = email;
-        identity.name = self.config.name.as_ref().and_then(|h| single_value(req, h));
+        identity.name = names.name.as_ref().and_then(|h| single_value(req, h));
         identity.company = company_id.map(|id| Company {
             id,
-            name: self.config.company_name.as_ref().and_then(|h| single_value(req, h)),
+            name: names.company_name.as_ref().and_then(|h| single_value(req, h)),
         });
         Some(identity)
     }
@@ -119,7 +145,7 @@ fn may_be_joined(value: &str) -> bool {
 }
 
 /// The header's value when it is present exactly once, non-empty and UTF-8.
-fn single_value(req: &RequestHeader, name: &str) -> Option<String> {
+fn single_value(req: &RequestHeader, name: &HeaderName) -> Option<String> {
     let mut values = req.headers.get_all(name).iter();
     let first = values.next()?;
     if values.next().is_some() {
