@@ -8,8 +8,9 @@
 //!   never holds a cookie, and whoever can write to Redis can neither read an identity
 //!   nor plant one, nor move one entry to another session. An entry that does not open
 //!   is a miss.
-//! - On a miss, one instance claims the session (`SET NX PX`) and asks the app; the
-//!   others poll for its answer, and take over when the claim expires (its holder died)
+//! - On a miss, one instance claims the session (`SET NX PX`), looks once more (an
+//!   answer may have landed since its first look), and asks the app; the others poll
+//!   for its answer, and take over when the claim expires (its holder died)
 //!   or is released without an answer (the app failed). So the app sees one call per
 //!   session, not one per instance.
 //! - Redis failing never costs an identity: the instance asks the app itself.
@@ -95,6 +96,13 @@ impl SharedCache {
             }
             match self.store.claim(&entry.claim, life.fetch).await {
                 Ok(true) => {
+                    // Another instance may have answered and released its claim between
+                    // our read and our claim: look once more before asking the app.
+                    if let Ok(Some(cached)) = self.read(entry).await {
+                        let _ = self.store.delete(&[&entry.claim]).await;
+                        METRICS.shared_cache.with_label_values(&["hit"]).inc();
+                        return Ok(cached);
+                    }
                     METRICS.shared_cache.with_label_values(&["miss"]).inc();
                     return self.fetch_and_share(entry, life, fetch).await;
                 }
