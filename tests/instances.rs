@@ -261,6 +261,76 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
     drop(killed);
 }
 
+/// A relay to Redis that holds each chunk a client sends for `delay`: it widens the
+/// moment between one instance's commands to a size a test can aim at.
+fn slow_relay_to(redis: &Redis, delay: Duration) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = format!("127.0.0.1:{}", redis.port);
+    thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = std::net::TcpStream::connect(&upstream).unwrap();
+            let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n @ 1..) = std::io::Read::read(&mut client_in, &mut buf) {
+                    thread::sleep(delay);
+                    if std::io::Write::write_all(&mut server_out, &buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let (mut server_in, mut client_out) = (server, client);
+            thread::spawn(move || std::io::copy(&mut server_in, &mut client_out));
+        }
+    });
+    port
+}
+
+#[test]
+fn an_instance_that_wins_the_claim_after_another_answered_uses_that_answer() {
+    // B answers a new session while A's first look and its claim are 200 ms apart: A
+    // looks (no answer yet), B stores its answer and releases its claim, A claims.
+    let redis = Redis::start();
+    let app = Upstream::start(|req| match (req.path(), req.cookie("sid").as_deref().and_then(user_of)) {
+        ("/api/me", Some(user)) => Reply::After(
+            Duration::from_millis(300),
+            Box::new(Reply::with(200, &[("Content-Type", "application/json")], format!(r#"{{"id":"{user}"}}"#))),
+        ),
+        ("/api/me", None) => Reply::with(401, &[], "{}"),
+        _ => Reply::html(PAGE),
+    });
+    let relay = slow_relay_to(&redis, Duration::from_millis(200));
+    let source = "  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 2s\n";
+    let a = Proxy::start(&sections(
+        app.addr,
+        &format!("identity:\n  shared_cache:\n    redis: \"redis://127.0.0.1:{relay}/0\"\n    timeout: 5s\n{source}"),
+        "",
+    ));
+    let b = Proxy::start(&sections(app.addr, &format!("identity:\n  shared_cache: \"{}\"\n{source}", redis.url()), ""));
+    let nonce = std::process::id();
+    // A's connection to Redis is made first, outside the moment that matters.
+    let warm = format!("s98-{nonce}");
+    // Both as one site behind a balancer: the same Host, so the same shared entry.
+    let site = Some("app.example");
+    assert_eq!(fetch_as(&support::client(), &a.url("/"), site, &warm).unwrap().0, 200);
+
+    let sid = format!("s7-{nonce}");
+    let to_b = {
+        let (url, sid) = (b.url("/"), sid.clone());
+        thread::spawn(move || fetch_as(&support::client(), &url, site, &sid))
+    };
+    thread::sleep(Duration::from_millis(20));
+    let (status, body) = fetch_as(&support::client(), &a.url("/"), site, &sid).unwrap();
+    assert_eq!(status, 200);
+    assert!(carries_token_for(&body, &sid), "A: no valid token");
+    let (status, body) = to_b.join().unwrap().unwrap();
+    assert_eq!(status, 200);
+    assert!(carries_token_for(&body, &sid), "B: no valid token");
+    let calls = app.requests().iter().filter(|r| r.path() == "/api/me" && r.cookie("sid").as_deref() == Some(sid.as_str())).count();
+    assert_eq!(calls, 1, "the app was asked {calls} times for one session\nA:\n{}\nB:\n{}", a.log_text(), b.log_text());
+}
+
 #[test]
 fn without_redis_each_instance_asks_the_app_itself_and_pages_keep_their_tokens() {
     let mut redis = Redis::start();
