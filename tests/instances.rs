@@ -30,10 +30,15 @@ fn user_of(sid: &str) -> Option<String> {
 /// and knows every `s<n>-…` session; `/logout` expires the session cookie; every other
 /// path is a page.
 fn app() -> Upstream {
-    Upstream::start(|req| match req.path() {
+    app_answering_in(Duration::from_millis(50))
+}
+
+/// [`app`] with `/api/me` taking `delay`.
+fn app_answering_in(delay: Duration) -> Upstream {
+    Upstream::start(move |req| match req.path() {
         "/api/me" => match req.cookie("sid").as_deref().and_then(user_of) {
             Some(user) => Reply::After(
-                Duration::from_millis(50),
+                delay,
                 Box::new(Reply::with(200, &[("Content-Type", "application/json")], format!(r#"{{"id":"{user}"}}"#))),
             ),
             None => Reply::with(401, &[], "{}"),
@@ -45,9 +50,13 @@ fn app() -> Upstream {
 
 /// One proxy instance with its admin listener (HAProxy's health check asks `/healthz`).
 fn instance(app: &Upstream, redis: &Redis, admin: u16) -> Proxy {
+    instance_with(app, &format!("\"{}\"", redis.url()), admin)
+}
+
+/// [`instance`] with `shared_cache` as the YAML value of `identity.shared_cache`.
+fn instance_with(app: &Upstream, shared_cache: &str, admin: u16) -> Proxy {
     let identity = format!(
-        "identity:\n  shared_cache: \"{}\"\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 2s\n      cache_ttl: 10m\n",
-        redis.url()
+        "identity:\n  shared_cache: {shared_cache}\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 2s\n      cache_ttl: 10m\n"
     );
     Proxy::start(&sections(app.addr, &identity, &format!("admin:\n  listen: \"127.0.0.1:{admin}\"\n")))
 }
@@ -292,22 +301,10 @@ fn an_instance_that_wins_the_claim_after_another_answered_uses_that_answer() {
     // B answers a new session while A's first look and its claim are 200 ms apart: A
     // looks (no answer yet), B stores its answer and releases its claim, A claims.
     let redis = Redis::start();
-    let app = Upstream::start(|req| match (req.path(), req.cookie("sid").as_deref().and_then(user_of)) {
-        ("/api/me", Some(user)) => Reply::After(
-            Duration::from_millis(300),
-            Box::new(Reply::with(200, &[("Content-Type", "application/json")], format!(r#"{{"id":"{user}"}}"#))),
-        ),
-        ("/api/me", None) => Reply::with(401, &[], "{}"),
-        _ => Reply::html(PAGE),
-    });
+    let app = app_answering_in(Duration::from_millis(300));
     let relay = slow_relay_to(&redis, Duration::from_millis(200));
-    let source = "  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 2s\n";
-    let a = Proxy::start(&sections(
-        app.addr,
-        &format!("identity:\n  shared_cache:\n    redis: \"redis://127.0.0.1:{relay}/0\"\n    timeout: 5s\n{source}"),
-        "",
-    ));
-    let b = Proxy::start(&sections(app.addr, &format!("identity:\n  shared_cache: \"{}\"\n{source}", redis.url()), ""));
+    let a = instance_with(&app, &format!("\n    redis: \"redis://127.0.0.1:{relay}/0\"\n    timeout: 5s"), free_port());
+    let b = instance(&app, &redis, free_port());
     let nonce = std::process::id();
     // A's connection to Redis is made first, outside the moment that matters.
     let warm = format!("s98-{nonce}");
