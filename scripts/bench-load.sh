@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Load comparison (`make bench-load`): our proxy in Secure Mode vs the same binary in
-# passthrough vs nginx (plain proxy) vs nginx+njs minting the same JWT, all proxying the
-# same static pages on 127.0.0.1, printed as one table with the issue's targets.
+# passthrough vs a bare Pingora proxy (examples/pingora_bare.rs, the floor of anything
+# built on Pingora) vs nginx (plain proxy) vs nginx+njs minting the same JWT, all
+# proxying the same static pages on 127.0.0.1, printed as one table with the issue's
+# targets.
 #
-#   scripts/bench-load.sh                   # defaults: ~6 min once the proxy is built
+#   scripts/bench-load.sh                   # defaults: ~8 min once the proxy is built
 #   QUICK=1 scripts/bench-load.sh           # 1 repeat, 2 s runs: ~1.5 min
 #
 # Knobs (environment):
@@ -16,7 +18,8 @@
 #   PAGES="app.html big.html"   pages (big.html is generated: BIG_MIB=5 MiB)
 #   PIN=1            pin the proxy under test to CPU 0 and the load generator and the
 #                    upstream nginx to CPU 1 (default: let the scheduler place them)
-#   PORT_SECURE=18091 PORT_PASS=18092   our two instances (next free port if taken)
+#   PORT_SECURE=18091 PORT_PASS=18092 PORT_BARE=18094   our two instances and the bare
+#                    Pingora proxy (next free port if taken)
 #   KEEP=1           keep the work directory (logs, raw results) instead of deleting it
 #   BUDGET=570       seconds the whole run should take: when the build was slow (a fresh
 #                    machine), the default durations shrink to 2 s to fit; set DURATION
@@ -52,7 +55,7 @@ BUDGET=${BUDGET:-570}   # seconds for the whole script; default durations shrink
 SECRET=bench-secret-0123456789abcdef0123456789abcdef   # the njs peer's (bench/nginx/jwt.js)
 HDR_USER="X-Forwarded-User: bench-user"
 HDR_EMAIL="X-Forwarded-Email: bench@example.com"
-TARGETS=(ours-secure ours-passthrough nginx-plain nginx-njs)
+TARGETS=(ours-secure ours-passthrough pingora-bare nginx-plain nginx-njs)
 
 # Progress goes to the original stderr (fd 3), also from traps that fire while a
 # command's output is redirected to a file.
@@ -155,16 +158,19 @@ done
 PORT_SECURE=$(free_port "${PORT_SECURE:-18091}")
 PORT_PASS=$(free_port "${PORT_PASS:-18092}")
 [ "$PORT_SECURE" = "$PORT_PASS" ] && PORT_PASS=$(free_port $((PORT_PASS + 1)))
+PORT_BARE=$(free_port "${PORT_BARE:-18094}")
 
 WORK=$(mktemp -d /tmp/bench-load.XXXXXX)
 chmod 755 "$WORK"   # nginx workers run unprivileged and serve $WORK/pages
 RESULTS=$WORK/results.jsonl
 : > "$RESULTS"
 
-log "building the proxy (cargo build --release)"
-(cd "$ROOT" && cargo build --release --quiet --bin intercom-secure-proxy)
+log "building the proxy and the bare Pingora proxy (cargo build --release)"
+(cd "$ROOT" && cargo build --release --quiet --bin intercom-secure-proxy --example pingora_bare)
 BIN=$TARGET_DIR/release/intercom-secure-proxy
+BARE_BIN=$TARGET_DIR/release/examples/pingora_bare
 [ -x "$BIN" ] || die "no binary at $BIN"
+[ -x "$BARE_BIN" ] || die "no binary at $BARE_BIN"
 
 # The open-loop generator is std-only: plain rustc builds it in about a second.
 LOADGEN=$TARGET_DIR/bench-load/loadgen
@@ -230,12 +236,17 @@ start_ours ours-secure "$PORT_SECURE"
 SECURE_PID=$STARTED
 start_ours ours-passthrough "$PORT_PASS" --passthrough
 PASS_PID=$STARTED
+log "starting pingora-bare on $PORT_BARE (1 thread)"
+RUST_LOG=warn "$BARE_BIN" "127.0.0.1:$PORT_BARE" 127.0.0.1:18080 > "$WORK/pingora-bare.log" 2>&1 &
+BARE_PID=$!
+PIDS_OURS+=("$BARE_PID")
+wait_port "$PORT_BARE" "$BARE_PID" || { cat "$WORK/pingora-bare.log" >&2; die "pingora-bare did not start"; }
 
-declare -A PORT=([ours-secure]=$PORT_SECURE [ours-passthrough]=$PORT_PASS [nginx-plain]=18081 [nginx-njs]=18083)
-declare -A PID=([ours-secure]=$SECURE_PID [ours-passthrough]=$PASS_PID [nginx-plain]=$NGINX_WORKER [nginx-njs]=$NGINX_WORKER)
+declare -A PORT=([ours-secure]=$PORT_SECURE [ours-passthrough]=$PORT_PASS [pingora-bare]=$PORT_BARE [nginx-plain]=18081 [nginx-njs]=18083)
+declare -A PID=([ours-secure]=$SECURE_PID [ours-passthrough]=$PASS_PID [pingora-bare]=$BARE_PID [nginx-plain]=$NGINX_WORKER [nginx-njs]=$NGINX_WORKER)
 
 if [ "$PIN" = 1 ]; then
-  for pid in "$SECURE_PID" "$PASS_PID" "$NGINX_WORKER"; do taskset -apc 0 "$pid" >/dev/null; done
+  for pid in "$SECURE_PID" "$PASS_PID" "$BARE_PID" "$NGINX_WORKER"; do taskset -apc 0 "$pid" >/dev/null; done
   taskset -apc 1 "$UPSTREAM_WORKER" >/dev/null
   GEN=(taskset -c 1)
   log "pinned: proxies under test on CPU 0; upstream nginx and load generators on CPU 1"
@@ -250,6 +261,7 @@ for page in $PAGES; do
   get 18080 "$WORK/s-upstream-$page" "$page"
   get "$PORT_SECURE" "$WORK/s-secure-$page" "$page"
   get "$PORT_PASS" "$WORK/s-pass-$page" "$page"
+  get "$PORT_BARE" "$WORK/s-bare-$page" "$page"
   get 18083 "$WORK/s-njs-$page" "$page"
   grep -q '"j":"eyJ' "$WORK/s-secure-$page" || die "ours-secure: no \"j\":\"eyJ token in $page"
   msg=$(python3 "$HELPER" check-secure "$WORK/s-upstream-$page" "$WORK/s-secure-$page" "$SECRET") \
@@ -257,6 +269,7 @@ for page in $PAGES; do
   log "sanity $page: ours-secure adds one script with a valid token ($msg)"
   cmp -s "$WORK/s-upstream-$page" "$WORK/s-pass-$page" || die "ours-passthrough: $page differs from the upstream"
   log "sanity $page: ours-passthrough is byte-identical to the upstream ($(wc -c < "$WORK/s-pass-$page") bytes)"
+  cmp -s "$WORK/s-upstream-$page" "$WORK/s-bare-$page" || die "pingora-bare: $page differs from the upstream"
   grep -q 'intercom_user_jwt:"eyJ' "$WORK/s-njs-$page" || die "nginx-njs: no token in $page"
 done
 rm -f "$WORK"/s-*
@@ -269,11 +282,11 @@ CLK_TCK=$(getconf CLK_TCK)
 # ---------------------------------------------------------------------------
 # Measurements
 WRK_HDRS=(-H "$HDR_USER" -H "$HDR_EMAIL")
-n_closed=$(( $(wc -w <<<"$PAGES") * $(wc -w <<<"$CONNS") * REPEATS * 4 ))
-n_fixed=$(( $(wc -w <<<"$PAGES") * REPEATS * 4 ))
+n_closed=$(( $(wc -w <<<"$PAGES") * $(wc -w <<<"$CONNS") * REPEATS * ${#TARGETS[@]} ))
+n_fixed=$(( $(wc -w <<<"$PAGES") * REPEATS * ${#TARGETS[@]} ))
 estimate() {  # seconds the measurements take with closed-loop runs of $1 s and fixed-rate runs of $2 s
   awk -v nc="$n_closed" -v nf="$n_fixed" -v d="$1" -v r="$2" -v w="$WARMUP_RATE" -v np="$(wc -w <<<"$PAGES")" \
-    'BEGIN { printf "%d", nc * (d + 0.45) + nf * (r + w + 0.7) + np * 4 * 1.3 + 5 }'
+    -v nt="${#TARGETS[@]}" 'BEGIN { printf "%d", nc * (d + 0.45) + nf * (r + w + 0.7) + np * nt * 1.3 + 5 }'
 }
 if [ -z "$USER_SET_DURATION" ]; then
   elapsed=$(( $(date +%s) - T0 )) planned=$DURATION
@@ -364,13 +377,13 @@ cat > "$WORK/meta.json" <<EOF
  "idle_rss_mib": {"ours-secure": $(awk -v k="$IDLE_SECURE" 'BEGIN { print k / 1024 }'),
                   "ours-passthrough": $(awk -v k="$IDLE_PASS" 'BEGIN { print k / 1024 }')}}
 EOF
-for pid in "$SECURE_PID" "$PASS_PID"; do
-  kill -0 "$pid" 2>/dev/null || die "our proxy (pid $pid) died during the run; see $WORK/*.log"
+for pid in "$SECURE_PID" "$PASS_PID" "$BARE_PID"; do
+  kill -0 "$pid" 2>/dev/null || die "a proxy under test (pid $pid) died during the run; see $WORK/*.log"
 done
 echo
 echo "Load comparison: $(nproc) cores, $(uname -r), $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), $(nginx -v 2>&1 | sed 's/.*: //'), proxy $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [ -n "$(cd "$ROOT" && git status --porcelain -- src 2>/dev/null)" ] && echo '+dirty src')"
 echo "Load average (1/5/15 min) before the runs: $LOAD_START, after: $LOAD_END (anything well above 0 before means other work shared the 2 cores)"
-echo "Targets: ours-secure (Secure Mode, trusted_header) :$PORT_SECURE, ours-passthrough :$PORT_PASS, nginx-plain :18081, nginx-njs :18083; upstream nginx :18080; pin=$PIN"
+echo "Targets: ours-secure (Secure Mode, trusted_header) :$PORT_SECURE, ours-passthrough :$PORT_PASS, pingora-bare :$PORT_BARE, nginx-plain :18081, nginx-njs :18083; upstream nginx :18080; pin=$PIN"
 echo
 python3 "$HELPER" table "$RESULTS" "$WORK/meta.json"
 [ "$KEEP" = 1 ] && cp "$RESULTS" "$WORK/results-final.jsonl"
