@@ -2,7 +2,7 @@
 # Both install what they need on a fresh Debian machine with a Rust toolchain.
 
 SHELL := /bin/bash
-.PHONY: demo test build deps-build deps-test browser-deps legacy-deps packaging-deps bench bench-load clean
+.PHONY: demo test build deps-build deps-test browser-deps legacy-deps packaging-deps page-js bench bench-load clean
 
 ## demo: build, then run the sample legacy app (127.0.0.1:3000) and the proxy (127.0.0.1:8080)
 demo: deps-build
@@ -40,7 +40,11 @@ deps-test:
 	@scripts/install-deps.sh test
 
 browser-deps:
-	@cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error; }
+	@cd tests/browser && { [ -d node_modules/playwright-core ] && [ -d node_modules/terser ] || npm ci --no-audit --no-fund --loglevel=error; }
+
+## page-js: minify src/page/page.js into src/page/page.min.js (what pages get) after a change
+page-js: browser-deps
+	node scripts/minify-page-js.mjs
 
 # The Express app of tests/legacy_servers.rs and tests/redis_session.rs.
 legacy-deps:

@@ -829,7 +829,7 @@ fn csp() -> &'static CspRun {
 
 /// The injected script element and the CSP hash of its content.
 fn injected(body: &str) -> (String, String) {
-    let at = body.find("(function (w, c) {").expect("our script is in the page");
+    let at = body.find(support::our_script_marker()).expect("our script is in the page");
     let open = body[..at].rfind("<script").unwrap();
     let content_start = open + body[open..].find('>').unwrap() + 1;
     let end = at + body[at..].find("</script>").unwrap();
@@ -877,7 +877,7 @@ fn csp_meta_policy_is_amended_with_a_hash() {
     assert_secure_boot(&c.run, "meta", &ALICE, &[]);
     assert_no_violations(&c.run, "meta");
     let body = c.meta.text();
-    let ours = body.find("(function (w, c) {").expect("our script");
+    let ours = body.find(support::our_script_marker()).expect("our script");
     let at = body.find("http-equiv=\"Content-Security-Policy\"").expect("meta policy kept");
     assert!(ours < at, "our script precedes the policy");
     assert!(body.contains(&format!("content=\"{META_CSP}\">")), "policy untouched");
@@ -887,7 +887,7 @@ fn csp_meta_policy_is_amended_with_a_hash() {
     let body = c.meta_first.text();
     let (_, hash) = injected(&body);
     let at = body.find("http-equiv=\"Content-Security-Policy\"").expect("meta policy kept");
-    assert!(at < body.find("(function (w, c) {").unwrap());
+    assert!(at < body.find(support::our_script_marker()).unwrap());
     let tag = &body[at..at + body[at..].find('>').unwrap()];
     assert!(tag.contains(&hash), "meta policy does not allow our script ({hash}): {tag}");
     assert!(tag.contains("script-src 'self' https://widget.intercom.io"), "{tag}");

@@ -193,7 +193,7 @@ fn sha256_source(script_html: &str) -> String {
 }
 
 fn our_script(html: &str) -> &str {
-    let start = html[..html.find("(function (w, c)").unwrap()].rfind("<script").unwrap();
+    let start = html[..html.find(support::our_script_marker()).unwrap()].rfind("<script").unwrap();
     let end = start + html[start..].find("</script>").unwrap() + "</script>".len();
     &html[start..end]
 }

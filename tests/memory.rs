@@ -133,7 +133,7 @@ impl Checker {
             let Some(at) = support::find(&self.head_buf, marker) else { return };
             let head_end = at + marker.len();
             let head = self.head_buf[..head_end].to_vec();
-            let original = if support::find(&head, b"(function (w, c)").is_some() {
+            let original = if support::find(&head, support::our_script_marker().as_bytes()).is_some() {
                 self.had_script = true;
                 support::without_our_script(&head)
             } else {

@@ -102,7 +102,7 @@ fn parsing_stops_once_the_script_is_placed() {
     let chunks16k: Vec<usize> = (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect();
     let (out, rw) = run(&page, &chunks16k, LIMITS);
     assert_eq!(rw.outcome(), Outcome::Placed);
-    let insertion = support::find(&out, b"<script>(function (w, c)").unwrap();
+    let insertion = support::find(&out, format!("<script>{}", support::our_script_marker()).as_bytes()).unwrap();
     // The parser saw at most one feeding slice (2 KiB) past the insertion point, out of 714 KB.
     assert!(rw.parsed_bytes() <= insertion + 2048, "parsed {} bytes, insertion at {insertion}", rw.parsed_bytes());
     assert!(rw.parsed_bytes() < page.len() / 50);
@@ -402,7 +402,7 @@ fn every_corpus_page_and_policy_shape_gets_exactly_the_length_it_announces() {
                     // them but what an amended policy took).
                     let spaces = out.iter().rev().take_while(|&&b| b == b' ').count();
                     assert!(spaces + 128 >= announced - page.len(), "{what}: ends with {spaces} spaces");
-                    assert!(support::find(out, b"(function (w, c) {").is_none(), "{what}");
+                    assert!(support::find(out, support::our_script_marker().as_bytes()).is_none(), "{what}");
                 }
             }
         }
@@ -431,7 +431,7 @@ fn feed(rw: &mut PageRewriter, input: &[u8], cuts: &[usize]) -> Vec<u8> {
 
 /// The start tag of our script in `html`, whitespace and all.
 fn our_start_tag(html: &str) -> &str {
-    let at = html.find("(function (w, c) {").expect("our script");
+    let at = html.find(support::our_script_marker()).expect("our script");
     let open = html[..at].rfind("<script").unwrap();
     &html[open..at]
 }

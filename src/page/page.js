@@ -1,5 +1,5 @@
 // The script the proxy puts before the first script of a page (see src/page/script.rs).
-// Lines starting with `//` are removed before it is served; keep statements `;`-terminated.
+// Pages get page.min.js, this file minified by terser: run `make page-js` after a change.
 // Parameters (c): a app_id, b api_base, s plain fields to strip, i auto-include,
 // k cookie domain, l widget URL, n Intercom's cookie name prefixes, r the token refresh path (null: none),
 // g refresh this many seconds before the token expires, j the signed token (null when logged out),

@@ -9,10 +9,11 @@
 //! page's own scripts have run, if they brought none. After a logout it runs
 //! `Intercom('shutdown')` before anything can boot. See `page.js` for the code.
 //!
-//! Everything static is rendered once at start-up; per response only the token, the
-//! shutdown flag and the CSP nonce are spliced in.
+//! Pages get `page.min.js`, `page.js` minified by terser (`make page-js`; a test fails
+//! when the two drift apart): every byte of it goes into every rewritten page, and is
+//! copied, sent and parsed each time. Everything static is rendered once at start-up;
+//! per response only the token, the shutdown flag and the CSP nonce are spliced in.
 
-use once_cell::sync::Lazy;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -21,15 +22,8 @@ use base64::Engine as _;
 use super::Plan;
 use crate::config::MessengerMode;
 
-/// The page script without comment lines or indentation (computed once).
-static PAGE_JS: Lazy<String> = Lazy::new(|| {
-    include_str!("page.js")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n")
-});
+/// The page script, minified: one function expression, called with `(window, c)`.
+const PAGE_JS: &str = include_str!("page.min.js");
 
 /// Static parts of the script, rendered once per configuration.
 #[derive(Debug, Clone)]
@@ -119,7 +113,7 @@ impl ScriptTemplate {
         // Leave the object open so the per-response values can follow.
         let open = &params[..params.len() - 1];
         ScriptTemplate {
-            body_head: format!("{}(window,{open},\"j\":", *PAGE_JS),
+            body_head: format!("{PAGE_JS}(window,{open},\"j\":"),
         }
     }
 
@@ -231,6 +225,16 @@ mod tests {
 
     fn plan(token: Option<&str>, shutdown: bool) -> Plan {
         Plan { token: token.map(Into::into), shutdown, plain: None }
+    }
+
+    #[test]
+    fn the_served_script_is_one_ascii_expression_that_cannot_end_its_element() {
+        assert!(PAGE_JS.is_ascii());
+        assert!(PAGE_JS.starts_with("(function(") && PAGE_JS.ends_with("})"), "{PAGE_JS}");
+        let lower = PAGE_JS.to_ascii_lowercase();
+        for bad in ["</script", "<script", "<!--"] {
+            assert!(!lower.contains(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -467,11 +467,19 @@ pub fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// How our page script's code begins as pages get it (`src/page/page.min.js`, up to the
+/// flag its first statement checks): what follows the `>` of its start tag.
+pub fn our_script_marker() -> &'static str {
+    const SERVED: &str = include_str!("../../src/page/page.min.js");
+    const FLAG: &str = "__intercomSecureProxy";
+    &SERVED[..SERVED.find(FLAG).expect("the script checks its flag first") + FLAG.len()]
+}
+
 /// Removes exactly one injected `<script>…</script>` (ours) from `out` and returns the
 /// rest, so it can be compared with the original bytes.
 pub fn without_our_script(out: &[u8]) -> Vec<u8> {
     let text = out;
-    let marker = b"(function (w, c) {";
+    let marker = our_script_marker().as_bytes();
     let pos = find(text, marker).expect("our script is present");
     let start = rfind(&text[..pos], b"<script").expect("script open tag");
     let end = pos + find(&text[pos..], b"</script>").expect("script close") + b"</script>".len();
