@@ -11,16 +11,14 @@ use support::{get, request, Proxy, Reply, Upstream, TRUSTED_HEADER};
 
 const PAGE: &str = "<html><head><script>1</script></head><body>page</body></html>";
 
-fn admin_sections(admin_port: u16, upstream: std::net::SocketAddr) -> String {
-    format!(
-        "admin:\n  listen: \"127.0.0.1:{admin_port}\"\n{}",
-        support::sections(upstream, TRUSTED_HEADER, "logout:\n  paths: [\"/logout\"]\n")
-    )
+/// The proxy with its admin listener, in front of `upstream`.
+fn proxy_with_admin(upstream: std::net::SocketAddr) -> Proxy {
+    Proxy::start_with_admin(&support::sections(upstream, TRUSTED_HEADER, "logout:\n  paths: [\"/logout\"]\n"))
 }
 
 /// The samples of a scrape: metric name with sorted labels → value.
-fn scrape(admin_port: u16) -> (String, HashMap<String, f64>) {
-    let got = get(&format!("http://127.0.0.1:{admin_port}/metrics"), &[]);
+fn scrape(proxy: &Proxy) -> (String, HashMap<String, f64>) {
+    let got = get(&proxy.admin_url("/metrics"), &[]);
     assert_eq!(got.status, 200);
     assert!(got.header("content-type").unwrap_or("").starts_with("text/plain; version=0.0.4"));
     let text = got.text();
@@ -50,8 +48,7 @@ fn metrics_count_outcomes_lookups_tokens_and_logouts_with_bounded_labels() {
         "/logout" => Reply::with(302, &[("location", "/")], ""),
         _ => Reply::html(PAGE),
     });
-    let admin_port = support::free_port();
-    let proxy = Proxy::start(&admin_sections(admin_port, app.addr));
+    let proxy = proxy_with_admin(app.addr);
 
     let alice = [("x-forwarded-user", "alice-id-123"), ("cookie", "sid=COOKIEVALUE")];
     assert!(support::page_token(&get(&proxy.url("/account?tab=SECRETQUERY"), &alice).text()).is_some());
@@ -60,7 +57,7 @@ fn metrics_count_outcomes_lookups_tokens_and_logouts_with_bounded_labels() {
     request("POST", &proxy.url("/form"), &alice);
     get(&proxy.url("/logout"), &alice);
 
-    let (text, samples) = scrape(admin_port);
+    let (text, samples) = scrape(&proxy);
     let p = "intercom_secure_proxy_";
     assert_eq!(value(&samples, &format!("{p}requests_total{{outcome=rewritten}}")), 1.0);
     assert!(value(&samples, &format!("{p}requests_total{{outcome=anonymous}}")) >= 1.0);
@@ -74,8 +71,8 @@ fn metrics_count_outcomes_lookups_tokens_and_logouts_with_bounded_labels() {
         assert!(!text.contains(leak), "{leak:?} in /metrics:\n{text}");
     }
 
-    assert_eq!(get(&format!("http://127.0.0.1:{admin_port}/healthz"), &[]).status, 200);
-    let ready = get(&format!("http://127.0.0.1:{admin_port}/readyz"), &[]);
+    assert_eq!(get(&proxy.admin_url("/healthz"), &[]).status, 200);
+    let ready = get(&proxy.admin_url("/readyz"), &[]);
     assert_eq!((ready.status, ready.text().as_str()), (200, "ready\n"));
 }
 
@@ -84,16 +81,15 @@ fn readyz_says_503_while_the_app_is_down_and_200_once_it_listens() {
     // An app address where nothing listens yet.
     let app_port = support::free_port();
     let app_addr = format!("127.0.0.1:{app_port}").parse().unwrap();
-    let admin_port = support::free_port();
-    let proxy = Proxy::start(&admin_sections(admin_port, app_addr));
-    let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+    let proxy = proxy_with_admin(app_addr);
+    let readyz = proxy.admin_url("/readyz");
 
     let down = get(&readyz, &[]);
     assert_eq!(down.status, 503);
     assert!(down.text().contains(&format!("no app address accepts connections (127.0.0.1:{app_port})")), "{}", down.text());
-    assert_eq!(get(&format!("http://127.0.0.1:{admin_port}/healthz"), &[]).status, 200, "alive even when not ready");
+    assert_eq!(get(&proxy.admin_url("/healthz"), &[]).status, 200, "alive even when not ready");
     assert_eq!(get(&proxy.url("/"), &[]).status, 502);
-    let (_, samples) = scrape(admin_port);
+    let (_, samples) = scrape(&proxy);
     assert!(value(&samples, "intercom_secure_proxy_upstream_errors_total{}") >= 1.0);
 
     let _app = TcpListener::bind(("127.0.0.1", app_port)).unwrap();

@@ -49,16 +49,16 @@ fn app_answering_in(delay: Duration) -> Upstream {
 }
 
 /// One proxy instance with its admin listener (HAProxy's health check asks `/healthz`).
-fn instance(app: &Upstream, redis: &Redis, admin: u16) -> Proxy {
-    instance_with(app, &format!("\"{}\"", redis.url()), admin)
+fn instance(app: &Upstream, redis: &Redis) -> Proxy {
+    instance_with(app, &format!("\"{}\"", redis.url()))
 }
 
 /// [`instance`] with `shared_cache` as the YAML value of `identity.shared_cache`.
-fn instance_with(app: &Upstream, shared_cache: &str, admin: u16) -> Proxy {
+fn instance_with(app: &Upstream, shared_cache: &str) -> Proxy {
     let identity = format!(
         "identity:\n  shared_cache: {shared_cache}\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 2s\n      cache_ttl: 10m\n"
     );
-    Proxy::start(&sections(app.addr, &identity, &format!("admin:\n  listen: \"127.0.0.1:{admin}\"\n")))
+    Proxy::start_with_admin(&sections(app.addr, &identity, ""))
 }
 
 /// A real HAProxy in front of the instances, logging one line per request (backend/server,
@@ -157,9 +157,9 @@ fn redis_cli(redis: &Redis, args: &[&str]) -> Vec<u8> {
 fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_killed() {
     let redis = Redis::start();
     let app = app();
-    let admins: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut proxies: Vec<Option<Proxy>> = admins.iter().map(|a| Some(instance(&app, &redis, *a))).collect();
-    let haproxy = HaProxy::start(&proxies.iter().zip(&admins).map(|(p, a)| (p.as_ref().unwrap().addr.port(), *a)).collect::<Vec<_>>());
+    let mut proxies: Vec<Option<Proxy>> = (0..3).map(|_| Some(instance(&app, &redis))).collect();
+    let ports = |p: &Option<Proxy>| p.as_ref().map(|p| (p.addr.port(), p.admin.unwrap().port())).unwrap();
+    let haproxy = HaProxy::start(&proxies.iter().map(ports).collect::<Vec<_>>());
     let nonce = std::process::id();
     let session = |n: usize| format!("s{n}-{nonce}");
 
@@ -303,8 +303,8 @@ fn an_instance_that_wins_the_claim_after_another_answered_uses_that_answer() {
     let redis = Redis::start();
     let app = app_answering_in(Duration::from_millis(300));
     let relay = slow_relay_to(&redis, Duration::from_millis(200));
-    let a = instance_with(&app, &format!("\n    redis: \"redis://127.0.0.1:{relay}/0\"\n    timeout: 5s"), free_port());
-    let b = instance(&app, &redis, free_port());
+    let a = instance_with(&app, &format!("\n    redis: \"redis://127.0.0.1:{relay}/0\"\n    timeout: 5s"));
+    let b = instance(&app, &redis);
     let nonce = std::process::id();
     // A's connection to Redis is made first, outside the moment that matters.
     let warm = format!("s98-{nonce}");
@@ -332,9 +332,8 @@ fn an_instance_that_wins_the_claim_after_another_answered_uses_that_answer() {
 fn without_redis_each_instance_asks_the_app_itself_and_pages_keep_their_tokens() {
     let mut redis = Redis::start();
     let app = app();
-    let admin = free_port();
-    let proxy = instance(&app, &redis, admin);
-    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    let proxy = instance(&app, &redis);
+    let readyz = proxy.admin_url("/readyz");
     assert_eq!(support::get(&readyz, &[]).status, 200);
     redis.stop();
     let not_ready = support::get(&readyz, &[]);
@@ -349,7 +348,7 @@ fn without_redis_each_instance_asks_the_app_itself_and_pages_keep_their_tokens()
     }
     assert!(proxy.log_text().contains("asking the app directly"), "{}", proxy.log_text());
     // One lookup asked the app; the two after it were answered by the instance's cache.
-    let metrics = support::get(&format!("http://127.0.0.1:{admin}/metrics"), &[]).text();
+    let metrics = support::get(&proxy.admin_url("/metrics"), &[]).text();
     let p = "intercom_secure_proxy_identity";
     for line in [
         format!("{p}_lookups_total{{result=\"miss\",source=\"current_user_endpoint\"}} 1"),
@@ -365,7 +364,7 @@ fn without_redis_each_instance_asks_the_app_itself_and_pages_keep_their_tokens()
 fn a_logout_seen_by_one_instance_forgets_the_session_in_the_shared_cache() {
     let redis = Redis::start();
     let app = app();
-    let a = instance(&app, &redis, free_port());
+    let a = instance(&app, &redis);
     let agent = support::client();
     let sid = format!("s2-{}", std::process::id());
     let (_, body) = fetch(&agent, &a.url("/"), &sid).unwrap();

@@ -572,20 +572,16 @@ fn a_list_of_addresses_reads_sessions_from_a_redis_cluster() {
 fn readyz_says_503_while_redis_is_down_and_200_when_it_is_back() {
     let mut redis = Redis::start();
     let app = Upstream::start(|_| Reply::html(PAGE));
-    let admin_port = support::free_port();
     let identity = format!(
-        "admin:\n  listen: \"127.0.0.1:{admin_port}\"\nidentity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 200ms\n",
+        "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: sid\n      fields: {{user_id: /passport/user}}\n      timeout: 200ms\n",
         redis.url()
     );
-    let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
-    let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
-    // The admin port is this proxy's (not another test's that took it first), and
-    // readiness is reached once its first Redis probe answers, which a loaded machine
+    let proxy = Proxy::start_with_admin(&support::sections(app.addr, &identity, ""));
+    let readyz = proxy.admin_url("/readyz");
+    // Readiness is reached once its first Redis probe answers, which a loaded machine
     // can take past the 200 ms timeout.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !support::listens(proxy.pid(), format!("127.0.0.1:{admin_port}").parse().unwrap())
-        || support::get(&readyz, &[]).status != 200
-    {
+    while support::get(&readyz, &[]).status != 200 {
         assert!(Instant::now() < deadline, "not ready with Redis up:\n{}", proxy.log_text());
         std::thread::sleep(Duration::from_millis(50));
     }

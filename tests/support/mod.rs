@@ -219,9 +219,19 @@ fn write_chunk(w: &mut TcpStream, p: &[u8]) -> std::io::Result<()> {
     w.write_all(b"\r\n")
 }
 
-/// A free loopback port (bound then released).
+/// A free loopback port (bound then released), never one this process handed out
+/// before: the kernel may offer a released port again, and two servers of one test
+/// binary would then be configured on the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until a server we started listens on `addr`. Panics, with `log()`, when the
@@ -283,6 +293,8 @@ pub fn start_demo(args: &[&str], stdout: Stdio) -> (Child, u16, u16) {
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin listener's address, when started with [`Proxy::start_with_admin`].
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
 }
@@ -295,50 +307,62 @@ impl Proxy {
     }
 
     pub fn start_with(sections: &str, args: &[&str]) -> Proxy {
-        Self::launch(sections, "", args, &[], "")
+        Self::launch(sections, "", args, &[], "", false)
+    }
+
+    /// Like [`Proxy::start`], with an admin listener on a free port of its own
+    /// ([`Proxy::admin_url`]); `sections` must not have an `admin` section.
+    pub fn start_with_admin(sections: &str) -> Proxy {
+        Self::launch(sections, "", &[], &[], "", true)
     }
 
     /// Like [`Proxy::start`], with `server_keys` (indented lines) added to the server section.
     pub fn start_with_server(sections: &str, server_keys: &str) -> Proxy {
-        Self::launch(sections, server_keys, &[], &[], "")
+        Self::launch(sections, server_keys, &[], &[], "", false)
     }
 
     /// Like [`Proxy::start`], with more environment variables (e.g. `RUST_LOG`).
     pub fn start_with_env(sections: &str, env: &[(&str, &str)]) -> Proxy {
-        Self::launch(sections, "", &[], env, "")
+        Self::launch(sections, "", &[], env, "", false)
     }
 
     /// Like [`Proxy::start`], with one more `listen` entry (YAML flow syntax).
     pub fn start_with_listener(sections: &str, listener: &str) -> Proxy {
-        Self::launch(sections, "", &[], &[], listener)
+        Self::launch(sections, "", &[], &[], listener, false)
     }
 
-    /// Starts the proxy on a free port. Another test may take that port between
-    /// `free_port` and the proxy's bind (the proxy then waits for it, and a client would
-    /// reach the other test's server): until the proxy's own socket listens there, it is
-    /// started again on another port.
-    fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str) -> Proxy {
+    /// Starts the proxy on free ports. Another process may take a port between
+    /// `free_port` and the proxy's bind: the proxy then refuses to start, or (taken
+    /// after its start-up check) waits for the port while a client would reach the
+    /// other process. Until the proxy's own sockets listen on every port it was given,
+    /// it is started again on other ports.
+    fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin: bool) -> Proxy {
         for _ in 0..5 {
-            let proxy = Self::spawn(sections, server_keys, args, env, listener);
+            let Some(proxy) = Self::spawn(sections, server_keys, args, env, listener, admin) else { continue };
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
-                if listens(proxy.child.id(), proxy.addr) {
+                let pid = proxy.child.id();
+                if listens(pid, proxy.addr) && proxy.admin.is_none_or(|a| listens(pid, a)) {
                     return proxy;
                 }
                 thread::sleep(Duration::from_millis(20));
             }
-            eprintln!("port {} was taken by another process; starting the proxy on another port", proxy.addr.port());
+            eprintln!("a port of {} was taken by another process; starting the proxy on others", proxy.addr);
         }
-        panic!("the proxy never got a port of its own");
+        panic!("the proxy never got ports of its own");
     }
 
-    fn spawn(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str) -> Proxy {
+    /// Spawns the proxy and waits until its port accepts connections; `None` when it
+    /// exited because a port was in use.
+    fn spawn(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin: bool) -> Option<Proxy> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let admin: Option<SocketAddr> = admin.then(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let d = dir.path().display();
         let more = if listener.is_empty() { String::new() } else { format!(", {listener}") };
+        let admin_section = admin.map(|a| format!("admin:\n  listen: \"{a}\"\n")).unwrap_or_default();
         let yaml = format!(
-            "listen: [\"127.0.0.1:{port}\"{more}]\nserver:\n  threads: 1\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/proxy.pid\n  upgrade_sock: {d}/upgrade.sock\n{server_keys}{sections}"
+            "listen: [\"127.0.0.1:{port}\"{more}]\nserver:\n  threads: 1\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/proxy.pid\n  upgrade_sock: {d}/upgrade.sock\n{server_keys}{admin_section}{sections}"
         );
         let conf = dir.path().join("proxy.yaml");
         std::fs::write(&conf, yaml).unwrap();
@@ -356,10 +380,26 @@ impl Proxy {
             .spawn()
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut proxy = Proxy { child, addr, dir, log };
-        let log = proxy.log.clone();
-        wait_listening(addr, &mut proxy.child, Duration::from_secs(20), "proxy", &|| std::fs::read_to_string(&log).unwrap_or_default());
-        proxy
+        let mut proxy = Proxy { child, addr, admin, dir, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                let log = proxy.log_text();
+                if log.contains("cannot listen on") {
+                    eprintln!("a port was in use ({status}); starting the proxy on others");
+                    return None;
+                }
+                panic!("proxy exited with {status}:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "proxy did not listen on {addr} within 20s:\n{}", proxy.log_text());
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some(proxy)
+    }
+
+    /// A URL on the admin listener of a proxy started with [`Proxy::start_with_admin`].
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin.expect("started with an admin listener"), path)
     }
 
     pub fn url(&self, path: &str) -> String {
