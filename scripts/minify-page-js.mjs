@@ -1,8 +1,12 @@
-// Minifies src/page/page.js (the readable source) into src/page/page.min.js (what the
-// proxy serves, in every rewritten page), with terser from tests/browser/node_modules.
+// Minifies src/page/page.js (the readable source) into what the proxy serves, with
+// terser from tests/browser/node_modules:
+//   src/page/page.min.js        the whole script, for pages that run a shutdown first;
+//   src/page/page-live.min.js   without the shutdown block (`if (c.x) {…}`), for every
+//                               other page: that block never runs there, and every
+//                               byte of the script is sent with every page.
 //
-//   node scripts/minify-page-js.mjs           # rewrite page.min.js (`make page-js`)
-//   node scripts/minify-page-js.mjs --check   # exit 1 if page.min.js is out of date
+//   node scripts/minify-page-js.mjs           # rewrite both (`make page-js`)
+//   node scripts/minify-page-js.mjs --check   # exit 1 if either is out of date
 //
 // page.js is one function expression: the proxy appends its call, `(window,{…})`, so
 // the output keeps it an expression (no trailing `;`, not dropped as unused).
@@ -15,29 +19,46 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(join(root, "tests/browser/package.json"));
 const { minify } = require("terser");
 
-const source = join(root, "src/page/page.js");
-const target = join(root, "src/page/page.min.js");
+const source = readFileSync(join(root, "src/page/page.js"), "utf8");
 
-const result = await minify(readFileSync(source, "utf8"), {
-  compress: { expression: true },
-  mangle: true,
-  format: { ascii_only: true },
-});
-const code = result.code.replace(/;$/, "");
-if (!code.startsWith("(function(") || !code.endsWith("})")) {
-  console.error("minify-page-js: the output is not one function expression");
+// The shutdown block's opening, found exactly once: `false` there lets terser drop
+// the block as dead code.
+const SHUTDOWN = "if (c.x) {";
+if (source.split(SHUTDOWN).length !== 2) {
+  console.error(`minify-page-js: page.js must open its shutdown block with \`${SHUTDOWN}\` exactly once`);
   process.exit(1);
 }
 
-if (process.argv.includes("--check")) {
-  let current = "";
-  try {
-    current = readFileSync(target, "utf8");
-  } catch {}
-  if (current !== code) {
-    console.error("src/page/page.min.js is not page.js minified: run `make page-js`");
+async function minified(js) {
+  const result = await minify(js, {
+    compress: { expression: true },
+    mangle: true,
+    format: { ascii_only: true },
+  });
+  const code = result.code.replace(/;$/, "");
+  if (!code.startsWith("(function(") || !code.endsWith("})")) {
+    console.error("minify-page-js: the output is not one function expression");
     process.exit(1);
   }
-} else {
-  writeFileSync(target, code);
+  return code;
+}
+
+const outputs = [
+  ["src/page/page.min.js", await minified(source)],
+  ["src/page/page-live.min.js", await minified(source.replace(SHUTDOWN, "if (false) {"))],
+];
+for (const [path, code] of outputs) {
+  const target = join(root, path);
+  if (process.argv.includes("--check")) {
+    let current = "";
+    try {
+      current = readFileSync(target, "utf8");
+    } catch {}
+    if (current !== code) {
+      console.error(`${path} is not page.js minified: run \`make page-js\``);
+      process.exit(1);
+    }
+  } else {
+    writeFileSync(target, code);
+  }
 }

@@ -1,5 +1,6 @@
-//! The script pages get, `src/page/page.min.js`, is exactly `src/page/page.js` minified
-//! by terser: an edit to page.js that was not minified again fails here, before any
+//! The scripts pages get, `src/page/page.min.js` and `src/page/page-live.min.js`, are
+//! exactly `src/page/page.js` minified by terser (the second without the shutdown
+//! block): an edit to page.js that was not minified again fails here, before any
 //! browser test runs the stale script.
 //!
 //! Needs Node 20+ and `npm ci` in tests/browser (`make test` does it).
@@ -7,7 +8,7 @@
 use std::process::Command;
 
 #[test]
-fn page_min_js_is_page_js_minified() {
+fn the_served_scripts_are_page_js_minified() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new("node")
         .arg(format!("{root}/scripts/minify-page-js.mjs"))
