@@ -11,9 +11,10 @@ use support::{get, request, Proxy, Reply, Upstream, TRUSTED_HEADER};
 
 const PAGE: &str = "<html><head><script>1</script></head><body>page</body></html>";
 
-/// The proxy with its admin listener, in front of `upstream`.
-fn proxy_with_admin(upstream: std::net::SocketAddr) -> Proxy {
-    Proxy::start_with_admin(&support::sections(upstream, TRUSTED_HEADER, "logout:\n  paths: [\"/logout\"]\n"))
+/// The proxy with its admin listener, in front of `upstream`; `more` is added to the
+/// config.
+fn proxy_with_admin(upstream: std::net::SocketAddr, more: &str) -> Proxy {
+    Proxy::start_with_admin(&support::sections(upstream, TRUSTED_HEADER, &format!("logout:\n  paths: [\"/logout\"]\n{more}")))
 }
 
 /// The samples of a scrape: metric name with sorted labels → value.
@@ -48,7 +49,10 @@ fn metrics_count_outcomes_lookups_tokens_and_logouts_with_bounded_labels() {
         "/logout" => Reply::with(302, &[("location", "/")], ""),
         _ => Reply::html(PAGE),
     });
-    let proxy = proxy_with_admin(app.addr);
+    // The access log says, if a count is off, which request it was.
+    let logs = tempfile::tempdir().unwrap();
+    let access = logs.path().join("access.log");
+    let proxy = proxy_with_admin(app.addr, &format!("log:\n  access: {}\n", access.display()));
 
     let alice = [("x-forwarded-user", "alice-id-123"), ("cookie", "sid=COOKIEVALUE")];
     assert!(support::page_token(&get(&proxy.url("/account?tab=SECRETQUERY"), &alice).text()).is_some());
@@ -59,7 +63,18 @@ fn metrics_count_outcomes_lookups_tokens_and_logouts_with_bounded_labels() {
 
     let (text, samples) = scrape(&proxy);
     let p = "intercom_secure_proxy_";
-    assert_eq!(value(&samples, &format!("{p}requests_total{{outcome=rewritten}}")), 1.0);
+    // Its writer thread may lag behind the responses: wait for the five lines.
+    let requests = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let lines = std::fs::read_to_string(&access).unwrap_or_default();
+            if lines.lines().count() >= 5 || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    assert_eq!(value(&samples, &format!("{p}requests_total{{outcome=rewritten}}")), 1.0, "{}\n{text}", requests());
     assert!(value(&samples, &format!("{p}requests_total{{outcome=anonymous}}")) >= 1.0);
     assert_eq!(value(&samples, &format!("{p}requests_total{{outcome=content-type}}")), 1.0);
     assert!(value(&samples, &format!("{p}requests_total{{outcome=passthrough}}")) >= 1.0);
@@ -81,7 +96,7 @@ fn readyz_says_503_while_the_app_is_down_and_200_once_it_listens() {
     // An app address where nothing listens yet.
     let app_port = support::free_port();
     let app_addr = format!("127.0.0.1:{app_port}").parse().unwrap();
-    let proxy = proxy_with_admin(app_addr);
+    let proxy = proxy_with_admin(app_addr, "");
     let readyz = proxy.admin_url("/readyz");
 
     let down = get(&readyz, &[]);
