@@ -75,7 +75,21 @@ struct Server {
 }
 
 impl Server {
+    /// Starts the app server on a free port; on another port when another process
+    /// took that one first.
     fn start(kind: Kind) -> Server {
+        for _ in 0..5 {
+            match Self::try_start(kind) {
+                Ok(server) => return server,
+                Err(log) if support::port_was_in_use(&log) => eprintln!("the {kind:?} app server's port was taken; trying another"),
+                Err(log) => panic!("the {kind:?} app server exited:\n{log}"),
+            }
+        }
+        panic!("the {kind:?} app server never got a port of its own");
+    }
+
+    /// Starts the app server; its log when it exits before listening.
+    fn try_start(kind: Kind) -> Result<Server, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = support::free_port();
         let legacy = root().join("tests/legacy");
@@ -125,8 +139,11 @@ impl Server {
             .unwrap_or_else(|e| panic!("cannot run `{program}` for the {kind:?} app ({e}): {hint}; `make test` does"));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         // Ready when the port accepts connections.
-        support::wait_listening(addr, &mut child, Duration::from_secs(20), &format!("{kind:?} app server"), &|| log_text(dir.path()));
-        Server { kind, child, addr, dir }
+        let log = || log_text(dir.path());
+        if support::listening_or_exited(addr, &mut child, Duration::from_secs(20), &format!("{kind:?} app server"), &log).is_err() {
+            return Err(log());
+        }
+        Ok(Server { kind, child, addr, dir })
     }
 
     fn log_text(&self) -> String {

@@ -237,14 +237,36 @@ pub fn free_port() -> u16 {
 /// Waits until a server we started listens on `addr`. Panics, with `log()`, when the
 /// server exits first or does not listen `within`.
 pub fn wait_listening(addr: SocketAddr, child: &mut Child, within: Duration, what: &str, log: &dyn Fn() -> String) {
+    if let Err(status) = listening_or_exited(addr, child, within, what, log) {
+        panic!("{what} exited with {status}:\n{}", log());
+    }
+}
+
+/// Waits until a server we started listens on `addr` with a socket of its own (not
+/// another process that took the port first); the exit status when it exits first.
+/// Panics, with `log()`, when it does neither `within`.
+pub fn listening_or_exited(
+    addr: SocketAddr,
+    child: &mut Child,
+    within: Duration,
+    what: &str,
+    log: &dyn Fn() -> String,
+) -> Result<(), std::process::ExitStatus> {
     let deadline = Instant::now() + within;
-    while TcpStream::connect(addr).is_err() {
+    while !listens(child.id(), addr) {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status}:\n{}", log());
+            return Err(status);
         }
         assert!(Instant::now() < deadline, "{what} did not listen on {addr} within {within:?}:\n{}", log());
         thread::sleep(Duration::from_millis(20));
     }
+    Ok(())
+}
+
+/// Whether a server's log says its port was in use (the wording of redis-server,
+/// Python, PHP, Apache and Node).
+pub fn port_was_in_use(log: &str) -> bool {
+    log.contains("Address already in use") || log.contains("EADDRINUSE")
 }
 
 /// Whether process `pid` holds the socket listening on the IPv4 `addr` (Linux: the

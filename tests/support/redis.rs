@@ -17,14 +17,32 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// Starts a server on a free port; on another port when another process took that
+    /// one first.
     pub fn start() -> Redis {
-        let mut redis = Redis { child: None, port: super::free_port(), dir: tempfile::tempdir().unwrap() };
-        redis.launch();
-        redis
+        let mut redis = Redis { child: None, port: 0, dir: tempfile::tempdir().unwrap() };
+        for _ in 0..5 {
+            redis.port = super::free_port();
+            match redis.try_launch() {
+                Ok(()) => return redis,
+                Err(log) if super::port_was_in_use(&log) => eprintln!("port {} was taken; trying another", redis.port),
+                Err(log) => panic!("redis-server exited:\n{log}"),
+            }
+        }
+        panic!("redis-server never got a port of its own");
     }
 
+    /// Starts the server again on its port (its data comes back from the append-only file).
     pub fn launch(&mut self) {
-        let log = File::create(self.dir.path().join("redis.log")).unwrap();
+        if let Err(log) = self.try_launch() {
+            panic!("redis-server exited:\n{log}");
+        }
+    }
+
+    /// Starts the server and waits until it answers; its log when it exits first.
+    fn try_launch(&mut self) -> Result<(), String> {
+        let log_path = self.dir.path().join("redis.log");
+        let log = File::create(&log_path).unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
@@ -39,9 +57,14 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.command(&["PING"]).as_deref() != Some("+PONG") {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+            }
             assert!(Instant::now() < deadline, "redis-server did not answer on port {}", self.port);
             thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     pub fn url(&self) -> String {
