@@ -74,14 +74,7 @@ impl HaProxy {
     /// Starts HAProxy on a free port; on another port when another process took that
     /// one first.
     fn start(servers: &[(u16, u16)]) -> HaProxy {
-        for _ in 0..5 {
-            match Self::try_start(servers) {
-                Ok(haproxy) => return haproxy,
-                Err(log) if support::port_was_in_use(&log) => eprintln!("HAProxy's port was taken; trying another"),
-                Err(log) => panic!("haproxy exited:\n{log}"),
-            }
-        }
-        panic!("HAProxy never got a port of its own");
+        support::on_a_free_port("HAProxy", || Self::try_start(servers))
     }
 
     /// Starts HAProxy; its log when it exits before listening.

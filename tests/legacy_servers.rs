@@ -78,14 +78,7 @@ impl Server {
     /// Starts the app server on a free port; on another port when another process
     /// took that one first.
     fn start(kind: Kind) -> Server {
-        for _ in 0..5 {
-            match Self::try_start(kind) {
-                Ok(server) => return server,
-                Err(log) if support::port_was_in_use(&log) => eprintln!("the {kind:?} app server's port was taken; trying another"),
-                Err(log) => panic!("the {kind:?} app server exited:\n{log}"),
-            }
-        }
-        panic!("the {kind:?} app server never got a port of its own");
+        support::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind))
     }
 
     /// Starts the app server; its log when it exits before listening.

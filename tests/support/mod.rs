@@ -263,10 +263,21 @@ pub fn listening_or_exited(
     Ok(())
 }
 
-/// Whether a server's log says its port was in use (the wording of redis-server,
-/// Python, PHP, Apache and Node).
-pub fn port_was_in_use(log: &str) -> bool {
-    log.contains("Address already in use") || log.contains("EADDRINUSE")
+/// Runs `start` (a server on a free port: the server, or its log when it exited)
+/// until a server gets a port of its own: again, on another port, when the log says
+/// the port was in use (the wording of redis-server, HAProxy, Python, PHP, Apache and
+/// Node). Panics with the log when it exited for another reason.
+pub fn on_a_free_port<T>(what: &str, mut start: impl FnMut() -> Result<T, String>) -> T {
+    for _ in 0..5 {
+        match start() {
+            Ok(server) => return server,
+            Err(log) if log.contains("Address already in use") || log.contains("EADDRINUSE") => {
+                eprintln!("the port of {what} was taken; trying another")
+            }
+            Err(log) => panic!("{what} exited:\n{log}"),
+        }
+    }
+    panic!("{what} never got a port of its own");
 }
 
 /// Whether process `pid` holds the socket listening on the IPv4 `addr` (Linux: the

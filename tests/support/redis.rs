@@ -21,15 +21,11 @@ impl Redis {
     /// one first.
     pub fn start() -> Redis {
         let mut redis = Redis { child: None, port: 0, dir: tempfile::tempdir().unwrap() };
-        for _ in 0..5 {
+        super::on_a_free_port("redis-server", || {
             redis.port = super::free_port();
-            match redis.try_launch() {
-                Ok(()) => return redis,
-                Err(log) if super::port_was_in_use(&log) => eprintln!("port {} was taken; trying another", redis.port),
-                Err(log) => panic!("redis-server exited:\n{log}"),
-            }
-        }
-        panic!("redis-server never got a port of its own");
+            redis.try_launch()
+        });
+        redis
     }
 
     /// Starts the server again on its port (its data comes back from the append-only file).
