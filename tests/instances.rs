@@ -77,7 +77,7 @@ impl HaProxy {
         support::on_a_free_port("HAProxy", || Self::try_start(servers))
     }
 
-    /// Starts HAProxy; its log when it exits before listening.
+    /// Starts HAProxy; why not (with its log), when it does not listen.
     fn try_start(servers: &[(u16, u16)]) -> Result<HaProxy, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -104,10 +104,7 @@ impl HaProxy {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run haproxy ({e}): install haproxy; `make test` does"));
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-        if support::listening_or_exited(addr, &mut child, Duration::from_secs(10), "haproxy", &log_text).is_err() {
-            return Err(log_text());
-        }
+        support::listening_or_exited(addr, &mut child, Duration::from_secs(10), "haproxy", &|| std::fs::read_to_string(&log).unwrap_or_default())?;
         Ok(HaProxy { child, port, log, _dir: dir })
     }
 

@@ -81,7 +81,7 @@ impl Server {
         support::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind))
     }
 
-    /// Starts the app server; its log when it exits before listening.
+    /// Starts the app server; why not (with its log), when it does not listen.
     fn try_start(kind: Kind) -> Result<Server, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = support::free_port();
@@ -131,11 +131,7 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run `{program}` for the {kind:?} app ({e}): {hint}; `make test` does"));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        // Ready when the port accepts connections.
-        let log = || log_text(dir.path());
-        if support::listening_or_exited(addr, &mut child, Duration::from_secs(20), &format!("{kind:?} app server"), &log).is_err() {
-            return Err(log());
-        }
+        support::listening_or_exited(addr, &mut child, Duration::from_secs(20), &format!("{kind:?} app server"), &|| log_text(dir.path()))?;
         Ok(Server { kind, child, addr, dir })
     }
 

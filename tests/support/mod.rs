@@ -235,66 +235,90 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until a server we started listens on `addr`. Panics, with `log()`, when the
-/// server exits first or does not listen `within`.
+/// server exits first, another process holds the port, or it does not listen `within`.
 pub fn wait_listening(addr: SocketAddr, child: &mut Child, within: Duration, what: &str, log: &dyn Fn() -> String) {
-    if let Err(status) = listening_or_exited(addr, child, within, what, log) {
-        panic!("{what} exited with {status}:\n{}", log());
+    if let Err(why) = listening_or_exited(addr, child, within, what, log) {
+        panic!("{why}");
     }
 }
 
-/// Waits until a server we started listens on `addr` with a socket of its own (not
-/// another process that took the port first); the exit status when it exits first.
-/// Panics, with `log()`, when it does neither `within`.
-pub fn listening_or_exited(
-    addr: SocketAddr,
-    child: &mut Child,
-    within: Duration,
-    what: &str,
-    log: &dyn Fn() -> String,
-) -> Result<(), std::process::ExitStatus> {
+/// How long another process may hold a server's port before the server counts as
+/// locked out (a server that waits for its port, as Pingora's bind does, never exits).
+const HELD_ELSEWHERE: Duration = Duration::from_secs(5);
+
+/// Waits until a server we started listens on `addr` with a socket of its own. `Err`
+/// says why not, with `log()`: it exited first, or another process held the port.
+/// Panics, with `log()`, when none of these happens `within`.
+pub fn listening_or_exited(addr: SocketAddr, child: &mut Child, within: Duration, what: &str, log: &dyn Fn() -> String) -> Result<(), String> {
     let deadline = Instant::now() + within;
-    while !listens(child.id(), addr) {
+    let mut elsewhere_since = None;
+    loop {
+        let holder = holder(child.id(), addr);
+        if holder == Holder::Child {
+            return Ok(());
+        }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(status);
+            return Err(format!("{what} exited with {status}:\n{}", log()));
+        }
+        if holder == Holder::Other && elsewhere_since.get_or_insert_with(Instant::now).elapsed() > HELD_ELSEWHERE {
+            return Err(format!("{addr}, the port of {what}: Address already in use, by another process:\n{}", log()));
         }
         assert!(Instant::now() < deadline, "{what} did not listen on {addr} within {within:?}:\n{}", log());
         thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
 }
 
-/// Runs `start` (a server on a free port: the server, or its log when it exited)
-/// until a server gets a port of its own: again, on another port, when the log says
-/// the port was in use (the wording of redis-server, HAProxy, Python, PHP, Apache and
-/// Node). Panics with the log when it exited for another reason.
+/// Runs `start` (a server on a free port: the server, or why it did not start) until a
+/// server gets a port of its own: again, on another port, when the port was in use (as
+/// redis-server, HAProxy, Python, PHP, Apache, Node and the proxy word it, or
+/// [`listening_or_exited`]). Panics when it did not start for another reason.
 pub fn on_a_free_port<T>(what: &str, mut start: impl FnMut() -> Result<T, String>) -> T {
     for _ in 0..5 {
         match start() {
             Ok(server) => return server,
-            Err(log) if log.contains("Address already in use") || log.contains("EADDRINUSE") => {
+            Err(why) if why.contains("Address already in use") || why.contains("EADDRINUSE") => {
                 eprintln!("the port of {what} was taken; trying another")
             }
-            Err(log) => panic!("{what} exited:\n{log}"),
+            Err(why) => panic!("{why}"),
         }
     }
     panic!("{what} never got a port of its own");
 }
 
-/// Whether process `pid` holds the socket listening on the IPv4 `addr` (Linux: the
-/// socket's inode in /proc/net/tcp among the process's descriptors).
-pub fn listens(pid: u32, addr: SocketAddr) -> bool {
-    let SocketAddr::V4(v4) = addr else { return false };
-    let local = format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port());
+/// Who listens on a TCP port.
+#[derive(Debug, PartialEq, Eq)]
+enum Holder {
+    Nobody,
+    /// The process we started, on exactly that address.
+    Child,
+    /// Another process, on that address or on every address of the port.
+    Other,
+}
+
+/// Who listens on the IPv4 `addr` (Linux: the listening sockets' inodes in
+/// /proc/net/tcp, looked up among process `pid`'s descriptors).
+fn holder(pid: u32, addr: SocketAddr) -> Holder {
+    let SocketAddr::V4(v4) = addr else { return Holder::Nobody };
+    let port = format!(":{:04X}", v4.port());
+    let exact = format!("{:08X}{port}", u32::from_le_bytes(v4.ip().octets()));
+    let any = format!("00000000{port}");
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let inodes: Vec<String> = table
+    let listening: Vec<(bool, String)> = table
         .lines()
         .skip(1)
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() > 9 && f[1] == local && f[3] == "0A")
-        .map(|f| format!("socket:[{}]", f[9]))
+        .filter(|f| f.len() > 9 && (f[1] == exact || f[1] == any) && f[3] == "0A")
+        .map(|f| (f[1] == exact, format!("socket:[{}]", f[9])))
         .collect();
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
-    fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str())))
+    if listening.is_empty() {
+        return Holder::Nobody;
+    }
+    let ours = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| listening.iter().any(|(on_addr, i)| *on_addr && target.as_os_str() == i.as_str()))
+        })
+    });
+    if ours { Holder::Child } else { Holder::Other }
 }
 
 pub fn binary() -> PathBuf {
@@ -364,30 +388,18 @@ impl Proxy {
         Self::launch(sections, "", &[], &[], listener, false)
     }
 
-    /// Starts the proxy on free ports. Another process may take a port between
+    /// Starts the proxy on free ports, again on other ports until its own sockets
+    /// listen on every port it was given. Another process may take a port between
     /// `free_port` and the proxy's bind: the proxy then refuses to start, or (taken
     /// after its start-up check) waits for the port while a client would reach the
-    /// other process. Until the proxy's own sockets listen on every port it was given,
-    /// it is started again on other ports.
+    /// other process.
     fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin: bool) -> Proxy {
-        for _ in 0..5 {
-            let Some(proxy) = Self::spawn(sections, server_keys, args, env, listener, admin) else { continue };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                let pid = proxy.child.id();
-                if listens(pid, proxy.addr) && proxy.admin.is_none_or(|a| listens(pid, a)) {
-                    return proxy;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            eprintln!("a port of {} was taken by another process; starting the proxy on others", proxy.addr);
-        }
-        panic!("the proxy never got ports of its own");
+        on_a_free_port("the proxy", || Self::spawn(sections, server_keys, args, env, listener, admin))
     }
 
-    /// Spawns the proxy and waits until its port accepts connections; `None` when it
-    /// exited because a port was in use.
-    fn spawn(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin: bool) -> Option<Proxy> {
+    /// Spawns the proxy on free ports and waits until it listens on them; why not, when
+    /// it does not.
+    fn spawn(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin: bool) -> Result<Proxy, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin: Option<SocketAddr> = admin.then(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
@@ -413,21 +425,13 @@ impl Proxy {
             .spawn()
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut proxy = Proxy { child, addr, admin, dir, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = proxy.child.try_wait() {
-                let log = proxy.log_text();
-                if log.contains("cannot listen on") {
-                    eprintln!("a port was in use ({status}); starting the proxy on others");
-                    return None;
-                }
-                panic!("proxy exited with {status}:\n{log}");
-            }
-            assert!(Instant::now() < deadline, "proxy did not listen on {addr} within 20s:\n{}", proxy.log_text());
-            thread::sleep(Duration::from_millis(20));
+        // Killed on drop when it does not listen.
+        let mut proxy = Proxy { child, addr, admin, dir, log: log.clone() };
+        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+        for addr in [Some(addr), admin].into_iter().flatten() {
+            listening_or_exited(addr, &mut proxy.child, Duration::from_secs(20), "the proxy", &log_text)?;
         }
-        Some(proxy)
+        Ok(proxy)
     }
 
     /// A URL on the admin listener of a proxy started with [`Proxy::start_with_admin`].

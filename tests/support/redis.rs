@@ -30,12 +30,13 @@ impl Redis {
 
     /// Starts the server again on its port (its data comes back from the append-only file).
     pub fn launch(&mut self) {
-        if let Err(log) = self.try_launch() {
-            panic!("redis-server exited:\n{log}");
+        if let Err(why) = self.try_launch() {
+            panic!("{why}");
         }
     }
 
-    /// Starts the server and waits until it answers; its log when it exits first.
+    /// Starts the server and waits until it answers; why not (with its log), when it
+    /// exits first.
     fn try_launch(&mut self) -> Result<(), String> {
         let log_path = self.dir.path().join("redis.log");
         let log = File::create(&log_path).unwrap();
@@ -55,7 +56,7 @@ impl Redis {
         while self.command(&["PING"]).as_deref() != Some("+PONG") {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 self.child = None;
-                return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+                return Err(format!("redis-server exited:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default()));
             }
             assert!(Instant::now() < deadline, "redis-server did not answer on port {}", self.port);
             thread::sleep(Duration::from_millis(20));
