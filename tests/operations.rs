@@ -241,7 +241,8 @@ fn a_graceful_upgrade_under_keep_alive_load_fails_no_request() {
     let mut new = under_keep_alive_load(port, || {
         let new = upgrade(&conf, dir.path(), &old);
         let (status, _) = exit_within(&mut old, Duration::from_secs(20)).expect("the old process did not exit");
-        assert!(status.success(), "the old process exits 0, not {status:?}");
+        let log = || std::fs::read_to_string(dir.path().join("old.log")).unwrap_or_default();
+        assert!(status.success(), "the old process exits 0, not {status:?}:\n{}", log());
         new
     });
     assert!(new.try_wait().unwrap().is_none(), "the new process runs");
