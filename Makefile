@@ -42,7 +42,7 @@ deps-test:
 browser-deps:
 	@cd tests/browser && { [ -d node_modules/playwright-core ] && [ -d node_modules/terser ] || npm ci --no-audit --no-fund --loglevel=error; }
 
-## page-js: minify src/page/page.js into src/page/page.min.js and page-live.min.js (what pages get) after a change
+## page-js: minify src/page/page.js into src/page/min/ (what pages get) after a change
 page-js: browser-deps
 	node scripts/minify-page-js.mjs
 

@@ -1,12 +1,15 @@
 // Minifies src/page/page.js (the readable source) into what the proxy serves, with
-// terser from tests/browser/node_modules:
-//   src/page/page.min.js        the whole script, for pages that run a shutdown first;
-//   src/page/page-live.min.js   without the shutdown block (`if (c.x) {…}`), for every
-//                               other page: that block never runs there, and every
-//                               byte of the script is sent with every page.
+// terser from tests/browser/node_modules. page.js has two optional blocks, and every
+// byte of the script is sent with every page, so each page gets a script without the
+// blocks that cannot run there:
+//   shutdown  `if (c.x) {…}`  clears Intercom's cookies and storage and queues the
+//                            `shutdown`: only pages that run a shutdown first;
+//   auto      `if (c.i) {…}`  adds the official loader: only with `inject.auto_include`.
+// Four files, src/page/min/{live,shutdown}{,-auto}.js: the block's opening becomes
+// `if (true) {` or `if (false) {`, and terser drops what is dead.
 //
-//   node scripts/minify-page-js.mjs           # rewrite both (`make page-js`)
-//   node scripts/minify-page-js.mjs --check   # exit 1 if either is out of date
+//   node scripts/minify-page-js.mjs           # rewrite them (`make page-js`)
+//   node scripts/minify-page-js.mjs --check   # exit 1 if any is out of date
 //
 // page.js is one function expression: the proxy appends its call, `(window,{…})`, so
 // the output keeps it an expression (no trailing `;`, not dropped as unused).
@@ -21,12 +24,14 @@ const { minify } = require("terser");
 
 const source = readFileSync(join(root, "src/page/page.js"), "utf8");
 
-// The shutdown block's opening, found exactly once: `false` there lets terser drop
-// the block as dead code.
+// Each block's opening, found exactly once.
 const SHUTDOWN = "if (c.x) {";
-if (source.split(SHUTDOWN).length !== 2) {
-  console.error(`minify-page-js: page.js must open its shutdown block with \`${SHUTDOWN}\` exactly once`);
-  process.exit(1);
+const AUTO = "if (c.i) {";
+for (const opening of [SHUTDOWN, AUTO]) {
+  if (source.split(opening).length !== 2) {
+    console.error(`minify-page-js: page.js must open a block with \`${opening}\` exactly once`);
+    process.exit(1);
+  }
 }
 
 async function minified(js) {
@@ -43,10 +48,16 @@ async function minified(js) {
   return code;
 }
 
-const outputs = [
-  ["src/page/page.min.js", await minified(source)],
-  ["src/page/page-live.min.js", await minified(source.replace(SHUTDOWN, "if (false) {"))],
-];
+const outputs = [];
+for (const shutdown of [false, true]) {
+  for (const auto of [false, true]) {
+    const js = source
+      .replace(SHUTDOWN, `if (${shutdown}) {`)
+      .replace(AUTO, `if (${auto}) {`);
+    const name = `src/page/min/${shutdown ? "shutdown" : "live"}${auto ? "-auto" : ""}.js`;
+    outputs.push([name, await minified(js)]);
+  }
+}
 for (const [path, code] of outputs) {
   const target = join(root, path);
   if (process.argv.includes("--check")) {

@@ -694,6 +694,13 @@ fn logout_by_session_cookie_expiry_marker_mode() {
     logout_then_next_user("", "/signout", false);
 }
 
+#[test]
+fn logout_with_auto_include() {
+    // The logged-out page gets the script with both optional blocks (`src/page/min/
+    // shutdown-auto.js`): it shuts down, and adds no loader for nobody.
+    logout_then_next_user("inject:\n  auto_include: true\n", "/signout", false);
+}
+
 const INTERSTITIAL: &str = "logout:\n  mode: interstitial\n  paths: [\"GET /logout\", \"GET /logout-empty\"]\n";
 
 #[test]

@@ -1,7 +1,6 @@
-//! The scripts pages get, `src/page/page.min.js` and `src/page/page-live.min.js`, are
-//! exactly `src/page/page.js` minified by terser (the second without the shutdown
-//! block): an edit to page.js that was not minified again fails here, before any
-//! browser test runs the stale script.
+//! The scripts pages get, `src/page/min/*.js`, are exactly `src/page/page.js` minified
+//! by terser, each without the blocks its pages cannot run: an edit to page.js that was
+//! not minified again fails here, before any browser test runs the stale script.
 //!
 //! Needs Node 20+ and `npm ci` in tests/browser (`make test` does it).
 

@@ -105,7 +105,7 @@ fn both_mode_gives_the_jwt_and_the_user_hash() {
     let up = app(Arc::new(AtomicUsize::new(0)));
     let proxy = endpoint("", "", &up);
     let html = get(&proxy.url("/"), &[("Cookie", "sid=alice")]).text();
-    assert!(html.contains(",\"h\":null,"));
+    assert!(html.contains(",\"h\":null});</script>"));
 }
 
 #[test]

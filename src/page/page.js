@@ -1,10 +1,13 @@
 // The script the proxy puts before the first script of a page (see src/page/script.rs).
-// Pages get page.min.js, this file minified by terser: run `make page-js` after a change.
-// Parameters (c): a app_id, b api_base, s plain fields to strip, i auto-include,
+// Pages get it minified by terser, without the blocks that cannot run there
+// (src/page/min/): run `make page-js` after a change.
+// Parameters (c): a app_id, b api_base, s plain fields to strip,
 // k cookie domain, l widget URL, n Intercom's cookie name prefixes, r the token refresh path (null: none),
 // g refresh this many seconds before the token expires, j the signed token (null when logged out),
-// h user_id, email and user_hash to give in the clear (intercom.mode user_hash or both; else null),
-// x run a shutdown first (after a logout or a user switch).
+// h user_id, email and user_hash to give in the clear (intercom.mode user_hash or both; else null).
+// Two blocks are switched by the script served, not by a parameter: `if (c.x)`, a shutdown
+// first (after a logout or a user switch), and `if (c.i)`, auto-include; the proxy gives
+// only the parameters its script reads (k and n for the shutdown, l for either block).
 (function (w, c) {
 if (w.__intercomSecureProxy) { return; }
 w.__intercomSecureProxy = 1;

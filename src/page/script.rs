@@ -10,11 +10,12 @@
 //! `Intercom('shutdown')` before anything can boot. See `page.js` for the code.
 //!
 //! Pages get `page.js` minified by terser (`make page-js`; a test fails when they drift
-//! apart): every byte of it goes into every rewritten page, and is copied, sent and
-//! parsed each time. So a page that runs no shutdown gets `page-live.min.js`, the same
-//! script without the shutdown block it would skip (600 bytes less); a shutdown page
-//! gets the whole `page.min.js`. Everything static is rendered once at start-up; per
-//! response only the token, the shutdown flag and the CSP nonce are spliced in.
+//! apart). Every byte of it goes into every rewritten page, and is copied, sent and
+//! parsed each time, so a page gets the script without the blocks that cannot run
+//! there: the shutdown block only on a page that shuts down first, the auto-include
+//! block only with `inject.auto_include` (`src/page/min/`, four files). Everything
+//! static is rendered once at start-up; per response only the token, the plain
+//! settings and the CSP nonce are spliced in.
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -24,11 +25,12 @@ use base64::Engine as _;
 use super::Plan;
 use crate::config::MessengerMode;
 
-/// The page script, minified: one function expression, called with `(window, c)`.
-const PAGE_JS: &str = include_str!("page.min.js");
-
-/// [`PAGE_JS`] without its shutdown block, for pages whose `c.x` is false.
-const PAGE_JS_LIVE: &str = include_str!("page-live.min.js");
+/// The page script minified, by the optional blocks it keeps, `[shutdown][auto_include]`:
+/// one function expression, called with `(window, c)`.
+const PAGE_JS: [[&str; 2]; 2] = [
+    [include_str!("min/live.js"), include_str!("min/live-auto.js")],
+    [include_str!("min/shutdown.js"), include_str!("min/shutdown-auto.js")],
+];
 
 /// Static parts of the script, rendered once per configuration.
 #[derive(Debug, Clone)]
@@ -104,24 +106,10 @@ impl ScriptTemplate {
                 }
             }
         }
-        let refresh = s.refresh.filter(|_| s.mode.signs_jwt());
-        let params = json!({
-            "a": s.app_id,
-            "b": s.api_base,
-            "s": strip,
-            "i": s.auto_include,
-            "k": s.cookie_domain,
-            "l": format!("https://widget.intercom.io/widget/{}", s.app_id),
-            "n": crate::logout::cookies::INTERCOM_COOKIES,
-            "r": refresh.map(|r| r.path),
-            "g": refresh.map_or(0, |r| r.margin.as_secs()),
-        });
-        let params = to_script_json(&params);
-        // Leave the object open so the per-response values can follow.
-        let open = &params[..params.len() - 1];
+        let auto = usize::from(s.auto_include);
         ScriptTemplate {
-            shutdown_head: format!("{PAGE_JS}(window,{open},\"j\":"),
-            live_head: format!("{PAGE_JS_LIVE}(window,{open},\"j\":"),
+            shutdown_head: head(PAGE_JS[1][auto], &params(s, &strip, true)),
+            live_head: head(PAGE_JS[0][auto], &params(s, &strip, false)),
         }
     }
 
@@ -160,7 +148,7 @@ impl ScriptTemplate {
         }
         html.push_str(",\"h\":");
         html.push_str(plain.filter(|p| is_script_safe_object(p)).unwrap_or("null"));
-        html.push_str(if plan.shutdown { ",\"x\":true});" } else { ",\"x\":false});" });
+        html.push_str("});");
         let end = html.len();
         html.push_str("</script>");
         PageScript {
@@ -168,6 +156,36 @@ impl ScriptTemplate {
             content: start..end,
         }
     }
+}
+
+/// The script's code and call up to the token value, `js(window,{…,"j":`: the object is
+/// left open so the per-response values can follow.
+fn head(js: &str, params: &Value) -> String {
+    let params = to_script_json(params);
+    let open = &params[..params.len() - 1];
+    format!("{js}(window,{open},\"j\":")
+}
+
+/// The static parameters a script reads: only what its blocks use, since every byte goes
+/// into every page. The loader's URL is for the shutdown and auto-include blocks; the
+/// cookie names and domain for the shutdown block.
+fn params(s: &ScriptSettings<'_>, strip: &[&str], shutdown: bool) -> Value {
+    let refresh = s.refresh.filter(|_| s.mode.signs_jwt());
+    let mut p = json!({
+        "a": s.app_id,
+        "b": s.api_base,
+        "s": strip,
+        "r": refresh.map(|r| r.path),
+        "g": refresh.map_or(0, |r| r.margin.as_secs()),
+    });
+    if shutdown || s.auto_include {
+        p["l"] = json!(format!("https://widget.intercom.io/widget/{}", s.app_id));
+    }
+    if shutdown {
+        p["k"] = json!(s.cookie_domain);
+        p["n"] = json!(crate::logout::cookies::INTERCOM_COOKIES);
+    }
+    p
 }
 
 /// Appends `n` spaces (a slice at a time, not a char at a time).
@@ -220,8 +238,8 @@ pub fn to_script_json(value: &Value) -> String {
 mod tests {
     use super::*;
 
-    fn template() -> ScriptTemplate {
-        ScriptTemplate::new(&ScriptSettings {
+    fn settings() -> ScriptSettings<'static> {
+        ScriptSettings {
             app_id: "abc123",
             api_base: "https://api-iam.intercom.io",
             signed_fields: vec!["user_id", "email", "name"],
@@ -229,7 +247,11 @@ mod tests {
             cookie_domain: None,
             mode: Default::default(),
             refresh: None,
-        })
+        }
+    }
+
+    fn template() -> ScriptTemplate {
+        ScriptTemplate::new(&settings())
     }
 
     fn plan(token: Option<&str>, shutdown: bool) -> Plan {
@@ -238,7 +260,7 @@ mod tests {
 
     #[test]
     fn the_served_scripts_are_one_ascii_expression_that_cannot_end_its_element() {
-        for js in [PAGE_JS, PAGE_JS_LIVE] {
+        for js in PAGE_JS.iter().flatten() {
             assert!(js.is_ascii());
             assert!(js.starts_with("(function(") && js.ends_with("})"), "{js}");
             let lower = js.to_ascii_lowercase();
@@ -249,16 +271,31 @@ mod tests {
     }
 
     #[test]
-    fn only_a_page_that_shuts_down_gets_the_shutdown_block() {
-        let t = template();
-        // The block clears Intercom's storage: its regex is in that script only.
+    fn a_page_gets_only_the_blocks_and_parameters_that_can_run_there() {
+        // The shutdown block clears Intercom's storage; the auto-include block looks for
+        // the page's own loader: each one's code is in its scripts only.
         let storage = "/^intercom/.test(";
-        assert!(PAGE_JS.contains(storage) && !PAGE_JS_LIVE.contains(storage));
-        let shutdown = t.render(&plan(Some("a.b.c"), true), None);
-        let live = t.render(&plan(Some("a.b.c"), false), None);
-        assert!(shutdown.html().contains(PAGE_JS) && shutdown.html().contains("\"x\":true"));
-        assert!(live.html().contains(PAGE_JS_LIVE) && live.html().contains("\"x\":false"));
-        assert!(live.html().len() + 500 < shutdown.html().len());
+        let loader = "script[src*=\"widget.intercom.io\"]";
+        for auto in [false, true] {
+            let t = ScriptTemplate::new(&ScriptSettings { auto_include: auto, ..settings() });
+            let shutdown = t.render(&plan(Some("a.b.c"), true), None);
+            let live = t.render(&plan(Some("a.b.c"), false), None);
+            assert!(shutdown.html().contains(PAGE_JS[1][usize::from(auto)]));
+            assert!(live.html().contains(PAGE_JS[0][usize::from(auto)]));
+            assert!(shutdown.html().contains(storage) && !live.html().contains(storage));
+            assert!(shutdown.html().contains("\"n\":[\"intercom-session-\"") && !live.html().contains("\"n\":"));
+            for page in [&shutdown, &live] {
+                assert_eq!(page.html().contains(loader), auto, "{auto}");
+            }
+            // The loader's URL, for the shutdown and auto-include blocks only.
+            assert!(shutdown.html().contains("\"l\":\"https://widget.intercom.io/widget/abc123\""));
+            assert_eq!(live.html().contains("\"l\":"), auto);
+            assert!(live.html().len() + 500 < shutdown.html().len());
+        }
+        let none = template().render(&plan(Some("a.b.c"), false), None);
+        let auto = ScriptTemplate::new(&ScriptSettings { auto_include: true, ..settings() })
+            .render(&plan(Some("a.b.c"), false), None);
+        assert!(none.html().len() + 700 < auto.html().len());
     }
 
     #[test]
@@ -279,7 +316,7 @@ mod tests {
         let p = t.render(&plan(Some("a.b.c"), false), Some("abc+/="));
         assert!(p.html().starts_with("<script nonce=\"abc+/=\">"));
         assert!(p.html().ends_with("});</script>"));
-        assert!(p.html().contains("\"j\":\"a.b.c\",\"h\":null,\"x\":false"));
+        assert!(p.html().contains("\"j\":\"a.b.c\",\"h\":null});</script>"));
         assert_eq!(p.html().matches("</script>").count(), 1);
         assert!(p.csp_hash().starts_with("'sha256-"));
     }
@@ -301,6 +338,6 @@ mod tests {
         let t = template();
         let p = t.render(&plan(Some("x\"><script>"), true), Some("a\" onload=\"x"));
         assert!(p.html().starts_with("<script>"));
-        assert!(p.html().contains("\"j\":null,\"h\":null,\"x\":true"));
+        assert!(p.html().contains("\"j\":null,\"h\":null});</script>"));
     }
 }

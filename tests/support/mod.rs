@@ -544,12 +544,23 @@ pub fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// How our page script's code begins as pages get it (`src/page/page.min.js`, up to the
-/// flag its first statement checks): what follows the `>` of its start tag.
+/// How our page script's code begins as pages get it (`src/page/min/`, up to the flag
+/// its first statement checks, the same in every variant): what follows the `>` of its
+/// start tag.
 pub fn our_script_marker() -> &'static str {
-    const SERVED: &str = include_str!("../../src/page/page.min.js");
+    const SERVED: &str = include_str!("../../src/page/min/live.js");
     const FLAG: &str = "__intercomSecureProxy";
     &SERVED[..SERVED.find(FLAG).expect("the script checks its flag first") + FLAG.len()]
+}
+
+/// Whether `html` carries our script with its shutdown block (`src/page/min/shutdown*.js`),
+/// which runs `Intercom('shutdown')` before anything can boot.
+pub fn runs_a_shutdown(html: &str) -> bool {
+    const SHUTDOWN: [&str; 2] = [
+        include_str!("../../src/page/min/shutdown.js"),
+        include_str!("../../src/page/min/shutdown-auto.js"),
+    ];
+    SHUTDOWN.iter().any(|js| html.contains(&format!(">{js}(window,{{")))
 }
 
 /// Removes exactly one injected `<script>…</script>` (ours) from `out` and returns the
