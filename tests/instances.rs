@@ -156,7 +156,7 @@ fn carries_token_for(body: &str, sid: &str) -> bool {
 }
 
 fn redis_cli(redis: &Redis, args: &[&str]) -> Vec<u8> {
-    Command::new("redis-cli").args(["-p", &redis.port.to_string(), "--raw"]).args(args).output().expect("redis-cli runs").stdout
+    support::output_within(Command::new("redis-cli").args(["-p", &redis.port.to_string(), "--raw"]).args(args), Duration::from_secs(10)).stdout
 }
 
 #[test]

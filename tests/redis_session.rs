@@ -36,6 +36,9 @@ const BOB_ID: &str = "u-bob-2002";
 const BOB_EMAIL: &str = "bob@example.org";
 /// The Express app's session secret in these tests.
 const SESSION_SECRET: &str = "redis-session-test-secret";
+/// How long one redis-cli call may take: a node port held by a process that never
+/// answers fails the test instead of hanging it.
+const CLI_TIME: Duration = Duration::from_secs(10);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -424,12 +427,13 @@ impl TlsRedis {
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["--tls", "--cacert", "ca.crt", "--user", "app", "--pass", "pw", "--no-auth-warning", "-p", &self.port.to_string()])
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("redis-cli");
+        let out = support::output_within(
+            Command::new("redis-cli")
+                .args(["--tls", "--cacert", "ca.crt", "--user", "app", "--pass", "pw", "--no-auth-warning", "-p", &self.port.to_string()])
+                .args(args)
+                .current_dir(self.dir.path()),
+            CLI_TIME,
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
@@ -517,7 +521,7 @@ impl Cluster {
         let mut create = vec!["--cluster", "create"];
         create.extend(nodes.iter().map(String::as_str));
         create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
-        let out = Command::new("redis-cli").args(&create).output().expect("redis-cli");
+        let out = support::output_within(Command::new("redis-cli").args(&create), CLI_TIME);
         assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
         while !cluster.cli(cluster.ports[0], &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
             assert!(Instant::now() < deadline + Duration::from_secs(10), "the cluster never became ok");
@@ -528,7 +532,7 @@ impl Cluster {
 
     /// redis-cli in cluster mode (-c follows MOVED redirects).
     fn cli(&self, port: u16, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-c", "-p", &port.to_string()]).args(args).output().expect("redis-cli");
+        let out = support::output_within(Command::new("redis-cli").args(["-c", "-p", &port.to_string()]).args(args), CLI_TIME);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }

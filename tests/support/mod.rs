@@ -234,6 +234,44 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Runs a client command (redis-cli, say) to its end, as `Command::output` does, but
+/// kills it and panics once `within` has passed: a server that accepts and never
+/// answers must fail the test, not hang it.
+pub fn output_within(command: &mut Command, within: Duration) -> std::process::Output {
+    let what = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    // Drained as it comes: a full pipe would stop the command before it exits.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {within:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
 /// Waits until a server we started listens on `addr`. Panics, with `log()`, when the
 /// server exits first, another process holds the port, or it does not listen `within`.
 pub fn wait_listening(addr: SocketAddr, child: &mut Child, within: Duration, what: &str, log: &dyn Fn() -> String) {
