@@ -5,8 +5,8 @@
 //! Pingora forwards HTTP/1.1 requests without a `Host`; they are refused here, as
 //! nginx does.
 
-use http::header::{CONTENT_LENGTH, HOST};
-use http::Version;
+use http::header::{ACCEPT, CONTENT_LENGTH, HOST};
+use http::{HeaderName, Version};
 use pingora::http::RequestHeader;
 
 use super::framing::{content_length_fix, LengthFix};
@@ -50,13 +50,17 @@ pub fn check_request(req: &mut RequestHeader) -> Result<(), BadRequest> {
     Ok(())
 }
 
+// Names, not strings: a lookup by string parses the name again, on every request.
+const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+
 /// Whether the response may be shown as a document, the only thing the page script
 /// belongs in. Browsers say what a request is for in `Sec-Fetch-Dest`: HTML that
 /// `fetch`/XHR loads (`empty`: a legacy app's partials, inserted with `innerHTML` or
 /// into a `<textarea>`) is the app's data and passes through untouched. Clients that
 /// do not send the header are judged by the response alone.
 pub fn may_be_document(req: &RequestHeader) -> bool {
-    match req.headers.get("sec-fetch-dest").map(|v| v.as_bytes()) {
+    match req.headers.get(SEC_FETCH_DEST).map(|v| v.as_bytes()) {
         None => true,
         Some(dest) => [&b"document"[..], b"iframe", b"frame", b"embed", b"object"]
             .iter()
@@ -66,11 +70,11 @@ pub fn may_be_document(req: &RequestHeader) -> bool {
 
 /// Whether the request is a top-level navigation (interstitials are for those only).
 pub fn is_navigation(req: &RequestHeader) -> bool {
-    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
-    match (header("sec-fetch-mode"), header("sec-fetch-dest")) {
+    let header = |n: &HeaderName| req.headers.get(n).and_then(|v| v.to_str().ok());
+    match (header(&SEC_FETCH_MODE), header(&SEC_FETCH_DEST)) {
         (Some(mode), dest) => mode == "navigate" && dest.is_none_or(|d| d == "document"),
         // Older clients: judge by what they accept.
-        (None, _) => header("accept").is_some_and(|a| a.contains("text/html")),
+        (None, _) => header(&ACCEPT).is_some_and(|a| a.contains("text/html")),
     }
 }
 

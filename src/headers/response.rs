@@ -6,13 +6,22 @@ use pingora::http::ResponseHeader;
 
 /// The `charset` parameter of the `Content-Type`, lowercase and unquoted.
 pub fn charset(resp: &ResponseHeader) -> Option<String> {
+    charset_param(resp).map(str::to_ascii_lowercase)
+}
+
+/// Whether the `Content-Type` names a charset (without copying it, for every page).
+pub fn names_charset(resp: &ResponseHeader) -> bool {
+    charset_param(resp).is_some()
+}
+
+fn charset_param(resp: &ResponseHeader) -> Option<&str> {
     let ctype = resp.headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
     ctype
         .split(';')
         .skip(1)
         .filter_map(|p| p.split_once('='))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-        .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase())
+        .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
 /// The response's `Content-Encoding`, lowercase; `None` when absent or empty.
@@ -68,16 +77,22 @@ fn set_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
 
 /// Removes the headers of `lists` the response has, finding them in one pass over its
 /// names: most are absent, and removing an absent name still hashes it (in both of
-/// Pingora's maps when it is there).
+/// Pingora's maps when it is there). The names found are held on the stack, a batch at
+/// a time (a name, once removed, is not found again).
 fn remove_present(resp: &mut ResponseHeader, lists: &[&[HeaderName]]) {
-    let present: Vec<HeaderName> = resp
-        .headers
-        .keys()
-        .filter(|name| lists.iter().any(|list| list.contains(name)))
-        .cloned()
-        .collect();
-    for name in &present {
-        resp.remove_header(name);
+    loop {
+        let mut found: [Option<&HeaderName>; 8] = [None; 8];
+        let known = lists.iter().flat_map(|list| list.iter());
+        let present = resp.headers.keys().filter_map(|name| known.clone().find(|k| *k == name));
+        for (slot, name) in found.iter_mut().zip(present) {
+            *slot = Some(name);
+        }
+        if found[0].is_none() {
+            return;
+        }
+        for name in found.into_iter().flatten() {
+            resp.remove_header(name);
+        }
     }
 }
 
@@ -206,6 +221,28 @@ mod tests {
         remove_body_dependent(&mut r, Some(7010)).unwrap();
         assert_eq!(r.headers["content-length"], "7010");
         assert!(r.headers.get("transfer-encoding").is_none() && r.headers.get("etag").is_none());
+    }
+
+    #[test]
+    fn every_body_dependent_and_cache_override_goes_however_many_are_present() {
+        // More than one batch of names (see `remove_present`), each spelled oddly, one
+        // of them twice, among headers that stay.
+        let mut pairs: Vec<(String, &str)> = vec![("X-Before".into(), "1")];
+        for name in BODY_DEPENDENT.iter().chain(&CACHE_OVERRIDES) {
+            pairs.push((name.as_str().to_ascii_uppercase(), "v"));
+        }
+        pairs.push(("ETag".into(), "\"again\""));
+        pairs.push(("Vary".into(), "Cookie"));
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let mut r = resp(&pairs);
+        remove_body_dependent(&mut r, None).unwrap();
+        for name in BODY_DEPENDENT.iter().chain(&CACHE_OVERRIDES) {
+            assert!(r.headers.get(name).is_none(), "{name}");
+        }
+        let mut wire = Vec::new();
+        r.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert_eq!(wire, "X-Before: 1\r\nVary: Cookie\r\nCache-Control: private, no-store\r\nTransfer-Encoding: chunked\r\n");
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub struct HeaderPlan {
 /// The enforced `Content-Security-Policy` header values of a response.
 pub fn policies(resp: &pingora::http::ResponseHeader) -> Vec<String> {
     resp.headers
-        .get_all("content-security-policy")
+        .get_all(http::header::CONTENT_SECURITY_POLICY)
         .iter()
         .filter_map(|v| v.to_str().ok().map(str::to_string))
         .collect()

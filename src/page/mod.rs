@@ -104,7 +104,7 @@ impl Pages {
     /// otherwise the length goes and the body is chunked. Call only for a response
     /// [`rewritable`] accepted.
     pub fn start(&self, resp: &mut ResponseHeader, plan: &Plan) -> pingora::Result<PageRewriter> {
-        let charset_in_header = crate::headers::charset(resp).is_some();
+        let charset_in_header = crate::headers::names_charset(resp);
         let policies = csp::policies(resp);
         let csp_plan = csp::plan(&policies);
         let known = crate::headers::body_length(resp);
@@ -116,9 +116,9 @@ impl Pages {
         let length = known.and_then(|n| n.checked_add(extra as u64));
         crate::headers::remove_body_dependent(resp, length)?;
         if csp_plan.needs_hash {
-            resp.remove_header("content-security-policy");
+            resp.remove_header(&http::header::CONTENT_SECURITY_POLICY);
             for value in csp::amend(&policies, csp_plan.nonce.as_deref(), &prerendered.csp_hash()) {
-                resp.append_header("content-security-policy", value)?;
+                resp.append_header(http::header::CONTENT_SECURITY_POLICY, value)?;
             }
         }
         let meta = MetaCsp {
