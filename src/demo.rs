@@ -229,6 +229,10 @@ pub fn run(app_port: u16, proxy_port: u16, identity: DemoIdentity) -> Result<(),
         DemoIdentity::Endpoint => None,
         DemoIdentity::Redis(url) => Some(redis::Client::open(url.as_str())?),
     };
+    // As `run` does: a port in use is an error now, not a banner over a server that
+    // waits for its port.
+    intercom_secure_proxy::server::probe(std::net::SocketAddr::from(([127, 0, 0, 1], app_port)))?;
+    intercom_secure_proxy::server::probe_listeners(&config)?;
     let mut server = Server::new_with_opt_and_conf(Opt::default(), intercom_secure_proxy::server::server_conf(&config));
     server.bootstrap();
     let mut app = Service::new("sample legacy app".to_string(), SampleApp { redis, ..SampleApp::default() });

@@ -283,6 +283,7 @@ fn main() -> ExitCode {
                 IdentityChoice::Endpoint => demo::DemoIdentity::Endpoint,
                 IdentityChoice::Redis => demo::DemoIdentity::Redis(redis),
             };
+            exit_on_listener_panic();
             match demo::run(app_port, proxy_port, identity) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

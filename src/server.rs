@@ -24,10 +24,12 @@ use crate::secure_mode::BuildError;
 /// backlog that is then reset. Skipped on `run -u`, where the sockets come from the
 /// old process. (Overlapping addresses are refused by the config validation.)
 pub fn probe_listeners(config: &Config) -> Result<(), ListenError> {
-    for addr in config.listen.iter().map(|l| l.addr).chain(config.admin.listen) {
-        bind_only(addr).map_err(|source| ListenError { addr, source })?;
-    }
-    Ok(())
+    config.listen.iter().map(|l| l.addr).chain(config.admin.listen).try_for_each(probe)
+}
+
+/// [`probe_listeners`] for one address of a service of the embedder's own.
+pub fn probe(addr: std::net::SocketAddr) -> Result<(), ListenError> {
+    bind_only(addr).map_err(|source| ListenError { addr, source })
 }
 
 /// Binds a TCP socket to `addr` (with SO_REUSEADDR, as Pingora binds, so a port in

@@ -73,7 +73,7 @@ struct Demo {
 
 impl Demo {
     fn start() -> Demo {
-        let (child, app, proxy) = support::start_demo(&[], Stdio::null());
+        let (child, app, proxy) = support::start_demo(&[], Stdio::null);
         Demo { child, app, proxy }
     }
 

@@ -227,7 +227,7 @@ fn the_demo_with_its_sessions_in_redis_does_the_same() {
 /// Runs `demo` with `args`: alice logs in, gets a token for her, logs out, and the next
 /// page runs the shutdown.
 fn demo_logs_alice_in_and_out(args: &[&str]) {
-    let (mut child, _, proxy_port) = support::start_demo(args, Stdio::piped());
+    let (mut child, _, proxy_port) = support::start_demo(args, Stdio::piped);
     let base = format!("http://127.0.0.1:{proxy_port}");
     let agent = support::client();
     let mut jar = Vec::new();
@@ -290,6 +290,25 @@ fn the_documented_configs_are_valid() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn a_port_in_use_makes_demo_exit_non_zero_naming_the_address() {
+    // Either of the demo's two ports: it must not print its banner and wait for a port.
+    for taken_is_app in [false, true] {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let free = free_port().to_string();
+        let (app, proxy) = if taken_is_app { (port.to_string(), free) } else { (free, port.to_string()) };
+        let out = support::output_within(
+            Command::new(binary()).args(["demo", "--app-port", &app, "--proxy-port", &proxy]).env_remove("INTERCOM_SECRET"),
+            Duration::from_secs(10),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+        assert!(out.stdout.is_empty(), "the banner promised a server that is not there");
     }
 }
 

@@ -364,24 +364,32 @@ pub fn binary() -> PathBuf {
 }
 
 /// `intercom-secure-proxy demo` on two free ports with `args` (`INTERCOM_SECRET` unset,
-/// so the documented default secret), once both listen: the process, the sample app's
-/// port and the proxy's port.
-pub fn start_demo(args: &[&str], stdout: Stdio) -> (Child, u16, u16) {
-    let (app_port, proxy_port) = (free_port(), free_port());
-    let child = Command::new(binary())
-        .args(["demo", "--app-port", &app_port.to_string(), "--proxy-port", &proxy_port.to_string()])
-        .args(args)
-        .env_remove("INTERCOM_SECRET")
-        .stdout(stdout)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", proxy_port)).is_err() || TcpStream::connect(("127.0.0.1", app_port)).is_err() {
-        assert!(Instant::now() < deadline, "demo did not start");
-        thread::sleep(Duration::from_millis(50));
-    }
-    (child, app_port, proxy_port)
+/// so the documented default secret), once both listen with sockets of its own: the
+/// process, the sample app's port and the proxy's port. Started again on other ports
+/// when one was taken (the demo then exits, naming it).
+pub fn start_demo(args: &[&str], stdout: fn() -> Stdio) -> (Child, u16, u16) {
+    on_a_free_port("the demo", || {
+        let (app_port, proxy_port) = (free_port(), free_port());
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = Command::new(binary())
+            .args(["demo", "--app-port", &app_port.to_string(), "--proxy-port", &proxy_port.to_string()])
+            .args(args)
+            .env_remove("INTERCOM_SECRET")
+            .stdout(stdout())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let log_text = || std::fs::read_to_string(log.path()).unwrap_or_default();
+        for port in [proxy_port, app_port] {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if let Err(why) = listening_or_exited(addr, &mut child, Duration::from_secs(20), "the demo", &log_text) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(why);
+            }
+        }
+        Ok((child, app_port, proxy_port))
+    })
 }
 
 /// The real proxy binary, running with a config file.
