@@ -47,13 +47,15 @@ pub fn has_directive(resp: &ResponseHeader, name: &str) -> bool {
     directives(resp).any(|d| d.split('=').next().unwrap_or("").trim().eq_ignore_ascii_case(name))
 }
 
-fn directives(resp: &ResponseHeader) -> impl Iterator<Item = String> + '_ {
+/// The `Cache-Control` directives, trimmed, borrowed from the header (read for every
+/// page: copying each one cost an allocation apiece).
+fn directives(resp: &ResponseHeader) -> impl Iterator<Item = &str> + '_ {
     resp.headers
         .get_all(http::header::CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_string())
+        .map(str::trim)
         .filter(|d| !d.is_empty())
 }
 
@@ -98,15 +100,16 @@ fn remove_present(resp: &mut ResponseHeader, lists: &[&[HeaderName]]) {
 
 /// The app's `Cache-Control` with `private, no-store` first and what contradicts them gone.
 fn merge_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
-    let mut out: Vec<String> = vec!["private".into(), "no-store".into()];
+    const DROPPED: [&str; 6] = ["public", "private", "no-store", "s-maxage", "max-age", "immutable"];
+    let mut out: Vec<&str> = vec!["private", "no-store"];
     for d in directives(resp) {
-        let name = d.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
-        let dropped = ["public", "private", "no-store", "s-maxage", "max-age", "immutable"];
-        if !dropped.contains(&name.as_str()) && !out.iter().any(|o| o.eq_ignore_ascii_case(&d)) {
+        let name = d.split('=').next().unwrap_or("").trim();
+        if !DROPPED.iter().any(|x| x.eq_ignore_ascii_case(name)) && !out.iter().any(|o| o.eq_ignore_ascii_case(d)) {
             out.push(d);
         }
     }
-    resp.insert_header(http::header::CACHE_CONTROL, out.join(", "))
+    let value = out.join(", ");
+    resp.insert_header(http::header::CACHE_CONTROL, value)
 }
 
 /// Headers that describe one exact body: they go whenever the proxy changes the body.
@@ -206,6 +209,11 @@ mod tests {
         let mut r = resp(&[]);
         make_private(&mut r).unwrap();
         assert_eq!(r.headers["cache-control"], "private, no-store");
+        // Names in any case, over several lines, repeated: each kept directive once, as
+        // the app spelled it.
+        let mut r = resp(&[("cache-control", "PUBLIC, S-MaxAge=60, No-Cache"), ("cache-control", " no-cache ,Private, stale-if-error=60,,")]);
+        make_private(&mut r).unwrap();
+        assert_eq!(r.headers["cache-control"], "private, no-store, No-Cache, stale-if-error=60");
     }
 
     #[test]
