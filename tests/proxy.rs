@@ -57,6 +57,8 @@ fn app() -> Upstream {
         "/gzip" => Reply::with(200, &[("Content-Type", "text/html"), ("Content-Encoding", "gzip")], gzip(&page)),
         "/br" => Reply::with(200, &[("Content-Type", "text/html"), ("Content-Encoding", "br")], brotli_compress(&page)),
         "/zstd" => Reply::with(200, &[("Content-Type", "text/html"), ("Content-Encoding", "zstd")], b"\x28\xb5\x2f\xfdnot really zstd".to_vec()),
+        // Bytes outside visible ASCII in the coding: nothing says the body is plain HTML.
+        "/odd-coding" => Reply::with(200, &[("Content-Type", "text/html"), ("Content-Encoding", "gzip\u{e9}")], page.clone()),
         "/json" => Reply::with(200, &[("Content-Type", "application/json"), ("ETag", "\"j\"")], br#"{"a":"</script>"}"#.to_vec()),
         "/not-modified" => Reply::with(304, &[("ETag", "\"v1\"")], Vec::new()),
         "/partial" => Reply::with(206, &[("Content-Type", "text/html"), ("Content-Range", "bytes 0-9/100")], b"<html><he".to_vec()),
@@ -159,6 +161,17 @@ fn unknown_encodings_pass_through_untouched() {
     assert_eq!(r.body, direct.body);
     // And the client's zstd was narrowed to what we can decode on the way up.
     assert!(up.requests().iter().all(|q| !q.header("accept-encoding").unwrap_or("").contains("zstd")));
+}
+
+#[test]
+fn a_content_coding_that_cannot_be_read_passes_through_untouched() {
+    let up = app();
+    let proxy = proxy_for(&up, "");
+    let direct = support::conn::fetch(up.addr, "GET", "/odd-coding", &[], b"");
+    let through = support::conn::fetch(proxy.addr, "GET", "/odd-coding", &[ALICE[0]], b"");
+    assert_eq!(through.status, 200, "{}", through.describe());
+    assert_eq!(through.header("content-encoding"), direct.header("content-encoding"));
+    assert!(through.body == direct.body, "the body was changed:\n{}", through.describe());
 }
 
 #[test]

@@ -24,17 +24,15 @@ fn charset_param(resp: &ResponseHeader) -> Option<&str> {
         .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
-/// The response's `Content-Encoding`, lowercase; `None` when absent or empty.
+/// The response's `Content-Encoding`, lowercase; `None` when absent or empty. A value
+/// with bytes outside visible ASCII comes back as `"unreadable"`: nothing then says the
+/// body is plain, so it is neither decoded nor rewritten.
 pub fn content_encoding(resp: &ResponseHeader) -> Option<String> {
-    let all: Vec<String> = resp
-        .headers
-        .get_all(http::header::CONTENT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|v| v.trim().to_ascii_lowercase())
-        .filter(|v| !v.is_empty())
-        .collect();
+    let mut all: Vec<String> = Vec::new();
+    for value in resp.headers.get_all(http::header::CONTENT_ENCODING) {
+        let Ok(value) = value.to_str() else { return Some("unreadable".into()) };
+        all.extend(value.split(',').map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()));
+    }
     match all.len() {
         0 => None,
         1 => all.into_iter().next(),
