@@ -325,26 +325,12 @@ fn a_port_in_use_makes_run_exit_non_zero_naming_the_address() {
             + &format!("server:\n  pid_file: {d}/p.pid\n  upgrade_sock: {d}/u.sock\n"),
     )
     .unwrap();
-    let mut child = Command::new(binary())
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("TEST_INTERCOM_SECRET", SECRET)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("run kept going without its listener");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    // Killed, and the test failed, if run keeps going without its listener.
+    let out = support::output_within(
+        Command::new(binary()).args(["run", "-c"]).arg(&path).env("TEST_INTERCOM_SECRET", SECRET),
+        Duration::from_secs(10),
+    );
+    let (status, err) = (out.status, String::from_utf8_lossy(&out.stderr));
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     drop(taken);
