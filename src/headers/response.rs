@@ -42,7 +42,12 @@ pub fn content_encoding(resp: &ResponseHeader) -> Option<String> {
 }
 
 pub fn has_directive(resp: &ResponseHeader, name: &str) -> bool {
-    directives(resp).any(|d| d.split('=').next().unwrap_or("").trim().eq_ignore_ascii_case(name))
+    directives(resp).any(|d| directive_name(d).eq_ignore_ascii_case(name))
+}
+
+/// A directive's name: `max-age` of `max-age=600`.
+fn directive_name(directive: &str) -> &str {
+    directive.split('=').next().unwrap_or("").trim()
 }
 
 /// The `Cache-Control` directives, trimmed, borrowed from the header (read for every
@@ -101,7 +106,7 @@ fn merge_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
     const DROPPED: [&str; 6] = ["public", "private", "no-store", "s-maxage", "max-age", "immutable"];
     let mut out: Vec<&str> = vec!["private", "no-store"];
     for d in directives(resp) {
-        let name = d.split('=').next().unwrap_or("").trim();
+        let name = directive_name(d);
         if !DROPPED.iter().any(|x| x.eq_ignore_ascii_case(name)) && !out.iter().any(|o| o.eq_ignore_ascii_case(d)) {
             out.push(d);
         }
