@@ -20,6 +20,10 @@ pub(crate) const HOP_BY_HOP: [&str; 3] = ["connection", "keep-alive", "proxy-con
 /// Picks an upstream address and builds peers with the configured timeouts.
 pub struct Upstream {
     balancer: Arc<LoadBalancer<RoundRobin>>,
+    /// The peer of an app at one address, built once: every request goes there,
+    /// healthy or not, so the balancer's pick (a hash set and a backend clone per
+    /// request) would only say so again.
+    only: Option<HttpPeer>,
     config: UpstreamConfig,
     /// For requests the proxy makes itself (see [`Upstream::exchange`]).
     connector: Connector,
@@ -41,8 +45,14 @@ impl Upstream {
             }
             None => (Arc::new(balancer), None),
         };
+        let backends = balancer.backends().get_backend();
+        let only = match backends.first() {
+            Some(backend) if backends.len() == 1 => Some(peer_for(backend.addr.clone(), config)),
+            _ => None,
+        };
         let upstream = Upstream {
             balancer,
+            only,
             config: config.clone(),
             connector: Connector::new(None),
         };
@@ -52,17 +62,14 @@ impl Upstream {
     /// A peer for one request. When every address failed its health check the first
     /// candidate is still tried, so the client gets a 502 from a real attempt.
     pub fn peer(&self) -> Option<HttpPeer> {
+        if let Some(only) = &self.only {
+            return Some(only.clone());
+        }
         let backend = self
             .balancer
             .select(b"", 256)
             .or_else(|| self.balancer.select_with(b"", 256, |_, _| true))?;
-        let mut peer = HttpPeer::new(backend.addr, self.config.tls, self.config.sni.clone());
-        peer.options.connection_timeout = Some(self.config.connect_timeout);
-        peer.options.total_connection_timeout = Some(self.config.connect_timeout);
-        peer.options.read_timeout = Some(self.config.read_timeout);
-        peer.options.write_timeout = Some(self.config.read_timeout);
-        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
-        Some(peer)
+        Some(peer_for(backend.addr, &self.config))
     }
 
     /// Starts one request the proxy makes to the app itself, outside the proxied flow
@@ -133,6 +140,17 @@ impl Upstream {
     }
 }
 
+/// A peer for `addr` with the configured TLS, SNI and timeouts.
+fn peer_for(addr: pingora::protocols::l4::socket::SocketAddr, config: &UpstreamConfig) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, config.tls, config.sni.clone());
+    peer.options.connection_timeout = Some(config.connect_timeout);
+    peer.options.total_connection_timeout = Some(config.connect_timeout);
+    peer.options.read_timeout = Some(config.read_timeout);
+    peer.options.write_timeout = Some(config.read_timeout);
+    peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+    peer
+}
+
 /// Acknowledges what the app sent right away instead of after the delayed-ACK timer.
 ///
 /// An app that writes a response's head and body in two writes with Nagle's algorithm
@@ -183,5 +201,43 @@ impl Exchange {
     /// The next piece of the response body; `None` at its end.
     pub(crate) async fn next_chunk(&mut self) -> pingora::Result<Option<Bytes>> {
         self.session.read_response_body().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use pingora::upstreams::peer::Peer;
+
+    use super::*;
+    use crate::config::upstream::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
+
+    fn timeouts(peer: &HttpPeer) -> [Option<Duration>; 5] {
+        let o = &peer.options;
+        [o.connection_timeout, o.total_connection_timeout, o.read_timeout, o.write_timeout, o.idle_timeout]
+    }
+
+    #[test]
+    fn one_address_is_every_peer_and_several_are_taken_in_turn() {
+        let configured = [
+            Some(DEFAULT_CONNECT_TIMEOUT),
+            Some(DEFAULT_CONNECT_TIMEOUT),
+            Some(DEFAULT_READ_TIMEOUT),
+            Some(DEFAULT_READ_TIMEOUT),
+            Some(Duration::from_secs(60)),
+        ];
+        let (one, _) = Upstream::new(&UpstreamConfig::new(["127.0.0.1:3000"])).unwrap();
+        for _ in 0..3 {
+            let peer = one.peer().unwrap();
+            assert_eq!(peer.address().to_string(), "127.0.0.1:3000");
+            assert_eq!(timeouts(&peer), configured);
+        }
+        let (two, health) = Upstream::new(&UpstreamConfig::new(["127.0.0.1:3000", "127.0.0.1:3001"])).unwrap();
+        assert!(health.is_some());
+        let peers: Vec<HttpPeer> = (0..4).map(|_| two.peer().unwrap()).collect();
+        let addresses: BTreeSet<String> = peers.iter().map(|p| p.address().to_string()).collect();
+        assert_eq!(addresses, BTreeSet::from(["127.0.0.1:3000".into(), "127.0.0.1:3001".into()]));
+        assert!(peers.iter().all(|p| timeouts(p) == configured));
     }
 }

@@ -39,7 +39,7 @@ mod server;
 mod shared_cache;
 mod site;
 mod summary;
-mod upstream;
+pub(crate) mod upstream;
 
 pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};
 pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
