@@ -193,7 +193,7 @@ fn bench_trusted_header(c: &mut Criterion) {
     let upstream = rt.block_on(async { Upstream::new(&UpstreamConfig::new(["127.0.0.1:9"])).expect("upstream").0 });
     let mut source = TrustedHeaderConfig::new(vec!["10.0.0.0/8".parse().unwrap()], "X-Forwarded-User");
     source.email = Some("x-forwarded-email".into());
-    let resolver = IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::TrustedHeader(source)], shared_cache: None }, upstream);
+    let resolver = IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::TrustedHeader(source)], shared_cache: None }, upstream.clone());
     let mut req = page_request();
     req.append_header("x-forwarded-user", "bench-user").unwrap();
     req.append_header("x-forwarded-email", "bench@example.com").unwrap();
@@ -214,6 +214,9 @@ fn bench_trusted_header(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // Every proxied request asks for its app's peer (an app at one address here).
+    assert!(upstream.peer().is_some());
+    group.bench_function("upstream_peer", |b| b.iter(|| black_box(upstream.peer())));
     group.finish();
 }
 
@@ -292,6 +295,13 @@ fn bench_headers(c: &mut Criterion) {
     group.bench_function("rewritable", |b| {
         b.iter(|| page::rewritable(black_box(&resp), &inject).unwrap())
     });
+    // The script alone, with a token as long as a signed one (about 300 bytes, every
+    // byte of it checked before it goes into the page).
+    let mut id = Identity::new("bench-user");
+    id.email = Some("bench@example.com".into());
+    let signed = Plan { token: Some(signer().token_for(&id).expect("sign")), ..plan.clone() };
+    assert!(pages.script(&signed, None).html().contains(signed.token.as_deref().unwrap()));
+    group.bench_function("render_script", |b| b.iter(|| pages.script(black_box(&signed), None)));
     // Most pages have no policy to amend, so no hash: what is left is the page's
     // headers, rendering the script and building the rewriter.
     let mut plain = resp.clone();

@@ -138,7 +138,7 @@ impl ScriptTemplate {
         html.push('>');
         let start = html.len();
         html.push_str(head);
-        match token.filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))) {
+        match token.filter(|t| is_token(t)) {
             Some(t) => {
                 html.push('"');
                 html.push_str(t);
@@ -201,6 +201,14 @@ pub(crate) fn push_spaces(out: &mut String, mut n: usize) {
 /// A JSON object as [`to_script_json`] writes it: nothing in it can end the script.
 fn is_script_safe_object(json: &str) -> bool {
     json.starts_with('{') && json.ends_with('}') && json.is_ascii() && !json.contains(['<', '>', '&'])
+}
+
+/// Whether `t` has only a JWT's characters (base64url and dots), so it needs no
+/// escaping in the script. Every byte is checked, with no early exit: the loop is then
+/// vectorised, several times faster on a token of 300 bytes, and a page's token passes.
+fn is_token(t: &str) -> bool {
+    t.bytes()
+        .fold(true, |ok, b| ok & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_') | (b == b'.')))
 }
 
 /// Whether a CSP nonce is safe to copy into an attribute (base64 / base64url characters).
@@ -339,5 +347,25 @@ mod tests {
         let p = t.render(&plan(Some("x\"><script>"), true), Some("a\" onload=\"x"));
         assert!(p.html().starts_with("<script>"));
         assert!(p.html().contains("\"j\":null,\"h\":null});</script>"));
+    }
+
+    #[test]
+    fn a_token_passes_only_with_jwt_characters_in_every_position() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiNDIifQ.c2ln-_AZaz09";
+        assert!(is_token(token));
+        for byte in 0..=u8::MAX {
+            let allowed = byte.is_ascii_alphanumeric() || b"-_.".contains(&byte);
+            for at in [0, token.len() / 2, token.len() - 1] {
+                let mut bytes = token.as_bytes().to_vec();
+                bytes[at] = byte;
+                // Bytes above 0x7f are not UTF-8 alone: checked as the start of a pair.
+                let text = String::from_utf8(bytes).unwrap_or_else(|e| {
+                    let mut b = e.into_bytes();
+                    b.splice(at..=at, char::from_u32(u32::from(byte)).unwrap().to_string().bytes());
+                    String::from_utf8(b).unwrap()
+                });
+                assert_eq!(is_token(&text), allowed, "byte {byte:#04x} at {at}");
+            }
+        }
     }
 }
