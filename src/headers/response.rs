@@ -116,9 +116,10 @@ fn merge_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
 }
 
 /// Headers that describe one exact body: they go whenever the proxy changes the body.
-/// (Names, not strings: each removal would otherwise parse its name again.)
+/// (Names, not strings: each removal would otherwise parse its name again; a static,
+/// not a const, so that they are not built and dropped at every use.)
 /// `Content-Length` comes first (see [`remove_body_dependent`]).
-const BODY_DEPENDENT: [HeaderName; 8] = [
+static BODY_DEPENDENT: [HeaderName; 8] = [
     http::header::CONTENT_LENGTH,
     http::header::ETAG,
     http::header::LAST_MODIFIED,
@@ -132,7 +133,7 @@ const BODY_DEPENDENT: [HeaderName; 8] = [
 /// Cache headers that would outlive `private, no-store`: the CDN-targeted ones (RFC
 /// 9213) override Cache-Control at the edge; Expires tells HTTP/1.0 caches the page
 /// may be kept.
-const CACHE_OVERRIDES: [HeaderName; 4] = [
+static CACHE_OVERRIDES: [HeaderName; 4] = [
     HeaderName::from_static("cdn-cache-control"),
     HeaderName::from_static("surrogate-control"),
     HeaderName::from_static("cloudflare-cdn-cache-control"),
