@@ -283,8 +283,7 @@ impl PageRewriter {
         {
             let rewriter = parser.get_mut().unwrap_or_else(|p| p.into_inner());
             while offset < input.len() {
-                let slice = if fed < FIRST_SLICE { FIRST_SLICE } else { SLICE.min(fed.next_power_of_two()) };
-                let end = (offset + slice).min(input.len());
+                let end = (offset + next_slice(fed, self.limits.max_scan_bytes)).min(input.len());
                 fed += end - offset;
                 shared.fed.store(fed, Ordering::Release);
                 let result = rewriter.write(&input[offset..end]);
@@ -391,6 +390,17 @@ impl PageRewriter {
         self.owed = 0;
         *body = Some(Bytes::from(last));
     }
+}
+
+/// How many bytes to give the parser next, `fed` having been given: a small first
+/// slice, then growing ones, and never past the scan limit. The parser must have read
+/// exactly the first `max_scan_bytes` bytes when it gives up, whatever the chunks were:
+/// a slice running past the limit would place the script beyond it when the page came
+/// in one chunk, and not when it came in two.
+fn next_slice(fed: usize, max_scan_bytes: usize) -> usize {
+    let slice = if fed < FIRST_SLICE { FIRST_SLICE } else { SLICE.min(fed.next_power_of_two()) };
+    // At least one byte, so that the loop moves on and gives up at the limit.
+    slice.min(max_scan_bytes.saturating_sub(fed)).max(1)
 }
 
 /// lol_html's rewriter with the handlers that place the script.
