@@ -261,7 +261,8 @@ fn a_page_without_an_insertion_point_passes_through_unchanged_in_bounded_memory(
 #[test]
 fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
     // Each client asks for a 4 MiB page and does not read for a while. A proxy that
-    // buffered responses would hold 4 GiB; Pingora's backpressure holds a few chunks.
+    // buffered responses would hold most of 4 GiB; Pingora's backpressure holds a few
+    // chunks per client.
     let blocks = 4 * MIB / (64 * 1024);
     let up = big_page_upstream(blocks, HEAD);
     let proxy = Proxy::start(&sections(up.addr, TRUSTED_HEADER, ""));
@@ -300,10 +301,17 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
     for r in readers {
         r.join().unwrap();
     }
-    let growth_mib = (stalled.saturating_sub(before)) as f64 / 1024.0;
+    let growth_kib = stalled.saturating_sub(before);
+    let per_client_kib = growth_kib / 1000;
     let delivered = total.load(Ordering::Relaxed);
-    eprintln!("1000 slow readers: RSS before {before} KiB, stalled {stalled} KiB (+{growth_mib:.1} MiB), delivered {delivered} bytes");
+    eprintln!(
+        "1000 slow readers: RSS before {before} KiB, stalled {stalled} KiB (+{:.1} MiB, {per_client_kib} KiB per client), delivered {delivered} bytes",
+        growth_kib as f64 / 1024.0
+    );
     assert!(delivered >= 1000 * (4 * MIB as u64), "every client got its page");
-    // 1000 x 4 MiB = 4000 MiB of pending responses: memory holds a small fraction.
-    assert!(growth_mib < 400.0, "RSS grew by {growth_mib:.1} MiB for 1000 stalled clients");
+    // What a stalled client may hold is Pingora's pipe, whatever the page's size: four
+    // queued body chunks plus the one being read and the one being written, 64 KiB each
+    // (about 0.5 MiB measured, in passthrough too). A proxy holding the page would hold
+    // its 4 MiB less the 0.6-0.7 MiB the kernel's socket buffers absorb.
+    assert!(per_client_kib < 1024, "each stalled client holds {per_client_kib} KiB, more than a quarter of its page");
 }
