@@ -263,13 +263,14 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
     // Each client asks for a 4 MiB page and does not read for a while. A proxy that
     // buffered responses would hold most of 4 GiB; Pingora's backpressure holds a few
     // chunks per client.
+    const CLIENTS: usize = 1000;
     let blocks = 4 * MIB / (64 * 1024);
     let up = big_page_upstream(blocks, HEAD);
     let proxy = Proxy::start(&sections(up.addr, TRUSTED_HEADER, ""));
     warm(&proxy);
     let before = rss_kib(proxy.pid(), "VmRSS:");
     let mut clients = Vec::new();
-    for _ in 0..1000 {
+    for _ in 0..CLIENTS {
         let mut s = TcpStream::connect(proxy.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
         // The kernel's socket buffers absorb the first part of each response; the rest
@@ -302,13 +303,13 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
         r.join().unwrap();
     }
     let growth_kib = stalled.saturating_sub(before);
-    let per_client_kib = growth_kib / 1000;
+    let per_client_kib = growth_kib / CLIENTS as u64;
     let delivered = total.load(Ordering::Relaxed);
     eprintln!(
-        "1000 slow readers: RSS before {before} KiB, stalled {stalled} KiB (+{:.1} MiB, {per_client_kib} KiB per client), delivered {delivered} bytes",
+        "{CLIENTS} slow readers: RSS before {before} KiB, stalled {stalled} KiB (+{:.1} MiB, {per_client_kib} KiB per client), delivered {delivered} bytes",
         growth_kib as f64 / 1024.0
     );
-    assert!(delivered >= 1000 * (4 * MIB as u64), "every client got its page");
+    assert!(delivered >= (CLIENTS * 4 * MIB) as u64, "every client got its page");
     // What a stalled client may hold is Pingora's pipe, whatever the page's size: four
     // queued body chunks plus the one being read and the one being written, 64 KiB each
     // (about 0.5 MiB measured, in passthrough too). A proxy holding the page would hold
