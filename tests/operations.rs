@@ -126,15 +126,8 @@ fn a_graceful_upgrade_drops_nothing() {
 
     // SIGTERM: a graceful stop within the grace period.
     signal(new.id(), "-TERM");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = new.try_wait().unwrap() {
-            assert!(status.success(), "a graceful stop exits 0, not {status:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "SIGTERM did not stop the proxy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (status, _) = exit_within(&mut new, Duration::from_secs(15)).expect("SIGTERM did not stop the proxy");
+    assert!(status.success(), "a graceful stop exits 0, not {status:?}");
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 

@@ -245,18 +245,8 @@ pub fn output_within(command: &mut Command, within: Duration) -> std::process::O
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    // Drained as it comes: a full pipe would stop the command before it exits.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + within;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for a child") {
@@ -270,6 +260,18 @@ pub fn output_within(command: &mut Command, within: Duration) -> std::process::O
         thread::sleep(Duration::from_millis(10));
     };
     std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+/// Reads a child's pipe to its end on a thread of its own: a full pipe would stop the
+/// command before it exits.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// Waits until a server we started listens on `addr`. Panics, with `log()`, when the
