@@ -40,7 +40,7 @@ deps-test:
 	@scripts/install-deps.sh test
 
 browser-deps:
-	@cd tests/browser && { [ -d node_modules/playwright-core ] && [ -d node_modules/terser ] || npm ci --no-audit --no-fund --loglevel=error; }
+	@cd tests/browser && { [ -d node_modules/playwright-core ] && [ -d node_modules/terser ] && [ -d node_modules/@hotwired/turbo ] && [ -d node_modules/jquery-pjax ] || npm ci --no-audit --no-fund --loglevel=error; }
 
 ## page-js: minify src/page/page.js into src/page/min/ (what pages get) after a change
 page-js: browser-deps

@@ -62,14 +62,22 @@ function normalizeStep(step, i) {
   if (!TABS.has(tab)) throw new Error(`${where}.tab must be main or other`);
   const stay = step.stay === true;
   if (stay) {
-    const wait = step.wait ?? 'load';
-    if (!WAITS.has(wait) || wait === 'load') throw new Error(`${where}: a stay step waits for boot, shutdown or update`);
+    const waitFor = step.waitFor ?? null;
+    if (waitFor !== null && typeof waitFor !== 'string') throw new Error(`${where}.waitFor must be a JavaScript expression`);
+    const wait = step.wait ?? (waitFor ? 'none' : 'load');
+    if (!(WAITS.has(wait) || wait === 'none') || wait === 'load') throw new Error(`${where}: a stay step waits for boot, shutdown, update or waitFor`);
+    const fill = step.fill ?? {};
+    if (typeof fill !== 'object' || Array.isArray(fill)) throw new Error(`${where}.fill must map selectors to values`);
+    const click = step.click ?? null;
+    if (click !== null && typeof click !== 'string') throw new Error(`${where}.click must be a selector`);
+    const evalExpr = step.eval ?? null;
+    if (evalExpr !== null && typeof evalExpr !== 'string') throw new Error(`${where}.eval must be a JavaScript expression`);
     const timeoutMs = step.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new Error(`${where}.timeoutMs must be a positive number`);
     const count = step.count ?? 1;
     const wakeAfterMs = step.wakeAfterMs ?? 0;
     if (!Number.isFinite(wakeAfterMs) || wakeAfterMs < 0) throw new Error(`${where}.wakeAfterMs must be a number of milliseconds`);
-    return { stay, tab, wait, timeoutMs, count, wakeAfterMs, settleMs: step.settleMs ?? SETTLE_MS };
+    return { stay, tab, wait, timeoutMs, count, wakeAfterMs, settleMs: step.settleMs ?? SETTLE_MS, fill, click, waitFor, evalExpr };
   }
   if (typeof step.goto !== 'string' || !step.goto) throw new Error(`${where}.goto must be a URL string`);
   let url;
@@ -259,6 +267,11 @@ async function runStep(page, context, cdp, step, events) {
         await page.clock.setSystemTime(now + step.wakeAfterMs);
         await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
       }
+      // In-page actions, as a user does them: a soft navigation stays in this document.
+      for (const [selector, value] of Object.entries(step.fill)) {
+        await page.fill(selector, String(value), { timeout: Math.max(1, deadline - Date.now()) });
+      }
+      if (step.click) await page.click(step.click, { timeout: Math.max(1, deadline - Date.now()) });
     } else if (step.method === 'GET') {
       const response = await page.goto(step.url, {
         waitUntil: step.wait === 'load' ? 'load' : 'domcontentloaded',
@@ -295,7 +308,15 @@ async function runStep(page, context, cdp, step, events) {
     await withTimeout(cdp.send('Page.stopLoading'), 2000, 'Page.stopLoading').catch(() => {});
   }
 
-  if (!navigationError && step.wait !== 'load') {
+  if (!navigationError && step.waitFor) {
+    let seen = false;
+    while (!seen && Date.now() < deadline) {
+      seen = await withTimeout(page.evaluate(step.waitFor), Math.max(1, deadline - Date.now()), 'waitFor').catch(() => false);
+      if (!seen) await sleep(POLL_MS);
+    }
+    if (!seen) timedOut = true;
+  }
+  if (!navigationError && step.wait !== 'load' && step.wait !== 'none') {
     let seen = false;
     while (!seen && Date.now() < deadline) {
       try {
@@ -359,6 +380,11 @@ async function runStep(page, context, cdp, step, events) {
     elapsedMs: Date.now() - started,
   };
   if (inPage.collectError) result.collectError = inPage.collectError;
+  if (step.evalExpr) {
+    result.evalResult = await evaluateSettled(page, (e) => JSON.stringify((0, eval)(e) ?? null), step.evalExpr, Date.now() + 5000)
+      .then((j) => JSON.parse(j))
+      .catch((e) => ({ evalError: String(e.message || e).split('\n')[0] }));
+  }
   return result;
 }
 
