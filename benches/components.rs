@@ -261,16 +261,7 @@ fn html_response() -> ResponseHeader {
 }
 
 fn inject_config() -> InjectConfig {
-    InjectConfig {
-        content_types: vec!["text/html".into(), "application/xhtml+xml".into()],
-        exclude_paths: vec![PathPattern::parse("/password/*").unwrap()],
-        auto_include: false,
-        honor_no_transform: true,
-        max_scan_bytes: 1 << 20,
-        parser_memory_limit: 256 << 10,
-        compression_level: 5,
-        token_refresh_path: "/__isp/token".into(),
-    }
+    InjectConfig { exclude_paths: vec![PathPattern::parse("/password/*").unwrap()], ..InjectConfig::default() }
 }
 
 fn bench_headers(c: &mut Criterion) {
@@ -281,7 +272,6 @@ fn bench_headers(c: &mut Criterion) {
         &ScriptSettings {
             app_id: "abc12345",
             api_base: "https://api-iam.intercom.io",
-            signed_fields: vec!["user_id", "email", "name"],
             auto_include: false,
             cookie_domain: None,
             mode: Default::default(),
@@ -289,7 +279,7 @@ fn bench_headers(c: &mut Criterion) {
         },
         Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 },
     );
-    let plan = Plan { token: Some("eyJ0.eyJ1.c2ln".into()), shutdown: false, plain: None };
+    let plan = Plan { token: Some("eyJ0.eyJ1.c2ln".into()), shutdown: false, plain: None, failure: None };
     let hash = pages.script(&plan, None).csp_hash();
     let mut started = resp.clone();
     pages.start(&mut started, &plan).expect("start");

@@ -46,7 +46,6 @@ fn pages() -> Pages {
         &ScriptSettings {
             app_id: "abc12345",
             api_base: "https://api-iam.intercom.io",
-            signed_fields: vec!["user_id", "email", "name"],
             auto_include: false,
             cookie_domain: None,
             mode: Default::default(),
@@ -60,11 +59,7 @@ fn pages() -> Pages {
 }
 
 fn plan() -> Plan {
-    Plan {
-        token: Some(TOKEN.into()),
-        shutdown: false,
-        plain: None,
-    }
+    Plan { token: Some(TOKEN.into()), ..Plan::default() }
 }
 
 /// One response, started as the proxy starts it (an app's HTML header without CSP),

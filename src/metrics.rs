@@ -35,6 +35,8 @@ pub(crate) struct Metrics {
     pub(crate) upstream_errors: IntCounter,
     /// Time from the request head to the end of the response.
     pub(crate) response_seconds: Histogram,
+    /// Page scripts that reported a page booting another workspace than the site's.
+    pub(crate) app_id_mismatches: IntCounter,
 }
 
 /// The process's metrics.
@@ -73,7 +75,22 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(response_seconds.clone())).expect("unique metric");
-        Metrics { registry, requests, lookups, fetches, shared_cache, lookup_seconds, tokens_signed, logouts, upstream_errors, response_seconds }
+        let app_id_mismatches =
+            IntCounter::new("page_app_id_mismatches_total", "Pages that boot another workspace than the site's app_id.").expect("valid metric");
+        registry.register(Box::new(app_id_mismatches.clone())).expect("unique metric");
+        Metrics {
+            registry,
+            requests,
+            lookups,
+            fetches,
+            shared_cache,
+            lookup_seconds,
+            tokens_signed,
+            logouts,
+            upstream_errors,
+            response_seconds,
+            app_id_mismatches,
+        }
     }
 
     /// The metrics in Prometheus' text format.

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 const LIMITS: Limits = Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 };
 
 fn plan() -> Plan {
-    Plan { token: Some("h.p.s".into()), shutdown: false, plain: None }
+    Plan { token: Some("h.p.s".into()), shutdown: false, plain: None, failure: None }
 }
 
 fn script() -> PageScript {

@@ -21,6 +21,26 @@ pub struct InjectConfig {
     pub compression_level: u32,
     /// The path the proxy answers itself with a fresh token for open pages.
     pub token_refresh_path: String,
+    /// What a page gets when the proxy cannot tell who its user is.
+    pub on_identity_failure: OnIdentityFailure,
+    /// Give logged-out visitors' pages the watcher script (the same bytes for everyone),
+    /// which keeps a plain identity from a login the proxy did not see from the Messenger.
+    pub watch_logged_out: bool,
+}
+
+/// `inject.on_identity_failure`: what a page gets when a source is slow or failing, or
+/// cannot read the session (the page is served in every case).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnIdentityFailure {
+    /// The script without a token: it strips the plain identity, holds the Messenger's
+    /// boot and asks the refresh path, booting with the token if one comes in time.
+    #[default]
+    Defer,
+    /// The script without a token: the Messenger boots without identity.
+    Strip,
+    /// The page as the app sent it, plain identity included (insecure).
+    Pass,
 }
 
 /// Default of `inject.content_types`: the two HTML media types.
@@ -38,6 +58,8 @@ pub const DEFAULT_PARSER_MEMORY_LIMIT: usize = 256 << 10;
 pub const MIN_PARSER_MEMORY_LIMIT: usize = 16 << 10;
 /// Default of `inject.compression_level` (a good balance of CPU time and size).
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 5;
+/// Default of `inject.watch_logged_out`.
+pub const DEFAULT_WATCH_LOGGED_OUT: bool = true;
 /// Default of `inject.token_refresh_path` (answered by the proxy, never forwarded).
 pub const DEFAULT_TOKEN_REFRESH_PATH: &str = "/__isp/token";
 /// Largest `inject.compression_level` accepted.
@@ -56,6 +78,8 @@ impl Default for InjectConfig {
             parser_memory_limit: DEFAULT_PARSER_MEMORY_LIMIT,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             token_refresh_path: DEFAULT_TOKEN_REFRESH_PATH.to_string(),
+            on_identity_failure: OnIdentityFailure::default(),
+            watch_logged_out: DEFAULT_WATCH_LOGGED_OUT,
         }
     }
 }
@@ -124,6 +148,8 @@ pub(super) struct FileInject {
     parser_memory_limit: Option<usize>,
     compression_level: Option<u32>,
     token_refresh_path: Option<String>,
+    on_identity_failure: Option<OnIdentityFailure>,
+    watch_logged_out: Option<bool>,
 }
 
 pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
@@ -186,21 +212,34 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
         max_scan_bytes,
         parser_memory_limit,
         compression_level,
+        on_identity_failure: i.on_identity_failure.unwrap_or_default(),
+        watch_logged_out: i.watch_logged_out.unwrap_or(DEFAULT_WATCH_LOGGED_OUT),
     })
 }
 
 /// A path starting with `/`, without query, fragment, pattern or characters that need
-/// escaping in a script (it is written into the page script).
-fn is_plain_path(p: &str) -> bool {
+/// escaping in a script (it is written into the page script), and as browsers send it:
+/// no empty or dot segments, which a browser's fetch would normalise into another path.
+pub(crate) fn is_plain_path(p: &str) -> bool {
     p.len() > 1
         && p.starts_with('/')
-        && !p.starts_with("//")
         && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+        && p[1..].split('/').all(|seg| !matches!(seg, "" | "." | ".."))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_the_proxy_answers_are_what_a_browser_sends() {
+        for ok in ["/__isp/token", "/a.b/c~d", "/x"] {
+            assert!(is_plain_path(ok), "{ok}");
+        }
+        for bad in ["/../x", "/a/./b", "/a/..", "//x", "/a//b", "/a/", "/a%2e", "/a?b", "x", "/"] {
+            assert!(!is_plain_path(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn default_matches_an_empty_section() {

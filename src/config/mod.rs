@@ -46,7 +46,7 @@ pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderCo
 use endpoint_format::{endpoint_field, endpoint_format};
 pub use jwt::{ClaimFields, JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat, TokenLocation};
 pub use jwt_keys::pem_key;
-pub use inject::{BadPattern, InjectConfig, PathPattern};
+pub use inject::{BadPattern, InjectConfig, OnIdentityFailure, PathPattern};
 pub use intercom::IntercomConfig;
 pub use admin::AdminConfig;
 pub use listen::{Listener, TlsListener};

@@ -78,6 +78,22 @@ pub fn is_navigation(req: &RequestHeader) -> bool {
     }
 }
 
+/// Request headers of the libraries that fetch the next page and render it in the same
+/// window (Turbo, Turbolinks, jquery-pjax, htmx).
+static SOFT_NAVIGATION: [HeaderName; 5] = [
+    HeaderName::from_static("x-turbo-request-id"),
+    HeaderName::from_static("turbo-frame"),
+    HeaderName::from_static("turbolinks-referrer"),
+    HeaderName::from_static("x-pjax"),
+    HeaderName::from_static("hx-request"),
+];
+
+/// Whether the request is a library's fetch of the next page (a soft navigation): its
+/// scripts will run in the window of an earlier page, whose token may be another user's.
+pub fn is_soft_navigation(req: &RequestHeader) -> bool {
+    SOFT_NAVIGATION.iter().any(|n| req.headers.contains_key(n))
+}
+
 /// The request's cookies as trimmed `name=value` pairs, across every `Cookie` line:
 /// the one cookie-header parser (identity lookups, the proxy's own cookies, the demo).
 pub fn cookie_pairs(req: &RequestHeader) -> impl Iterator<Item = &str> {

@@ -119,6 +119,9 @@ fn merge_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
 /// (Names, not strings: each removal would otherwise parse its name again; a static,
 /// not a const, so that they are not built and dropped at every use.)
 /// `Content-Length` comes first (see [`remove_body_dependent`]).
+/// Where [`BODY_DEPENDENT`] goes on past the length and the validators (`Accept-Ranges`
+/// and the digests: a range of the app's body would not fit the rewritten one).
+const DIGESTS: usize = 3;
 static BODY_DEPENDENT: [HeaderName; 8] = [
     http::header::CONTENT_LENGTH,
     http::header::ETAG,
@@ -140,15 +143,25 @@ static CACHE_OVERRIDES: [HeaderName; 4] = [
     http::header::EXPIRES,
 ];
 
-/// Headers of a response whose body we rewrite as it streams: private, no stale
-/// validators or digests, and framed by `length` when the new length is known (no
+/// Headers of a response whose body we rewrite as it streams: private with no stale
+/// validators (unless the new body is the same for every visitor), no digests, and framed by `length` when the new length is known (no
 /// chunked framing, and no separate write of the header), by chunks otherwise.
-pub fn remove_body_dependent(resp: &mut ResponseHeader, length: Option<u64>) -> pingora::Result<()> {
+pub fn remove_body_dependent(resp: &mut ResponseHeader, length: Option<u64>, private: bool) -> pingora::Result<()> {
     // Removals first: the headers added next take their slots instead of growing the map.
     // A known length replaces the app's in place (`insert_header` drops every other line).
     let body_dependent = if length.is_some() { &BODY_DEPENDENT[1..] } else { &BODY_DEPENDENT[..] };
-    remove_present(resp, &[body_dependent, &CACHE_OVERRIDES]);
-    set_private(resp)?;
+    if private {
+        remove_present(resp, &[body_dependent, &CACHE_OVERRIDES]);
+        set_private(resp)?;
+    } else {
+        // The same bytes for every visitor: the app's caching and validators still hold
+        // (the script is a function of the configuration, not of the visitor).
+        let digests = &BODY_DEPENDENT[DIGESTS..];
+        match length {
+            Some(_) => remove_present(resp, &[digests]),
+            None => remove_present(resp, &[&BODY_DEPENDENT[..1], digests]),
+        }
+    }
     match length {
         Some(n) => resp.insert_header(http::header::CONTENT_LENGTH, n)?,
         // HTTP/1 needs explicit framing once the length is gone (Pingora drops it on h2).
@@ -223,14 +236,14 @@ mod tests {
     #[test]
     fn validators_and_length_go() {
         let mut r = resp(&[("content-length", "10"), ("etag", "\"x\""), ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"), ("vary", "Cookie")]);
-        remove_body_dependent(&mut r, None).unwrap();
+        remove_body_dependent(&mut r, None, true).unwrap();
         assert!(r.headers.get("content-length").is_none());
         assert!(r.headers.get("etag").is_none());
         assert!(r.headers.get("last-modified").is_none());
         assert_eq!(r.headers["vary"], "Cookie");
         assert_eq!(r.headers["transfer-encoding"], "chunked");
         let mut r = resp(&[("content-length", "10"), ("etag", "\"x\"")]);
-        remove_body_dependent(&mut r, Some(7010)).unwrap();
+        remove_body_dependent(&mut r, Some(7010), true).unwrap();
         assert_eq!(r.headers["content-length"], "7010");
         assert!(r.headers.get("transfer-encoding").is_none() && r.headers.get("etag").is_none());
     }
@@ -247,7 +260,7 @@ mod tests {
         pairs.push(("Vary".into(), "Cookie"));
         let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         let mut r = resp(&pairs);
-        remove_body_dependent(&mut r, None).unwrap();
+        remove_body_dependent(&mut r, None, true).unwrap();
         for name in BODY_DEPENDENT.iter().chain(&CACHE_OVERRIDES) {
             assert!(r.headers.get(name).is_none(), "{name}");
         }
@@ -269,7 +282,7 @@ mod tests {
             ("Expires", "0"),
             ("Cache-Control", "public"),
         ]);
-        remove_body_dependent(&mut r, Some(7010)).unwrap();
+        remove_body_dependent(&mut r, Some(7010), true).unwrap();
         let mut wire = Vec::new();
         r.header_to_h1_wire(&mut wire);
         let wire = String::from_utf8(wire).unwrap();

@@ -265,13 +265,12 @@ mod tests {
         let script = crate::page::script::ScriptTemplate::new(&crate::page::script::ScriptSettings {
             app_id: "a",
             api_base: "https://api-iam.intercom.io",
-            signed_fields: vec![],
             auto_include: false,
             cookie_domain: None,
             mode: Default::default(),
             refresh: None,
         })
-        .render(&crate::page::Plan { token: Some("t.o.k".into()), shutdown: false, plain: None }, None);
+        .render(&crate::page::Plan { token: Some("t.o.k".into()), shutdown: false, plain: None, failure: None }, None);
         let hash = script.csp_hash();
         let m = MetaCsp { nonce: None, script: Arc::new(script) };
         assert_eq!(m.judge("script-src 'nonce-n1'"), MetaVerdict::Nonce("n1".into()));

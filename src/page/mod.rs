@@ -14,7 +14,6 @@
 //!     &ScriptSettings {
 //!         app_id: "abc12345",
 //!         api_base: "https://api-iam.intercom.io",
-//!         signed_fields: vec!["user_id", "email"],
 //!         auto_include: true,
 //!         cookie_domain: None,
 //!         mode: Default::default(),
@@ -27,7 +26,7 @@
 //! resp.insert_header("content-type", "text/html; charset=utf-8")?;
 //! resp.insert_header("content-length", page.len())?;
 //! resp.insert_header("etag", "\"v1\"")?;
-//! let plan = Plan { token: Some("e30.e30.sig".into()), shutdown: false, plain: None };
+//! let plan = Plan { token: Some("e30.e30.sig".into()), ..Plan::default() };
 //! let mut rewriter = pages.start(&mut resp, &plan)?;
 //! assert!(resp.headers.get("etag").is_none());
 //! assert_eq!(resp.headers["cache-control"], "private, no-store");
@@ -47,7 +46,7 @@ use std::sync::Arc;
 
 use pingora::http::ResponseHeader;
 
-use crate::config::InjectConfig;
+use crate::config::{InjectConfig, OnIdentityFailure};
 
 pub(crate) mod csp;
 mod prefix;
@@ -73,6 +72,18 @@ pub struct Plan {
     /// (`intercom.mode: user_hash` or `both`), as script-safe JSON from
     /// [`UserHasher::plain_settings`](crate::UserHasher::plain_settings).
     pub plain: Option<Arc<str>>,
+    /// Set when the proxy could not tell who the user is: the script then holds the
+    /// Messenger and asks the refresh path (`Defer`), or boots it without identity
+    /// (`Strip`). `Pass` means no script, so a plan never carries it.
+    pub failure: Option<OnIdentityFailure>,
+}
+
+impl Plan {
+    /// The plan of a logged-out visitor's page: no user data at all, so the page is the
+    /// same for every visitor and keeps its caching headers (`inject.watch_logged_out`).
+    pub fn is_shared(&self) -> bool {
+        self.token.is_none() && self.plain.is_none() && !self.shutdown && self.failure.is_none()
+    }
 }
 
 /// The pages of one Intercom workspace: the script rendered once, and the limits of
@@ -97,7 +108,9 @@ impl Pages {
     }
 
     /// Makes `resp` the header of a rewritten page and returns the rewriter of its
-    /// body: the response becomes private and loses its validators and digests; an
+    /// body: the response loses its digests and, unless the plan
+    /// [is shared](Plan::is_shared) by every visitor, becomes private and loses its
+    /// validators; an
     /// enforced `Content-Security-Policy` that would block the script gets its nonce or
     /// its hash. When the app announced the body's length (and no coding is undone) the
     /// new length is announced in turn and the rewriter adds exactly those bytes;
@@ -114,7 +127,7 @@ impl Pages {
         let prerendered = Arc::new(self.template.render_padded(plan, csp_plan.nonce.as_deref(), room));
         let extra = prerendered.html().len();
         let length = known.and_then(|n| n.checked_add(extra as u64));
-        crate::headers::remove_body_dependent(resp, length)?;
+        crate::headers::remove_body_dependent(resp, length, !plan.is_shared())?;
         if csp_plan.needs_hash {
             resp.remove_header(&http::header::CONTENT_SECURITY_POLICY);
             for value in csp::amend(&policies, csp_plan.nonce.as_deref(), &prerendered.csp_hash()) {

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use base64::Engine as _;
 
 use super::Plan;
-use crate::config::MessengerMode;
+use crate::config::{MessengerMode, OnIdentityFailure};
 
 /// The page script minified, by the optional blocks it keeps, `[shutdown][auto_include]`:
 /// one function expression, called with `(window, c)`.
@@ -47,8 +47,6 @@ pub struct ScriptSettings<'a> {
     pub app_id: &'a str,
     /// The regional Messenger API base.
     pub api_base: &'a str,
-    /// Fields the token carries (removed from the plain settings).
-    pub signed_fields: Vec<&'a str>,
     /// Add the loader to pages without Intercom code.
     pub auto_include: bool,
     /// Domain Intercom's cookies are set on, when not host-only.
@@ -95,17 +93,11 @@ impl PageScript {
 impl ScriptTemplate {
     /// Renders the static part.
     pub fn new(s: &ScriptSettings<'_>) -> Self {
-        // Fields always stripped: the ones Intercom uses to identify a user insecurely
-        // (in the user_hash modes the proxy puts its own values back), and the signed
-        // ones when a JWT carries them.
-        let mut strip: Vec<&str> = vec!["user_id", "email", "user_hash"];
-        if s.mode.signs_jwt() {
-            for f in &s.signed_fields {
-                if !strip.contains(f) {
-                    strip.push(f);
-                }
-            }
-        }
+        // Fields always stripped: the ones Intercom identifies a user by (in the user_hash
+        // modes the proxy puts its own values back). The script also strips whatever
+        // claim the token it holds carries, read from the token itself: a claim no
+        // source could fill is not in the token, and the page keeps its plain value.
+        let strip = ["user_id", "email", "user_hash"];
         let auto = usize::from(s.auto_include);
         ScriptTemplate {
             shutdown_head: head(PAGE_JS[1][auto], &params(s, &strip, true)),
@@ -125,7 +117,7 @@ impl ScriptTemplate {
     pub fn render_padded(&self, plan: &Plan, nonce: Option<&str>, pad: usize) -> PageScript {
         let token = plan.token.as_deref();
         let plain = plan.plain.as_deref();
-        let extra = token.map_or(4, str::len) + plain.map_or(4, str::len);
+        let extra = token.map_or(4, str::len) + plain.map_or(4, str::len) + 6;
         let head = if plan.shutdown { &self.shutdown_head } else { &self.live_head };
         let mut html = String::with_capacity(head.len() + 96 + extra + pad);
         html.push_str("<script");
@@ -148,7 +140,11 @@ impl ScriptTemplate {
         }
         html.push_str(",\"h\":");
         html.push_str(plain.filter(|p| is_script_safe_object(p)).unwrap_or("null"));
-        html.push_str("});");
+        html.push_str(match plan.failure {
+            Some(OnIdentityFailure::Defer) => ",\"d\":1});",
+            Some(OnIdentityFailure::Strip) => ",\"d\":2});",
+            Some(OnIdentityFailure::Pass) | None => "});",
+        });
         let end = html.len();
         html.push_str("</script>");
         PageScript {
@@ -170,7 +166,7 @@ fn head(js: &str, params: &Value) -> String {
 /// into every page. The loader's URL is for the shutdown and auto-include blocks; the
 /// cookie names and domain for the shutdown block.
 fn params(s: &ScriptSettings<'_>, strip: &[&str], shutdown: bool) -> Value {
-    let refresh = s.refresh.filter(|_| s.mode.signs_jwt());
+    let refresh = s.refresh;
     let mut p = json!({
         "a": s.app_id,
         "b": s.api_base,
@@ -250,7 +246,6 @@ mod tests {
         ScriptSettings {
             app_id: "abc123",
             api_base: "https://api-iam.intercom.io",
-            signed_fields: vec!["user_id", "email", "name"],
             auto_include: false,
             cookie_domain: None,
             mode: Default::default(),
@@ -263,7 +258,7 @@ mod tests {
     }
 
     fn plan(token: Option<&str>, shutdown: bool) -> Plan {
-        Plan { token: token.map(Into::into), shutdown, plain: None }
+        Plan { token: token.map(Into::into), shutdown, plain: None, failure: None }
     }
 
     #[test]

@@ -31,7 +31,6 @@ fn template() -> ScriptTemplate {
     ScriptTemplate::new(&ScriptSettings {
         app_id: "abc12345",
         api_base: "https://api-iam.intercom.io",
-        signed_fields: vec!["user_id", "email", "name"],
         auto_include: true,
         cookie_domain: None,
         mode: Default::default(),
@@ -360,5 +359,5 @@ fn the_narrow_reading_of_a_page_start_agrees_with_the_parser() {
 
 /// The plan of a logged-in page with the test token.
 fn token_plan() -> crate::page::Plan {
-    crate::page::Plan { token: Some(TOKEN.into()), shutdown: false, plain: None }
+    crate::page::Plan { token: Some(TOKEN.into()), shutdown: false, plain: None, failure: None }
 }

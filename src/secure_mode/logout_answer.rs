@@ -46,7 +46,7 @@ impl SecureMode {
         }
         METRICS.logouts.with_label_values(&["interstitial"]).inc();
         state.outcome = super::state::Outcome::Interstitial;
-        let script = self.pages.script(&Plan { token: None, shutdown: true, plain: None }, None);
+        let script = self.pages.script(&Plan { token: None, shutdown: true, plain: None, failure: None }, None);
         let page = interstitial::interstitial_page(script.html(), location);
         resp.set_status(200)?;
         headers::replace_body(resp, page.len())?;

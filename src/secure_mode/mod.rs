@@ -31,7 +31,7 @@ use pingora::protocols::http::compression::Algorithm;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::{InjectConfig, LogoutConfig, LogoutMode, SiteConfig};
+use crate::config::{InjectConfig, LogoutConfig, LogoutMode, OnIdentityFailure, SiteConfig};
 use crate::headers;
 use crate::identity::{IdentityResolver, Lookup};
 use crate::logout::{self, cookies, cookies::UserTag, cookies::UserTags};
@@ -96,7 +96,12 @@ struct Credentials {
     token: Option<Arc<str>>,
     plain: Option<Arc<str>>,
     user_tag: Option<UserTag>,
+    /// A source or the signer failed: who the user is, is not known.
+    failed: bool,
 }
+
+/// The response header that marks the answer to a soft navigation's fetch.
+const SOFT_NAVIGATION_MARK: &str = "x-intercom-secure-proxy-navigation";
 
 /// Why Secure Mode could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +126,6 @@ impl SecureMode {
             &ScriptSettings {
                 app_id: &site.intercom.app_id,
                 api_base: &site.intercom.api_base,
-                signed_fields: signer.signed_fields().collect(),
                 auto_include: site.inject.auto_include,
                 cookie_domain: site.logout.cookie_domain.as_deref(),
                 mode: site.intercom.mode,
@@ -195,6 +199,7 @@ impl SecureMode {
         let req = session.req_header();
         (state.marker, state.last_user) = cookies::own_cookies(req);
         state.navigation = headers::is_navigation(req);
+        state.soft_navigation = !state.navigation && headers::is_soft_navigation(req);
         state.logout_request = logout::is_logout_request(&self.logout, req.method.as_str(), req.uri.path());
         if state.logout_request && state.navigation && self.logout.mode == LogoutMode::Interstitial {
             self.answer_logout(session, state).await?;
@@ -253,14 +258,29 @@ impl SecureMode {
             (Some(now), Some(last)) => now.as_str() != last,
             _ => false,
         };
-        let shutdown = state.marker || logout || switched;
-        if creds.token.is_none() && creds.plain.is_none() && !shutdown {
+        let plan = Plan {
+            shutdown: state.marker || logout || switched,
+            failure: creds.failed.then_some(self.inject.on_identity_failure).filter(|f| *f != OnIdentityFailure::Pass),
+            token: creds.token,
+            plain: creds.plain,
+        };
+        if !self.wants_script(&plan, creds.failed) {
             return;
         }
         if headers::content_encoding(resp).is_some_and(|ce| ce != "identity") {
             session.upstream_compression.adjust_decompression(true);
         }
-        state.page = Some(PagePlan { plan: Plan { token: creds.token, shutdown, plain: creds.plain }, user_tag: creds.user_tag });
+        state.page = Some(PagePlan { plan, user_tag: creds.user_tag });
+    }
+
+    /// Whether a page gets the script: for its user, a shutdown, a lookup that failed
+    /// (`inject.on_identity_failure` other than `pass`), or as the logged-out
+    /// visitors' watcher (`inject.watch_logged_out`).
+    fn wants_script(&self, plan: &Plan, failed: bool) -> bool {
+        match plan.is_shared() {
+            true => !failed && self.inject.watch_logged_out,
+            false => true,
+        }
     }
 
     /// `response_filter`: logout effects, cache invalidation on login, and the
@@ -277,6 +297,11 @@ impl SecureMode {
         } else if logout::sets_session_cookie(resp, self.identity.session_cookie_names()) {
             // A login: whatever was cached for the old cookie value is stale.
             self.identity.forget_session(&state.hints).await;
+        }
+        if state.soft_navigation {
+            // Tells the page script of the window that will run this page's scripts to
+            // confirm its token first (see page.js).
+            resp.insert_header(SOFT_NAVIGATION_MARK, "1")?;
         }
         // Decompression may have failed to apply; never rewrite encoded bytes.
         let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
@@ -353,21 +378,27 @@ impl SecureMode {
     }
 
     /// What this request's page gets for its user, per `intercom.mode` (nothing, with
-    /// a warning, when a source or the signer failed).
+    /// a warning and `failed` set, when a source or the signer failed).
     async fn credentials_for(&self, session: &Session, state: &mut RequestState) -> Credentials {
-        let Lookup::Found(id) = self.identify(session, state).await else { return Credentials::default() };
+        let failed = Credentials { failed: true, ..Credentials::default() };
+        let id = match self.identify(session, state).await {
+            Lookup::Found(id) => id,
+            Lookup::Anonymous => return Credentials::default(),
+            Lookup::Failed(_) => return failed,
+        };
         let token = match self.signs_jwt.then(|| self.signer.token_for(&id)).transpose() {
             Ok(token) => token,
             Err(e) => {
                 let path = session.req_header().uri.path();
                 crate::warn_limited!("{e}; serving {path} without a Messenger token");
-                return Credentials::default();
+                return failed;
             }
         };
         Credentials {
             token,
             plain: self.hasher.as_ref().map(|h| h.plain_settings(&id)),
             user_tag: Some(self.user_tags.user(&id.user_id)),
+            failed: false,
         }
     }
 

@@ -15,6 +15,8 @@ pub struct RequestState {
     pub(super) candidate: bool,
     pub(super) hints: RequestHints,
     pub(super) navigation: bool,
+    /// A library's fetch of the next page (Turbo, pjax, htmx, Turbolinks).
+    pub(super) soft_navigation: bool,
     pub(super) logout_request: bool,
     /// The browser carries the shutdown marker.
     pub(super) marker: bool,

@@ -28,6 +28,25 @@ enum Refresh {
     Nobody,
     /// The identity (or the token) could not be made now; ask again later.
     Unknown,
+    /// A request from another site (`Sec-Fetch-Site`): 403.
+    Refused,
+}
+
+/// The header a page script sets, once, when the page boots a workspace other than the
+/// site's (its value is that app id, which is not secret).
+const APP_ID_REPORT: &str = "x-intercom-secure-proxy-app-id";
+
+/// A request another site made (`Sec-Fetch-Site` other than `same-origin` or `none`):
+/// the answer is not readable cross-origin anyway, but it is not worked out either.
+fn is_cross_site(req: &RequestHeader) -> bool {
+    req.headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
+}
+
+/// An app id as Intercom writes them, safe to log.
+fn is_app_id(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 impl SecureMode {
@@ -36,10 +55,22 @@ impl SecureMode {
         matches!(req.method, http::Method::GET | http::Method::HEAD) && req.uri.path() == self.inject.token_refresh_path
     }
 
-    /// Answers the refresh path: a freshly signed token for the request's user, or 204.
+    /// Answers the refresh path: a freshly signed token for the request's user, or 204
+    /// (403 to another site's request).
     pub(super) async fn answer_token_refresh(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<()> {
-        let answer = self.fresh_token_answer(session, state).await;
-        let mut resp = ResponseHeader::build(if matches!(answer, Refresh::Token(_)) { 200 } else { 204 }, Some(4))?;
+        let answer = match is_cross_site(session.req_header()) {
+            true => Refresh::Refused,
+            false => {
+                self.note_app_id_report(session.req_header());
+                self.fresh_token_answer(session, state).await
+            }
+        };
+        let status = match answer {
+            Refresh::Token(_) => 200,
+            Refresh::Refused => 403,
+            Refresh::Nobody | Refresh::Unknown => 204,
+        };
+        let mut resp = ResponseHeader::build(status, Some(4))?;
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         resp.insert_header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
         let body = match answer {
@@ -50,6 +81,10 @@ impl SecureMode {
             }
             Refresh::Unknown => {
                 resp.insert_header(http::header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())?;
+                None
+            }
+            Refresh::Refused => {
+                resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
                 None
             }
             Refresh::Nobody => None,
@@ -65,23 +100,55 @@ impl SecureMode {
         }
     }
 
-    /// The answer for this request's user. The token is signed fresh, not taken from
-    /// the page cache: a cached one could expire as soon as the one the page has.
-    async fn fresh_token_answer(&self, session: &Session, state: &mut RequestState) -> Refresh {
-        if !self.signs_jwt {
-            return Refresh::Nobody;
+    /// A page script reported that its page boots another workspace: the token it got
+    /// is for this site's, and that Messenger rejects it without a word.
+    fn note_app_id_report(&self, req: &RequestHeader) {
+        let Some(theirs) = req.headers.get(APP_ID_REPORT).map(|v| v.as_bytes()) else { return };
+        if theirs == self.app_id.as_bytes() {
+            return;
         }
+        crate::metrics::METRICS.app_id_mismatches.inc();
+        match is_app_id(theirs) {
+            true => crate::warn_limited!(
+                "a page boots the Messenger of app_id {} while this site's intercom.app_id is {}: its token cannot verify there; set the site's app_id to the page's, or fix the page",
+                String::from_utf8_lossy(theirs),
+                self.app_id
+            ),
+            false => crate::warn_limited!(
+                "a page boots the Messenger of another app_id than this site's {}: its token cannot verify there",
+                self.app_id
+            ),
+        }
+    }
+
+    /// The answer for this request's user. The token is signed fresh, not taken from
+    /// the page cache: a cached one could expire as soon as the one the page has. In the
+    /// user_hash modes the answer carries the plain settings too (`user`).
+    async fn fresh_token_answer(&self, session: &Session, state: &mut RequestState) -> Refresh {
         let id = match self.identify(session, state).await {
             Lookup::Found(id) => id,
             Lookup::Anonymous => return Refresh::Nobody,
             Lookup::Failed(_) => return Refresh::Unknown,
         };
-        match self.signer.fresh_token(&id) {
-            Ok((token, exp)) => Refresh::Token(serde_json::json!({ "intercom_user_jwt": token, "exp": exp }).to_string()),
-            Err(e) => {
-                crate::warn_limited!("{e}; answering the token refresh path with 204 and Retry-After");
-                Refresh::Unknown
+        let mut answer = serde_json::Map::new();
+        if self.signs_jwt {
+            match self.signer.fresh_token(&id) {
+                Ok((token, exp)) => {
+                    answer.insert("intercom_user_jwt".into(), token.into());
+                    answer.insert("exp".into(), exp.into());
+                }
+                Err(e) => {
+                    crate::warn_limited!("{e}; answering the token refresh path with 204 and Retry-After");
+                    return Refresh::Unknown;
+                }
             }
         }
+        if let Some(hasher) = &self.hasher {
+            // Script-safe JSON already; parsed back to sit inside the answer.
+            if let Ok(plain) = serde_json::from_str::<serde_json::Value>(&hasher.plain_settings(&id)) {
+                answer.insert("user".into(), plain);
+            }
+        }
+        Refresh::Token(serde_json::Value::Object(answer).to_string())
     }
 }

@@ -680,7 +680,6 @@ pub fn pages(limits: intercom_secure_proxy::page::Limits) -> intercom_secure_pro
         &intercom_secure_proxy::page::ScriptSettings {
             app_id: "abc12345",
             api_base: "https://api-iam.intercom.io",
-            signed_fields: vec!["user_id", "email", "name"],
             auto_include: true,
             cookie_domain: None,
             mode: Default::default(),
