@@ -76,16 +76,26 @@ fn proxy_for(up: &Upstream, extra: &str) -> Proxy {
 }
 
 #[test]
-fn logged_out_pages_are_untouched() {
+fn logged_out_pages_get_only_the_watcher_and_keep_their_caching() {
     let up = app();
     let proxy = proxy_for(&up, "");
     let direct = get(&format!("http://{}/", up.addr), &[]);
     let via = get(&proxy.url("/"), &[]);
     assert_eq!(via.status, 200);
+    assert_eq!(support::without_our_script(&via.body), direct.body);
+    assert!(page_token(&via.text()).is_none(), "no token for nobody");
+    // The same bytes for every visitor: the app's caching headers and validators hold.
+    assert_eq!(via.body, get(&proxy.url("/"), &[("Cookie", "theme=dark")]).body);
+    assert_eq!(via.header("etag"), Some("\"v1\""));
+    assert_eq!(via.header("cache-control"), Some("public, max-age=600"));
+    assert_eq!(via.header("content-length").map(str::to_string), Some(via.body.len().to_string()));
+    assert!(via.all("set-cookie").is_empty());
+
+    let off = proxy_for(&up, "inject:\n  watch_logged_out: false\n");
+    let via = get(&off.url("/"), &[]);
     assert_eq!(via.body, direct.body);
     assert_eq!(via.body, support::corpus("app.html"));
     assert_eq!(via.header("etag"), Some("\"v1\""));
-    assert_eq!(via.header("cache-control"), Some("public, max-age=600"));
     assert_eq!(via.header("content-length").map(str::to_string), Some(direct.body.len().to_string()));
 }
 
@@ -138,9 +148,10 @@ fn gzip_and_brotli_upstreams_are_decoded_rewritten_and_compressed_again() {
     assert!(r.header("content-encoding").is_none());
     assert_eq!(support::without_our_script(&r.body), page);
 
-    // Pages we do not rewrite keep the upstream's brotli bytes exactly.
+    // Pages we do not rewrite (HTML a page script fetches) keep the upstream's brotli
+    // bytes exactly.
     let direct = get(&format!("http://{}/br", up.addr), &[]);
-    let r = get(&proxy.url("/br"), &[("Accept-Encoding", "br")]);
+    let r = get(&proxy.url("/br"), &[("Accept-Encoding", "br"), ("Sec-Fetch-Dest", "empty")]);
     assert_eq!(r.header("content-encoding"), Some("br"));
     assert_eq!(r.body, direct.body);
     assert_eq!(brotli_decompress(&r.body), page);
@@ -239,7 +250,8 @@ fn spoofed_identity_headers_from_untrusted_peers_are_stripped() {
             ("X-Unrelated", "kept"),
         ],
     );
-    assert_eq!(r.body, support::corpus("app.html"), "no token for a spoofed identity");
+    assert!(page_token(&r.text()).is_none(), "no token for a spoofed identity");
+    assert_eq!(support::without_our_script(&r.body), support::corpus("app.html"), "only the logged-out watcher");
     let sent = up.requests().pop().unwrap();
     let names: Vec<String> = sent.headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
     assert!(names.iter().all(|n| !n.replace('_', "-").starts_with("x-forwarded-")), "{names:?}");

@@ -90,8 +90,10 @@ fn user_hash_mode_gives_the_hmac_of_the_user_id_and_no_jwt() {
     assert_eq!(plain["user_id"], "42");
     assert_eq!(plain["email"], "alice@example.com");
     assert_eq!(plain["user_hash"], independent_user_hash("42"));
-    // Logged out: the page passes through untouched.
-    assert_eq!(get(&proxy.url("/"), &[("Cookie", "sid=nobody")]).text(), PAGE);
+    // Logged out: the watcher, without a user.
+    let html = get(&proxy.url("/"), &[("Cookie", "sid=nobody")]).text();
+    assert!(html.contains(",\"j\":null,\"h\":null});"));
+    assert_eq!(support::without_our_script(html.as_bytes()), PAGE.as_bytes());
 }
 
 #[test]
@@ -152,7 +154,7 @@ fn the_refresh_path_answers_204_for_nobody_and_with_retry_after_for_failures() {
 }
 
 #[test]
-fn the_refresh_path_is_configurable_and_unused_in_user_hash_mode() {
+fn the_refresh_path_is_configurable_and_gives_the_plain_settings_in_user_hash_mode() {
     let up = app(Arc::new(AtomicUsize::new(0)));
     let proxy = endpoint("", "inject:\n  token_refresh_path: /_secure/jwt\n", &up);
     let r = get(&proxy.url("/_secure/jwt"), &[("Cookie", "sid=alice")]);
@@ -164,7 +166,13 @@ fn the_refresh_path_is_configurable_and_unused_in_user_hash_mode() {
     assert_eq!(up.count("/_secure/jwt"), 0);
     let up = app(Arc::new(AtomicUsize::new(0)));
     let proxy = endpoint("  mode: user_hash\n", "", &up);
-    assert_eq!(get(&proxy.url("/__isp/token"), &[("Cookie", "sid=alice")]).status, 204, "no JWT in user_hash mode");
+    let r = get(&proxy.url("/__isp/token"), &[("Cookie", "sid=alice")]);
+    assert_eq!(r.status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(answer.get("intercom_user_jwt").is_none(), "no JWT in user_hash mode");
+    assert_eq!(answer["user"]["user_id"], "42");
+    assert_eq!(answer["user"]["user_hash"], independent_user_hash("42"));
+    assert_eq!(get(&proxy.url("/__isp/token"), &[("Cookie", "sid=nobody")]).status, 204);
 }
 
 #[test]

@@ -41,9 +41,20 @@ var report = function (id) {
   reported = true;
   w.fetch(c.r, { credentials: 'same-origin', cache: 'no-store', headers: { 'X-Intercom-Secure-Proxy-App-Id': id } }).catch(function () {});
 };
-var identifies = function (s) {
-  for (var n = 0; n < c.s.length; n++) { if (s[c.s[n]] != null && s[c.s[n]] !== '') { return true; } }
-  return false;
+// The plain identity a page's settings carry ('' when none), as one string.
+var identity = function (s) {
+  var k = '';
+  if (s && typeof s === 'object') {
+    for (var n = 0; n < c.s.length; n++) { if (s[c.s[n]] != null && s[c.s[n]] !== '') { k += c.s[n] + '=' + s[c.s[n]] + '\n'; } }
+  }
+  return k;
+};
+// The plain identity last asked about: a page that boots with it again is not a new login.
+var askedFor = '';
+// A plain identity with no token to replace it (a login this page did not see): ask first.
+var unseen = function (s) {
+  var k = !pending && asks && !c.j && !c.h ? identity(s) : '';
+  if (k && k !== askedFor) { askedFor = k; ask(true); }
 };
 var clean = function (s) {
   if (!s || typeof s !== 'object') { return s; }
@@ -114,8 +125,7 @@ var wrap = function (f) {
   var p = new Proxy(f, { apply: function (t, self, args) {
     var s = args[1];
     if (args[0] === 'boot' || args[0] === 'update') {
-// A plain identity with no token to replace it (a login this page did not see): ask first.
-      if (!pending && asks && !c.j && s && typeof s === 'object' && identifies(s)) { ask(true); }
+      unseen(s);
       if (pending) { held.push([t, self, args]); return; }
 // After this script's shutdown an update cannot identify anyone: it boots again.
       if (args[0] === 'update' && down) { s = s || {}; args = ['boot', s].concat([].slice.call(args, 2)); }
@@ -134,7 +144,7 @@ if (ours) { ours = intercom; }
 try {
   Object.defineProperty(w, 'intercomSettings', { configurable: true, enumerable: true,
     get: function () {
-      if (!pending && asks && !c.j && settings && typeof settings === 'object' && identifies(settings)) { ask(true); }
+      unseen(settings);
       if (pending && settings) { hidden = true; return undefined; }
       return clean(settings);
     },

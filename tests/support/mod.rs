@@ -611,6 +611,12 @@ pub fn runs_a_shutdown(html: &str) -> bool {
     SHUTDOWN.iter().any(|js| html.contains(&format!(">{js}(window,{{")))
 }
 
+/// Whether `html` carries our script without a token, holding the Messenger until the
+/// refresh path says who the user is (`inject.on_identity_failure: defer`).
+pub fn defers_the_boot(html: &str) -> bool {
+    html.contains(",\"j\":null,\"h\":null,\"d\":1});")
+}
+
 /// Removes exactly one injected `<script>…</script>` (ours) from `out` and returns the
 /// rest, so it can be compared with the original bytes.
 pub fn without_our_script(out: &[u8]) -> Vec<u8> {
