@@ -72,7 +72,7 @@ fn each_host_gets_its_own_app_workspace_and_identity() {
     let got = support::get(&url, &[("host", "shop.example.test"), ("x-forwarded-user", "u-1")]);
     assert_eq!(got.status, 200);
     assert_eq!(support::page_token(&got.text()), None);
-    assert_eq!(got.body, PAGE.as_bytes(), "a logged-out page is untouched");
+    assert_eq!(support::without_our_script(&got.body), PAGE.as_bytes(), "a logged-out page gets only the watcher");
 
     // Logouts are per site: /signout is one on the shop, not on support.
     let got = support::get(&proxy.url("/signout"), &[("host", "shop.example.test"), ("cookie", "sid=s-7")]);
@@ -89,8 +89,9 @@ fn each_host_gets_its_own_app_workspace_and_identity() {
 
 #[test]
 fn a_catch_all_site_takes_the_hosts_no_other_site_claims() {
-    let named = Upstream::start(|_| Reply::html("named"));
-    let rest = Upstream::start(|_| Reply::html("rest"));
+    // Plain text: these pages say which app answered, and get no watcher.
+    let named = Upstream::start(|_| Reply::with(200, &[("Content-Type", "text/plain")], "named"));
+    let rest = Upstream::start(|_| Reply::with(200, &[("Content-Type", "text/plain")], "rest"));
     let yaml = format!(
         "sites:\n  - hosts: [\"*\"]\n    upstream: {{addresses: [\"{}\"]}}\n    intercom: {{app_id: abc12345, secret_env: TEST_INTERCOM_SECRET}}\n{IDENTITY}  - hosts: [app.example.test]\n    upstream: {{addresses: [\"{}\"]}}\n    intercom: {{app_id: abc12345, secret_env: TEST_INTERCOM_SECRET}}\n{IDENTITY}",
         rest.addr, named.addr

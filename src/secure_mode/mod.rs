@@ -307,7 +307,8 @@ impl SecureMode {
         let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
         match state.page.take() {
             Some(page) if !still_encoded => {
-                state.outcome = Handled::Rewritten;
+                // A logged-out visitor's watcher is still a page for nobody.
+                state.outcome = if page.plan.is_shared() { Handled::Anonymous } else { Handled::Rewritten };
                 self.start_page(resp, state, page)?
             }
             Some(_) => state.outcome = Handled::Skipped("content-encoding"),

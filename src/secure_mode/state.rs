@@ -43,7 +43,8 @@ pub(super) enum Outcome {
     Passthrough,
     /// A page that did not qualify, with the reason (`status`, `content-type`, ...).
     Skipped(&'static str),
-    /// A page for nobody known, with no shutdown due.
+    /// A page for nobody known, with no shutdown due (passed through, or with the
+    /// logged-out watcher).
     Anonymous,
     /// A page that got the script.
     Rewritten,
