@@ -352,15 +352,20 @@ fn redis_url(key: &str, url: &str, cluster: bool) -> Result<String> {
     Ok(url)
 }
 
-/// `scheme://user:***@host…`: the URL without its password.
+/// `scheme://user:***@host…`: the address without its password, with or without a
+/// scheme. Everything before the last `@` is userinfo, so a password holding `/` or `@`
+/// (not percent-encoded, as operators paste them) is hidden whole too.
 fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}{user}:***@{host}"),
+            // `redis://word@host`: the word may be a password written without its colon.
+            None => format!("{scheme}***@{host}"),
+        },
         None => url.to_string(),
     }
 }
@@ -463,10 +468,28 @@ mod tests {
     }
 
     #[test]
+    fn an_address_without_a_scheme_never_echoes_its_password() {
+        let addresses = [
+            "\"u:redisPw@127.0.0.1:6379\"",
+            "\":redisPw@127.0.0.1:6379/0\"",
+            "\"u:redisPw@h/0\"",
+            "[\"h:1\", \"u:redisPw@h:notaport\"]",
+        ];
+        for redis in addresses {
+            let e = load(&format!("redis: {redis}, cookie: sid, fields: {{user_id: /u, attributes: {{plan: /p}}}}")).unwrap_err();
+            assert!(e.key.starts_with("identity.sources[0].redis"), "{redis}: {e}");
+            assert!(!e.to_string().contains("redisPw"), "{e}");
+        }
+    }
+
+    #[test]
     fn redacted_urls_keep_the_user_and_drop_the_password() {
         assert_eq!(redact_url("rediss://app:s3cret@r.example:6380/2"), "rediss://app:***@r.example:6380/2");
         assert_eq!(redact_url("redis://:s3cret@127.0.0.1"), "redis://:***@127.0.0.1");
         assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(redact_url("u:redisPw@127.0.0.1:6379"), "u:***@127.0.0.1:6379");
+        assert_eq!(redact_url("redis://u:pa/ss@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("redis://secretword@h"), "redis://***@h");
         let target = RedisTarget::Cluster(vec!["redis://u:pw@a:1".into(), "redis://b:2".into()]);
         assert!(!format!("{target:?}").contains("pw"));
     }

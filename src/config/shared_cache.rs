@@ -121,6 +121,15 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_address_never_echoes_its_password() {
+        for cache in ["\"u:redisPw@127.0.0.1:6379\"", "{redis: \"u:redisPw@h/0\"}", "{redis: [\"u:redisPw@h:x\"]}"] {
+            let e = load(&format!("{{shared_cache: {cache}, {ENDPOINT}}}")).unwrap_err();
+            assert!(e.key.starts_with("identity.shared_cache.redis"), "{cache}: {e}");
+            assert!(!e.to_string().contains("redisPw"), "{e}");
+        }
+    }
+
+    #[test]
     fn the_key_is_derived_and_never_printed() {
         let c = load(&format!("{{shared_cache: \"redis://u:hunter2@h/0\", {ENDPOINT}}}")).unwrap();
         let shared = c.site().identity.shared_cache.clone().unwrap();
