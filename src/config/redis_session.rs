@@ -1,5 +1,6 @@
 //! `identity.sources[n]` with `type: redis_session`: the app keeps its session in Redis.
 
+use super::redis_auth::{validate_redis_auth, FileRedisAuth};
 use super::*;
 
 /// Default of a redis_session source's `timeout`: a Redis `GET` on a healthy server
@@ -35,6 +36,32 @@ impl RedisTarget {
                 format!("cluster [{}]", urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(", "))
             }
         }
+    }
+}
+
+impl RedisTarget {
+    /// The URL, or each node's.
+    pub fn urls(&self) -> &[String] {
+        match self {
+            RedisTarget::Single(u) => std::slice::from_ref(u),
+            RedisTarget::Cluster(u) => u.as_slice(),
+        }
+    }
+
+    /// Whether a URL carries a password (which then lives in the config file).
+    pub fn carries_password(&self) -> bool {
+        self.settings().any(|s| s.password().is_some())
+    }
+
+    /// Whether a URL names an ACL user.
+    pub fn names_user(&self) -> bool {
+        self.settings().any(|s| s.username().is_some_and(|u| !u.is_empty()))
+    }
+
+    /// The URLs as the client reads them (they were checked at validation).
+    fn settings(&self) -> impl Iterator<Item = redis::RedisConnectionInfo> + '_ {
+        use redis::IntoConnectionInfo as _;
+        self.urls().iter().filter_map(|u| u.as_str().into_connection_info().ok()).map(|i| i.redis_settings().clone())
     }
 }
 
@@ -85,6 +112,8 @@ pub struct RedisSessionConfig {
     pub redis: RedisTarget,
     /// With `rediss://`: the CA to trust instead of the system's roots.
     pub tls_ca: Option<RedisCa>,
+    /// The user and password to authenticate with, besides the URL's.
+    pub auth: RedisAuth,
     /// The app's session cookie name.
     pub cookie: String,
     /// How the cookie carries the id.
@@ -123,6 +152,7 @@ impl RedisSessionConfig {
         RedisSessionConfig {
             redis: RedisTarget::Single(url.into()),
             tls_ca: None,
+            auth: RedisAuth::default(),
             cookie: cookie.into(),
             cookie_signature: CookieSignature::None,
             cookie_secrets: Vec::new(),
@@ -145,6 +175,10 @@ impl RedisSessionConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileRedisSession {
     redis: Option<FileRedisTarget>,
+    username: Option<String>,
+    // Values of any type, so that a password pasted here is not quoted back by serde.
+    password_env: Option<serde_yaml::Value>,
+    password_file: Option<serde_yaml::Value>,
     tls_ca_file: Option<String>,
     cookie: Option<String>,
     cookie_signature: Option<String>,
@@ -187,6 +221,8 @@ pub(super) fn validate_redis_session(
 ) -> Result<RedisSessionConfig> {
     let redis = redis_target(&format!("{base}.redis"), f.redis, "the Redis that holds the sessions")?;
     let tls_ca = f.tls_ca_file.map(|path| tls_ca(base, &redis, path)).transpose()?;
+    let auth = FileRedisAuth { username: f.username, password_env: f.password_env, password_file: f.password_file };
+    let auth = validate_redis_auth(base, &redis, auth, env)?;
     let cookie = f.cookie.unwrap_or_default();
     if cookie.is_empty() || cookie.contains([';', '=', ' ', ',']) {
         return Err(ConfigError::new(
@@ -241,6 +277,7 @@ pub(super) fn validate_redis_session(
     Ok(RedisSessionConfig {
         redis,
         tls_ca,
+        auth,
         cookie,
         cookie_signature,
         cookie_secrets,
@@ -298,11 +335,7 @@ fn cookie_secrets(
 /// The CA file of `tls_ca_file`: readable, PEM, and only with `rediss://` URLs.
 pub(super) fn tls_ca(base: &str, redis: &RedisTarget, path: String) -> Result<RedisCa> {
     let key = format!("{base}.tls_ca_file");
-    let urls = match redis {
-        RedisTarget::Single(u) => std::slice::from_ref(u),
-        RedisTarget::Cluster(u) => u.as_slice(),
-    };
-    if !urls.iter().all(|u| u.starts_with("rediss://")) {
+    if !redis.urls().iter().all(|u| u.starts_with("rediss://")) {
         return Err(ConfigError::new(key, "a CA file is only used for TLS: write the Redis URL(s) with rediss://"));
     }
     let pem = std::fs::read(&path)

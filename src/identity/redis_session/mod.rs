@@ -73,7 +73,7 @@ impl RedisSessionSource {
             .expire_after(TtlPolicy { found: config.cache_ttl, anonymous: config.negative_cache_ttl })
             .build();
         RedisSessionSource {
-            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.timeout),
+            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.auth.clone(), config.timeout),
             cookie_names: vec![config.cookie.clone()],
             cache,
             config,
