@@ -103,6 +103,19 @@ pub enum SessionFormat {
     Json,
     /// PHP's `session.serialize_handler=php` (`name|s:5:"value";…`), e.g. phpredis.
     Php,
+    /// PHP's `session.serialize_handler=php_serialize` (`a:1:{s:4:"name";…}`).
+    PhpSerialize,
+}
+
+impl SessionFormat {
+    /// The name `format` takes in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionFormat::Json => "json",
+            SessionFormat::Php => "php",
+            SessionFormat::PhpSerialize => "php_serialize",
+        }
+    }
 }
 
 /// Settings of the redis_session source.
@@ -245,16 +258,7 @@ pub(super) fn validate_redis_session(
             format!("{key:?} must contain {SESSION_ID_PLACEHOLDER} exactly once, e.g. \"sess:{{id}}\" or \"PHPREDIS_SESSION:{{id}}\""),
         ));
     }
-    let format = match f.format.as_deref().unwrap_or("json") {
-        "json" => SessionFormat::Json,
-        "php" => SessionFormat::Php,
-        other => {
-            return Err(ConfigError::new(
-                format!("{base}.format"),
-                format!("{other:?} is not one of json, php (Ruby Marshal and Python pickle sessions cannot be read safely: switch the app to a JSON serializer)"),
-            ))
-        }
-    };
+    let format = session_format(base, f.format.as_deref())?;
     let fields = f.fields;
     let Some(user_id) = fields.user_id else {
         return Err(ConfigError::new(
@@ -297,6 +301,24 @@ pub(super) fn validate_redis_session(
         name: pointer("name", fields.name)?,
         attributes,
     })
+}
+
+/// The validated `format`; the serializations that are never read get their fix.
+fn session_format(base: &str, format: Option<&str>) -> Result<SessionFormat> {
+    let key = format!("{base}.format");
+    match format.unwrap_or("json") {
+        "json" => Ok(SessionFormat::Json),
+        "php" => Ok(SessionFormat::Php),
+        "php_serialize" => Ok(SessionFormat::PhpSerialize),
+        "php_binary" => Err(ConfigError::new(
+            key,
+            "php_binary sessions are not read; set session.serialize_handler=php_serialize in the app's php.ini and format: php_serialize",
+        )),
+        other => Err(ConfigError::new(
+            key,
+            format!("{other:?} is not one of json, php, php_serialize (Ruby Marshal and Python pickle sessions cannot be read safely: switch the app to a JSON serializer)"),
+        )),
+    }
 }
 
 /// The express secrets, read from the named environment variables; none for unsigned
@@ -471,6 +493,7 @@ mod tests {
             ("redis: redis://h/, cookie: sid, key: \"sess:\", fields: {user_id: /u}", at("key")),
             ("redis: redis://h/, cookie: sid, key: \"{id}:{id}\", fields: {user_id: /u}", at("key")),
             ("redis: redis://h/, cookie: sid, format: marshal, fields: {user_id: /u}", at("format")),
+            ("redis: redis://h/, cookie: sid, format: php_binary, fields: {user_id: /u}", at("format")),
             ("redis: redis://h/, cookie: sid", at("fields.user_id")),
             ("redis: redis://h/, cookie: sid, fields: {user_id: u}", at("fields.user_id")),
             ("redis: redis://h/, cookie: sid, fields: {user_id: /u, email: e}", at("fields.email")),

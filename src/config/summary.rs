@@ -163,7 +163,7 @@ impl SiteConfig {
                     r.auth.describe(),
                     r.tls_ca.as_ref().map(|ca| format!(" (CA {})", ca.path.display())).unwrap_or_default(),
                     r.key,
-                    format!("{:?}", r.format).to_lowercase(),
+                    r.format.as_str(),
                     r.cookie,
                     format!("{:?}", r.cookie_signature).to_lowercase(),
                     if r.cookie_secrets_env.is_empty() { String::new() } else { format!(" with secrets from env {}", r.cookie_secrets_env.join(", ")) },
