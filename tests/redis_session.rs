@@ -408,6 +408,68 @@ fn unreadable_sessions_are_served_without_tokens_with_a_warning_naming_the_fix()
     assert!(!proxy.log_text().contains("ruby1"), "the session id was logged");
 }
 
+/// The text of the admin listener's `/metrics`.
+fn metrics(proxy: &Proxy) -> String {
+    support::get(&proxy.admin_url("/metrics"), &[]).text()
+}
+
+/// The value of the sample named `name` (without labels) in `/metrics`.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_key_pattern_that_never_matches_is_warned_about_and_counted() {
+    let redis = Redis::start();
+    // What a PHP app with phpredis writes; 25 distinct sessions.
+    let ids: Vec<String> = (0..25).map(|n| format!("qz7sid{n:02}x")).collect();
+    for id in &ids {
+        let key = format!("PHPREDIS_SESSION:{id}");
+        assert_eq!(redis.command(&["SET", &key, r#"account|a:1:{s:2:"id";s:4:"u-k1";}"#]).as_deref(), Some("+OK"));
+    }
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let source = |key: &str| {
+        format!(
+            "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: PHPSESSID\n      key: \"{key}\"\n      format: php\n      fields: {{user_id: /account/id}}\n      timeout: 1s\n",
+            redis.url()
+        )
+    };
+    let visit = |proxy: &Proxy, id: &str| {
+        let got = support::get(&proxy.url("/"), &[("Cookie", &format!("PHPSESSID={id}")), ("Accept", "text/html")]);
+        assert_eq!(got.status, 200);
+        token_of(&got).is_some()
+    };
+    const KEY_MISSES: &str = "intercom_secure_proxy_redis_session_key_misses_total";
+    const NEVER_FOUND: &str = "intercom_secure_proxy_redis_session_keys_never_found";
+
+    // The default key (connect-redis' "sess:{id}") never matches what phpredis writes.
+    let wrong = Proxy::start_with_admin(&support::sections(app.addr, &source("sess:{id}"), ""));
+    for id in &ids {
+        assert!(!visit(&wrong, id), "a token although the key never matches");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !wrong.log_text().lines().any(|l| l.contains("WARN") && l.contains("sess:{id}") && l.contains("missing")) {
+        assert!(Instant::now() < deadline, "no warning naming the key pattern:\n{}", wrong.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let log = wrong.log_text();
+    assert!(log.contains("PHPSESSID"), "the warning does not name the source:\n{log}");
+    assert!(!ids.iter().any(|id| log.contains(id.as_str())), "a session id was logged:\n{log}");
+    let text = metrics(&wrong);
+    assert_eq!(sample(&text, KEY_MISSES), Some(25.0), "{text}");
+    assert_eq!(sample(&text, NEVER_FOUND), Some(1.0), "{text}");
+
+    // The right key: every session is found, nothing is warned about.
+    let right = Proxy::start_with_admin(&support::sections(app.addr, &source("PHPREDIS_SESSION:{id}"), ""));
+    for id in &ids {
+        assert!(visit(&right, id), "no token with the right key:\n{}", right.log_text());
+    }
+    assert!(!right.log_text().contains("missing"), "{}", right.log_text());
+    let text = metrics(&right);
+    assert_eq!(sample(&text, KEY_MISSES), Some(0.0), "{text}");
+    assert_eq!(sample(&text, NEVER_FOUND), Some(0.0), "{text}");
+}
+
 #[test]
 fn check_reports_an_unreachable_redis_as_a_warning() {
     let port = support::free_port();

@@ -6,10 +6,12 @@
 //! cached per session under a SHA-256 of the key (the session id is never a cache key, a
 //! log line or an error text); concurrent requests of one session share one read; "no
 //! user" is cached for a shorter time; and a Redis that is down, slow or holding
-//! something unreadable fails open: no token, page served, warning logged.
+//! something unreadable fails open: no token, page served, warning logged. A `key`
+//! pattern under which no session is ever found is warned about and counted.
 
 mod decode;
 pub mod express;
+mod key_misses;
 pub mod php;
 
 use std::fmt;
@@ -28,6 +30,8 @@ use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER}
 pub use decode::{DecodeError, MAX_SESSION_BYTES};
 pub use super::redis_store::StoreError;
 use super::redis_store::Store;
+use key_misses::{KeyMisses, Miss};
+use crate::metrics::METRICS;
 
 /// Longest session id looked up (PHP's and express' ids are 26 to 48 characters).
 const MAX_SESSION_ID: usize = 256;
@@ -63,6 +67,7 @@ pub struct RedisSessionSource {
     store: Store,
     cache: Cache<[u8; 32], Cached>,
     cookie_names: Vec<String>,
+    key_misses: KeyMisses,
 }
 
 impl RedisSessionSource {
@@ -75,6 +80,7 @@ impl RedisSessionSource {
         RedisSessionSource {
             store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.auth.clone(), config.timeout),
             cookie_names: vec![config.cookie.clone()],
+            key_misses: KeyMisses::new(),
             cache,
             config,
         }
@@ -121,10 +127,32 @@ impl RedisSessionSource {
 
     async fn fetch(&self, session: &SessionRef) -> Result<Cached, RedisSessionError> {
         let Some(data) = self.store.get(&session.key).await? else {
-            // No such session: expired, destroyed at logout, or never created.
+            // No such session: expired, destroyed at logout, or never created; or a
+            // `key` pattern that names nothing the app writes.
+            self.note_missing(session);
             return Ok(None);
         };
+        if self.key_misses.found() {
+            METRICS.redis_session_keys_never_found.dec();
+        }
         Ok(decode::identity(&self.config, &data)?.map(Arc::new))
+    }
+
+    /// Counts a missing session; warns when the last [`key_misses::WINDOW`] distinct
+    /// sessions were all missing (naming the pattern, never an id).
+    fn note_missing(&self, session: &SessionRef) {
+        METRICS.redis_session_key_misses.inc();
+        let Miss::AllMissing { newly } = self.key_misses.missing(session.digest) else { return };
+        if newly {
+            METRICS.redis_session_keys_never_found.inc();
+        }
+        crate::warn_limited!(
+            "redis_session (cookie {}, key {:?}, {}): the sessions of the last {} requests that sent the cookie were all missing in Redis; check `key` and the /db against the keys the app writes (redis-cli --scan | head)",
+            self.config.cookie,
+            self.config.key,
+            self.config.redis.redacted(),
+            key_misses::WINDOW
+        );
     }
 }
 
