@@ -57,7 +57,7 @@ pub use logout::{LogoutConfig, LogoutMode};
 pub use messenger_mode::{MessengerMode, DEFAULT_MESSENGER_MODE, DEFAULT_TOKEN_REFRESH_MARGIN};
 use messenger_mode::{messenger_mode, refresh_margin};
 pub use redis_auth::RedisAuth;
-pub use redis_session::{CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER};
+pub use redis_session::{CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
 pub use server::ServerSettings;
 pub use shared_cache::{SharedCacheConfig, DEFAULT_SHARED_CACHE_TIMEOUT};
 pub(crate) use shared_cache::subkey;

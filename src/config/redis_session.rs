@@ -17,6 +17,10 @@ pub const DEFAULT_REDIS_CACHE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_REDIS_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(2);
 /// The placeholder of `key` that the session id replaces.
 pub const SESSION_ID_PLACEHOLDER: &str = "{id}";
+/// The placeholder of `key` that the SHA-256 (lowercase hex) of the session id
+/// replaces: Rack's private session ids are `2::` and that digest (redis-session-store
+/// 0.11.6 and later write sessions under them).
+pub const SESSION_ID_SHA256_PLACEHOLDER: &str = "{id_sha256}";
 
 /// Where the sessions live. URLs may carry a password: `Debug` redacts it.
 #[derive(Clone)]
@@ -135,7 +139,7 @@ pub struct RedisSessionConfig {
     pub cookie_secrets: Vec<Secret>,
     /// The environment variables they came from (for summaries).
     pub cookie_secrets_env: Vec<String>,
-    /// The Redis key template, with one `{id}`.
+    /// The Redis key template, with one `{id}` or `{id_sha256}`.
     pub key: String,
     /// The session's serialization.
     pub format: SessionFormat,
@@ -252,10 +256,10 @@ pub(super) fn validate_redis_session(
     };
     let cookie_secrets = cookie_secrets(base, cookie_signature, &f.cookie_secrets_env, env)?;
     let key = f.key.unwrap_or_else(|| DEFAULT_REDIS_KEY.to_string());
-    if key.matches(SESSION_ID_PLACEHOLDER).count() != 1 {
+    if key.matches(SESSION_ID_PLACEHOLDER).count() + key.matches(SESSION_ID_SHA256_PLACEHOLDER).count() != 1 {
         return Err(ConfigError::new(
             format!("{base}.key"),
-            format!("{key:?} must contain {SESSION_ID_PLACEHOLDER} exactly once, e.g. \"sess:{{id}}\" or \"PHPREDIS_SESSION:{{id}}\""),
+            format!("{key:?} must contain one placeholder, {SESSION_ID_PLACEHOLDER} or {SESSION_ID_SHA256_PLACEHOLDER}, once, e.g. \"sess:{{id}}\" or \"PHPREDIS_SESSION:{{id}}\""),
         ));
     }
     let format = session_format(base, f.format.as_deref())?;
@@ -492,6 +496,7 @@ mod tests {
             ("redis: redis://h/, cookie: sid, cookie_secrets_env: [SESSION_SECRET], fields: {user_id: /u}", at("cookie_secrets_env")),
             ("redis: redis://h/, cookie: sid, key: \"sess:\", fields: {user_id: /u}", at("key")),
             ("redis: redis://h/, cookie: sid, key: \"{id}:{id}\", fields: {user_id: /u}", at("key")),
+            ("redis: redis://h/, cookie: sid, key: \"{id}:{id_sha256}\", fields: {user_id: /u, attributes: {plan: /p}}", at("key")),
             ("redis: redis://h/, cookie: sid, format: marshal, fields: {user_id: /u}", at("format")),
             ("redis: redis://h/, cookie: sid, format: php_binary, fields: {user_id: /u}", at("format")),
             ("redis: redis://h/, cookie: sid", at("fields.user_id")),

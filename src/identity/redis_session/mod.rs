@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 // different times, the same way in both sources.
 use super::endpoint::{get_or_load, Cached, TtlPolicy};
 use super::{Lookup, SourceError};
-use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER};
+use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
 
 pub use decode::{DecodeError, MAX_SESSION_BYTES};
 pub use super::redis_store::StoreError;
@@ -104,7 +104,7 @@ impl RedisSessionSource {
             return None;
         }
         let id = session_id(value, self.config.cookie_signature, &self.config.cookie_secrets)?;
-        let key = self.config.key.replacen(SESSION_ID_PLACEHOLDER, &id, 1);
+        let key = session_key(&self.config.key, &id);
         Some(SessionRef { digest: Sha256::digest(key.as_bytes()).into(), key })
     }
 
@@ -166,6 +166,16 @@ fn session_id(value: &str, signature: CookieSignature, secrets: &[crate::config:
     plausible_session_id(&id).then_some(id)
 }
 
+/// The Redis key of session `id`: the template with its one placeholder filled in.
+fn session_key(template: &str, id: &str) -> String {
+    if template.contains(SESSION_ID_SHA256_PLACEHOLDER) {
+        let hex: String = Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &hex, 1)
+    } else {
+        template.replacen(SESSION_ID_PLACEHOLDER, id, 1)
+    }
+}
+
 /// Visible ASCII and bounded: what session ids are. Anything else is not looked up.
 fn plausible_session_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_SESSION_ID && id.bytes().all(|b| b.is_ascii_graphic())
@@ -197,6 +207,19 @@ mod tests {
         assert!(s.session_ref(&request("connect.sid=abc123")).is_none(), "unsigned");
         let forged = format!("connect.sid={}", express::sign("abc123", b"guess"));
         assert!(s.session_ref(&request(&forged)).is_none(), "bad signature");
+    }
+
+    #[test]
+    fn a_hashed_placeholder_gives_rack_private_session_ids() {
+        // redis-session-store 0.11.6 writes under Rack's private id, "2::" and the
+        // SHA-256 hex of the cookie's id; the digest of "abc" is the standard vector.
+        let mut config = RedisSessionConfig::new("redis://127.0.0.1:1/", "_app_session", "/user_id");
+        config.key = "myapp:session:2::{id_sha256}".into();
+        let s = RedisSessionSource::new(config);
+        assert_eq!(
+            s.session_ref(&request("_app_session=abc")).unwrap().key,
+            "myapp:session:2::ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
