@@ -16,13 +16,14 @@ pub struct RedisAuth {
 }
 
 impl RedisAuth {
-    /// " as user U, password from env V", for summaries; empty without credentials.
+    /// " as user U with the password from env V", for summaries; empty without
+    /// credentials.
     pub(super) fn describe(&self) -> String {
         let user = self.username.as_deref().map(|u| format!(" as user {u}")).unwrap_or_default();
         let password = match &self.password {
-            Some((_, SecretSource::Env(name))) => format!(", password from env {name}"),
-            Some((_, SecretSource::File(path))) => format!(", password from file {}", path.display()),
-            Some((_, SecretSource::Inline)) => ", password set in code".to_string(),
+            Some((_, SecretSource::Env(name))) => format!(" with the password from env {name}"),
+            Some((_, SecretSource::File(path))) => format!(" with the password from file {}", path.display()),
+            Some((_, SecretSource::Inline)) => " with a password set in code".to_string(),
             None => String::new(),
         };
         user + &password
@@ -105,7 +106,7 @@ mod tests {
     fn the_summary_names_where_the_password_comes_from_and_never_shows_it() {
         let c = load("username: app, password_env: REDIS_PW").unwrap();
         let summary = c.summary();
-        assert!(summary.contains("as user app, password from env REDIS_PW"), "{summary}");
+        assert!(summary.contains("as user app with the password from env REDIS_PW"), "{summary}");
         assert!(!summary.contains("envPw123") && !format!("{c:?}").contains("envPw123"), "{summary}");
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
