@@ -80,8 +80,8 @@ fn config(redis: &Redis, format: SessionFormat, ttl: Duration) -> RedisSessionCo
             c.email = Some("/profile/email".into());
             c.name = Some("/profile/name".into());
         }
-        SessionFormat::Php => {
-            c.format = SessionFormat::Php;
+        SessionFormat::Php | SessionFormat::PhpSerialize => {
+            c.format = format;
             c.key = "PHPREDIS_SESSION:{id}".into();
             c.user_id = "/account/id".into();
             c.email = Some("/account/email".into());
@@ -94,7 +94,7 @@ fn config(redis: &Redis, format: SessionFormat, ttl: Duration) -> RedisSessionCo
 fn request(format: SessionFormat) -> RequestHeader {
     let cookie = match format {
         SessionFormat::Json => express::sign(SESSION_ID, SECRET),
-        SessionFormat::Php => SESSION_ID.to_string(),
+        SessionFormat::Php | SessionFormat::PhpSerialize => SESSION_ID.to_string(),
     };
     let mut req = RequestHeader::build("GET", b"/dashboard", None).unwrap();
     req.append_header("host", "app.example.com").unwrap();

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// The proxy's metrics, in a registry of their own.
 pub(crate) struct Metrics {
@@ -25,6 +25,11 @@ pub(crate) struct Metrics {
     /// instance), `miss` (this instance asked the app), `error` (Redis failed; the app
     /// was asked), `gave_up_waiting` (no other instance answered in time; the app was asked).
     pub(crate) shared_cache: IntCounterVec,
+    /// redis_session lookups whose key was not in Redis.
+    pub(crate) redis_session_key_misses: IntCounter,
+    /// redis_session sources whose last sessions (a window of distinct ones) were all
+    /// missing in Redis: most likely a `key` pattern that names nothing the app writes.
+    pub(crate) redis_session_keys_never_found: IntGauge,
     /// Time to ask one source, by source type.
     pub(crate) lookup_seconds: HistogramVec,
     /// Tokens signed (not served from the token cache).
@@ -64,6 +69,15 @@ impl Metrics {
         let lookups = counter("identity_lookups_total", "Identity lookups by source type and result.", &["source", "result"]);
         let fetches = counter("identity_fetches_total", "Requests caching identity sources made on a cache miss.", &["source"]);
         let shared_cache = counter("identity_shared_cache_total", "Shared identity cache answers by result.", &["result"]);
+        let redis_session_key_misses =
+            IntCounter::new("redis_session_key_misses_total", "redis_session lookups whose key was not in Redis.").expect("valid metric");
+        registry.register(Box::new(redis_session_key_misses.clone())).expect("unique metric");
+        let redis_session_keys_never_found = IntGauge::new(
+            "redis_session_keys_never_found",
+            "redis_session sources whose recent distinct sessions were all missing in Redis (check their key pattern).",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(redis_session_keys_never_found.clone())).expect("unique metric");
         let lookup_seconds = histogram("identity_lookup_seconds", "Time to ask one identity source.", &["source"]);
         let tokens_signed = IntCounter::new("tokens_signed_total", "Messenger tokens signed.").expect("valid metric");
         registry.register(Box::new(tokens_signed.clone())).expect("unique metric");
@@ -84,6 +98,8 @@ impl Metrics {
             lookups,
             fetches,
             shared_cache,
+            redis_session_key_misses,
+            redis_session_keys_never_found,
             lookup_seconds,
             tokens_signed,
             logouts,

@@ -50,7 +50,8 @@ fn root() -> PathBuf {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Express,
-    Php,
+    /// The PHP app, writing its sessions with this `session.serialize_handler`.
+    Php(&'static str),
 }
 
 struct App {
@@ -80,12 +81,13 @@ impl App {
                     .env("SESSION_SECRET", SESSION_SECRET);
                 c
             }
-            Kind::Php => {
+            Kind::Php(handler) => {
                 let mut c = Command::new("php");
                 c.args(["-d", "session.save_handler=redis"])
                     .arg("-d")
                     .arg(format!("session.save_path=tcp://127.0.0.1:{}", redis.port))
-                    .args(["-d", "session.serialize_handler=php"])
+                    .arg("-d")
+                    .arg(format!("session.serialize_handler={handler}"))
                     .arg("-S")
                     .arg(format!("127.0.0.1:{port}"))
                     .arg("-t")
@@ -118,9 +120,11 @@ impl App {
                 "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: connect.sid\n      cookie_signature: express\n      cookie_secrets_env: [TEST_SESSION_SECRET]\n      key: \"sess:{{id}}\"\n      format: json\n      fields: {{user_id: /passport/user, email: /profile/email, name: /profile/name}}\n      timeout: 1s\n",
                 redis.url()
             ),
-            Kind::Php => format!(
-                "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: PHPSESSID\n      key: \"PHPREDIS_SESSION:{{id}}\"\n      format: php\n      fields: {{user_id: /account/id, email: /account/email, name: /account/name}}\n      timeout: 1s\n",
-                redis.url()
+            // php_binary has no format of its own: configured as php, it is refused.
+            Kind::Php(handler) => format!(
+                "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: PHPSESSID\n      key: \"PHPREDIS_SESSION:{{id}}\"\n      format: {}\n      fields: {{user_id: /account/id, email: /account/email, name: /account/name}}\n      timeout: 1s\n",
+                redis.url(),
+                if handler == "php_binary" { "php" } else { handler }
             ),
         }
     }
@@ -225,7 +229,58 @@ fn express_session_in_redis_login_logout_switch_in_chromium() {
 
 #[test]
 fn php_phpredis_session_login_logout_switch_in_chromium() {
-    session_in_redis_gives_tokens_in_chromium(Kind::Php);
+    session_in_redis_gives_tokens_in_chromium(Kind::Php("php"));
+}
+
+// ---------------------------------------------------------------------------
+// PHP's other session serializers, through a plain HTTP client (the page's JS does
+// not matter here: the token is in the page or not).
+
+/// Logs `user` in through the proxy (`GET /login?user=`) and loads `/` with the
+/// session cookie the app set; the page and the cookie's value.
+fn php_dashboard(proxy: &Proxy, user: &str) -> (support::Got, String) {
+    let login = support::get(&proxy.url(&format!("/login?user={user}")), &[]);
+    assert_eq!(login.status, 302, "login of {user}: {}", proxy.log_text());
+    let sid = login
+        .all("set-cookie")
+        .iter()
+        .find_map(|c| c.strip_prefix("PHPSESSID=").and_then(|v| v.split(';').next()))
+        .unwrap_or_else(|| panic!("no PHPSESSID set at login: {:?}", login.headers))
+        .to_string();
+    let page = support::get(&proxy.url("/"), &[("Cookie", &format!("PHPSESSID={sid}")), ("Accept", "text/html")]);
+    assert_eq!(page.status, 200, "{}", proxy.log_text());
+    assert!(page.text().contains("Dashboard"), "the app did not see {user}'s session:\n{}", page.text());
+    (page, sid)
+}
+
+#[test]
+fn php_serialize_sessions_give_each_user_their_own_token() {
+    let redis = Redis::start();
+    let app = App::start(Kind::Php("php_serialize"), &redis);
+    let proxy = proxy_for(&app, &redis);
+    for (user, id, email) in [("alice", ALICE_ID, ALICE_EMAIL), ("bob", BOB_ID, BOB_EMAIL)] {
+        let (page, _) = php_dashboard(&proxy, user);
+        let token = token_of(&page).unwrap_or_else(|| panic!("no token for {user}:\n{}\napp log:\n{}", proxy.log_text(), app.log_text()));
+        let claims = support::verify(&token);
+        assert_eq!((claims["user_id"].as_str(), claims["email"].as_str()), (Some(id), Some(email)));
+    }
+    assert!(!proxy.log_text().contains("WARN"), "{}", proxy.log_text());
+}
+
+#[test]
+fn php_binary_sessions_are_refused_with_a_warning_naming_the_setting_and_the_page_still_served() {
+    let redis = Redis::start();
+    let app = App::start(Kind::Php("php_binary"), &redis);
+    let proxy = proxy_for(&app, &redis);
+    let (page, sid) = php_dashboard(&proxy, "alice");
+    assert!(token_of(&page).is_none(), "a token from a php_binary session");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !proxy.log_text().contains("session.serialize_handler") {
+        assert!(Instant::now() < deadline, "no warning naming session.serialize_handler:\n{}", proxy.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(proxy.log_text().contains("php_serialize"), "the warning does not say what to set:\n{}", proxy.log_text());
+    assert!(!proxy.log_text().contains(&sid), "the session id was logged");
 }
 
 // ---------------------------------------------------------------------------
@@ -351,6 +406,68 @@ fn unreadable_sessions_are_served_without_tokens_with_a_warning_naming_the_fix()
     }
     assert!(proxy.log_text().contains("serializer: :json"), "{}", proxy.log_text());
     assert!(!proxy.log_text().contains("ruby1"), "the session id was logged");
+}
+
+/// The text of the admin listener's `/metrics`.
+fn metrics(proxy: &Proxy) -> String {
+    support::get(&proxy.admin_url("/metrics"), &[]).text()
+}
+
+/// The value of the sample named `name` (without labels) in `/metrics`.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_key_pattern_that_never_matches_is_warned_about_and_counted() {
+    let redis = Redis::start();
+    // What a PHP app with phpredis writes; 25 distinct sessions.
+    let ids: Vec<String> = (0..25).map(|n| format!("qz7sid{n:02}x")).collect();
+    for id in &ids {
+        let key = format!("PHPREDIS_SESSION:{id}");
+        assert_eq!(redis.command(&["SET", &key, r#"account|a:1:{s:2:"id";s:4:"u-k1";}"#]).as_deref(), Some("+OK"));
+    }
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let source = |key: &str| {
+        format!(
+            "identity:\n  sources:\n    - type: redis_session\n      redis: {}\n      cookie: PHPSESSID\n      key: \"{key}\"\n      format: php\n      fields: {{user_id: /account/id}}\n      timeout: 1s\n",
+            redis.url()
+        )
+    };
+    let visit = |proxy: &Proxy, id: &str| {
+        let got = support::get(&proxy.url("/"), &[("Cookie", &format!("PHPSESSID={id}")), ("Accept", "text/html")]);
+        assert_eq!(got.status, 200);
+        token_of(&got).is_some()
+    };
+    const KEY_MISSES: &str = "intercom_secure_proxy_redis_session_key_misses_total";
+    const NEVER_FOUND: &str = "intercom_secure_proxy_redis_session_keys_never_found";
+
+    // The default key (connect-redis' "sess:{id}") never matches what phpredis writes.
+    let wrong = Proxy::start_with_admin(&support::sections(app.addr, &source("sess:{id}"), ""));
+    for id in &ids {
+        assert!(!visit(&wrong, id), "a token although the key never matches");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !wrong.log_text().lines().any(|l| l.contains("WARN") && l.contains("sess:{id}") && l.contains("missing")) {
+        assert!(Instant::now() < deadline, "no warning naming the key pattern:\n{}", wrong.log_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let log = wrong.log_text();
+    assert!(log.contains("PHPSESSID"), "the warning does not name the source:\n{log}");
+    assert!(!ids.iter().any(|id| log.contains(id.as_str())), "a session id was logged:\n{log}");
+    let text = metrics(&wrong);
+    assert_eq!(sample(&text, KEY_MISSES), Some(25.0), "{text}");
+    assert_eq!(sample(&text, NEVER_FOUND), Some(1.0), "{text}");
+
+    // The right key: every session is found, nothing is warned about.
+    let right = Proxy::start_with_admin(&support::sections(app.addr, &source("PHPREDIS_SESSION:{id}"), ""));
+    for id in &ids {
+        assert!(visit(&right, id), "no token with the right key:\n{}", right.log_text());
+    }
+    assert!(!right.log_text().contains("missing"), "{}", right.log_text());
+    let text = metrics(&right);
+    assert_eq!(sample(&text, KEY_MISSES), Some(0.0), "{text}");
+    assert_eq!(sample(&text, NEVER_FOUND), Some(0.0), "{text}");
 }
 
 #[test]

@@ -398,7 +398,7 @@ pub(super) fn validate_identity(
             ));
         }
     }
-    let shared_cache = id.shared_cache.map(|f| super::shared_cache::validate_shared_cache(f, &intercom.secret)).transpose()?;
+    let shared_cache = id.shared_cache.map(|f| super::shared_cache::validate_shared_cache(f, &intercom.secret, env)).transpose()?;
     if shared_cache.is_some() && !sources.iter().any(|s| matches!(s, SourceConfig::CurrentUserEndpoint(_))) {
         return Err(ConfigError::new(
             "identity.shared_cache",

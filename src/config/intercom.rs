@@ -1,5 +1,6 @@
 //! `intercom`: the workspace, its secret and what tokens carry.
 
+use super::secret_source::{read_secret, SecretKeys};
 use super::*;
 
 /// Intercom workspace settings.
@@ -124,50 +125,12 @@ pub(super) fn validate_intercom(
             }
         },
     };
-    let (secret, secret_source) = match (i.secret_env, i.secret_file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                "intercom.secret_env",
-                "set only one of secret_env and secret_file",
-            ))
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                "intercom.secret_env",
-                "the Messenger secret is required: set secret_env to the name of an environment variable holding it, or secret_file to a file path",
-            ))
-        }
-        (Some(name), None) => match env(&name) {
-            Some(v) if !v.trim().is_empty() => {
-                (Secret::new(v.trim().as_bytes()), SecretSource::Env(name))
-            }
-            _ => {
-                // The name is not repeated: it may be the secret itself, pasted by mistake.
-                return Err(ConfigError::new(
-                    "intercom.secret_env",
-                    "the environment variable it names is not set or is empty; set secret_env to the variable's name (not the secret) and export the Messenger secret in it",
-                ))
-            }
-        },
-        (None, Some(path)) => match std::fs::read(&path) {
-            Ok(bytes) if !bytes.trim_ascii().is_empty() => (
-                Secret::new(bytes.trim_ascii().to_vec()),
-                SecretSource::File(path),
-            ),
-            Ok(_) => {
-                return Err(ConfigError::new(
-                    "intercom.secret_file",
-                    "the file it names is empty; put the Messenger secret in it",
-                ))
-            }
-            Err(e) => {
-                // The path is not repeated: it may be the secret itself, pasted by mistake.
-                return Err(ConfigError::new(
-                    "intercom.secret_file",
-                    format!("the file it names cannot be read ({}); set secret_file to the path of a file holding the Messenger secret", e.kind()),
-                ))
-            }
-        },
+    let keys = SecretKeys { env_key: "intercom.secret_env", file_key: "intercom.secret_file", what: "the Messenger secret" };
+    let Some((secret, secret_source)) = read_secret(&keys, i.secret_env, i.secret_file, env)? else {
+        return Err(ConfigError::new(
+            "intercom.secret_env",
+            "the Messenger secret is required: set secret_env to the name of an environment variable holding it, or secret_file to a file path",
+        ));
     };
     let token_lifetime = duration(
         "intercom.token_lifetime",

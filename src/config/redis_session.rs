@@ -1,5 +1,6 @@
 //! `identity.sources[n]` with `type: redis_session`: the app keeps its session in Redis.
 
+use super::redis_auth::{validate_redis_auth, FileRedisAuth};
 use super::*;
 
 /// Default of a redis_session source's `timeout`: a Redis `GET` on a healthy server
@@ -16,6 +17,10 @@ pub const DEFAULT_REDIS_CACHE_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_REDIS_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(2);
 /// The placeholder of `key` that the session id replaces.
 pub const SESSION_ID_PLACEHOLDER: &str = "{id}";
+/// The placeholder of `key` that the SHA-256 (lowercase hex) of the session id
+/// replaces: Rack's private session ids are `2::` and that digest (redis-session-store
+/// 0.11.6 and later write sessions under them).
+pub const SESSION_ID_SHA256_PLACEHOLDER: &str = "{id_sha256}";
 
 /// Where the sessions live. URLs may carry a password: `Debug` redacts it.
 #[derive(Clone)]
@@ -35,6 +40,32 @@ impl RedisTarget {
                 format!("cluster [{}]", urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(", "))
             }
         }
+    }
+}
+
+impl RedisTarget {
+    /// The URL, or each node's.
+    pub fn urls(&self) -> &[String] {
+        match self {
+            RedisTarget::Single(u) => std::slice::from_ref(u),
+            RedisTarget::Cluster(u) => u.as_slice(),
+        }
+    }
+
+    /// Whether a URL carries a password (which then lives in the config file).
+    pub fn carries_password(&self) -> bool {
+        self.settings().any(|s| s.password().is_some())
+    }
+
+    /// Whether a URL names an ACL user.
+    pub fn names_user(&self) -> bool {
+        self.settings().any(|s| s.username().is_some_and(|u| !u.is_empty()))
+    }
+
+    /// The URLs as the client reads them (they were checked at validation).
+    fn settings(&self) -> impl Iterator<Item = redis::RedisConnectionInfo> + '_ {
+        use redis::IntoConnectionInfo as _;
+        self.urls().iter().filter_map(|u| u.as_str().into_connection_info().ok()).map(|i| i.redis_settings().clone())
     }
 }
 
@@ -76,6 +107,19 @@ pub enum SessionFormat {
     Json,
     /// PHP's `session.serialize_handler=php` (`name|s:5:"value";…`), e.g. phpredis.
     Php,
+    /// PHP's `session.serialize_handler=php_serialize` (`a:1:{s:4:"name";…}`).
+    PhpSerialize,
+}
+
+impl SessionFormat {
+    /// The name `format` takes in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionFormat::Json => "json",
+            SessionFormat::Php => "php",
+            SessionFormat::PhpSerialize => "php_serialize",
+        }
+    }
 }
 
 /// Settings of the redis_session source.
@@ -85,6 +129,8 @@ pub struct RedisSessionConfig {
     pub redis: RedisTarget,
     /// With `rediss://`: the CA to trust instead of the system's roots.
     pub tls_ca: Option<RedisCa>,
+    /// The user and password to authenticate with, besides the URL's.
+    pub auth: RedisAuth,
     /// The app's session cookie name.
     pub cookie: String,
     /// How the cookie carries the id.
@@ -93,7 +139,7 @@ pub struct RedisSessionConfig {
     pub cookie_secrets: Vec<Secret>,
     /// The environment variables they came from (for summaries).
     pub cookie_secrets_env: Vec<String>,
-    /// The Redis key template, with one `{id}`.
+    /// The Redis key template, with one `{id}` or `{id_sha256}`.
     pub key: String,
     /// The session's serialization.
     pub format: SessionFormat,
@@ -123,6 +169,7 @@ impl RedisSessionConfig {
         RedisSessionConfig {
             redis: RedisTarget::Single(url.into()),
             tls_ca: None,
+            auth: RedisAuth::default(),
             cookie: cookie.into(),
             cookie_signature: CookieSignature::None,
             cookie_secrets: Vec::new(),
@@ -145,6 +192,10 @@ impl RedisSessionConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileRedisSession {
     redis: Option<FileRedisTarget>,
+    username: Option<String>,
+    // Values of any type, so that a password pasted here is not quoted back by serde.
+    password_env: Option<serde_yaml::Value>,
+    password_file: Option<serde_yaml::Value>,
     tls_ca_file: Option<String>,
     cookie: Option<String>,
     cookie_signature: Option<String>,
@@ -187,6 +238,8 @@ pub(super) fn validate_redis_session(
 ) -> Result<RedisSessionConfig> {
     let redis = redis_target(&format!("{base}.redis"), f.redis, "the Redis that holds the sessions")?;
     let tls_ca = f.tls_ca_file.map(|path| tls_ca(base, &redis, path)).transpose()?;
+    let auth = FileRedisAuth { username: f.username, password_env: f.password_env, password_file: f.password_file };
+    let auth = validate_redis_auth(base, &redis, auth, env)?;
     let cookie = f.cookie.unwrap_or_default();
     if cookie.is_empty() || cookie.contains([';', '=', ' ', ',']) {
         return Err(ConfigError::new(
@@ -203,22 +256,13 @@ pub(super) fn validate_redis_session(
     };
     let cookie_secrets = cookie_secrets(base, cookie_signature, &f.cookie_secrets_env, env)?;
     let key = f.key.unwrap_or_else(|| DEFAULT_REDIS_KEY.to_string());
-    if key.matches(SESSION_ID_PLACEHOLDER).count() != 1 {
+    if key.matches(SESSION_ID_PLACEHOLDER).count() + key.matches(SESSION_ID_SHA256_PLACEHOLDER).count() != 1 {
         return Err(ConfigError::new(
             format!("{base}.key"),
-            format!("{key:?} must contain {SESSION_ID_PLACEHOLDER} exactly once, e.g. \"sess:{{id}}\" or \"PHPREDIS_SESSION:{{id}}\""),
+            format!("{key:?} must contain one placeholder, {SESSION_ID_PLACEHOLDER} or {SESSION_ID_SHA256_PLACEHOLDER}, once, e.g. \"sess:{{id}}\" or \"PHPREDIS_SESSION:{{id}}\""),
         ));
     }
-    let format = match f.format.as_deref().unwrap_or("json") {
-        "json" => SessionFormat::Json,
-        "php" => SessionFormat::Php,
-        other => {
-            return Err(ConfigError::new(
-                format!("{base}.format"),
-                format!("{other:?} is not one of json, php (Ruby Marshal and Python pickle sessions cannot be read safely: switch the app to a JSON serializer)"),
-            ))
-        }
-    };
+    let format = session_format(base, f.format.as_deref())?;
     let fields = f.fields;
     let Some(user_id) = fields.user_id else {
         return Err(ConfigError::new(
@@ -241,6 +285,7 @@ pub(super) fn validate_redis_session(
     Ok(RedisSessionConfig {
         redis,
         tls_ca,
+        auth,
         cookie,
         cookie_signature,
         cookie_secrets,
@@ -260,6 +305,24 @@ pub(super) fn validate_redis_session(
         name: pointer("name", fields.name)?,
         attributes,
     })
+}
+
+/// The validated `format`; the serializations that are never read get their fix.
+fn session_format(base: &str, format: Option<&str>) -> Result<SessionFormat> {
+    let key = format!("{base}.format");
+    match format.unwrap_or("json") {
+        "json" => Ok(SessionFormat::Json),
+        "php" => Ok(SessionFormat::Php),
+        "php_serialize" => Ok(SessionFormat::PhpSerialize),
+        "php_binary" => Err(ConfigError::new(
+            key,
+            "php_binary sessions are not read; set session.serialize_handler=php_serialize in the app's php.ini and format: php_serialize",
+        )),
+        other => Err(ConfigError::new(
+            key,
+            format!("{other:?} is not one of json, php, php_serialize (Ruby Marshal and Python pickle sessions cannot be read safely: switch the app to a JSON serializer)"),
+        )),
+    }
 }
 
 /// The express secrets, read from the named environment variables; none for unsigned
@@ -298,11 +361,7 @@ fn cookie_secrets(
 /// The CA file of `tls_ca_file`: readable, PEM, and only with `rediss://` URLs.
 pub(super) fn tls_ca(base: &str, redis: &RedisTarget, path: String) -> Result<RedisCa> {
     let key = format!("{base}.tls_ca_file");
-    let urls = match redis {
-        RedisTarget::Single(u) => std::slice::from_ref(u),
-        RedisTarget::Cluster(u) => u.as_slice(),
-    };
-    if !urls.iter().all(|u| u.starts_with("rediss://")) {
+    if !redis.urls().iter().all(|u| u.starts_with("rediss://")) {
         return Err(ConfigError::new(key, "a CA file is only used for TLS: write the Redis URL(s) with rediss://"));
     }
     let pem = std::fs::read(&path)
@@ -352,15 +411,20 @@ fn redis_url(key: &str, url: &str, cluster: bool) -> Result<String> {
     Ok(url)
 }
 
-/// `scheme://user:***@host…`: the URL without its password.
+/// `scheme://user:***@host…`: the address without its password, with or without a
+/// scheme. Everything before the last `@` is userinfo, so a password holding `/` or `@`
+/// (not percent-encoded, as operators paste them) is hidden whole too.
 fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}{user}:***@{host}"),
+            // `redis://word@host`: the word may be a password written without its colon.
+            None => format!("{scheme}***@{host}"),
+        },
         None => url.to_string(),
     }
 }
@@ -432,7 +496,9 @@ mod tests {
             ("redis: redis://h/, cookie: sid, cookie_secrets_env: [SESSION_SECRET], fields: {user_id: /u}", at("cookie_secrets_env")),
             ("redis: redis://h/, cookie: sid, key: \"sess:\", fields: {user_id: /u}", at("key")),
             ("redis: redis://h/, cookie: sid, key: \"{id}:{id}\", fields: {user_id: /u}", at("key")),
+            ("redis: redis://h/, cookie: sid, key: \"{id}:{id_sha256}\", fields: {user_id: /u, attributes: {plan: /p}}", at("key")),
             ("redis: redis://h/, cookie: sid, format: marshal, fields: {user_id: /u}", at("format")),
+            ("redis: redis://h/, cookie: sid, format: php_binary, fields: {user_id: /u}", at("format")),
             ("redis: redis://h/, cookie: sid", at("fields.user_id")),
             ("redis: redis://h/, cookie: sid, fields: {user_id: u}", at("fields.user_id")),
             ("redis: redis://h/, cookie: sid, fields: {user_id: /u, email: e}", at("fields.email")),
@@ -463,10 +529,28 @@ mod tests {
     }
 
     #[test]
+    fn an_address_without_a_scheme_never_echoes_its_password() {
+        let addresses = [
+            "\"u:redisPw@127.0.0.1:6379\"",
+            "\":redisPw@127.0.0.1:6379/0\"",
+            "\"u:redisPw@h/0\"",
+            "[\"h:1\", \"u:redisPw@h:notaport\"]",
+        ];
+        for redis in addresses {
+            let e = load(&format!("redis: {redis}, cookie: sid, fields: {{user_id: /u, attributes: {{plan: /p}}}}")).unwrap_err();
+            assert!(e.key.starts_with("identity.sources[0].redis"), "{redis}: {e}");
+            assert!(!e.to_string().contains("redisPw"), "{e}");
+        }
+    }
+
+    #[test]
     fn redacted_urls_keep_the_user_and_drop_the_password() {
         assert_eq!(redact_url("rediss://app:s3cret@r.example:6380/2"), "rediss://app:***@r.example:6380/2");
         assert_eq!(redact_url("redis://:s3cret@127.0.0.1"), "redis://:***@127.0.0.1");
         assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(redact_url("u:redisPw@127.0.0.1:6379"), "u:***@127.0.0.1:6379");
+        assert_eq!(redact_url("redis://u:pa/ss@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("redis://secretword@h"), "redis://***@h");
         let target = RedisTarget::Cluster(vec!["redis://u:pw@a:1".into(), "redis://b:2".into()]);
         assert!(!format!("{target:?}").contains("pw"));
     }

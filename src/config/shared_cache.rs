@@ -5,6 +5,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::redis_auth::{validate_redis_auth, FileRedisAuth};
 use super::redis_session::{redis_target, tls_ca, FileRedisTarget};
 use super::*;
 
@@ -19,6 +20,8 @@ pub struct SharedCacheConfig {
     pub redis: RedisTarget,
     /// With `rediss://`: the CA to trust instead of the system's roots.
     pub tls_ca: Option<RedisCa>,
+    /// The user and password to authenticate with, besides the URL's.
+    pub auth: RedisAuth,
     /// Give up on Redis after this long (the proxy then asks the app itself).
     pub timeout: Duration,
     /// The key that names and seals entries, derived from the site's Intercom secret:
@@ -34,6 +37,7 @@ impl SharedCacheConfig {
         SharedCacheConfig {
             redis: RedisTarget::Single(url.into()),
             tls_ca: None,
+            auth: RedisAuth::default(),
             timeout: DEFAULT_SHARED_CACHE_TIMEOUT,
             key: derive_key(intercom_secret),
         }
@@ -64,20 +68,33 @@ pub(super) enum FileSharedCache {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileSharedCacheLong {
     redis: Option<FileRedisTarget>,
+    username: Option<String>,
+    // Values of any type, so that a password pasted here is not quoted back by serde.
+    password_env: Option<serde_yaml::Value>,
+    password_file: Option<serde_yaml::Value>,
     tls_ca_file: Option<String>,
     timeout: Option<String>,
 }
 
 /// Validates `identity.shared_cache`; the key is derived from the site's secret.
-pub(super) fn validate_shared_cache(f: FileSharedCache, secret: &Secret) -> Result<SharedCacheConfig> {
+pub(super) fn validate_shared_cache(f: FileSharedCache, secret: &Secret, env: &dyn Fn(&str) -> Option<String>) -> Result<SharedCacheConfig> {
     const KEY: &str = "identity.shared_cache";
     let long = match f {
-        FileSharedCache::Url(url) => FileSharedCacheLong { redis: Some(FileRedisTarget::One(url)), tls_ca_file: None, timeout: None },
+        FileSharedCache::Url(url) => FileSharedCacheLong {
+            redis: Some(FileRedisTarget::One(url)),
+            username: None,
+            password_env: None,
+            password_file: None,
+            tls_ca_file: None,
+            timeout: None,
+        },
         FileSharedCache::Long(long) => long,
     };
     let redis = redis_target(&format!("{KEY}.redis"), long.redis, "the Redis that holds the shared cache")?;
+    let auth = FileRedisAuth { username: long.username, password_env: long.password_env, password_file: long.password_file };
     Ok(SharedCacheConfig {
         tls_ca: long.tls_ca_file.map(|path| tls_ca(KEY, &redis, path)).transpose()?,
+        auth: validate_redis_auth(KEY, &redis, auth, env)?,
         redis,
         timeout: positive_duration(&format!("{KEY}.timeout"), long.timeout.as_deref(), DEFAULT_SHARED_CACHE_TIMEOUT)?,
         key: derive_key(secret),
@@ -118,6 +135,15 @@ mod tests {
         let e = load("{shared_cache: \"redis://h\", sources: [{type: trusted_header, trusted_cidrs: [\"10.0.0.1/32\"]}]}").unwrap_err();
         assert_eq!(e.key, "identity.shared_cache");
         assert!(e.message.contains("current_user_endpoint"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_address_never_echoes_its_password() {
+        for cache in ["\"u:redisPw@127.0.0.1:6379\"", "{redis: \"u:redisPw@h/0\"}", "{redis: [\"u:redisPw@h:x\"]}"] {
+            let e = load(&format!("{{shared_cache: {cache}, {ENDPOINT}}}")).unwrap_err();
+            assert!(e.key.starts_with("identity.shared_cache.redis"), "{cache}: {e}");
+            assert!(!e.to_string().contains("redisPw"), "{e}");
+        }
     }
 
     #[test]

@@ -71,6 +71,13 @@ impl SiteConfig {
                 "{prefix}intercom.mode: user_hash is Intercom's deprecated Identity Verification; switch to both, enforce JWTs in Intercom, then jwt"
             ));
         }
+        for (key, redis) in self.redis_addresses() {
+            if redis.carries_password() {
+                out.push(format!(
+                    "{prefix}{key}: the URL carries a password, so it lives in the config file; remove it from the URL and set password_env (or password_file) beside it"
+                ));
+            }
+        }
         for (n, s) in self.identity.sources.iter().enumerate() {
             let SourceConfig::TrustedHeader(t) = s else { continue };
             for (i, net) in t.trusted_cidrs.iter().enumerate() {
@@ -81,6 +88,16 @@ impl SiteConfig {
                 }
             }
         }
+    }
+
+    /// Every Redis the site names, with its key in the file.
+    fn redis_addresses(&self) -> Vec<(String, &RedisTarget)> {
+        let sources = self.identity.sources.iter().enumerate().filter_map(|(n, s)| match s {
+            SourceConfig::RedisSession(r) => Some((format!("identity.sources[{n}].redis"), &r.redis)),
+            _ => None,
+        });
+        let shared = self.identity.shared_cache.iter().map(|c| ("identity.shared_cache.redis".to_string(), &c.redis));
+        sources.chain(shared).collect()
     }
 
     fn summary(&self, out: &mut String) {
@@ -140,12 +157,13 @@ impl SiteConfig {
                 ),
                 SourceConfig::RedisSession(r) => writeln!(
                     out,
-                    "identity:  {}. redis_session {}{} key {} ({}, cookie {}, signature {}{}, timeout {}, cache {}/{})",
+                    "identity:  {}. redis_session {}{}{} key {} ({}, cookie {}, signature {}{}, timeout {}, cache {}/{})",
                     n + 1,
                     r.redis.redacted(),
+                    r.auth.describe(),
                     r.tls_ca.as_ref().map(|ca| format!(" (CA {})", ca.path.display())).unwrap_or_default(),
                     r.key,
-                    format!("{:?}", r.format).to_lowercase(),
+                    r.format.as_str(),
                     r.cookie,
                     format!("{:?}", r.cookie_signature).to_lowercase(),
                     if r.cookie_secrets_env.is_empty() { String::new() } else { format!(" with secrets from env {}", r.cookie_secrets_env.join(", ")) },
@@ -160,8 +178,9 @@ impl SiteConfig {
         if let Some(c) = &self.identity.shared_cache {
             let _ = writeln!(
                 out,
-                "identity:  shared cache {} (timeout {}; entries sealed with a key derived from the secret)",
+                "identity:  shared cache {}{} (timeout {}; entries sealed with a key derived from the secret)",
                 c.redis.redacted(),
+                c.auth.describe(),
                 d(c.timeout)
             );
         }

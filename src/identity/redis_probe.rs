@@ -31,7 +31,7 @@ pub(crate) fn configured(config: &Config) -> Vec<ConfiguredRedis> {
                     key: format!("identity.sources[{n}].redis"),
                     shared_cache: false,
                     url: c.redis.redacted(),
-                    store: Store::new(c.redis.clone(), c.tls_ca.clone(), c.timeout),
+                    store: Store::new(c.redis.clone(), c.tls_ca.clone(), c.auth.clone(), c.timeout),
                 });
             }
         }
@@ -41,7 +41,7 @@ pub(crate) fn configured(config: &Config) -> Vec<ConfiguredRedis> {
                 key: "identity.shared_cache".to_string(),
                 shared_cache: true,
                 url: c.redis.redacted(),
-                store: Store::new(c.redis.clone(), c.tls_ca.clone(), c.timeout),
+                store: Store::new(c.redis.clone(), c.tls_ca.clone(), c.auth.clone(), c.timeout),
             });
         }
     }

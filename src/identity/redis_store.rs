@@ -12,7 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::OnceCell;
 
-use crate::config::{RedisCa, RedisTarget};
+use crate::config::{RedisAuth, RedisCa, RedisTarget};
 
 /// Reconnect attempts the manager makes per failure before it reports the error; the
 /// next request starts a new round, so a Redis that comes back is found again.
@@ -63,6 +63,7 @@ enum Connection {
 pub struct Store {
     target: RedisTarget,
     tls_ca: Option<RedisCa>,
+    auth: RedisAuth,
     timeout: Duration,
     connection: OnceCell<Connection>,
     /// Until when reads fail at once, after Redis failed to answer.
@@ -71,9 +72,29 @@ pub struct Store {
 
 impl Store {
     /// A store that connects on first use; `timeout` bounds connecting and each read;
-    /// `tls_ca` replaces the system's roots for `rediss://`.
-    pub fn new(target: RedisTarget, tls_ca: Option<RedisCa>, timeout: Duration) -> Self {
-        Store { target, tls_ca, timeout, connection: OnceCell::new(), resting_until: Mutex::new(None) }
+    /// `tls_ca` replaces the system's roots for `rediss://`; `auth` adds a user and
+    /// password to what the URLs carry.
+    pub fn new(target: RedisTarget, tls_ca: Option<RedisCa>, auth: RedisAuth, timeout: Duration) -> Self {
+        Store { target, tls_ca, auth, timeout, connection: OnceCell::new(), resting_until: Mutex::new(None) }
+    }
+
+    /// The configured password, as the client takes it (validation made sure it is UTF-8).
+    fn password(&self) -> Option<&str> {
+        self.auth.password.as_ref().and_then(|(secret, _)| std::str::from_utf8(secret.expose()).ok())
+    }
+
+    /// `url` with the configured user and password added.
+    fn connection_info(&self, url: &str) -> Result<redis::ConnectionInfo, StoreError> {
+        use redis::IntoConnectionInfo as _;
+        let info = url.into_connection_info()?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &self.auth.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = self.password() {
+            settings = settings.set_password(password);
+        }
+        Ok(info.set_redis_settings(settings))
     }
 
     fn certificates(&self) -> Option<redis::TlsCertificates> {
@@ -150,9 +171,10 @@ impl Store {
     async fn connect(&self) -> Result<Connection, StoreError> {
         match &self.target {
             RedisTarget::Single(url) => {
+                let info = self.connection_info(url)?;
                 let client = match self.certificates() {
-                    Some(certs) => redis::Client::build_with_tls(url.as_str(), certs)?,
-                    None => redis::Client::open(url.as_str())?,
+                    Some(certs) => redis::Client::build_with_tls(info, certs)?,
+                    None => redis::Client::open(info)?,
                 };
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.timeout))
@@ -170,6 +192,12 @@ impl Store {
                     .retries(RECONNECT_RETRIES as u32);
                 if let Some(certs) = self.certificates() {
                     builder = builder.certs(certs);
+                }
+                if let Some(user) = &self.auth.username {
+                    builder = builder.username(user);
+                }
+                if let Some(password) = self.password() {
+                    builder = builder.password(password);
                 }
                 let client = builder.build()?;
                 Ok(Connection::Cluster(client.get_async_connection().await?))

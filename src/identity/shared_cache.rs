@@ -62,7 +62,7 @@ impl SharedCache {
     pub(super) fn new(config: &SharedCacheConfig) -> Self {
         let key = config.key.expose();
         SharedCache {
-            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.timeout),
+            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.auth.clone(), config.timeout),
             names: <Hmac<Sha256> as Mac>::new_from_slice(&subkey(key, b"names")).expect("HMAC takes keys of any length"),
             seal: XChaCha20Poly1305::new(&subkey(key, b"seal").into()),
         }

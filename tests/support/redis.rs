@@ -14,13 +14,24 @@ pub struct Redis {
     pub child: Option<Child>,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// More `redis-server` arguments (e.g. `--requirepass`).
+    args: Vec<String>,
+    /// What [`Redis::command`] sends `AUTH` with first, when the server wants it.
+    auth: Vec<String>,
 }
 
 impl Redis {
     /// Starts a server on a free port; on another port when another process took that
     /// one first.
     pub fn start() -> Redis {
-        let mut redis = Redis { child: None, port: 0, dir: tempfile::tempdir().unwrap() };
+        Self::start_with(&[], &[])
+    }
+
+    /// Like [`Redis::start`], with more server arguments; [`Redis::command`] authenticates
+    /// with `auth` (`[password]` or `[user, password]`) first.
+    pub fn start_with(args: &[&str], auth: &[&str]) -> Redis {
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        let mut redis = Redis { child: None, port: 0, dir: tempfile::tempdir().unwrap(), args: owned(args), auth: owned(auth) };
         super::on_a_free_port("redis-server", || {
             redis.port = super::free_port();
             redis.try_launch()
@@ -43,6 +54,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(&self.args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -77,19 +89,18 @@ impl Redis {
         }
     }
 
-    /// One command over RESP; the first line of the answer.
+    /// One command over RESP (after `AUTH`, when the server was started with it); the
+    /// first line of the answer.
     pub fn command(&self, args: &[&str]) -> Option<String> {
         let mut conn = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        if !self.auth.is_empty() {
+            let auth: Vec<&str> = std::iter::once("AUTH").chain(self.auth.iter().map(String::as_str)).collect();
+            if exchange(&mut conn, &auth)? != "+OK" {
+                return None;
+            }
         }
-        conn.write_all(&req).ok()?;
-        let mut buf = [0u8; 4096];
-        let n = conn.read(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf[..n]).to_string();
-        Some(text.lines().next().unwrap_or("").to_string())
+        exchange(&mut conn, args)
     }
 
     /// `KEYS pattern` as a count (a test helper on a test server).
@@ -97,6 +108,19 @@ impl Redis {
         let first = self.command(&["KEYS", pattern]).unwrap_or_default();
         first.strip_prefix('*').and_then(|n| n.parse().ok()).unwrap_or(0)
     }
+}
+
+/// Sends one command and reads the first line of its answer.
+fn exchange(conn: &mut TcpStream, args: &[&str]) -> Option<String> {
+    let mut req = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    conn.write_all(&req).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    Some(text.lines().next().unwrap_or("").to_string())
 }
 
 impl Drop for Redis {

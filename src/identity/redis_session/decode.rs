@@ -1,5 +1,6 @@
 //! From the bytes Redis holds to an identity: refuse serializations that cannot be read
-//! safely, decode JSON or PHP into one JSON value, then map it with JSON pointers.
+//! safely, decode JSON or PHP (either readable serializer) into one JSON value, then
+//! map it with JSON pointers.
 
 use serde_json::Value;
 
@@ -27,9 +28,15 @@ pub enum DecodeError {
     /// `format: json`, but the value is not JSON.
     #[error("the session is not JSON ({0}); check `format` against what the app writes")]
     NotJson(String),
-    /// `format: php`, but the value is not PHP's session format.
-    #[error("the PHP session cannot be read: {0}; check `format` and the app's session.serialize_handler (php)")]
+    /// `format: php` or `php_serialize`, but the value is not in that format.
+    #[error("the PHP session cannot be read: {0}; check `format` against the app's session.serialize_handler (php or php_serialize)")]
     Php(#[from] PhpError),
+    /// A PHP session written by the other readable serializer than `format` names.
+    #[error("the PHP session was written with session.serialize_handler={0}; set format: {0}")]
+    OtherPhpHandler(&'static str),
+    /// A PHP session written by `session.serialize_handler=php_binary`.
+    #[error("the PHP session was written with session.serialize_handler=php_binary, which the proxy does not read; set session.serialize_handler=php_serialize in the app's php.ini and format: php_serialize")]
+    PhpBinary,
     /// The user id is there but cannot be an id.
     #[error("the user id at {pointer} is {kind}")]
     UserId {
@@ -57,8 +64,25 @@ pub fn document(format: SessionFormat, data: &[u8]) -> Result<Value, DecodeError
         // serde_json bounds nesting itself (128 levels).
         SessionFormat::Json => serde_json::from_slice(data)
             .map_err(|e| DecodeError::NotJson(format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()))),
-        SessionFormat::Php => Ok(php::parse_session(data)?),
+        SessionFormat::Php => php_session(data, php::parse_session, (php::parse_serialized, "php_serialize")),
+        SessionFormat::PhpSerialize => php_session(data, php::parse_serialized, (php::parse_session, "php")),
     }
+}
+
+type PhpParser = fn(&[u8]) -> Result<Value, PhpError>;
+
+/// A PHP session read with `parse`; when that fails, an error naming the serializer
+/// that did write it, if it is the `other` readable one or `php_binary`.
+fn php_session(data: &[u8], parse: PhpParser, (other, other_name): (PhpParser, &'static str)) -> Result<Value, DecodeError> {
+    parse(data).map_err(|e| {
+        if other(data).is_ok() {
+            DecodeError::OtherPhpHandler(other_name)
+        } else if php::looks_like_php_binary(data) {
+            DecodeError::PhpBinary
+        } else {
+            DecodeError::Php(e)
+        }
+    })
 }
 
 /// Ruby Marshal starts with its version `4.8`; pickle protocols 2 and later start with
@@ -122,6 +146,31 @@ mod tests {
         let id = identity(&c, data).unwrap().unwrap();
         assert_eq!(id.user_id, "1001");
         assert_eq!(id.email.as_deref(), Some("alice@example.com"));
+    }
+
+    #[test]
+    fn a_php_serialize_session_maps_with_the_same_pointers() {
+        let data = br#"a:2:{s:4:"user";s:5:"alice";s:7:"account";a:2:{s:2:"id";i:1001;s:5:"email";s:17:"alice@example.com";}}"#;
+        let mut c = config(SessionFormat::PhpSerialize, "/account/id");
+        c.email = Some("/account/email".into());
+        let id = identity(&c, data).unwrap().unwrap();
+        assert_eq!((id.user_id.as_str(), id.email.as_deref()), ("1001", Some("alice@example.com")));
+    }
+
+    #[test]
+    fn the_wrong_php_format_names_the_serializer_that_wrote_the_session() {
+        let php = br#"account|a:1:{s:2:"id";i:1;}"#;
+        let serialized = br#"a:1:{s:7:"account";a:1:{s:2:"id";i:1;}}"#;
+        let binary = b"\x07accounta:1:{s:2:\"id\";i:1;}";
+        let e = identity(&config(SessionFormat::Php, "/account/id"), serialized).unwrap_err();
+        assert!(e.to_string().contains("set format: php_serialize"), "{e}");
+        let e = identity(&config(SessionFormat::PhpSerialize, "/account/id"), php).unwrap_err();
+        assert!(e.to_string().contains("set format: php"), "{e}");
+        for format in [SessionFormat::Php, SessionFormat::PhpSerialize] {
+            let e = identity(&config(format, "/account/id"), binary).unwrap_err();
+            assert!(matches!(e, DecodeError::PhpBinary), "{e}");
+            assert!(e.to_string().contains("session.serialize_handler=php_serialize"), "{e}");
+        }
     }
 
     #[test]

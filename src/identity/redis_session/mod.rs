@@ -6,10 +6,12 @@
 //! cached per session under a SHA-256 of the key (the session id is never a cache key, a
 //! log line or an error text); concurrent requests of one session share one read; "no
 //! user" is cached for a shorter time; and a Redis that is down, slow or holding
-//! something unreadable fails open: no token, page served, warning logged.
+//! something unreadable fails open: no token, page served, warning logged. A `key`
+//! pattern under which no session is ever found is warned about and counted.
 
 mod decode;
 pub mod express;
+mod key_misses;
 pub mod php;
 
 use std::fmt;
@@ -23,11 +25,13 @@ use sha2::{Digest, Sha256};
 // different times, the same way in both sources.
 use super::endpoint::{get_or_load, Cached, TtlPolicy};
 use super::{Lookup, SourceError};
-use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER};
+use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
 
 pub use decode::{DecodeError, MAX_SESSION_BYTES};
 pub use super::redis_store::StoreError;
 use super::redis_store::Store;
+use key_misses::{KeyMisses, Miss};
+use crate::metrics::METRICS;
 
 /// Longest session id looked up (PHP's and express' ids are 26 to 48 characters).
 const MAX_SESSION_ID: usize = 256;
@@ -63,6 +67,7 @@ pub struct RedisSessionSource {
     store: Store,
     cache: Cache<[u8; 32], Cached>,
     cookie_names: Vec<String>,
+    key_misses: KeyMisses,
 }
 
 impl RedisSessionSource {
@@ -73,8 +78,9 @@ impl RedisSessionSource {
             .expire_after(TtlPolicy { found: config.cache_ttl, anonymous: config.negative_cache_ttl })
             .build();
         RedisSessionSource {
-            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.timeout),
+            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.auth.clone(), config.timeout),
             cookie_names: vec![config.cookie.clone()],
+            key_misses: KeyMisses::new(),
             cache,
             config,
         }
@@ -98,7 +104,7 @@ impl RedisSessionSource {
             return None;
         }
         let id = session_id(value, self.config.cookie_signature, &self.config.cookie_secrets)?;
-        let key = self.config.key.replacen(SESSION_ID_PLACEHOLDER, &id, 1);
+        let key = session_key(&self.config.key, &id);
         Some(SessionRef { digest: Sha256::digest(key.as_bytes()).into(), key })
     }
 
@@ -121,10 +127,32 @@ impl RedisSessionSource {
 
     async fn fetch(&self, session: &SessionRef) -> Result<Cached, RedisSessionError> {
         let Some(data) = self.store.get(&session.key).await? else {
-            // No such session: expired, destroyed at logout, or never created.
+            // No such session: expired, destroyed at logout, or never created; or a
+            // `key` pattern that names nothing the app writes.
+            self.note_missing(session);
             return Ok(None);
         };
+        if self.key_misses.found() {
+            METRICS.redis_session_keys_never_found.dec();
+        }
         Ok(decode::identity(&self.config, &data)?.map(Arc::new))
+    }
+
+    /// Counts a missing session; warns when the last [`key_misses::WINDOW`] distinct
+    /// sessions were all missing (naming the pattern, never an id).
+    fn note_missing(&self, session: &SessionRef) {
+        METRICS.redis_session_key_misses.inc();
+        let Miss::AllMissing { newly } = self.key_misses.missing(session.digest) else { return };
+        if newly {
+            METRICS.redis_session_keys_never_found.inc();
+        }
+        crate::warn_limited!(
+            "redis_session (cookie {}, key {:?}, {}): the sessions of the last {} requests that sent the cookie were all missing in Redis; check `key` and the /db against the keys the app writes (redis-cli --scan | head)",
+            self.config.cookie,
+            self.config.key,
+            self.config.redis.redacted(),
+            key_misses::WINDOW
+        );
     }
 }
 
@@ -136,6 +164,16 @@ fn session_id(value: &str, signature: CookieSignature, secrets: &[crate::config:
         CookieSignature::None => express::percent_decode(value)?,
     };
     plausible_session_id(&id).then_some(id)
+}
+
+/// The Redis key of session `id`: the template with its one placeholder filled in.
+fn session_key(template: &str, id: &str) -> String {
+    if template.contains(SESSION_ID_SHA256_PLACEHOLDER) {
+        let hex: String = Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &hex, 1)
+    } else {
+        template.replacen(SESSION_ID_PLACEHOLDER, id, 1)
+    }
 }
 
 /// Visible ASCII and bounded: what session ids are. Anything else is not looked up.
@@ -169,6 +207,19 @@ mod tests {
         assert!(s.session_ref(&request("connect.sid=abc123")).is_none(), "unsigned");
         let forged = format!("connect.sid={}", express::sign("abc123", b"guess"));
         assert!(s.session_ref(&request(&forged)).is_none(), "bad signature");
+    }
+
+    #[test]
+    fn a_hashed_placeholder_gives_rack_private_session_ids() {
+        // redis-session-store 0.11.6 writes under Rack's private id, "2::" and the
+        // SHA-256 hex of the cookie's id; the digest of "abc" is the standard vector.
+        let mut config = RedisSessionConfig::new("redis://127.0.0.1:1/", "_app_session", "/user_id");
+        config.key = "myapp:session:2::{id_sha256}".into();
+        let s = RedisSessionSource::new(config);
+        assert_eq!(
+            s.session_ref(&request("_app_session=abc")).unwrap().key,
+            "myapp:session:2::ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

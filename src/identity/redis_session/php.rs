@@ -1,9 +1,12 @@
-//! PHP's native session format (`session.serialize_handler=php`), read into JSON.
+//! PHP's session formats, read into JSON: `session.serialize_handler=php` (the
+//! default) and `php_serialize`; `php_binary` is recognised, to be refused by name.
 //!
-//! A session is a run of `name|value` pairs, each value in `serialize()` form:
+//! With `php`, a session is a run of `name|value` pairs, each value in `serialize()` form:
 //! `N;`, `b:1;`, `i:42;`, `d:0.5;`, `s:5:"alice";`, `a:2:{i:0;…;s:1:"k";…}` and
-//! `O:4:"User":1:{s:2:"id";…}`. The top-level names become the keys of one JSON
-//! object, so the same JSON pointers work as for JSON sessions (`/account/id`).
+//! `O:4:"User":1:{s:2:"id";…}`. With `php_serialize`, the whole `$_SESSION` is one
+//! `serialize()`d array (`a:2:{s:4:"user";…}`). Either way the session's variables
+//! become the keys of one JSON object, so the same JSON pointers work as for JSON
+//! sessions (`/account/id`).
 //!
 //! The parser is strict and bounded; it never runs PHP semantics:
 //! - Objects (`O:`) are read as plain maps of their properties (class name dropped,
@@ -81,6 +84,39 @@ pub fn parse_session(data: &[u8]) -> Result<Value, PhpError> {
         vars.insert(name, value);
     }
     Ok(Value::Object(vars))
+}
+
+/// Parses a `php_serialize` session: one `serialize()`d array, nothing after it. Its
+/// keys are the session's variables. An empty value is an empty session.
+pub fn parse_serialized(data: &[u8]) -> Result<Value, PhpError> {
+    if data.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    if data[0] != b'a' {
+        return Err(PhpError::Unexpected(0));
+    }
+    let mut p = Parser { s: data, pos: 0, elements: 0 };
+    let vars = p.value(0)?;
+    if p.pos != data.len() {
+        return Err(PhpError::Unexpected(p.pos));
+    }
+    Ok(vars)
+}
+
+/// Whether `data` starts like a `php_binary` session: a length byte, that many name
+/// bytes, then a `serialize()`d value. Only asked once the configured format failed,
+/// so a valid session of another format is never taken for one.
+pub fn looks_like_php_binary(data: &[u8]) -> bool {
+    let Some((&len, rest)) = data.split_first() else { return false };
+    // The high bit marks an unset variable (no value follows).
+    let len = usize::from(len & 0x7f);
+    if len == 0 || rest.len() < len + 2 {
+        return false;
+    }
+    let (name, value) = rest.split_at(len);
+    let plain_name = !name.contains(&b'|') && name.iter().all(|b| b.is_ascii_graphic());
+    let value_start = matches!(value, [b'N', b';', ..] | [b'b' | b'i' | b'd' | b's' | b'a' | b'O', b':', ..]);
+    plain_name && value_start
 }
 
 struct Parser<'a> {
@@ -307,6 +343,42 @@ mod tests {
     }
 
     #[test]
+    fn php_serialize_reads_the_whole_session_as_one_array() {
+        // What PHP 8 writes with session.serialize_handler=php_serialize.
+        let data = br#"a:2:{s:4:"user";s:5:"alice";s:7:"account";a:2:{s:2:"id";s:12:"u-alice-1001";s:5:"email";s:3:"a@e";}}"#;
+        let v = parse_serialized(data).unwrap();
+        assert_eq!(v, json!({"user": "alice", "account": {"id": "u-alice-1001", "email": "a@e"}}));
+        assert_eq!(parse_serialized(b"a:0:{}"), Ok(json!({})));
+        assert_eq!(parse_serialized(b""), Ok(json!({})));
+    }
+
+    #[test]
+    fn php_serialize_refuses_anything_but_one_array() {
+        let cases: &[&[u8]] = &[
+            br#"user|s:5:"alice";"#,         // the php handler's format
+            br#"s:5:"alice";"#,              // not an array
+            b"a:0:{}a:0:{}",                 // something after it
+            br#"a:1:{s:1:"u";N;"#,          // unterminated
+            br#"a:1:{s:1:"u";r:1;}"#,       // reference
+        ];
+        for case in cases {
+            assert!(parse_serialized(case).is_err(), "accepted {:?}", String::from_utf8_lossy(case));
+        }
+    }
+
+    #[test]
+    fn php_binary_is_recognised_and_other_formats_are_not() {
+        // What PHP 8 writes with session.serialize_handler=php_binary.
+        assert!(looks_like_php_binary(b"\x04users:5:\"alice\";\x07accounta:1:{s:2:\"id\";i:1;}"));
+        assert!(looks_like_php_binary(b"\x01xN;"));
+        assert!(!looks_like_php_binary(br#"user|s:5:"alice";"#));
+        assert!(!looks_like_php_binary(br#"a:1:{s:4:"user";s:5:"alice";}"#));
+        assert!(!looks_like_php_binary(br#"{"user":"alice"}"#));
+        assert!(!looks_like_php_binary(b"\x04us"));
+        assert!(!looks_like_php_binary(b""));
+    }
+
+    #[test]
     fn objects_are_plain_maps_without_class_or_visibility() {
         let data = b"user|O:4:\"User\":3:{s:2:\"id\";i:7;s:10:\"\0User\0mail\";s:3:\"a@b\";s:7:\"\0*\0name\";s:1:\"A\";}";
         let v = parse_session(data).unwrap();
@@ -360,15 +432,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn nesting_is_bounded() {
-        let mut deep = b"u|".to_vec();
+    /// Arrays nested one level deeper than allowed, after `prefix`.
+    fn too_deep(prefix: &[u8]) -> Vec<u8> {
+        let mut deep = prefix.to_vec();
         for _ in 0..=MAX_DEPTH {
             deep.extend_from_slice(b"a:1:{i:0;");
         }
         deep.extend_from_slice(b"N;");
         deep.extend(std::iter::repeat_n(b'}', MAX_DEPTH + 1));
-        assert_eq!(parse_session(&deep), Err(PhpError::TooDeep));
+        deep
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        assert_eq!(parse_session(&too_deep(b"u|")), Err(PhpError::TooDeep));
+        assert_eq!(parse_serialized(&too_deep(b"")), Err(PhpError::TooDeep));
     }
 
     #[test]
