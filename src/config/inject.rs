@@ -220,10 +220,17 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
 /// A path starting with `/`, without query, fragment, pattern or characters that need
 /// escaping in a script (it is written into the page script), and as browsers send it:
 /// no empty or dot segments, which a browser's fetch would normalise into another path.
-pub(crate) fn is_plain_path(p: &str) -> bool {
+fn is_plain_path(p: &str) -> bool {
+    p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b)) && is_as_browsers_send(p)
+}
+
+/// A path (or path pattern) as a browser sends it: starting with `/`, with no query,
+/// fragment or `%`-encoding, and no empty or dot segments, which a browser normalises
+/// away, so that a request for it can never arrive.
+pub(crate) fn is_as_browsers_send(p: &str) -> bool {
     p.len() > 1
         && p.starts_with('/')
-        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+        && !p.bytes().any(|b| matches!(b, b'?' | b'#' | b'%'))
         && p[1..].split('/').all(|seg| !matches!(seg, "" | "." | ".."))
 }
 

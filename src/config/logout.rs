@@ -74,6 +74,12 @@ pub(super) fn validate_logout(l: FileLogout) -> Result<LogoutConfig> {
             ));
         }
         let pattern = PathPattern::parse(path).map_err(|e| ConfigError::new(key.clone(), e.to_string()))?;
+        if path.starts_with('/') && !super::inject::is_as_browsers_send(path) {
+            return Err(ConfigError::new(
+                key,
+                format!("{path:?} is not a path as browsers send it (no query, %-encoding, `//` or dot segments); write it as the browser's address bar shows it, e.g. \"/logout\""),
+            ));
+        }
         paths.push((methods, pattern));
     }
     let mode = match l.mode.as_deref() {
