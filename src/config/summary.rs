@@ -81,6 +81,7 @@ impl SiteConfig {
                 }
             }
         }
+        self.unfilled_claim_warnings(prefix, out);
     }
 
     fn summary(&self, out: &mut String) {
@@ -102,7 +103,7 @@ impl SiteConfig {
         };
         let _ = writeln!(
             out,
-            "intercom:  app_id {}, api_base {}, secret {secret} ({} bytes), tokens valid {}, signed: user_id{}",
+            "intercom:  app_id {}, api_base {}, secret {secret} ({} bytes), tokens valid {}, claims: user_id{} (as each source fills them)",
             self.intercom.app_id,
             self.intercom.api_base,
             self.intercom.secret.expose().len(),
@@ -156,6 +157,7 @@ impl SiteConfig {
                 SourceConfig::JwtCookie(j) => writeln!(out, "identity:  {}. {}", n + 1, j.summary()),
                 SourceConfig::SignedHeader(h) => writeln!(out, "identity:  {}. {}", n + 1, h.summary()),
             };
+            let _ = writeln!(out, "           signs: {}", self.signed_by(s).join(", "));
         }
         if let Some(c) = &self.identity.shared_cache {
             let _ = writeln!(
