@@ -35,6 +35,9 @@ const STATUS_LINE: usize = 12;
 /// What one request left on its connection so far.
 #[derive(Default)]
 struct Record {
+    /// When the record started: the request's start when its bytes came in with the
+    /// previous request's (pipelined), before any read of its own.
+    started: Option<Instant>,
     first_read: Option<Instant>,
     line: Vec<u8>,
     answer: Vec<u8>,
@@ -65,7 +68,7 @@ impl Recorder {
 
     /// Starts the record of the next request.
     pub(crate) fn reset(&self) {
-        self.with_record(|r| *r = Record::default());
+        self.with_record(|r| *r = Record { started: Some(Instant::now()), ..Record::default() });
         self.recording.store(true, Ordering::Release);
     }
 
@@ -97,17 +100,17 @@ impl Recorder {
         });
     }
 
-    /// The request the parser refused, if the connection's last request was one: bytes
-    /// came in, an answer went out, and no head was reported.
+    /// The request the parser refused, if the connection's last request was one: an
+    /// answer went out and no head was reported.
     pub(crate) fn refusal(&self) -> Option<Refusal> {
         if !self.recording.load(Ordering::Acquire) {
             return None;
         }
         self.with_record(|r| {
-            let first_read = r.first_read?;
             let status = status_of(&r.answer)?;
             let (method, path, version) = request_line(&r.line);
-            Some(Refusal { status, method, path, version, duration: first_read.elapsed() })
+            let duration = r.first_read.or(r.started).map_or(Duration::ZERO, |t| t.elapsed());
+            Some(Refusal { status, method, path, version, duration })
         })
     }
 }
@@ -118,26 +121,26 @@ fn status_of(answer: &[u8]) -> Option<u16> {
     text.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
 }
 
-/// The method, path and version of a request line, each only when it is well-formed:
-/// a token, a path starting with `/` (cut at `?` and `;` by the access log), `HTTP/1.x`.
-fn request_line(line: &[u8]) -> (Option<String>, Option<String>, Option<http::Version>) {
-    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
-    let mut parts = line.trim_ascii_end().split(|&b| b == b' ');
-    let method = parts.next().filter(|m| !m.is_empty() && m.iter().all(|&b| is_token(b)));
-    let Some(method) = method else { return (None, None, None) };
-    let path = parts.next().filter(|p| p.first() == Some(&b'/') && p.iter().all(|b| b.is_ascii_graphic()));
-    let version = match parts.next() {
-        Some(b"HTTP/1.1") => Some(http::Version::HTTP_11),
-        Some(b"HTTP/1.0") => Some(http::Version::HTTP_10),
-        _ => None,
+/// The method, path and version of a request line, all or nothing: only a whole line
+/// of the shape `METHOD /path HTTP/1.x` is believed to be one. What was recorded may
+/// start in the middle of a request whose first bytes came in with the previous one
+/// (pipelined), and a piece of a header (`Bearer <token>`) must never pass for a method.
+/// The path is `None` in other forms (`http://user:pass@host/`).
+fn request_line(recorded: &[u8]) -> (Option<String>, Option<String>, Option<http::Version>) {
+    let Some(end) = recorded.iter().position(|&b| b == b'\n') else { return (None, None, None) };
+    let line = recorded[..end].strip_suffix(b"\r").unwrap_or(&recorded[..end]);
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let [method, target, version] = parts[..] else { return (None, None, None) };
+    let version = match version {
+        b"HTTP/1.1" => http::Version::HTTP_11,
+        b"HTTP/1.0" => http::Version::HTTP_10,
+        _ => return (None, None, None),
     };
+    if method.is_empty() || !method.iter().all(|b| b.is_ascii_uppercase() || *b == b'-') || !target.iter().all(u8::is_ascii_graphic) {
+        return (None, None, None);
+    }
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (Some(text(method)), path.map(text), version)
-}
-
-/// RFC 9110's `tchar`.
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    (Some(text(method)), target.starts_with(b"/").then(|| text(target)), Some(version))
 }
 
 impl Refusal {
@@ -308,11 +311,13 @@ mod tests {
         assert_eq!(request_line(b"GET /a;s=1?q HTTP/1.1\r\nHost: x"), (Some("GET".into()), Some("/a;s=1?q".into()), v11));
         assert_eq!(request_line(b"\x01\x02GARBAGE x\r\n"), (None, None, None));
         assert_eq!(request_line(b"GET http://x/ HTTP/1.1\r\n"), (Some("GET".into()), None, v11));
-        assert_eq!(request_line(b"POST /long-line-cut-before-its-vers"), (Some("POST".into()), Some("/long-line-cut-before-its-vers".into()), None));
+        assert_eq!(request_line(b"POST /long-line-cut-before-its-vers"), (None, None, None));
+        assert_eq!(request_line(b"eyJhbGciOi.e30.c2ln\r\nHost: x\r\n"), (None, None, None), "the tail of an Authorization header");
+        assert_eq!(request_line(b"T /a/b HTTP/1.1\r\n"), (Some("T".into()), Some("/a/b".into()), v11), "at worst a piece of a method");
     }
 
     #[test]
-    fn a_refusal_needs_bytes_in_an_answer_out_and_no_head() {
+    fn a_refusal_needs_an_answer_out_and_no_head() {
         let r = Recorder::default();
         r.reset();
         assert!(r.refusal().is_none(), "nothing came in: an idle connection closed");

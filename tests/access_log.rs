@@ -165,15 +165,15 @@ fn path_parameters_and_referer_userinfo_are_cut_from_both_formats() {
     }
 }
 
-/// Sends `raw` on a connection of its own and returns the status line of the answer.
-fn raw_status_line(proxy: &Proxy, raw: &[u8]) -> String {
+/// Sends `raw` on a connection of its own and returns all it got until the proxy closed.
+fn raw_answer(proxy: &Proxy, raw: &[u8]) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(raw).unwrap();
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).lines().next().unwrap_or("").to_string()
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[test]
@@ -195,7 +195,8 @@ fn requests_the_parser_refused_get_a_line_with_what_is_safe() {
         (b"\x01\x02GARBAGE QUERYSECRET\r\nCookie: sid=COOKIEVALUE\r\n\r\n", serde_json::Value::Null, serde_json::Value::Null),
     ];
     for (i, (raw, method, path)) in refused.iter().enumerate() {
-        let status = raw_status_line(&proxy, raw);
+        let answer = raw_answer(&proxy, raw);
+        let status = answer.lines().next().unwrap_or("");
         assert!(status.starts_with("HTTP/1.1 400"), "request {i}: {status:?}");
         let got = lines(&log, i + 1);
         let v: serde_json::Value = serde_json::from_str(&got[i]).unwrap_or_else(|e| panic!("not JSON ({e}): {}", got[i]));
@@ -213,4 +214,12 @@ fn requests_the_parser_refused_get_a_line_with_what_is_safe() {
     let all = lines(&log, refused.len() + 1);
     assert_eq!(all.len(), refused.len() + 1, "{all:#?}");
     assert!(all[refused.len()].contains("\"/after\""), "{all:#?}");
+
+    // Garbage pipelined behind a good request: both answered in order, both logged.
+    let both = raw_answer(&proxy, b"GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n\x01GARBAGE\r\n\r\n");
+    assert!(both.starts_with("HTTP/1.1 200") && both.contains("HTTP/1.1 400"), "{both}");
+    let all = lines(&log, refused.len() + 3);
+    let last: Vec<serde_json::Value> = all[refused.len() + 1..].iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((&last[0]["path"], &last[0]["status"]), (&"/first".into(), &200.into()), "{all:#?}");
+    assert_eq!((&last[1]["path"], &last[1]["status"]), (&serde_json::Value::Null, &400.into()), "{all:#?}");
 }
