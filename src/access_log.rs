@@ -22,6 +22,7 @@ use cookie::time::OffsetDateTime;
 use serde_json::json;
 
 use crate::config::{AccessLog, LogConfig, LogFormat};
+use crate::warn::loggable_path as logged_path;
 
 /// Lines waiting for the writer before new ones are dropped.
 const QUEUE: usize = 16 * 1024;
@@ -40,7 +41,7 @@ pub(crate) struct AccessLogger {
 pub(crate) struct Entry<'a> {
     pub(crate) client: Option<std::net::SocketAddr>,
     pub(crate) method: Option<&'a str>,
-    /// The path as sent; lines hold it cut by [`logged_path`].
+    /// The path as sent; lines hold it cut by [`crate::warn::loggable_path`].
     pub(crate) path: Option<&'a str>,
     pub(crate) version: Option<http::Version>,
     pub(crate) status: u16,
@@ -144,13 +145,7 @@ impl Destination {
     }
 }
 
-/// The part of a path it is safe to log: up to its query (`?`) or its first path
-/// parameter (`;`), where servlet containers and others put session ids.
-pub(crate) fn logged_path(path: &str) -> &str {
-    path.split(['?', ';', '#']).next().unwrap_or("")
-}
-
-/// The part of a referer it is safe to log: its path cut as [`logged_path`] does, and
+/// The part of a referer it is safe to log: its path cut as [`crate::warn::loggable_path`] does, and
 /// its authority without userinfo (`user:password@`).
 fn logged_referer(referer: &str) -> String {
     let cut = logged_path(referer);
@@ -181,7 +176,7 @@ fn json_line(e: &Entry<'_>) -> String {
 }
 
 /// `client - - [day/Mon/year:h:m:s +0000] "METHOD path PROTO" status bytes "referer" "agent"`,
-/// with the path and referer cut (see [`logged_path`]); `"-"` for a request line the
+/// with the path and referer cut (see [`crate::warn::loggable_path`]); `"-"` for a request line the
 /// parser refused.
 fn combined_line(e: &Entry<'_>) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];

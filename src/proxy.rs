@@ -247,10 +247,11 @@ impl ProxyHttp for SecureModeProxy {
     }
 
     fn request_summary(&self, session: &Session, _ctx: &ProxyCtx) -> String {
-        // Pingora's summary, without the query string (it can carry tokens).
+        // Pingora's summary, without the query string or path parameters (they can carry
+        // tokens and session ids).
         let req = session.req_header();
         let host = req.headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
-        format!("{} {}, Host: {}", req.method, req.uri.path(), host.as_deref().unwrap_or("-"))
+        format!("{} {}, Host: {}", req.method, crate::warn::loggable_path(req.uri.path()), host.as_deref().unwrap_or("-"))
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &ProxyCtx, error: &pingora::Error) -> bool {

@@ -81,7 +81,7 @@ impl SecureMode {
             Err(e) => {
                 crate::warn_limited!(
                     "logout {}: no usable answer from the app ({}); answering 502 with the Intercom logout",
-                    session.req_header().uri.path(),
+                    crate::warn::loggable_path(session.req_header().uri.path()),
                     crate::warn::describe(&e)
                 );
                 let mut resp = ResponseHeader::build(502, Some(4))?;
