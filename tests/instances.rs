@@ -407,10 +407,11 @@ fn app_with_logouts(logged_out: Arc<std::sync::Mutex<Vec<String>>>) -> Upstream 
     })
 }
 
-/// One instance sharing `redis`, whose entries live `cache_ttl`.
+/// One instance sharing `redis`, whose entries live `cache_ttl` (with a Redis timeout
+/// that a loaded test machine does not reach).
 fn instance_living(app: &Upstream, redis: &Redis, cache_ttl: &str) -> Proxy {
     let identity = format!(
-        "identity:\n  shared_cache: \"{}\"\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      cache_ttl: {cache_ttl}\n",
+        "identity:\n  shared_cache: {{redis: \"{}\", timeout: 2s}}\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      cache_ttl: {cache_ttl}\n",
         redis.url()
     );
     Proxy::start(&sections(app.addr, &identity, ""))
