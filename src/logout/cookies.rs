@@ -178,6 +178,11 @@ fn own_cookie(name: &'static str, value: &str, max_age: CookieDuration) -> Strin
     cookie.build().to_string()
 }
 
+/// The name a `Set-Cookie` value sets, without parsing the rest.
+fn cookie_name(value: &str) -> &str {
+    value.split_once('=').map_or(value, |(n, _)| n).trim()
+}
+
 /// Which cookie a `Set-Cookie` value sets: its name, domain (without the leading dot
 /// browsers ignore, lowercase) and path. Two values with the same are the same cookie.
 fn cookie_identity(value: &str) -> Option<(String, Option<String>, Option<String>)> {
@@ -186,14 +191,22 @@ fn cookie_identity(value: &str) -> Option<(String, Option<String>, Option<String
     Some((c.name().to_string(), domain, c.path().map(str::to_string)))
 }
 
-/// Whether `resp` already sets the cookie that `value` sets.
+/// Whether `resp` already sets the cookie that `value` sets. Values are parsed only
+/// when a name matches: the last-user cookie goes on every page of a client without
+/// cookies, and most responses set no cookie of ours.
 fn sets_same_cookie(resp: &ResponseHeader, value: &str) -> bool {
-    let Some(wanted) = cookie_identity(value) else { return false };
-    resp.headers
+    let mut same_name = resp
+        .headers
         .get_all(http::header::SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| cookie_identity(v).as_ref() == Some(&wanted))
+        .filter(|v| cookie_name(v) == cookie_name(value))
+        .peekable();
+    if same_name.peek().is_none() {
+        return false;
+    }
+    let Some(wanted) = cookie_identity(value) else { return false };
+    same_name.any(|v| cookie_identity(v).as_ref() == Some(&wanted))
 }
 
 /// Sets a cookie, replacing whatever `Set-Cookie` of the response set the same one
