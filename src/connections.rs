@@ -155,9 +155,11 @@ where
             return self.inner.process_new(stream, shutdown).await;
         }
         let client = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
-        let (stream, recorder) = match self.refusals {
-            Some(_) => RecordedStream::wrap(stream),
-            None => (stream, None),
+        let (stream, recorder) = if self.refusals.is_some() {
+            let (stream, recorder) = RecordedStream::wrap(stream);
+            (stream, Some(recorder))
+        } else {
+            (stream, None)
         };
         let mut session = ServerSession::new_http1(stream);
         let mut idle = Duration::ZERO;

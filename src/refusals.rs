@@ -173,9 +173,9 @@ pub(crate) struct RecordedStream {
 
 impl RecordedStream {
     /// Wraps `inner`; the recorder is for the connection loop.
-    pub(crate) fn wrap(inner: Stream) -> (Stream, Option<Arc<Recorder>>) {
+    pub(crate) fn wrap(inner: Stream) -> (Stream, Arc<Recorder>) {
         let recorder = Arc::new(Recorder::default());
-        (Box::new(RecordedStream { inner, recorder: recorder.clone() }), Some(recorder))
+        (Box::new(RecordedStream { inner, recorder: recorder.clone() }), recorder)
     }
 }
 
