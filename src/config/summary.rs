@@ -157,7 +157,9 @@ impl SiteConfig {
                 SourceConfig::JwtCookie(j) => writeln!(out, "identity:  {}. {}", n + 1, j.summary()),
                 SourceConfig::SignedHeader(h) => writeln!(out, "identity:  {}. {}", n + 1, h.summary()),
             };
-            let _ = writeln!(out, "           signs: {}", self.signed_by(s).join(", "));
+            if self.intercom.mode != MessengerMode::UserHash {
+                let _ = writeln!(out, "           signs: {}", self.signed_by(s).join(", "));
+            }
         }
         if let Some(c) = &self.identity.shared_cache {
             let _ = writeln!(
