@@ -5,8 +5,9 @@
 //! says so. A log file moved away (logrotate's default) is noticed within a second
 //! and a new one is opened at the configured path.
 //!
-//! What a line holds is chosen for safety: the path without its query string (it can
-//! carry tokens), the referer likewise, and of the identity only the kind of source
+//! What a line holds is chosen for safety: the path cut at its query string and at its
+//! path parameters (`;jsessionid=` carries a session), the referer likewise and
+//! without its userinfo (`user:password@`), and of the identity only the kind of source
 //! that answered, never the user.
 
 use std::fs::{File, OpenOptions};
@@ -21,6 +22,7 @@ use cookie::time::OffsetDateTime;
 use serde_json::json;
 
 use crate::config::{AccessLog, LogConfig, LogFormat};
+use crate::warn::loggable_path as logged_path;
 
 /// Lines waiting for the writer before new ones are dropped.
 const QUEUE: usize = 16 * 1024;
@@ -34,13 +36,14 @@ pub(crate) struct AccessLogger {
     lines: OnceLock<Option<SyncSender<String>>>,
 }
 
-/// One finished request, as the access log sees it.
+/// One finished request, as the access log sees it. A request the parser refused may
+/// have no method, path or version it is safe to name.
 pub(crate) struct Entry<'a> {
     pub(crate) client: Option<std::net::SocketAddr>,
-    pub(crate) method: &'a str,
-    /// Path only: the query string is never logged.
-    pub(crate) path: &'a str,
-    pub(crate) version: http::Version,
+    pub(crate) method: Option<&'a str>,
+    /// The path as sent; lines hold it cut by [`crate::warn::loggable_path`].
+    pub(crate) path: Option<&'a str>,
+    pub(crate) version: Option<http::Version>,
     pub(crate) status: u16,
     pub(crate) bytes: usize,
     pub(crate) duration: Duration,
@@ -48,6 +51,7 @@ pub(crate) struct Entry<'a> {
     pub(crate) rewritten: bool,
     /// The kind of identity source that answered (`trusted_header`, ...), never the user.
     pub(crate) identity: Option<&'static str>,
+    /// The referer as sent; lines hold it cut by [`logged_referer`].
     pub(crate) referer: Option<&'a str>,
     pub(crate) user_agent: Option<&'a str>,
 }
@@ -141,6 +145,16 @@ impl Destination {
     }
 }
 
+/// The part of a referer it is safe to log: its path cut as [`crate::warn::loggable_path`] does, and
+/// its authority without userinfo (`user:password@`).
+fn logged_referer(referer: &str) -> String {
+    let cut = logged_path(referer);
+    let Some((scheme, rest)) = cut.split_once("://") else { return cut.to_string() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{path}")
+}
+
 fn json_line(e: &Entry<'_>) -> String {
     let time = OffsetDateTime::from(SystemTime::now())
         .format(&cookie::time::format_description::well_known::Rfc3339)
@@ -149,8 +163,8 @@ fn json_line(e: &Entry<'_>) -> String {
         "time": time,
         "client": e.client.map(|a| a.ip().to_string()),
         "method": e.method,
-        "path": e.path,
-        "protocol": format!("{:?}", e.version),
+        "path": e.path.map(logged_path),
+        "protocol": e.version.map(|v| format!("{v:?}")),
         "status": e.status,
         "bytes": e.bytes,
         "duration_ms": (e.duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
@@ -162,26 +176,28 @@ fn json_line(e: &Entry<'_>) -> String {
 }
 
 /// `client - - [day/Mon/year:h:m:s +0000] "METHOD path PROTO" status bytes "referer" "agent"`,
-/// with the path and referer cut at `?`.
+/// with the path and referer cut (see [`crate::warn::loggable_path`]); `"-"` for a request line the
+/// parser refused.
 fn combined_line(e: &Entry<'_>) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let t = OffsetDateTime::from(SystemTime::now());
     let month = MONTHS[usize::from(u8::from(t.month())) - 1];
     let quoted = |v: Option<&str>| v.map_or_else(|| "-".to_string(), |v| v.replace(['"', '\\'], "_").replace(|c: char| c.is_control(), "_"));
+    let request = match (e.method, e.path, e.version) {
+        (Some(method), Some(path), Some(version)) => format!("{method} {} {version:?}", quoted(Some(logged_path(path)))),
+        _ => "-".to_string(),
+    };
     format!(
-        "{} - - [{:02}/{month}/{}:{:02}:{:02}:{:02} +0000] \"{} {} {:?}\" {} {} \"{}\" \"{}\"",
+        "{} - - [{:02}/{month}/{}:{:02}:{:02}:{:02} +0000] \"{request}\" {} {} \"{}\" \"{}\"",
         e.client.map_or_else(|| "-".to_string(), |a| a.ip().to_string()),
         t.day(),
         t.year(),
         t.hour(),
         t.minute(),
         t.second(),
-        e.method,
-        quoted(Some(e.path)),
-        e.version,
         e.status,
         e.bytes,
-        quoted(e.referer.map(|r| r.split(['?', '#']).next().unwrap_or(""))),
+        quoted(e.referer.map(logged_referer).as_deref()),
         quoted(e.user_agent),
     )
 }
@@ -193,9 +209,9 @@ mod tests {
     fn entry() -> Entry<'static> {
         Entry {
             client: Some("10.1.2.3:5555".parse().unwrap()),
-            method: "GET",
-            path: "/a\"b",
-            version: http::Version::HTTP_11,
+            method: Some("GET"),
+            path: Some("/a\"b"),
+            version: Some(http::Version::HTTP_11),
             status: 200,
             bytes: 1234,
             duration: Duration::from_micros(2500),
@@ -224,5 +240,24 @@ mod tests {
         assert!(line.starts_with("10.1.2.3 - - ["), "{line}");
         assert!(line.contains("\"GET /a_b HTTP/1.1\" 200 1234 \"https://app.example.com/x\" \"curl/8\""), "{line}");
         assert!(!line.contains("secret"), "{line}");
+    }
+
+    #[test]
+    fn paths_and_referers_are_cut_at_parameters_and_lose_their_userinfo() {
+        assert_eq!(logged_path("/a;jsessionid=S?q=1"), "/a");
+        assert_eq!(logged_path("/a/b"), "/a/b");
+        assert_eq!(logged_referer("https://u:p@x.test/a;jsessionid=S"), "https://x.test/a");
+        assert_eq!(logged_referer("https://u@p@x.test:8443/"), "https://x.test:8443/");
+        assert_eq!(logged_referer("https://x.test?q"), "https://x.test");
+        assert_eq!(logged_referer("/relative;s=1"), "/relative");
+    }
+
+    #[test]
+    fn a_refused_request_line_is_a_dash() {
+        let e = Entry { method: None, path: None, version: None, referer: None, user_agent: None, ..entry() };
+        let line = combined_line(&e);
+        assert!(line.contains("] \"-\" 200 1234 \"-\" \"-\""), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&json_line(&e)).unwrap();
+        assert_eq!((&v["method"], &v["path"], &v["protocol"]), (&serde_json::Value::Null, &serde_json::Value::Null, &serde_json::Value::Null));
     }
 }

@@ -1,6 +1,9 @@
 //! The admin listener: Prometheus metrics and health checks, on an address of its own
 //! (keep it off the public network).
 //!
+//! Each path answers `GET` and `HEAD` only; any other method gets 405 with `Allow`, so
+//! nothing that changes state can be mistaken for having been accepted.
+//!
 //! - `GET /metrics`: the metrics in Prometheus' text format;
 //! - `GET /healthz`: 200 while the process serves;
 //! - `GET /readyz`: 200 when every site has an app address that accepts a connection
@@ -78,11 +81,31 @@ fn answer(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response
         .unwrap_or_default()
 }
 
+/// The admin paths, the only ones it answers.
+const PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+
+/// Whether a method may read an admin path: `GET`, and `HEAD` (Pingora leaves the body out).
+fn is_read(method: &http::Method) -> bool {
+    method == http::Method::GET || method == http::Method::HEAD
+}
+
+/// 405 for a method other than `GET`/`HEAD`, saying which are allowed.
+fn method_not_allowed() -> Response<Vec<u8>> {
+    let mut response = answer(405, "text/plain; charset=utf-8", "method not allowed: GET or HEAD\n");
+    response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let text = "text/plain; charset=utf-8";
-        match session.req_header().uri.path() {
+        let req = session.req_header();
+        let path = req.uri.path();
+        if PATHS.contains(&path) && !is_read(&req.method) {
+            return method_not_allowed();
+        }
+        match path {
             "/metrics" => answer(200, "text/plain; version=0.0.4; charset=utf-8", METRICS.text()),
             "/healthz" => answer(200, text, "ok\n"),
             "/readyz" => match self.not_ready().await {

@@ -8,7 +8,8 @@
 //! (the proxy's [`HeadRead`] signal says when a head is in), the configured idle time
 //! between requests, and a cap on concurrent connections, like nginx's
 //! `client_header_timeout`, `keepalive_timeout` and `worker_connections`. It also
-//! turns on Pingora's in-order answering of pipelined requests.
+//! turns on Pingora's in-order answering of pipelined requests, and, with an access
+//! log, logs the requests Pingora's parser refused (see [`crate::refusals`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,9 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use tokio::sync::{oneshot, Semaphore};
+
+use crate::access_log::AccessLogger;
+use crate::refusals::{RecordedStream, Recorder};
 
 /// The limits, from `server.client_*` and `server.max_client_connections`.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +55,8 @@ pub struct ClientLimits<A> {
     slots: Arc<Semaphore>,
     busy: Arc<AtomicUsize>,
     open: Arc<AtomicUsize>,
+    /// Where requests the parser refused are logged; `None` leaves connections unwrapped.
+    refusals: Option<Arc<AccessLogger>>,
 }
 
 impl<A> ClientLimits<A> {
@@ -62,7 +68,14 @@ impl<A> ClientLimits<A> {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             busy: Arc::new(AtomicUsize::new(0)),
             open: Arc::new(AtomicUsize::new(0)),
+            refusals: None,
         }
+    }
+
+    /// Logs the HTTP/1 requests Pingora's parser refuses to `log`.
+    pub(crate) fn log_refusals(mut self, log: Option<Arc<AccessLogger>>) -> Self {
+        self.refusals = log;
+        self
     }
 
     /// How many client connections are open, idle or not.
@@ -102,6 +115,7 @@ pub struct HeadRead {
     done: oneshot::Sender<()>,
     keepalive_secs: Option<u64>,
     shutdown: ShutdownWatch,
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl HeadRead {
@@ -114,6 +128,9 @@ impl HeadRead {
             session.set_keepalive(None);
         } else if session.get_keepalive().is_some() {
             session.set_keepalive(self.keepalive_secs);
+        }
+        if let Some(recorder) = &self.recorder {
+            recorder.head_arrived();
         }
         let _ = self.done.send(());
     }
@@ -137,11 +154,24 @@ where
             // HTTP/2 has its own framing and idle handling.
             return self.inner.process_new(stream, shutdown).await;
         }
+        let client = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        let (stream, recorder) = if self.refusals.is_some() {
+            let (stream, recorder) = RecordedStream::wrap(stream);
+            (stream, Some(recorder))
+        } else {
+            (stream, None)
+        };
         let mut session = ServerSession::new_http1(stream);
         let mut idle = Duration::ZERO;
         loop {
             session.set_keepalive(if *shutdown.borrow() { None } else { self.limits.keepalive_secs() });
-            let reused = self.serve(session, idle, shutdown).await?;
+            if let Some(recorder) = &recorder {
+                recorder.reset();
+            }
+            let Some(reused) = self.serve(session, idle, shutdown, recorder.clone()).await else {
+                self.log_refusal(recorder.as_deref(), client);
+                return None;
+            };
             let (stream, persistent) = reused.consume();
             session = ServerSession::new_http1(stream);
             if let Some(persistent) = persistent {
@@ -167,13 +197,26 @@ impl<A> ClientLimits<A>
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
+    /// The access log line of the connection's last request, when the parser refused it.
+    fn log_refusal(&self, recorder: Option<&Recorder>, client: Option<std::net::SocketAddr>) {
+        if let (Some(log), Some(refusal)) = (&self.refusals, recorder.and_then(Recorder::refusal)) {
+            log.log(&refusal.entry(client));
+        }
+    }
+
     /// One request: its head must be in within `idle` plus the header timeout, or the
     /// connection is closed (as nginx does, without a response).
-    async fn serve(&self, mut session: ServerSession, idle: Duration, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn serve(
+        &self,
+        mut session: ServerSession,
+        idle: Duration,
+        shutdown: &ShutdownWatch,
+        recorder: Option<Arc<Recorder>>,
+    ) -> Option<ReusedHttpStream> {
         let (done, head_in) = oneshot::channel();
         let keepalive_secs = self.limits.keepalive_secs();
         let stopping = shutdown.clone();
-        session.set_connection_user_context(Some(Box::new(HeadRead { done, keepalive_secs, shutdown: stopping })));
+        session.set_connection_user_context(Some(Box::new(HeadRead { done, keepalive_secs, shutdown: stopping, recorder })));
         // Pipelined requests are answered in order (RFC 9112 §9.3.2); without this Pingora
         // answers the first and silently drops the rest.
         session.set_pipelining_enabled(true);

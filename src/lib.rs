@@ -35,6 +35,7 @@ mod logout;
 mod metrics;
 pub mod page;
 mod proxy;
+mod refusals;
 mod secure_mode;
 pub mod server;
 mod token;

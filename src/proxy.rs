@@ -3,6 +3,7 @@
 //! Everything else here is the proxy's own job: request hygiene, the upstream socket's
 //! quick ACKs, framing for the client's HTTP version, and logs without secrets.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ use crate::upstream::{self, HealthService};
 /// The Secure Mode proxy: one [`SecureMode`] per site, chosen by `Host`.
 pub struct SecureModeProxy {
     sites: Vec<Site>,
-    access_log: Option<AccessLogger>,
+    access_log: Option<Arc<AccessLogger>>,
 }
 
 struct Site {
@@ -55,7 +56,13 @@ impl SecureModeProxy {
             health.extend(secure_mode.take_health_service());
             sites.push(Site { hosts: site.hosts.clone(), secure_mode });
         }
-        Ok((SecureModeProxy { sites, access_log: AccessLogger::new(&config.log) }, health))
+        Ok((SecureModeProxy { sites, access_log: AccessLogger::new(&config.log).map(Arc::new) }, health))
+    }
+
+    /// The access log, for the requests that never reach the proxy (see
+    /// [`crate::refusals`]).
+    pub(crate) fn access_log(&self) -> Option<Arc<AccessLogger>> {
+        self.access_log.clone()
     }
 
     /// The site whose hosts match the request best: an exact name, then the longest
@@ -82,9 +89,9 @@ fn access_entry<'a>(session: &'a Session, ctx: &ProxyCtx) -> Entry<'a> {
     let header = |name| req.headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
     Entry {
         client: session.client_addr().and_then(|a| a.as_inet()).copied(),
-        method: req.method.as_str(),
-        path: req.uri.path(),
-        version: req.version,
+        method: Some(req.method.as_str()),
+        path: Some(req.uri.path()),
+        version: Some(req.version),
         status: session.response_written().map_or(0, |r| r.status.as_u16()),
         bytes: session.body_bytes_sent(),
         duration: ctx.started.map_or(Duration::ZERO, |t| t.elapsed()),
@@ -240,10 +247,11 @@ impl ProxyHttp for SecureModeProxy {
     }
 
     fn request_summary(&self, session: &Session, _ctx: &ProxyCtx) -> String {
-        // Pingora's summary, without the query string (it can carry tokens).
+        // Pingora's summary, without the query string or path parameters (they can carry
+        // tokens and session ids).
         let req = session.req_header();
         let host = req.headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
-        format!("{} {}, Host: {}", req.method, req.uri.path(), host.as_deref().unwrap_or("-"))
+        format!("{} {}, Host: {}", req.method, crate::warn::loggable_path(req.uri.path()), host.as_deref().unwrap_or("-"))
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &ProxyCtx, error: &pingora::Error) -> bool {

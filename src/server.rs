@@ -150,7 +150,8 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, Bui
         max_connections: config.server.max_client_connections,
     };
     let (proxy, health) = SecureModeProxy::new(config)?;
-    let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits);
+    let refusals = proxy.access_log();
+    let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits).log_refusals(refusals);
     let counts = Counts { busy: app.busy(), open: app.open() };
     let mut service = Service::new("intercom-secure-proxy".to_string(), app);
     for listener in &config.listen {

@@ -75,6 +75,13 @@ macro_rules! warn_limited {
     }};
 }
 
+/// The part of a request path a log line may hold: up to its query (`?`) or its first
+/// path parameter (`;`), where servlet containers and others put session ids
+/// (`;jsessionid=`).
+pub(crate) fn loggable_path(path: &str) -> &str {
+    path.split(['?', ';', '#']).next().unwrap_or("")
+}
+
 /// A Pingora error's side and kind, for logs: never its context, which for a
 /// malformed message can hold the raw header block (cookies included).
 pub fn describe(e: &pingora::Error) -> String {

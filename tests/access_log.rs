@@ -27,6 +27,15 @@ fn sections(app: &Upstream, log: &Path, format: &str) -> String {
     )
 }
 
+/// The app, and the proxy in front of it logging in `format` to `access.log` in the
+/// directory.
+fn logged_proxy(format: &str) -> (Upstream, tempfile::TempDir, Proxy) {
+    let app = app();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&sections(&app, &dir.path().join("access.log"), format));
+    (app, dir, proxy)
+}
+
 /// The log's lines once it has `n` of them (the writer flushes within a second).
 fn lines(log: &Path, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -43,10 +52,8 @@ fn lines(log: &Path, n: usize) -> Vec<String> {
 
 #[test]
 fn json_lines_describe_each_request_and_hold_no_secret() {
-    let app = app();
-    let dir = tempfile::tempdir().unwrap();
+    let (app, dir, proxy) = logged_proxy("json");
     let log = dir.path().join("access.log");
-    let proxy = Proxy::start(&sections(&app, &log, "json"));
 
     let page = get(
         &proxy.url("/page?token=QUERYSECRET"),
@@ -87,10 +94,8 @@ fn json_lines_describe_each_request_and_hold_no_secret() {
 
 #[test]
 fn combined_lines_and_a_rotated_file() {
-    let app = app();
-    let dir = tempfile::tempdir().unwrap();
+    let (_app, dir, proxy) = logged_proxy("combined");
     let log = dir.path().join("access.log");
-    let proxy = Proxy::start(&sections(&app, &log, "combined"));
 
     get(&proxy.url("/first?q=QUERYSECRET"), &[("user-agent", "probe/1.0"), ("referer", "https://x.test/from?r=REFSECRET")]);
     let first = lines(&log, 1);
@@ -133,4 +138,88 @@ fn a_bad_log_setting_is_refused_with_its_key() {
         assert_eq!(out.status.code(), Some(2), "{log}: {text}");
         assert!(text.contains(key), "{log}: expected {key} in {text}");
     }
+}
+
+#[test]
+fn path_parameters_and_referer_userinfo_are_cut_from_both_formats() {
+    let app = app();
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["json", "combined"] {
+        let log = dir.path().join(format!("{format}.log"));
+        let proxy = Proxy::start(&sections(&app, &log, format));
+        get(
+            &proxy.url("/page;jsessionid=PATHSECRET?q=QUERYSECRET"),
+            &[("referer", "https://user:PASSWORDSECRET@x.test/from;jsessionid=REFSECRET#frag")],
+        );
+        let line = lines(&log, 1).remove(0);
+        for secret in ["PATHSECRET", "QUERYSECRET", "PASSWORDSECRET", "REFSECRET", "user:", "jsessionid"] {
+            assert!(!line.contains(secret), "{format}: {secret:?} in {line}");
+        }
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["path"], "/page", "{line}");
+        } else {
+            assert!(line.contains("\"GET /page HTTP/1.1\""), "{line}");
+            assert!(line.contains(" \"https://x.test/from\" "), "{line}");
+        }
+    }
+}
+
+/// Sends `raw` on a connection of its own and returns all it got until the proxy closed.
+fn raw_answer(proxy: &Proxy, raw: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn requests_the_parser_refused_get_a_line_with_what_is_safe() {
+    let (_app, dir, proxy) = logged_proxy("json");
+    let log = dir.path().join("access.log");
+
+    let refused: [(&[u8], serde_json::Value, serde_json::Value); 3] = [
+        (
+            b"GET /two-hosts;jsessionid=PATHSECRET?q=QUERYSECRET HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nCookie: sid=COOKIEVALUE\r\n\r\n",
+            "GET".into(),
+            "/two-hosts".into(),
+        ),
+        (
+            b"POST /conflict?q=QUERYSECRET HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nContent-Length: 2\r\nCookie: sid=COOKIEVALUE\r\n\r\nab",
+            "POST".into(),
+            "/conflict".into(),
+        ),
+        (b"\x01\x02GARBAGE QUERYSECRET\r\nCookie: sid=COOKIEVALUE\r\n\r\n", serde_json::Value::Null, serde_json::Value::Null),
+    ];
+    for (i, (raw, method, path)) in refused.iter().enumerate() {
+        let answer = raw_answer(&proxy, raw);
+        let status = answer.lines().next().unwrap_or("");
+        assert!(status.starts_with("HTTP/1.1 400"), "request {i}: {status:?}");
+        let got = lines(&log, i + 1);
+        let v: serde_json::Value = serde_json::from_str(&got[i]).unwrap_or_else(|e| panic!("not JSON ({e}): {}", got[i]));
+        assert_eq!(v["status"], 400, "{v}");
+        assert_eq!(&v["method"], method, "{v}");
+        assert_eq!(&v["path"], path, "{v}");
+        assert_eq!(v["client"], "127.0.0.1", "{v}");
+        for secret in ["PATHSECRET", "QUERYSECRET", "COOKIEVALUE", "GARBAGE", "a.test"] {
+            assert!(!got[i].contains(secret), "{secret:?} in {}", got[i]);
+        }
+    }
+    // One line each, and none for a connection that closes without a request.
+    drop(std::net::TcpStream::connect(proxy.addr).unwrap());
+    get(&proxy.url("/after"), &[]);
+    let all = lines(&log, refused.len() + 1);
+    assert_eq!(all.len(), refused.len() + 1, "{all:#?}");
+    assert!(all[refused.len()].contains("\"/after\""), "{all:#?}");
+
+    // Garbage pipelined behind a good request: both answered in order, both logged.
+    let both = raw_answer(&proxy, b"GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n\x01GARBAGE\r\n\r\n");
+    assert!(both.starts_with("HTTP/1.1 200") && both.contains("HTTP/1.1 400"), "{both}");
+    let all = lines(&log, refused.len() + 3);
+    let last: Vec<serde_json::Value> = all[refused.len() + 1..].iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((&last[0]["path"], &last[0]["status"]), (&"/first".into(), &200.into()), "{all:#?}");
+    assert_eq!((&last[1]["path"], &last[1]["status"]), (&serde_json::Value::Null, &400.into()), "{all:#?}");
 }

@@ -125,3 +125,21 @@ fn the_admin_listener_may_not_share_a_proxy_port() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`admin.listen`"));
 }
+
+#[test]
+fn the_admin_paths_answer_get_and_head_only_and_405_with_allow_otherwise() {
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let proxy = proxy_with_admin(app.addr, "");
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let url = proxy.admin_url(path);
+        assert_eq!(get(&url, &[]).status, 200, "GET {path}");
+        let head = request("HEAD", &url, &[]);
+        assert_eq!((head.status, head.text().as_str()), (200, ""), "HEAD {path}: a status and no body");
+        for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            let got = request(method, &url, &[]);
+            assert_eq!(got.status, 405, "{method} {path}");
+            assert_eq!(got.header("allow"), Some("GET, HEAD"), "{method} {path}");
+        }
+    }
+    assert_eq!(request("POST", &proxy.admin_url("/elsewhere"), &[]).status, 404, "an unknown path is unknown whatever the method");
+}

@@ -135,9 +135,11 @@ fn risky_settings_are_warned_about() {
     assert!(text.contains("intercom.secret_file: the secret is 12 bytes"), "{text}");
     assert!(!text.contains("short-secret"), "the secret was echoed: {text}");
     std::fs::write(&secret, SECRET).unwrap();
-    // Tightened and narrowed: no warnings.
+    // The default claims are email and name, and trusted_header has no name header by default.
+    assert!(text.contains("claim \"name\" has no field in source trusted_header (identity.sources[0])"), "{text}");
+    // Tightened, narrowed and the name mapped: no warnings.
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let yaml = yaml.replace(", \"0.0.0.0/0\", \"::/0\"", "");
+    let yaml = yaml.replace(", \"0.0.0.0/0\", \"::/0\"", "").replace("[\"127.0.0.1/32\"]\n", "[\"127.0.0.1/32\"]\n      headers: {name: X-Forwarded-Name}\n");
     let (out, text) = with_config(&yaml, &["check"]);
     assert!(out.status.success(), "{text}");
     assert!(!text.contains("WARN"), "{text}");

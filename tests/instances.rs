@@ -394,3 +394,66 @@ fn check_warns_when_the_shared_cache_does_not_answer() {
     assert!(out.contains("each instance asks the app itself until it does"), "{out}");
     assert!(out.contains(&format!("shared cache redis://127.0.0.1:{port}/0")), "the summary names it: {out}");
 }
+
+/// An app whose `/api/me` knows every `s<n>-…` session except those in `logged_out`
+/// (a logout the proxy did not see, or one it did and an attacker wants undone).
+fn app_with_logouts(logged_out: Arc<std::sync::Mutex<Vec<String>>>) -> Upstream {
+    Upstream::start(move |req| match req.path() {
+        "/api/me" => match req.cookie("sid").filter(|sid| !logged_out.lock().unwrap().contains(sid)).as_deref().and_then(user_of) {
+            Some(user) => Reply::with(200, &[("Content-Type", "application/json")], format!(r#"{{"id":"{user}"}}"#)),
+            None => Reply::with(401, &[], "{}"),
+        },
+        _ => Reply::html(PAGE),
+    })
+}
+
+/// One instance sharing `redis`, whose entries live `cache_ttl` (with a Redis timeout
+/// that a loaded test machine does not reach).
+fn instance_living(app: &Upstream, redis: &Redis, cache_ttl: &str) -> Proxy {
+    let identity = format!(
+        "identity:\n  shared_cache: {{redis: \"{}\", timeout: 2s}}\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      cache_ttl: {cache_ttl}\n",
+        redis.url()
+    );
+    Proxy::start(&sections(app.addr, &identity, ""))
+}
+
+/// The name of the only identity entry in `redis`.
+fn only_entry(redis: &Redis) -> String {
+    let keys = String::from_utf8(redis_cli(redis, &["KEYS", "isp:identity:*"])).unwrap();
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.ends_with(":claim")).collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    keys[0].to_string()
+}
+
+#[test]
+fn a_replayed_or_persisted_entry_is_refused_past_its_sealed_expiry() {
+    let redis = Redis::start();
+    let logged_out = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = app_with_logouts(logged_out.clone());
+    let proxy = instance_living(&app, &redis, "2s");
+    let agent = support::client();
+    let nonce = std::process::id();
+    let past_the_ttl = Duration::from_millis(2500);
+
+    // A Redis writer saves a live entry, and puts it back once the app logged the user out.
+    let replayed = format!("s4-{nonce}");
+    assert!(carries_token_for(&fetch(&agent, &proxy.url("/"), &replayed).unwrap().1, &replayed));
+    let entry = only_entry(&redis);
+    assert_eq!(redis_cli(&redis, &["COPY", &entry, "saved"]), b"1\n");
+    assert_eq!(redis_cli(&redis, &["PERSIST", "saved"]), b"1\n");
+    logged_out.lock().unwrap().push(replayed.clone());
+    thread::sleep(past_the_ttl);
+    assert_eq!(redis_cli(&redis, &["COPY", "saved", &entry, "REPLACE"]), b"1\n");
+    let (_, page) = fetch(&agent, &proxy.url("/"), &replayed).unwrap();
+    assert!(page_token(&page).is_none(), "a replayed entry kept a logged-out user signed in");
+    redis_cli(&redis, &["FLUSHALL"]);
+
+    // PERSIST on a live entry: it stays in Redis, but not in the proxy's eyes.
+    let persisted = format!("s5-{nonce}");
+    assert!(carries_token_for(&fetch(&agent, &proxy.url("/"), &persisted).unwrap().1, &persisted));
+    assert_eq!(redis_cli(&redis, &["PERSIST", &only_entry(&redis)]), b"1\n");
+    logged_out.lock().unwrap().push(persisted.clone());
+    thread::sleep(past_the_ttl);
+    let (_, page) = fetch(&agent, &proxy.url("/"), &persisted).unwrap();
+    assert!(page_token(&page).is_none(), "a persisted entry kept a logged-out user signed in");
+}

@@ -39,6 +39,17 @@ fn app(me_calls: Arc<AtomicUsize>) -> Upstream {
         ),
         "/signout" => Reply::with(302, &[("Location", "/login"), ("Set-Cookie", "sid=deleted; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/")], ""),
         "/evil-logout" => Reply::with(302, &[("Location", "//evil.example/login"), ("Set-Cookie", "sid=; Max-Age=0")], ""),
+        // A logout that lands on a page (Flask's habit), expiring Intercom's cookie itself
+        // as intercom-rails' shutdown helper does.
+        "/bye" => Reply::with(
+            200,
+            &[
+                ("Content-Type", "text/html"),
+                ("Set-Cookie", "sid=; Path=/; Max-Age=0"),
+                ("Set-Cookie", "intercom-session-abc12345=; path=/; max-age=0"),
+            ],
+            LOGIN_PAGE,
+        ),
         "/login" => Reply::html(LOGIN_PAGE),
         "/data.json" => Reply::with(200, &[("Content-Type", "application/json")], "{}"),
         "/csp-nonce" => Reply::with(
@@ -220,4 +231,57 @@ fn csp_without_nonces_gets_the_hash_of_exactly_our_script() {
     let policy = r.header("content-security-policy").unwrap();
     assert_eq!(policy, format!("default-src 'self' {expected}; img-src *"));
     assert!(!policy.contains("unsafe-inline"));
+}
+
+/// Asserts that no cookie (same name, domain and path) is set twice by one response:
+/// browsers apply them in order, and which one wins is not something to rely on.
+fn assert_one_set_cookie_each(what: &str, r: &Got) {
+    let mut seen = std::collections::HashSet::new();
+    for value in cookies(r) {
+        let c = cookie::Cookie::parse(value).unwrap_or_else(|e| panic!("{what}: unparsable Set-Cookie {value:?} ({e})"));
+        let domain = c.domain().map(|d| d.trim_start_matches('.').to_ascii_lowercase());
+        let key = (c.name().to_string(), domain, c.path().map(str::to_string));
+        assert!(seen.insert(key.clone()), "{what}: {key:?} set twice in {:#?}", cookies(r));
+    }
+}
+
+#[test]
+fn every_response_the_proxy_writes_or_amends_sets_each_cookie_once() {
+    let up = app(Arc::new(AtomicUsize::new(0)));
+    let logout = "logout:\n  paths: [\"/logout\", \"/bye\"]\n  cookie_domain: example.com\n";
+    let marked = proxy(&up, logout);
+    let host = ("Host", "app.example.com");
+    let nav = [("Sec-Fetch-Mode", "navigate"), ("Sec-Fetch-Dest", "document"), host];
+
+    let r = get(&marked.url("/logout"), &[("Cookie", "sid=alice; __isp_shutdown=1"), host]);
+    assert_one_set_cookie_each("logout response", &r);
+
+    // A logout that lands on a page, for a browser still carrying a marker: the marker is
+    // set again (this page's shutdown may not be the last word), never set and cleared.
+    let r = get(&marked.url("/bye"), &[("Cookie", "sid=alice; __isp_shutdown=1"), host]);
+    assert_one_set_cookie_each("logout landing page", &r);
+    assert!(support::runs_a_shutdown(&r.text()), "the landing page shuts the Messenger down");
+    assert!(cookies(&r).iter().any(|v| v.starts_with("__isp_shutdown=1;")), "{:?}", cookies(&r));
+    assert!(cookies(&r).iter().any(|v| v.starts_with("intercom-session-abc12345=;") && v.contains("Max-Age=0")), "{:?}", cookies(&r));
+
+    let r = get(&marked.url("/login"), &[("Cookie", "__isp_shutdown=1"), host]);
+    assert_one_set_cookie_each("page clearing the marker", &r);
+
+    let alice = get(&marked.url("/"), &[("Cookie", "sid=alice"), host]);
+    assert_one_set_cookie_each("rewritten page with the last-user tag", &alice);
+    let tag = cookies(&alice).iter().find_map(|v| v.strip_prefix("__isp_user=")).map(|v| v.split(';').next().unwrap().to_string()).unwrap();
+
+    let r = get(&marked.url("/"), &[("Cookie", &format!("sid=bob; __isp_user={tag}; __isp_shutdown=1")), host]);
+    assert_one_set_cookie_each("user switch with a marker", &r);
+
+    let r = get(&marked.url("/__isp/token"), &[("Cookie", &format!("sid=bob; __isp_user={tag}")), host]);
+    assert_eq!(r.status, 200);
+    assert_one_set_cookie_each("refresh path", &r);
+
+    let interstitial = proxy(&up, "logout:\n  mode: interstitial\n  paths: [\"/logout\", \"/bye\"]\n  cookie_domain: example.com\n");
+    let r = get(&interstitial.url("/logout"), &[&[("Cookie", "sid=alice; __isp_shutdown=1")][..], &nav].concat());
+    assert_eq!(r.status, 200, "an interstitial");
+    assert_one_set_cookie_each("interstitial", &r);
+    let r = get(&interstitial.url("/bye"), &[&[("Cookie", "sid=alice; __isp_shutdown=1")][..], &nav].concat());
+    assert_one_set_cookie_each("logout landing page in interstitial mode", &r);
 }

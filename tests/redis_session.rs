@@ -717,3 +717,47 @@ fn readyz_says_503_while_redis_is_down_and_200_when_it_is_back() {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A Django session in Redis holds only `_auth_user_id`: a source with nothing mapped
+/// for `email` or `name`.
+const DJANGO_SOURCE: &str = "    - {type: redis_session, redis: \"redis://127.0.0.1:REDIS_PORT/0\", cookie: sessionid, key: \"sess:{id}\", fields: {user_id: /_auth_user_id}}\n";
+
+#[test]
+fn check_says_which_claims_each_source_signs_and_warns_about_those_it_cannot_fill() {
+    let identity = format!(
+        "identity:\n  sources:\n{}    - {{type: trusted_header, trusted_cidrs: [\"127.0.0.1/32\"], headers: {{user_id: X-User, email: X-Email, name: X-Name}}}}\n    - {{type: current_user_endpoint, path: /api/me, fields: {{user_id: /id, email: /email, name: /name, attributes: {{plan: /plan}}}}}}\n",
+        DJANGO_SOURCE.replace("REDIS_PORT", &support::free_port().to_string())
+    );
+    let yaml = format!(
+        "listen: [\"127.0.0.1:{}\"]\n{}",
+        support::free_port(),
+        support::sections("127.0.0.1:2".parse().unwrap(), &identity, "").replace("intercom:\n", "intercom:\n  claims: [email, name, plan]\n")
+    );
+    let (code, out) = support::check_config(&yaml);
+    assert_eq!(code, Some(0), "{out}");
+    for claim in ["email", "name", "plan"] {
+        assert!(out.contains(&format!("claim \"{claim}\" has no field in source redis_session (identity.sources[0])")), "{claim}: {out}");
+    }
+    assert!(out.contains("claim \"plan\" has no field in source trusted_header (identity.sources[1])"), "{out}");
+    assert!(!out.contains("claim \"email\" has no field in source trusted_header") && !out.contains("in source current_user_endpoint"), "{out}");
+    assert!(out.contains("the page's plain name is kept"), "what becomes of a page's own value: {out}");
+    assert!(out.contains("the page's plain email is removed all the same"), "{out}");
+    let sources: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with("signs:")).collect();
+    assert_eq!(sources, ["           signs: user_id", "           signs: user_id, email, name", "           signs: user_id, email, name, plan"], "{out}");
+    assert!(!out.contains("signed: user_id, email, name"), "no promise the sources cannot keep: {out}");
+}
+
+#[test]
+fn a_django_session_with_only_the_user_id_gives_a_token_with_only_the_user_id() {
+    let redis = Redis::start();
+    assert_eq!(redis.command(&["SET", "sess:dj4ng0", r#"{"_auth_user_id":"42","_auth_user_backend":"x"}"#]).as_deref(), Some("+OK"));
+    let app = Upstream::start(|_| Reply::html(PAGE));
+    let identity = format!("identity:\n  sources:\n{}", DJANGO_SOURCE.replace("REDIS_PORT", &redis.port.to_string()));
+    let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
+    let page = support::get(&proxy.url("/"), &[("Cookie", "sessionid=dj4ng0"), ("Accept", "text/html")]);
+    let token = token_of(&page).unwrap_or_else(|| panic!("no token:\n{}", proxy.log_text()));
+    let claims = support::verify(&token);
+    let mut names: Vec<&str> = claims.as_object().unwrap().keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["exp", "iat", "user_id"], "what check said the source signs: {claims}");
+}

@@ -20,6 +20,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod claim_fields;
 mod endpoint_format;
 mod admin;
 mod identity;

@@ -88,6 +88,7 @@ impl SiteConfig {
                 }
             }
         }
+        self.unfilled_claim_warnings(prefix, out);
     }
 
     /// Every Redis the site names, with its key in the file.
@@ -119,7 +120,7 @@ impl SiteConfig {
         };
         let _ = writeln!(
             out,
-            "intercom:  app_id {}, api_base {}, secret {secret} ({} bytes), tokens valid {}, signed: user_id{}",
+            "intercom:  app_id {}, api_base {}, secret {secret} ({} bytes), tokens valid {}, claims: user_id{} (as each source fills them)",
             self.intercom.app_id,
             self.intercom.api_base,
             self.intercom.secret.expose().len(),
@@ -174,6 +175,9 @@ impl SiteConfig {
                 SourceConfig::JwtCookie(j) => writeln!(out, "identity:  {}. {}", n + 1, j.summary()),
                 SourceConfig::SignedHeader(h) => writeln!(out, "identity:  {}. {}", n + 1, h.summary()),
             };
+            if self.intercom.mode != MessengerMode::UserHash {
+                let _ = writeln!(out, "           signs: {}", self.signed_by(s).join(", "));
+            }
         }
         if let Some(c) = &self.identity.shared_cache {
             let _ = writeln!(

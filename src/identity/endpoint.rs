@@ -192,7 +192,8 @@ impl CurrentUserEndpoint {
         };
         let Some(shared) = &self.shared else { return ask_app().await };
         let life = Lifetimes { found: self.config.cache_ttl, anonymous: self.config.negative_cache_ttl, fetch: self.config.timeout };
-        shared.get_or_fetch(&shared.entry(&self.config.path, &key.digest), &life, ask_app).await
+        let answer = shared.get_or_fetch(&shared.entry(&self.config.path, &key.digest), &life, ask_app).await?;
+        Ok(only_mapped(&self.config, answer))
     }
 
     async fn fetch(&self, key: &SessionKey) -> Result<Cached, EndpointError> {
@@ -305,4 +306,52 @@ fn push_pair(out: &mut String, pair: &str) {
         out.push_str("; ");
     }
     out.push_str(pair);
+}
+
+/// An answer with only the fields `config` maps. Another instance sharing the cache may
+/// run a configuration that maps more, and a token must carry what `check` says this
+/// source signs.
+fn only_mapped(config: &EndpointConfig, answer: Cached) -> Cached {
+    let id = answer?;
+    let unmapped = (id.email.is_some() && !config.fills("email"))
+        || (id.name.is_some() && !config.fills("name"))
+        || id.attributes.keys().any(|a| !config.fills(a))
+        || (id.company.is_some() && config.company_id.is_none());
+    if !unmapped {
+        return Some(id);
+    }
+    let mut id = Identity::clone(&id);
+    if !config.fills("email") {
+        id.email = None;
+    }
+    if !config.fills("name") {
+        id.name = None;
+    }
+    id.attributes.retain(|a, _| config.fills(a));
+    if config.company_id.is_none() {
+        id.company = None;
+    }
+    Some(Arc::new(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_answer_keeps_only_what_this_source_maps() {
+        let mut config = EndpointConfig::new("/api/me", "/id");
+        config.name = None;
+        let mut id = Identity::new("alice");
+        id.email = Some("alice@example.com".into());
+        id.name = Some("Alice".into());
+        id.attributes.insert("plan".into(), serde_json::json!("pro"));
+        id.company = Some(Company { id: "c1".into(), name: None });
+        let kept = only_mapped(&config, Some(Arc::new(id))).unwrap();
+        assert_eq!((kept.email.as_deref(), kept.name.as_deref()), (Some("alice@example.com"), None));
+        assert!(kept.attributes.is_empty() && kept.company.is_none(), "{kept:?}");
+        let mapped = Arc::new(Identity::new("bob"));
+        assert!(Arc::ptr_eq(&only_mapped(&config, Some(mapped.clone())).unwrap(), &mapped), "nothing to drop: no copy");
+        assert_eq!(only_mapped(&config, None), None);
+    }
 }

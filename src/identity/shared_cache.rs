@@ -8,6 +8,11 @@
 //!   never holds a cookie, and whoever can write to Redis can neither read an identity
 //!   nor plant one, nor move one entry to another session. An entry that does not open
 //!   is a miss.
+//! - Each value seals its own expiry (an absolute time, `cache_ttl` or
+//!   `negative_cache_ttl` after it was stored) and is a miss past it, whatever TTL Redis
+//!   gives it: a writer who replays a saved value, or `PERSIST`s a live one, cannot keep
+//!   a session signed in past a logout. Values sealed without an expiry (an older
+//!   version's) do not open.
 //! - On a miss, one instance claims the session (`SET NX PX`), looks once more (an
 //!   answer may have landed since its first look), and asks the app; the others poll
 //!   for its answer, and take over when the claim expires (its holder died)
@@ -17,7 +22,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -34,6 +39,12 @@ use crate::metrics::METRICS;
 const POLL: Duration = Duration::from_millis(10);
 /// Nonce length of XChaCha20-Poly1305.
 const NONCE: usize = 24;
+/// Bound into every value with its entry's name, so values of the format before the
+/// sealed expiry do not open.
+const FORMAT: &[u8] = b"isp-identity v2\0";
+/// How far apart the instances' clocks may be before an entry sealed by one looks to
+/// another as if it outlived its lifetime.
+const CLOCK_SKEW: Duration = Duration::from_secs(1);
 
 /// The shared cache of one site.
 pub(super) struct SharedCache {
@@ -56,6 +67,27 @@ pub(super) struct Lifetimes {
     pub(super) anonymous: Duration,
     /// The endpoint's timeout: how long a claim holds.
     pub(super) fetch: Duration,
+}
+
+impl Lifetimes {
+    /// How long an answer lives: a found user's or "not logged in"'s.
+    fn of(&self, cached: &Cached) -> Duration {
+        if cached.is_some() {
+            self.found
+        } else {
+            self.anonymous
+        }
+    }
+}
+
+/// What a value in Redis turned out to be.
+#[derive(Debug, PartialEq)]
+enum Opened {
+    Fresh(Cached),
+    /// Past its sealed expiry, or sealed to live longer than this instance allows.
+    Expired,
+    /// Tampered with, another session's, another secret's, or an older format.
+    Unreadable,
 }
 
 impl SharedCache {
@@ -86,7 +118,7 @@ impl SharedCache {
     {
         let deadline = Instant::now() + life.fetch * 2;
         loop {
-            match self.read(entry).await {
+            match self.read(entry, life).await {
                 Ok(Some(cached)) => {
                     METRICS.shared_cache.with_label_values(&["hit"]).inc();
                     return Ok(cached);
@@ -98,7 +130,7 @@ impl SharedCache {
                 Ok(true) => {
                     // Another instance may have answered and released its claim between
                     // our read and our claim: look once more before asking the app.
-                    if let Ok(Some(cached)) = self.read(entry).await {
+                    if let Ok(Some(cached)) = self.read(entry, life).await {
                         let _ = self.store.delete(&[&entry.claim]).await;
                         METRICS.shared_cache.with_label_values(&["hit"]).inc();
                         return Ok(cached);
@@ -128,8 +160,9 @@ impl SharedCache {
     {
         let fetched = fetch().await;
         if let Ok(cached) = &fetched {
-            let ttl = if cached.is_some() { life.found } else { life.anonymous };
-            if let Err(why) = self.store.set(&entry.value, &self.sealed(entry, cached), ttl).await {
+            let ttl = life.of(cached);
+            let value = self.sealed(entry, cached, unix_ms(SystemTime::now() + ttl));
+            if let Err(why) = self.store.set(&entry.value, &value, ttl).await {
                 crate::warn_limited!("shared identity cache: could not store an answer ({why})");
             }
         }
@@ -150,38 +183,73 @@ impl SharedCache {
         fetch().await
     }
 
-    /// The entry's answer: `None` when there is none, or none that opens.
-    async fn read(&self, entry: &Entry) -> Result<Option<Cached>, StoreError> {
+    /// The entry's answer: `None` when there is none, or none that opens and is fresh.
+    async fn read(&self, entry: &Entry, life: &Lifetimes) -> Result<Option<Cached>, StoreError> {
         let Some(bytes) = self.store.get(&entry.value).await? else { return Ok(None) };
-        match self.open(entry, &bytes) {
-            Some(cached) => Ok(Some(cached)),
-            None => {
-                crate::warn_limited!("shared identity cache: an entry does not open (tampered with, or not ours); asking the app");
-                Ok(None)
-            }
+        match self.open(entry, &bytes, life, unix_ms(SystemTime::now())) {
+            Opened::Fresh(cached) => return Ok(Some(cached)),
+            Opened::Expired => crate::warn_limited!(
+                "shared identity cache: an entry outlived its sealed expiry (kept by PERSIST or replayed, or the instances' clocks differ); asking the app"
+            ),
+            Opened::Unreadable => crate::warn_limited!(
+                "shared identity cache: an entry does not open (tampered with, not ours, or sealed by an older version); asking the app"
+            ),
         }
+        Ok(None)
     }
 
-    fn sealed(&self, entry: &Entry, cached: &Cached) -> Vec<u8> {
-        let plain = serde_json::to_vec(&cached.as_deref()).expect("identities serialize");
+    /// `cached` sealed for `entry`, with its expiry (Unix milliseconds) inside.
+    fn sealed(&self, entry: &Entry, cached: &Cached, expires: u64) -> Vec<u8> {
+        let plain = [&expires.to_be_bytes()[..], &serde_json::to_vec(&cached.as_deref()).expect("identities serialize")].concat();
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = self
             .seal
-            .encrypt(&nonce, Payload { msg: &plain, aad: entry.value.as_bytes() })
+            .encrypt(&nonce, Payload { msg: &plain, aad: &associated_data(entry) })
             .expect("sealing in memory does not fail");
         [&nonce[..], &sealed].concat()
     }
 
-    fn open(&self, entry: &Entry, bytes: &[u8]) -> Option<Cached> {
+    /// Opens a value of `entry` at `now` (Unix milliseconds).
+    fn open(&self, entry: &Entry, bytes: &[u8], life: &Lifetimes, now: u64) -> Opened {
+        let Some((expires, cached)) = self.unseal(entry, bytes) else { return Opened::Unreadable };
+        if fresh(expires, life.of(&cached), now) {
+            Opened::Fresh(cached)
+        } else {
+            Opened::Expired
+        }
+    }
+
+    /// The expiry and answer sealed in a value of `entry`.
+    fn unseal(&self, entry: &Entry, bytes: &[u8]) -> Option<(u64, Cached)> {
         if bytes.len() < NONCE {
             return None;
         }
         let (nonce, sealed) = bytes.split_at(NONCE);
         let nonce: [u8; NONCE] = nonce.try_into().ok()?;
-        let plain = self.seal.decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: entry.value.as_bytes() }).ok()?;
-        let identity: Option<Identity> = serde_json::from_slice(&plain).ok()?;
-        Some(identity.map(Arc::new))
+        let plain = self.seal.decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: &associated_data(entry) }).ok()?;
+        let (expires, identity) = plain.split_first_chunk::<8>()?;
+        let identity: Option<Identity> = serde_json::from_slice(identity).ok()?;
+        Some((u64::from_be_bytes(*expires), identity.map(Arc::new)))
     }
+}
+
+/// What a value is bound to besides its key: the format and the entry's name.
+fn associated_data(entry: &Entry) -> Vec<u8> {
+    [FORMAT, entry.value.as_bytes()].concat()
+}
+
+/// Whether a value sealed to expire at `expires` may answer at `now` (Unix
+/// milliseconds): before that time, and not sealed to live longer than `ttl` from now
+/// (an instance with a longer `cache_ttl` than this one, or the clocks apart by more
+/// than [`CLOCK_SKEW`]).
+fn fresh(expires: u64, ttl: Duration, now: u64) -> bool {
+    let longest = now.saturating_add(u64::try_from((ttl + CLOCK_SKEW).as_millis()).unwrap_or(u64::MAX));
+    now < expires && expires <= longest
+}
+
+/// `time` in milliseconds since the Unix epoch.
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -204,20 +272,52 @@ mod tests {
         Some(Arc::new(id))
     }
 
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn lifetimes() -> Lifetimes {
+        Lifetimes { found: Duration::from_secs(60), anonymous: Duration::from_secs(5), fetch: Duration::from_secs(1) }
+    }
+
     #[test]
     fn entries_open_only_under_their_own_name_and_key() {
         let c = cache(b"secret-one");
         let a = c.entry("/api/me", &[1; 32]);
         let b = c.entry("/api/me", &[2; 32]);
-        let sealed = c.sealed(&a, &alice());
-        assert_eq!(c.open(&a, &sealed), Some(alice()));
-        assert_eq!(c.open(&a, &c.sealed(&a, &None)), Some(None));
-        assert_eq!(c.open(&b, &sealed), None, "moved to another session");
-        assert_eq!(cache(b"secret-two").open(&a, &sealed), None, "another secret");
+        let sealed = c.sealed(&a, &alice(), NOW + 1000);
+        let life = lifetimes();
+        assert_eq!(c.open(&a, &sealed, &life, NOW), Opened::Fresh(alice()));
+        assert_eq!(c.open(&a, &c.sealed(&a, &None, NOW + 1000), &life, NOW), Opened::Fresh(None));
+        assert_eq!(c.open(&b, &sealed, &life, NOW), Opened::Unreadable, "moved to another session");
+        assert_eq!(cache(b"secret-two").open(&a, &sealed, &life, NOW), Opened::Unreadable, "another secret");
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(c.open(&a, &tampered), None);
-        assert_eq!(c.open(&a, b"short"), None);
+        assert_eq!(c.open(&a, &tampered, &life, NOW), Opened::Unreadable);
+        assert_eq!(c.open(&a, b"short", &life, NOW), Opened::Unreadable);
+    }
+
+    #[test]
+    fn entries_are_refused_past_their_sealed_expiry_or_beyond_their_lifetime() {
+        let c = cache(b"secret-one");
+        let a = c.entry("/api/me", &[1; 32]);
+        let life = lifetimes();
+        let found = |expires| c.open(&a, &c.sealed(&a, &alice(), expires), &life, NOW);
+        assert_eq!(found(NOW + 60_000), Opened::Fresh(alice()));
+        assert_eq!(found(NOW), Opened::Expired, "past its expiry");
+        assert_eq!(found(NOW + 61_001), Opened::Expired, "sealed to live longer than cache_ttl (and the clock skew)");
+        let anonymous = |expires| c.open(&a, &c.sealed(&a, &None, expires), &life, NOW);
+        assert_eq!(anonymous(NOW + 5_000), Opened::Fresh(None));
+        assert_eq!(anonymous(NOW + 60_000), Opened::Expired, "\"not logged in\" lives negative_cache_ttl");
+    }
+
+    #[test]
+    fn values_of_the_format_without_a_sealed_expiry_do_not_open() {
+        let c = cache(b"secret-one");
+        let a = c.entry("/api/me", &[1; 32]);
+        // The previous format: the JSON alone, bound to the entry's name alone.
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let plain = serde_json::to_vec(&alice().as_deref()).unwrap();
+        let old = c.seal.encrypt(&nonce, Payload { msg: &plain, aad: a.value.as_bytes() }).unwrap();
+        assert_eq!(c.open(&a, &[&nonce[..], &old].concat(), &lifetimes(), NOW), Opened::Unreadable);
     }
 
     #[test]
@@ -228,7 +328,7 @@ mod tests {
         assert_ne!(name, c.entry("/api/other", &[1; 32]).value);
         assert_ne!(name, c.entry("/api/me", &[2; 32]).value);
         assert_ne!(name, cache(b"secret-two").entry("/api/me", &[1; 32]).value);
-        let sealed = c.sealed(&c.entry("/api/me", &[1; 32]), &alice());
+        let sealed = c.sealed(&c.entry("/api/me", &[1; 32]), &alice(), NOW);
         assert!(!sealed.windows(5).any(|w| w == b"alice"), "the value is not readable");
     }
 }

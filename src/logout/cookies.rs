@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use cookie::time::{Duration as CookieDuration, OffsetDateTime};
 use cookie::{Cookie, SameSite};
+use pingora::http::ResponseHeader;
+use pingora::OrErr as _;
 use sha2::{Digest, Sha256};
 
 use crate::config::LogoutConfig;
@@ -176,6 +178,73 @@ fn own_cookie(name: &'static str, value: &str, max_age: CookieDuration) -> Strin
     cookie.build().to_string()
 }
 
+/// The name a `Set-Cookie` value sets, without parsing the rest.
+fn cookie_name(value: &str) -> &str {
+    value.split_once('=').map_or(value, |(n, _)| n).trim()
+}
+
+/// Which cookie a `Set-Cookie` value sets: its name, domain (without the leading dot
+/// browsers ignore, lowercase) and path. Two values with the same are the same cookie.
+fn cookie_identity(value: &str) -> Option<(String, Option<String>, Option<String>)> {
+    let c = Cookie::parse(value).ok()?;
+    let domain = c.domain().map(|d| d.trim_start_matches('.').to_ascii_lowercase());
+    Some((c.name().to_string(), domain, c.path().map(str::to_string)))
+}
+
+/// Whether `resp` already sets the cookie that `value` sets. Values are parsed only
+/// when a name matches: the last-user cookie goes on every page of a client without
+/// cookies, and most responses set no cookie of ours.
+fn sets_same_cookie(resp: &ResponseHeader, value: &str) -> bool {
+    let mut same_name = resp
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| cookie_name(v) == cookie_name(value))
+        .peekable();
+    if same_name.peek().is_none() {
+        return false;
+    }
+    let Some(wanted) = cookie_identity(value) else { return false };
+    same_name.any(|v| cookie_identity(v).as_ref() == Some(&wanted))
+}
+
+/// Sets a cookie, replacing whatever `Set-Cookie` of the response set the same one
+/// before: one `Set-Cookie` per cookie, since which of two a browser keeps depends on
+/// their order. For a logout's effects, which must hold whatever the app sent.
+pub(crate) fn set_cookie_replacing(resp: &mut ResponseHeader, value: String) -> pingora::Result<()> {
+    if sets_same_cookie(resp, &value) {
+        let wanted = cookie_identity(&value);
+        let kept: Vec<http::HeaderValue> = resp
+            .headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter(|v| v.to_str().ok().and_then(cookie_identity) != wanted)
+            .cloned()
+            .collect();
+        resp.remove_header(&http::header::SET_COOKIE);
+        for v in kept {
+            resp.append_header(http::header::SET_COOKIE, v)?;
+        }
+    }
+    resp.append_header(http::header::SET_COOKIE, value).map(drop)
+}
+
+/// Sets a cookie unless the response sets it already. For a page's housekeeping
+/// (clearing the marker, remembering the user), which yields to a logout's effects on
+/// the same response: a logout landing page keeps the marker set, not cleared.
+pub(crate) fn set_cookie_unless_set<V>(resp: &mut ResponseHeader, value: V) -> pingora::Result<()>
+where
+    V: TryInto<http::HeaderValue>,
+    V::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let value = value.try_into().or_err(pingora::ErrorType::InvalidHTTPHeader, "a Set-Cookie value")?;
+    if value.to_str().is_ok_and(|v| sets_same_cookie(resp, v)) {
+        return Ok(());
+    }
+    resp.append_header(http::header::SET_COOKIE, value).map(drop)
+}
+
 /// The proxy's own cookies in the request: (marker present, last-user tag).
 pub fn own_cookies(req: &pingora::http::RequestHeader) -> (bool, Option<String>) {
     let mut marker = false;
@@ -223,6 +292,14 @@ mod tests {
             assert_eq!(c.len(), 3, "{host}: {c:?}");
             assert!(c.iter().all(|v| !v.contains("Domain")));
         }
+    }
+
+    #[test]
+    fn a_cookie_is_its_name_domain_and_path() {
+        let same = cookie_identity("a=1; Domain=.Example.com; Path=/");
+        assert_eq!(same, cookie_identity("a=; domain=example.com; path=/; max-age=0"));
+        assert_ne!(same, cookie_identity("a=1; Path=/"), "host-only is another cookie");
+        assert_ne!(same, cookie_identity("a=1; Domain=example.com; Path=/x"));
     }
 
     #[test]

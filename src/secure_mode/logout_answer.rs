@@ -27,10 +27,10 @@ impl SecureMode {
         let host = headers::cookie_host(session.req_header());
         let host = host.as_deref();
         for value in cookies::expire_intercom_cookies(&self.app_id, &self.logout, host) {
-            resp.append_header(http::header::SET_COOKIE, value)?;
+            cookies::set_cookie_replacing(resp, value)?;
         }
-        resp.append_header(http::header::SET_COOKIE, cookies::marker_set())?;
-        resp.append_header(http::header::SET_COOKIE, cookies::user_clear())?;
+        cookies::set_cookie_replacing(resp, cookies::marker_set())?;
+        cookies::set_cookie_replacing(resp, cookies::user_clear())?;
         headers::make_private(resp)?;
         if !self.wants_interstitial(resp, state) {
             METRICS.logouts.with_label_values(&["marker"]).inc();
@@ -81,7 +81,7 @@ impl SecureMode {
             Err(e) => {
                 crate::warn_limited!(
                     "logout {}: no usable answer from the app ({}); answering 502 with the Intercom logout",
-                    session.req_header().uri.path(),
+                    crate::warn::loggable_path(session.req_header().uri.path()),
                     crate::warn::describe(&e)
                 );
                 let mut resp = ResponseHeader::build(502, Some(4))?;

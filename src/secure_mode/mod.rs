@@ -406,11 +406,12 @@ impl SecureMode {
     /// Sets up the rewriter and the cookies of a page we rewrite.
     fn start_page(&self, resp: &mut ResponseHeader, state: &mut RequestState, page: PagePlan) -> pingora::Result<()> {
         state.rewriter = Some(self.pages.start(resp, &page.plan)?);
+        // A logout's effects on the same response (a logout landing page) come first and win.
         if page.plan.shutdown && state.marker {
-            resp.append_header(http::header::SET_COOKIE, cookies::marker_clear())?;
+            cookies::set_cookie_unless_set(resp, cookies::marker_clear())?;
         }
         if let Some(tag) = page.user_tag.filter(|t| state.last_user.as_deref() != Some(t.as_str())) {
-            resp.append_header(http::header::SET_COOKIE, tag.set_cookie())?;
+            cookies::set_cookie_unless_set(resp, tag.set_cookie())?;
         }
         Ok(())
     }
