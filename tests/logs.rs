@@ -45,6 +45,9 @@ fn no_log_line_at_any_level_holds_a_secret_a_session_or_a_token() {
     for sid in ["SESSIONMARKER-boom", "SESSIONMARKER-junk"] {
         let r = get(&proxy.url("/?token=QUERYMARKER"), &[("Cookie", &format!("sid={sid}"))]);
         assert_eq!(r.status, 200);
+        // A session id in a path parameter, on a page whose lookup fails (warned about).
+        let r = get(&proxy.url("/p;jsessionid=QUERYMARKER-path"), &[("Cookie", &format!("sid={sid}"))]);
+        assert_eq!(r.status, 200);
     }
     // A malformed upstream response, a malformed logout answer, a malformed request.
     let r = get(&proxy.url("/malformed?token=QUERYMARKER"), &[("Cookie", "sid=SESSIONMARKER-ok")]);

@@ -43,6 +43,17 @@ pub enum OnIdentityFailure {
     Pass,
 }
 
+impl OnIdentityFailure {
+    /// What a page gets, for warnings.
+    pub fn describe(self) -> &'static str {
+        match self {
+            OnIdentityFailure::Defer => "the Messenger held until the refresh path knows the user",
+            OnIdentityFailure::Strip => "the plain identity stripped",
+            OnIdentityFailure::Pass => "the page as the app sent it, plain identity included (on_identity_failure: pass)",
+        }
+    }
+}
+
 /// Default of `inject.content_types`: the two HTML media types.
 pub const DEFAULT_CONTENT_TYPES: &[&str] = &["text/html", "application/xhtml+xml"];
 /// Default of `inject.honor_no_transform` (RFC 9111: intermediaries must not transform such content).

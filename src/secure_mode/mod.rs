@@ -247,7 +247,7 @@ impl SecureMode {
             return;
         }
         if let Err(why) = page::rewritable(resp, &self.inject) {
-            log::debug!("not rewriting {}: {why}", session.req_header().uri.path());
+            log::debug!("not rewriting {}: {why}", crate::warn::loggable_path(session.req_header().uri.path()));
             state.outcome = Handled::Skipped(why);
             return;
         }
@@ -342,7 +342,7 @@ impl SecureMode {
             if let Outcome::GaveUp(reason) = rw.outcome() {
                 log::info!(
                     "{} passed through without the Messenger script ({reason:?} after {} bytes)",
-                    session.req_header().uri.path(),
+                    crate::warn::loggable_path(session.req_header().uri.path()),
                     rw.parsed_bytes()
                 );
             }
@@ -372,8 +372,8 @@ impl SecureMode {
         let (lookup, answered_by) = self.identity.resolve_answered(&state.hints).await;
         state.answered_by = answered_by;
         if let Lookup::Failed(why) = &lookup {
-            let path = session.req_header().uri.path();
-            crate::warn_limited!("{why}; serving {path} without a Messenger token");
+            let path = crate::warn::loggable_path(session.req_header().uri.path());
+            crate::warn_limited!("{why}; serving {path} without a Messenger token, {}", self.inject.on_identity_failure.describe());
         }
         lookup
     }
@@ -390,8 +390,8 @@ impl SecureMode {
         let token = match self.signs_jwt.then(|| self.signer.token_for(&id)).transpose() {
             Ok(token) => token,
             Err(e) => {
-                let path = session.req_header().uri.path();
-                crate::warn_limited!("{e}; serving {path} without a Messenger token");
+                let path = crate::warn::loggable_path(session.req_header().uri.path());
+                crate::warn_limited!("{e}; serving {path} without a Messenger token, {}", self.inject.on_identity_failure.describe());
                 return failed;
             }
         };
