@@ -7,7 +7,8 @@
 #                                   systemd-analyze and python3-venv for the packaging tests, and
 #                                   redis-server and php-redis for the redis_session tests, and
 #                                   PyJWT + cryptography for the JWT source tests, and
-#                                   haproxy for the several-instances test
+#                                   haproxy for the several-instances test, and
+#                                   lighttpd for the CGI header-folding test
 set -euo pipefail
 want=("${1:-test}")
 need=()
@@ -36,6 +37,9 @@ if [ "${want[0]}" = test ]; then
   php -m 2>/dev/null | grep -qx redis || need+=(php-redis)
   # tests/instances.rs: three proxies behind a real HAProxy.
   [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+  # tests/header_folding.rs: a CGI app behind lighttpd, which folds every non-alphanumeric
+  # byte of a header name into `_`.
+  [ -x /usr/sbin/lighttpd ] || need+=(lighttpd)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

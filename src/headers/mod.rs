@@ -1,11 +1,14 @@
 //! HTTP helpers, one place for each: reading requests (host, cookies, what a request
-//! is for), framing messages, and the response headers the proxy changes.
+//! is for), framing messages, the response headers the proxy changes, and header names
+//! as app stacks fold them.
 
 mod framing;
+mod name_fold;
 mod request;
 mod response;
 
 pub use framing::{content_length_fix, fit_framing, LengthFix};
+pub use name_fold::FoldedName;
 pub use request::{
     check_request, cookie_host, cookie_pairs, host_without_port, is_navigation, is_soft_navigation, may_be_document, BadRequest,
 };

@@ -3,7 +3,8 @@
 //! `trusted_header` the peer address does not matter: the signature is the proof.
 //!
 //! The header is removed from every request before it reaches the app, verified or
-//! not, in every spelling app stacks fold to it (`_` for `-`, any case). Verification
+//! not, in every spelling app stacks fold to it (any punctuation, any case: see
+//! `headers::FoldedName`). Verification
 //! happens in the response phase (it may have to fetch keys), after the request has
 //! gone upstream, so the request phase cannot know yet whether the assertion is good;
 //! forwarding it would hand the app an unverified credential that many apps decode
@@ -15,13 +16,13 @@ use http::HeaderName;
 use pingora::http::RequestHeader;
 
 use super::jwt::{JwtVerifier, Token};
-use super::trusted_header::{fold, folds_to};
 use crate::config::SignedHeaderConfig;
+use crate::headers::FoldedName;
 
 /// The `signed_header` source.
 pub struct SignedHeaderSource {
     header: String,
-    folded: String,
+    folded: FoldedName,
     verifier: Arc<JwtVerifier>,
 }
 
@@ -29,7 +30,7 @@ impl SignedHeaderSource {
     /// Builds the source.
     pub fn new(config: SignedHeaderConfig) -> Self {
         SignedHeaderSource {
-            folded: fold(&config.header),
+            folded: FoldedName::new(&config.header),
             header: config.header,
             verifier: JwtVerifier::new("signed_header", config.verify, config.fields),
         }
@@ -52,7 +53,7 @@ impl SignedHeaderSource {
                 None
             }
         };
-        let doomed: Vec<HeaderName> = req.headers.keys().filter(|n| folds_to(n.as_str(), &self.folded)).cloned().collect();
+        let doomed: Vec<HeaderName> = req.headers.keys().filter(|n| self.folded.matches(n.as_str())).cloned().collect();
         for name in &doomed {
             req.remove_header(name);
         }

@@ -2,8 +2,9 @@
 //!
 //! Only peers inside the configured CIDRs may assert identity. From anyone else the
 //! headers are removed in every spelling before the request reaches the app: header
-//! names are case-insensitive, and many app stacks (CGI, WSGI, PHP) fold `_` into `-`,
-//! so `X_Forwarded_User` would otherwise smuggle an identity past us.
+//! names are case-insensitive, and app stacks fold punctuation into `_` (PHP `.` and
+//! `-`, CGI any byte but letters and digits), so `X.Forwarded.User` would otherwise
+//! smuggle an identity past us (the rule: `headers::FoldedName`).
 
 use std::net::IpAddr;
 
@@ -12,12 +13,13 @@ use pingora::http::RequestHeader;
 
 use super::{Company, Identity};
 use crate::config::TrustedHeaderConfig;
+use crate::headers::FoldedName;
 
 /// The trusted-header source.
 pub struct TrustedHeaderSource {
     config: TrustedHeaderConfig,
-    /// Configured names folded (lowercase, `_` as `-`), for spoof detection.
-    folded: Vec<String>,
+    /// Configured names folded, for spoof detection.
+    folded: Vec<FoldedName>,
     /// The configured names, parsed once (`None`: not a valid name, so never sent).
     names: Names,
 }
@@ -44,27 +46,10 @@ impl Names {
     }
 }
 
-/// Lowercases and maps `_` to `-`, the way app stacks fold header names.
-pub(super) fn fold(name: &str) -> String {
-    name.bytes()
-        .map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char })
-        .collect()
-}
-
-/// Whether `name` folds to `folded` (which is already folded), without allocating:
-/// this runs for every header of every request.
-pub(super) fn folds_to(name: &str, folded: &str) -> bool {
-    name.len() == folded.len()
-        && name.bytes().zip(folded.bytes()).all(|(a, b)| {
-            let a = if a == b'_' { b'-' } else { a.to_ascii_lowercase() };
-            a == b
-        })
-}
-
 impl TrustedHeaderSource {
     /// Builds the source.
     pub fn new(config: TrustedHeaderConfig) -> Self {
-        let folded = configured_names(&config).map(|n| fold(n)).collect();
+        let folded = configured_names(&config).map(|n| FoldedName::new(n)).collect();
         let names = Names::new(&config);
         TrustedHeaderSource { config, folded, names }
     }
@@ -90,7 +75,7 @@ impl TrustedHeaderSource {
             .keys()
             .filter(|name| {
                 let n = name.as_str();
-                self.folded.iter().any(|f| folds_to(n, f))
+                self.folded.iter().any(|f| f.matches(n))
                     && !(trusted && self.is_configured_spelling(n))
             })
             .cloned()
@@ -185,7 +170,9 @@ mod tests {
         let mut req = request(&[
             ("X-Forwarded-User", "mallory"),
             ("x_forwarded_user", "mallory"),
+            ("X.Forwarded.User", "mallory"),
             ("X_FORWARDED_EMAIL", "m@example.com"),
+            ("x~forwarded|email", "m@example.com"),
             ("X-Other", "kept"),
         ]);
         let got = source().filter_request(&mut req, Some("192.0.2.1".parse().unwrap()));
@@ -199,7 +186,9 @@ mod tests {
         let mut req = request(&[
             ("X-Forwarded-User", "alice"),
             ("X_Forwarded_User", "mallory"),
+            ("X.Forwarded.User", "mallory"),
             ("X-Forwarded-Email", "alice@example.com"),
+            ("X--Forwarded-User", "another header"),
         ]);
         let got = source()
             .filter_request(&mut req, Some("::ffff:10.1.2.3".parse().unwrap()))
@@ -207,6 +196,9 @@ mod tests {
         assert_eq!(got.user_id, "alice");
         assert_eq!(got.email.as_deref(), Some("alice@example.com"));
         assert!(req.headers.get("x_forwarded_user").is_none());
+        assert!(req.headers.get("x.forwarded.user").is_none());
+        // A run of separators folds to a run, as CGI keeps it: no stack reads it as the user.
+        assert!(req.headers.get("x--forwarded-user").is_some());
     }
 
     #[test]

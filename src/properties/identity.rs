@@ -1,7 +1,10 @@
-//! Request-header hygiene of the trusted-header identity source, through
-//! `IdentityResolver::inspect_request` as the proxy calls it, on arbitrary headers:
-//! case and `_`/`-` variants of the configured names, near misses, other names,
-//! repeated headers, values with non-UTF-8 bytes.
+//! Request-header hygiene of the identity sources that read headers (trusted_header,
+//! signed_header), through `IdentityResolver::inspect_request` as the proxy calls it,
+//! on arbitrary headers: spellings of the configured names in any case with any
+//! punctuation HTTP allows in a name for their separators, near misses (a byte more
+//! anywhere, so doubled separators too), other names, repeated headers, values with
+//! non-UTF-8 bytes. The rule held: a name that folds to a configured one, letters in
+//! one case and every other byte one `_`, is that header to some app stack.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -9,12 +12,13 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use crate::config::Config;
+use crate::headers::FoldedName;
 use crate::identity::IdentityResolver;
 use crate::upstream::Upstream;
 use pingora::http::RequestHeader;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::sample::select;
+use proptest::sample::{select, Index};
 
 use super::check;
 
@@ -36,7 +40,7 @@ impl Names {
 
 fn names() -> impl Strategy<Value = Names> {
     (
-        select(&["X-Forwarded-User", "Remote_User", "X-Auth-Request-User", "x-user"][..]),
+        select(&["X-Forwarded-User", "Remote_User", "X-Auth-Request-User", "x-user", "X.Auth.User"][..]),
         select(&["X-Forwarded-Email", "X_Auth_Email", "Email"][..]),
         proptest::option::of(select(&["X-Forwarded-Name", "X-User_Name"][..])),
     )
@@ -47,14 +51,20 @@ fn names() -> impl Strategy<Value = Names> {
 fn resolver(n: &Names) -> IdentityResolver {
     let (user_id, email) = (n.user_id, n.email);
     let name = n.name.map(|v| format!(", name: {v}")).unwrap_or_default();
+    resolver_with(&format!(
+        "{{type: trusted_header, trusted_cidrs: [\"{TRUSTED_CIDR}\"], headers: {{user_id: {user_id}, email: {email}{name}}}}}"
+    ))
+}
+
+/// The resolver the proxy builds from a config file with one identity source (YAML flow).
+fn resolver_with(source: &str) -> IdentityResolver {
     let yaml = format!(
         "listen: [\"127.0.0.1:8080\"]\n\
          upstream: {{addresses: [\"127.0.0.1:3000\"]}}\n\
          intercom: {{app_id: abc12345, secret_env: FUZZ_SECRET}}\n\
-         identity: {{sources: [{{type: trusted_header, trusted_cidrs: [\"{TRUSTED_CIDR}\"], \
-         headers: {{user_id: {user_id}, email: {email}{name}}}}}]}}\n"
+         identity: {{sources: [{source}]}}\n"
     );
-    let config = Config::from_yaml(&yaml, &|_| Some("fuzz-secret".into())).expect("valid config");
+    let config = Config::from_yaml(&yaml, &|_| Some("fuzz-secret-0123456789abcdef-0123456789".into())).expect("valid config");
     // Only an endpoint source would use the upstream; building one is slow, so all
     // cases share one.
     static UPSTREAM: OnceLock<Arc<Upstream>> = OnceLock::new();
@@ -62,33 +72,40 @@ fn resolver(n: &Names) -> IdentityResolver {
     IdentityResolver::new(&config.site().identity, upstream.clone())
 }
 
-/// How app stacks fold header names: lowercase, `_` as `-`.
+/// The bytes besides letters and digits that HTTP allows in a header name (`tchar`).
+const PUNCTUATION: &[u8] = b"!#$%&'*+-.^_`|~";
+
+/// How some app stack may read a header name: letters in one case, every other byte
+/// `_` (PHP does so for `-` and `.`, lighttpd's CGI for all of them).
 fn fold(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+    name.bytes().map(|b| if b.is_ascii_alphanumeric() { b.to_ascii_lowercase() as char } else { '_' }).collect()
 }
 
-/// `name` with each letter's case and each `-`/`_` chosen at random.
+/// `name` with each letter's case chosen at random and each other byte replaced by
+/// any punctuation byte.
 fn spelling_of(name: &'static str) -> impl Strategy<Value = String> {
-    vec(any::<(bool, bool)>(), name.len()).prop_map(move |flips| {
-        name.chars()
-            .zip(flips)
-            .map(|(c, (upper, underscore))| match c {
-                '-' | '_' if underscore => '_',
-                '-' | '_' => '-',
-                c if upper => c.to_ascii_uppercase(),
-                c => c.to_ascii_lowercase(),
+    vec((any::<bool>(), select(PUNCTUATION)), name.len()).prop_map(move |choices| {
+        name.bytes()
+            .zip(choices)
+            .map(|(b, (upper, punctuation))| match b {
+                b if !b.is_ascii_alphanumeric() => punctuation as char,
+                b if upper => b.to_ascii_uppercase() as char,
+                b => b.to_ascii_lowercase() as char,
             })
             .collect()
     })
 }
 
-/// A header name: a spelling of a configured name, a near miss, or anything else.
-fn header_name(n: &Names) -> impl Strategy<Value = String> {
-    let spelling = select(n.all()).prop_flat_map(spelling_of);
+/// A header name: a spelling of a configured name, a near miss (a letter, digit or
+/// punctuation byte more, anywhere), or anything else.
+fn header_name(configured: Vec<&'static str>) -> impl Strategy<Value = String> {
+    let spelling = select(configured).prop_flat_map(spelling_of);
+    let extra = prop_oneof![select(PUNCTUATION).prop_map(char::from), select(&['s', 'x', '0'][..])];
     prop_oneof![
         4 => spelling.clone(),
-        2 => (spelling, select(&["s", "-", "_", "x"][..]), any::<bool>()).prop_map(|(s, extra, before)| {
-            if before { format!("{extra}{s}") } else { format!("{s}{extra}") }
+        2 => (spelling, any::<Index>(), extra).prop_map(|(mut s, at, extra)| {
+            s.insert(at.index(s.len() + 1), extra);
+            s
         }),
         1 => select(&["Host", "Cookie", "Accept", "X-Forwarded-For", "Forwarded", "User-Agent"][..])
             .prop_map(String::from),
@@ -171,7 +188,7 @@ fn case(
     peer: impl Strategy<Value = Option<IpAddr>>,
 ) -> impl Strategy<Value = (Names, Vec<(String, Bytes)>, Option<IpAddr>)> {
     (names(), peer).prop_flat_map(|(n, peer)| {
-        let headers = vec((header_name(&n), header_value()), 0..12);
+        let headers = vec((header_name(n.all()), header_value()), 0..12);
         (Just(n), headers, Just(peer))
     })
 }
@@ -214,6 +231,50 @@ fn trusted_peers_keep_only_the_configured_spelling_and_assert_a_single_value() {
         let folded: Vec<String> = n.all().into_iter().map(fold).collect();
         let mut expected = before;
         expected.retain(|name, _| configured.contains(name) || !folded.contains(&fold(name)));
+        prop_assert_eq!(wire(&req), expected, "the headers the app gets");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_name_matches_a_configured_one_exactly_when_both_fold_alike() {
+    let case = names().prop_flat_map(|n| (select(n.all()), header_name(n.all())));
+    check("identity: folding", case, |(configured, name)| {
+        prop_assert_eq!(FoldedName::new(configured).matches(&name), fold(configured) == fold(&name), "{} against {}", name, configured);
+        Ok(())
+    });
+}
+
+/// Headers a signed_header source may be configured with.
+const SIGNED_HEADERS: &[&str] = &["X-Pomerium-Jwt-Assertion", "Cf-Access-Jwt-Assertion", "x-amzn-oidc-data", "X_Auth_Assertion", "authorization"];
+
+/// The resolver with a signed_header source reading `header`: one per header, shared
+/// by all cases (a JWT verifier takes long to build).
+fn signed_resolver(header: &str) -> &'static IdentityResolver {
+    static RESOLVERS: OnceLock<Vec<IdentityResolver>> = OnceLock::new();
+    let all = RESOLVERS.get_or_init(|| {
+        SIGNED_HEADERS
+            .iter()
+            .map(|h| resolver_with(&format!("{{type: signed_header, header: {h}, algorithms: [HS256], secret_env: FUZZ_SECRET}}")))
+            .collect()
+    });
+    &all[SIGNED_HEADERS.iter().position(|h| *h == header).expect("a listed header")]
+}
+
+/// A signed_header source's header, as configured, and headers built from it.
+fn signed_case() -> impl Strategy<Value = (&'static str, Vec<(String, Bytes)>)> {
+    select(SIGNED_HEADERS).prop_flat_map(|header| (Just(header), vec((header_name(vec![header]), header_value()), 0..12)))
+}
+
+#[test]
+fn the_signed_assertion_header_is_removed_in_every_spelling_and_nothing_else() {
+    check("identity: signed header", signed_case(), |(header, headers)| {
+        let mut req = request(&headers);
+        let before = wire(&req);
+        signed_resolver(header).inspect_request(&mut req, None);
+        // Verified or not, the assertion goes: the app could decode it without checking.
+        let mut expected = before;
+        expected.retain(|name, _| fold(name) != fold(header));
         prop_assert_eq!(wire(&req), expected, "the headers the app gets");
         Ok(())
     });
