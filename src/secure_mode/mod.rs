@@ -277,6 +277,9 @@ impl SecureMode {
         } else if logout::sets_session_cookie(resp, self.identity.session_cookie_names()) {
             // A login: whatever was cached for the old cookie value is stale.
             self.identity.forget_session(&state.hints).await;
+        } else if crate::identity::login::may_log_in(&session.req_header().method, resp) {
+            // Maybe a login that kept the session id: a cached "nobody" is stale.
+            self.identity.forget_anonymous(&state.hints).await;
         }
         // Decompression may have failed to apply; never rewrite encoded bytes.
         let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
