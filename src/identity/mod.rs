@@ -33,9 +33,9 @@ use std::sync::Arc;
 use pingora::http::RequestHeader;
 
 use crate::config::{IdentityConfig, SourceConfig};
-use session_cache::Forget;
 use crate::metrics::{LookupResult, SourceMetrics, METRICS};
 use crate::upstream::Upstream;
+use session_cache::Forget;
 
 /// A logged-in user, as the application knows them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
