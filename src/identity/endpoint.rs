@@ -11,18 +11,16 @@
 //! the others within that.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use moka::future::Cache;
-use moka::Expiry;
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 
 use super::html_fields::HtmlFields;
 use super::json_fields;
+use super::session_cache::{self, Forget, SessionCache};
 use super::shared_cache::{Lifetimes, SharedCache};
 use super::{Company, Identity, Lookup, SourceError};
 use crate::config::{EndpointConfig, EndpointFormat};
@@ -50,39 +48,8 @@ impl fmt::Debug for SessionKey {
     }
 }
 
-/// A cached answer: the user, or `None` for "not logged in".
-pub(super) type Cached = Option<Arc<Identity>>;
-
-/// Found identities and "logged out" answers live for different times.
-pub(super) struct TtlPolicy {
-    pub(super) found: Duration,
-    pub(super) anonymous: Duration,
-}
-
-impl Expiry<[u8; 32], Cached> for TtlPolicy {
-    fn expire_after_create(&self, _: &[u8; 32], value: &Cached, _: Instant) -> Option<Duration> {
-        Some(if value.is_some() { self.found } else { self.anonymous })
-    }
-}
-
-/// `cache.try_get_with`, and whether this call ran `load` (a miss; a call that waited
-/// for another's load counts as a hit). The load's future is boxed, and made only on a
-/// miss: it holds the whole exchange with the app or Redis, too large to nest in every
-/// request's future (debug builds overflowed Pingora's stack).
-pub(super) async fn get_or_load<E: Send + Sync + 'static, F: std::future::Future<Output = Result<Cached, E>> + Send>(
-    cache: &Cache<[u8; 32], Cached>,
-    key: [u8; 32],
-    load: impl FnOnce() -> F,
-) -> (Result<Cached, Arc<E>>, bool) {
-    let loaded = AtomicBool::new(false);
-    let answer = cache
-        .try_get_with(key, async {
-            loaded.store(true, Ordering::Relaxed);
-            Box::pin(load()).await
-        })
-        .await;
-    (answer, loaded.load(Ordering::Relaxed))
-}
+// The shared cache stores the same answers.
+pub(super) use super::session_cache::Cached;
 
 /// The current-user endpoint source.
 pub struct CurrentUserEndpoint {
@@ -90,7 +57,7 @@ pub struct CurrentUserEndpoint {
     /// The selectors, for `format: html` (boxed: most sources are JSON).
     html: Option<Box<HtmlFields>>,
     upstream: Arc<Upstream>,
-    cache: Cache<[u8; 32], Cached>,
+    cache: SessionCache,
     shared: Option<Arc<SharedCache>>,
 }
 
@@ -99,13 +66,13 @@ impl CurrentUserEndpoint {
     /// share a cache.
     pub(super) fn new(config: EndpointConfig, upstream: Arc<Upstream>, shared: Option<Arc<SharedCache>>) -> Self {
         let local = |ttl: Duration| if shared.is_some() { ttl.min(LOCAL_TTL_WHEN_SHARED) } else { ttl };
-        let cache = Cache::builder()
-            .max_capacity(config.cache_capacity)
-            .expire_after(TtlPolicy {
-                found: local(config.cache_ttl),
-                anonymous: local(config.negative_cache_ttl),
-            })
-            .build();
+        let life = session_cache::Lifetimes {
+            found: local(config.cache_ttl),
+            anonymous: local(config.negative_cache_ttl),
+            // With a shared cache: two claims' worth of waiting, then our own call.
+            lookup: config.timeout * 3,
+        };
+        let cache = SessionCache::new(config.cache_capacity, &life);
         CurrentUserEndpoint {
             html: (config.format == EndpointFormat::Html).then(|| Box::new(HtmlFields::new(&config))),
             config,
@@ -162,10 +129,11 @@ impl CurrentUserEndpoint {
     /// Who the session belongs to, from the cache or the endpoint; `true` when this
     /// lookup had to load the answer (a cache miss).
     pub async fn lookup(&self, key: &SessionKey) -> (Lookup, bool) {
-        let (answer, loaded) = get_or_load(&self.cache, key.digest, || self.load(key)).await;
+        let (answer, loaded) = self.cache.get_or_load(&key.digest, |generation| self.load(key, generation)).await;
         let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
+            Err(why) if matches!(*why, EndpointError::Superseded) => Lookup::Anonymous,
             Err(why) => Lookup::Failed(SourceError::Endpoint {
                 path: self.config.path.clone(),
                 why: (*why).clone(),
@@ -174,20 +142,31 @@ impl CurrentUserEndpoint {
         (lookup, loaded)
     }
 
-    /// Drops the cached answer for this session, here and in the shared cache.
-    pub async fn forget(&self, key: &SessionKey) {
-        self.cache.invalidate(&key.digest).await;
+    /// Drops the cached answer for this session (or only a "nobody"), here and in the
+    /// shared cache. The shared entry goes unless this instance still knows the user:
+    /// reading it to tell would cost as much as the lookup it may save.
+    pub async fn forget(&self, key: &SessionKey, what: Forget) {
+        if !self.cache.forget(&key.digest, what).await {
+            return;
+        }
         if let Some(shared) = &self.shared {
             shared.forget(&shared.entry(&self.config.path, &key.digest)).await;
         }
     }
 
-    /// The answer of the shared cache or, without one, of the endpoint.
-    async fn load(&self, key: &SessionKey) -> Result<Cached, EndpointError> {
+    /// The answer of the shared cache or, without one, of the endpoint, for the
+    /// session's `generation`.
+    async fn load(&self, key: &SessionKey, generation: u64) -> Result<Cached, EndpointError> {
         let ask_app = || async {
-            match tokio::time::timeout(self.config.timeout, self.fetch(key)).await {
+            let answer = match tokio::time::timeout(self.config.timeout, self.fetch(key)).await {
                 Ok(result) => result,
                 Err(_) => Err(EndpointError::Timeout(self.config.timeout)),
+            };
+            // A "nobody" asked before a login this instance has seen since must not be
+            // shared: a lookup after the login (ours too) would wait for it and take it.
+            match answer {
+                Ok(None) if self.cache.forgotten_since(&key.digest, generation).await => Err(EndpointError::Superseded),
+                answer => answer,
             }
         };
         let Some(shared) = &self.shared else { return ask_app().await };
@@ -285,6 +264,10 @@ pub enum EndpointError {
     /// A selector cannot be used (only possible for sources built in code).
     #[error("unusable selector: {0}")]
     Selector(String),
+    /// The app said "nobody" for a session that may have logged in since it was asked
+    /// (the request that asked is served as nobody's; the answer is not kept).
+    #[error("answer superseded by a login")]
+    Superseded,
     /// The account page gives a doubtful value for a field that names the user.
     #[error("account page field {field} is doubtful ({why}); no identity")]
     Doubtful {

@@ -9,16 +9,20 @@
 //! `redis_session` reads the app's session straight from the Redis it lives in.
 //! `jwt_cookie` verifies a JWT the app signed into its cookie (or a bearer header),
 //! `signed_header` one an identity-aware proxy in front signed (both verified by the `jwt` module).
-//! With `identity.shared_cache`, instances share the endpoint answers in Redis (`shared_cache`).
+//! The last two cache their answers per session (`session_cache`). With
+//! `identity.shared_cache`, instances share the endpoint answers in Redis (`shared_cache`).
+//! `login` says which exchanges may have logged a session in without a new cookie.
 
 mod endpoint;
 mod html_fields;
 mod json_fields;
 mod jwt;
 mod jwt_cookie;
+pub(crate) mod login;
 pub mod redis_session;
 pub(crate) mod redis_probe;
 pub(crate) mod redis_store;
+mod session_cache;
 mod shared_cache;
 mod signed_header;
 mod trusted_header;
@@ -31,6 +35,7 @@ use pingora::http::RequestHeader;
 use crate::config::{IdentityConfig, SourceConfig};
 use crate::metrics::{LookupResult, SourceMetrics, METRICS};
 use crate::upstream::Upstream;
+use session_cache::Forget;
 
 /// A logged-in user, as the application knows them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -306,10 +311,20 @@ impl IdentityResolver {
 
     /// Forgets what is cached for this session (on login, logout or a user switch).
     pub async fn forget_session(&self, hints: &RequestHints) {
+        self.forget(hints, Forget::Everything).await
+    }
+
+    /// Forgets a cached "nobody" for this session (on a login that may have kept the
+    /// session id); a known user stays cached.
+    pub async fn forget_anonymous(&self, hints: &RequestHints) {
+        self.forget(hints, Forget::Nobody).await
+    }
+
+    async fn forget(&self, hints: &RequestHints, what: Forget) {
         for (source, hint) in self.sources.iter().zip(&hints.0) {
             match (source, hint) {
-                (Source::CurrentUserEndpoint(e), Hint::Session(key)) => e.forget(key).await,
-                (Source::RedisSession(r), Hint::RedisSession(session)) => r.forget(session).await,
+                (Source::CurrentUserEndpoint(e), Hint::Session(key)) => e.forget(key, what).await,
+                (Source::RedisSession(r), Hint::RedisSession(session)) => r.forget(session, what).await,
                 _ => {}
             }
         }

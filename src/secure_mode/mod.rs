@@ -297,6 +297,9 @@ impl SecureMode {
         } else if logout::sets_session_cookie(resp, self.identity.session_cookie_names()) {
             // A login: whatever was cached for the old cookie value is stale.
             self.identity.forget_session(&state.hints).await;
+        } else if crate::identity::login::may_log_in(&session.req_header().method, resp) {
+            // Maybe a login that kept the session id: a cached "nobody" is stale.
+            self.identity.forget_anonymous(&state.hints).await;
         }
         if state.soft_navigation {
             // Tells the page script of the window that will run this page's scripts to

@@ -17,13 +17,10 @@ pub mod php;
 use std::fmt;
 use std::sync::Arc;
 
-use moka::future::Cache;
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
 
-// The endpoint's cache entry and expiry policy: found users and "no user" live for
-// different times, the same way in both sources.
-use super::endpoint::{get_or_load, Cached, TtlPolicy};
+use super::session_cache::{Cached, Forget, Lifetimes, SessionCache};
 use super::{Lookup, SourceError};
 use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
 
@@ -65,7 +62,7 @@ pub enum RedisSessionError {
 pub struct RedisSessionSource {
     config: RedisSessionConfig,
     store: Store,
-    cache: Cache<[u8; 32], Cached>,
+    cache: SessionCache,
     cookie_names: Vec<String>,
     key_misses: KeyMisses,
 }
@@ -73,10 +70,9 @@ pub struct RedisSessionSource {
 impl RedisSessionSource {
     /// Builds the source; it connects to Redis on first use.
     pub fn new(config: RedisSessionConfig) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(config.cache_capacity)
-            .expire_after(TtlPolicy { found: config.cache_ttl, anonymous: config.negative_cache_ttl })
-            .build();
+        // The timeout bounds connecting and the read: two of them.
+        let life = Lifetimes { found: config.cache_ttl, anonymous: config.negative_cache_ttl, lookup: config.timeout * 2 };
+        let cache = SessionCache::new(config.cache_capacity, &life);
         RedisSessionSource {
             store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.auth.clone(), config.timeout),
             cookie_names: vec![config.cookie.clone()],
@@ -111,7 +107,7 @@ impl RedisSessionSource {
     /// Who the session belongs to, from the cache or Redis; `true` when this lookup
     /// read Redis (a cache miss).
     pub async fn lookup(&self, session: &SessionRef) -> (Lookup, bool) {
-        let (answer, read) = get_or_load(&self.cache, session.digest, || self.fetch(session)).await;
+        let (answer, read) = self.cache.get_or_load(&session.digest, |_| self.fetch(session)).await;
         let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
@@ -120,9 +116,9 @@ impl RedisSessionSource {
         (lookup, read)
     }
 
-    /// Drops the cached answer for this session.
-    pub async fn forget(&self, session: &SessionRef) {
-        self.cache.invalidate(&session.digest).await;
+    /// Drops the cached answer for this session, or only a "nobody".
+    pub async fn forget(&self, session: &SessionRef, what: Forget) {
+        self.cache.forget(&session.digest, what).await;
     }
 
     async fn fetch(&self, session: &SessionRef) -> Result<Cached, RedisSessionError> {

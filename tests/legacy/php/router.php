@@ -4,9 +4,13 @@
 // `php -S 127.0.0.1:PORT router.php` and with Apache + mod_php (FallbackResource).
 //
 //   GET  /login-page            sign-in form
-//   POST /login (user=NAME)     session_start(), $_SESSION['user'], 302 to /
+//   POST /login (user=NAME)     session_start(), a new session id, $_SESSION['user'], 302 to /
+//   GET  /signin                sign-in form of apps that keep their session id: starts a
+//                               session for every visitor
+//   POST /signin (user=NAME)    $_SESSION['user'] in the session it has, no new id, 302 to /
 //   GET|POST /logout            session_destroy(), PHPSESSID expired, 302 to /login-page
 //   GET  /api/me                the session's user as JSON, or 401
+//   GET  /account               the session's user as an HTML account page, or 302 to /login-page
 //   GET  /                      dashboard for a user, guest page otherwise
 
 declare(strict_types=1);
@@ -37,6 +41,25 @@ function current_user(): ?array
     $name = $_SESSION['user'] ?? null;
     session_write_close();
     return is_string($name) ? (USERS[$name] ?? null) : null;
+}
+
+/** Logs $name in (a 403 page for an unknown user); a new session id unless $keep_id. */
+function log_in(mixed $name, bool $keep_id): void
+{
+    if (!is_string($name) || !isset(USERS[$name])) {
+        http_response_code(403);
+        page('Sign in', '', "<p>Unknown user.</p>\n");
+        return;
+    }
+    start_session();
+    if (!$keep_id) {
+        session_regenerate_id(true);
+    }
+    $_SESSION['user'] = $name;
+    // The account as an array too, as many apps keep it (read by the redis_session source).
+    $_SESSION['account'] = USERS[$name];
+    header('Cache-Control: no-store');
+    header('Location: /', true, 302);
 }
 
 function h(string $s): string
@@ -77,19 +100,28 @@ switch ($path) {
         break;
 
     case '/login':
-        $name = $_POST['user'] ?? $_GET['user'] ?? '';
-        if (!is_string($name) || !isset(USERS[$name])) {
-            http_response_code(403);
-            page('Sign in', '', "<p>Unknown user.</p>\n");
+        log_in($_POST['user'] ?? $_GET['user'] ?? '', false);
+        break;
+
+    case '/signin':
+        if ($method === 'POST') {
+            log_in($_POST['user'] ?? '', true);
             break;
         }
         start_session();
-        session_regenerate_id(true);
-        $_SESSION['user'] = $name;
-        // The account as an array too, as many apps keep it (read by the redis_session source).
-        $_SESSION['account'] = USERS[$name];
-        header('Cache-Control: no-store');
-        header('Location: /', true, 302);
+        session_write_close();
+        page('Sign in', '', "<form action=\"/signin\" method=\"post\"><input name=\"user\"><button>Sign in</button></form>\n");
+        break;
+
+    case '/account':
+        $u = current_user();
+        if ($u === null) {
+            header('Cache-Control: no-store');
+            header('Location: /login-page', true, 302);
+            break;
+        }
+        $head = "<meta name=\"user-id\" content=\"" . h($u['id']) . "\">\n";
+        page('Your account', $head, "<dl><dt>Name</dt><dd class=\"name\">" . h($u['name']) . "</dd><dt>Email</dt><dd id=\"account-email\">" . h($u['email']) . "</dd></dl>\n");
         break;
 
     case '/logout':
