@@ -50,6 +50,7 @@ use pingora::http::ResponseHeader;
 use crate::config::InjectConfig;
 
 pub(crate) mod csp;
+mod head;
 mod prefix;
 pub(crate) mod rewriter;
 pub(crate) mod script;

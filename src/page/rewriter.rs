@@ -9,8 +9,18 @@
 //!   (browsers look for it only in the first kilobyte, and the script must not push it
 //!   out). No bytes are held back to look for one: an app that sends its first bytes
 //!   and then pauses gets them to the browser at once;
-//! - in any case before a `<script>`, the `</head>` end tag or inside `<body>` if one
-//!   of those comes first; or at the end of a document that has none of them.
+//! - in any case right before the first token that does not belong in `<head>`
+//!   ([`head`](super::head)): a `<script>` or `<template>`, any element but a head
+//!   element, an end tag such as `</head>`, text; so never inside `<template>`,
+//!   foreign content or raw text, and never after a `<frameset>`. A document without
+//!   one gets it at its end, but before whatever the end leaves open (a comment, a
+//!   `<title>`, a cut tag), where it would not run.
+//!
+//! lol_html reports start tags, comments and doctypes; text is what it writes out
+//! between them, read from the output (asked for text, lol_html would re-encode it).
+//! The only bytes kept back are an open `<title>`, `<style>`, `<noscript>` or
+//! `<noframes>` until its end tag (should the body end inside, the script goes before
+//! it), and up to two first bytes that may be a byte order mark.
 //!
 //! The usual start of a page (doctype, `<html>`, `<head>`, `<meta charset>`) is read
 //! first without the parser ([`prefix`](super::prefix)); the parser is built only for
@@ -39,6 +49,7 @@ use lol_html::{ElementContentHandlers, MemorySettings, OutputSink, Selector};
 use once_cell::sync::Lazy;
 
 use super::csp::{MetaCsp, MetaVerdict};
+use super::head::{self, Between, Role};
 use super::script::PageScript;
 
 /// Bytes handed to the parser at a time while looking for the insertion point: the
@@ -46,10 +57,7 @@ use super::script::PageScript;
 const SLICE: usize = 2048;
 const FIRST_SLICE: usize = 256;
 
-static SCRIPT: Lazy<Selector> = Lazy::new(|| "script".parse().expect("static selector"));
-static HEAD: Lazy<Selector> = Lazy::new(|| "head".parse().expect("static selector"));
-static BODY: Lazy<Selector> = Lazy::new(|| "body".parse().expect("static selector"));
-static META: Lazy<Selector> = Lazy::new(|| "meta".parse().expect("static selector"));
+static ANY: Lazy<Selector> = Lazy::new(|| "*".parse().expect("static selector"));
 
 /// Renders the script at the insertion point, given the CSP nonce found on the page
 /// (if any).
@@ -122,6 +130,27 @@ struct Shared {
     meta_csp: MetaCsp,
     /// Whether the script may go right after `<head>` (the header names the charset).
     head_ok: bool,
+    /// Where the scan stands between the tokens the parser reports.
+    scan: Mutex<Scan>,
+    /// The body has ended: a token the parser reports now was left open by the end.
+    at_end: AtomicBool,
+}
+
+/// Where the scan stands in the body. The parser reports start tags, comments and
+/// doctypes, not text (asked for text, lol_html would re-encode every byte of it):
+/// text is what it writes out between them, read here from the output.
+#[derive(Default)]
+struct Scan {
+    /// Input before this offset is tokens, or whitespace between them.
+    checked: usize,
+    /// How much longer the output is than the input at `checked`.
+    growth: isize,
+    /// Inside `<title>`, `<style>`, `<noscript>` or `<noframes>`: text up to its end tag.
+    in_text_element: bool,
+    /// Output from this offset is kept back: the start tag of an open text element, or
+    /// a start of the body that may be a byte order mark. Should the body end before
+    /// its end tag (or the mark), the script goes there.
+    held_from: Option<usize>,
 }
 
 impl Shared {
@@ -157,6 +186,104 @@ impl Shared {
 
     fn pending(&self) -> bool {
         self.render.lock().map(|r| r.is_some()).unwrap_or(false)
+    }
+
+    /// Places the script at output offset `at`, in the part of the output not yet
+    /// handed on, where the output is `grown` bytes longer than the input.
+    fn place_at(&self, at: usize, grown: isize, nonce: Option<&str>) {
+        let Some(script) = self.render(nonce, grown) else { return };
+        let html = script.html().as_bytes();
+        let mut out = lock(&self.out);
+        let start = self.emitted.load(Ordering::Acquire) - out.len();
+        out.splice(at - start..at - start, html.iter().copied());
+        self.emitted.fetch_add(html.len(), Ordering::AcqRel);
+    }
+
+    /// Places the script right before the token that starts at input offset `at`
+    /// (everything before it is written out).
+    fn place_before_token(&self, at: usize, nonce: Option<&str>) {
+        self.place_at(self.emitted.load(Ordering::Acquire), self.grown(at), nonce);
+    }
+
+    /// Reads what was written out since the last token and places the script before
+    /// any text in it; `more` says whether the text may go on. Returns whether the
+    /// script is still to be placed.
+    fn text_since_last_token(&self, more: bool) -> bool {
+        let mut scan = lock(&self.scan);
+        if scan.in_text_element {
+            return true;
+        }
+        let from = (scan.checked as isize + scan.growth) as usize;
+        let found = {
+            let out = lock(&self.out);
+            let start = self.emitted.load(Ordering::Acquire) - out.len();
+            let between = &out[from - start..];
+            match head::between(between, scan.checked, more) {
+                Between::Blank => {
+                    scan.checked += between.len();
+                    scan.held_from = None;
+                    None
+                }
+                Between::MaybeBom => {
+                    scan.held_from = Some(from);
+                    None
+                }
+                Between::Text(i) => Some(from + i),
+            }
+        };
+        match found {
+            Some(at) => {
+                let growth = scan.growth;
+                drop(scan);
+                self.place_at(at, growth, None);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The token at `range` of the input was written out as it was: the scan goes on
+    /// after it.
+    fn passed(&self, range: std::ops::Range<usize>) {
+        let mut scan = lock(&self.scan);
+        scan.growth = self.grown(range.start);
+        scan.checked = range.end;
+    }
+
+    /// A rewritten token that ends at input offset `end` has just been written out.
+    fn passed_rewritten(&self, end: usize) {
+        lock(&self.scan).growth = self.grown(end);
+    }
+
+    /// A text element starts here: its start tag and text are kept back until its end
+    /// tag.
+    fn hold_text_element(&self) {
+        let mut scan = lock(&self.scan);
+        scan.in_text_element = true;
+        scan.held_from = Some(self.emitted.load(Ordering::Acquire));
+    }
+
+    /// Where the open text element starts, if one is open: the output offset of its
+    /// start tag and how much longer the output is there.
+    fn open_text_element(&self) -> Option<(usize, isize)> {
+        let scan = lock(&self.scan);
+        scan.in_text_element.then(|| (scan.held_from.expect("a text element is held"), scan.growth))
+    }
+
+    /// The end tag at `range` closes the open text element.
+    fn text_element_closed(&self, range: std::ops::Range<usize>) {
+        {
+            let mut scan = lock(&self.scan);
+            scan.in_text_element = false;
+            scan.held_from = None;
+        }
+        self.passed(range);
+    }
+
+    /// How much of the output gathered so far may be handed on.
+    fn releasable(&self, out_len: usize) -> usize {
+        let start = self.emitted.load(Ordering::Acquire) - out_len;
+        lock(&self.scan).held_from.map_or(out_len, |held| held - start)
     }
 }
 
@@ -224,6 +351,8 @@ impl PageRewriter {
             placed: AtomicBool::new(false),
             meta_csp,
             head_ok: charset_in_header,
+            scan: Mutex::new(Scan::default()),
+            at_end: AtomicBool::new(false),
         });
         PageRewriter {
             shared,
@@ -296,6 +425,10 @@ impl PageRewriter {
                     }));
                     break;
                 }
+                // Text the parser wrote out after its last token, if any, closes <head>.
+                if shared.pending() {
+                    shared.text_since_last_token(true);
+                }
                 if shared.placed.load(Ordering::Acquire) {
                     finish = Some(Outcome::Placed);
                     break;
@@ -314,8 +447,10 @@ impl PageRewriter {
             finish = Some(Outcome::Scanning);
         }
         let Some(outcome) = finish else {
-            let out = std::mem::take(&mut *lock(&shared.out));
-            *body = Some(Bytes::from(out));
+            let mut out = lock(&shared.out);
+            let ready = shared.releasable(out.len());
+            let kept = out.split_off(ready);
+            *body = Some(Bytes::from(std::mem::replace(&mut *out, kept)));
             return;
         };
         let parser = self.parser.take().expect("parser present");
@@ -329,6 +464,7 @@ impl PageRewriter {
         if !errored {
             // `end()` flushes the bytes the parser still holds (an unfinished tag) and,
             // at the real end of the document, places the script if nothing else did.
+            shared.at_end.store(true, Ordering::Release);
             let rewriter = parser.into_inner().unwrap_or_else(|p| p.into_inner());
             let _ = rewriter.end();
         }
@@ -406,6 +542,9 @@ fn next_slice(fed: usize, max_scan_bytes: usize) -> usize {
 /// lol_html's rewriter with the handlers that place the script.
 fn build_parser(shared: &Arc<Shared>, limits: Limits) -> HtmlRewriter<'static, Sink> {
     lock(&shared.out).reserve(SLICE * 2);
+    let on_comment = shared.clone();
+    let on_doctype = shared.clone();
+    let on_end = shared.clone();
     let settings = Settings::new_send()
         .with_strict(false)
         .with_memory_settings(
@@ -414,53 +553,24 @@ fn build_parser(shared: &Arc<Shared>, limits: Limits) -> HtmlRewriter<'static, S
                 .with_graceful_bail_out_on_memory_limit_exceeded(true),
         )
         .with_graceful_bail_out_on_content_handler_error(true)
-        .append_element_content_handler(handler(&META, shared, on_meta))
-        .append_element_content_handler(handler(&SCRIPT, shared, |el, s| {
-            let nonce = el.get_attribute("nonce");
-            if let Some(script) = s.render(nonce.as_deref(), s.grown(el.source_location().bytes().start)) {
-                el.before(script.html(), ContentType::Html);
-            }
-        }))
-        .append_element_content_handler(handler(&HEAD, shared, |el, s| {
-            // A self-closed `<head/>` (possible in foreign content) takes no content.
-            if s.head_ok && el.can_have_content() {
-                if let Some(script) = s.render(None, s.grown(el.source_location().bytes().start)) {
-                    el.prepend(script.html(), ContentType::Html);
-                }
-                return;
-            }
-            let s = s.clone();
-            // Void or self-closed heads have no end tag; the other points apply.
-            let _ = el.on_end_tag(Box::new(move |end| {
-                if s.pending() {
-                    if let Some(script) = s.render(None, s.grown(end.source_location().bytes().start)) {
-                        end.before(script.html(), ContentType::Html);
-                    }
-                }
-                Ok(())
-            }));
-        }))
-        .append_element_content_handler(handler(&BODY, shared, |el, s| {
-            if !el.can_have_content() {
-                return;
-            }
-            if let Some(script) = s.render(None, s.grown(el.source_location().bytes().start)) {
-                el.prepend(script.html(), ContentType::Html);
-            }
-        }))
-        .append_document_content_handler(lol_html::send::DocumentContentHandlers::default().end({
-            let s = shared.clone();
-            Box::new(move |end: &mut lol_html::html_content::DocumentEnd<'_>| {
-                // Every byte given has been written out by now.
-                if let Some(script) = s.render(None, s.grown(s.fed.load(Ordering::Acquire))) {
-                    end.append(script.html(), ContentType::Html);
-                }
-                Ok(())
-            })
-        }));
+        .append_element_content_handler(handler(&ANY, shared, on_start_tag))
+        .append_document_content_handler(
+            lol_html::send::DocumentContentHandlers::default()
+                .comments(Box::new(move |c: &mut lol_html::html_content::Comment<'_>| {
+                    on_markup(&on_comment, c.source_location().bytes());
+                    Ok(())
+                }))
+                .doctype(Box::new(move |d: &mut lol_html::html_content::Doctype<'_>| {
+                    on_markup(&on_doctype, d.source_location().bytes());
+                    Ok(())
+                }))
+                .end(Box::new(move |_: &mut lol_html::html_content::DocumentEnd<'_>| {
+                    on_document_end(&on_end);
+                    Ok(())
+                })),
+        );
     HtmlRewriter::new(settings, Sink(shared.clone()))
 }
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -486,27 +596,103 @@ fn handler(
     )
 }
 
+/// A start tag: the script goes before it, after it (`<head>`, a charset declaration),
+/// or later; any text before it comes first ([`head`](super::head)).
+fn on_start_tag(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &Arc<Shared>) {
+    let range = el.source_location().bytes();
+    if !shared.text_since_last_token(false) {
+        return;
+    }
+    let name = el.tag_name();
+    match head::role(&name) {
+        Role::Before => {
+            // A page script's nonce is the one our script needs under the page's policy.
+            let nonce = if name == "script" { el.get_attribute("nonce") } else { None };
+            shared.place_before_token(range.start, nonce.as_deref());
+        }
+        Role::HeadText => {
+            shared.hold_text_element();
+            let s = shared.clone();
+            let closed = el.on_end_tag(Box::new(move |end| {
+                if s.pending() {
+                    s.text_element_closed(end.source_location().bytes());
+                }
+                Ok(())
+            }));
+            // lol_html gives every HTML text element an end tag; should it not, the
+            // element's text may run to the end of the body.
+            if closed.is_err() {
+                shared.place_before_token(range.start, None);
+            }
+        }
+        Role::Head if name == "head" && shared.head_ok && el.can_have_content() => {
+            if let Some(script) = shared.render(None, shared.grown(range.start)) {
+                el.prepend(script.html(), ContentType::Html);
+            }
+        }
+        Role::Head if name == "meta" => {
+            let rewritten = on_meta(el, shared);
+            if shared.pending() {
+                shared.passed(range.clone());
+            }
+            if rewritten {
+                // Its new length is known once it is written out.
+                let s = shared.clone();
+                el.streaming_after(Box::new(move |_: &mut lol_html::html_content::StreamingHandlerSink<'_>| {
+                    s.passed_rewritten(range.end);
+                    Ok(())
+                }));
+            }
+        }
+        Role::Head => shared.passed(range),
+    }
+}
+
+/// A comment or doctype: part of `<head>`, unless the end of the body left it open
+/// (`<!-- ...`, `<?xml ...`): a script after it would be inside, so it goes before.
+fn on_markup(shared: &Shared, range: std::ops::Range<usize>) {
+    if !shared.pending() || !shared.text_since_last_token(false) {
+        return;
+    }
+    if shared.at_end.load(Ordering::Acquire) {
+        shared.place_before_token(range.start, None);
+    } else {
+        shared.passed(range);
+    }
+}
+
+/// The end of the body, with the script not placed yet: before a text element left
+/// open, before text or a tag cut off at the end, or else at the very end.
+fn on_document_end(shared: &Shared) {
+    if !shared.pending() {
+        return;
+    }
+    if let Some((at, grown)) = shared.open_text_element() {
+        shared.place_at(at, grown, None);
+    } else if shared.text_since_last_token(false) {
+        // Every byte given has been written out by now.
+        let end = shared.emitted.load(Ordering::Acquire);
+        shared.place_at(end, shared.grown(shared.fed.load(Ordering::Acquire)), None);
+    }
+}
+
 /// A charset declaration is the insertion point when `<head>` was not safe. A
 /// `<meta http-equiv=Content-Security-Policy>` before the insertion point applies to our
-/// script: learn its nonce, amend it with our hash, or refuse to inject.
-fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &Arc<Shared>) {
+/// script: learn its nonce, amend it with our hash, or refuse to inject. Returns whether
+/// the element was rewritten (amended).
+fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &Arc<Shared>) -> bool {
     let http_equiv = el.get_attribute("http-equiv");
     let declares_charset = el.has_attribute("charset")
         || http_equiv.as_deref().is_some_and(|v| v.trim().eq_ignore_ascii_case("content-type"));
     if declares_charset {
-        // Inside foreign content (`<svg><meta charset>`) lol_html sees an element that
-        // waits for an end tag that never comes: the script would never be written.
-        if el.can_have_content() {
-            return;
-        }
         if let Some(script) = shared.render(None, shared.grown(el.source_location().bytes().start)) {
             el.after(script.html(), ContentType::Html);
         }
-        return;
+        return false;
     }
     let is_csp = http_equiv.is_some_and(|v| v.trim().eq_ignore_ascii_case("content-security-policy"));
     if !is_csp {
-        return;
+        return false;
     }
     let content = el.get_attribute("content").unwrap_or_default();
     match shared.meta_csp.judge(&content) {
@@ -515,14 +701,17 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
         MetaVerdict::Amend(amended) => {
             if !amendment_fits(el, shared, &amended) {
                 refuse_for_length(shared, "the page's <meta> Content-Security-Policy, amended, would outgrow the announced length");
-                return;
+                return false;
             }
             if el.set_attribute("content", &amended).is_err() {
                 refuse(shared, "its content could not be rewritten");
+                return false;
             }
+            return true;
         }
         MetaVerdict::Refuse(why) => refuse(shared, &why),
     }
+    false
 }
 
 /// Whether the page, grown by this `<meta>` written out again with `amended`, stays
