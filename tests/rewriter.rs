@@ -153,15 +153,46 @@ fn the_script_goes_at_the_earliest_safe_point() {
         place("<head><title>t</title><script>early()</script><meta charset=utf-8>"),
         "<head><title>t</title>[S]<script>early()</script><meta charset=utf-8>"
     );
-    // No <head>: the first script, <body>, or the end.
-    assert_eq!(place("<p>no head<script>x()</script>"), "<p>no head[S]<script>x()</script>");
-    assert_eq!(place("<body class=a><p>x"), "<body class=a>[S]<p>x");
-    assert_eq!(place("just text"), "just text[S]");
+    // No <head>: before the first element or text that closes it (the parser makes a
+    // <head> for our script there), or the end.
+    assert_eq!(place("<p>no head<script>x()</script>"), "[S]<p>no head<script>x()</script>");
+    assert_eq!(place("<body class=a><p>x"), "[S]<body class=a><p>x");
+    assert_eq!(place("just text"), "[S]just text");
+    assert_eq!(place("<!DOCTYPE html><link rel=icon href=a.ico>\n"), "<!DOCTYPE html><link rel=icon href=a.ico>\n[S]");
     // Comments and strings that look like tags are not insertion points.
     assert_eq!(
         place("<head><!-- <script> --><title>&lt;script&gt;</title><meta charset=utf-8></head>"),
         "<head><!-- <script> --><title>&lt;script&gt;</title><meta charset=utf-8>[S]</head>"
     );
+}
+
+#[test]
+fn the_script_goes_before_what_does_not_belong_in_head() {
+    // Issue 24, point 7: each of these pages used to get the script where it is never
+    // run (inside <template>, foreign content, raw text, an open comment, after a
+    // <frameset>). The first token that closes <head> takes it instead.
+    for (page, placed) in [
+        ("<template><script>x()</script></template>", "[S]<template><script>x()</script></template>"),
+        ("<head><template><script>x()</script></template><script>y()</script>", "<head>[S]<template><script>x()</script></template><script>y()</script>"),
+        ("<svg><script>x()</script></svg>", "[S]<svg><script>x()</script></svg>"),
+        ("<math><script>x()</script></math>", "[S]<math><script>x()</script></math>"),
+        ("<svg><circle r=1>", "[S]<svg><circle r=1>"),
+        ("<meta name=a><!-- left open", "<meta name=a>[S]<!-- left open"),
+        ("<?xml version=\"1.0\"", "[S]<?xml version=\"1.0\""),
+        ("<!doctype html><?xml version=\"1.0\"?><p>x", "<!doctype html><?xml version=\"1.0\"?>[S]<p>x"),
+        ("<plaintext><script>x()</script>", "[S]<plaintext><script>x()</script>"),
+        ("<frameset><frame src=a></frameset>", "[S]<frameset><frame src=a></frameset>"),
+        ("<textarea><script>x()</script></textarea>", "[S]<textarea><script>x()</script></textarea>"),
+        ("hello <b>x</b>", "[S]hello <b>x</b>"),
+        ("\n  hello", "\n  [S]hello"),
+        ("\u{feff}hello", "\u{feff}[S]hello"),
+        ("<title>left open", "[S]<title>left open"),
+        ("<noscript><script>x()</script></noscript>", "<noscript><script>x()</script></noscript>[S]"),
+        ("<head><style>p{}</style><link rel=icon></head>", "<head><style>p{}</style><link rel=icon>[S]</head>"),
+        ("<div cla", "[S]<div cla"),
+    ] {
+        assert_eq!(place(page), placed, "{page:?}");
+    }
 }
 
 #[test]
@@ -216,6 +247,18 @@ fn meta_csp_before_the_insertion_point_is_amended_with_the_hash() {
 }
 
 #[test]
+fn text_after_an_amended_meta_csp_takes_the_script_before_it() {
+    // The amended policy is longer than the page's: text after it is found where the
+    // output has it, however the body is split.
+    let s = script();
+    let html = "<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'\">hello<script>x()</script>";
+    let amended = format!("<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self' {}\">", s.csp_hash());
+    let (whole, _) = run(html.as_bytes(), &[], LIMITS);
+    assert_eq!(String::from_utf8(whole.clone()).unwrap(), format!("{amended}{}hello<script>x()</script>", s.html()));
+    assert_eq!(run(html.as_bytes(), &one_byte_cuts(html.len()), LIMITS).0, whole);
+}
+
+#[test]
 fn meta_csp_with_a_nonce_gives_our_script_that_nonce() {
     let mut rw = rewriter_with(LIMITS);
     let html = "<head><meta http-equiv=content-security-policy content=\"script-src 'nonce-abc123'\"><meta charset=utf-8><script nonce=abc123>1</script>";
@@ -251,9 +294,10 @@ fn the_first_bytes_are_not_held_back_without_a_charset_in_the_header() {
 
 #[test]
 fn placement_does_not_depend_on_how_the_body_is_split() {
-    // No charset anywhere, a <head> early, a script after 1 KiB.
+    // No charset anywhere, a <head> early, a script after 1 KiB of comment.
+    let comment = format!("<!--{}-->", "x".repeat(1500));
     let mut page = b"<!DOCTYPE html><html><head><title>t</title>".to_vec();
-    page.extend(std::iter::repeat_n(b'x', 1500).collect::<Vec<_>>());
+    page.extend_from_slice(comment.as_bytes());
     page.extend_from_slice(b"<script>x()</script></head><body>hi</body></html>");
     let (whole, _) = run(&page, &[], LIMITS);
     let (bytewise, _) = run(&page, &one_byte_cuts(page.len()), LIMITS);
@@ -263,7 +307,7 @@ fn placement_does_not_depend_on_how_the_body_is_split() {
     }
     let text = String::from_utf8(whole).unwrap();
     let at = text.find("<script>(function").expect("placed");
-    assert_eq!(&text[at - 1500..at], "x".repeat(1500), "placed right before the page's first script");
+    assert!(text[..at].ends_with(&comment), "placed right before the page's first script");
 }
 
 #[test]

@@ -49,6 +49,7 @@ use pingora::http::ResponseHeader;
 use crate::config::{InjectConfig, OnIdentityFailure};
 
 pub(crate) mod csp;
+mod head;
 mod prefix;
 pub(crate) mod rewriter;
 pub(crate) mod script;

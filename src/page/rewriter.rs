@@ -9,8 +9,18 @@
 //!   (browsers look for it only in the first kilobyte, and the script must not push it
 //!   out). No bytes are held back to look for one: an app that sends its first bytes
 //!   and then pauses gets them to the browser at once;
-//! - in any case before a `<script>`, the `</head>` end tag or inside `<body>` if one
-//!   of those comes first; or at the end of a document that has none of them.
+//! - in any case right before the first token that does not belong in `<head>`
+//!   ([`head`](super::head)): a `<script>` or `<template>`, any element but a head
+//!   element, an end tag such as `</head>`, text; so never inside `<template>`,
+//!   foreign content or raw text, and never after a `<frameset>`. A document without
+//!   one gets it at its end, but before whatever the end leaves open (a comment, a
+//!   `<title>`, a cut tag), where it would not run.
+//!
+//! lol_html reports start tags, comments and doctypes; text is what it writes out
+//! between them, read from the output (asked for text, lol_html would re-encode it).
+//! The only bytes kept back are an open `<title>`, `<style>`, `<noscript>` or
+//! `<noframes>` until its end tag (should the body end inside, the script goes before
+//! it), and up to two first bytes that may be a byte order mark.
 //!
 //! The usual start of a page (doctype, `<html>`, `<head>`, `<meta charset>`) is read
 //! first without the parser ([`prefix`](super::prefix)); the parser is built only for
@@ -28,28 +38,24 @@
 //! take, and a page that gets no script after all (a give-up) ends with that many
 //! spaces instead, after its last byte, where they change nothing.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use lol_html::html_content::{ContentType, Element};
-use lol_html::send::{HtmlRewriter, Settings};
-use lol_html::{ElementContentHandlers, MemorySettings, OutputSink, Selector};
-use once_cell::sync::Lazy;
+use lol_html::send::HtmlRewriter;
+use lol_html::OutputSink;
 
-use super::csp::{MetaCsp, MetaVerdict};
+use super::csp::MetaCsp;
 use super::script::PageScript;
+
+mod placement;
+
+use placement::{build_parser, Scan};
 
 /// Bytes handed to the parser at a time while looking for the insertion point: the
 /// first slice is small (the point is usually near the top), later ones grow to this.
 const SLICE: usize = 2048;
 const FIRST_SLICE: usize = 256;
-
-static SCRIPT: Lazy<Selector> = Lazy::new(|| "script".parse().expect("static selector"));
-static HEAD: Lazy<Selector> = Lazy::new(|| "head".parse().expect("static selector"));
-static BODY: Lazy<Selector> = Lazy::new(|| "body".parse().expect("static selector"));
-static META: Lazy<Selector> = Lazy::new(|| "meta".parse().expect("static selector"));
 
 /// Renders the script at the insertion point, given the CSP nonce found on the page
 /// (if any).
@@ -122,6 +128,10 @@ struct Shared {
     meta_csp: MetaCsp,
     /// Whether the script may go right after `<head>` (the header names the charset).
     head_ok: bool,
+    /// Where the scan stands between the tokens the parser reports.
+    scan: Mutex<Scan>,
+    /// The body has ended: a token the parser reports now was left open by the end.
+    at_end: AtomicBool,
 }
 
 impl Shared {
@@ -158,6 +168,7 @@ impl Shared {
     fn pending(&self) -> bool {
         self.render.lock().map(|r| r.is_some()).unwrap_or(false)
     }
+
 }
 
 /// The script `html` with as many spaces at the end of its start tag as make it
@@ -224,6 +235,8 @@ impl PageRewriter {
             placed: AtomicBool::new(false),
             meta_csp,
             head_ok: charset_in_header,
+            scan: Mutex::new(Scan::default()),
+            at_end: AtomicBool::new(false),
         });
         PageRewriter {
             shared,
@@ -296,6 +309,10 @@ impl PageRewriter {
                     }));
                     break;
                 }
+                // Text the parser wrote out after its last token, if any, closes <head>.
+                if shared.pending() {
+                    shared.text_since_last_token(true);
+                }
                 if shared.placed.load(Ordering::Acquire) {
                     finish = Some(Outcome::Placed);
                     break;
@@ -314,8 +331,10 @@ impl PageRewriter {
             finish = Some(Outcome::Scanning);
         }
         let Some(outcome) = finish else {
-            let out = std::mem::take(&mut *lock(&shared.out));
-            *body = Some(Bytes::from(out));
+            let mut out = lock(&shared.out);
+            let ready = shared.releasable(out.len());
+            let kept = out.split_off(ready);
+            *body = Some(Bytes::from(std::mem::replace(&mut *out, kept)));
             return;
         };
         let parser = self.parser.take().expect("parser present");
@@ -329,6 +348,7 @@ impl PageRewriter {
         if !errored {
             // `end()` flushes the bytes the parser still holds (an unfinished tag) and,
             // at the real end of the document, places the script if nothing else did.
+            shared.at_end.store(true, Ordering::Release);
             let rewriter = parser.into_inner().unwrap_or_else(|p| p.into_inner());
             let _ = rewriter.end();
         }
@@ -403,155 +423,14 @@ fn next_slice(fed: usize, max_scan_bytes: usize) -> usize {
     slice.min(max_scan_bytes.saturating_sub(fed)).max(1)
 }
 
-/// lol_html's rewriter with the handlers that place the script.
-fn build_parser(shared: &Arc<Shared>, limits: Limits) -> HtmlRewriter<'static, Sink> {
-    lock(&shared.out).reserve(SLICE * 2);
-    let settings = Settings::new_send()
-        .with_strict(false)
-        .with_memory_settings(
-            MemorySettings::new()
-                .with_max_allowed_memory_usage(limits.parser_memory)
-                .with_graceful_bail_out_on_memory_limit_exceeded(true),
-        )
-        .with_graceful_bail_out_on_content_handler_error(true)
-        .append_element_content_handler(handler(&META, shared, on_meta))
-        .append_element_content_handler(handler(&SCRIPT, shared, |el, s| {
-            let nonce = el.get_attribute("nonce");
-            if let Some(script) = s.render(nonce.as_deref(), s.grown(el.source_location().bytes().start)) {
-                el.before(script.html(), ContentType::Html);
-            }
-        }))
-        .append_element_content_handler(handler(&HEAD, shared, |el, s| {
-            // A self-closed `<head/>` (possible in foreign content) takes no content.
-            if s.head_ok && el.can_have_content() {
-                if let Some(script) = s.render(None, s.grown(el.source_location().bytes().start)) {
-                    el.prepend(script.html(), ContentType::Html);
-                }
-                return;
-            }
-            let s = s.clone();
-            // Void or self-closed heads have no end tag; the other points apply.
-            let _ = el.on_end_tag(Box::new(move |end| {
-                if s.pending() {
-                    if let Some(script) = s.render(None, s.grown(end.source_location().bytes().start)) {
-                        end.before(script.html(), ContentType::Html);
-                    }
-                }
-                Ok(())
-            }));
-        }))
-        .append_element_content_handler(handler(&BODY, shared, |el, s| {
-            if !el.can_have_content() {
-                return;
-            }
-            if let Some(script) = s.render(None, s.grown(el.source_location().bytes().start)) {
-                el.prepend(script.html(), ContentType::Html);
-            }
-        }))
-        .append_document_content_handler(lol_html::send::DocumentContentHandlers::default().end({
-            let s = shared.clone();
-            Box::new(move |end: &mut lol_html::html_content::DocumentEnd<'_>| {
-                // Every byte given has been written out by now.
-                if let Some(script) = s.render(None, s.grown(s.fed.load(Ordering::Acquire))) {
-                    end.append(script.html(), ContentType::Html);
-                }
-                Ok(())
-            })
-        }));
-    HtmlRewriter::new(settings, Sink(shared.clone()))
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// An element handler that runs `f` only while the script is still to be placed.
-fn handler(
-    selector: &'static Selector,
-    shared: &Arc<Shared>,
-    f: fn(&mut Element<'_, '_, lol_html::send::SendHandlerTypes>, &Arc<Shared>),
-) -> (
-    Cow<'static, Selector>,
-    ElementContentHandlers<'static, lol_html::send::SendHandlerTypes>,
-) {
-    let shared = shared.clone();
-    (
-        Cow::Borrowed(selector),
-        ElementContentHandlers::default().element(Box::new(move |el: &mut Element<'_, '_, _>| {
-            if shared.pending() {
-                f(el, &shared);
-            }
-            Ok(())
-        })),
-    )
-}
-
-/// A charset declaration is the insertion point when `<head>` was not safe. A
-/// `<meta http-equiv=Content-Security-Policy>` before the insertion point applies to our
-/// script: learn its nonce, amend it with our hash, or refuse to inject.
-fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &Arc<Shared>) {
-    let http_equiv = el.get_attribute("http-equiv");
-    let declares_charset = el.has_attribute("charset")
-        || http_equiv.as_deref().is_some_and(|v| v.trim().eq_ignore_ascii_case("content-type"));
-    if declares_charset {
-        // Inside foreign content (`<svg><meta charset>`) lol_html sees an element that
-        // waits for an end tag that never comes: the script would never be written.
-        if el.can_have_content() {
-            return;
-        }
-        if let Some(script) = shared.render(None, shared.grown(el.source_location().bytes().start)) {
-            el.after(script.html(), ContentType::Html);
-        }
-        return;
-    }
-    let is_csp = http_equiv.is_some_and(|v| v.trim().eq_ignore_ascii_case("content-security-policy"));
-    if !is_csp {
-        return;
-    }
-    let content = el.get_attribute("content").unwrap_or_default();
-    match shared.meta_csp.judge(&content) {
-        MetaVerdict::Allows => {}
-        MetaVerdict::Nonce(n) => *lock(&shared.meta_nonce) = Some(n),
-        MetaVerdict::Amend(amended) => {
-            if !amendment_fits(el, shared, &amended) {
-                refuse_for_length(shared, "the page's <meta> Content-Security-Policy, amended, would outgrow the announced length");
-                return;
-            }
-            if el.set_attribute("content", &amended).is_err() {
-                refuse(shared, "its content could not be rewritten");
-            }
-        }
-        MetaVerdict::Refuse(why) => refuse(shared, &why),
-    }
-}
-
-/// Whether the page, grown by this `<meta>` written out again with `amended`, stays
-/// within the announced length (always, when none was announced). The bound is the
-/// longest start tag lol_html could write: every value escaped at six bytes a byte.
-fn amendment_fits(el: &Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &Shared, amended: &str) -> bool {
-    let Some(extra) = shared.extra else { return true };
-    let longest: usize = el
-        .attributes()
-        .iter()
-        .map(|a| {
-            let value = if a.name().eq_ignore_ascii_case("content") { amended.len() } else { a.value().len() };
-            a.name().len() + 6 * value + 4
-        })
-        .sum::<usize>()
-        + el.tag_name().len()
-        + 4;
-    shared.grown(el.source_location().bytes().start) + longest as isize <= extra as isize
 }
 
 /// Gives up because the script cannot fit the length the response announced.
 fn refuse_for_length(shared: &Shared, why: &str) {
     crate::warn_limited!("not injecting: {why}");
     stop(shared, GiveUpReason::Length);
-}
-
-fn refuse(shared: &Shared, why: &str) {
-    log::warn!("not injecting: the page's <meta> Content-Security-Policy {why}");
-    stop(shared, GiveUpReason::MetaCsp);
 }
 
 /// Nothing is placed from here on, and the scan ends, for reason `why`.

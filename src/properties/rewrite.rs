@@ -1,6 +1,8 @@
 //! The streaming rewriter on arbitrary bytes and on HTML-ish documents built from a
 //! grammar of the constructs that decide where the script goes, fed in arbitrary chunks
-//! the way Pingora's body filter hands them over.
+//! the way Pingora's body filter hands them over. Where the script must go is said by
+//! an independent model of the HTML tokenizer ([`head_model`]): where a browser parses
+//! it as a script in `<head>`, before any page code, and after the charset declaration.
 //!
 //! The main grammar has no `<meta http-equiv=Content-Security-Policy>`: amending one
 //! changes bytes outside the script on purpose (tests/rewriter.rs covers that). The
@@ -19,6 +21,8 @@ use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 
 use super::check;
+
+mod head_model;
 
 /// Limits no generated input comes near (inputs stay below 64 KiB), so only the bytes
 /// decide the outcome.
@@ -47,9 +51,15 @@ fn re(pattern: &'static str) -> BoxedStrategy<Vec<u8>> {
 }
 
 /// One piece of a document: insertion points, charset declarations, things that look
-/// like them but are not (comments, CDATA, raw text), text, and raw bytes.
+/// like them but are not (comments, CDATA, raw text), places where a script does not
+/// run (template, foreign content, raw text, frameset, comments left open), text, and
+/// raw bytes.
 fn piece() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
+        re(r"(?i:<template>|<svg>|<math>|<svg><script>|<math><script>|<template><script>|<plaintext>|<frameset>|<frame src=a>|</frameset>)"),
+        re(r"(?i:<title>|</title>|</title |<style>|</style>|<noscript>|</noscript>|<noframes>|</noframes>|<textarea>)[ -~]{0,8}"),
+        re(r"<\?xml[ -~]{0,12}>?|<![a-zA-Z -]{0,8}>?|</[ 0-9][ -~]{0,6}>?|<!(?i:doctype)[ a-z]{0,8}|<!--!?-?>?|--!?>"),
+        re(r"[ \t\n]{0,3}[a-z]{1,8}|\x00|<[ 0-9=]|<link rel=icon>|<base href=/>"),
         re(r"(?i:<head)( [a-z]{1,6}(=[a-z0-9]{0,4})?)?/?>"),
         re(r"(?i:</head>)"),
         re(r#"(?i:<meta charset=)("utf-8"|utf-8|'windows-1252'|x|"")/?>"#),
@@ -189,17 +199,10 @@ fn rewrite(input: &[u8], bounds: &[usize], separate_end: bool, setup: Setup) -> 
     Rewritten { out, outcome: rw.outcome(), script }
 }
 
-/// Whether `out` is `input` with `script` inserted at one position and nothing else
-/// changed.
-fn is_input_plus_script(out: &[u8], input: &[u8], script: &[u8]) -> bool {
-    if out.len() != input.len() + script.len() {
-        return false;
-    }
-    let prefix = out.iter().zip(input).take_while(|(a, b)| a == b).count();
-    let suffix = out.iter().rev().zip(input.iter().rev()).take_while(|(a, b)| a == b).count();
-    // Position p works when out[..p] == input[..p] (p <= prefix), out[p + len..] ==
-    // input[p..] (p >= input.len() - suffix) and the script sits in between.
-    (input.len().saturating_sub(suffix)..=prefix).any(|p| &out[p..p + script.len()] == script)
+/// `input` with `script` where it must go: the model's insertion point.
+fn with_script(input: &[u8], script: &[u8], charset_in_header: bool) -> Vec<u8> {
+    let at = head_model::read(input).insertion_point(charset_in_header);
+    [&input[..at], script, &input[at..]].concat()
 }
 
 // ---------------------------------------------------------------------------
@@ -214,8 +217,8 @@ fn every_input_gets_exactly_one_script_and_the_same_output_however_split() {
         prop_assert_eq!(whole.outcome, Outcome::Placed);
         let script = whole.script.clone().expect("a placed script was rendered");
         prop_assert!(
-            is_input_plus_script(&whole.out, &input, script.as_bytes()),
-            "the output is not the input plus the script at one position"
+            whole.out == with_script(&input, script.as_bytes(), charset_in_header),
+            "the output is not the input plus the script where it must go"
         );
         for s in &splits {
             let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, Setup::new(charset_in_header, GENEROUS));
@@ -255,8 +258,8 @@ fn with_tight_limits_the_script_is_placed_once_or_the_page_is_untouched() {
             Outcome::Placed => {
                 let script = got.script.expect("a placed script was rendered");
                 prop_assert!(
-                    is_input_plus_script(&got.out, &input, script.as_bytes()),
-                    "placed, but the output is not the input plus the script at one position"
+                    got.out == with_script(&input, script.as_bytes(), charset_in_header),
+                    "placed, but the output is not the input plus the script where it must go"
                 );
             }
             Outcome::GaveUp(why) => prop_assert!(got.out == input, "gave up ({why:?}) but changed the page"),
@@ -305,7 +308,7 @@ fn with_an_announced_length_the_output_has_exactly_that_length() {
                 let script = whole.script.expect("a placed script was rendered");
                 let mut padded = script.clone();
                 padded.insert_str(script.find('>').unwrap(), &" ".repeat(announced - script.len()));
-                prop_assert!(is_input_plus_script(&whole.out, &input, padded.as_bytes()), "not the input plus the padded script");
+                prop_assert!(whole.out == with_script(&input, padded.as_bytes(), charset_in_header), "not the input plus the padded script where it must go");
             }
             Outcome::Placed => {}
             // A give-up leaves the page as it was (but for an amended policy) and ends it
@@ -332,6 +335,9 @@ fn prefix_piece() -> impl Strategy<Value = Vec<u8>> {
         re(r#"(?i:<meta)( (?i:charset)( ?= ?("utf-8"|'utf-8'|utf-8|utf-8/|""))?| (?i:http-equiv)=("?(?i:content-type)"?|" content-type "|refresh|"Content-Security-Policy")| name=viewport| content="width=device-width"| content="a&amp;b"| property='og:title')*[ ]?/?>"#),
         re(r#"<meta name="a"charset=utf-8>|<meta charset=utf-8|<meta\ncharset=utf-8>|<META CHARSET=UTF-8>"#),
         re(r#"<meta http-equiv=(?i:content-security-policy) content=("script-src 'self'"|"script-src 'nonce-abc'"|'default-src https:')>"#),
+        // What sends the page to the parser and decides there: a byte order mark,
+        // comments, text, elements that close <head>.
+        re(r"\u{feff}|<!-- c -->|<!--|<\?xml ?>?|<template>|<svg>|<plaintext>|<frameset>|<title>t</title>|hello"),
         piece().boxed(),
     ]
 }

@@ -70,14 +70,12 @@ function normalizeStep(step, i) {
     if (typeof fill !== 'object' || Array.isArray(fill)) throw new Error(`${where}.fill must map selectors to values`);
     const click = step.click ?? null;
     if (click !== null && typeof click !== 'string') throw new Error(`${where}.click must be a selector`);
-    const evalExpr = step.eval ?? null;
-    if (evalExpr !== null && typeof evalExpr !== 'string') throw new Error(`${where}.eval must be a JavaScript expression`);
     const timeoutMs = step.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new Error(`${where}.timeoutMs must be a positive number`);
     const count = step.count ?? 1;
     const wakeAfterMs = step.wakeAfterMs ?? 0;
     if (!Number.isFinite(wakeAfterMs) || wakeAfterMs < 0) throw new Error(`${where}.wakeAfterMs must be a number of milliseconds`);
-    return { stay, tab, wait, timeoutMs, count, wakeAfterMs, settleMs: step.settleMs ?? SETTLE_MS, fill, click, waitFor, evalExpr };
+    return { stay, tab, wait, timeoutMs, count, wakeAfterMs, settleMs: step.settleMs ?? SETTLE_MS, fill, click, waitFor, eval: evalOf(step, where) };
   }
   if (typeof step.goto !== 'string' || !step.goto) throw new Error(`${where}.goto must be a URL string`);
   let url;
@@ -102,7 +100,14 @@ function normalizeStep(step, i) {
   if (!FORM_FROM.has(formFrom)) throw new Error(`${where}.formFrom must be one of auto, current, blank, origin`);
   const settleMs = step.settleMs ?? SETTLE_MS;
   const installClock = step.installClock === true;
-  return { url: url.href, origin: url.origin, wait, method, timeoutMs, fields, formFrom, settleMs, tab, stay, count: 1, installClock };
+  return { url: url.href, origin: url.origin, wait, method, timeoutMs, fields, formFrom, settleMs, tab, stay, count: 1, installClock, eval: evalOf(step, where) };
+}
+
+// A step's `eval`: a JavaScript expression to evaluate in the page once it settled.
+function evalOf(step, where) {
+  if (step.eval === undefined) return undefined;
+  if (typeof step.eval !== 'string' || !step.eval) throw new Error(`${where}.eval must be a JavaScript expression`);
+  return step.eval;
 }
 
 // ---------------------------------------------------------------- routing
@@ -185,6 +190,12 @@ function collectInPage() {
     documentCookie,
     cspViolations: copy(window.__cspViolations) || [],
   };
+}
+
+// The page's value of `expression` as JSON text (undefined as null), or the error it
+// threw. Evaluated by the debugger, so the page's CSP does not apply.
+function evalSource(expression) {
+  return `(() => { try { const s = JSON.stringify((${expression})); return s === undefined ? 'null' : s; } catch (e) { return JSON.stringify({ evalError: String(e) }); } })()`;
 }
 
 function submitForm({ action, fields }) {
@@ -380,10 +391,13 @@ async function runStep(page, context, cdp, step, events) {
     elapsedMs: Date.now() - started,
   };
   if (inPage.collectError) result.collectError = inPage.collectError;
-  if (step.evalExpr) {
-    result.evalResult = await evaluateSettled(page, (e) => JSON.stringify((0, eval)(e) ?? null), step.evalExpr, Date.now() + 5000)
-      .then((j) => JSON.parse(j))
-      .catch((e) => ({ evalError: String(e.message || e).split('\n')[0] }));
+  if (step.eval !== undefined) {
+    result.evalResult = committed
+      ? await evaluateSettled(page, evalSource(step.eval), undefined, Date.now() + 5000).then(
+          (text) => JSON.parse(text),
+          (e) => ({ evalError: String(e.message || e).split('\n')[0] }),
+        )
+      : null;
   }
   return result;
 }
