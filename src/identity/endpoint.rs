@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::html_fields::HtmlFields;
 use super::json_fields;
+use super::late::LateLookups;
 use super::session_cache::{self, Forget, SessionCache};
 use super::shared_cache::{Lifetimes, SharedCache};
 use super::{Company, Identity, Lookup, SourceError};
@@ -54,11 +55,19 @@ pub(super) use super::session_cache::Cached;
 /// The current-user endpoint source.
 pub struct CurrentUserEndpoint {
     config: EndpointConfig,
+    /// What asks the app, shared with the lookups that outlive their timeout.
+    asker: Arc<Asker>,
+    cache: Arc<SessionCache>,
+    late: Arc<LateLookups<EndpointError>>,
+    shared: Option<Arc<SharedCache>>,
+}
+
+/// Asks the app's endpoint and maps its answer.
+struct Asker {
+    config: EndpointConfig,
     /// The selectors, for `format: html` (boxed: most sources are JSON).
     html: Option<Box<HtmlFields>>,
     upstream: Arc<Upstream>,
-    cache: SessionCache,
-    shared: Option<Arc<SharedCache>>,
 }
 
 impl CurrentUserEndpoint {
@@ -72,11 +81,12 @@ impl CurrentUserEndpoint {
             // With a shared cache: two claims' worth of waiting, then our own call.
             lookup: config.timeout * 3,
         };
-        let cache = SessionCache::new(config.cache_capacity, &life);
+        let cache = Arc::new(SessionCache::new(config.cache_capacity, &life));
+        let html = (config.format == EndpointFormat::Html).then(|| Box::new(HtmlFields::new(&config)));
         CurrentUserEndpoint {
-            html: (config.format == EndpointFormat::Html).then(|| Box::new(HtmlFields::new(&config))),
+            asker: Arc::new(Asker { config: config.clone(), html, upstream }),
             config,
-            upstream,
+            late: LateLookups::new(),
             cache,
             shared,
         }
@@ -158,10 +168,10 @@ impl CurrentUserEndpoint {
     /// session's `generation`.
     async fn load(&self, key: &SessionKey, generation: u64) -> Result<Cached, EndpointError> {
         let ask_app = || async {
-            let answer = match tokio::time::timeout(self.config.timeout, self.fetch(key)).await {
-                Ok(result) => result,
-                Err(_) => Err(EndpointError::Timeout(self.config.timeout)),
-            };
+            let (asker, owned) = (self.asker.clone(), key.clone());
+            let fetch = async move { asker.fetch(&owned).await };
+            let timed_out = EndpointError::Timeout(self.config.timeout);
+            let answer = self.late.ask(&self.cache, key.digest, generation, self.config.timeout, timed_out, fetch).await;
             // A "nobody" asked before a login this instance has seen since must not be
             // shared: a lookup after the login (ours too) would wait for it and take it.
             match answer {
@@ -175,6 +185,9 @@ impl CurrentUserEndpoint {
         Ok(only_mapped(&self.config, answer))
     }
 
+}
+
+impl Asker {
     async fn fetch(&self, key: &SessionKey) -> Result<Cached, EndpointError> {
         crate::metrics::METRICS.fetches.with_label_values(&["current_user_endpoint"]).inc();
         let exchange = |e: Box<pingora::Error>| match is_over_bound(&e) {

@@ -18,6 +18,7 @@ mod html_fields;
 mod json_fields;
 mod jwt;
 mod jwt_cookie;
+mod late;
 pub(crate) mod login;
 pub mod redis_session;
 pub(crate) mod redis_probe;

@@ -120,6 +120,12 @@ impl SessionCache {
         true
     }
 
+    /// Puts an answer that came after its request stopped waiting (see `late`), for the
+    /// generation it was asked for.
+    pub(super) async fn put(&self, digest: &[u8; 32], generation: u64, answer: Cached) {
+        self.answers.insert((*digest, generation), answer).await;
+    }
+
     /// Whether the session was forgotten since `generation` was current.
     pub(super) async fn forgotten_since(&self, digest: &[u8; 32], generation: u64) -> bool {
         self.generation(digest).await != generation
