@@ -23,8 +23,7 @@ var claims = function (t) {
   } catch (e) { return null; }
 };
 // Whose Messenger this tab runs, by the user_id the proxy vouched for (the token's or the plain one).
-var whoOf = function () { return c.j ? (claims(c.j) || {}).user_id : c.h ? c.h.user_id : null; };
-var who = whoOf();
+var who = c.j ? (claims(c.j) || {}).user_id : c.h ? c.h.user_id : null;
 // Tokens this script handed out: taken back from the page's settings when none is confirmed.
 var mine = [];
 // The proxy is being asked who the session is now: Intercom calls wait for the answer.
@@ -126,7 +125,7 @@ var wrap = function (f) {
     var s = args[1];
     if (args[0] === 'boot' || args[0] === 'update') {
       unseen(s);
-      if (pending) { held.push([t, self, args]); return; }
+      if (pending) { held.push([self, args]); return; }
 // After this script's shutdown an update cannot identify anyone: it boots again.
       if (args[0] === 'update' && down) { s = s || {}; args = ['boot', s].concat([].slice.call(args, 2)); }
       clean(s);
@@ -181,8 +180,10 @@ var release = function (switched) {
   held = [];
   var booted = false;
   for (var q = 0; q < calls.length; q++) {
-    booted = booted || calls[q][2][0] === 'boot' || (calls[q][2][0] === 'update' && down);
-    try { w.Intercom.apply(calls[q][1], calls[q][2]); } catch (e) {}
+    var method = calls[q][1][0];
+    booted = booted || method === 'boot' || (method === 'update' && down);
+// The Messenger the page has now (the widget may have replaced the stub meanwhile).
+    try { w.Intercom.apply(calls[q][0], calls[q][1]); } catch (e) {}
   }
   if (!booted && (hidden || (switched && c.j)) && typeof w.Intercom === 'function') {
     w.Intercom('boot', settings || {});
