@@ -27,6 +27,7 @@
 mod access_log;
 mod admin;
 pub mod audit;
+pub mod init;
 pub mod config;
 mod connections;
 mod headers;

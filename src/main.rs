@@ -12,6 +12,7 @@ mod demo;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use intercom_secure_proxy::audit::{self, AuditError, AuditOptions};
+use intercom_secure_proxy::init::{self, InitOptions};
 use intercom_secure_proxy::{Config, Identity, RedactingLogger, TokenSigner};
 
 /// Adds Intercom Messenger Secure Mode (signed JWTs, real logouts) to an unmodified web
@@ -85,6 +86,10 @@ enum Command {
         /// its value is never printed.
         #[arg(long = "cookie", value_name = "NAME=VALUE")]
         cookies: Vec<String>,
+        /// A header sent with every request, as an authenticating proxy in front of the
+        /// app would (repeatable); its value is never printed.
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
         /// The proxy's configuration file: verify each page's JWT with its site's
         /// secret (from the environment variable or file it names), app_id and
         /// token_lifetime.
@@ -109,6 +114,68 @@ enum Command {
         timeout: std::time::Duration,
         /// How long a loaded page must stay quiet (no Intercom call, no navigation)
         /// before its calls are judged.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        settle: std::time::Duration,
+    },
+    /// Learn from a running app where it keeps the logged-in user, and write a
+    /// verified configuration: the page's own Messenger boot is the answer key.
+    /// Nothing is sent to any host but the app's (and Redis, only read).
+    ///
+    /// Exit codes: 0 a configuration was written and verified; 1 written but the
+    /// verification failed; 2 a bad argument; 3 Chromium could not be started or
+    /// stopped answering; 4 nothing to learn from, or no identity source found.
+    Init {
+        /// The app's origin, e.g. http://127.0.0.1:3000.
+        #[arg(long, value_name = "URL")]
+        upstream: String,
+        /// A cookie of a logged-in session (repeatable); its value is never printed.
+        #[arg(long = "cookie", value_name = "NAME=VALUE")]
+        cookies: Vec<String>,
+        /// Log in through the app's own form at this path (with --form), in Chromium:
+        /// hidden inputs (CSRF tokens) and redirects are kept.
+        #[arg(long, value_name = "PATH")]
+        login: Option<String>,
+        /// A field of the login form (repeatable); its value is never printed.
+        #[arg(long = "form", value_name = "NAME=VALUE")]
+        form: Vec<String>,
+        /// A page to learn from and verify on (repeatable; default /).
+        #[arg(long = "page", value_name = "PATH")]
+        pages: Vec<String>,
+        /// The Redis the app may keep its sessions in (only read: SCAN, GET, TYPE, STRLEN).
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
+        /// An identity header an authenticating proxy in front would send (repeatable).
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        /// The environment variable the configuration reads the Messenger secret from.
+        #[arg(long, value_name = "NAME", default_value = "INTERCOM_SECRET")]
+        secret_env: String,
+        /// The Messenger's app_id (default: the page's).
+        #[arg(long, value_name = "ID")]
+        app_id: Option<String>,
+        /// The environment variable holding the app's HMAC key of JWT session cookies.
+        #[arg(long, value_name = "NAME")]
+        jwt_secret_env: Option<String>,
+        /// The environment variable holding express-session's cookie secret.
+        #[arg(long, value_name = "NAME")]
+        cookie_secret_env: Option<String>,
+        /// Write the configuration to this file (default: stdout, the report on stderr).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print one JSON document (with the configuration) instead of the report.
+        #[arg(long)]
+        json: bool,
+        /// Do not verify the configuration through a temporary proxy.
+        #[arg(long)]
+        no_verify: bool,
+        /// The Chromium executable (default: the first of chromium, chromium-browser,
+        /// google-chrome on PATH).
+        #[arg(long, value_name = "PATH")]
+        chromium: Option<PathBuf>,
+        /// How long one page may take to load.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// How long a loaded page must stay quiet before it is read.
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         settle: std::time::Duration,
     },
@@ -137,6 +204,37 @@ enum IdentityChoice {
     Endpoint,
     /// The sample app's sessions, written to Redis.
     Redis,
+}
+
+/// `init`: runs it, writes the configuration, prints the report; the exit code.
+fn init_command(options: &InitOptions, out: Option<&std::path::Path>, json: bool) -> ExitCode {
+    let report = match init::run(options) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("intercom-secure-proxy init: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let written_to = match (out, &report.config) {
+        (Some(path), Some(config)) => {
+            if let Err(e) = std::fs::write(path, config) {
+                eprintln!("intercom-secure-proxy init: cannot write --out {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+            Some(path.display().to_string())
+        }
+        _ => None,
+    };
+    match (json, out, &report.config) {
+        (true, _, _) => println!("{}", report.to_json()),
+        (false, Some(_), _) | (false, None, None) => print!("{}", report.human(written_to.as_deref())),
+        // The configuration on stdout, the report on stderr.
+        (false, None, Some(config)) => {
+            print!("{config}");
+            eprint!("{}", report.human(None));
+        }
+    }
+    ExitCode::from(report.exit_code())
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -257,12 +355,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Audit { urls, cookies, conf, expect_user, logout, json, chromium, timeout, settle } => {
+        Command::Audit { urls, cookies, headers, conf, expect_user, logout, json, chromium, timeout, settle } => {
             if let Err(e) = audit::cdp::stop_chromium_on_signals() {
                 eprintln!("intercom-secure-proxy audit: cannot handle signals: {e}");
                 return ExitCode::from(3);
             }
-            let options = AuditOptions { urls, cookies, logout, config: conf, expect_user, chromium, timeout, settle };
+            let options = AuditOptions { urls, cookies, headers, logout, config: conf, expect_user, chromium, timeout, settle };
             match audit::run(&options) {
                 Ok(report) => {
                     print!("{}", if json { report.to_json() + "\n" } else { report.table() });
@@ -277,6 +375,48 @@ fn main() -> ExitCode {
                     ExitCode::from(3)
                 }
             }
+        }
+        Command::Init {
+            upstream,
+            cookies,
+            login,
+            form,
+            pages,
+            redis,
+            headers,
+            secret_env,
+            app_id,
+            jwt_secret_env,
+            cookie_secret_env,
+            out,
+            json,
+            no_verify,
+            chromium,
+            timeout,
+            settle,
+        } => {
+            if let Err(e) = audit::cdp::stop_chromium_on_signals() {
+                eprintln!("intercom-secure-proxy init: cannot handle signals: {e}");
+                return ExitCode::from(3);
+            }
+            let options = InitOptions {
+                upstream,
+                cookies,
+                login,
+                form,
+                pages,
+                redis,
+                headers,
+                secret_env,
+                app_id,
+                jwt_secret_env,
+                cookie_secret_env,
+                verify: !no_verify,
+                chromium,
+                timeout,
+                settle,
+            };
+            init_command(&options, out.as_deref(), json)
         }
         Command::Demo { app_port, proxy_port, identity, redis } => {
             let identity = match identity {

@@ -98,8 +98,22 @@ pub enum Message {
     },
 }
 
-/// The Chromiums running now (process group, profile), for [`stop_chromium_on_signals`].
-static RUNNING: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
+/// The Chromiums (process group, profile) and other helper processes (process group)
+/// running now, for [`stop_chromium_on_signals`].
+static RUNNING: Mutex<Vec<(i32, Option<PathBuf>)>> = Mutex::new(Vec::new());
+
+/// Has the signal handler of [`stop_chromium_on_signals`] also kill this process
+/// group (a helper process, such as `init`'s temporary proxy); call
+/// [`forget_process_group`] before reaping it.
+pub fn stop_process_group_on_signals(group: i32) {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((group, None));
+}
+
+/// Undoes [`stop_process_group_on_signals`] (before the process is reaped, so that its
+/// id cannot have been reused when a signal's clean-up kills the group).
+pub fn forget_process_group(group: i32) {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).retain(|(g, _)| *g != group);
+}
 
 /// Makes SIGINT, SIGTERM and SIGHUP stop every Chromium this process runs and remove
 /// its profile before the process exits with 128 + the signal, as a Ctrl-C would
@@ -131,7 +145,9 @@ pub fn stop_chromium_on_signals() -> std::io::Result<()> {
                 unsafe {
                     libc::kill(-group, libc::SIGKILL);
                 }
-                let _ = std::fs::remove_dir_all(profile);
+                if let Some(profile) = profile {
+                    let _ = std::fs::remove_dir_all(profile);
+                }
             }
             std::process::exit(128 + signal);
         }
@@ -219,7 +235,7 @@ impl Chromium {
         let child = command.spawn().map_err(|source| ChromiumError::Spawn { path: path.to_path_buf(), source })?;
         drop((their_commands, their_events));
         if let Ok(group) = i32::try_from(child.id()) {
-            RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((group, profile.path().to_path_buf()));
+            RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((group, Some(profile.path().to_path_buf())));
         }
         let (sender, incoming) = mpsc::channel();
         std::thread::spawn(move || read_messages(events, sender));
@@ -287,8 +303,7 @@ impl Drop for Chromium {
         // id cannot have been reused. It leaves RUNNING (under the lock a signal's
         // clean-up holds) before it is reaped, for the same reason.
         if let Ok(pid) = i32::try_from(self.child.id()) {
-            let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-            running.retain(|(group, _)| *group != pid);
+            forget_process_group(pid);
             // SAFETY: kill has no memory effects; a group that is already gone is ESRCH.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);

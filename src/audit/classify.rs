@@ -80,6 +80,12 @@ pub struct Messenger {
     pub jwt: Option<String>,
     /// The `app_id` it booted for.
     pub app_id: Option<String>,
+    /// The plain `email`, when given.
+    pub email: Option<String>,
+    /// The plain `name`, when given.
+    pub name: Option<String>,
+    /// The `api_base` it booted with, when given.
+    pub api_base: Option<String>,
     /// The page URL of its boot.
     pub url: String,
 }
@@ -102,7 +108,17 @@ impl Messenger {
         } else {
             Classification::Anonymous
         };
-        Messenger { classification, clear_fields, user_id: text("user_id"), jwt, app_id: text("app_id"), url: url.to_string() }
+        Messenger {
+            classification,
+            clear_fields,
+            user_id: text("user_id"),
+            jwt,
+            app_id: text("app_id"),
+            email: text("email"),
+            name: text("name"),
+            api_base: text("api_base"),
+            url: url.to_string(),
+        }
     }
 
     /// Whether it says who the user is, in any form.

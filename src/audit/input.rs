@@ -25,6 +25,15 @@ pub enum UsageError {
         /// What is wrong, without the value.
         reason: String,
     },
+    /// A `--header` that is not `NAME=VALUE`; the value is never shown (it may be a
+    /// signed assertion).
+    #[error("--header #{index}: {reason}; write it as NAME=VALUE, e.g. --header X-Forwarded-User=alice")]
+    BadHeader {
+        /// Which `--header`, from 1.
+        index: usize,
+        /// What is wrong, without the value.
+        reason: String,
+    },
     /// The `-c` file could not be loaded (its message names the key).
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
@@ -86,6 +95,20 @@ pub fn parse_cookie(index: usize, text: &str) -> Result<CookieArg, UsageError> {
     Ok(CookieArg { name: name.to_string(), value: value.to_string() })
 }
 
+/// Parses the `index`-th `--header` (from 1): a header name (an RFC 9110 token), `=`,
+/// a value without control characters.
+pub fn parse_header(index: usize, text: &str) -> Result<(String, String), UsageError> {
+    let bad = |reason: &str| UsageError::BadHeader { index, reason: reason.to_string() };
+    let (name, value) = text.split_once('=').ok_or_else(|| bad("there is no '='"))?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        return Err(bad("the name is empty or has a character a header name cannot have"));
+    }
+    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return Err(bad(&format!("the value of header {name} has a control character")));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +119,16 @@ mod tests {
         for bad in ["127.0.0.1:3000/", "/relative", "ftp://example.com/", "file:///etc/passwd", "http://"] {
             let err = parse_url("URL #1", bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
             assert!(err.to_string().starts_with("URL #1"), "{err}");
+        }
+    }
+
+    #[test]
+    fn headers_are_name_value_and_errors_never_show_the_value() {
+        assert_eq!(parse_header(1, "X-Forwarded-User=alice=1").unwrap(), ("X-Forwarded-User".into(), "alice=1".into()));
+        for bad in ["s3cr3t", "=s3cr3t", "X User=s3cr3t", "X-User=s3cr3t\n"] {
+            let err = parse_header(3, bad).err().unwrap_or_else(|| panic!("{bad:?} accepted")).to_string();
+            assert!(err.starts_with("--header #3"), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
         }
     }
 

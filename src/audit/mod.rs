@@ -17,7 +17,7 @@ pub mod jwt;
 pub mod logout;
 pub mod report;
 pub mod scope;
-mod tab;
+pub(crate) mod tab;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,7 +27,7 @@ use url::Url;
 use crate::config::{Config, SiteConfig};
 use cdp::{Chromium, ChromiumError};
 use classify::{messengers, worst, Classification};
-use input::{parse_cookie, parse_url, CookieArg, UsageError};
+use input::{parse_cookie, parse_header, parse_url, CookieArg, UsageError};
 pub use report::{Finding, PageReport, Report};
 use scope::Scope;
 use tab::{Tab, Visit};
@@ -39,6 +39,9 @@ pub struct AuditOptions {
     pub urls: Vec<String>,
     /// `NAME=VALUE` cookies sent to every audited host.
     pub cookies: Vec<String>,
+    /// `NAME=VALUE` headers sent with every request (what an authenticating proxy in
+    /// front of the app would send).
+    pub headers: Vec<String>,
     /// The logout URL to check, if any.
     pub logout: Option<String>,
     /// The proxy's configuration file, to verify tokens with.
@@ -60,6 +63,7 @@ impl std::fmt::Debug for AuditOptions {
         f.debug_struct("AuditOptions")
             .field("urls", &self.urls)
             .field("cookie_names", &cookies)
+            .field("header_names", &self.headers.iter().map(|h| h.split('=').next().unwrap_or_default()).collect::<Vec<_>>())
             .field("logout", &self.logout)
             .field("config", &self.config)
             .field("expect_user", &self.expect_user)
@@ -86,6 +90,7 @@ struct Plan {
     pages: Vec<Url>,
     logout: Option<Url>,
     cookies: Vec<CookieArg>,
+    headers: Vec<(String, String)>,
     config: Option<Config>,
 }
 
@@ -94,8 +99,9 @@ impl Plan {
         let pages = options.urls.iter().enumerate().map(|(i, u)| parse_url(&format!("URL #{}", i + 1), u)).collect::<Result<Vec<_>, _>>()?;
         let logout = options.logout.as_deref().map(|u| parse_url("--logout", u)).transpose()?;
         let cookies = options.cookies.iter().enumerate().map(|(i, c)| parse_cookie(i + 1, c)).collect::<Result<Vec<_>, _>>()?;
+        let headers = options.headers.iter().enumerate().map(|(i, h)| parse_header(i + 1, h)).collect::<Result<Vec<_>, _>>()?;
         let config = options.config.as_deref().map(Config::from_file).transpose()?;
-        let plan = Plan { pages, logout, cookies, config };
+        let plan = Plan { pages, logout, cookies, headers, config };
         for url in &plan.pages {
             plan.site(url)?;
         }
@@ -126,6 +132,9 @@ pub fn run(options: &AuditOptions) -> Result<Report, AuditError> {
     let mut chromium = Chromium::launch(&path, &scope.chromium_args())?;
     let mut tab = Tab::open(&mut chromium, &scope)?;
     tab.set_cookies(&plan.cookies, &plan.all_urls())?;
+    if !plan.headers.is_empty() {
+        tab.set_headers(&plan.headers)?;
+    }
     let mut pages = Vec::with_capacity(plan.pages.len());
     for url in &plan.pages {
         let visit = tab.visit(url, options.timeout, options.settle)?;

@@ -45,6 +45,11 @@ pub struct Visit {
     pub blocked: BTreeMap<String, u32>,
     /// Why the page could not be loaded.
     pub error: Option<String>,
+    /// The last document's `Content-Security-Policy` header (several joined by `, `).
+    pub csp: Option<String>,
+    /// The paths (no query: it may carry tokens) of the same-origin requests the page
+    /// made itself (fetch, XHR) that were answered with JSON, in order, once each.
+    pub json_paths: Vec<String>,
     /// The origin of a refused document request (a redirect out of the scope).
     blocked_document: Option<String>,
 }
@@ -54,6 +59,7 @@ pub struct Tab<'a> {
     chromium: &'a mut Chromium,
     scope: &'a Scope,
     session: String,
+    target: Value,
     main_frame: String,
     visit: Visit,
     loaded: bool,
@@ -67,7 +73,7 @@ impl<'a> Tab<'a> {
         let target_id = target["targetId"].clone();
         let attached = chromium.call(None, "Target.attachToTarget", json!({"targetId": target_id, "flatten": true}), COMMAND_TIMEOUT)?;
         let session = attached["sessionId"].as_str().unwrap_or_default().to_string();
-        let mut tab = Tab { chromium, scope, session, main_frame: String::new(), visit: Visit::default(), loaded: true, last_activity: Instant::now() };
+        let mut tab = Tab { chromium, scope, session, target: target_id, main_frame: String::new(), visit: Visit::default(), loaded: true, last_activity: Instant::now() };
         for (method, params) in [
             ("Page.enable", json!({})),
             ("Network.enable", json!({})),
@@ -91,6 +97,58 @@ impl<'a> Tab<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Sends these extra headers with every request of the tab (`NAME: VALUE`, as an
+    /// authenticating proxy in front of the app would).
+    pub fn set_headers(&mut self, headers: &[(String, String)]) -> Result<(), ChromiumError> {
+        let map: serde_json::Map<String, Value> = headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        self.call("Network.setExtraHTTPHeaders", json!({"headers": map}), Instant::now() + COMMAND_TIMEOUT)?;
+        Ok(())
+    }
+
+    /// Closes the tab.
+    pub fn close(self) -> Result<(), ChromiumError> {
+        self.chromium.call(None, "Target.closeTarget", json!({"targetId": self.target}), COMMAND_TIMEOUT)?;
+        Ok(())
+    }
+
+    /// Forgets every cookie of the browser.
+    pub fn clear_cookies(&mut self) -> Result<(), ChromiumError> {
+        self.call("Network.clearBrowserCookies", json!({}), Instant::now() + COMMAND_TIMEOUT)?;
+        Ok(())
+    }
+
+    /// The cookies the browser holds for `urls` (names and values: callers must never
+    /// print the values).
+    pub fn cookies(&mut self, urls: &[&Url]) -> Result<Vec<CookieArg>, ChromiumError> {
+        let urls: Vec<&str> = urls.iter().map(|u| u.as_str()).collect();
+        let got = self.call("Network.getCookies", json!({"urls": urls}), Instant::now() + COMMAND_TIMEOUT)?;
+        Ok(got["cookies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some(CookieArg { name: c["name"].as_str()?.to_string(), value: c["value"].as_str()?.to_string() }))
+            .collect())
+    }
+
+    /// Runs `expression` in the page and returns its value (JSON-serializable results
+    /// only); `None` when it threw or the page is gone.
+    pub fn evaluate(&mut self, expression: &str) -> Result<Option<Value>, ChromiumError> {
+        let params = json!({"expression": expression, "returnByValue": true, "awaitPromise": true});
+        match self.call("Runtime.evaluate", params, Instant::now() + COMMAND_TIMEOUT) {
+            Ok(answer) if answer.get("exceptionDetails").is_none() => Ok(answer["result"].get("value").cloned()),
+            Ok(_) | Err(ChromiumError::Refused { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until the page has loaded and been quiet for `settle` (after a navigation
+    /// the page started itself, such as a form submission), at most `timeout`; returns
+    /// what was recorded since the last visit.
+    pub fn settle(&mut self, timeout: Duration, settle: Duration) -> Result<Visit, ChromiumError> {
+        self.wait(Instant::now() + timeout, settle)?;
+        Ok(std::mem::take(&mut self.visit))
     }
 
     /// The names of the Messenger session cookies the browser holds for `urls`.
@@ -131,24 +189,26 @@ impl<'a> Tab<'a> {
             }
             Err(e) => return Err(e),
         }
+        self.wait(deadline, settle)?;
+        if !self.loaded {
+            return Ok(self.timed_out(timeout));
+        }
+        Ok(std::mem::take(&mut self.visit))
+    }
+
+    /// Handles events until the page has loaded and been quiet for `settle`, or `deadline`.
+    fn wait(&mut self, deadline: Instant, settle: Duration) -> Result<(), ChromiumError> {
         loop {
             let now = Instant::now();
             let quiet_at = self.last_activity + settle;
-            if self.loaded && now >= quiet_at {
-                break;
-            }
-            if now >= deadline {
-                if !self.loaded {
-                    return Ok(self.timed_out(timeout));
-                }
-                break;
+            if (self.loaded && now >= quiet_at) || now >= deadline {
+                return Ok(());
             }
             let until = if self.loaded { quiet_at.min(deadline) } else { deadline };
             if let Some(message) = self.chromium.next(until)? {
                 self.dispatch(message);
             }
         }
-        Ok(std::mem::take(&mut self.visit))
     }
 
     /// A visit that ran out of time: what it saw, the error, and the load stopped.
@@ -204,6 +264,18 @@ impl<'a> Tab<'a> {
                     last_modified: header("last-modified").is_some(),
                 };
                 self.visit.document = Some(headers);
+                self.visit.csp = header("content-security-policy");
+            }
+            "Network.responseReceived" if matches!(params["type"].as_str(), Some("XHR" | "Fetch")) => {
+                let response = &params["response"];
+                let json = response["mimeType"].as_str().is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+                let path = response["url"].as_str().and_then(|u| Url::parse(u).ok()).filter(|u| self.scope.route(u.as_str()) == Route::Continue);
+                if let (true, Some(url)) = (json, path) {
+                    let path = url.path().to_string();
+                    if !self.visit.json_paths.contains(&path) {
+                        self.visit.json_paths.push(path);
+                    }
+                }
             }
             "Network.webSocketCreated" => {
                 // WebSockets are not paused; the proxy flags refuse those outside the

@@ -42,6 +42,7 @@ mod server;
 mod shared_cache;
 mod site;
 mod summary;
+pub(crate) use redis_session::redact_url;
 pub(crate) mod upstream;
 
 pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};

@@ -1,0 +1,69 @@
+//! Where the proxy can learn the page's user on every request: candidate identity
+//! sources, the robust ones first. Each finder writes a candidate as the list item of
+//! `identity.sources` it would be, and the app's acceptance check
+//! ([`App::accept`](super::app::App::accept)) runs the proxy's resolver on it: the
+//! first accepted candidate is the source. Every candidate tried is recorded with why
+//! it was accepted or rejected.
+
+mod endpoint;
+
+use super::app::App;
+use super::browser::Learned;
+use super::options::Plan;
+use super::report::Attempt;
+
+/// What the finders work from.
+pub(crate) struct Evidence<'a> {
+    /// The arguments.
+    pub plan: &'a Plan,
+    /// The app, and the acceptance check.
+    pub app: &'a App,
+    /// What the browser learned: the answer, the session, the page's requests and links.
+    pub learned: &'a Learned,
+}
+
+impl Evidence<'_> {
+    /// Runs the acceptance check on a candidate and records the attempt; the candidate
+    /// when accepted.
+    pub fn try_candidate(&self, candidate: Candidate, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
+        match self.app.accept(&candidate.yaml, self.plan, self.learned) {
+            Ok(found) => {
+                attempts.push(Attempt::accepted(candidate.source, &candidate.tried, format!("{}; found {found}", candidate.why)));
+                Some(candidate)
+            }
+            Err(why) => {
+                attempts.push(Attempt::rejected(candidate.source, &candidate.tried, why));
+                None
+            }
+        }
+    }
+}
+
+/// A candidate source.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Its `type`.
+    pub source: &'static str,
+    /// What was tried, for the report (`GET /api/me`, `cookie session_token`).
+    pub tried: String,
+    /// Its list item of `identity.sources`, each line indented by four spaces, the
+    /// first `    - type: ...`; comments say why each value was chosen.
+    pub yaml: String,
+    /// Why it matches, in one line (the configuration's comment above the source).
+    pub why: String,
+    /// The identity fields it maps besides user_id (`email`, `name`): the token's claims.
+    pub claims: Vec<&'static str>,
+}
+
+/// One finder: the candidates it accepted or rejected are recorded in `attempts`; the
+/// first accepted one is returned.
+type Finder = fn(&Evidence<'_>, &mut Vec<Attempt>) -> Option<Candidate>;
+
+/// The finders, the robust ones first: a header the auth proxy signs or sets, a JWT
+/// the app signed, the session store itself, then asking the app.
+const FINDERS: &[(&str, Finder)] = &[("current_user_endpoint", endpoint::find)];
+
+/// The first source the acceptance check accepts, trying the finders in order.
+pub(crate) fn find(evidence: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
+    FINDERS.iter().find_map(|(_, finder)| finder(evidence, attempts))
+}
