@@ -2,12 +2,16 @@
 # Both install what they need on a fresh Debian machine with a Rust toolchain.
 
 SHELL := /bin/bash
-.PHONY: demo test build deps-build deps-test browser-deps legacy-deps packaging-deps page-js bench bench-load clean
+.PHONY: demo demo-screenshot test build deps-build deps-test browser-deps legacy-deps packaging-deps page-js bench bench-load clean
 
 ## demo: build, then run the sample legacy app (127.0.0.1:3000) and the proxy (127.0.0.1:8080)
 demo: deps-build
 	cargo build --release
 	./target/release/intercom-secure-proxy demo
+
+## demo-screenshot: redraw docs/demo-direct-vs-proxy.png (starts the demo on 3000 and 8080; not part of test)
+demo-screenshot: build browser-deps
+	node scripts/demo-screenshot.mjs
 
 ## test: the docs build without warnings and their examples run, then the whole suite
 ## (unit and property tests, end-to-end over loopback, the embedding example, real

@@ -6,6 +6,9 @@
 //! (plain `user_id` and `email`, no JWT); `GET /account` has no Intercom code at all
 //! (the proxy's auto-include adds it); `GET /api/me` answers `{"id","email","name"}` or
 //! 401; `GET /logout` ends the session and redirects to `/login`.
+//!
+//! `/` and `/account` show what they handed the Messenger (the `PANEL` script), so that
+//! the app and the proxy side by side show what the proxy changes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,12 +191,82 @@ fn login_form(message: &str) -> String {
 }
 
 fn home_page(id: &str, email: &str, name: &str) -> String {
-    format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Legacy app</title></head>\n<body><h1>Hello {name}</h1><p><a href=\"/account\">Account</a> · <a href=\"/logout\">Log out</a></p>\n<script>\n  window.intercomSettings = {{\n    app_id: \"{DEMO_APP_ID}\",\n    user_id: \"{id}\",\n    email: \"{email}\",\n    name: \"{name}\"\n  }};\n</script>\n<script>{LOADER}</script>\n</body></html>\n")
+    format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Legacy app</title><style>{STYLE}</style></head>\n<body><h1>Hello {name}</h1><p><a href=\"/account\">Account</a> · <a href=\"/logout\">Log out</a></p>\n<section id=\"messenger\"></section>\n<script>\n  window.intercomSettings = {{\n    app_id: \"{DEMO_APP_ID}\",\n    user_id: \"{id}\",\n    email: \"{email}\",\n    name: \"{name}\"\n  }};\n</script>\n<script>{LOADER}</script>\n<script>{PANEL}</script>\n</body></html>\n")
 }
 
 fn account_page(email: &str, name: &str) -> String {
-    format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Account</title></head>\n<body><h1>Account of {name}</h1><p>{email}</p><p><a href=\"/\">Home</a> · <a href=\"/logout\">Log out</a></p></body></html>\n")
+    format!("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Account</title><style>{STYLE}</style></head>\n<body><h1>Account of {name}</h1><p>{email}</p><p><a href=\"/\">Home</a> · <a href=\"/logout\">Log out</a></p>\n<section id=\"messenger\"></section>\n<script>{PANEL}</script>\n</body></html>\n")
 }
+
+const STYLE: &str = "#messenger{font:14px monospace;border:1px solid #888;padding:0 1em 1em;max-width:46em}#messenger h2{font-size:1.2em}#messenger th{text-align:left;padding-right:1em}.insecure{color:#c00;font-weight:bold}.signed{color:#070}";
+
+/// The pages' panel: what the page handed the Messenger, so that the app (port 3000)
+/// and the proxy (8080) side by side show what the proxy changes. It reads the settings
+/// where the widget does, after the proxy's page script has done its work, and needs
+/// no widget: the loader's queueing stub holds the calls until one arrives.
+const PANEL: &str = r#"
+(function () {
+  var w = window, d = document, box = d.getElementById('messenger');
+  var el = function (parent, tag, text, cls) {
+    var e = parent.appendChild(d.createElement(tag));
+    if (text != null) { e.textContent = text; }
+    if (cls) { e.className = cls; }
+    return e;
+  };
+  var row = function (table, key, value, cls) {
+    var tr = el(table, 'tr', null, cls);
+    el(tr, 'th', key);
+    return el(tr, 'td', value);
+  };
+  var copy = function (s) { return s && typeof s === 'object' ? JSON.parse(JSON.stringify(s)) : null; };
+  // The widget replays the loader's queue; with no boot queued it boots from window.intercomSettings.
+  var given = function () {
+    var q = (w.Intercom && w.Intercom.q) || [], s = null, booted = false;
+    for (var i = 0; i < q.length; i++) {
+      if (q[i][0] === 'boot') { s = copy(q[i][1]) || {}; booted = true; }
+      else if (q[i][0] === 'update' && s) { Object.assign(s, copy(q[i][1])); }
+      else if (q[i][0] === 'shutdown') { s = null; }
+    }
+    return booted ? s : copy(w.intercomSettings);
+  };
+  var claims = function (t) {
+    try { return JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))); } catch (e) { return {}; }
+  };
+  var show = function () {
+    var s = given(), jwt = s && s.intercom_user_jwt, plain = [];
+    box.replaceChildren();
+    el(box, 'h2', 'What this page handed the Messenger');
+    if (!s) { el(box, 'p', 'Nothing: no Messenger on this page.'); return; }
+    var t = el(box, 'table');
+    t.id = 'messenger-settings';
+    for (var k in s) {
+      var bad = !jwt && (k === 'user_id' || k === 'email');
+      if (bad) { plain.push(k); }
+      row(t, k, k === 'intercom_user_jwt' ? jwt.slice(0, 12) + '…' : String(s[k]), bad ? 'insecure' : k === 'intercom_user_jwt' ? 'signed' : '');
+    }
+    if (plain.length) {
+      el(box, 'p', 'Insecure: ' + plain.join(' and ') + ' given in clear, nothing signed: anyone who knows the email can open this user\'s chat history.', 'insecure');
+    }
+    if (!jwt) { return; }
+    el(box, 'p', 'Signed by the proxy. What the token says (decoded here):', 'signed');
+    var p = claims(jwt), u = el(box, 'table');
+    u.id = 'messenger-token';
+    for (var c in p) {
+      var td = row(u, c, null);
+      if (c === 'exp' || c === 'iat') { var at = new Date(p[c] * 1000); el(td, 'time', at.toLocaleString()).dateTime = at.toISOString(); }
+      else { td.textContent = String(p[c]); }
+    }
+  };
+  // Calls queued before the widget arrives (the proxy's script may hold some and replay
+  // them later) go through the stub's c: each is shown as it is queued.
+  var watch = function () {
+    var f = w.Intercom;
+    if (f && f.q && typeof f.c === 'function') { var c = f.c; f.c = function (a) { c(a); show(); }; }
+  };
+  // After the page's scripts: the proxy's auto-include adds the Messenger then.
+  d.addEventListener('DOMContentLoaded', function () { watch(); show(); });
+})();
+"#;
 
 /// Where the demo's proxy learns who is logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,8 +322,9 @@ pub fn run(app_port: u16, proxy_port: u16, identity: DemoIdentity) -> Result<(),
          \x20 sample legacy app: http://127.0.0.1:{app_port}/  (boots Intercom insecurely)\n\
          \x20 the proxy:         http://127.0.0.1:{proxy_port}/  (Secure Mode added)\n\
          \x20 app_id {DEMO_APP_ID}, secret {secret_note}\n\n\
-         Open http://127.0.0.1:{proxy_port}/login and log in as alice or bob; view the page source\n\
-         to see the signed intercom_user_jwt; /account has no Intercom code (auto-include adds it);\n\
+         Open http://127.0.0.1:{proxy_port}/login and log in as alice or bob, and http://127.0.0.1:{app_port}/\n\
+         beside it: each page shows what it handed the Messenger, plain user_id and email from the\n\
+         app, a signed intercom_user_jwt through the proxy; /account has no Intercom code (auto-include adds it);\n\
          /logout runs Intercom('shutdown') on the next page. Or with curl:\n\
          \x20 curl -si -c /tmp/jar -d username=alice http://127.0.0.1:{proxy_port}/login\n\
          \x20 curl -s -b /tmp/jar http://127.0.0.1:{proxy_port}/ | grep -o '\"j\":\"[^\"]*\"'\n\
