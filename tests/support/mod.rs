@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod conn;
+pub mod init;
 pub mod legacy;
 pub mod redis;
 
