@@ -147,6 +147,9 @@ impl<'a> Tab<'a> {
     /// the page started itself, such as a form submission), at most `timeout`; returns
     /// what was recorded since the last visit.
     pub fn settle(&mut self, timeout: Duration, settle: Duration) -> Result<Visit, ChromiumError> {
+        // Quiet from now on: the navigation the page was just told to make may not have
+        // started yet.
+        self.last_activity = Instant::now();
         self.wait(Instant::now() + timeout, settle)?;
         Ok(std::mem::take(&mut self.visit))
     }
