@@ -131,13 +131,26 @@ fn a_page_with_no_identified_boot_has_nothing_to_learn_from() {
     assert!(run.yaml.is_empty(), "nothing written:\n{}", run.all());
 }
 
-/// An app that knows its user only from an opaque cookie and says so on no endpoint.
+/// An app that knows its user only from an opaque cookie and says so on no endpoint
+/// (or on /api/me with `api_me`).
 fn opaque_app(extra: &'static str, api_me: bool) -> Upstream {
+    policed_app(extra, api_me, None)
+}
+
+/// [`opaque_app`] whose pages carry this Content-Security-Policy.
+fn policed_app(extra: &'static str, api_me: bool, csp: Option<&'static str>) -> Upstream {
     Upstream::start(move |req| {
         let user = req.cookie("opaque").filter(|v| v == "opaque-session-value-42");
+        let page = |settings: Value| {
+            let html = insecure_page(&settings, extra);
+            match csp {
+                Some(policy) => Reply::with(200, &[("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", policy)], html),
+                None => Reply::html(html),
+            }
+        };
         match (req.path(), user) {
-            ("/", Some(_)) => Reply::html(insecure_page(&json!({"app_id": APP_ID, "user_id": "u-42", "email": "u42@example.com"}), extra)),
-            ("/", None) => Reply::html(insecure_page(&json!({"app_id": APP_ID}), extra)),
+            ("/", Some(_)) => page(json!({"app_id": APP_ID, "user_id": "u-42", "email": "u42@example.com"})),
+            ("/", None) => page(json!({"app_id": APP_ID})),
             ("/api/me", Some(_)) if api_me => Reply::with(200, &[("Content-Type", "application/json")], r#"{"user":{"id":"u-42","email":"u42@example.com"}}"#),
             ("/api/me", None) if api_me => Reply::with(401, &[("Content-Type", "application/json")], "{}"),
             ("/logout", _) => Reply::with(302, &[("Location", "/"), ("Set-Cookie", "opaque=; Max-Age=0; Path=/")], ""),
@@ -173,6 +186,19 @@ fn nothing_is_fetched_from_another_origin() {
     assert_eq!(other.requests().len(), 0, "the other origin was reached: {:?}", other.requests().iter().map(|r| r.path().to_string()).collect::<Vec<_>>());
     // The page's own same-origin JSON request was the first candidate.
     assert!(app.count("/api/me") > 0);
+}
+
+#[test]
+fn a_policy_that_blocks_the_messenger_is_learned_through_and_its_additions_printed() {
+    let app = policed_app("", true, Some("default-src 'self'; script-src 'self' 'unsafe-inline'; connect-src 'self'"));
+    let run = run_init(app.addr, &["--cookie", "opaque=opaque-session-value-42"], &[]);
+    // Learned and written, but through the proxy the policy still keeps the Messenger
+    // from loading: not verified until the app's team adds what is printed.
+    run.expect(1, &["opaque-session-value-42"]).picked("current_user_endpoint");
+    assert!(run.stdout.contains("the page's policy blocks the Messenger; the app's team must add:"), "{}", run.all());
+    assert!(run.stdout.contains("    script-src https://widget.intercom.io https://js.intercomcdn.com\n"), "{}", run.all());
+    assert!(run.stdout.contains("    connect-src https://api-iam.intercom.io https://*.intercom.io wss://*.intercom.io"), "{}", run.all());
+    assert!(run.stdout.contains("NOT verified"), "{}", run.all());
 }
 
 #[test]

@@ -113,6 +113,13 @@ impl<'a> Tab<'a> {
         Ok(())
     }
 
+    /// Runs the pages' scripts whatever their Content-Security-Policy says (to learn
+    /// what a page would do once the policy allows it; the policy itself is still read).
+    pub fn bypass_csp(&mut self) -> Result<(), ChromiumError> {
+        self.call("Page.setBypassCSP", json!({"enabled": true}), Instant::now() + COMMAND_TIMEOUT)?;
+        Ok(())
+    }
+
     /// Forgets every cookie of the browser.
     pub fn clear_cookies(&mut self) -> Result<(), ChromiumError> {
         self.call("Network.clearBrowserCookies", json!({}), Instant::now() + COMMAND_TIMEOUT)?;

@@ -155,7 +155,17 @@ impl InitReport {
                 out.push_str(&v.before.table());
                 out.push_str("\nafter: the pages through a temporary proxy with this configuration\n");
                 out.push_str(&v.after.table());
-                out.push_str(if v.passed { "\nverified: every page boots the Messenger with a verified token for this user\n" } else { "\nNOT verified: see the findings above\n" });
+                if v.passed {
+                    out.push_str("\nverified: every page boots the Messenger with a verified token for this user\n");
+                } else {
+                    out.push_str("\nNOT verified: through the proxy with this configuration:\n");
+                    for failure in &v.failures {
+                        out.push_str(&format!("  {failure}\n"));
+                    }
+                    if !self.csp_additions.is_empty() {
+                        out.push_str("  (the page's Content-Security-Policy blocks the Messenger until the additions above are made)\n");
+                    }
+                }
             }
         }
         out

@@ -34,6 +34,8 @@ pub struct Verification {
     pub after: Report,
     /// Whether every page through the proxy passed (and the logout check, if any).
     pub passed: bool,
+    /// What failed through the proxy, one line each (`URL: code: message`).
+    pub failures: Vec<String>,
 }
 
 /// Runs the verification.
@@ -70,7 +72,14 @@ pub(crate) fn run(plan: &Plan, written: &Written, answer: &Answer, learned: &Lea
     proxy.stop();
     let after = after?;
     let passed = after.passed;
-    Ok(Verification { before, after, passed })
+    let failures = after
+        .pages
+        .iter()
+        .flat_map(|p| p.findings.iter().map(move |f| (p.url.as_str(), f)))
+        .chain(after.logout.iter().flat_map(|l| l.findings.iter().map(move |f| (l.url.as_str(), f))))
+        .map(|(url, f)| format!("{url}: {}: {}", f.code, f.message))
+        .collect();
+    Ok(Verification { before, after, passed, failures })
 }
 
 fn audit_run(options: &AuditOptions) -> Result<Report, InitError> {
