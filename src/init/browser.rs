@@ -32,7 +32,7 @@ pub(crate) struct Learned {
     pub answer: Answer,
     /// The cookies of the logged-in browser (from `--cookie`, or what the login set).
     pub cookies: Vec<CookieArg>,
-    /// The ones whose removal loses the user.
+    /// The ones whose removal loses the user (all of them when no single one's does).
     pub session: Vec<CookieArg>,
     /// Same-origin JSON requests the pages made while loading.
     pub json_paths: Vec<String>,
@@ -133,6 +133,11 @@ impl Browser {
             if !still {
                 session.push(cookie.clone());
             }
+        }
+        if session.is_empty() {
+            // One cookie, or several that each stand in for another (a remember-me
+            // cookie that logs the session in again): all of them are the session.
+            session = cookies.clone();
         }
         Ok(Learned { answer, cookies, session, json_paths, links, csp, pages })
     }
