@@ -34,6 +34,8 @@ pub(crate) struct Learned {
     pub cookies: Vec<CookieArg>,
     /// The ones whose removal loses the user (all of them when no single one's does).
     pub session: Vec<CookieArg>,
+    /// Whether removing one of the session cookies lost the user (false: the fallback).
+    pub session_tested: bool,
     /// Same-origin JSON requests the pages made while loading.
     pub json_paths: Vec<String>,
     /// Same-origin links and forms of the pages.
@@ -134,12 +136,13 @@ impl Browser {
                 session.push(cookie.clone());
             }
         }
+        let session_tested = !session.is_empty();
         if session.is_empty() {
             // One cookie, or several that each stand in for another (a remember-me
             // cookie that logs the session in again): all of them are the session.
             session = cookies.clone();
         }
-        Ok(Learned { answer, cookies, session, json_paths, links, csp, pages })
+        Ok(Learned { answer, cookies, session, session_tested, json_paths, links, csp, pages })
     }
 
     /// Loads `page` with exactly these cookies (and the identity headers); with

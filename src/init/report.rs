@@ -46,6 +46,9 @@ pub struct InitReport {
     pub answer: Answer,
     /// The names of the session cookies (never their values).
     pub session_cookies: Vec<String>,
+    /// Whether removing any one of them lost the user (false: no single one's removal
+    /// did, so all the cookies are taken as the session).
+    pub session_tested: bool,
     /// Every candidate source tried, in order.
     pub attempts: Vec<Attempt>,
     /// The accepted source's `type`.
@@ -76,6 +79,7 @@ impl InitReport {
             pages: learned.pages.iter().map(|(url, verdict)| PageSeen { url: url.clone(), verdict: verdict.as_str() }).collect(),
             answer: learned.answer.clone(),
             session_cookies: learned.session.iter().map(|c| c.name.clone()).collect(),
+            session_tested: learned.session_tested,
             attempts: Vec::new(),
             source: None,
             logout: None,
@@ -117,9 +121,10 @@ impl InitReport {
             a.today.as_str(),
             a.page
         ));
-        out.push_str(&match self.session_cookies.as_slice() {
-            [] => "  session cookies: none (the user does not depend on a cookie)\n".to_string(),
-            names => format!("  session cookies: {} (without them the user is lost)\n", names.join(", ")),
+        out.push_str(&match (self.session_cookies.as_slice(), self.session_tested) {
+            ([], _) => "  session cookies: none (the user does not depend on a cookie)\n".to_string(),
+            (names, true) => format!("  session cookies: {} (without them the user is lost)\n", names.join(", ")),
+            (names, false) => format!("  session cookies: {} (no single one's removal lost the user: all are kept)\n", names.join(", ")),
         });
         out.push_str("  identity sources tried:\n");
         let width = self.attempts.iter().map(|t| t.tried.len()).max().unwrap_or(0);
