@@ -83,7 +83,7 @@ pub fn check(token: &str, app_id: Option<&str>, expect: &Expectations<'_>) -> Jw
 }
 
 /// The claims, read without verification (for the report, and to check them).
-fn payload(token: &str) -> Option<serde_json::Map<String, Value>> {
+pub(crate) fn payload(token: &str) -> Option<serde_json::Map<String, Value>> {
     let part = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
     match serde_json::from_slice(&bytes).ok()? {

@@ -1,6 +1,5 @@
 //! The answer key: who the page's own Messenger boot says is logged in.
 
-use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -31,7 +30,8 @@ impl Answer {
     pub fn from_calls(calls: &[Call], page: &str) -> Option<Answer> {
         let booted = messengers(calls);
         let m = booted.iter().rev().find(|m| m.identified())?;
-        let claims = m.jwt.as_deref().and_then(jwt_claims);
+        // A JWT already there is read without verification: only to learn whom it names.
+        let claims = m.jwt.as_deref().and_then(crate::audit::jwt::payload);
         let claim = |name: &str| claims.as_ref().and_then(|c| text(c.get(name)));
         let user_id = m.user_id.clone().or_else(|| claim("user_id"))?;
         Some(Answer {
@@ -51,16 +51,6 @@ impl Answer {
     }
 }
 
-/// A JWT's claims, read without verification: only to learn which user it names.
-fn jwt_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
-    let part = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
-}
-
 /// A string or a number as text; anything else is no value.
 pub fn text(value: Option<&Value>) -> Option<String> {
     match value? {
@@ -73,6 +63,7 @@ pub fn text(value: Option<&Value>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use serde_json::json;
 
     fn call(method: &str, settings: Value) -> Call {
