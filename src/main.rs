@@ -141,7 +141,8 @@ enum Command {
         /// A page to learn from and verify on (repeatable; default /).
         #[arg(long = "page", value_name = "PATH")]
         pages: Vec<String>,
-        /// The Redis the app may keep its sessions in (only read: SCAN, GET, TYPE, STRLEN).
+        /// The Redis the app may keep its sessions in (only read: SCAN, GET, TYPE, STRLEN);
+        /// a password in the URL is not written: the configuration reads it from REDIS_PASSWORD.
         #[arg(long, value_name = "URL")]
         redis: Option<String>,
         /// An identity header an authenticating proxy in front would send (repeatable).

@@ -3,6 +3,9 @@
 
 use serde_json::Value;
 
+use super::answer::Answer;
+use super::yaml::quote;
+
 /// How deep a document is searched.
 const MAX_DEPTH: usize = 8;
 
@@ -18,6 +21,48 @@ pub fn find(doc: &Value, want: &str) -> Vec<String> {
 /// The first of [`find`], if any.
 pub fn first(doc: &Value, want: &str) -> Option<String> {
     find(doc, want).into_iter().next()
+}
+
+/// Where the page's user id, email and name are in a document (the app's answer, a
+/// session): the `fields` of the source that reads it.
+pub(crate) struct Fields {
+    user_id: String,
+    email: Option<String>,
+    name: Option<String>,
+}
+
+impl Fields {
+    /// The pointers in `doc` to the page's user id, email and name. The email is
+    /// required when the page shows one (the acceptance check wants it); `Err` says what
+    /// `holder` ("the answer", "the session") lacks.
+    pub(crate) fn find(doc: &Value, answer: &Answer, holder: &str) -> Result<Fields, String> {
+        let user_id = first(doc, &answer.user_id).ok_or_else(|| format!("{holder} does not hold the page's user_id"))?;
+        let email = answer.email.as_deref().and_then(|e| first(doc, e));
+        if answer.email.is_some() && email.is_none() {
+            return Err(format!("{holder} holds the user_id but not the page's email"));
+        }
+        let name = answer.name.as_deref().and_then(|n| first(doc, n));
+        Ok(Fields { user_id, email, name })
+    }
+
+    /// The pointer to the user id.
+    pub(crate) fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// The `fields:` block of a source's list item, each pointer commented with what it
+    /// matched; and the identity fields it maps besides user_id (the token's claims).
+    pub(crate) fn yaml(&self) -> (String, Vec<&'static str>) {
+        let mut yaml = format!("      fields:\n        user_id: {}   # matched the page's user_id\n", quote(&self.user_id));
+        let mut claims = Vec::new();
+        for (field, pointer) in [("email", &self.email), ("name", &self.name)] {
+            if let Some(p) = pointer {
+                yaml.push_str(&format!("        {field}: {}   # matched the page's {field}\n", quote(p)));
+                claims.push(field);
+            }
+        }
+        (yaml, claims)
+    }
 }
 
 fn walk(value: &Value, want: &str, at: &mut String, depth: usize, out: &mut Vec<String>) {
@@ -57,5 +102,27 @@ mod tests {
         assert_eq!(find(&doc, "a@x"), ["/a~1b/~0c", "/list/0", "/data/user/email"]);
         assert_eq!(first(&doc, "nobody"), None);
         assert_eq!(doc.pointer("/a~1b/~0c"), Some(&json!("a@x")));
+    }
+
+    #[test]
+    fn fields_need_the_email_the_page_shows_and_write_what_they_matched() {
+        let answer = Answer {
+            user_id: "42".into(),
+            email: Some("a@x".into()),
+            name: None,
+            app_id: None,
+            api_base: None,
+            today: crate::audit::classify::Classification::Insecure,
+            page: "/".into(),
+        };
+        let fields = Fields::find(&json!({"user": {"id": 42, "email": "a@x"}}), &answer, "the session").unwrap();
+        assert_eq!(fields.user_id(), "/user/id");
+        let (yaml, claims) = fields.yaml();
+        assert_eq!(yaml, "      fields:\n        user_id: \"/user/id\"   # matched the page's user_id\n        email: \"/user/email\"   # matched the page's email\n");
+        assert_eq!(claims, ["email"]);
+        let e = Fields::find(&json!({"id": 42}), &answer, "the session").err().unwrap();
+        assert_eq!(e, "the session holds the user_id but not the page's email");
+        let e = Fields::find(&json!({}), &answer, "the answer").err().unwrap();
+        assert_eq!(e, "the answer does not hold the page's user_id");
     }
 }

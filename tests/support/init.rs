@@ -15,6 +15,8 @@ pub struct InitRun {
     /// The `--out` file's text ("" when none was written).
     pub yaml: String,
     pub out: PathBuf,
+    /// The environment init ran with besides the test's (secret variables the file names).
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -46,13 +48,16 @@ impl InitRun {
         self
     }
 
-    /// Asserts the written configuration picked `source` and that `check` loads it.
+    /// Asserts the written configuration picked `source` and that `check` loads it (with
+    /// the environment init ran with: the file may name a secret's variable, such as
+    /// express-session's secret).
     pub fn picked(&self, source: &str) -> &Self {
         assert_eq!(self.source_type().as_deref(), Some(source), "wrong or no source:\n{}", self.all());
         let out = Command::new(super::binary())
             .arg("check")
             .arg("-c")
             .arg(&self.out)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("INTERCOM_SECRET", super::SECRET)
             .output()
             .unwrap();
@@ -77,6 +82,7 @@ pub fn run_init(app: std::net::SocketAddr, args: &[&str], env: &[(&str, &str)]) 
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         yaml: std::fs::read_to_string(&out).unwrap_or_default(),
         out,
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         _dir: dir,
     }
 }

@@ -6,8 +6,8 @@
 //!   mid-way, gzip from mod_deflate), with its own config, not /etc/apache2;
 //! - Express with express-session.
 //!
-//! The PHP app keeps its sessions in files, or with phpredis in a Redis
-//! ([`Server::start_with_redis_sessions`]).
+//! The PHP app keeps its sessions in files, or with phpredis in a Redis; the Express
+//! app in memory, or with connect-redis in a Redis ([`Server::start_with_redis_sessions`]).
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// The Express app's session secret when its sessions are in Redis (what the
+/// proxy's `cookie_secrets_env` must hold to verify `connect.sid`).
+pub const EXPRESS_SESSION_SECRET: &str = "legacy-express-redis-secret";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
@@ -53,18 +57,26 @@ impl Server {
     /// Starts the app server on a free port; on another port when another process
     /// took that one first.
     pub fn start(kind: Kind) -> Server {
-        super::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind, None))
+        super::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind, None, None))
     }
 
     /// Starts the PHP app (`php -S` or Apache) with its sessions in the Redis on
-    /// `redis_port` (phpredis, `PHPREDIS_SESSION:<id>`, PHP's session format).
+    /// `redis_port` (phpredis, `PHPREDIS_SESSION:<id>`, PHP's session format), or the
+    /// Express app with connect-redis (`sess:<id>`, JSON, `connect.sid` signed with
+    /// [`EXPRESS_SESSION_SECRET`]).
     pub fn start_with_redis_sessions(kind: Kind, redis_port: u16) -> Server {
-        assert!(matches!(kind, Kind::Php | Kind::Apache), "only the PHP app keeps its sessions in Redis");
-        super::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind, Some(redis_port)))
+        assert!(kind != Kind::Python, "the Python app keeps its sessions in memory only");
+        super::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind, Some(redis_port), None))
+    }
+
+    /// Starts the Express app with connect-redis, as [`Server::start_with_redis_sessions`],
+    /// authenticating to the Redis on `redis_port` with `password`.
+    pub fn start_express_with_redis_password(redis_port: u16, password: &str) -> Server {
+        super::on_a_free_port("the Express app server", || Self::try_start(Kind::Express, Some(redis_port), Some(password)))
     }
 
     /// Starts the app server; why not (with its log), when it does not listen.
-    fn try_start(kind: Kind, redis_port: Option<u16>) -> Result<Server, String> {
+    fn try_start(kind: Kind, redis_port: Option<u16>, redis_password: Option<&str>) -> Result<Server, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
         let legacy = root().join("tests/legacy");
@@ -96,6 +108,10 @@ impl Server {
                 );
                 let mut c = Command::new("node");
                 c.arg(app.join("app.js")).env("PORT", port.to_string());
+                if let Some(redis_port) = redis_port {
+                    let auth = redis_password.map(|p| format!(":{p}@")).unwrap_or_default();
+                    c.env("REDIS_URL", format!("redis://{auth}127.0.0.1:{redis_port}/0")).env("SESSION_SECRET", EXPRESS_SESSION_SECRET);
+                }
                 (c, "install Node 20+")
             }
         };

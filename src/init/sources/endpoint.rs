@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::{Candidate, Evidence};
-use crate::init::pointer;
+use crate::init::pointer::Fields;
 use crate::init::yaml::quote;
 use crate::init::report::Attempt;
 
@@ -52,30 +52,18 @@ fn candidate(ev: &Evidence<'_>, path: &str) -> Result<Candidate, String> {
         return Err(format!("answered {}", response.status));
     }
     let doc: Value = serde_json::from_slice(&response.body).map_err(|_| format!("answered {} , not JSON", display_type(&response.content_type)))?;
-    let user_id = pointer::first(&doc, &answer.user_id).ok_or("the answer does not hold the page's user_id")?;
-    let email = answer.email.as_deref().and_then(|e| pointer::first(&doc, e));
-    if answer.email.is_some() && email.is_none() {
-        return Err("the answer holds the user_id but not the page's email".into());
-    }
-    let name = answer.name.as_deref().and_then(|n| pointer::first(&doc, n));
+    let fields = Fields::find(&doc, answer, "the answer")?;
     let cookies: Vec<String> = learned.session.iter().map(|c| quote(&c.name)).collect();
-    let mut yaml = format!(
-        "    - type: current_user_endpoint\n      path: {}\n      # the cookies whose removal lost the user: the session\n      cookies: [{}]\n      format: json\n      fields:\n        user_id: {}\n",
+    let (fields_yaml, claims) = fields.yaml();
+    let yaml = format!(
+        "    - type: current_user_endpoint\n      path: {}\n      # the cookies whose removal lost the user: the session\n      cookies: [{}]\n      format: json\n{fields_yaml}",
         quote(path),
         cookies.join(", "),
-        quote(&user_id)
     );
-    let mut claims = Vec::new();
-    for (field, pointer) in [("email", &email), ("name", &name)] {
-        if let Some(p) = pointer {
-            yaml.push_str(&format!("        {field}: {}   # matched the page's {field}\n", quote(p)));
-            claims.push(field);
-        }
-    }
     Ok(Candidate {
         source: SOURCE,
         tried: format!("GET {path}"),
-        why: format!("user id at GET {path} → {user_id}, matched the page's user_id"),
+        why: format!("user id at GET {path} → {}, matched the page's user_id", fields.user_id()),
         yaml,
         claims,
     })

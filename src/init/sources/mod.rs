@@ -6,6 +6,7 @@
 //! it was accepted or rejected.
 
 mod endpoint;
+mod redis;
 
 use super::app::App;
 use super::browser::Learned;
@@ -61,7 +62,9 @@ type Finder = fn(&Evidence<'_>, &mut Vec<Attempt>) -> Option<Candidate>;
 
 /// The finders, the robust ones first: a header the auth proxy signs or sets, a JWT
 /// the app signed, the session store itself, then asking the app.
-const FINDERS: &[(&str, Finder)] = &[("current_user_endpoint", endpoint::find)];
+// The intended order: header, jwt_cookie, redis_session, current_user_endpoint (json),
+// current_user_endpoint (html); redis_session goes after jwt_cookie once that is here.
+const FINDERS: &[(&str, Finder)] = &[("redis_session", redis::find), ("current_user_endpoint", endpoint::find)];
 
 /// The first source the acceptance check accepts, trying the finders in order.
 pub(crate) fn find(evidence: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
