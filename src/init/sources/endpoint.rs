@@ -5,6 +5,8 @@
 use serde_json::Value;
 
 use super::{Candidate, Evidence};
+use crate::audit::input::CookieArg;
+use crate::init::app::Response;
 use crate::init::pointer;
 use crate::init::yaml::quote;
 use crate::init::report::Attempt;
@@ -47,10 +49,7 @@ pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Can
 fn candidate(ev: &Evidence<'_>, path: &str) -> Result<Candidate, String> {
     let learned = ev.learned;
     let answer = &learned.answer;
-    let response = ev.app.get(path, &learned.session, "application/json")?;
-    if response.status != 200 {
-        return Err(format!("answered {}", response.status));
-    }
+    let response = ok_answer(ev, path, "application/json")?;
     let doc: Value = serde_json::from_slice(&response.body).map_err(|_| format!("answered {} , not JSON", display_type(&response.content_type)))?;
     let user_id = pointer::first(&doc, &answer.user_id).ok_or("the answer does not hold the page's user_id")?;
     let email = answer.email.as_deref().and_then(|e| pointer::first(&doc, e));
@@ -58,30 +57,44 @@ fn candidate(ev: &Evidence<'_>, path: &str) -> Result<Candidate, String> {
         return Err("the answer holds the user_id but not the page's email".into());
     }
     let name = answer.name.as_deref().and_then(|n| pointer::first(&doc, n));
-    let cookies: Vec<String> = learned.session.iter().map(|c| quote(&c.name)).collect();
-    let mut yaml = format!(
-        "    - type: current_user_endpoint\n      path: {}\n      # the cookies whose removal lost the user: the session\n      cookies: [{}]\n      format: json\n      fields:\n        user_id: {}\n",
-        quote(path),
-        cookies.join(", "),
-        quote(&user_id)
-    );
-    let mut claims = Vec::new();
-    for (field, pointer) in [("email", &email), ("name", &name)] {
-        if let Some(p) = pointer {
-            yaml.push_str(&format!("        {field}: {}   # matched the page's {field}\n", quote(p)));
-            claims.push(field);
-        }
-    }
+    let others: Vec<(&'static str, String)> = [("email", email), ("name", name)].into_iter().filter_map(|(f, p)| p.map(|p| (f, p))).collect();
     Ok(Candidate {
         source: SOURCE,
         tried: format!("GET {path}"),
         why: format!("user id at GET {path} → {user_id}, matched the page's user_id"),
-        yaml,
-        claims,
+        yaml: item(path, &learned.session, "json", &user_id, &others),
+        claims: others.iter().map(|(f, _)| *f).collect(),
     })
 }
 
-fn display_type(content_type: &str) -> &str {
+/// The list item of a current_user_endpoint source asking `path` with the session's
+/// cookies, answered in `format` (`json`, `html`), the page's user_id at `user_id`
+/// and the other fields (`email`, `name`) at their places.
+pub(super) fn item(path: &str, session: &[CookieArg], format: &str, user_id: &str, others: &[(&'static str, String)]) -> String {
+    let cookies: Vec<String> = session.iter().map(|c| quote(&c.name)).collect();
+    let mut yaml = format!(
+        "    - type: current_user_endpoint\n      path: {}\n      # the cookies whose removal lost the user: the session\n      cookies: [{}]\n      format: {format}\n      fields:\n        user_id: {}\n",
+        quote(path),
+        cookies.join(", "),
+        quote(user_id)
+    );
+    for (field, place) in others {
+        yaml.push_str(&format!("        {field}: {}   # matched the page's {field}\n", quote(place)));
+    }
+    yaml
+}
+
+/// The app's answer at `path`, asked with the session, when it is a 200; else why not.
+pub(super) fn ok_answer(ev: &Evidence<'_>, path: &str, accept: &str) -> Result<Response, String> {
+    let response = ev.app.get(path, &ev.learned.session, accept)?;
+    if response.status != 200 {
+        return Err(format!("answered {}", response.status));
+    }
+    Ok(response)
+}
+
+/// A media type for a message (`with no Content-Type` when the answer had none).
+pub(super) fn display_type(content_type: &str) -> &str {
     if content_type.is_empty() {
         "with no Content-Type"
     } else {
