@@ -6,6 +6,8 @@
 //! it was accepted or rejected.
 
 mod endpoint;
+mod jwt;
+mod jwt_cookie;
 
 use super::app::App;
 use super::browser::Learned;
@@ -61,9 +63,24 @@ type Finder = fn(&Evidence<'_>, &mut Vec<Attempt>) -> Option<Candidate>;
 
 /// The finders, the robust ones first: a header the auth proxy signs or sets, a JWT
 /// the app signed, the session store itself, then asking the app.
-const FINDERS: &[(&str, Finder)] = &[("current_user_endpoint", endpoint::find)];
+const FINDERS: &[(&str, Finder)] = &[("jwt_cookie", jwt_cookie::find), ("current_user_endpoint", endpoint::find)];
 
 /// The first source the acceptance check accepts, trying the finders in order.
 pub(crate) fn find(evidence: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
     FINDERS.iter().find_map(|(_, finder)| finder(evidence, attempts))
+}
+
+/// The answer of a page that booted user `u-1` named `Ann` (with `email`), for the
+/// finders' tests.
+#[cfg(test)]
+fn test_answer(email: Option<&str>) -> super::answer::Answer {
+    super::answer::Answer {
+        user_id: "u-1".into(),
+        email: email.map(Into::into),
+        name: Some("Ann".into()),
+        app_id: None,
+        api_base: None,
+        today: crate::audit::classify::Classification::Insecure,
+        page: "/".into(),
+    }
 }
