@@ -35,6 +35,8 @@ pub(super) struct Unverified {
     pub alg: String,
     /// The header's `kid`.
     pub kid: Option<String>,
+    /// The header's `signer` (AWS ALB names its load balancer there).
+    pub signer: Option<String>,
     /// The claims.
     pub claims: Map<String, Value>,
 }
@@ -56,6 +58,7 @@ impl Unverified {
         Some(Unverified {
             alg: header.get("alg")?.as_str()?.to_string(),
             kid: header.get("kid").and_then(Value::as_str).map(str::to_string),
+            signer: header.get("signer").and_then(Value::as_str).map(str::to_string),
             claims: object(claims)?,
         })
     }

@@ -6,6 +6,7 @@
 //! it was accepted or rejected.
 
 mod endpoint;
+mod header;
 mod jwt;
 mod jwt_cookie;
 
@@ -63,7 +64,11 @@ type Finder = fn(&Evidence<'_>, &mut Vec<Attempt>) -> Option<Candidate>;
 
 /// The finders, the robust ones first: a header the auth proxy signs or sets, a JWT
 /// the app signed, the session store itself, then asking the app.
-const FINDERS: &[(&str, Finder)] = &[("jwt_cookie", jwt_cookie::find), ("current_user_endpoint", endpoint::find)];
+const FINDERS: &[(&str, Finder)] = &[
+    ("headers", header::find),
+    ("jwt_cookie", jwt_cookie::find),
+    ("current_user_endpoint", endpoint::find),
+];
 
 /// The first source the acceptance check accepts, trying the finders in order.
 pub(crate) fn find(evidence: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
