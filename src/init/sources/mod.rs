@@ -7,6 +7,7 @@
 
 mod endpoint;
 mod header;
+mod html;
 mod jwt;
 mod jwt_cookie;
 
@@ -63,11 +64,13 @@ pub struct Candidate {
 type Finder = fn(&Evidence<'_>, &mut Vec<Attempt>) -> Option<Candidate>;
 
 /// The finders, the robust ones first: a header the auth proxy signs or sets, a JWT
-/// the app signed, the session store itself, then asking the app.
+/// the app signed, the session store itself, then asking the app: its JSON answer,
+/// and last its HTML account page (a redesign can move what a selector finds).
 const FINDERS: &[(&str, Finder)] = &[
     ("headers", header::find),
     ("jwt_cookie", jwt_cookie::find),
     ("current_user_endpoint", endpoint::find),
+    ("current_user_endpoint (html)", html::find),
 ];
 
 /// The first source the acceptance check accepts, trying the finders in order.
