@@ -15,6 +15,8 @@ pub struct InitRun {
     /// The `--out` file's text ("" when none was written).
     pub yaml: String,
     pub out: PathBuf,
+    /// The environment init ran with: `check` loads the file with it (a key's variable).
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -54,6 +56,7 @@ impl InitRun {
             .arg("-c")
             .arg(&self.out)
             .env("INTERCOM_SECRET", super::SECRET)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         assert!(out.status.success(), "check refused the written configuration:\n{}\n{}", String::from_utf8_lossy(&out.stderr), self.all());
@@ -77,6 +80,7 @@ pub fn run_init(app: std::net::SocketAddr, args: &[&str], env: &[(&str, &str)]) 
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         yaml: std::fs::read_to_string(&out).unwrap_or_default(),
         out,
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         _dir: dir,
     }
 }
