@@ -21,6 +21,10 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// Every preset, `none` last.
+    pub const ALL: [Preset; 6] =
+        [Preset::CloudflareAccess, Preset::Pomerium, Preset::GoogleIap, Preset::AwsAlb, Preset::Oauth2Proxy, Preset::None];
+
     /// The name used in the file.
     pub fn name(self) -> &'static str {
         match self {
@@ -34,13 +38,11 @@ impl Preset {
     }
 
     pub(super) fn parse(s: &str) -> Option<Preset> {
-        [Preset::CloudflareAccess, Preset::Pomerium, Preset::GoogleIap, Preset::AwsAlb, Preset::Oauth2Proxy, Preset::None]
-            .into_iter()
-            .find(|p| p.name() == s)
+        Preset::ALL.into_iter().find(|p| p.name() == s)
     }
 
     /// The header this proxy signs into, if the preset names one.
-    pub(super) fn header(self) -> Option<&'static str> {
+    pub fn header(self) -> Option<&'static str> {
         match self {
             Preset::CloudflareAccess => Some("cf-access-jwt-assertion"),
             Preset::Pomerium => Some("x-pomerium-jwt-assertion"),
@@ -52,7 +54,7 @@ impl Preset {
     }
 
     /// The algorithm this proxy signs with (oauth2-proxy passes the IdP's, RS256 for most).
-    pub(super) fn algorithms(self) -> Vec<Algorithm> {
+    pub fn algorithms(self) -> Vec<Algorithm> {
         match self {
             Preset::CloudflareAccess | Preset::Oauth2Proxy => vec![Algorithm::RS256],
             Preset::Pomerium | Preset::GoogleIap | Preset::AwsAlb => vec![Algorithm::ES256],
@@ -62,7 +64,7 @@ impl Preset {
 
     /// Whether a token without the right audience could come from another app behind
     /// the same proxy: then `audience` is required.
-    pub(super) fn needs_audience(self) -> bool {
+    pub fn needs_audience(self) -> bool {
         matches!(self, Preset::CloudflareAccess | Preset::GoogleIap | Preset::Oauth2Proxy)
     }
 }

@@ -48,7 +48,7 @@ pub(crate) mod upstream;
 pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};
 pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
 use endpoint_format::{endpoint_field, endpoint_format};
-pub use jwt::{ClaimFields, JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat, TokenLocation};
+pub use jwt::{ClaimFields, JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat, TokenLocation, GOOGLE_IAP_JWKS_URL};
 pub use jwt_keys::pem_key;
 pub use inject::{BadPattern, InjectConfig, OnIdentityFailure, PathPattern};
 pub use intercom::IntercomConfig;

@@ -43,12 +43,19 @@ impl JwtCookieSource {
 
     /// The token this request carries, if any (no verification yet).
     pub fn token(&self, req: &RequestHeader) -> Option<Token> {
-        let raw = match &self.location {
-            TokenLocation::Cookie(name) => cookie_value(req, name)?,
-            TokenLocation::Header(name) => header_token(req, name)?,
-        };
-        unwrap_supabase(&raw).map(Token::new)
+        match &self.location {
+            TokenLocation::Cookie(name) => cookie_token(req, name),
+            TokenLocation::Header(name) => header_token(req, name).and_then(|raw| unwrap_supabase(&raw)),
+        }
+        .map(Token::new)
     }
+}
+
+/// The token cookie `name` carries in `req` (its chunks joined, a Supabase session
+/// unwrapped), not verified: what the source verifies, and what `init` reads the
+/// algorithm and claims of.
+pub(crate) fn cookie_token(req: &RequestHeader, name: &str) -> Option<String> {
+    unwrap_supabase(&cookie_value(req, name)?)
 }
 
 /// The value of cookie `name`, or its `name.0`, `name.1`, ... chunks joined. A cookie

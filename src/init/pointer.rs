@@ -24,44 +24,43 @@ pub fn first(doc: &Value, want: &str) -> Option<String> {
 }
 
 /// Where the page's user id, email and name are in a document (the app's answer, a
-/// session): the `fields` of the source that reads it.
+/// session, a token's claims): the `fields` of the source that reads it.
+#[derive(Debug, PartialEq)]
 pub(crate) struct Fields {
-    user_id: String,
-    email: Option<String>,
-    name: Option<String>,
+    /// The pointer to the user id.
+    pub user_id: String,
+    /// The other fields found: (`email` or `name`, pointer).
+    pub others: Vec<(&'static str, String)>,
 }
 
 impl Fields {
     /// The pointers in `doc` to the page's user id, email and name. The email is
     /// required when the page shows one (the acceptance check wants it); `Err` says what
-    /// `holder` ("the answer", "the session") lacks.
+    /// `holder` ("the answer", "the session", "its claims") lacks.
     pub(crate) fn find(doc: &Value, answer: &Answer, holder: &str) -> Result<Fields, String> {
         let user_id = first(doc, &answer.user_id).ok_or_else(|| format!("{holder} does not hold the page's user_id"))?;
         let email = answer.email.as_deref().and_then(|e| first(doc, e));
         if answer.email.is_some() && email.is_none() {
-            return Err(format!("{holder} holds the user_id but not the page's email"));
+            return Err(format!("{holder} holds the page's user_id but not its email"));
         }
         let name = answer.name.as_deref().and_then(|n| first(doc, n));
-        Ok(Fields { user_id, email, name })
+        let others = [("email", email), ("name", name)].into_iter().filter_map(|(f, p)| p.map(|p| (f, p))).collect();
+        Ok(Fields { user_id, others })
     }
 
-    /// The pointer to the user id.
-    pub(crate) fn user_id(&self) -> &str {
-        &self.user_id
+    /// The identity fields mapped besides the user id (the Messenger token's claims).
+    pub(crate) fn claims(&self) -> Vec<&'static str> {
+        self.others.iter().map(|(f, _)| *f).collect()
     }
 
-    /// The `fields:` block of a source's list item, each pointer commented with what it
-    /// matched; and the identity fields it maps besides user_id (the token's claims).
-    pub(crate) fn yaml(&self) -> (String, Vec<&'static str>) {
-        let mut yaml = format!("      fields:\n        user_id: {}   # matched the page's user_id\n", quote(&self.user_id));
-        let mut claims = Vec::new();
-        for (field, pointer) in [("email", &self.email), ("name", &self.name)] {
-            if let Some(p) = pointer {
-                yaml.push_str(&format!("        {field}: {}   # matched the page's {field}\n", quote(p)));
-                claims.push(field);
-            }
+    /// The `fields:` block of a source's list item, each pointer commented with what
+    /// it matched (`what` names the place: "the claim holding", "matched").
+    pub(crate) fn yaml(&self, what: &str) -> String {
+        let mut yaml = format!("      fields:\n        user_id: {}   # {what} the page's user_id\n", quote(&self.user_id));
+        for (field, pointer) in &self.others {
+            yaml.push_str(&format!("        {field}: {}   # {what} the page's {field}\n", quote(pointer)));
         }
-        (yaml, claims)
+        yaml
     }
 }
 
@@ -116,12 +115,12 @@ mod tests {
             page: "/".into(),
         };
         let fields = Fields::find(&json!({"user": {"id": 42, "email": "a@x"}}), &answer, "the session").unwrap();
-        assert_eq!(fields.user_id(), "/user/id");
-        let (yaml, claims) = fields.yaml();
+        assert_eq!(fields.user_id, "/user/id");
+        let (yaml, claims) = (fields.yaml("matched"), fields.claims());
         assert_eq!(yaml, "      fields:\n        user_id: \"/user/id\"   # matched the page's user_id\n        email: \"/user/email\"   # matched the page's email\n");
         assert_eq!(claims, ["email"]);
         let e = Fields::find(&json!({"id": 42}), &answer, "the session").err().unwrap();
-        assert_eq!(e, "the session holds the user_id but not the page's email");
+        assert_eq!(e, "the session holds the page's user_id but not its email");
         let e = Fields::find(&json!({}), &answer, "the answer").err().unwrap();
         assert_eq!(e, "the answer does not hold the page's user_id");
     }

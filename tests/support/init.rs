@@ -15,7 +15,8 @@ pub struct InitRun {
     /// The `--out` file's text ("" when none was written).
     pub yaml: String,
     pub out: PathBuf,
-    /// The environment init ran with besides the test's (secret variables the file names).
+    /// The environment init ran with: `check` loads the file with it (the variables
+    /// of secrets the file names).
     env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -57,8 +58,8 @@ impl InitRun {
             .arg("check")
             .arg("-c")
             .arg(&self.out)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("INTERCOM_SECRET", super::SECRET)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         assert!(out.status.success(), "check refused the written configuration:\n{}\n{}", String::from_utf8_lossy(&out.stderr), self.all());

@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod init;
 pub mod legacy;
+pub mod python_app;
 pub mod redis;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -5,6 +5,8 @@
 use serde_json::Value;
 
 use super::{Candidate, Evidence};
+use crate::audit::input::CookieArg;
+use crate::init::app::Response;
 use crate::init::pointer::Fields;
 use crate::init::yaml::quote;
 use crate::init::report::Attempt;
@@ -46,30 +48,42 @@ pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Can
 /// The candidate for `path`, or why the path cannot be one.
 fn candidate(ev: &Evidence<'_>, path: &str) -> Result<Candidate, String> {
     let learned = ev.learned;
-    let answer = &learned.answer;
-    let response = ev.app.get(path, &learned.session, "application/json")?;
-    if response.status != 200 {
-        return Err(format!("answered {}", response.status));
-    }
+    let response = ok_answer(ev, path, "application/json")?;
     let doc: Value = serde_json::from_slice(&response.body).map_err(|_| format!("answered {} , not JSON", display_type(&response.content_type)))?;
-    let fields = Fields::find(&doc, answer, "the answer")?;
-    let cookies: Vec<String> = learned.session.iter().map(|c| quote(&c.name)).collect();
-    let (fields_yaml, claims) = fields.yaml();
-    let yaml = format!(
-        "    - type: current_user_endpoint\n      path: {}\n      # the cookies whose removal lost the user: the session\n      cookies: [{}]\n      format: json\n{fields_yaml}",
-        quote(path),
-        cookies.join(", "),
-    );
+    let fields = Fields::find(&doc, &learned.answer, "the answer")?;
     Ok(Candidate {
         source: SOURCE,
         tried: format!("GET {path}"),
-        why: format!("user id at GET {path} → {}, matched the page's user_id", fields.user_id()),
-        yaml,
-        claims,
+        why: format!("user id at GET {path} → {}, matched the page's user_id", fields.user_id),
+        yaml: item(path, &learned.session, "json", &fields),
+        claims: fields.claims(),
     })
 }
 
-fn display_type(content_type: &str) -> &str {
+/// The list item of a current_user_endpoint source asking `path` with the session's
+/// cookies, answered in `format` (`json`, `html`), the page's user_id at `user_id`
+/// and the other fields (`email`, `name`) at their places.
+pub(super) fn item(path: &str, session: &[CookieArg], format: &str, fields: &Fields) -> String {
+    let cookies: Vec<String> = session.iter().map(|c| quote(&c.name)).collect();
+    format!(
+        "    - type: current_user_endpoint\n      path: {}\n      # the cookies whose removal lost the user: the session\n      cookies: [{}]\n      format: {format}\n{}",
+        quote(path),
+        cookies.join(", "),
+        fields.yaml("matched")
+    )
+}
+
+/// The app's answer at `path`, asked with the session, when it is a 200; else why not.
+pub(super) fn ok_answer(ev: &Evidence<'_>, path: &str, accept: &str) -> Result<Response, String> {
+    let response = ev.app.get(path, &ev.learned.session, accept)?;
+    if response.status != 200 {
+        return Err(format!("answered {}", response.status));
+    }
+    Ok(response)
+}
+
+/// A media type for a message (`with no Content-Type` when the answer had none).
+pub(super) fn display_type(content_type: &str) -> &str {
     if content_type.is_empty() {
         "with no Content-Type"
     } else {

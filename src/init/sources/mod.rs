@@ -6,6 +6,10 @@
 //! it was accepted or rejected.
 
 mod endpoint;
+mod header;
+mod html;
+mod jwt;
+mod jwt_cookie;
 mod redis;
 
 use super::app::App;
@@ -61,12 +65,32 @@ pub struct Candidate {
 type Finder = fn(&Evidence<'_>, &mut Vec<Attempt>) -> Option<Candidate>;
 
 /// The finders, the robust ones first: a header the auth proxy signs or sets, a JWT
-/// the app signed, the session store itself, then asking the app.
-// The intended order: header, jwt_cookie, redis_session, current_user_endpoint (json),
-// current_user_endpoint (html); redis_session goes after jwt_cookie once that is here.
-const FINDERS: &[(&str, Finder)] = &[("redis_session", redis::find), ("current_user_endpoint", endpoint::find)];
+/// the app signed, the session store itself, then asking the app: its JSON answer,
+/// and last its HTML account page (a redesign can move what a selector finds).
+const FINDERS: &[(&str, Finder)] = &[
+    ("headers", header::find),
+    ("jwt_cookie", jwt_cookie::find),
+    ("redis_session", redis::find),
+    ("current_user_endpoint", endpoint::find),
+    ("current_user_endpoint (html)", html::find),
+];
 
 /// The first source the acceptance check accepts, trying the finders in order.
 pub(crate) fn find(evidence: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
     FINDERS.iter().find_map(|(_, finder)| finder(evidence, attempts))
+}
+
+/// The answer of a page that booted user `u-1` named `Ann` (with `email`), for the
+/// finders' tests.
+#[cfg(test)]
+fn test_answer(email: Option<&str>) -> super::answer::Answer {
+    super::answer::Answer {
+        user_id: "u-1".into(),
+        email: email.map(Into::into),
+        name: Some("Ann".into()),
+        app_id: None,
+        api_base: None,
+        today: crate::audit::classify::Classification::Insecure,
+        page: "/".into(),
+    }
 }

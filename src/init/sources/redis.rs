@@ -233,12 +233,12 @@ fn candidate(ev: &Evidence<'_>, reader: &mut Reader, cookie: &CookieArg, session
     }
     yaml.push_str(&format!("      # {}\n      key: {}\n", found.how, quote(&found.template)));
     yaml.push_str(&format!("      # {}\n      format: {}\n", format_why(format), format.as_str()));
-    let (fields_yaml, claims) = fields.yaml();
+    let (fields_yaml, claims) = (fields.yaml("matched"), fields.claims());
     yaml.push_str(&fields_yaml);
     Ok(Candidate {
         source: SOURCE,
         tried: tried.to_string(),
-        why: format!("user id in the Redis session at {} → {}, matched the page's user_id", found.template, fields.user_id()),
+        why: format!("user id in the Redis session at {} → {}, matched the page's user_id", found.template, fields.user_id),
         yaml,
         claims,
     })
