@@ -2,15 +2,15 @@
 //!
 //! The page the operator wants to secure already says who is logged in: it boots the
 //! Messenger with the user's `user_id` and `email` in clear. That boot is the answer
-//! key ([`answer`]). In headless Chromium, isolated as `audit` is ([`browser`]), `init`
+//! key ([`answer`]). In headless Chromium, isolated as `audit` is (`browser`), `init`
 //! reads it, finds which cookies are the session, then looks for a place the proxy
-//! can learn the same user from on every request ([`sources`]): each candidate is
+//! can learn the same user from on every request (`sources`): each candidate is
 //! written as the configuration it would need and run through the proxy's own
-//! identity resolver ([`app`]), accepted only when it finds the page's user with the
+//! identity resolver (`app`), accepted only when it finds the page's user with the
 //! session and nobody without it. It then finds the logout ([`logout`]), checks the
 //! page's Content-Security-Policy ([`csp`]), writes a commented configuration
 //! ([`yaml`]) and, unless told not to, verifies it by running a temporary proxy in
-//! front of the app and auditing the pages through it ([`verify`]). What was tried and
+//! front of the app and auditing the pages through it (`verify`). What was tried and
 //! found is the [`InitReport`].
 //!
 //! Nothing leaves for any host but the app's origin, Redis is only read (`SCAN`,
