@@ -166,7 +166,11 @@ fn an_app_whose_identity_cannot_be_found_exits_4_naming_every_source_tried() {
     run.expect(4, &["opaque-session-value-42"]);
     assert!(run.yaml.is_empty(), "nothing written:\n{}", run.all());
     assert!(run.stdout.contains("no identity source found"), "{}", run.all());
-    for tried in ["current_user_endpoint", "GET /api/me", "GET /users/me", "GET /profile.json", "answered 404"] {
+    let tried_lines: Vec<&str> = run.stdout.lines().filter(|l| l.contains("rejected: ")).collect();
+    for source in ["trusted_header", "jwt_cookie", "redis_session", "current_user_endpoint"] {
+        assert!(tried_lines.iter().any(|l| l.trim_start().starts_with(source)), "{source} not among the sources tried:\n{}", run.all());
+    }
+    for tried in ["no --header given", "no --redis given", "GET /api/me", "GET /users/me", "GET /profile.json", "GET /account", "answered 404"] {
         assert!(run.stdout.contains(tried), "{tried:?} not in the report:\n{}", run.all());
     }
 }
