@@ -415,3 +415,42 @@ fn check_prints_the_rollout_and_refuses_a_bad_one_by_key() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("`admin.token_env`"), "{out}");
 }
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_the_proxy_exports() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/intercom-secure-proxy-rollout.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().map(str::to_string).expect("every target has a query"))
+        .collect();
+    assert!(exprs.len() >= 8, "{exprs:?}");
+
+    // Every metric the dashboard reads, given something to count.
+    let app = app();
+    let proxy = Proxy::start_with_admin(&config(&app, ""));
+    assert!(support::page_token(&get(&proxy.url("/"), &as_user("u-1")).text()).is_some());
+    get(&proxy.url("/logout"), &as_user("u-1"));
+    send("POST", &proxy.url("/__isp/report"), &[("sec-fetch-site", "same-origin")], INSECURE_REPORT);
+    let (text, _) = scrape(&proxy);
+    let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+
+    let mut read = Vec::new();
+    for expr in &exprs {
+        let names = expr.match_indices("intercom_secure_proxy_").map(|(at, _)| {
+            let rest = &expr[at..];
+            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+        });
+        for name in names {
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| families.contains(f)).unwrap_or(name);
+            assert!(families.contains(&family), "{expr}: {name} is not a metric the proxy exports:\n{text}");
+            read.push(family);
+        }
+    }
+    for wanted in ["rollout_mode", "rollout_percent", "rollout_pages_total", "page_reports_total", "requests_total"] {
+        assert!(read.contains(&format!("intercom_secure_proxy_{wanted}").as_str()), "the dashboard shows no {wanted}");
+    }
+}
