@@ -33,25 +33,28 @@ fn report_only_proxy(app: SocketAddr, app_id: &str, cookie: &str) -> Proxy {
     Proxy::start_with_admin(&sections.replace(&format!("app_id: {}", support::APP_ID), &format!("app_id: {app_id}")))
 }
 
+/// What the browser sent on one connection, so far.
+type Recorded = Arc<Mutex<Vec<u8>>>;
+
 /// A TCP relay in front of the proxy that keeps every byte the browser sent: beacons
 /// are sent as a page is left, where neither Playwright's routes nor its network events
 /// see them, so they are read off the wire.
 struct Relay {
     addr: SocketAddr,
     /// What the browser sent on each connection, in order.
-    sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    sent: Arc<Mutex<Vec<Recorded>>>,
 }
 
 impl Relay {
     fn start(to: SocketAddr) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let all = sent.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(to) else { continue };
-                let record = Arc::new(Mutex::new(Vec::new()));
+                let record = Recorded::default();
                 all.lock().unwrap().push(record.clone());
                 let (client_in, server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || copy(client_in, server_out, Some(record)));
@@ -81,7 +84,7 @@ impl Relay {
 }
 
 /// Copies `from` to `to` until either ends, keeping a copy in `record`.
-fn copy(mut from: TcpStream, mut to: TcpStream, record: Option<Arc<Mutex<Vec<u8>>>>) {
+fn copy(mut from: TcpStream, mut to: TcpStream, record: Option<Recorded>) {
     let mut buf = [0u8; 16 * 1024];
     while let Ok(n) = from.read(&mut buf) {
         if n == 0 || to.write_all(&buf[..n]).is_err() {
