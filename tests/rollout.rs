@@ -420,6 +420,21 @@ fn check_prints_the_rollout_and_refuses_a_bad_one_by_key() {
     ));
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("`admin.token_env`"), "{out}");
+    // The token in a file: named in the summary, never shown; never in the file itself.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let (code, out) = check_config(&format!(
+        "listen: [\"127.0.0.1:8080\"]\nadmin:\n  listen: \"127.0.0.1:9090\"\n  token_file: {}\n{}",
+        token_file.display(),
+        config(&app, "")
+    ));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("PUT /rollout with the token from file {}", token_file.display())), "{out}");
+    assert!(!out.contains(ADMIN_TOKEN), "{out}");
+    let (code, out) = check_config(&format!("listen: [\"127.0.0.1:8080\"]\nadmin:\n  listen: \"127.0.0.1:9090\"\n  token: {ADMIN_TOKEN}\n{}", config(&app, "")));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("`admin.token`") && !out.contains(ADMIN_TOKEN), "{out}");
 }
 
 #[test]
