@@ -13,6 +13,8 @@
 //
 // page.js is one function expression: the proxy appends its call, `(window,{…})`, so
 // the output keeps it an expression (no trailing `;`, not dropped as unused).
+// src/page/observer.js, what report-only pages get instead, is minified the same way
+// into src/page/min/observer.js.
 import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -58,6 +60,8 @@ for (const shutdown of [false, true]) {
     outputs.push([name, await minified(js)]);
   }
 }
+const observer = readFileSync(join(root, "src/page/observer.js"), "utf8");
+outputs.push(["src/page/min/observer.js", await minified(observer)]);
 for (const [path, code] of outputs) {
   const target = join(root, path);
   if (process.argv.includes("--check")) {

@@ -1,16 +1,26 @@
 //! The admin listener: Prometheus metrics and health checks, on an address of its own
 //! (keep it off the public network).
 //!
-//! Each path answers `GET` and `HEAD` only; any other method gets 405 with `Allow`, so
-//! nothing that changes state can be mistaken for having been accepted.
+//! Each path answers `GET` and `HEAD`; any other method gets 405 with `Allow`, so
+//! nothing that changes state can be mistaken for having been accepted. The one
+//! exception is `PUT /rollout`, and only with a token configured.
 //!
 //! - `GET /metrics`: the metrics in Prometheus' text format;
 //! - `GET /healthz`: 200 while the process serves;
 //! - `GET /readyz`: 200 when every site has an app address that accepts a connection
 //!   and every configured Redis (of `redis_session` sources and the shared identity
 //!   cache) answers a `PING`, else 503
-//!   with a one-line reason (for load balancers and Kubernetes).
+//!   with a one-line reason (for load balancers and Kubernetes);
+//! - `GET /rollout`: the rollout in force, `{"mode": ..., "percent": ...}` (with
+//!   `sites:`, `{"sites": {"<site>": {...}}}`), and `GET /rollout/<site name>`;
+//! - `PUT /rollout` (every site) or `PUT /rollout/<site name>` with
+//!   `{"mode": ..., "percent": ...}` (either or both) and `Authorization: Bearer
+//!   <token>` (`admin.token_env` or `admin.token_file`): puts it in force for the next
+//!   request on every thread until the next restart, and logs it. 401 without the
+//!   right token, and 405 when no token is configured, so that an admin listener left
+//!   open cannot turn Secure Mode off.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,9 +28,10 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::config::Config;
+use crate::config::{Config, RolloutMode, Secret};
 use crate::identity::redis_probe::{self, ConfiguredRedis};
 use crate::metrics::METRICS;
+use crate::rollout::{Live, LiveRollout};
 
 /// How long readiness waits for an app address to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -31,17 +42,127 @@ pub(crate) struct Admin {
     sites: Vec<(String, Vec<String>)>,
     /// Every configured Redis.
     redis: Vec<ConfiguredRedis>,
+    /// Each site's live rollout, with the name `/rollout/<name>` addresses it by.
+    rollouts: Vec<SiteRollout>,
+    /// The token `PUT /rollout` requires; none: `PUT` is refused.
+    token: Option<Secret>,
+}
+
+/// One site's live rollout as the admin listener addresses it.
+pub(crate) struct SiteRollout {
+    /// The site's `name`, when it has one.
+    pub(crate) name: Option<String>,
+    pub(crate) live: Arc<LiveRollout>,
+}
+
+/// The largest `PUT /rollout` body read.
+const MAX_ROLLOUT_BODY: usize = 1024;
+
+/// Why a `PUT /rollout` changed nothing.
+#[derive(Debug, thiserror::Error)]
+enum PutRefused {
+    #[error("no admin token is configured (admin.token_env or admin.token_file): the rollout cannot be changed here")]
+    NoToken,
+    #[error("a PUT needs Authorization: Bearer with the admin token")]
+    Unauthorized,
+    #[error("the body is not {{\"mode\": \"enforce|report_only|off\", \"percent\": 0-100}} (either or both): {0}")]
+    BadBody(String),
+}
+
+impl PutRefused {
+    fn answer(&self) -> Response<Vec<u8>> {
+        let text = format!("{self}\n");
+        match self {
+            PutRefused::NoToken => method_not_allowed(),
+            PutRefused::Unauthorized => {
+                let mut response = answer(401, "text/plain; charset=utf-8", text);
+                response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+                response
+            }
+            PutRefused::BadBody(_) => answer(400, "text/plain; charset=utf-8", text),
+        }
+    }
+}
+
+/// What a `PUT /rollout` body asks for.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutChange {
+    mode: Option<String>,
+    percent: Option<i64>,
+}
+
+impl RolloutChange {
+    /// The rollout `now` becomes with this change.
+    fn applied_to(&self, now: Live) -> Result<Live, PutRefused> {
+        let mode = match self.mode.as_deref() {
+            None => now.mode,
+            Some(name) => RolloutMode::parse(name).ok_or_else(|| PutRefused::BadBody(format!("unknown mode {name:?}")))?,
+        };
+        let percent = match self.percent {
+            None => now.percent,
+            Some(p) => u8::try_from(p).ok().filter(|p| *p <= 100).ok_or_else(|| PutRefused::BadBody(format!("percent {p}")))?,
+        };
+        Ok(Live { mode, percent })
+    }
+}
+
+/// Whether `given` is `token`, comparing every byte whatever the first difference.
+fn same_token(given: &[u8], token: &[u8]) -> bool {
+    given.len() == token.len() && given.iter().zip(token).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
 }
 
 impl Admin {
-    pub(crate) fn new(config: &Config) -> Admin {
+    pub(crate) fn new(config: &Config, rollouts: Vec<SiteRollout>) -> Admin {
         let sites = config
             .sites
             .iter()
             .map(|s| (s.hosts.first().map(|h| h.to_string()).unwrap_or_default(), s.upstream.addresses.clone()))
             .collect();
         let redis = redis_probe::configured(config);
-        Admin { sites, redis }
+        Admin { sites, redis, rollouts, token: config.admin.token.clone() }
+    }
+
+    /// The sites `/rollout` (all) or `/rollout/<name>` addresses; `None` for another path.
+    fn addressed(&self, path: &str) -> Option<Vec<&SiteRollout>> {
+        match path.strip_prefix("/rollout") {
+            Some("") => Some(self.rollouts.iter().collect()),
+            Some(rest) => {
+                let name = rest.strip_prefix('/')?;
+                let site = self.rollouts.iter().find(|s| s.name.as_deref() == Some(name))?;
+                Some(vec![site])
+            }
+            None => None,
+        }
+    }
+
+    /// `GET /rollout`: the rollout in force, of one site or of each.
+    fn show(&self, sites: &[&SiteRollout]) -> Response<Vec<u8>> {
+        let body = match sites {
+            [one] => one.live.now().to_json(),
+            many => {
+                let each = many.iter().map(|s| (s.live.site().to_string(), s.live.now().to_json()));
+                serde_json::json!({"sites": serde_json::Map::from_iter(each)})
+            }
+        };
+        answer(200, "application/json", body.to_string() + "\n")
+    }
+
+    /// `PUT /rollout`: checks the token, reads the change and puts it in force.
+    async fn put(&self, session: &mut ServerSession, sites: &[&SiteRollout]) -> Result<Response<Vec<u8>>, PutRefused> {
+        let token = self.token.as_ref().ok_or(PutRefused::NoToken)?;
+        let given = session.req_header().headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+        let bearer = given.and_then(|v| v.strip_prefix(b"Bearer ")).unwrap_or_default();
+        if !same_token(bearer, token.expose()) {
+            crate::warn_limited!("PUT {}: refused without the admin token (401); the rollout is unchanged", session.req_header().uri.path());
+            return Err(PutRefused::Unauthorized);
+        }
+        let change = read_change(session).await?;
+        let by = format!("PUT {} on the admin listener", session.req_header().uri.path());
+        for site in sites {
+            site.live.set(change.applied_to(site.live.now())?, &by);
+        }
+        Ok(self.show(sites))
     }
 
     /// `None` when ready, else why not.
@@ -68,6 +189,22 @@ impl Admin {
         }
         None
     }
+}
+
+/// The body of a `PUT /rollout`, read up to [`MAX_ROLLOUT_BODY`].
+async fn read_change(session: &mut ServerSession) -> Result<RolloutChange, PutRefused> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await.map_err(|_| PutRefused::BadBody("unreadable".into()))? {
+        if body.len() + chunk.len() > MAX_ROLLOUT_BODY {
+            return Err(PutRefused::BadBody("too long".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let change: RolloutChange = serde_json::from_slice(&body).map_err(|e| PutRefused::BadBody(e.to_string()))?;
+    if change.mode.is_none() && change.percent.is_none() {
+        return Err(PutRefused::BadBody("nothing to change".into()));
+    }
+    Ok(change)
 }
 
 fn answer(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -101,7 +238,15 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let text = "text/plain; charset=utf-8";
         let req = session.req_header();
-        let path = req.uri.path();
+        let path = req.uri.path().to_string();
+        if let Some(sites) = self.addressed(&path) {
+            return match req.method {
+                ref m if is_read(m) => self.show(&sites),
+                http::Method::PUT => self.put(session, &sites).await.unwrap_or_else(|refused| refused.answer()),
+                _ => method_not_allowed(),
+            };
+        }
+        let path = path.as_str();
         if PATHS.contains(&path) && !is_read(&req.method) {
             return method_not_allowed();
         }
@@ -112,7 +257,7 @@ impl ServeHttp for Admin {
                 None => answer(200, text, "ready\n"),
                 Some(why) => answer(503, text, format!("{why}\n")),
             },
-            _ => answer(404, text, "not found: /metrics, /healthz or /readyz\n"),
+            _ => answer(404, text, "not found: /metrics, /healthz, /readyz or /rollout\n"),
         }
     }
 }

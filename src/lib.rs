@@ -37,6 +37,7 @@ mod metrics;
 pub mod page;
 mod proxy;
 mod refusals;
+mod rollout;
 mod secure_mode;
 pub mod server;
 mod token;

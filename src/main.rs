@@ -276,8 +276,9 @@ fn strip_secure_mode(config: &mut Config) {
         site.logout.detect_cookie_expiry = false;
         site.inject.content_types.clear();
         site.inject.compression_level = 0;
-        // No request path is empty: the token refresh path is forwarded like any other.
+        // No request path is empty: the token refresh and report paths are forwarded like any other.
         site.inject.token_refresh_path.clear();
+        site.rollout.report_path.clear();
     }
 }
 

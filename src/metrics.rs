@@ -1,19 +1,21 @@
 //! Prometheus metrics, served by the admin listener (`GET /metrics`).
 //!
 //! Every label value comes from a fixed set (outcomes, skip reasons, source types,
-//! logout modes): never a user, a cookie, a path or a host, so the number of series is
-//! bounded whatever the traffic.
+//! logout modes, verdicts, the configured sites): never a user, a cookie, a path or a
+//! request's host, so the number of series is bounded whatever the traffic.
 
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The proxy's metrics, in a registry of their own.
 pub(crate) struct Metrics {
     registry: Registry,
-    /// Responses by outcome: `rewritten`, `passthrough`, `anonymous`, `gave_up`, or
-    /// `skipped_<reason>` for pages that did not qualify.
+    /// Responses by outcome: `rewritten`, `passthrough`, `anonymous`, `gave_up`,
+    /// `observed` (report only: the observer script), `outside_rollout` (a user outside
+    /// the rollout's percentage: the page untouched), `report` (a report-only page's
+    /// report), or the reason of pages that did not qualify.
     pub(crate) requests: IntCounterVec,
     /// Identity lookups by source type and result: `hit` (the user, without asking a
     /// backing store: a cache entry or a trusted header), `miss` (the user, after asking
@@ -42,6 +44,17 @@ pub(crate) struct Metrics {
     pub(crate) response_seconds: Histogram,
     /// Page scripts that reported a page booting another workspace than the site's.
     pub(crate) app_id_mismatches: IntCounter,
+    /// Pages whose session the rollout decided on, by `slice`: `in_rollout`,
+    /// `outside_rollout` (resolved once: a page counts itself in one of them).
+    pub(crate) in_rollout: IntCounter,
+    pub(crate) outside_rollout: IntCounter,
+    /// The mode in force per site: 1 for the mode it runs, 0 for the others.
+    pub(crate) rollout_mode: IntGaugeVec,
+    /// The percentage in force per site.
+    pub(crate) rollout_percent: IntGaugeVec,
+    /// Report-only pages' reports by the Messenger's boot `verdict`: `none`,
+    /// `anonymous`, `insecure`, `user_hash`, `jwt`.
+    pub(crate) page_reports: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -92,6 +105,15 @@ impl Metrics {
         let app_id_mismatches =
             IntCounter::new("page_app_id_mismatches_total", "Pages that boot another workspace than the site's app_id.").expect("valid metric");
         registry.register(Box::new(app_id_mismatches.clone())).expect("unique metric");
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let rollout_pages = counter("rollout_pages_total", "Pages whose session the rollout put in or outside its percentage.", &["slice"]);
+        let rollout_mode = gauge("rollout_mode", "The rollout mode in force per site (1 for the mode it runs).", &["site", "mode"]);
+        let rollout_percent = gauge("rollout_percent", "The share of users in the rollout per site.", &["site"]);
+        let page_reports = counter("page_reports_total", "Report-only pages' reports by how the Messenger booted.", &["verdict"]);
         Metrics {
             registry,
             requests,
@@ -106,6 +128,11 @@ impl Metrics {
             upstream_errors,
             response_seconds,
             app_id_mismatches,
+            in_rollout: rollout_pages.with_label_values(&["in_rollout"]),
+            outside_rollout: rollout_pages.with_label_values(&["outside_rollout"]),
+            rollout_mode,
+            rollout_percent,
+            page_reports,
         }
     }
 

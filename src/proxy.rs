@@ -28,6 +28,8 @@ pub struct SecureModeProxy {
 
 struct Site {
     hosts: Vec<HostPattern>,
+    /// The site's `name` (the admin listener's `/rollout/<name>`).
+    name: Option<String>,
     secure_mode: SecureMode,
 }
 
@@ -54,7 +56,7 @@ impl SecureModeProxy {
         for site in &config.sites {
             let mut secure_mode = SecureMode::new(site)?;
             health.extend(secure_mode.take_health_service());
-            sites.push(Site { hosts: site.hosts.clone(), secure_mode });
+            sites.push(Site { hosts: site.hosts.clone(), name: site.name.clone(), secure_mode });
         }
         Ok((SecureModeProxy { sites, access_log: AccessLogger::new(&config.log).map(Arc::new) }, health))
     }
@@ -63,6 +65,12 @@ impl SecureModeProxy {
     /// [`crate::refusals`]).
     pub(crate) fn access_log(&self) -> Option<Arc<AccessLogger>> {
         self.access_log.clone()
+    }
+
+    /// Each site's live rollout, for the admin listener.
+    pub(crate) fn rollouts(&self) -> Vec<crate::admin::SiteRollout> {
+        let site = |s: &Site| crate::admin::SiteRollout { name: s.name.clone(), live: s.secure_mode.live_rollout() };
+        self.sites.iter().map(site).collect()
     }
 
     /// The site whose hosts match the request best: an exact name, then the longest

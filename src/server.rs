@@ -151,6 +151,7 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, Bui
     };
     let (proxy, health) = SecureModeProxy::new(config)?;
     let refusals = proxy.access_log();
+    let rollouts = proxy.rollouts();
     let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits).log_refusals(refusals);
     let counts = Counts { busy: app.busy(), open: app.open() };
     let mut service = Service::new("intercom-secure-proxy".to_string(), app);
@@ -166,7 +167,7 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, Bui
         server.add_service(h);
     }
     if let Some(addr) = config.admin.listen {
-        let mut admin = Service::new("admin".to_string(), Admin::new(config));
+        let mut admin = Service::new("admin".to_string(), Admin::new(config, rollouts));
         admin.add_tcp(&addr.to_string());
         server.add_service(admin);
     }

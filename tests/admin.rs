@@ -4,10 +4,9 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 
-use support::{get, request, Proxy, Reply, Upstream, TRUSTED_HEADER};
+use support::{get, request, scrape, value, Proxy, Reply, Upstream, TRUSTED_HEADER};
 
 const PAGE: &str = "<html><head><script>1</script></head><body>page</body></html>";
 
@@ -15,31 +14,6 @@ const PAGE: &str = "<html><head><script>1</script></head><body>page</body></html
 /// config.
 fn proxy_with_admin(upstream: std::net::SocketAddr, more: &str) -> Proxy {
     Proxy::start_with_admin(&support::sections(upstream, TRUSTED_HEADER, &format!("logout:\n  paths: [\"/logout\"]\n{more}")))
-}
-
-/// The samples of a scrape: metric name with sorted labels → value.
-fn scrape(proxy: &Proxy) -> (String, HashMap<String, f64>) {
-    let got = get(&proxy.admin_url("/metrics"), &[]);
-    assert_eq!(got.status, 200);
-    assert!(got.header("content-type").unwrap_or("").starts_with("text/plain; version=0.0.4"));
-    let text = got.text();
-    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
-    let mut samples = HashMap::new();
-    for s in parsed.samples {
-        let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        labels.sort();
-        let value = match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-            prometheus_parse::Value::Summary(_) => continue,
-        };
-        samples.insert(format!("{}{{{}}}", s.metric, labels.join(",")), value);
-    }
-    (text, samples)
-}
-
-fn value(samples: &HashMap<String, f64>, key: &str) -> f64 {
-    *samples.get(key).unwrap_or_else(|| panic!("no sample {key} in {:#?}", samples.keys().collect::<Vec<_>>()))
 }
 
 #[test]

@@ -88,6 +88,15 @@ impl Demo {
         let cookie = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).find(|c| c.starts_with("demo_session=")).expect("a session cookie");
         cookie["demo_session=".len()..].split(';').next().unwrap().to_string()
     }
+
+    /// A proxy of its own in front of the demo's app (its /api/me, its workspace:
+    /// a token for another one would fail -c), with `more` config.
+    fn proxy(&self, more: &str) -> support::Proxy {
+        let app: std::net::SocketAddr = format!("127.0.0.1:{}", self.app).parse().unwrap();
+        let identity = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [demo_session]\n";
+        let sections = support::sections(app, identity, more);
+        support::Proxy::start(&sections.replace(&format!("app_id: {APP_ID}"), "app_id: demo1234"))
+    }
 }
 
 impl Drop for Demo {
@@ -183,15 +192,30 @@ fn the_demo_through_the_proxy_boots_with_verified_tokens_and_shuts_down_on_logou
 }
 
 #[test]
+fn a_report_only_page_is_audited_as_the_app_makes_it() {
+    // report_only leaves the page's Intercom code alone (only an observer is added):
+    // the audit must say what the page is today, insecure, not what enforce would make it.
+    let demo = Demo::start();
+    let proxy = demo.proxy("rollout:\n  mode: report_only\n");
+    let session = demo.login(proxy.addr.port(), "alice");
+    let home = proxy.url("/");
+    let run = audit(&["--json", "--cookie", &format!("demo_session={session}"), &home], &[]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    let p = page(&report, &home);
+    assert_eq!(p["classification"], "insecure", "{p:#}");
+    assert_eq!(p["fields"], json!(["user_id", "email"]));
+    assert_eq!(p["user_id"], "alice");
+    assert_eq!(p["jwt"], Value::Null);
+    assert_eq!(codes(p), ["insecure_identity"]);
+}
+
+#[test]
 fn an_interstitial_logout_is_followed_to_its_shutdown() {
     // The demo's app behind a proxy whose logouts answer with the interstitial page,
     // which runs the shutdown and then navigates on by itself.
     let demo = Demo::start();
-    let app: std::net::SocketAddr = format!("127.0.0.1:{}", demo.app).parse().unwrap();
-    let identity = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [demo_session]\n";
-    let sections = support::sections(app, identity, "logout:\n  mode: interstitial\n  paths: [\"GET /logout\"]\n");
-    // The demo's pages boot its own workspace; a token for another one would fail -c.
-    let proxy = support::Proxy::start(&sections.replace(&format!("app_id: {APP_ID}"), "app_id: demo1234"));
+    let proxy = demo.proxy("logout:\n  mode: interstitial\n  paths: [\"GET /logout\"]\n");
     let session = demo.login(proxy.addr.port(), "bob");
     let conf = proxy.dir.path().join("proxy.yaml");
     let home = proxy.url("/");

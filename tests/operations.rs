@@ -194,34 +194,6 @@ fn sigterm_lets_a_request_in_flight_finish_then_stops() {
     assert!(status.success(), "a graceful stop exits 0, not {status:?}");
 }
 
-/// Runs `during` two seconds into a 9 s wrk run (2 threads, 16 keep-alive connections)
-/// and checks that wrk saw no failed request and enough load to mean something.
-fn under_keep_alive_load<T>(port: u16, during: impl FnOnce() -> T) -> T {
-    // wrk counts every request that gets no answer as a socket error.
-    let wrk = Command::new("wrk")
-        .args(["-t2", "-c16", "-d9s", "-H", "X-Forwarded-User: alice"])
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wrk (scripts/install-deps.sh installs it)");
-    std::thread::sleep(Duration::from_secs(2));
-    let result = during();
-    let out = wrk.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "wrk failed: {report}{}", String::from_utf8_lossy(&out.stderr));
-    let requests: u64 = report
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no request count in: {report}"));
-    assert!(requests > 100, "too little load to mean anything: {report}");
-    assert!(!report.contains("Socket errors"), "requests failed: {report}");
-    assert!(!report.contains("Non-2xx"), "error statuses: {report}");
-    result
-}
-
 #[test]
 fn a_graceful_upgrade_under_keep_alive_load_fails_no_request() {
     let up = Upstream::start(|_| Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..]));
@@ -231,7 +203,7 @@ fn a_graceful_upgrade_under_keep_alive_load_fails_no_request() {
     let mut old = spawn(&conf, &[], &dir.path().join("old.log"));
     wait_listening(port);
 
-    let mut new = under_keep_alive_load(port, || {
+    let mut new = support::under_keep_alive_load(port, || {
         let new = upgrade(&conf, dir.path(), &old);
         let (status, _) = exit_within(&mut old, Duration::from_secs(20)).expect("the old process did not exit");
         let log = || std::fs::read_to_string(dir.path().join("old.log")).unwrap_or_default();
@@ -276,7 +248,7 @@ fn a_secret_rotated_with_an_upgrade_signs_new_tokens_and_fails_no_request() {
     assert!(verifies_with(SECRET, &before));
 
     // The documented rotation: write the new secret, then upgrade in place.
-    let mut new = under_keep_alive_load(port, || {
+    let mut new = support::under_keep_alive_load(port, || {
         std::fs::write(&secret, NEXT).unwrap();
         let new = upgrade(&conf, dir.path(), &old);
         exit_within(&mut old, Duration::from_secs(20)).expect("the old process did not exit");

@@ -1,6 +1,7 @@
 //! The scripts pages get, `src/page/min/*.js`, are exactly `src/page/page.js` minified
-//! by terser, each without the blocks its pages cannot run: an edit to page.js that was
-//! not minified again fails here, before any browser test runs the stale script.
+//! by terser, each without the blocks its pages cannot run, and `src/page/observer.js`
+//! minified (report-only pages): an edit that was not minified again fails here, before
+//! any browser test runs the stale script.
 //!
 //! Needs Node 20+ and `npm ci` in tests/browser (`make test` does it).
 

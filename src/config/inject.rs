@@ -231,7 +231,7 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
 /// A path starting with `/`, without query, fragment, pattern or characters that need
 /// escaping in a script (it is written into the page script), and as browsers send it:
 /// no empty or dot segments, which a browser's fetch would normalise into another path.
-fn is_plain_path(p: &str) -> bool {
+pub(super) fn is_plain_path(p: &str) -> bool {
     p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b)) && is_as_browsers_send(p)
 }
 

@@ -37,6 +37,7 @@ mod logout;
 mod messenger_mode;
 mod redis_auth;
 mod redis_session;
+mod rollout;
 mod secret_source;
 mod server;
 mod shared_cache;
@@ -60,6 +61,7 @@ pub use messenger_mode::{MessengerMode, DEFAULT_MESSENGER_MODE, DEFAULT_TOKEN_RE
 use messenger_mode::{messenger_mode, refresh_margin};
 pub use redis_auth::RedisAuth;
 pub use redis_session::{CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
+pub use rollout::{RolloutConfig, RolloutMode, DEFAULT_REPORT_PATH, DEFAULT_ROLLOUT_PERCENT};
 pub use server::ServerSettings;
 pub use shared_cache::{SharedCacheConfig, DEFAULT_SHARED_CACHE_TIMEOUT};
 pub(crate) use shared_cache::subkey;
@@ -72,6 +74,7 @@ use admin::{validate_admin, FileAdmin};
 use listen::{validate_listen, FileListen};
 use log::{validate_log, FileLog};
 use logout::{validate_logout, FileLogout};
+use rollout::{validate_rollout, FileRollout};
 use server::{validate_server, FileServer};
 use site::{site_sections, validate_site, FileSite, SiteSections};
 use upstream::{validate_upstream, FileUpstream};
@@ -185,6 +188,7 @@ struct FileConfig {
     inject: FileInject,
     #[serde(default)]
     logout: FileLogout,
+    rollout: Option<FileRollout>,
     sites: Option<Vec<FileSite>>,
 }
 
@@ -242,6 +246,9 @@ fn yaml_error(e: serde_yaml::Error) -> ConfigError {
     if key.ends_with("secret_env") || key.ends_with("secret_file") {
         // serde quotes the offending value, which may be the secret pasted by mistake.
         return ConfigError::new(key, "must be a single string: the name of an environment variable, or the path of a file, holding the Messenger secret");
+    }
+    if key.ends_with("token_env") || key.ends_with("token_file") {
+        return ConfigError::new(key, "must be a single string: the name of an environment variable, or the path of a file, holding the admin token");
     }
     let hint = if rest.starts_with("unknown field") || rest.starts_with("unknown variant") {
         " (check the spelling against conf/intercom-secure-proxy.yaml)"
@@ -312,21 +319,24 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
 
     let server = validate_server(f.server)?;
     let log = validate_log(f.log)?;
-    let admin = validate_admin(f.admin, &listen)?;
+    let admin = validate_admin(f.admin, &listen, env)?;
     let inject = validate_inject(f.inject)?;
     let logout = validate_logout(f.logout)?;
+    let rollout = validate_rollout(f.rollout.unwrap_or_default(), &inject.token_refresh_path)?;
     let sites = match f.sites {
         None => vec![validate_site(
             SiteSections {
                 hosts: vec![HostPattern::Any],
+                name: None,
                 upstream: f.upstream,
                 intercom: f.intercom,
                 identity: f.identity.unwrap_or_default(),
                 inject: None,
                 logout: None,
+                rollout: None,
             },
             "",
-            (&inject, &logout),
+            (&inject, &logout, &rollout),
             env,
         )?],
         Some(sites) => {
@@ -340,7 +350,7 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             site_sections(sites)?
                 .into_iter()
                 .enumerate()
-                .map(|(n, s)| validate_site(s, &format!("sites[{n}]."), (&inject, &logout), env))
+                .map(|(n, s)| validate_site(s, &format!("sites[{n}]."), (&inject, &logout, &rollout), env))
                 .collect::<Result<Vec<_>>>()?
         }
     };

@@ -2,8 +2,9 @@
 //!
 //! A file without `sites:` describes one site that answers every host (the top-level
 //! `upstream`, `intercom`, `identity`, `inject` and `logout`). With `sites:`, each
-//! entry has its own `hosts`, `upstream`, `intercom` and `identity`; `inject` and
-//! `logout` default to the top-level sections.
+//! entry has its own `hosts`, `upstream`, `intercom` and `identity`, and may have a
+//! `name` (the admin listener's `/rollout/<name>`); `inject`, `logout` and `rollout`
+//! default to the top-level sections.
 
 use super::*;
 
@@ -12,6 +13,8 @@ use super::*;
 pub struct SiteConfig {
     /// The hosts this site answers.
     pub hosts: Vec<HostPattern>,
+    /// The site's name (`sites[n].name`), for the admin listener's `/rollout/<name>`.
+    pub name: Option<String>,
     /// The application.
     pub upstream: UpstreamConfig,
     /// The Intercom workspace and token settings.
@@ -22,6 +25,8 @@ pub struct SiteConfig {
     pub inject: InjectConfig,
     /// How logouts are detected and turned into Intercom shutdowns.
     pub logout: LogoutConfig,
+    /// Enforce, report only or off, and for which share of users.
+    pub rollout: RolloutConfig,
 }
 
 /// A host a site answers: `app.example.com`, every subdomain with `*.example.com`, or
@@ -98,48 +103,76 @@ pub struct BadHost(pub String);
 pub(super) struct FileSite {
     #[serde(default)]
     hosts: Vec<String>,
+    name: Option<String>,
     upstream: Option<FileUpstream>,
     intercom: Option<FileIntercom>,
     #[serde(default)]
     identity: FileIdentity,
     inject: Option<FileInject>,
     logout: Option<FileLogout>,
+    rollout: Option<FileRollout>,
 }
 
 /// The sections of one site as the file gives them (a `sites:` entry, or the top level).
 pub(super) struct SiteSections {
     pub(super) hosts: Vec<HostPattern>,
+    pub(super) name: Option<String>,
     pub(super) upstream: Option<FileUpstream>,
     pub(super) intercom: Option<FileIntercom>,
     pub(super) identity: FileIdentity,
     pub(super) inject: Option<FileInject>,
     pub(super) logout: Option<FileLogout>,
+    pub(super) rollout: Option<FileRollout>,
 }
 
 /// Validates one site; `prefix` (`sites[2].` or empty) goes before every key named in
-/// an error, and the shared `inject`/`logout` apply where the site has none.
+/// an error, and the shared `inject`/`logout`/`rollout` apply where the site has none.
 pub(super) fn validate_site(
     s: SiteSections,
     prefix: &str,
-    shared: (&InjectConfig, &LogoutConfig),
+    shared: (&InjectConfig, &LogoutConfig, &RolloutConfig),
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SiteConfig> {
     let at = |e: ConfigError| ConfigError::new(format!("{prefix}{}", e.key), e.message);
     let intercom = validate_intercom(s.intercom, env).map_err(at)?;
+    let inject = match s.inject {
+        Some(i) => validate_inject(i).map_err(at)?,
+        None => shared.0.clone(),
+    };
+    let rollout = match s.rollout {
+        Some(r) => validate_rollout(r, &inject.token_refresh_path).map_err(at)?,
+        None => shared_rollout(shared.2, &inject).map_err(at)?,
+    };
     Ok(SiteConfig {
         hosts: s.hosts,
+        name: s.name,
         upstream: validate_upstream(s.upstream).map_err(at)?,
         identity: validate_identity(s.identity, &intercom, env).map_err(at)?,
         intercom,
-        inject: match s.inject {
-            Some(i) => validate_inject(i).map_err(at)?,
-            None => shared.0.clone(),
-        },
+        inject,
         logout: match s.logout {
             Some(l) => validate_logout(l).map_err(at)?,
             None => shared.1.clone(),
         },
+        rollout,
     })
+}
+
+/// The top-level `rollout` for a site without its own, whose own `inject` may have made
+/// the report path its refresh path.
+fn shared_rollout(rollout: &RolloutConfig, inject: &InjectConfig) -> Result<RolloutConfig> {
+    if rollout.report_path == inject.token_refresh_path {
+        return Err(ConfigError::new(
+            "inject.token_refresh_path",
+            format!("{} is already rollout.report_path; give the refresh path a path of its own", inject.token_refresh_path),
+        ));
+    }
+    Ok(rollout.clone())
+}
+
+/// A site name as the admin path `/rollout/<name>` carries it.
+fn is_site_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The sections of each `sites:` entry, with its hosts parsed; no host may be claimed
@@ -149,8 +182,19 @@ pub(super) fn site_sections(sites: Vec<FileSite>) -> Result<Vec<SiteSections>> {
         return Err(ConfigError::new("sites", "list at least one site, or remove sites: and configure one app at the top level"));
     }
     let mut seen: Vec<(HostPattern, usize)> = Vec::new();
+    let mut names: Vec<(String, usize)> = Vec::new();
     let mut out = Vec::with_capacity(sites.len());
     for (n, site) in sites.into_iter().enumerate() {
+        if let Some(name) = &site.name {
+            let key = format!("sites[{n}].name");
+            if !is_site_name(name) {
+                return Err(ConfigError::new(key, format!("{name:?} is not a site name; use letters, digits, '-', '_' or '.' (up to 64), e.g. \"shop\"")));
+            }
+            if let Some((_, other)) = names.iter().find(|(seen, _)| seen == name) {
+                return Err(ConfigError::new(key, format!("{name} is already the name of sites[{other}]; each site needs a name of its own")));
+            }
+            names.push((name.clone(), n));
+        }
         if site.hosts.is_empty() {
             return Err(ConfigError::new(
                 format!("sites[{n}].hosts"),
@@ -169,11 +213,13 @@ pub(super) fn site_sections(sites: Vec<FileSite>) -> Result<Vec<SiteSections>> {
         }
         out.push(SiteSections {
             hosts,
+            name: site.name,
             upstream: site.upstream,
             intercom: site.intercom,
             identity: site.identity,
             inject: site.inject,
             logout: site.logout,
+            rollout: site.rollout,
         });
     }
     Ok(out)

@@ -36,10 +36,20 @@ impl Config {
             if self.server.work_stealing { " sharing work" } else { "" },
             humantime::format_duration(self.server.grace_period)
         );
+        if let Some(addr) = self.admin.listen {
+            let put = match &self.admin.token_source {
+                Some(SecretSource::Env(name)) => format!("PUT /rollout with the token from env {name}"),
+                Some(SecretSource::File(path)) => format!("PUT /rollout with the token from file {}", path.display()),
+                Some(SecretSource::Inline) => "PUT /rollout with the token set in code".to_string(),
+                None => "no token: PUT /rollout refused".to_string(),
+            };
+            let _ = writeln!(out, "admin:     {addr} (metrics, health, rollout; {put})");
+        }
         for (prefix, site) in self.site_prefixes() {
             if !prefix.is_empty() {
                 let hosts: Vec<String> = site.hosts.iter().map(|h| h.to_string()).collect();
-                let _ = writeln!(out, "{}hosts: {}", prefix, hosts.join(", "));
+                let name = site.name.as_deref().map(|n| format!(" (name {n}: /rollout/{n})")).unwrap_or_default();
+                let _ = writeln!(out, "{}hosts: {}{name}", prefix, hosts.join(", "));
             }
             site.summary(&mut out);
         }
@@ -197,6 +207,7 @@ impl SiteConfig {
             self.inject.auto_include,
             self.inject.honor_no_transform
         );
+        let _ = writeln!(out, "rollout:   {}", self.rollout.describe());
         let paths: Vec<String> = self
             .logout
             .paths
@@ -213,6 +224,19 @@ impl SiteConfig {
             list(&paths),
             if self.logout.detect_cookie_expiry { "detected" } else { "ignored" }
         );
+    }
+}
+
+impl RolloutConfig {
+    /// The rollout in a line of `check`.
+    fn describe(&self) -> String {
+        let who = format!("{}% of users", self.percent);
+        let reports = format!("reports at {}", self.report_path);
+        match self.mode {
+            RolloutMode::Enforce => format!("enforce: Secure Mode for {who} ({reports} from earlier report-only pages)"),
+            RolloutMode::ReportOnly => format!("report_only: pages left as the app sent them, an observer for {who}, {reports}"),
+            RolloutMode::Off => format!("off: every page passes through untouched ({reports})"),
+        }
     }
 }
 

@@ -41,6 +41,8 @@ pub(crate) struct UserTags {
     /// Recent users' tags with their `Set-Cookie`: a page of a known user costs one
     /// lookup, not a hash, an encoding and a header value.
     recent: quick_cache::sync::Cache<String, UserTag>,
+    /// Puts users in the rollout's buckets, by their tag.
+    slicer: crate::rollout::Slicer,
 }
 
 /// Bound on [`UserTags`]' memory of recent users (a few hundred bytes each).
@@ -51,6 +53,8 @@ const RECENT_USERS: usize = 10_000;
 pub(crate) struct UserTag {
     tag: Arc<str>,
     set_cookie: http::HeaderValue,
+    /// The user's rollout bucket, 0 to 99 (worked out with the tag, once per user).
+    bucket: u8,
 }
 
 impl UserTag {
@@ -63,6 +67,11 @@ impl UserTag {
     pub(crate) fn set_cookie(&self) -> http::HeaderValue {
         self.set_cookie.clone()
     }
+
+    /// The user's rollout bucket, 0 to 99.
+    pub(crate) fn bucket(&self) -> u8 {
+        self.bucket
+    }
 }
 
 impl UserTags {
@@ -71,7 +80,16 @@ impl UserTags {
         let mut key = Sha256::new();
         key.update(b"intercom-secure-proxy last-user tag\0");
         key.update(secret);
-        UserTags { key: key.finalize().into(), recent: quick_cache::sync::Cache::new(RECENT_USERS) }
+        UserTags {
+            key: key.finalize().into(),
+            recent: quick_cache::sync::Cache::new(RECENT_USERS),
+            slicer: crate::rollout::Slicer::new(secret),
+        }
+    }
+
+    /// The rollout bucket of the user whose tag a last-user cookie carries.
+    pub(crate) fn bucket_of(&self, tag: &str) -> u8 {
+        self.slicer.bucket(tag)
     }
 
     /// The tag of `user_id` with its cookie, remembered for the user's next pages.
@@ -82,7 +100,8 @@ impl UserTags {
         let tag = self.tag(user_id);
         // base64url and fixed attributes: always a valid header value.
         let set_cookie = http::HeaderValue::try_from(user_set(&tag)).expect("cookie text is a header value");
-        let user = UserTag { tag: tag.into(), set_cookie };
+        let bucket = self.slicer.bucket(&tag);
+        let user = UserTag { tag: tag.into(), set_cookie, bucket };
         self.recent.insert(user_id.to_string(), user.clone());
         user
     }

@@ -59,7 +59,7 @@ pub use script::{PageScript, ScriptSettings, TokenRefresh};
 pub(crate) use script::to_script_json;
 use csp::MetaCsp;
 use rewriter::Render;
-use script::ScriptTemplate;
+use script::{ObserverScript, ScriptTemplate};
 
 /// What one page gets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,6 +91,8 @@ impl Plan {
 /// every rewrite.
 pub struct Pages {
     template: Arc<ScriptTemplate>,
+    /// The observer of report-only pages, when the site may run report only.
+    observer: Option<Arc<ObserverScript>>,
     limits: Limits,
 }
 
@@ -99,8 +101,16 @@ impl Pages {
     pub fn new(settings: &ScriptSettings<'_>, limits: Limits) -> Self {
         Pages {
             template: Arc::new(ScriptTemplate::new(settings)),
+            observer: None,
             limits,
         }
+    }
+
+    /// These pages, able to [`observe`](Self::observe) too: report-only pages report to
+    /// `report_path`.
+    pub(crate) fn observing(mut self, report_path: &str) -> Self {
+        self.observer = Some(Arc::new(ObserverScript::new(report_path)));
+        self
     }
 
     /// The script element for `plan`, carrying `nonce` (a page's CSP nonce) if any.
@@ -118,6 +128,27 @@ impl Pages {
     /// otherwise the length goes and the body is chunked. Call only for a response
     /// [`rewritable`] accepted.
     pub fn start(&self, resp: &mut ResponseHeader, plan: &Plan) -> pingora::Result<PageRewriter> {
+        let template = self.template.clone();
+        let plan = plan.clone();
+        let private = !plan.is_shared();
+        self.start_with(resp, private, move |nonce, pad| template.render_padded(&plan, nonce, pad))
+    }
+
+    /// [`start`](Self::start) for a report-only page: it gets the observer instead of
+    /// the page script, placed and allowed by its CSP the same way, and its headers keep
+    /// their caching (the observer is the same for everyone). `None` when these pages
+    /// were not made [`observing`](Self::observing).
+    pub(crate) fn observe(&self, resp: &mut ResponseHeader) -> Option<pingora::Result<PageRewriter>> {
+        let observer = self.observer.clone()?;
+        Some(self.start_with(resp, false, move |nonce, pad| observer.render_padded(nonce, pad)))
+    }
+
+    /// Makes `resp` the header of a page that gets what `render(nonce, pad)` renders
+    /// (private when `private`) and returns the rewriter of its body.
+    fn start_with<R>(&self, resp: &mut ResponseHeader, private: bool, render: R) -> pingora::Result<PageRewriter>
+    where
+        R: Fn(Option<&str>, usize) -> PageScript + Send + 'static,
+    {
         let charset_in_header = crate::headers::names_charset(resp);
         let policies = csp::policies(resp);
         let csp_plan = csp::plan(&policies);
@@ -125,10 +156,10 @@ impl Pages {
         // With a length to keep, the script is rendered with its room in the start tag,
         // so that most pages place it as it is, without another copy.
         let room = if known.is_some() { nonce_room(csp_plan.nonce.is_some()) } else { 0 };
-        let prerendered = Arc::new(self.template.render_padded(plan, csp_plan.nonce.as_deref(), room));
+        let prerendered = Arc::new(render(csp_plan.nonce.as_deref(), room));
         let extra = prerendered.html().len();
         let length = known.and_then(|n| n.checked_add(extra as u64));
-        crate::headers::remove_body_dependent(resp, length, !plan.is_shared())?;
+        crate::headers::remove_body_dependent(resp, length, private)?;
         if csp_plan.needs_hash {
             resp.remove_header(&http::header::CONTENT_SECURITY_POLICY);
             for value in csp::amend(&policies, csp_plan.nonce.as_deref(), &prerendered.csp_hash()) {
@@ -139,13 +170,11 @@ impl Pages {
             nonce: csp_plan.nonce.clone(),
             script: prerendered.clone(),
         };
-        let template = self.template.clone();
         let header_nonce = csp_plan.nonce;
-        let plan = plan.clone();
         // The script is rendered again only when the page itself names a nonce the
         // header did not.
         let render: Render = Box::new(move |page_nonce| match (header_nonce, page_nonce) {
-            (None, Some(n)) => Arc::new(template.render(&plan, Some(n))),
+            (None, Some(n)) => Arc::new(render(Some(n), 0)),
             _ => prerendered,
         });
         Ok(PageRewriter::new(render, meta, self.limits, charset_in_header, length.map(|_| extra)))

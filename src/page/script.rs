@@ -32,6 +32,52 @@ const PAGE_JS: [[&str; 2]; 2] = [
     [include_str!("min/shutdown.js"), include_str!("min/shutdown-auto.js")],
 ];
 
+/// The observer report-only pages get instead (`src/page/observer.js` minified): one
+/// function expression, called with `(window, c)`.
+const OBSERVER_JS: &str = include_str!("min/observer.js");
+
+/// The observer script of report-only pages (`rollout.mode: report_only`), rendered
+/// once per site: the same bytes on every page, with no user data, so a page with it
+/// stays cacheable as the app made it.
+#[derive(Debug, Clone)]
+pub(crate) struct ObserverScript {
+    /// The script's code and its call.
+    content: String,
+}
+
+impl ObserverScript {
+    /// The observer that reports to `report_path`.
+    pub(crate) fn new(report_path: &str) -> Self {
+        let params = to_script_json(&json!({"p": report_path, "s": crate::audit::classify::IDENTIFYING_FIELDS}));
+        ObserverScript { content: format!("{OBSERVER_JS}(window,{params});") }
+    }
+
+    /// The script element, with `nonce` (a page's CSP nonce) and `pad` spaces at the
+    /// end of its start tag.
+    pub(crate) fn render_padded(&self, nonce: Option<&str>, pad: usize) -> PageScript {
+        let mut html = String::with_capacity(self.content.len() + 96 + pad);
+        open_tag(&mut html, nonce, pad);
+        let start = html.len();
+        html.push_str(&self.content);
+        let end = html.len();
+        html.push_str("</script>");
+        PageScript { html, content: start..end }
+    }
+}
+
+/// `<script nonce="…"   >`: the start tag of a script we place, with the page's nonce
+/// when it is safe to copy and `pad` spaces.
+fn open_tag(html: &mut String, nonce: Option<&str>, pad: usize) {
+    html.push_str("<script");
+    if let Some(n) = nonce.filter(|n| is_nonce(n)) {
+        html.push_str(" nonce=\"");
+        html.push_str(n);
+        html.push('"');
+    }
+    push_spaces(html, pad);
+    html.push('>');
+}
+
 /// Static parts of the script, rendered once per configuration.
 #[derive(Debug, Clone)]
 pub struct ScriptTemplate {
@@ -120,14 +166,7 @@ impl ScriptTemplate {
         let extra = token.map_or(4, str::len) + plain.map_or(4, str::len) + 6;
         let head = if plan.shutdown { &self.shutdown_head } else { &self.live_head };
         let mut html = String::with_capacity(head.len() + 96 + extra + pad);
-        html.push_str("<script");
-        if let Some(n) = nonce.filter(|n| is_nonce(n)) {
-            html.push_str(" nonce=\"");
-            html.push_str(n);
-            html.push('"');
-        }
-        push_spaces(&mut html, pad);
-        html.push('>');
+        open_tag(&mut html, nonce, pad);
         let start = html.len();
         html.push_str(head);
         match token.filter(|t| is_token(t)) {
@@ -299,6 +338,21 @@ mod tests {
         let auto = ScriptTemplate::new(&ScriptSettings { auto_include: true, ..settings() })
             .render(&plan(Some("a.b.c"), false), None);
         assert!(none.html().len() + 700 < auto.html().len());
+    }
+
+    #[test]
+    fn the_observer_is_one_script_with_no_user_data_and_its_own_hash() {
+        let observer = ObserverScript::new("/__isp/report");
+        let plain = observer.render_padded(Some("n0nce"), 0);
+        assert!(plain.html().starts_with("<script nonce=\"n0nce\">(function("));
+        assert!(plain.html().ends_with("(window,{\"p\":\"/__isp/report\",\"s\":[\"user_id\",\"email\"]});</script>"));
+        assert_eq!(plain.html().matches("</script>").count(), 1);
+        let padded = observer.render_padded(Some("n0nce"), 10);
+        assert_eq!(padded.html().len(), plain.html().len() + 10);
+        assert_eq!(padded.csp_hash(), plain.csp_hash());
+        assert_ne!(plain.csp_hash(), template().render(&plan(None, false), None).csp_hash());
+        let lower = OBSERVER_JS.to_ascii_lowercase();
+        assert!(OBSERVER_JS.is_ascii() && !lower.contains("</script") && !lower.contains("<!--"));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod hygiene;
 mod identity;
 mod rewrite;
+mod rollout;
 
 use std::panic::Location;
 use std::sync::OnceLock;

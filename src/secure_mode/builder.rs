@@ -3,8 +3,8 @@
 
 use super::{BuildError, SecureMode};
 use crate::config::{
-    ConfigError, HostPattern, IdentityConfig, InjectConfig, IntercomConfig, LogoutConfig, SiteConfig, SourceConfig,
-    UpstreamConfig,
+    ConfigError, HostPattern, IdentityConfig, InjectConfig, IntercomConfig, LogoutConfig, RolloutConfig, SiteConfig,
+    SourceConfig, UpstreamConfig,
 };
 
 /// Builds a [`SecureMode`] in code. Start from [`SecureMode::builder`]; everything not
@@ -33,11 +33,13 @@ impl SecureModeBuilder {
         SecureModeBuilder {
             site: SiteConfig {
                 hosts: vec![HostPattern::Any],
+                name: None,
                 upstream,
                 intercom,
                 identity: IdentityConfig::default(),
                 inject: InjectConfig::default(),
                 logout: LogoutConfig::default(),
+                rollout: RolloutConfig::default(),
             },
         }
     }
@@ -65,6 +67,13 @@ impl SecureModeBuilder {
     /// How logouts are detected and answered.
     pub fn logout(mut self, logout: LogoutConfig) -> Self {
         self.site.logout = logout;
+        self
+    }
+
+    /// Enforce, report only or off, and for which share of users (the file's
+    /// `rollout`).
+    pub fn rollout(mut self, rollout: RolloutConfig) -> Self {
+        self.site.rollout = rollout;
         self
     }
 

@@ -1,11 +1,12 @@
 //! The Secure Mode middleware: one method per Pingora phase, for any [`ProxyHttp`]
 //! to call from its own hooks.
 //!
-//! - [`early_request_filter`](SecureMode::early_request_filter): is this a page
-//!   request? (turns response compression on for it);
+//! - [`early_request_filter`](SecureMode::early_request_filter): reads the rollout in
+//!   force (one atomic load); is this a page request? (turns response compression on
+//!   for it);
 //! - [`request_filter`](SecureMode::request_filter): strips identity headers the peer
 //!   may not send, notes the session and the proxy's cookies (no I/O); answers an
-//!   interstitial logout and the token refresh path itself;
+//!   interstitial logout, the token refresh path and the report path itself;
 //! - [`upstream_request_filter`](SecureMode::upstream_request_filter): asks only for
 //!   encodings we decode and, for possibly logged-in navigations, a full page;
 //! - [`upstream_response`](SecureMode::upstream_response) (from
@@ -20,6 +21,12 @@
 //! None of them returns an error of its own making: identity, signing or rewriting
 //! problems are logged and the page is served without a token.
 //!
+//! The rollout ([`crate::rollout`]) decides how much of this a request gets: with
+//! `off` nothing (not even an identity lookup); with `report_only` the identity and the
+//! plan as usual, but the page gets the observer instead of the page script, and no
+//! cookie, logout effect or token; with a percentage below 100 the pages of users
+//! outside it are left untouched.
+//!
 //! [`ProxyHttp`]: pingora::proxy::ProxyHttp
 
 use std::sync::Arc;
@@ -31,18 +38,20 @@ use pingora::protocols::http::compression::Algorithm;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::{InjectConfig, LogoutConfig, LogoutMode, OnIdentityFailure, SiteConfig};
+use crate::config::{InjectConfig, LogoutConfig, LogoutMode, OnIdentityFailure, RolloutMode, SiteConfig};
 use crate::headers;
 use crate::identity::{IdentityResolver, Lookup};
 use crate::logout::{self, cookies, cookies::UserTag, cookies::UserTags};
 use crate::metrics::METRICS;
 use crate::page::{self, Limits, Outcome, Pages, Plan, ScriptSettings};
+use crate::rollout::LiveRollout;
 use crate::token::TokenSigner;
 use crate::user_hash::UserHasher;
 use crate::upstream::{HealthService, Upstream};
 
 mod builder;
 mod logout_answer;
+mod report;
 mod state;
 mod token_refresh;
 
@@ -87,6 +96,10 @@ pub struct SecureMode {
     signs_jwt: bool,
     pages: Pages,
     user_tags: UserTags,
+    /// The site's rollout, live (the admin listener may change it).
+    rollout: Arc<LiveRollout>,
+    /// Where report-only pages send their reports (`rollout.report_path`).
+    report_path: String,
 }
 
 /// What a page gets for its user: the JWT and/or the plain `user_hash` settings, per
@@ -138,7 +151,8 @@ impl SecureMode {
                 max_scan_bytes: site.inject.max_scan_bytes,
                 parser_memory: site.inject.parser_memory_limit,
             },
-        );
+        )
+        .observing(&site.rollout.report_path);
         Ok(SecureMode {
             app_id: site.intercom.app_id.clone(),
             inject: site.inject.clone(),
@@ -151,7 +165,14 @@ impl SecureMode {
             signs_jwt: site.intercom.mode.signs_jwt(),
             pages,
             user_tags: UserTags::new(site.intercom.secret.expose()),
+            rollout: Arc::new(LiveRollout::new(&site.rollout, site_label(site))),
+            report_path: site.rollout.report_path.clone(),
         })
+    }
+
+    /// The site's live rollout, for the admin listener.
+    pub(crate) fn live_rollout(&self) -> Arc<LiveRollout> {
+        self.rollout.clone()
     }
 
     /// A builder for configuring Secure Mode in code rather than YAML.
@@ -175,7 +196,8 @@ impl SecureMode {
     /// rewrite, and turns response compression on for it (the compression module
     /// reads `Accept-Encoding` only if enabled by now).
     pub fn early_request_filter(&self, session: &mut Session, state: &mut RequestState) {
-        state.candidate = self.is_candidate(session.req_header());
+        state.live = self.rollout.now();
+        state.candidate = state.live.mode != RolloutMode::Off && self.is_candidate(session.req_header());
         let level = self.inject.compression_level;
         // A client that accepts no encoding gets none: the module would only look.
         let accepts = session.req_header().headers.contains_key(http::header::ACCEPT_ENCODING);
@@ -191,8 +213,8 @@ impl SecureMode {
 
     /// `request_filter`: strips identity headers the peer may not send and notes what
     /// the response phase needs. Returns `true` when it has answered the request itself
-    /// (an interstitial logout, or the token refresh path `inject.token_refresh_path`),
-    /// as Pingora's `request_filter` does.
+    /// (an interstitial logout, the token refresh path `inject.token_refresh_path` or
+    /// the report path `rollout.report_path`), as Pingora's `request_filter` does.
     pub async fn request_filter(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         state.hints = self.identity.inspect_request(session.req_header_mut(), peer);
@@ -201,7 +223,12 @@ impl SecureMode {
         state.navigation = headers::is_navigation(req);
         state.soft_navigation = !state.navigation && headers::is_soft_navigation(req);
         state.logout_request = logout::is_logout_request(&self.logout, req.method.as_str(), req.uri.path());
-        if state.logout_request && state.navigation && self.logout.mode == LogoutMode::Interstitial {
+        if self.is_report(req) {
+            state.outcome = Handled::Report;
+            self.answer_report(session).await?;
+            return Ok(true);
+        }
+        if state.logout_request && state.navigation && self.logout.mode == LogoutMode::Interstitial && self.enforces_logout(state) {
             self.answer_logout(session, state).await?;
             return Ok(true);
         }
@@ -223,7 +250,10 @@ impl SecureMode {
         if let Some(ae) = decodable_accept_encoding(upstream_request) {
             upstream_request.insert_header(http::header::ACCEPT_ENCODING, ae)?;
         }
-        if state.navigation && (state.hints.maybe_identified() || state.marker) {
+        // Report only: the page is the app's for everyone (the observer is the same bytes
+        // for all), so the browser's copy may be reused.
+        let per_user = state.live.mode == RolloutMode::Enforce && (state.hints.maybe_identified() || state.marker);
+        if state.navigation && per_user {
             upstream_request.remove_header(&http::header::IF_NONE_MATCH);
             upstream_request.remove_header(&http::header::IF_MODIFIED_SINCE);
         }
@@ -254,6 +284,10 @@ impl SecureMode {
         state.outcome = Handled::Anonymous;
         let logout = self.is_logout_response(state, resp);
         let creds = if logout { Credentials::default() } else { self.credentials_for(session, state).await };
+        if !self.decide_slice(state, creds.user_tag.as_ref()) {
+            state.outcome = Handled::OutsideRollout;
+            return;
+        }
         let switched = match (&creds.user_tag, &state.last_user) {
             (Some(now), Some(last)) => now.as_str() != last,
             _ => false,
@@ -270,7 +304,34 @@ impl SecureMode {
         if headers::content_encoding(resp).is_some_and(|ce| ce != "identity") {
             session.upstream_compression.adjust_decompression(true);
         }
-        state.page = Some(PagePlan { plan, user_tag: creds.user_tag });
+        let observe = state.live.mode == RolloutMode::ReportOnly;
+        state.page = Some(PagePlan { plan, user_tag: creds.user_tag, observe });
+    }
+
+    /// Whether this page's session is in the rollout (counted in
+    /// `rollout_pages_total{slice}`): everyone at 100%, else a user by their bucket,
+    /// and a visitor without a user by [`was_in_rollout`](Self::was_in_rollout).
+    fn decide_slice(&self, state: &RequestState, user: Option<&UserTag>) -> bool {
+        let inside = state.live.everyone()
+            || match user {
+                Some(tag) => state.live.admits(tag.bucket()),
+                None => self.was_in_rollout(state),
+            };
+        if inside { &METRICS.in_rollout } else { &METRICS.outside_rollout }.inc();
+        inside
+    }
+
+    /// Whether a browser without a known user was in the rollout: its last-user cookie
+    /// names a user in it, or it carries the marker that only a logout in the rollout
+    /// sets. Such a browser keeps getting its shutdown; others are left alone.
+    fn was_in_rollout(&self, state: &RequestState) -> bool {
+        state.marker || state.last_user.as_deref().is_some_and(|tag| state.live.admits(self.user_tags.bucket_of(tag)))
+    }
+
+    /// Whether a logout gets its effects (the marker, the interstitial): only in
+    /// `enforce`, and for a browser in the rollout.
+    fn enforces_logout(&self, state: &RequestState) -> bool {
+        state.live.mode == RolloutMode::Enforce && (state.live.everyone() || self.was_in_rollout(state))
     }
 
     /// Whether a page gets the script: for its user, a shutdown, a lookup that failed
@@ -293,7 +354,9 @@ impl SecureMode {
     ) -> pingora::Result<()> {
         if self.is_logout_response(state, resp) {
             self.identity.forget_session(&state.hints).await;
-            self.finish_logout(session, resp, state)?;
+            if self.enforces_logout(state) {
+                self.finish_logout(session, resp, state)?;
+            }
         } else if logout::sets_session_cookie(resp, self.identity.session_cookie_names()) {
             // A login: whatever was cached for the old cookie value is stale.
             self.identity.forget_session(&state.hints).await;
@@ -301,7 +364,7 @@ impl SecureMode {
             // Maybe a login that kept the session id: a cached "nobody" is stale.
             self.identity.forget_anonymous(&state.hints).await;
         }
-        if state.soft_navigation {
+        if state.soft_navigation && state.live.mode == RolloutMode::Enforce {
             // Tells the page script of the window that will run this page's scripts to
             // confirm its token first (see page.js).
             resp.insert_header(SOFT_NAVIGATION_MARK, "1")?;
@@ -310,8 +373,7 @@ impl SecureMode {
         let still_encoded = headers::content_encoding(resp).is_some_and(|ce| ce != "identity");
         match state.page.take() {
             Some(page) if !still_encoded => {
-                // A logged-out visitor's watcher is still a page for nobody.
-                state.outcome = if page.plan.is_shared() { Handled::Anonymous } else { Handled::Rewritten };
+                state.outcome = page.outcome();
                 self.start_page(resp, state, page)?
             }
             Some(_) => state.outcome = Handled::Skipped("content-encoding"),
@@ -408,6 +470,11 @@ impl SecureMode {
 
     /// Sets up the rewriter and the cookies of a page we rewrite.
     fn start_page(&self, resp: &mut ResponseHeader, state: &mut RequestState, page: PagePlan) -> pingora::Result<()> {
+        if page.observe {
+            // Report only: the observer, and no cookie of ours.
+            state.rewriter = self.pages.observe(resp).transpose()?;
+            return Ok(());
+        }
         state.rewriter = Some(self.pages.start(resp, &page.plan)?);
         // A logout's effects on the same response (a logout landing page) come first and win.
         if page.plan.shutdown && state.marker {
@@ -418,6 +485,11 @@ impl SecureMode {
         }
         Ok(())
     }
+}
+
+/// The site as metrics and logs name it: its `name`, else its first host.
+fn site_label(site: &SiteConfig) -> String {
+    site.name.clone().unwrap_or_else(|| site.hosts.first().map_or_else(|| "*".to_string(), |h| h.to_string()))
 }
 
 /// The client's Accept-Encoding narrowed to what we can decode (gzip, br); `None` when

@@ -5,12 +5,15 @@ use bytes::Bytes;
 use crate::identity::RequestHints;
 use crate::logout::cookies::UserTag;
 use crate::page::{PageRewriter, Plan};
+use crate::rollout::Live;
 
 /// Secure Mode's per-request state. A host proxy keeps one in its `CTX` (made with
 /// `Default`) and passes it to each [`SecureMode`](super::SecureMode) phase; its
 /// contents are Secure Mode's own.
 #[derive(Default)]
 pub struct RequestState {
+    /// The rollout in force when the request came in (one read of the live value).
+    pub(super) live: Live,
     /// A GET that may come back as a page to rewrite.
     pub(super) candidate: bool,
     pub(super) hints: RequestHints,
@@ -52,6 +55,12 @@ pub(super) enum Outcome {
     Interstitial,
     /// The token refresh path, answered by the proxy.
     TokenRefresh,
+    /// A report-only page that got the observer.
+    Observed,
+    /// A page of a user outside the rollout's percentage, untouched.
+    OutsideRollout,
+    /// The report path, answered by the proxy.
+    Report,
 }
 
 impl Outcome {
@@ -64,6 +73,9 @@ impl Outcome {
             Outcome::Rewritten => "rewritten",
             Outcome::Interstitial => "interstitial",
             Outcome::TokenRefresh => "token_refresh",
+            Outcome::Observed => "observed",
+            Outcome::OutsideRollout => "outside_rollout",
+            Outcome::Report => "report",
         }
     }
 }
@@ -73,6 +85,20 @@ pub(super) struct PagePlan {
     pub(super) plan: Plan,
     /// Tag of the user the token is for (for the last-user cookie).
     pub(super) user_tag: Option<UserTag>,
+    /// Report only: the page gets the observer, not the plan.
+    pub(super) observe: bool,
+}
+
+impl PagePlan {
+    /// What the page's response counts as.
+    pub(super) fn outcome(&self) -> Outcome {
+        match (self.observe, self.plan.is_shared()) {
+            (true, _) => Outcome::Observed,
+            // A logged-out visitor's watcher is still a page for nobody.
+            (false, true) => Outcome::Anonymous,
+            (false, false) => Outcome::Rewritten,
+        }
+    }
 }
 
 impl RequestState {

@@ -8,6 +8,10 @@
 //! Messenger and asks again, since a slow endpoint is not a logout. Never a 5xx, never
 //! forwarded to the app, always `no-store`. It carries no CORS header, so only
 //! same-origin page scripts can read it.
+//!
+//! Only pages in the rollout get a token: in `report_only` and `off`, and for a user
+//! outside the rollout's percentage, the answer is 204 (nobody), without a lookup in the
+//! first two.
 
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -15,6 +19,7 @@ use pingora::proxy::Session;
 
 use super::{RequestState, SecureMode};
 use crate::headers;
+use crate::config::RolloutMode;
 use crate::identity::Lookup;
 
 /// Seconds after which a page asks again when the identity could not be known.
@@ -60,6 +65,7 @@ impl SecureMode {
     pub(super) async fn answer_token_refresh(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<()> {
         let answer = match is_cross_site(session.req_header()) {
             true => Refresh::Refused,
+            false if state.live.mode != RolloutMode::Enforce => Refresh::Nobody,
             false => {
                 self.note_app_id_report(session.req_header());
                 self.fresh_token_answer(session, state).await
@@ -130,6 +136,9 @@ impl SecureMode {
             Lookup::Anonymous => return Refresh::Nobody,
             Lookup::Failed(_) => return Refresh::Unknown,
         };
+        if !state.live.everyone() && !state.live.admits(self.user_tags.user(&id.user_id).bucket()) {
+            return Refresh::Nobody;
+        }
         let mut answer = serde_json::Map::new();
         if self.signs_jwt {
             match self.signer.fresh_token(&id) {

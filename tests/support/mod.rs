@@ -17,6 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789abcdef";
+/// The admin token of [`Proxy::start_with_admin_token`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 pub const APP_ID: &str = "abc12345";
 
 /// One request as the upstream received it.
@@ -415,28 +417,34 @@ impl Proxy {
     }
 
     pub fn start_with(sections: &str, args: &[&str]) -> Proxy {
-        Self::launch(sections, "", args, &[], "", false)
+        Self::launch(sections, "", args, &[], "", None)
     }
 
     /// Like [`Proxy::start`], with an admin listener on a free port of its own
     /// ([`Proxy::admin_url`]); `sections` must not have an `admin` section.
     pub fn start_with_admin(sections: &str) -> Proxy {
-        Self::launch(sections, "", &[], &[], "", true)
+        Self::launch(sections, "", &[], &[], "", Some(""))
+    }
+
+    /// Like [`Proxy::start_with_admin`], with the admin token [`ADMIN_TOKEN`] in
+    /// `TEST_ADMIN_TOKEN` (`admin.token_env`).
+    pub fn start_with_admin_token(sections: &str) -> Proxy {
+        Self::launch(sections, "", &[], &[("TEST_ADMIN_TOKEN", ADMIN_TOKEN)], "", Some("  token_env: TEST_ADMIN_TOKEN\n"))
     }
 
     /// Like [`Proxy::start`], with `server_keys` (indented lines) added to the server section.
     pub fn start_with_server(sections: &str, server_keys: &str) -> Proxy {
-        Self::launch(sections, server_keys, &[], &[], "", false)
+        Self::launch(sections, server_keys, &[], &[], "", None)
     }
 
     /// Like [`Proxy::start`], with more environment variables (e.g. `RUST_LOG`).
     pub fn start_with_env(sections: &str, env: &[(&str, &str)]) -> Proxy {
-        Self::launch(sections, "", &[], env, "", false)
+        Self::launch(sections, "", &[], env, "", None)
     }
 
     /// Like [`Proxy::start`], with one more `listen` entry (YAML flow syntax).
     pub fn start_with_listener(sections: &str, listener: &str) -> Proxy {
-        Self::launch(sections, "", &[], &[], listener, false)
+        Self::launch(sections, "", &[], &[], listener, None)
     }
 
     /// Starts the proxy on free ports, again on other ports until its own sockets
@@ -444,19 +452,21 @@ impl Proxy {
     /// `free_port` and the proxy's bind: the proxy then refuses to start, or (taken
     /// after its start-up check) waits for the port while a client would reach the
     /// other process.
-    fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin: bool) -> Proxy {
+    /// `admin`: the admin section's keys besides `listen` (indented lines), when there
+    /// is an admin listener.
+    fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin: Option<&str>) -> Proxy {
         on_a_free_port("the proxy", || Self::spawn(sections, server_keys, args, env, listener, admin))
     }
 
     /// Spawns the proxy on free ports and waits until it listens on them; why not, when
     /// it does not.
-    fn spawn(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin: bool) -> Result<Proxy, String> {
+    fn spawn(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin_keys: Option<&str>) -> Result<Proxy, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let admin: Option<SocketAddr> = admin.then(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+        let admin: Option<SocketAddr> = admin_keys.map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let d = dir.path().display();
         let more = if listener.is_empty() { String::new() } else { format!(", {listener}") };
-        let admin_section = admin.map(|a| format!("admin:\n  listen: \"{a}\"\n")).unwrap_or_default();
+        let admin_section = admin.map(|a| format!("admin:\n  listen: \"{a}\"\n{}", admin_keys.unwrap_or(""))).unwrap_or_default();
         let yaml = format!(
             "listen: [\"127.0.0.1:{port}\"{more}]\nserver:\n  threads: 1\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/proxy.pid\n  upgrade_sock: {d}/upgrade.sock\n{server_keys}{admin_section}{sections}"
         );
@@ -565,13 +575,21 @@ pub fn get(url: &str, headers: &[(&str, &str)]) -> Got {
 }
 
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Got {
+    send(method, url, headers, b"")
+}
+
+/// A request with a body (none when empty).
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Got {
     let agent = client();
     let mut req = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = agent.run(req.body(()).unwrap()).expect("request failed");
-    got(resp)
+    let resp = match body {
+        [] => agent.run(req.body(()).unwrap()),
+        body => agent.run(req.body(body.to_vec()).unwrap()),
+    };
+    got(resp.expect("request failed"))
 }
 
 /// Decodes and verifies a Messenger token with the test secret.
@@ -620,8 +638,15 @@ pub fn defers_the_boot(html: &str) -> bool {
     html.contains(",\"j\":null,\"h\":null,\"d\":1});")
 }
 
-/// Removes exactly one injected `<script>…</script>` (ours) from `out` and returns the
-/// rest, so it can be compared with the original bytes.
+/// Whether `html` carries the observer of report-only pages (`src/page/min/observer.js`).
+pub fn carries_the_observer(html: &str) -> bool {
+    const OBSERVER: &str = include_str!("../../src/page/min/observer.js");
+    html.contains(&format!(">{OBSERVER}(window,{{"))
+}
+
+/// Removes exactly one injected `<script>…</script>` (ours: the page script or the
+/// observer, which begin alike) from `out` and returns the rest, so it can be compared
+/// with the original bytes.
 pub fn without_our_script(out: &[u8]) -> Vec<u8> {
     let text = out;
     let marker = our_script_marker().as_bytes();
@@ -706,4 +731,57 @@ pub fn check_config(yaml: &str) -> (Option<i32>, String) {
     std::fs::write(&path, yaml).unwrap();
     let out = Command::new(binary()).arg("check").arg("-c").arg(&path).env("TEST_INTERCOM_SECRET", SECRET).output().unwrap();
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The samples of a scrape: metric name with sorted labels → value.
+pub fn scrape(proxy: &Proxy) -> (String, std::collections::HashMap<String, f64>) {
+    let got = get(&proxy.admin_url("/metrics"), &[]);
+    assert_eq!(got.status, 200);
+    assert!(got.header("content-type").unwrap_or("").starts_with("text/plain; version=0.0.4"));
+    let text = got.text();
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
+    let mut samples = std::collections::HashMap::new();
+    for s in parsed.samples {
+        let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        samples.insert(format!("{}{{{}}}", s.metric, labels.join(",")), value);
+    }
+    (text, samples)
+}
+
+pub fn value(samples: &std::collections::HashMap<String, f64>, key: &str) -> f64 {
+    *samples.get(key).unwrap_or_else(|| panic!("no sample {key} in {:#?}", samples.keys().collect::<Vec<_>>()))
+}
+
+/// Runs `during` two seconds into a 9 s wrk run (2 threads, 16 keep-alive connections)
+/// and checks that wrk saw no failed request and enough load to mean something.
+pub fn under_keep_alive_load<T>(port: u16, during: impl FnOnce() -> T) -> T {
+    // wrk counts every request that gets no answer as a socket error.
+    let wrk = Command::new("wrk")
+        .args(["-t2", "-c16", "-d9s", "-H", "X-Forwarded-User: alice"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk (scripts/install-deps.sh installs it)");
+    std::thread::sleep(Duration::from_secs(2));
+    let result = during();
+    let out = wrk.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk failed: {report}{}", String::from_utf8_lossy(&out.stderr));
+    let requests: u64 = report
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in: {report}"));
+    assert!(requests > 100, "too little load to mean anything: {report}");
+    assert!(!report.contains("Socket errors"), "requests failed: {report}");
+    assert!(!report.contains("Non-2xx"), "error statuses: {report}");
+    result
 }

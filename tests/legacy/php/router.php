@@ -11,6 +11,8 @@
 //   GET|POST /logout            session_destroy(), PHPSESSID expired, 302 to /login-page
 //   GET  /api/me                the session's user as JSON, or 401
 //   GET  /account               the session's user as an HTML account page, or 302 to /login-page
+//   GET  /secure                a page the app already signs itself: an intercom_user_jwt, no
+//                               plain identity (or 302 to /login-page)
 //   GET  /                      dashboard for a user, guest page otherwise
 
 declare(strict_types=1);
@@ -91,6 +93,14 @@ function intercom(array $settings): string
     return "<script>window.intercomSettings = " . $json . ";</script>\n<script>" . LOADER . "</script>\n";
 }
 
+/** An HS256 JWT the app signs itself, as an app already in Secure Mode does. */
+function app_jwt(array $claims): string
+{
+    $b64 = fn (string $s): string => rtrim(strtr(base64_encode($s), '+/', '-_'), '=');
+    $signed = $b64(json_encode(['alg' => 'HS256', 'typ' => 'JWT'])) . '.' . $b64(json_encode($claims));
+    return $signed . '.' . $b64(hash_hmac('sha256', $signed, 'the-apps-own-messenger-secret', true));
+}
+
 $path = parse_url($_SERVER['REQUEST_URI'] ?? '/', PHP_URL_PATH) ?: '/';
 $method = $_SERVER['REQUEST_METHOD'] ?? 'GET';
 
@@ -122,6 +132,17 @@ switch ($path) {
         }
         $head = "<meta name=\"user-id\" content=\"" . h($u['id']) . "\">\n";
         page('Your account', $head, "<dl><dt>Name</dt><dd class=\"name\">" . h($u['name']) . "</dd><dt>Email</dt><dd id=\"account-email\">" . h($u['email']) . "</dd></dl>\n");
+        break;
+
+    case '/secure':
+        $u = current_user();
+        if ($u === null) {
+            header('Cache-Control: no-store');
+            header('Location: /login-page', true, 302);
+            break;
+        }
+        $jwt = app_jwt(['user_id' => $u['id'], 'email' => $u['email'], 'exp' => time() + 3600]);
+        page('Secure page', intercom(['intercom_user_jwt' => $jwt]), "<p>Signed by the app itself.</p>\n");
         break;
 
     case '/logout':
