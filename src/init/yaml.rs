@@ -99,6 +99,7 @@ impl Written {
             None => t.push_str("  # no log-out link or form was found on the pages: a response that expires the session cookie is the logout\n  paths: []\n"),
         }
         t.push_str("  detect_cookie_expiry: true\n");
+        t.push_str("\n# To watch first what the proxy would do, then widen: see \"Rolling it out\" in the README.\n# rollout: {mode: report_only, percent: 100}\n");
         Written { text: t, listen }
     }
 }
