@@ -14,7 +14,7 @@ scripts/bench-load.sh; std only, runnable by hand).
       Opens N idle connections the same way, prints "ready N" on stdout, then holds them
       until SIGTERM or SIGINT, or until SECONDS pass; then says how many the server closed.
 
-The RSS is read from /proc/PID/status once the connections are open and the server has
+The RSS is read from /proc/PID/smaps_rollup once the connections are open and the server has
 had a moment to settle; a warm-up of 20 connections (opened, answered, closed) comes
 first so that the server's one-off allocations (pools, caches, the first TLS handshake)
 are not counted as the connections' cost. The RSS is also read half-way, and the growth
@@ -35,11 +35,17 @@ import urllib.parse
 
 
 def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """The process's RSS, counted page by page (smaps_rollup): VmRSS in /proc/PID/status
+    is kept per thread and synced in batches, off by up to a few MiB."""
+    for path, key in ((f"/proc/{pid}/smaps_rollup", "Rss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith(key):
+                        return int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    raise RuntimeError(f"no RSS for pid {pid}")
 
 
 class Target:
