@@ -17,10 +17,11 @@ scripts/bench-load.sh; std only, runnable by hand).
 The RSS is read from /proc/PID/smaps_rollup once the connections are open and the server has
 had a moment to settle; a warm-up of 20 connections (opened, answered, closed) comes
 first so that the server's one-off allocations (pools, caches, the first TLS handshake)
-are not counted as the connections' cost. The RSS is also read half-way, and the growth
-over the second half of the connections, divided by their number ("slope"), is printed
-beside the main figure: allocator effects at the start (memory given back by the warm-up,
-pages the allocator had mapped already) do not reach it.
+are not counted as the connections' cost. The RSS is also read after each tenth of the
+connections, and the least-squares growth per connection over those samples ("slope")
+is printed beside growth / N: the allocator maps memory in pieces of a few MiB, and
+memory it keeps after the first answers (a few MiB for large pages) is a step at the
+start that growth / N spreads over the connections but the slope mostly does not.
 """
 
 import argparse
@@ -196,6 +197,20 @@ def open_many(t, n):
     return conns
 
 
+STEPS = 10
+
+
+def slope(samples):
+    """Least-squares KiB per connection over (connections, RSS) samples: the growth
+    that each connection adds, without the allocator's one-off steps (it maps memory
+    in MiB-sized pieces) weighing as much as in the growth / N of a single pair."""
+    n = len(samples)
+    mx = sum(x for x, _ in samples) / n
+    my = sum(y for _, y in samples) / n
+    sxx = sum((x - mx) ** 2 for x, _ in samples)
+    return sum((x - mx) * (y - my) for x, y in samples) / sxx
+
+
 def is_closed(s):
     """Whether the server closed the connection (frames it sent since, such as an h2
     SETTINGS acknowledgement, are read and dropped)."""
@@ -223,14 +238,15 @@ def measure(a):
     time.sleep(0.5)
     before = rss_kib(a.pid)
     t0 = time.monotonic()
-    half = a.n // 2
-    conns = open_many(t, half)
-    time.sleep(0.5)
-    middle = rss_kib(a.pid)
-    conns += open_many(t, a.n - half)
+    conns, samples = [], [(0, before)]
+    for step in range(1, STEPS + 1):
+        conns += open_many(t, a.n * step // STEPS - len(conns))
+        time.sleep(0.2)  # let the server finish its side of the last answers
+        samples.append((len(conns), rss_kib(a.pid)))
     opened = time.monotonic() - t0
-    time.sleep(1.0)  # let the server finish its side of the last answers
+    time.sleep(0.8)
     after = rss_kib(a.pid)
+    samples[-1] = (a.n, after)
     # Every connection must still be open: a server that closed them would look cheap.
     closed = sum(map(is_closed, conns))
     for s in conns:
@@ -240,7 +256,7 @@ def measure(a):
     print(json.dumps({
         "target": a.label, "url": a.url, "proto": a.proto, "silent": a.silent, "n": a.n, "rss_before_kib": before, "rss_after_kib": after,
         "kib_per_conn": round((after - before) / a.n, 2),
-        "slope_kib_per_conn": round((after - middle) / (a.n - half), 2), "open_seconds": round(opened, 1),
+        "slope_kib_per_conn": round(slope(samples), 2), "open_seconds": round(opened, 1),
     }))
 
 
