@@ -10,12 +10,18 @@
   median RESULTS PAGE CONNS TARGET
                                 median req/s of closed-loop runs
   table RESULTS META            print the comparison table and the targets
+  tls-table TLS CLK_TCK         the TLS + HTTP/2 rows
+  memory-table MEMORY           KiB per idle keep-alive connection, per target
+  idle-busy-table RESULTS META  busy load beside idle connections, against a twin without
+  chart RESULTS TLS CLK_TCK MEMORY OUT.svg SUBTITLE
+                                draw req/s, CPU per request and memory per connection
 """
 
 import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import statistics
 import sys
@@ -341,6 +347,196 @@ def tls_table(path, clk_tck):
         print(f"ours-secure-tls / nginx-njs-tls req/s: {ratio:.2f}x")
 
 
+
+# ---------------------------------------------------------------------------
+# Memory per idle connection, and busy load beside idle connections
+
+MEMORY_TARGETS = {  # label: (what it is, target KiB or None)
+    "ours-secure": ("ours, Secure Mode, HTTP/1.1", 8),
+    "ours-passthrough": ("ours, --passthrough, HTTP/1.1", 8),
+    "ours-secure-tls": ("ours, Secure Mode, TLS + HTTP/1.1", 32),
+    "ours-secure-tls-h2": ("ours, Secure Mode, TLS + h2", 32),
+    "pingora-bare": ("bare Pingora, HTTP/1.1", None),
+    "nginx-plain": ("nginx, HTTP/1.1", None),
+    "nginx-njs": ("nginx+njs, HTTP/1.1", None),
+    "nginx-njs-tls": ("nginx+njs, TLS + HTTP/1.1", None),
+    "nginx-njs-tls-h2": ("nginx+njs, TLS + h2", None),
+}
+
+
+def memory_table(path):
+    rows = load(path)
+    print("Memory: an idle keep-alive connection (opened, answered once with app.html, left open)")
+    print(f"{'target':<20}{'what':<34}{'conns':>7}{'growth/N':>10}{'slope':>8}{'per GiB':>11}  target (slope)")
+    for r in rows:
+        what, goal = MEMORY_TARGETS.get(r["target"], ("", None))
+        per, fit = r["kib_per_conn"], r.get("slope_kib_per_conn", r["kib_per_conn"])
+        worst = max(per, fit)
+        per_gib = f"{1024 * 1024 / worst:,.0f}" if worst > 0.05 else "-"
+        verdict = "" if goal is None else f"{'PASS' if fit <= goal else 'MISS'} <= {goal} KiB"
+        print(f"{r['target']:<20}{what:<34}{r['n']:>7}{per:>10.1f}{fit:>8.1f}{per_gib:>11}  {verdict}")
+    print("KiB per connection. growth/N: the serving process's RSS growth / connections; slope: least-squares "
+          "growth per connection over ten samples (without the allocator's one-off steps of a few MiB, which "
+          "growth/N spreads over the connections). per GiB: idle connections a GiB holds at the larger of the "
+          "two. nginx: a fresh worker per target, before the load runs; ours and bare Pingora: fresh processes.")
+
+
+def idle_busy_table(path, meta_path):
+    rows = load(path)
+    meta = json.load(open(meta_path))
+    by = {}
+    for r in rows:
+        by.setdefault(r["target"], []).append(r)
+    stats = {}
+    for t, runs in by.items():
+        stats[t] = {
+            "rps": med([r["rps"] for r in runs]),
+            "cpu": med([r["cpu_s"] / r["requests"] * 1e6 for r in runs if r.get("cpu_s") is not None and r["requests"]]),
+            "rss": max((r["rss_mib"] for r in runs if r.get("rss_mib")), default=None),
+            "errors": sum(r.get("errors", 0) for r in runs),
+        }
+    n = meta["idle"]
+    print(f"Idle plus busy: {n} idle keep-alive connections held on ours-with-idle while wrk drives 32 busy "
+          f"ones (app.html, Secure Mode), against a twin process without idle connections, interleaved, "
+          f"medians of {len(rows) // max(len(by), 1)}")
+    print(f"{'target':<20}{'req/s':>9}{'CPU ms/1000 req':>18}{'peak RSS MiB':>14}{'errors':>8}")
+    for t in ("ours-with-idle", "ours-without-idle"):
+        s = stats.get(t)
+        if s:
+            print(f"{t:<20}{fmt(s['rps'], '.0f'):>9}{fmt(s['cpu'], '.1f'):>18}{fmt(s['rss'], '.1f'):>14}{s['errors']:>8}")
+    rss_idle = meta["rss_idle_kib"] / 1024
+    print(f"RSS of ours-with-idle: {meta['rss_empty_kib'] / 1024:.1f} MiB before the idle connections, "
+          f"{rss_idle:.1f} MiB with them ({(meta['rss_idle_kib'] - meta['rss_empty_kib']) / n:.1f} KiB each)")
+    w, wo = stats.get("ours-with-idle"), stats.get("ours-without-idle")
+    if w and wo and wo["rps"] and wo["cpu"]:
+        r_rps, r_cpu = w["rps"] / wo["rps"], w["cpu"] / wo["cpu"]
+        print(f"  {'PASS' if r_rps >= 0.95 else 'MISS'}  busy req/s with {n} idle within 5% of without: {r_rps:.2f}x")
+        print(f"  {'PASS' if r_cpu <= 1.05 else 'MISS'}  busy CPU per request with {n} idle within 5% of without: {r_cpu:.2f}x")
+    peak = max(rss_idle, (w or {}).get("rss") or 0)
+    print(f"  {'PASS' if peak < 250 else 'MISS'}  total RSS with {n} idle connections under load < 250 MiB: {peak:.1f} MiB")
+
+
+# ---------------------------------------------------------------------------
+# Chart (SVG, no dependencies)
+
+CHART_COLORS = {
+    "ours-secure": "#1f6feb", "ours-passthrough": "#79b8ff", "pingora-bare": "#8250df",
+    "nginx-plain": "#9a6700", "nginx-njs": "#d4a72c",
+    "ours-secure-tls": "#1f6feb", "nginx-njs-tls": "#d4a72c",
+    "ours-secure-tls-h2": "#0a3069", "nginx-njs-tls-h2": "#7d4e00",
+}
+
+
+def esc(text):
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def bar_panel(out, x0, y0, width, height, title, groups, series, unit, fmt_spec):
+    """Grouped vertical bars: groups = [(label, {series: value})]; series = [names]."""
+    out.append(f'<text x="{x0}" y="{y0 - 8}" class="t">{esc(title)}</text>')
+    values = [v for _, vals in groups for v in vals.values() if v is not None]
+    top = max(values, default=1) * 1.15 or 1
+    base = y0 + height
+    out.append(f'<line x1="{x0}" y1="{base}" x2="{x0 + width}" y2="{base}" class="axis"/>')
+    for i in range(5):
+        v = top * i / 4
+        y = base - height * i / 4
+        out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + width}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{x0 - 4}" y="{y + 3:.1f}" class="y">{v:{fmt_spec}}</text>')
+    out.append(f'<text x="{x0 - 4}" y="{y0 - 8}" class="y">{esc(unit)}</text>')
+    gw = width / max(len(groups), 1)
+    bw = gw * 0.8 / max(len(series), 1)
+    for gi, (label, vals) in enumerate(groups):
+        gx = x0 + gi * gw + gw * 0.1
+        for si, name in enumerate(series):
+            v = vals.get(name)
+            if v is None:
+                continue
+            h = height * v / top
+            x = gx + si * bw
+            out.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bw - 1:.1f}" height="{h:.1f}" '
+                       f'fill="{CHART_COLORS.get(name, "#888")}"><title>{esc(name)} {esc(label)}: {v:{fmt_spec}} {esc(unit)}</title></rect>')
+            if len(series) * len(groups) <= 24:
+                out.append(f'<text x="{x + bw / 2:.1f}" y="{base - h - 3:.1f}" class="v">{v:{fmt_spec}}</text>')
+        out.append(f'<text x="{gx + gw * 0.4:.1f}" y="{base + 14}" class="x">{esc(label)}</text>')
+
+
+def legend(out, x, y, names):
+    for i, name in enumerate(names):
+        out.append(f'<rect x="{x}" y="{y + i * 16}" width="11" height="11" fill="{CHART_COLORS.get(name, "#888")}"/>')
+        out.append(f'<text x="{x + 16}" y="{y + i * 16 + 10}" class="l">{esc(name)}</text>')
+
+
+def chart(results_path, tls_path, clk_tck, memory_path, out_path, subtitle):
+    rows = [r for r in load(results_path) if r["kind"] == "closed"]
+    pages = []
+    for r in rows:
+        if r["page"] not in pages:
+            pages.append(r["page"])
+    series = [t for t in TARGETS if any(r["target"] == t for r in rows)]
+    cells = {}
+    for r in rows:
+        c = cells.setdefault((r["page"], r["conns"], r["target"]), {"rps": [], "cpu": []})
+        c["rps"].append(r["rps"])
+        if r.get("cpu_s") is not None and r["requests"]:
+            c["cpu"].append(r["cpu_s"] / r["requests"] * 1e6)
+    tls = {}
+    if os.path.exists(tls_path):
+        for line in open(tls_path):
+            t, _rep, rps, done, _ok, _failed, ticks = line.split()
+            d = tls.setdefault(t, {"rps": [], "cpu": []})
+            d["rps"].append(float(rps))
+            d["cpu"].append(int(ticks) / int(clk_tck) * 1e6 / max(int(done), 1))
+    memory = load(memory_path) if os.path.exists(memory_path) else []
+
+    width, panel_h, left = 1100, 170, 70
+    out = []
+    y = 60
+    for page in pages:
+        conns = sorted({k[1] for k in cells if k[0] == page})
+        for metric, title, unit, spec in (("rps", "req/s (more is better)", "req/s", ".0f"),
+                                          ("cpu", "CPU per 1000 requests (less is better)", "ms", ".0f")):
+            groups = [(f"{c} conn", {t: med(cells[(page, c, t)][metric]) for t in series if (page, c, t) in cells})
+                      for c in conns]
+            if metric == "rps" and page == "app.html" and tls:
+                groups.append(("TLS+h2 32", {t.replace("-tls", ""): med(d["rps"]) for t, d in tls.items()}))
+            if metric == "cpu" and page == "app.html" and tls:
+                groups.append(("TLS+h2 32", {t.replace("-tls", ""): med(d["cpu"]) for t, d in tls.items()}))
+            bar_panel(out, left, y + 20, width - left - 190, panel_h, f"{page}: {title}", groups, series, unit, spec)
+            y += panel_h + 70
+    legend(out, width - 170, 80, series)
+    if memory:
+        names = [r["target"] for r in memory]
+        bar_h = 18
+        top = max(r["kib_per_conn"] for r in memory) * 1.1 or 1
+        out.append(f'<text x="{left}" y="{y + 12}" class="t">KiB per idle keep-alive connection (less is better; '
+                   f'RSS growth / connections)</text>')
+        y += 24
+        span = width - left - 340
+        for i, r in enumerate(memory):
+            w = span * r["kib_per_conn"] / top
+            yy = y + i * (bar_h + 6)
+            color = CHART_COLORS.get(r["target"], "#888")
+            out.append(f'<text x="{left + 150}" y="{yy + 13}" class="y">{esc(r["target"])}</text>')
+            out.append(f'<rect x="{left + 156}" y="{yy}" width="{max(w, 1):.1f}" height="{bar_h}" fill="{color}"/>')
+            per_gib = f", {1024 * 1024 / r['kib_per_conn']:,.0f} per GiB" if r["kib_per_conn"] > 0.05 else ""
+            out.append(f'<text x="{left + 160 + w:.1f}" y="{yy + 13}" class="l">{r["kib_per_conn"]:.1f} KiB{per_gib}</text>')
+        y += len(names) * (bar_h + 6) + 20
+    height = y + 10
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           'font-family="sans-serif">',
+           '<style>.t{font-size:14px;font-weight:bold}.y{font-size:10px;text-anchor:end;fill:#444}'
+           '.x{font-size:11px;text-anchor:middle}.v{font-size:9px;text-anchor:middle;fill:#333}'
+           '.l{font-size:11px}.axis{stroke:#333}.grid{stroke:#ddd}</style>',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left}" y="24" font-size="17" font-weight="bold">make bench-load: one worker thread each, 2 cores</text>',
+           f'<text x="{left}" y="42" font-size="11" fill="#555">{esc(subtitle)}; medians of the interleaved runs</text>']
+    svg += out
+    svg.append("</svg>")
+    with open(out_path, "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
 def main():
     if len(sys.argv) < 2:
         die(__doc__)
@@ -359,6 +555,12 @@ def main():
         table(*args)
     elif cmd == "tls-table":
         tls_table(*args)
+    elif cmd == "memory-table":
+        memory_table(*args)
+    elif cmd == "idle-busy-table":
+        idle_busy_table(*args)
+    elif cmd == "chart":
+        chart(*args)
     else:
         die(f"unknown command {cmd}\n{__doc__}")
 

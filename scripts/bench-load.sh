@@ -3,7 +3,10 @@
 # passthrough vs a bare Pingora proxy (examples/pingora_bare.rs, the floor of anything
 # built on Pingora) vs nginx (plain proxy) vs nginx+njs minting the same JWT, all
 # proxying the same static pages on 127.0.0.1, printed as one table with the issue's
-# targets.
+# targets; then TLS + HTTP/2, what an idle keep-alive connection costs each target in
+# memory (scripts/idle-conns.py), and a busy load beside 15,000 idle connections. The
+# report is also written to target/bench-load/bench-load.txt, with a chart of it
+# (bench-load.svg) beside it.
 #
 #   scripts/bench-load.sh                   # defaults: ~8 min once the proxy is built
 #   QUICK=1 scripts/bench-load.sh           # 1 repeat, 2 s runs: ~1.5 min
@@ -21,9 +24,16 @@
 #   PORT_SECURE=18091 PORT_PASS=18092 PORT_BARE=18094   our two instances and the bare
 #                    Pingora proxy (next free port if taken)
 #   KEEP=1           keep the work directory (logs, raw results) instead of deleting it
-#   BUDGET=570       seconds the whole run should take: when the build was slow (a fresh
+#   BUDGET=570       seconds the load runs should take: when the build was slow (a fresh
 #                    machine), the default durations shrink to 2 s to fit; set DURATION
-#                    to opt out
+#                    to opt out (the memory runs below come on top: 2-4 min)
+#   IDLE_CONNS=3000  idle connections opened per target for the memory table (plain
+#                    HTTP/1.1; QUICK: 1000); IDLE_TLS_CONNS=1000 over TLS (QUICK: 500)
+#   BUSY_IDLE=15000  idle connections held while wrk drives 32 busy ones (QUICK: 5000);
+#                    0 skips that run
+#   OUT=target/bench-load   where the report and its chart are written
+#   PROXY_BIN=... BARE_PINGORA_BIN=...   run these binaries instead of building (to
+#                    compare builds: the version printed is still the tree's)
 #
 # Needs: cargo, python3, and (installed with apt-get when missing) wrk, curl, nginx-light
 # and libnginx-mod-http-js (by bench/nginx/run). Everything listens on
@@ -35,12 +45,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEERS=$ROOT/bench/nginx
 CORPUS=$ROOT/tests/corpus
 HELPER=$ROOT/scripts/bench-load.py
+IDLE_TOOL=$ROOT/scripts/idle-conns.py
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=${OUT:-$TARGET_DIR/bench-load}
 
 USER_SET_DURATION=${DURATION:-}${RATE_DURATION:-}
 if [ "${QUICK:-0}" = 1 ]; then
-  : "${DURATION:=2}" "${RATE_DURATION:=2}" "${REPEATS:=1}"
+  : "${DURATION:=2}" "${RATE_DURATION:=2}" "${REPEATS:=1}" "${IDLE_CONNS:=1000}" "${IDLE_TLS_CONNS:=500}" "${BUSY_IDLE:=5000}"
 fi
+IDLE_CONNS=${IDLE_CONNS:-3000}
+IDLE_TLS_CONNS=${IDLE_TLS_CONNS:-1000}
+BUSY_IDLE=${BUSY_IDLE:-15000}
 DURATION=${DURATION:-3}
 RATE_DURATION=${RATE_DURATION:-$DURATION}
 WARMUP_RATE=${WARMUP_RATE:-0.5}
@@ -69,6 +84,7 @@ WORK=
 NGINX_STARTED=0
 PIDS_OURS=()
 CHILD=
+HOLDER=
 # A process that exists and is not a zombie (daemonized nginx masters may stay unreaped).
 alive() { [ -r "/proc/$1/stat" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 cleanup() {
@@ -78,6 +94,7 @@ cleanup() {
   trap '' INT TERM
   trap - EXIT
   [ -n "$CHILD" ] && kill "$CHILD" 2>/dev/null || true
+  [ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null || true
   for pid in "${PIDS_OURS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
   if [ "$NGINX_STARTED" = 1 ]; then
     local masters=()
@@ -152,6 +169,13 @@ need_apt h2load nghttp2-client
 need_apt openssl openssl
 [ "$PIN" = 1 ] && need_apt taskset util-linux
 command -v python3 >/dev/null || die "python3 is needed for the table"
+# The idle-connection runs hold thousands of sockets in the client and in the proxy
+# (which inherits this limit).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$BUSY_IDLE" -gt 0 ] && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((BUSY_IDLE + 1000)) ]; then
+  log "WARNING: ulimit -n is $(ulimit -n): BUSY_IDLE lowered to $(( $(ulimit -n) - 1000 ))"
+  BUSY_IDLE=$(( $(ulimit -n) - 1000 ))
+fi
 for p in 18080 18081 18083 18084; do
   port_busy "$p" && die "127.0.0.1:$p is in use: stop the other nginx peers first (bench/nginx/run stop)"
 done
@@ -165,10 +189,16 @@ chmod 755 "$WORK"   # nginx workers run unprivileged and serve $WORK/pages
 RESULTS=$WORK/results.jsonl
 : > "$RESULTS"
 
-log "building the proxy and the bare Pingora proxy (cargo build --release)"
-(cd "$ROOT" && cargo build --release --quiet --bin intercom-secure-proxy --example pingora_bare)
-BIN=$TARGET_DIR/release/intercom-secure-proxy
-BARE_BIN=$TARGET_DIR/release/examples/pingora_bare
+if [ -n "${PROXY_BIN:-}" ]; then
+  log "using the binaries given: $PROXY_BIN, ${BARE_PINGORA_BIN:-?}"
+  BIN=$PROXY_BIN
+  BARE_BIN=${BARE_PINGORA_BIN:?PROXY_BIN goes with BARE_PINGORA_BIN}
+else
+  log "building the proxy and the bare Pingora proxy (cargo build --release)"
+  (cd "$ROOT" && cargo build --release --quiet --bin intercom-secure-proxy --example pingora_bare)
+  BIN=$TARGET_DIR/release/intercom-secure-proxy
+  BARE_BIN=$TARGET_DIR/release/examples/pingora_bare
+fi
 [ -x "$BIN" ] || die "no binary at $BIN"
 [ -x "$BARE_BIN" ] || die "no binary at $BARE_BIN"
 
@@ -205,6 +235,38 @@ nginx_worker() {
 NGINX_WORKER=$(nginx_worker nginx)
 UPSTREAM_WORKER=$(nginx_worker upstream)
 
+# ---------------------------------------------------------------------------
+# Memory: what an idle keep-alive connection costs. N connections are opened one after
+# another, each answered once (app.html) and left idle; the figure is the growth of the
+# serving process's RSS / N (scripts/idle-conns.py). nginx first, before any load run,
+# each target from a fresh worker (a reload starts new ones), so that memory its
+# allocator kept from earlier connections cannot take in the new ones.
+MEMORY=$WORK/memory.jsonl
+: > "$MEMORY"
+idle_measure() {  # label pid url proto n
+  run python3 "$IDLE_TOOL" measure --label "$1" --pid "$2" --url "$3" --proto "$4" --n "$5" \
+    -H "$HDR_USER" -H "$HDR_EMAIL" >> "$MEMORY" || die "idle connections to $1 failed"
+  log "memory: $1 $(tail -n 1 "$MEMORY" | python3 -c 'import json, sys; print(json.load(sys.stdin)["kib_per_conn"])') KiB per idle connection"
+}
+fresh_nginx_worker() {
+  local old=$NGINX_WORKER new
+  nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -s reload
+  for _ in $(seq 100); do
+    new=$(children "$(cat "$WORK/nginx/nginx.pid")" | grep -vx "$old" | head -n 1)
+    [ -n "$new" ] && ! alive "$old" && { NGINX_WORKER=$new; return 0; }
+    sleep 0.1
+  done
+  die "nginx did not start a new worker on reload"
+}
+log "memory: $IDLE_CONNS idle connections per plain target, $IDLE_TLS_CONNS per TLS target; nginx first"
+for m in "nginx-plain http://127.0.0.1:18081 h1 $IDLE_CONNS" "nginx-njs http://127.0.0.1:18083 h1 $IDLE_CONNS" \
+         "nginx-njs-tls https://127.0.0.1:18084 h1 $IDLE_TLS_CONNS" "nginx-njs-tls-h2 https://127.0.0.1:18084 h2 $IDLE_TLS_CONNS"; do
+  read -r label url proto n <<<"$m"
+  fresh_nginx_worker
+  idle_measure "$label" "$NGINX_WORKER" "$url/app.html" "$proto" "$n"
+done
+fresh_nginx_worker
+
 start_ours() {
   local name=$1 port=$2; shift 2
   cat > "$WORK/$name.yaml" <<EOF
@@ -217,6 +279,7 @@ server:
   graceful_shutdown_timeout: 1s
   pid_file: $WORK/$name.pid
   upgrade_sock: $WORK/$name-upgrade.sock
+${SERVER_EXTRA:-}
 intercom:
   app_id: abc12345
   secret_env: BENCH_INTERCOM_SECRET
@@ -230,6 +293,12 @@ EOF
   STARTED=$!
   PIDS_OURS+=("$STARTED")
   wait_port "$port" "$STARTED" || { cat "$WORK/$name.log" >&2; die "$name did not start"; }
+}
+# Stops one of ours (or bare Pingora) started above, so its memory is given back.
+stop_one() {
+  kill -INT "$1" 2>/dev/null || true
+  for _ in $(seq 50); do alive "$1" || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
 }
 log "starting our proxy: ours-secure on $PORT_SECURE, ours-passthrough on $PORT_PASS (1 thread each)"
 start_ours ours-secure "$PORT_SECURE"
@@ -368,33 +437,14 @@ for page in $PAGES; do
   done
   fixed_rate_page "$page"
 done
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
-
-# ---------------------------------------------------------------------------
-# Report
-cat > "$WORK/meta.json" <<EOF
-{"repeats": $REPEATS, "duration": $DURATION, "rate_duration": $RATE_DURATION, "rate_conns": $RATE_CONNS,
- "idle_rss_mib": {"ours-secure": $(awk -v k="$IDLE_SECURE" 'BEGIN { print k / 1024 }'),
-                  "ours-passthrough": $(awk -v k="$IDLE_PASS" 'BEGIN { print k / 1024 }')}}
-EOF
-for pid in "$SECURE_PID" "$PASS_PID" "$BARE_PID"; do
-  kill -0 "$pid" 2>/dev/null || die "a proxy under test (pid $pid) died during the run; see $WORK/*.log"
-done
-echo
-echo "Load comparison: $(nproc) cores, $(uname -r), $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), $(nginx -v 2>&1 | sed 's/.*: //'), proxy $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [ -n "$(cd "$ROOT" && git status --porcelain -- src 2>/dev/null)" ] && echo '+dirty src')"
-echo "Load average (1/5/15 min) before the runs: $LOAD_START, after: $LOAD_END (anything well above 0 before means other work shared the 2 cores)"
-echo "Targets: ours-secure (Secure Mode, trusted_header) :$PORT_SECURE, ours-passthrough :$PORT_PASS, pingora-bare :$PORT_BARE, nginx-plain :18081, nginx-njs :18083; upstream nginx :18080; pin=$PIN"
-echo
-python3 "$HELPER" table "$RESULTS" "$WORK/meta.json"
-[ "$KEEP" = 1 ] && cp "$RESULTS" "$WORK/results-final.jsonl"
 
 # ---------------------------------------------------------------------------
 # TLS + HTTP/2: ours-secure with a TLS listener vs nginx-njs over TLS, the same
 # certificate and page, driven by h2load (32 connections, one stream each), interleaved.
 TLS_PAGE=app.html
+tls_listen() { echo "{address: \"127.0.0.1:$1\", tls: {cert_file: $WORK/nginx/tls-cert.pem, key_file: $WORK/nginx/tls-key.pem}, h2: true}"; }
 PORT_TLS=$(free_port 18093)
-LISTEN="{address: \"127.0.0.1:$PORT_TLS\", tls: {cert_file: $WORK/nginx/tls-cert.pem, key_file: $WORK/nginx/tls-key.pem}, h2: true}" \
-  start_ours ours-secure-tls "$PORT_TLS"
+LISTEN=$(tls_listen "$PORT_TLS") start_ours ours-secure-tls "$PORT_TLS"
 TLS_PID=$STARTED
 log "TLS+h2: ours-secure-tls on $PORT_TLS vs nginx-njs-tls on 18084, $TLS_PAGE"
 : > "$WORK/tls.txt"
@@ -412,7 +462,114 @@ for rep in $(seq "$REPEATS"); do
     echo "$t $rep $rps $done $ok $((failed + errored)) $((c1 - c0))" >> "$WORK/tls.txt"
   done
 done
-echo "TLS + HTTP/2, $TLS_PAGE, 32 connections (h2load, ${DURATION}s, medians of $REPEATS):"
-python3 "$HELPER" tls-table "$WORK/tls.txt" "$CLK_TCK"
+stop_one "$TLS_PID"
+
+# ---------------------------------------------------------------------------
+# Memory of ours (nginx's was measured before the load runs): each of ours (and bare
+# Pingora) is a fresh process, so memory its allocator kept from the load runs cannot
+# take in the connections.
+# A fresh process of ours: label proto plain|tls [args]
+mem_ours() {
+  local label=$1 proto=$2 kind=$3 port
+  shift 3
+  port=$(free_port 18095)
+  if [ "$kind" = tls ]; then
+    LISTEN=$(tls_listen "$port") start_ours "mem-$label" "$port" "$@"
+    idle_measure "$label" "$STARTED" "https://127.0.0.1:$port/app.html" "$proto" "$IDLE_TLS_CONNS"
+  else
+    start_ours "mem-$label" "$port" "$@"
+    idle_measure "$label" "$STARTED" "http://127.0.0.1:$port/app.html" "$proto" "$IDLE_CONNS"
+  fi
+  stop_one "$STARTED"
+}
+mem_ours ours-secure h1 plain
+mem_ours ours-passthrough h1 plain --passthrough
+mem_ours ours-secure-tls h1 tls
+mem_ours ours-secure-tls-h2 h2 tls
+PORT_BARE_MEM=$(free_port 18096)
+RUST_LOG=warn "$BARE_BIN" "127.0.0.1:$PORT_BARE_MEM" 127.0.0.1:18080 > "$WORK/pingora-bare-mem.log" 2>&1 &
+BARE_MEM_PID=$!
+PIDS_OURS+=("$BARE_MEM_PID")
+wait_port "$PORT_BARE_MEM" "$BARE_MEM_PID" || die "pingora-bare (memory) did not start"
+idle_measure pingora-bare "$BARE_MEM_PID" "http://127.0.0.1:$PORT_BARE_MEM/app.html" h1 "$IDLE_CONNS"
+stop_one "$BARE_MEM_PID"
+
+# ---------------------------------------------------------------------------
+# Idle plus busy: BUSY_IDLE idle connections held on one process of ours while wrk drives
+# 32 busy ones, against a twin process without idle connections, interleaved.
+IDLE_BUSY=$WORK/idle-busy.jsonl
+: > "$IDLE_BUSY"
+if [ "$BUSY_IDLE" -gt 0 ]; then
+  SERVER_EXTRA="  max_client_connections: $((BUSY_IDLE + 1000))
+  client_keepalive_timeout: 3600s"
+  PORT_IDLE=$(free_port 18097)
+  SERVER_EXTRA=$SERVER_EXTRA start_ours ours-with-idle "$PORT_IDLE"
+  IDLE_PID=$STARTED
+  PORT_TWIN=$(free_port $((PORT_IDLE + 1)))
+  SERVER_EXTRA=$SERVER_EXTRA start_ours ours-without-idle "$PORT_TWIN"
+  TWIN_PID=$STARTED
+  RSS_EMPTY=$(status_kib "$IDLE_PID" VmRSS)
+  log "idle plus busy: opening $BUSY_IDLE idle connections to ours-with-idle ($PORT_IDLE)"
+  "${GEN[@]}" python3 "$IDLE_TOOL" hold --url "http://127.0.0.1:$PORT_IDLE/app.html" --n "$BUSY_IDLE" --seconds 3000 \
+    -H "$HDR_USER" -H "$HDR_EMAIL" > "$WORK/hold.out" 2>&1 &
+  HOLDER=$!
+  until grep -q '^ready' "$WORK/hold.out"; do
+    kill -0 "$HOLDER" 2>/dev/null || die "holding idle connections failed: $(cat "$WORK/hold.out")"
+    sleep 0.5
+  done
+  RSS_IDLE=$(status_kib "$IDLE_PID" VmRSS)
+  log "idle plus busy: $BUSY_IDLE idle connections open; RSS $((RSS_EMPTY / 1024)) -> $((RSS_IDLE / 1024)) MiB"
+  for rep in $(seq "$REPEATS"); do
+    for t in ours-with-idle ours-without-idle; do
+      if [ "$t" = ours-with-idle ]; then port=$PORT_IDLE pid=$IDLE_PID; else port=$PORT_TWIN pid=$TWIN_PID; fi
+      c0=$(cpu_ticks "$pid")
+      run "${GEN[@]}" wrk -t 2 -c 32 -d "${DURATION}s" --timeout 30s "${WRK_HDRS[@]}" \
+        "http://127.0.0.1:$port/app.html" > "$WORK/wrk.out" 2>&1 || die "wrk failed: $(cat "$WORK/wrk.out")"
+      c1=$(cpu_ticks "$pid")
+      # VmHWM is not reset here: for ours-with-idle it is the peak with the idle connections.
+      python3 "$HELPER" record-wrk "$WORK/wrk.out" page=app.html conns=32 target="$t" rep="$rep" \
+        cpu_ticks=$((c1 - c0)) clk_tck="$CLK_TCK" hwm_kib="$(status_kib "$pid" VmHWM)" >> "$IDLE_BUSY"
+    done
+  done
+  kill "$HOLDER" 2>/dev/null || true
+  wait "$HOLDER" 2>/dev/null || true
+  HOLDER=
+  grep -q "(0 closed" "$WORK/hold.out" || die "the server closed idle connections during the busy runs: $(tail -n 1 "$WORK/hold.out")"
+  printf '{"idle": %s, "rss_empty_kib": %s, "rss_idle_kib": %s}\n' "$BUSY_IDLE" "$RSS_EMPTY" "$RSS_IDLE" > "$WORK/idle-busy-meta.json"
+  stop_one "$IDLE_PID"
+  stop_one "$TWIN_PID"
+fi
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------------------
+# Report (also written to $OUT, with its chart)
+printf '{"repeats": %s, "duration": %s, "rate_duration": %s, "rate_conns": %s, "idle_rss_mib": {"ours-secure": %s, "ours-passthrough": %s}}\n' \
+  "$REPEATS" "$DURATION" "$RATE_DURATION" "$RATE_CONNS" \
+  "$(awk -v k="$IDLE_SECURE" 'BEGIN { print k / 1024 }')" "$(awk -v k="$IDLE_PASS" 'BEGIN { print k / 1024 }')" > "$WORK/meta.json"
+for pid in "$SECURE_PID" "$PASS_PID" "$BARE_PID"; do
+  kill -0 "$pid" 2>/dev/null || die "a proxy under test (pid $pid) died during the run; see $WORK/*.log"
+done
+mkdir -p "$OUT"
+VERSION="proxy $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$( [ -z "$(cd "$ROOT" && git status --porcelain -- src 2>/dev/null)" ] || echo '+dirty src')"
+{
+  echo
+  echo "Load comparison: $(nproc) cores, $(uname -r), $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), $(nginx -v 2>&1 | sed 's/.*: //'), $VERSION, $(date -u +'%Y-%m-%d %H:%M UTC')"
+  echo "Load average (1/5/15 min) before the runs: $LOAD_START, after: $LOAD_END (anything well above 0 before means other work shared the 2 cores)"
+  echo "Targets: ours-secure (Secure Mode, trusted_header) :$PORT_SECURE, ours-passthrough :$PORT_PASS, pingora-bare :$PORT_BARE, nginx-plain :18081, nginx-njs :18083; upstream nginx :18080; pin=$PIN"
+  echo
+  python3 "$HELPER" table "$RESULTS" "$WORK/meta.json"
+  echo
+  echo "TLS + HTTP/2, $TLS_PAGE, 32 connections (h2load, ${DURATION}s, medians of $REPEATS):"
+  python3 "$HELPER" tls-table "$WORK/tls.txt" "$CLK_TCK"
+  echo
+  python3 "$HELPER" memory-table "$MEMORY"
+  if [ -s "$IDLE_BUSY" ]; then
+    echo
+    python3 "$HELPER" idle-busy-table "$IDLE_BUSY" "$WORK/idle-busy-meta.json"
+  fi
+} | tee "$OUT/bench-load.txt"
+python3 "$HELPER" chart "$RESULTS" "$WORK/tls.txt" "$CLK_TCK" "$MEMORY" "$OUT/bench-load.svg" "$VERSION, $(date -u +%Y-%m-%d)"
+[ "$KEEP" = 1 ] && cp "$RESULTS" "$WORK/results-final.jsonl"
 echo
+log "report: $OUT/bench-load.txt, chart: $OUT/bench-load.svg"
 log "done in $(( $(date +%s) - T0 )) s"

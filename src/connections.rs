@@ -10,17 +10,34 @@
 //! `client_header_timeout`, `keepalive_timeout` and `worker_connections`. It also
 //! turns on Pingora's in-order answering of pipelined requests, and, with an access
 //! log, logs the requests Pingora's parser refused (see [`crate::refusals`]).
+//!
+//! An idle connection costs a few KiB, not the ~100 it would inside Pingora: Pingora
+//! reads a request head from within its request future, one allocation sized for the
+//! whole of a request's processing (Pingora's and ours, tens of KiB), so a connection
+//! waiting there for its next request would hold all of it. [`ClientLimits`] waits for
+//! the next request's first bytes itself, in a small future that holds no buffer while
+//! it waits, and hands them to a new session as its first read; the request future
+//! exists only from then on. Each connection runs in a task of ours, sized for that:
+//! Pingora's task for a connection is sized for a TLS handshake as well. (The listeners'
+//! own read buffer is turned off for the same reason: see `crate::server`.)
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::fmt::Write as _;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
+use bytes::BytesMut;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::prelude::fast_timeout::fast_timeout;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 use crate::access_log::AccessLogger;
 use crate::refusals::{RecordedStream, Recorder};
@@ -48,6 +65,10 @@ impl Limits {
 /// (each answered with `Connection: close`) before closing those still idle.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// What the first read of a request head takes at most: Pingora's own first read for a
+/// head (its `INIT_HEADER_BUF_SIZE`), so a head comes in with as many reads as before.
+const HEAD_READ: usize = 4096;
+
 /// A proxy application with client limits applied (see the module docs).
 pub struct ClientLimits<A> {
     inner: Arc<A>,
@@ -57,6 +78,8 @@ pub struct ClientLimits<A> {
     open: Arc<AtomicUsize>,
     /// Where requests the parser refused are logged; `None` leaves connections unwrapped.
     refusals: Option<Arc<AccessLogger>>,
+    /// Closes the connections waiting for a request once a stopping server has drained.
+    closing: Arc<Closing>,
 }
 
 impl<A> ClientLimits<A> {
@@ -69,6 +92,7 @@ impl<A> ClientLimits<A> {
             busy: Arc::new(AtomicUsize::new(0)),
             open: Arc::new(AtomicUsize::new(0)),
             refusals: None,
+            closing: Arc::new(Closing::default()),
         }
     }
 
@@ -108,6 +132,32 @@ impl Drop for Busy {
     }
 }
 
+/// Set once a stopping server has drained. Pingora's own cleanup closes the connections
+/// waiting inside Pingora for a request head; those waiting for a first byte wait here.
+#[derive(Default)]
+struct Closing {
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+impl Closing {
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Returns once [`Closing::close`] has been called, before or during the wait.
+    async fn closed(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a close in between is not missed.
+        notified.as_mut().enable();
+        if !self.closed.load(Ordering::SeqCst) {
+            notified.await;
+        }
+    }
+}
+
 /// Handed to the proxy with each session; the proxy reports through it, from
 /// `ProxyHttp::on_connection_reuse` (which Pingora calls right after the head is
 /// read), that the head is in, and takes the keep-alive time to apply.
@@ -142,43 +192,23 @@ where
     A: HttpServerApp + ServerApp + Send + Sync + 'static,
 {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             crate::warn_limited!(
                 "client connection limit reached (server.max_client_connections = {}); closing new connections until some finish",
                 self.limits.max_connections
             );
             return None;
         };
-        let _open = Busy::start(&self.open);
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            // HTTP/2 has its own framing and idle handling.
-            return self.inner.process_new(stream, shutdown).await;
-        }
-        let client = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
-        let (stream, recorder) = if self.refusals.is_some() {
-            let (stream, recorder) = RecordedStream::wrap(stream);
-            (stream, Some(recorder))
-        } else {
-            (stream, None)
-        };
-        let mut session = ServerSession::new_http1(stream);
-        let mut idle = Duration::ZERO;
-        loop {
-            session.set_keepalive(if *shutdown.borrow() { None } else { self.limits.keepalive_secs() });
-            if let Some(recorder) = &recorder {
-                recorder.reset();
-            }
-            let Some(reused) = self.serve(session, idle, shutdown, recorder.clone()).await else {
-                self.log_refusal(recorder.as_deref(), client);
-                return None;
-            };
-            let (stream, persistent) = reused.consume();
-            session = ServerSession::new_http1(stream);
-            if let Some(persistent) = persistent {
-                persistent.apply_to_session(&mut session);
-            }
-            idle = self.limits.keepalive_timeout;
-        }
+        // The task Pingora runs a connection in is sized for its TLS handshake as well
+        // (several KiB, kept for the connection's whole life, plain ones included). A
+        // task of our own holds what the connection needs and no more; Pingora's ends.
+        let app = self.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            app.connection(stream, &shutdown).await;
+        });
+        None
     }
 
     async fn cleanup(&self) {
@@ -189,6 +219,7 @@ where
         // read and answered with `Connection: close`, so the client reconnects (to the
         // new process of an upgrade); only then is what is still idle closed.
         tokio::time::sleep(DRAIN.min(self.limits.keepalive_timeout)).await;
+        self.closing.close();
         self.inner.cleanup().await;
     }
 }
@@ -197,6 +228,37 @@ impl<A> ClientLimits<A>
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
+    /// Serves one client connection: HTTP/2 by Pingora, HTTP/1 request by request.
+    async fn connection(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
+        let _open = Busy::start(&self.open);
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            // HTTP/2 has its own framing and idle handling; what Pingora's application
+            // hands back of a connection it served is never reused.
+            self.inner.process_new(stream, shutdown).await;
+            return;
+        }
+        let client = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        let (stream, recorder) = if self.refusals.is_some() {
+            let (stream, recorder) = RecordedStream::wrap(stream);
+            (stream, Some(recorder))
+        } else {
+            (stream, None)
+        };
+        let mut connection = ReusedHttpStream::new(stream, None);
+        let mut idle = Duration::ZERO;
+        loop {
+            if let Some(recorder) = &recorder {
+                recorder.reset();
+            }
+            let Some(reused) = self.serve(connection, idle, shutdown, recorder.clone()).await else {
+                self.log_refusal(recorder.as_deref(), client);
+                return;
+            };
+            connection = reused;
+            idle = self.limits.keepalive_timeout;
+        }
+    }
+
     /// The access log line of the connection's last request, when the parser refused it.
     fn log_refusal(&self, recorder: Option<&Recorder>, client: Option<std::net::SocketAddr>) {
         if let (Some(log), Some(refusal)) = (&self.refusals, recorder.and_then(Recorder::refusal)) {
@@ -205,14 +267,47 @@ where
     }
 
     /// One request: its head must be in within `idle` plus the header timeout, or the
-    /// connection is closed (as nginx does, without a response).
+    /// connection is closed (as nginx does, without a response). Until its first bytes
+    /// are in, the connection holds no more than its stream (see the module docs).
     async fn serve(
         &self,
-        mut session: ServerSession,
+        connection: ReusedHttpStream,
         idle: Duration,
         shutdown: &ShutdownWatch,
         recorder: Option<Arc<Recorder>>,
     ) -> Option<ReusedHttpStream> {
+        let (mut stream, persistent) = connection.consume();
+        let mut busy = idle.is_zero().then(|| Busy::start(&self.busy));
+        let started = Instant::now();
+        let deadline = idle + self.limits.header_timeout;
+        let first = if persistent.as_ref().is_some_and(holds_next_request) {
+            None
+        } else {
+            // A new connection's first bytes are part of its head; a kept-alive one may
+            // idle, then its head has the header timeout.
+            let wait = if idle.is_zero() { deadline } else { idle };
+            // Pingora's coarse timer (10 ms ticks, shared): a tokio timer here wakes the
+            // runtime's I/O driver (one eventfd write) for every request on a connection.
+            tokio::select! {
+                biased;
+                first = fast_timeout(wait, first_bytes(&mut stream)) => match first {
+                    Ok(first) => Some(first?),
+                    Err(_) => {
+                        log::debug!("closing a client connection: no request within {wait:?}");
+                        return None;
+                    }
+                },
+                () = self.closing.closed() => return None,
+            }
+        };
+        let mut session = ServerSession::new_http1(stream);
+        if let Some(persistent) = persistent {
+            persistent.apply_to_session(&mut session);
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { self.limits.keepalive_secs() });
+        if let Some(first) = first {
+            session.set_pipelined_prefix(first);
+        }
         let (done, head_in) = oneshot::channel();
         let keepalive_secs = self.limits.keepalive_secs();
         let stopping = shutdown.clone();
@@ -220,16 +315,11 @@ where
         // Pipelined requests are answered in order (RFC 9112 §9.3.2); without this Pingora
         // answers the first and silently drops the rest.
         session.set_pipelining_enabled(true);
-        let mut busy = idle.is_zero().then(|| Busy::start(&self.busy));
-        let request = self.inner.process_new_http(session, shutdown);
-        tokio::pin!(request);
-        let deadline = idle + self.limits.header_timeout;
+        let mut request = self.inner.process_new_http(session, shutdown);
         tokio::select! {
             biased;
             reused = &mut request => return reused,
-            // Pingora's coarse timer (10 ms ticks, shared): a tokio timer here wakes the
-            // runtime's I/O driver (one eventfd write) for every request on a connection.
-            in_time = pingora::prelude::fast_timeout::fast_timeout(deadline, head_in) => {
+            in_time = fast_timeout(deadline.saturating_sub(started.elapsed()), head_in) => {
                 if in_time.is_err() {
                     log::debug!("closing a client connection: no complete request head within {deadline:?}");
                     return None;
@@ -240,5 +330,86 @@ where
         let reused = request.await;
         drop(busy);
         reused
+    }
+}
+
+/// The first bytes of a connection's next request, as Pingora's first read of a head
+/// would have read them; `None` once the client has closed the connection (or it
+/// failed), which, with nothing of a request read, is not worth a response.
+///
+/// The read buffer lives on the stack of each poll, not in the future: a connection
+/// waiting for its next request holds no buffer.
+async fn first_bytes(stream: &mut Stream) -> Option<BytesMut> {
+    std::future::poll_fn(|cx| {
+        let mut chunk = [MaybeUninit::<u8>::uninit(); HEAD_READ];
+        let mut read = ReadBuf::uninit(&mut chunk);
+        match Pin::new(&mut *stream).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(None),
+            Poll::Ready(Ok(())) => {
+                let mut head = BytesMut::with_capacity(HEAD_READ);
+                head.extend_from_slice(read.filled());
+                Poll::Ready(Some(head))
+            }
+            Poll::Ready(Err(e)) => {
+                log::debug!("client connection failed while idle: {e}");
+                Poll::Ready(None)
+            }
+        }
+    })
+    .await
+}
+
+/// Whether Pingora already read (some of) the connection's next request with the
+/// previous one (pipelined): it hands those bytes to the next session itself, and
+/// waiting for more could wait for ever. Pingora 0.9.1 has no getter for them
+/// (upstream would need `HttpPersistentSettings::has_pipelined_prefix`), but its
+/// `Debug` shows the field; only the start of that output is written, on the stack.
+fn holds_next_request(settings: &HttpPersistentSettings) -> bool {
+    const FIELD: &[u8] = b"pipelined_prefix: Some";
+    let mut start = DebugStart { bytes: [0; 256], len: 0 };
+    // Stops with an error once the start is full, which is all that is read of it.
+    let _ = write!(start, "{settings:?}");
+    start.bytes[..start.len].windows(FIELD.len()).any(|w| w == FIELD)
+}
+
+/// The first bytes of a `Debug` output.
+struct DebugStart {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl std::fmt::Write for DebugStart {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            Err(std::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session of Pingora's over a real socket (its fields need one).
+    async fn session() -> ServerSession {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        ServerSession::new_http1(Box::new(pingora::protocols::l4::stream::Stream::from(socket)))
+    }
+
+    #[tokio::test]
+    async fn bytes_of_a_pipelined_request_are_seen_in_pingoras_settings() {
+        let mut settings = HttpPersistentSettings::for_session(&session().await);
+        settings.set_user_context(Box::new(7u8));
+        assert!(!holds_next_request(&settings));
+        // Longer than what is written of the Debug output: the field comes first.
+        settings.set_pipelined_prefix(BytesMut::from(&b"GET /next HTTP/1.1\r\nHost: a\r\n".repeat(200)[..]));
+        assert!(holds_next_request(&settings));
     }
 }

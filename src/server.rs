@@ -10,6 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 use pingora::services::listening::Service;
 
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 
 use crate::admin::Admin;
 use crate::config::{Config, TlsListener};
@@ -132,6 +133,14 @@ struct Counts {
 /// How often the graceful stop checks for requests still in flight.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 
+/// The buffers of a client connection's socket: no read buffer (Pingora's default is
+/// 64 KiB, allocated with the connection and kept for its whole life, idle or not).
+/// Pingora reads a request head into a buffer of its own and a body in chunks of its
+/// own, and rustls reads records into its own, so the socket buffer only added a copy;
+/// without it an idle connection costs a few KiB (see `crate::connections`). Writes
+/// keep Pingora's small buffer, which joins a response head with its first body bytes.
+const CLIENT_BUFFERS: L4BufferSettings = L4BufferSettings { read: Some(0), write: None };
+
 /// rustls settings of a TLS listener (its files were checked by the config).
 fn tls_settings(tls: &TlsListener) -> Result<TlsSettings, BuildError> {
     let mut settings = TlsSettings::intermediate(&tls.cert_file.display().to_string(), &tls.key_file.display().to_string())
@@ -156,11 +165,11 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, Bui
     let counts = Counts { busy: app.busy(), open: app.open() };
     let mut service = Service::new("intercom-secure-proxy".to_string(), app);
     for listener in &config.listen {
-        let addr = listener.addr.to_string();
-        match &listener.tls {
-            None => service.add_tcp(&addr),
-            Some(tls) => service.add_tls_with_settings(&addr, None, tls_settings(tls)?),
-        }
+        let endpoint = ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(CLIENT_BUFFERS);
+        service.add_listener(match &listener.tls {
+            None => endpoint,
+            Some(tls) => endpoint.tls(tls_settings(tls)?),
+        });
     }
     server.add_service(service);
     for h in health {

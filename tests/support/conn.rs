@@ -74,6 +74,11 @@ impl Conn {
         self.read_response(method == "HEAD")
     }
 
+    /// The connection's socket (to see whether the server closed it).
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
+    }
+
     pub fn line(&mut self) -> String {
         let mut l = String::new();
         self.reader.read_line(&mut l).expect("read a line");
