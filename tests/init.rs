@@ -16,7 +16,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::conn::fetch;
 use support::init::{run_init, InitRun};
 use support::legacy::{Kind, Server};
 use support::{Reply, Upstream, APP_ID};
@@ -31,26 +30,13 @@ fn insecure_page(settings: &Value, extra: &str) -> String {
     )
 }
 
-/// Logs alice in directly at the app; the session cookie's value.
-fn login(app: &Server) -> String {
-    let r = fetch(app.addr, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded"), ("Connection", "close")], b"user=alice");
-    assert_eq!(r.status, 302, "login at the app failed:\n{}", r.describe());
-    let name = app.kind.session_cookie();
-    // PHP's session_regenerate_id() sends two cookies: the last one counts.
-    r.all("set-cookie")
-        .into_iter()
-        .filter_map(|c| c.split(';').next())
-        .rfind(|c| c.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("the login set no {name} cookie:\n{}", r.describe()))[name.len() + 1..]
-        .to_string()
-}
 
 /// A legacy app server: init with its session cookie verifies a current-user endpoint
 /// at /api/me with the user's id, email and name, and the logout link.
 fn a_legacy_app_gets_a_verified_endpoint(kind: Kind) {
     let app = Server::start(kind);
-    let session = login(&app);
-    let cookie = format!("{}={session}", kind.session_cookie());
+    let cookie = app.login("alice");
+    let session = cookie[kind.session_cookie().len() + 1..].to_string();
     let run = run_init(app.addr, &["--cookie", &cookie], &[]);
     run.expect(0, &[&session]).picked("current_user_endpoint");
     verified(&run);

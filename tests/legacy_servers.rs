@@ -49,26 +49,6 @@ fn start_proxy(app: &Server) -> Proxy {
 /// What a browser asks for a page (compression included).
 const PAGE_HEADERS: &[(&str, &str)] = &[("Accept", "text/html"), ("Accept-Encoding", "gzip")];
 
-/// Logs `user` in directly at the app; returns the "name=value" of the session cookie.
-fn login_directly(app: &Server, user: &str) -> String {
-    let body = format!("user={user}");
-    let r = fetch(
-        app.addr,
-        "POST",
-        "/login",
-        &[("Content-Type", "application/x-www-form-urlencoded"), ("Connection", "close")],
-        body.as_bytes(),
-    );
-    assert_eq!(r.status, 302, "login at the app failed:\n{}", r.describe());
-    let name = app.kind.session_cookie();
-    // PHP's session_regenerate_id() sends two cookies: the last one counts.
-    r.all("set-cookie")
-        .into_iter()
-        .filter_map(|c| c.split(';').next())
-        .rfind(|c| c.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("the login set no {name} cookie:\n{}", r.describe()))
-        .to_string()
-}
 
 // ---------------------------------------------------------------------------
 // The browser driver (tests/browser/driver.mjs).
@@ -292,7 +272,7 @@ fn express_session() {
 fn http10_client_gets_the_logged_in_page_without_chunked_framing() {
     let app = Server::start(Kind::Php);
     let proxy = start_proxy(&app);
-    let session = login_directly(&app, "alice");
+    let session = app.login("alice");
     let page = fetch(app.addr, "GET", "/", &[("Accept", "text/html"), ("Cookie", &session), ("Connection", "close")], b"");
     assert_eq!(page.status, 200, "{}", page.describe());
 

@@ -92,11 +92,7 @@ pub struct Messenger {
 
 impl Messenger {
     fn new(settings: &Map<String, Value>, url: &str) -> Messenger {
-        let text = |name: &str| match settings.get(name) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
+        let text = |name: &str| text(settings.get(name));
         let clear_fields: Vec<&'static str> = IDENTIFYING_FIELDS.into_iter().filter(|f| text(f).is_some()).collect();
         let jwt = text("intercom_user_jwt");
         let classification = if jwt.is_some() {
@@ -124,6 +120,16 @@ impl Messenger {
     /// Whether it says who the user is, in any form.
     pub fn identified(&self) -> bool {
         self.classification > Classification::Anonymous
+    }
+}
+
+/// A setting's value as the Messenger reads an identity: a non-empty string or a
+/// number, as text; anything else is no value.
+pub fn text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 

@@ -1,9 +1,8 @@
 //! The answer key: who the page's own Messenger boot says is logged in.
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::audit::classify::{messengers, Call, Classification};
+use crate::audit::classify::{messengers, text, Call, Classification};
 
 /// What the page booted the Messenger with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,20 +50,11 @@ impl Answer {
     }
 }
 
-/// A string or a number as text; anything else is no value.
-pub fn text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64::Engine as _;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn call(method: &str, settings: Value) -> Call {
         Call { method: method.into(), settings: settings.as_object().cloned(), url: "http://app/".into() }

@@ -66,9 +66,8 @@ impl App {
     /// `GET path` with these cookies, as a browser's `fetch` would send it.
     pub fn get(&self, path: &str, cookies: &[CookieArg], accept: &str) -> Result<Response, String> {
         let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
-        let cookie: Vec<String> = cookies.iter().map(|c| format!("{}={}", c.name, c.value)).collect();
         let headers = [("Host", self.host.clone()), ("Accept", accept.to_string()), ("User-Agent", "intercom-secure-proxy-init".into())];
-        for (name, value) in headers.into_iter().chain((!cookie.is_empty()).then(|| ("Cookie", cookie.join("; ")))) {
+        for (name, value) in headers.into_iter().chain(cookie_header(cookies).map(|c| ("Cookie", c))) {
             req.insert_header(name, value).map_err(|e| e.to_string())?;
         }
         let (header, body) = self.block_on(self.upstream.exchange(req, Bytes::new(), MAX_BODY)).map_err(|e| format!("GET {path}: {}", e.etype().as_str()))?;
@@ -120,9 +119,8 @@ impl App {
     fn resolve(&self, resolver: &IdentityResolver, cookies: &[CookieArg], headers: &[(String, String)]) -> Result<Option<crate::Identity>, String> {
         let mut req = RequestHeader::build("GET", b"/", None).map_err(|e| e.to_string())?;
         req.insert_header("Host", &self.host).map_err(|e| e.to_string())?;
-        let cookie: Vec<String> = cookies.iter().map(|c| format!("{}={}", c.name, c.value)).collect();
-        if !cookie.is_empty() {
-            req.insert_header("Cookie", cookie.join("; ")).map_err(|e| e.to_string())?;
+        if let Some(cookie) = cookie_header(cookies) {
+            req.insert_header("Cookie", cookie).map_err(|e| e.to_string())?;
         }
         for (name, value) in headers {
             req.append_header(name.clone(), value).map_err(|e| e.to_string())?;
@@ -142,4 +140,10 @@ impl App {
             .map(|_| ())
             .map_err(|e| InitError::Generated(e.to_string()))
     }
+}
+
+/// The `Cookie` header a browser would send with these cookies; `None` for none.
+fn cookie_header(cookies: &[CookieArg]) -> Option<String> {
+    let pairs: Vec<String> = cookies.iter().map(|c| format!("{}={}", c.name, c.value)).collect();
+    (!pairs.is_empty()).then(|| pairs.join("; "))
 }

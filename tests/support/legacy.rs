@@ -135,6 +135,28 @@ impl Server {
     pub fn log_text(&self) -> String {
         log_text(self.dir.path())
     }
+
+    /// Logs `user` in directly at the app (a form POST to /login); the "name=value" of
+    /// the session cookie it set.
+    pub fn login(&self, user: &str) -> String {
+        let body = format!("user={user}");
+        let r = super::conn::fetch(
+            self.addr,
+            "POST",
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded"), ("Connection", "close")],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 302, "login at the app failed:\n{}", r.describe());
+        let name = self.kind.session_cookie();
+        // PHP's session_regenerate_id() sends two cookies: the last one counts.
+        r.all("set-cookie")
+            .into_iter()
+            .filter_map(|c| c.split(';').next())
+            .rfind(|c| c.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("the login set no {name} cookie:\n{}", r.describe()))
+            .to_string()
+    }
 }
 
 /// The server's output and, for Apache, its error log.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::Evidence;
-use crate::init::answer::text;
+use crate::audit::classify::text;
 use crate::init::pointer::Fields;
 use crate::init::yaml::quote;
 
