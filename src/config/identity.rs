@@ -163,14 +163,45 @@ pub(super) struct FileIdentity {
     shared_cache: Option<super::shared_cache::FileSharedCache>,
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// One `identity.sources[n]`, chosen by its `type` (read by [`super::tagged`]).
 pub(super) enum FileSource {
     TrustedHeader(FileTrustedHeader),
     CurrentUserEndpoint(FileEndpoint),
     RedisSession(super::redis_session::FileRedisSession),
     JwtCookie(super::jwt::FileJwtSource),
     SignedHeader(super::jwt::FileJwtSource),
+}
+
+/// The values of a source's `type`, in the order errors list them.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum SourceType {
+    TrustedHeader,
+    CurrentUserEndpoint,
+    RedisSession,
+    JwtCookie,
+    SignedHeader,
+}
+
+impl super::tagged::Tagged for FileSource {
+    type Type = SourceType;
+    const EXPECTING: &'static str = "an identity source: a mapping with a `type`";
+
+    fn read<'de, D: serde::Deserializer<'de>>(kind: SourceType, rest: D) -> std::result::Result<Self, D::Error> {
+        Ok(match kind {
+            SourceType::TrustedHeader => FileSource::TrustedHeader(Deserialize::deserialize(rest)?),
+            SourceType::CurrentUserEndpoint => FileSource::CurrentUserEndpoint(Deserialize::deserialize(rest)?),
+            SourceType::RedisSession => FileSource::RedisSession(Deserialize::deserialize(rest)?),
+            SourceType::JwtCookie => FileSource::JwtCookie(Deserialize::deserialize(rest)?),
+            SourceType::SignedHeader => FileSource::SignedHeader(Deserialize::deserialize(rest)?),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for FileSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        super::tagged::deserialize(d)
+    }
 }
 
 #[derive(Deserialize)]
