@@ -139,11 +139,11 @@ fn a_mistake_inside_a_source_names_its_own_key_and_line() {
         "    - type: trusted_header\n      trusted_cidrs: [\"127.0.0.1/32\"]\n",
         "    - trusted_cidrs: [\"127.0.0.1/32\"]\n      type: trusted_header\n",
     );
-    let (out, text) = with_config(&yaml, &["check"]);
-    assert!(out.status.success(), "{text}");
+    let (code, text) = support::check_config(&yaml);
+    assert_eq!(code, Some(0), "{text}");
     let yaml = good().replace("[\"127.0.0.1/32\"]\n", "[\"127.0.0.1/32\"]\n      headers: {user_id: X-User, colour: 1}\n");
-    let (out, text) = with_config(&yaml, &["check"]);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    let (code, text) = support::check_config(&yaml);
+    assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("config error at `identity.sources[0].headers.colour`"), "{text}");
     assert!(text.contains("unknown field `colour`") && text.contains("at line 12 column 34"), "{text}");
 }

@@ -238,7 +238,8 @@ fn yaml_error(e: serde_path_to_error::Error<yaml_serde::Error>) -> ConfigError {
     };
     if matches!(last, "secret_env" | "secret_file") {
         // serde quotes the offending value, which may be the secret pasted by mistake.
-        return ConfigError::new(key, "must be a single string: the name of an environment variable, or the path of a file, holding the Messenger secret");
+        let what = if key.contains("identity.") { "the app's JWT secret" } else { "the Messenger secret" };
+        return ConfigError::new(key, format!("must be a single string: the name of an environment variable, or the path of a file, holding {what}"));
     }
     if matches!(last, "token_env" | "token_file") {
         return ConfigError::new(key, "must be a single string: the name of an environment variable, or the path of a file, holding the admin token");
