@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, BatchSize, Criterion};
 use intercom_secure_proxy::config::{
-    EndpointConfig, IdentityConfig, InjectConfig, IntercomConfig, PathPattern, Secret, SecretSource, SourceConfig,
+    CacheSettings, EndpointConfig, FieldPointers, IdentityConfig, InjectConfig, IntercomConfig, PathPattern, Secret, SecretSource, SourceConfig,
     TrustedHeaderConfig, UpstreamConfig,
 };
 use intercom_secure_proxy::identity::{Identity, IdentityResolver, Lookup};
@@ -101,13 +101,8 @@ fn endpoint_config() -> EndpointConfig {
         path: "/api/me".into(),
         cookies: vec!["session".into()],
         timeout: Duration::from_secs(2),
-        cache_ttl: Duration::from_secs(3600),
-        negative_cache_ttl: Duration::from_secs(10),
-        cache_capacity: 100_000,
-        user_id: "/id".into(),
-        email: Some("/email".into()),
-        name: Some("/name".into()),
-        attributes: vec![("plan".into(), "/plan".into())],
+        cache: CacheSettings { ttl: Duration::from_secs(3600), ..CacheSettings::ENDPOINT },
+        fields: FieldPointers { attributes: vec![("plan".into(), "/plan".into())], ..FieldPointers::new("/id") },
         format: Default::default(),
         company_id: None,
         company_name: None,

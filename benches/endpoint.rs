@@ -89,7 +89,7 @@ fn bench_endpoint(c: &mut Criterion) {
     };
     let json = resolver(&rt, app(JSON.to_string(), "application/json"), with_cookie(EndpointConfig::new("/api/me", "/id")));
     let mut html_config = with_cookie(EndpointConfig::html_page("/account", "meta[name=user-id]@content"));
-    html_config.email = Some("#account-email".into());
+    html_config.fields.email = Some("#account-email".into());
     let html = resolver(&rt, app(account_page(), "text/html; charset=utf-8"), html_config);
     // Every session is new to the cache: each iteration is a miss.
     let next = AtomicU64::new(1);

@@ -71,21 +71,21 @@ impl Drop for Redis {
 fn config(redis: &Redis, format: SessionFormat, ttl: Duration) -> RedisSessionConfig {
     let mut c = RedisSessionConfig::new(format!("redis://127.0.0.1:{}/0", redis.1), "sid", "/passport/user");
     c.timeout = Duration::from_secs(2);
-    c.cache_ttl = ttl;
-    c.negative_cache_ttl = ttl;
+    c.cache.ttl = ttl;
+    c.cache.negative_ttl = ttl;
     match format {
         SessionFormat::Json => {
             c.cookie_signature = CookieSignature::Express;
             c.cookie_secrets = vec![Secret::new(SECRET.to_vec())];
-            c.email = Some("/profile/email".into());
-            c.name = Some("/profile/name".into());
+            c.fields.email = Some("/profile/email".into());
+            c.fields.name = Some("/profile/name".into());
         }
         SessionFormat::Php | SessionFormat::PhpSerialize => {
             c.format = format;
             c.key = "PHPREDIS_SESSION:{id}".into();
-            c.user_id = "/account/id".into();
-            c.email = Some("/account/email".into());
-            c.name = Some("/account/name".into());
+            c.fields.user_id = "/account/id".into();
+            c.fields.email = Some("/account/email".into());
+            c.fields.name = Some("/account/name".into());
         }
     }
     c

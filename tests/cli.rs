@@ -114,6 +114,40 @@ fn a_secret_pasted_where_its_name_or_path_belongs_is_never_echoed() {
     }
 }
 
+/// "Billion laughs": nine levels of aliases, each naming the one below ten times, would
+/// expand to 10^9 strings in a `listen` entry (read as a plain YAML value, so nothing
+/// stops at a type mismatch first). The parser's repetition limit refuses the file.
+#[test]
+fn an_alias_bomb_is_refused_with_its_key() {
+    let mut yaml = String::from("listen:\n  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..9 {
+        let below = vec![format!("*l{}", level - 1); 10].join(", ");
+        yaml.push_str(&format!("  - &l{level} [{below}]\n"));
+    }
+    yaml.push_str(&good().replace("listen: [\"127.0.0.1:", "# listen: [\"127.0.0.1:"));
+    let (code, text) = support::check_config(&yaml);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("config error at `listen["), "{text}");
+    assert!(text.contains("aliases"), "the refusal does not say why: {text}");
+}
+
+/// A source's `type` need not come first, and a mistake inside a source is reported at
+/// its own key, line and column.
+#[test]
+fn a_mistake_inside_a_source_names_its_own_key_and_line() {
+    let yaml = good().replace(
+        "    - type: trusted_header\n      trusted_cidrs: [\"127.0.0.1/32\"]\n",
+        "    - trusted_cidrs: [\"127.0.0.1/32\"]\n      type: trusted_header\n",
+    );
+    let (code, text) = support::check_config(&yaml);
+    assert_eq!(code, Some(0), "{text}");
+    let yaml = good().replace("[\"127.0.0.1/32\"]\n", "[\"127.0.0.1/32\"]\n      headers: {user_id: X-User, colour: 1}\n");
+    let (code, text) = support::check_config(&yaml);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("config error at `identity.sources[0].headers.colour`"), "{text}");
+    assert!(text.contains("unknown field `colour`") && text.contains("at line 12 column 34"), "{text}");
+}
+
 #[test]
 fn risky_settings_are_warned_about() {
     let dir = tempfile::tempdir().unwrap();

@@ -40,7 +40,7 @@ fn a_legacy_app_gets_a_verified_endpoint(kind: Kind) {
     let run = run_init(app.addr, &["--cookie", &cookie], &[]);
     run.expect(0, &[&session]).picked("current_user_endpoint");
     verified(&run);
-    let doc: serde_yaml::Value = serde_yaml::from_str(&run.yaml).unwrap();
+    let doc: yaml_serde::Value = yaml_serde::from_str(&run.yaml).unwrap();
     let source = &doc["identity"]["sources"][0];
     assert_eq!(source["path"].as_str(), Some("/api/me"), "{}", run.yaml);
     assert_eq!(source["cookies"][0].as_str(), Some(kind.session_cookie()), "{}", run.yaml);

@@ -78,8 +78,8 @@ fn init_express(app: &Server, redis: &Redis, cookie: &str, secret: bool) -> supp
 }
 
 /// The written configuration's first identity source.
-fn source(run: &support::init::InitRun) -> serde_yaml::Value {
-    let doc: serde_yaml::Value = serde_yaml::from_str(&run.yaml).unwrap();
+fn source(run: &support::init::InitRun) -> yaml_serde::Value {
+    let doc: yaml_serde::Value = yaml_serde::from_str(&run.yaml).unwrap();
     doc["identity"]["sources"][0].clone()
 }
 

@@ -45,9 +45,9 @@ fn values(cookies: &[String]) -> Vec<&str> {
 
 /// The written configuration's identity source, after checking the run verified it
 /// through the temporary proxy.
-fn verified_source(run: &InitRun) -> serde_yaml::Value {
+fn verified_source(run: &InitRun) -> yaml_serde::Value {
     assert!(run.stdout.contains("\nverified: "), "the configuration was not verified:\n{}", run.all());
-    let doc: serde_yaml::Value = serde_yaml::from_str(&run.yaml).unwrap();
+    let doc: yaml_serde::Value = yaml_serde::from_str(&run.yaml).unwrap();
     doc["identity"]["sources"][0].clone()
 }
 
@@ -57,7 +57,7 @@ fn the_jwt_app(mode: &str) -> PythonApp {
 
 /// `init` on the JWT app in an HMAC `mode`, its key's variable given and set: the
 /// jwt_cookie source it verified, and the run.
-fn with_the_key_variable(mode: &str) -> (serde_yaml::Value, InitRun) {
+fn with_the_key_variable(mode: &str) -> (yaml_serde::Value, InitRun) {
     let app = the_jwt_app(mode);
     let cookies = app.log_in("alice");
     let mut args = cookie_args(&cookies);

@@ -67,7 +67,7 @@ fn the_kubernetes_manifests_validate_and_their_configuration_checks() {
     assert!(out.status.success(), "{text}");
     assert_eq!(text.matches(" passed for resource ").count(), 5, "{text}");
 
-    let configmap: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(repo("deploy/kubernetes/configmap.yaml")).unwrap()).unwrap();
+    let configmap: yaml_serde::Value = yaml_serde::from_str(&std::fs::read_to_string(repo("deploy/kubernetes/configmap.yaml")).unwrap()).unwrap();
     let config = configmap["data"]["config.yaml"].as_str().expect("the ConfigMap carries config.yaml");
     let dir = tempfile::tempdir().unwrap();
     check_config(config, dir.path());

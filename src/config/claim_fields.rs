@@ -28,9 +28,9 @@ impl SourceConfig {
         match self {
             SourceConfig::TrustedHeader(t) => maps(&t.email, &t.name, &[], claim),
             SourceConfig::CurrentUserEndpoint(e) => e.fills(claim),
-            SourceConfig::RedisSession(r) => maps(&r.email, &r.name, &r.attributes, claim),
-            SourceConfig::JwtCookie(j) => maps(&j.fields.email, &j.fields.name, &j.fields.attributes, claim),
-            SourceConfig::SignedHeader(s) => maps(&s.fields.email, &s.fields.name, &s.fields.attributes, claim),
+            SourceConfig::RedisSession(r) => r.fields.maps(claim),
+            SourceConfig::JwtCookie(j) => j.fields.maps(claim),
+            SourceConfig::SignedHeader(s) => s.fields.maps(claim),
         }
     }
 
@@ -46,6 +46,13 @@ impl SourceConfig {
 impl EndpointConfig {
     /// Whether the endpoint source maps a field to `claim` (see [`SourceConfig::fills`]).
     pub fn fills(&self, claim: &str) -> bool {
+        self.fields.maps(claim)
+    }
+}
+
+impl FieldPointers {
+    /// Whether these fields fill `claim` (see [`SourceConfig::fills`]).
+    fn maps(&self, claim: &str) -> bool {
         maps(&self.email, &self.name, &self.attributes, claim)
     }
 }

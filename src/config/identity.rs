@@ -1,5 +1,12 @@
-//! `identity.sources`: who is logged in, in order.
+//! `identity.sources`: who is logged in, in order. Each type of source has its own
+//! validator: trusted_header and current_user_endpoint here, the others in their
+//! modules.
 
+use super::fields::{attributes, CacheSettings, FieldPointers, FileCache};
+use super::fields::{DEFAULT_EMAIL_POINTER, DEFAULT_NAME_POINTER, DEFAULT_USER_ID_POINTER};
+use super::jwt::{validate_jwt_cookie, validate_signed_header, FileJwtSource, JwtCookieConfig, SignedHeaderConfig};
+use super::redis_session::{validate_redis_session, FileRedisSession};
+use super::shared_cache::{validate_shared_cache, FileSharedCache};
 use super::*;
 
 /// Identity sources, tried in order; the first that knows the user wins.
@@ -21,9 +28,9 @@ pub enum SourceConfig {
     /// The app's session, read from Redis.
     RedisSession(super::RedisSessionConfig),
     /// A JWT the app signed, in a cookie or a header.
-    JwtCookie(super::jwt::JwtCookieConfig),
+    JwtCookie(JwtCookieConfig),
     /// A JWT an identity-aware proxy in front signed into a header.
-    SignedHeader(super::jwt::SignedHeaderConfig),
+    SignedHeader(SignedHeaderConfig),
 }
 
 /// Settings of the trusted-header source.
@@ -52,20 +59,10 @@ pub struct EndpointConfig {
     pub cookies: Vec<String>,
     /// Give up on the endpoint after this long (the page is served without a token).
     pub timeout: Duration,
-    /// How long a found identity is cached per session.
-    pub cache_ttl: Duration,
-    /// How long "not logged in" is cached per session.
-    pub negative_cache_ttl: Duration,
-    /// Maximum cached sessions.
-    pub cache_capacity: u64,
-    /// JSON pointer to the user id.
-    pub user_id: String,
-    /// JSON pointer to the email.
-    pub email: Option<String>,
-    /// JSON pointer to the name.
-    pub name: Option<String>,
-    /// Extra attributes: (name, JSON pointer).
-    pub attributes: Vec<(String, String)>,
+    /// How long, and how many, answers are cached per session.
+    pub cache: CacheSettings,
+    /// Where the user's fields are in the answer.
+    pub fields: FieldPointers,
     /// What the endpoint answers: JSON (fields are JSON pointers) or an HTML page
     /// (fields are CSS selectors, `selector@attribute` for an attribute).
     pub format: EndpointFormat,
@@ -81,22 +78,6 @@ pub const DEFAULT_USER_ID_HEADER: &str = "X-Forwarded-User";
 pub const DEFAULT_EMAIL_HEADER: &str = "X-Forwarded-Email";
 /// Default of a current_user_endpoint source's `timeout` (it delays the page it serves).
 pub const DEFAULT_ENDPOINT_TIMEOUT: Duration = Duration::from_millis(500);
-/// Default of a current_user_endpoint source's `cache_ttl`.
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
-/// Default of a current_user_endpoint source's `negative_cache_ttl` (short, so a fresh
-/// login is seen soon even where the proxy does not notice it).
-pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(10);
-/// Default of a current_user_endpoint source's `cache_capacity` (sessions).
-pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
-/// Default of a current_user_endpoint source's `fields.user_id`.
-pub const DEFAULT_USER_ID_POINTER: &str = "/id";
-/// Default of a current_user_endpoint source's `fields.email`.
-pub const DEFAULT_EMAIL_POINTER: &str = "/email";
-/// Default of a current_user_endpoint source's `fields.name`.
-pub const DEFAULT_NAME_POINTER: &str = "/name";
-/// Names `fields.attributes` may not use: fields of their own, or set by the proxy.
-pub const RESERVED_ATTRIBUTES: &[&str] =
-    &["user_id", "email", "name", "iat", "exp", "intercom_user_jwt", "company", "company_id", "company_name", "user_hash"];
 
 impl TrustedHeaderConfig {
     /// Trusts `trusted_cidrs` to send the user id in `user_id_header` (stored lowercase),
@@ -125,13 +106,8 @@ impl EndpointConfig {
             path: path.into(),
             cookies: Vec::new(),
             timeout: DEFAULT_ENDPOINT_TIMEOUT,
-            cache_ttl: DEFAULT_CACHE_TTL,
-            negative_cache_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
-            cache_capacity: DEFAULT_CACHE_CAPACITY,
-            user_id: user_id_pointer.into(),
-            email: Some(DEFAULT_EMAIL_POINTER.to_string()),
-            name: Some(DEFAULT_NAME_POINTER.to_string()),
-            attributes: Vec::new(),
+            cache: CacheSettings::ENDPOINT,
+            fields: FieldPointers::new(user_id_pointer),
             format: DEFAULT_ENDPOINT_FORMAT,
             company_id: None,
             company_name: None,
@@ -146,12 +122,8 @@ impl EndpointConfig {
     /// only `path` and `fields.user_id` would give. The selector is not checked here; a
     /// bad one makes every lookup fail (with a warning).
     pub fn html_page(path: impl Into<String>, user_id_selector: impl Into<String>) -> EndpointConfig {
-        EndpointConfig {
-            format: EndpointFormat::Html,
-            email: None,
-            name: None,
-            ..EndpointConfig::new(path, user_id_selector)
-        }
+        let fields = FieldPointers { email: None, name: None, ..FieldPointers::new(user_id_selector) };
+        EndpointConfig { format: EndpointFormat::Html, fields, ..EndpointConfig::new(path, "") }
     }
 }
 
@@ -160,17 +132,48 @@ impl EndpointConfig {
 pub(super) struct FileIdentity {
     #[serde(default)]
     sources: Vec<FileSource>,
-    shared_cache: Option<super::shared_cache::FileSharedCache>,
+    shared_cache: Option<FileSharedCache>,
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// One `identity.sources[n]`, chosen by its `type` (read by [`super::tagged`]).
 pub(super) enum FileSource {
     TrustedHeader(FileTrustedHeader),
     CurrentUserEndpoint(FileEndpoint),
-    RedisSession(super::redis_session::FileRedisSession),
-    JwtCookie(super::jwt::FileJwtSource),
-    SignedHeader(super::jwt::FileJwtSource),
+    RedisSession(FileRedisSession),
+    JwtCookie(FileJwtSource),
+    SignedHeader(FileJwtSource),
+}
+
+/// The values of a source's `type`, in the order errors list them.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum SourceType {
+    TrustedHeader,
+    CurrentUserEndpoint,
+    RedisSession,
+    JwtCookie,
+    SignedHeader,
+}
+
+impl super::tagged::Tagged for FileSource {
+    type Type = SourceType;
+    const EXPECTING: &'static str = "an identity source: a mapping with a `type`";
+
+    fn read<'de, D: serde::Deserializer<'de>>(kind: SourceType, rest: D) -> std::result::Result<Self, D::Error> {
+        Ok(match kind {
+            SourceType::TrustedHeader => FileSource::TrustedHeader(Deserialize::deserialize(rest)?),
+            SourceType::CurrentUserEndpoint => FileSource::CurrentUserEndpoint(Deserialize::deserialize(rest)?),
+            SourceType::RedisSession => FileSource::RedisSession(Deserialize::deserialize(rest)?),
+            SourceType::JwtCookie => FileSource::JwtCookie(Deserialize::deserialize(rest)?),
+            SourceType::SignedHeader => FileSource::SignedHeader(Deserialize::deserialize(rest)?),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for FileSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        super::tagged::deserialize(d)
+    }
 }
 
 #[derive(Deserialize)]
@@ -219,186 +222,27 @@ pub(super) struct FileFields {
     attributes: std::collections::BTreeMap<String, String>,
 }
 
+/// Validates `identity`: each source by its own validator, then what the sources
+/// together must provide.
 pub(super) fn validate_identity(
     id: FileIdentity,
     intercom: &IntercomConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<IdentityConfig> {
-    let mut sources = Vec::new();
-    let mut known_fields: BTreeSet<String> =
-        STANDARD_CLAIMS.iter().map(|s| s.to_string()).collect();
-    for (n, s) in id.sources.into_iter().enumerate() {
-        let base = format!("identity.sources[{n}]");
-        sources.push(match s {
-            FileSource::RedisSession(r) => {
-                let r = super::redis_session::validate_redis_session(&base, r, env)?;
-                known_fields.extend(r.attributes.iter().map(|(name, _)| name.clone()));
-                SourceConfig::RedisSession(r)
-            }
-            FileSource::TrustedHeader(t) => {
-                if t.trusted_cidrs.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{base}.trusted_cidrs"),
-                        "list the addresses of the auth proxy allowed to set identity headers, e.g. [\"10.0.0.5/32\"]; there is no default",
-                    ));
-                }
-                let trusted_cidrs = t
-                    .trusted_cidrs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        c.parse::<IpNet>()
-                            .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
-                            .map_err(|_| {
-                                ConfigError::new(
-                                    format!("{base}.trusted_cidrs[{i}]"),
-                                    format!("{c:?} is not an IP network; write it like \"10.0.0.0/8\""),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let h = t.headers;
-                SourceConfig::TrustedHeader(TrustedHeaderConfig {
-                    trusted_cidrs,
-                    user_id: header_name(
-                        &format!("{base}.headers.user_id"),
-                        h.user_id.as_deref().unwrap_or(DEFAULT_USER_ID_HEADER),
-                    )?,
-                    email: Some(header_name(
-                        &format!("{base}.headers.email"),
-                        h.email.as_deref().unwrap_or(DEFAULT_EMAIL_HEADER),
-                    )?),
-                    name: h
-                        .name
-                        .as_deref()
-                        .map(|v| header_name(&format!("{base}.headers.name"), v))
-                        .transpose()?,
-                    company_id: h
-                        .company_id
-                        .as_deref()
-                        .map(|v| header_name(&format!("{base}.headers.company_id"), v))
-                        .transpose()?,
-                    company_name: company_name_needs_id(
-                        &format!("{base}.headers"),
-                        h.company_id.is_some(),
-                        h.company_name.as_deref().map(|v| header_name(&format!("{base}.headers.company_name"), v)).transpose()?,
-                    )?,
-                })
-            }
-            FileSource::CurrentUserEndpoint(e) => {
-                let path = e.path.unwrap_or_default();
-                if !path.starts_with('/') {
-                    return Err(ConfigError::new(
-                        format!("{base}.path"),
-                        "the app's current-user endpoint path is required and starts with /, e.g. /api/me",
-                    ));
-                }
-                let timeout = duration(
-                    &format!("{base}.timeout"),
-                    e.timeout.as_deref(),
-                    DEFAULT_ENDPOINT_TIMEOUT,
-                )?;
-                if timeout.is_zero() {
-                    return Err(ConfigError::new(
-                        format!("{base}.timeout"),
-                        format!("must be above zero, e.g. {}", humantime::format_duration(DEFAULT_ENDPOINT_TIMEOUT)),
-                    ));
-                }
-                for (i, c) in e.cookies.iter().enumerate() {
-                    if c.is_empty() || c.contains([';', '=', ' ', ',']) {
-                        return Err(ConfigError::new(
-                            format!("{base}.cookies[{i}]"),
-                            format!("{c:?} is not a cookie name"),
-                        ));
-                    }
-                }
-                let f = e.fields;
-                let format = endpoint_format(&format!("{base}.format"), e.format.as_deref())?;
-                let field = |name: &str, spec: &str| endpoint_field(format, &format!("{base}.fields.{name}"), spec);
-                // JSON answers have conventional places for the standard fields; HTML
-                // pages have none, so there only what is named is read.
-                let defaulted = |name: &str, given: Option<String>, default: &str| match (format, given) {
-                    (_, Some(spec)) => field(name, &spec).map(Some),
-                    (EndpointFormat::Json, None) => field(name, default).map(Some),
-                    (EndpointFormat::Html, None) => Ok(None),
-                };
-                let user_id = defaulted("user_id", f.user_id, DEFAULT_USER_ID_POINTER)?.ok_or_else(|| {
-                    ConfigError::new(
-                        format!("{base}.fields.user_id"),
-                        "with format: html the user id's place is required, e.g. \"meta[name=user-id]@content\"",
-                    )
-                })?;
-                let email = defaulted("email", f.email, DEFAULT_EMAIL_POINTER)?;
-                let name = defaulted("name", f.name, DEFAULT_NAME_POINTER)?;
-                let company_id = f.company_id.as_deref().map(|s| field("company_id", s)).transpose()?;
-                let company_name = company_name_needs_id(
-                    &format!("{base}.fields"),
-                    company_id.is_some(),
-                    f.company_name.as_deref().map(|s| field("company_name", s)).transpose()?,
-                )?;
-                let mut attributes = Vec::new();
-                for (name, ptr) in f.attributes {
-                    let key = format!("{base}.fields.attributes.{name}");
-                    if RESERVED_ATTRIBUTES.contains(&name.as_str()) {
-                        return Err(ConfigError::new(
-                            key,
-                            "this name is reserved; map it under fields instead",
-                        ));
-                    }
-                    known_fields.insert(name.clone());
-                    attributes.push((name, endpoint_field(format, &key, &ptr)?));
-                }
-                SourceConfig::CurrentUserEndpoint(EndpointConfig {
-                    path,
-                    cookies: e.cookies,
-                    timeout,
-                    cache_ttl: duration(
-                        &format!("{base}.cache_ttl"),
-                        e.cache_ttl.as_deref(),
-                        DEFAULT_CACHE_TTL,
-                    )?,
-                    negative_cache_ttl: duration(
-                        &format!("{base}.negative_cache_ttl"),
-                        e.negative_cache_ttl.as_deref(),
-                        DEFAULT_NEGATIVE_CACHE_TTL,
-                    )?,
-                    cache_capacity: e.cache_capacity.unwrap_or(DEFAULT_CACHE_CAPACITY),
-                    user_id,
-                    email,
-                    name,
-                    attributes,
-                    format,
-                    company_id,
-                    company_name,
-                })
-            }
-            FileSource::JwtCookie(f) => {
-                let c = super::jwt::validate_jwt_cookie(&base, f, env)?;
-                known_fields.extend(c.fields.attributes.iter().map(|(name, _)| name.clone()));
-                SourceConfig::JwtCookie(c)
-            }
-            FileSource::SignedHeader(f) => {
-                let c = super::jwt::validate_signed_header(&base, f, env)?;
-                known_fields.extend(c.fields.attributes.iter().map(|(name, _)| name.clone()));
-                SourceConfig::SignedHeader(c)
-            }
-        });
-    }
+    let sources = id
+        .sources
+        .into_iter()
+        .enumerate()
+        .map(|(n, s)| validate_source(&format!("identity.sources[{n}]"), s, env))
+        .collect::<Result<Vec<_>>>()?;
     if sources.is_empty() {
         return Err(ConfigError::new(
             "identity.sources",
             "at least one identity source is required (type: trusted_header, current_user_endpoint or redis_session)",
         ));
     }
-    for (n, c) in intercom.claims.iter().enumerate() {
-        if !known_fields.contains(c) {
-            return Err(ConfigError::new(
-                format!("intercom.claims[{n}]"),
-                format!("{c:?} is not provided by any identity source; map it under fields.attributes of a current_user_endpoint source"),
-            ));
-        }
-    }
-    let shared_cache = id.shared_cache.map(|f| super::shared_cache::validate_shared_cache(f, &intercom.secret, env)).transpose()?;
+    claims_are_provided(&sources, intercom)?;
+    let shared_cache = id.shared_cache.map(|f| validate_shared_cache(f, &intercom.secret, env)).transpose()?;
     if shared_cache.is_some() && !sources.iter().any(|s| matches!(s, SourceConfig::CurrentUserEndpoint(_))) {
         return Err(ConfigError::new(
             "identity.shared_cache",
@@ -406,6 +250,130 @@ pub(super) fn validate_identity(
         ));
     }
     Ok(IdentityConfig { sources, shared_cache })
+}
+
+/// One source at `base` (`identity.sources[n]`), by the validator of its type.
+fn validate_source(base: &str, source: FileSource, env: &dyn Fn(&str) -> Option<String>) -> Result<SourceConfig> {
+    Ok(match source {
+        FileSource::TrustedHeader(t) => SourceConfig::TrustedHeader(validate_trusted_header(base, t)?),
+        FileSource::CurrentUserEndpoint(e) => SourceConfig::CurrentUserEndpoint(validate_endpoint(base, e)?),
+        FileSource::RedisSession(r) => SourceConfig::RedisSession(validate_redis_session(base, r, env)?),
+        FileSource::JwtCookie(f) => SourceConfig::JwtCookie(validate_jwt_cookie(base, f, env)?),
+        FileSource::SignedHeader(f) => SourceConfig::SignedHeader(validate_signed_header(base, f, env)?),
+    })
+}
+
+/// Every claim of `intercom.claims` is a standard one or an attribute some source maps.
+fn claims_are_provided(sources: &[SourceConfig], intercom: &IntercomConfig) -> Result<()> {
+    let mut known: BTreeSet<&str> = STANDARD_CLAIMS.into_iter().collect();
+    for source in sources {
+        let attributes = match source {
+            SourceConfig::TrustedHeader(_) => &[][..],
+            SourceConfig::CurrentUserEndpoint(e) => &e.fields.attributes,
+            SourceConfig::RedisSession(r) => &r.fields.attributes,
+            SourceConfig::JwtCookie(c) => &c.fields.attributes,
+            SourceConfig::SignedHeader(c) => &c.fields.attributes,
+        };
+        known.extend(attributes.iter().map(|(name, _)| name.as_str()));
+    }
+    match intercom.claims.iter().enumerate().find(|(_, c)| !known.contains(c.as_str())) {
+        Some((n, c)) => Err(ConfigError::new(
+            format!("intercom.claims[{n}]"),
+            format!("{c:?} is not provided by any identity source; map it under fields.attributes of a current_user_endpoint source"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A trusted_header source: the peers allowed to assert identity, and the header names.
+fn validate_trusted_header(base: &str, t: FileTrustedHeader) -> Result<TrustedHeaderConfig> {
+    if t.trusted_cidrs.is_empty() {
+        return Err(ConfigError::new(
+            format!("{base}.trusted_cidrs"),
+            "list the addresses of the auth proxy allowed to set identity headers, e.g. [\"10.0.0.5/32\"]; there is no default",
+        ));
+    }
+    let trusted_cidrs = t.trusted_cidrs.iter().enumerate().map(|(i, c)| trusted_cidr(&format!("{base}.trusted_cidrs[{i}]"), c));
+    let trusted_cidrs = trusted_cidrs.collect::<Result<Vec<_>>>()?;
+    let h = t.headers;
+    let header = |name: &str, value: Option<&str>| {
+        value.map(|v| header_name(&format!("{base}.headers.{name}"), v)).transpose()
+    };
+    let user_id = header_name(&format!("{base}.headers.user_id"), h.user_id.as_deref().unwrap_or(DEFAULT_USER_ID_HEADER))?;
+    let email = header("email", Some(h.email.as_deref().unwrap_or(DEFAULT_EMAIL_HEADER)))?;
+    let name = header("name", h.name.as_deref())?;
+    let company_id = header("company_id", h.company_id.as_deref())?;
+    let company_name = header("company_name", h.company_name.as_deref())?;
+    let company_name = company_name_needs_id(&format!("{base}.headers"), company_id.is_some(), company_name)?;
+    Ok(TrustedHeaderConfig { trusted_cidrs, user_id, email, name, company_id, company_name })
+}
+
+/// An IP network, or one address.
+fn trusted_cidr(key: &str, c: &str) -> Result<IpNet> {
+    c.parse::<IpNet>()
+        .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| ConfigError::new(key, format!("{c:?} is not an IP network; write it like \"10.0.0.0/8\"")))
+}
+
+/// A current_user_endpoint source: the path, the cookies it is asked with, its timeout
+/// and cache, and where the fields are in its answer.
+fn validate_endpoint(base: &str, e: FileEndpoint) -> Result<EndpointConfig> {
+    let path = e.path.unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(ConfigError::new(
+            format!("{base}.path"),
+            "the app's current-user endpoint path is required and starts with /, e.g. /api/me",
+        ));
+    }
+    let timeout = duration(&format!("{base}.timeout"), e.timeout.as_deref(), DEFAULT_ENDPOINT_TIMEOUT)?;
+    if timeout.is_zero() {
+        return Err(ConfigError::new(
+            format!("{base}.timeout"),
+            format!("must be above zero, e.g. {}", humantime::format_duration(DEFAULT_ENDPOINT_TIMEOUT)),
+        ));
+    }
+    for (i, c) in e.cookies.iter().enumerate() {
+        if c.is_empty() || c.contains([';', '=', ' ', ',']) {
+            return Err(ConfigError::new(format!("{base}.cookies[{i}]"), format!("{c:?} is not a cookie name")));
+        }
+    }
+    let format = endpoint_format(&format!("{base}.format"), e.format.as_deref())?;
+    let (fields, company_id, company_name) = endpoint_fields(base, format, e.fields)?;
+    let cache = FileCache {
+        cache_ttl: e.cache_ttl.as_deref(),
+        negative_cache_ttl: e.negative_cache_ttl.as_deref(),
+        cache_capacity: e.cache_capacity,
+    };
+    let cache = cache.validate(base, CacheSettings::ENDPOINT)?;
+    Ok(EndpointConfig { path, cookies: e.cookies, timeout, cache, fields, format, company_id, company_name })
+}
+
+/// An endpoint's `fields`: JSON answers have conventional places for the standard
+/// fields; HTML pages have none, so there only what is named is read.
+fn endpoint_fields(
+    base: &str,
+    format: EndpointFormat,
+    f: FileFields,
+) -> Result<(FieldPointers, Option<String>, Option<String>)> {
+    let field = |name: &str, spec: &str| endpoint_field(format, &format!("{base}.fields.{name}"), spec);
+    let defaulted = |name: &str, given: Option<String>, default: &str| match (format, given) {
+        (_, Some(spec)) => field(name, &spec).map(Some),
+        (EndpointFormat::Json, None) => field(name, default).map(Some),
+        (EndpointFormat::Html, None) => Ok(None),
+    };
+    let user_id = defaulted("user_id", f.user_id, DEFAULT_USER_ID_POINTER)?.ok_or_else(|| {
+        ConfigError::new(
+            format!("{base}.fields.user_id"),
+            "with format: html the user id's place is required, e.g. \"meta[name=user-id]@content\"",
+        )
+    })?;
+    let email = defaulted("email", f.email, DEFAULT_EMAIL_POINTER)?;
+    let name = defaulted("name", f.name, DEFAULT_NAME_POINTER)?;
+    let company_id = f.company_id.as_deref().map(|s| field("company_id", s)).transpose()?;
+    let company_name = f.company_name.as_deref().map(|s| field("company_name", s)).transpose()?;
+    let company_name = company_name_needs_id(&format!("{base}.fields"), company_id.is_some(), company_name)?;
+    let attributes = attributes(base, f.attributes, |key, spec| endpoint_field(format, key, spec))?;
+    Ok((FieldPointers { user_id, email, name, attributes }, company_id, company_name))
 }
 
 /// A company name is signed only inside a `company` with an id: alone it names no

@@ -71,7 +71,7 @@ pub(super) struct FileIntercom {
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
     /// Accepted only to reject it with a helpful message.
-    secret: Option<serde_yaml::Value>,
+    secret: Option<yaml_serde::Value>,
     token_lifetime: Option<String>,
     claims: Option<Vec<String>>,
     mode: Option<String>,

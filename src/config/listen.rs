@@ -35,7 +35,7 @@ impl fmt::Display for Listener {
 /// a plain YAML value and sorted out in [`validate_listen`], so that a mistake inside
 /// an entry is reported with its index and field (serde's untagged enums say only
 /// that nothing matched).
-pub(super) type FileListen = serde_yaml::Value;
+pub(super) type FileListen = yaml_serde::Value;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,9 +64,9 @@ pub(super) fn validate_listen(entries: Vec<FileListen>) -> Result<Vec<Listener>>
     for (i, entry) in entries.into_iter().enumerate() {
         let key = format!("listen[{i}]");
         let listener = match entry {
-            serde_yaml::Value::String(s) => Listener { addr: socket_addr(&key, &s)?, tls: None },
-            mapping @ serde_yaml::Value::Mapping(_) => {
-                let l: FileListener = serde_yaml::from_value(mapping).map_err(|e| {
+            yaml_serde::Value::String(s) => Listener { addr: socket_addr(&key, &s)?, tls: None },
+            mapping @ yaml_serde::Value::Mapping(_) => {
+                let l: FileListener = yaml_serde::from_value(mapping).map_err(|e| {
                     ConfigError::new(&key, format!("{e}; write an entry like \"127.0.0.1:8080\" or {{address: \"0.0.0.0:8443\", tls: {{cert_file: ..., key_file: ...}}, h2: true}}"))
                 })?;
                 let addr = socket_addr(&format!("{key}.address"), &l.address)?;

@@ -25,11 +25,8 @@ mod endpoint_format;
 mod admin;
 mod identity;
 mod inject;
+mod fields;
 mod jwt;
-mod jwt_keys;
-mod jwt_presets;
-#[cfg(test)]
-mod jwt_tests;
 mod intercom;
 mod listen;
 mod log;
@@ -42,6 +39,7 @@ mod secret_source;
 mod server;
 mod shared_cache;
 mod site;
+mod tagged;
 mod summary;
 pub(crate) use redis_session::redact_url;
 pub(crate) mod upstream;
@@ -49,8 +47,8 @@ pub(crate) mod upstream;
 pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};
 pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
 use endpoint_format::{endpoint_field, endpoint_format};
-pub use jwt::{ClaimFields, JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat, TokenLocation, GOOGLE_IAP_JWKS_URL};
-pub use jwt_keys::pem_key;
+pub use fields::{CacheSettings, FieldPointers};
+pub use jwt::{pem_key, JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat, TokenLocation, GOOGLE_IAP_JWKS_URL};
 pub use inject::{BadPattern, InjectConfig, OnIdentityFailure, PathPattern};
 pub use intercom::IntercomConfig;
 pub use admin::AdminConfig;
@@ -220,42 +218,52 @@ impl Config {
 
     /// Parses and validates YAML; `env` looks up environment variables (for tests).
     pub fn from_yaml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
-        let file: FileConfig = serde_yaml::from_str(text).map_err(yaml_error)?;
+        let file: FileConfig =
+            serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text)).map_err(yaml_error)?;
         validate(file, env)
     }
 }
 
-/// Turns a serde_yaml error into a key-naming error.
-fn yaml_error(e: serde_yaml::Error) -> ConfigError {
-    let msg = e.to_string();
-    // serde_yaml prefixes errors with the dotted path of the offending node: "a.b[0]: ...".
-    let (path, rest) = match msg.split_once(": ") {
-        Some((p, r)) if !p.contains(' ') => (p.to_string(), r.to_string()),
-        _ => ("(file)".to_string(), msg.clone()),
+/// Turns a parse error into a key-naming error. The key is the typed path serde walked
+/// to the offending node (`intercom.colour`, `identity.sources[0].type`), so no error
+/// text is parsed for it; the parser's line and column stay in the message.
+fn yaml_error(e: serde_path_to_error::Error<yaml_serde::Error>) -> ConfigError {
+    let key = match e.path().iter().next() {
+        None => "(file)".to_string(),
+        Some(_) => e.path().to_string(),
     };
-    let key = match rest.split('`').nth(1) {
-        Some(field) if rest.starts_with("unknown field") => {
-            if path == "(file)" {
-                field.to_string()
-            } else {
-                format!("{path}.{field}")
-            }
-        }
-        _ => path,
+    let last = match e.path().iter().last() {
+        Some(serde_path_to_error::Segment::Map { key }) => key.as_str(),
+        _ => "",
     };
-    if key.ends_with("secret_env") || key.ends_with("secret_file") {
+    if matches!(last, "secret_env" | "secret_file") {
         // serde quotes the offending value, which may be the secret pasted by mistake.
-        return ConfigError::new(key, "must be a single string: the name of an environment variable, or the path of a file, holding the Messenger secret");
+        let what = if key.contains("identity.") { "the app's JWT secret" } else { "the Messenger secret" };
+        return ConfigError::new(key, format!("must be a single string: the name of an environment variable, or the path of a file, holding {what}"));
     }
-    if key.ends_with("token_env") || key.ends_with("token_file") {
+    if matches!(last, "token_env" | "token_file") {
         return ConfigError::new(key, "must be a single string: the name of an environment variable, or the path of a file, holding the admin token");
     }
-    let hint = if rest.starts_with("unknown field") || rest.starts_with("unknown variant") {
+    let message = parser_message(e.inner());
+    let hint = if message.starts_with("unknown field") || message.starts_with("unknown variant") {
         " (check the spelling against conf/intercom-secure-proxy.yaml)"
+    } else if message.starts_with("repetition limit exceeded") {
+        // An alias bomb ("billion laughs"): refused before it is expanded.
+        " (the file's aliases (*name) expand to too many values; write the values out instead)"
     } else {
         ""
     };
-    ConfigError::new(key, format!("{rest}{hint}"))
+    ConfigError::new(key, format!("{message}{hint}"))
+}
+
+/// The parser's message without the dotted path it puts in front of it (`a.b[0]: `):
+/// the key already names the node, from the typed path.
+fn parser_message(e: &yaml_serde::Error) -> String {
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => rest.to_string(),
+        _ => text,
+    }
 }
 
 fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration> {

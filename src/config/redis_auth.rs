@@ -34,8 +34,8 @@ impl RedisAuth {
 /// `redis:`; serde's `flatten` cannot be combined with `deny_unknown_fields`).
 pub(super) struct FileRedisAuth {
     pub username: Option<String>,
-    pub password_env: Option<serde_yaml::Value>,
-    pub password_file: Option<serde_yaml::Value>,
+    pub password_env: Option<yaml_serde::Value>,
+    pub password_file: Option<yaml_serde::Value>,
 }
 
 /// Validates the auth keys at `base` for `redis`: one password source at most, and
@@ -80,9 +80,9 @@ pub(super) fn validate_redis_auth(
 
 /// The string at `key`; anything else is an error that does not quote it (it may be
 /// the password itself, pasted in place of the name of `what` holding it).
-fn one_string(key: &str, value: serde_yaml::Value, what: &str) -> Result<String> {
+fn one_string(key: &str, value: yaml_serde::Value, what: &str) -> Result<String> {
     match value {
-        serde_yaml::Value::String(s) => Ok(s),
+        yaml_serde::Value::String(s) => Ok(s),
         _ => Err(ConfigError::new(key, format!("must be a single string: the name of {what} holding the Redis password"))),
     }
 }

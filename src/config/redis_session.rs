@@ -1,5 +1,6 @@
 //! `identity.sources[n]` with `type: redis_session`: the app keeps its session in Redis.
 
+use super::fields::{attributes, CacheSettings, FieldPointers, FileCache, FileFieldPointers};
 use super::redis_auth::{validate_redis_auth, FileRedisAuth};
 use super::*;
 
@@ -8,13 +9,6 @@ use super::*;
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 /// Default of a redis_session source's `key` (connect-redis' default prefix).
 pub const DEFAULT_REDIS_KEY: &str = "sess:{id}";
-/// Default of a redis_session source's `cache_ttl`: shorter than the endpoint's, since a
-/// lookup is cheap and a session destroyed elsewhere (another tab, an admin) should end
-/// the tokens soon.
-pub const DEFAULT_REDIS_CACHE_TTL: Duration = Duration::from_secs(10);
-/// Default of a redis_session source's `negative_cache_ttl`: short, because an app that
-/// writes the user into an existing session on login sets no new cookie the proxy sees.
-pub const DEFAULT_REDIS_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(2);
 /// The placeholder of `key` that the session id replaces.
 pub const SESSION_ID_PLACEHOLDER: &str = "{id}";
 /// The placeholder of `key` that the SHA-256 (lowercase hex) of the session id
@@ -145,20 +139,10 @@ pub struct RedisSessionConfig {
     pub format: SessionFormat,
     /// Give up on Redis after this long (the page is served without a token).
     pub timeout: Duration,
-    /// How long a found identity is cached per session.
-    pub cache_ttl: Duration,
-    /// How long "not logged in" is cached per session.
-    pub negative_cache_ttl: Duration,
-    /// Maximum cached sessions.
-    pub cache_capacity: u64,
-    /// JSON pointer to the user id in the decoded session.
-    pub user_id: String,
-    /// JSON pointer to the email.
-    pub email: Option<String>,
-    /// JSON pointer to the name.
-    pub name: Option<String>,
-    /// Extra attributes: (name, JSON pointer).
-    pub attributes: Vec<(String, String)>,
+    /// How long, and how many, sessions are cached.
+    pub cache: CacheSettings,
+    /// Where the user's fields are in the decoded session (JSON pointers).
+    pub fields: FieldPointers,
 }
 
 impl RedisSessionConfig {
@@ -177,13 +161,8 @@ impl RedisSessionConfig {
             key: DEFAULT_REDIS_KEY.to_string(),
             format: SessionFormat::Json,
             timeout: DEFAULT_REDIS_TIMEOUT,
-            cache_ttl: DEFAULT_REDIS_CACHE_TTL,
-            negative_cache_ttl: DEFAULT_REDIS_NEGATIVE_CACHE_TTL,
-            cache_capacity: identity::DEFAULT_CACHE_CAPACITY,
-            user_id: user_id_pointer.into(),
-            email: None,
-            name: None,
-            attributes: Vec::new(),
+            cache: CacheSettings::REDIS_SESSION,
+            fields: FieldPointers { email: None, name: None, ..FieldPointers::new(user_id_pointer) },
         }
     }
 }
@@ -194,8 +173,8 @@ pub(super) struct FileRedisSession {
     redis: Option<FileRedisTarget>,
     username: Option<String>,
     // Values of any type, so that a password pasted here is not quoted back by serde.
-    password_env: Option<serde_yaml::Value>,
-    password_file: Option<serde_yaml::Value>,
+    password_env: Option<yaml_serde::Value>,
+    password_file: Option<yaml_serde::Value>,
     tls_ca_file: Option<String>,
     cookie: Option<String>,
     cookie_signature: Option<String>,
@@ -208,7 +187,7 @@ pub(super) struct FileRedisSession {
     negative_cache_ttl: Option<String>,
     cache_capacity: Option<u64>,
     #[serde(default)]
-    fields: FileSessionFields,
+    fields: FileFieldPointers,
 }
 
 /// `redis:` in the file: one URL, or a Cluster's seed nodes.
@@ -217,16 +196,6 @@ pub(super) struct FileRedisSession {
 pub(super) enum FileRedisTarget {
     One(String),
     Cluster(Vec<String>),
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileSessionFields {
-    user_id: Option<String>,
-    email: Option<String>,
-    name: Option<String>,
-    #[serde(default)]
-    attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// Validates one redis_session source; `base` is its dotted key, secrets are read
@@ -273,15 +242,20 @@ pub(super) fn validate_redis_session(
     let pointer = |name: &str, value: Option<String>| {
         value.map(|p| json_pointer(&format!("{base}.fields.{name}"), &p)).transpose()
     };
-    let mut attributes = Vec::new();
-    for (name, ptr) in fields.attributes {
-        let key = format!("{base}.fields.attributes.{name}");
-        if identity::RESERVED_ATTRIBUTES.contains(&name.as_str()) {
-            return Err(ConfigError::new(key, "this name is reserved; map it under fields instead"));
-        }
-        let ptr = json_pointer(&key, &ptr)?;
-        attributes.push((name, ptr));
-    }
+    let attributes = attributes(base, fields.attributes, json_pointer)?;
+    let timeout = positive_duration(&format!("{base}.timeout"), f.timeout.as_deref(), DEFAULT_REDIS_TIMEOUT)?;
+    let cache = FileCache {
+        cache_ttl: f.cache_ttl.as_deref(),
+        negative_cache_ttl: f.negative_cache_ttl.as_deref(),
+        cache_capacity: f.cache_capacity,
+    };
+    let cache = cache.validate(base, CacheSettings::REDIS_SESSION)?;
+    let fields = FieldPointers {
+        user_id: json_pointer(&format!("{base}.fields.user_id"), &user_id)?,
+        email: pointer("email", fields.email)?,
+        name: pointer("name", fields.name)?,
+        attributes,
+    };
     Ok(RedisSessionConfig {
         redis,
         tls_ca,
@@ -292,18 +266,9 @@ pub(super) fn validate_redis_session(
         cookie_secrets_env: f.cookie_secrets_env,
         key,
         format,
-        timeout: positive_duration(&format!("{base}.timeout"), f.timeout.as_deref(), DEFAULT_REDIS_TIMEOUT)?,
-        cache_ttl: duration(&format!("{base}.cache_ttl"), f.cache_ttl.as_deref(), DEFAULT_REDIS_CACHE_TTL)?,
-        negative_cache_ttl: duration(
-            &format!("{base}.negative_cache_ttl"),
-            f.negative_cache_ttl.as_deref(),
-            DEFAULT_REDIS_NEGATIVE_CACHE_TTL,
-        )?,
-        cache_capacity: f.cache_capacity.unwrap_or(identity::DEFAULT_CACHE_CAPACITY),
-        user_id: json_pointer(&format!("{base}.fields.user_id"), &user_id)?,
-        email: pointer("email", fields.email)?,
-        name: pointer("name", fields.name)?,
-        attributes,
+        timeout,
+        cache,
+        fields,
     })
 }
 
@@ -461,7 +426,8 @@ mod tests {
         assert_eq!(r.cookie_signature, CookieSignature::Express);
         assert_eq!(r.cookie_secrets.iter().map(|s| s.expose().to_vec()).collect::<Vec<_>>(), [b"new".to_vec(), b"old".to_vec()]);
         assert_eq!((r.key.as_str(), r.format, r.timeout), ("sess:{id}", SessionFormat::Json, Duration::from_millis(100)));
-        assert_eq!((r.user_id.as_str(), r.email.as_deref(), r.name.as_deref()), ("/passport/user", Some("/user/email"), Some("/user/name")));
+        let f = &r.fields;
+        assert_eq!((f.user_id.as_str(), f.email.as_deref(), f.name.as_deref()), ("/passport/user", Some("/user/email"), Some("/user/name")));
     }
 
     #[test]
@@ -469,8 +435,8 @@ mod tests {
         let r = load(GOOD).unwrap();
         assert_eq!(r.cookie_signature, CookieSignature::None);
         assert_eq!((r.key.as_str(), r.format), (DEFAULT_REDIS_KEY, SessionFormat::Json));
-        assert_eq!((r.timeout, r.cache_ttl, r.negative_cache_ttl), (DEFAULT_REDIS_TIMEOUT, DEFAULT_REDIS_CACHE_TTL, DEFAULT_REDIS_NEGATIVE_CACHE_TTL));
-        assert_eq!(r.cache_capacity, identity::DEFAULT_CACHE_CAPACITY);
+        assert_eq!((r.timeout, r.cache), (DEFAULT_REDIS_TIMEOUT, CacheSettings::REDIS_SESSION));
+        assert_eq!(r.cache.capacity, 100_000);
     }
 
     #[test]

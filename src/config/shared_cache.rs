@@ -70,8 +70,8 @@ pub(super) struct FileSharedCacheLong {
     redis: Option<FileRedisTarget>,
     username: Option<String>,
     // Values of any type, so that a password pasted here is not quoted back by serde.
-    password_env: Option<serde_yaml::Value>,
-    password_file: Option<serde_yaml::Value>,
+    password_env: Option<yaml_serde::Value>,
+    password_file: Option<yaml_serde::Value>,
     tls_ca_file: Option<String>,
     timeout: Option<String>,
 }

@@ -163,8 +163,8 @@ impl SiteConfig {
                     if e.company_id.is_some() { ", with company" } else { "" },
                     if e.cookies.is_empty() { "all".to_string() } else { e.cookies.join(", ") },
                     d(e.timeout),
-                    d(e.cache_ttl),
-                    d(e.negative_cache_ttl)
+                    d(e.cache.ttl),
+                    d(e.cache.negative_ttl)
                 ),
                 SourceConfig::RedisSession(r) => writeln!(
                     out,
@@ -179,8 +179,8 @@ impl SiteConfig {
                     format!("{:?}", r.cookie_signature).to_lowercase(),
                     if r.cookie_secrets_env.is_empty() { String::new() } else { format!(" with secrets from env {}", r.cookie_secrets_env.join(", ")) },
                     d(r.timeout),
-                    d(r.cache_ttl),
-                    d(r.negative_cache_ttl)
+                    d(r.cache.ttl),
+                    d(r.cache.negative_ttl)
                 ),
                 SourceConfig::JwtCookie(j) => writeln!(out, "identity:  {}. {}", n + 1, j.summary()),
                 SourceConfig::SignedHeader(h) => writeln!(out, "identity:  {}. {}", n + 1, h.summary()),

@@ -76,12 +76,12 @@ impl CurrentUserEndpoint {
     pub(super) fn new(config: EndpointConfig, upstream: Arc<Upstream>, shared: Option<Arc<SharedCache>>) -> Self {
         let local = |ttl: Duration| if shared.is_some() { ttl.min(LOCAL_TTL_WHEN_SHARED) } else { ttl };
         let life = session_cache::Lifetimes {
-            found: local(config.cache_ttl),
-            anonymous: local(config.negative_cache_ttl),
+            found: local(config.cache.ttl),
+            anonymous: local(config.cache.negative_ttl),
             // With a shared cache: two claims' worth of waiting, then our own call.
             lookup: config.timeout * 3,
         };
-        let cache = Arc::new(SessionCache::new(config.cache_capacity, &life));
+        let cache = Arc::new(SessionCache::new(config.cache.capacity, &life));
         let html = (config.format == EndpointFormat::Html).then(|| Box::new(HtmlFields::new(&config)));
         CurrentUserEndpoint {
             asker: Arc::new(Asker { config: config.clone(), html, upstream }),
@@ -180,7 +180,7 @@ impl CurrentUserEndpoint {
             }
         };
         let Some(shared) = &self.shared else { return ask_app().await };
-        let life = Lifetimes { found: self.config.cache_ttl, anonymous: self.config.negative_cache_ttl, fetch: self.config.timeout };
+        let life = Lifetimes { found: self.config.cache.ttl, anonymous: self.config.cache.negative_ttl, fetch: self.config.timeout };
         let answer = shared.get_or_fetch(&shared.entry(&self.config.path, &key.digest), &life, ask_app).await?;
         Ok(only_mapped(&self.config, answer))
     }
@@ -228,9 +228,10 @@ impl Asker {
     fn map_document(&self, body: &[u8]) -> Result<Option<Identity>, EndpointError> {
         let doc: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| EndpointError::NotJson(e.to_string()))?;
-        let Some(user_id) = self.id_at(&doc, &self.config.user_id)? else { return Ok(None) };
-        let mut identity = Identity::new(user_id);
-        json_fields::fill(&mut identity, &doc, &self.config.email, &self.config.name, &self.config.attributes);
+        let fields = &self.config.fields;
+        let found = json_fields::identity(&doc, fields)
+            .map_err(|kind| EndpointError::UserId { pointer: fields.user_id.clone(), kind })?;
+        let Some(mut identity) = found else { return Ok(None) };
         if let Some(ptr) = &self.config.company_id {
             identity.company =
                 self.id_at(&doc, ptr)?.map(|id| Company { id, name: json_fields::text_at(&doc, &self.config.company_name) });
@@ -337,7 +338,7 @@ mod tests {
     #[test]
     fn a_shared_answer_keeps_only_what_this_source_maps() {
         let mut config = EndpointConfig::new("/api/me", "/id");
-        config.name = None;
+        config.fields.name = None;
         let mut id = Identity::new("alice");
         id.email = Some("alice@example.com".into());
         id.name = Some("Alice".into());

@@ -76,15 +76,15 @@ impl HtmlFields {
     /// Parses the selectors of `config` (its fields are selectors when its format is
     /// html).
     pub fn new(config: &EndpointConfig) -> HtmlFields {
-        let mut specs = vec![(Role::UserId, config.user_id.as_str())];
+        let mut specs = vec![(Role::UserId, config.fields.user_id.as_str())];
         let optional = [
-            (Role::Email, &config.email),
-            (Role::Name, &config.name),
+            (Role::Email, &config.fields.email),
+            (Role::Name, &config.fields.name),
             (Role::CompanyId, &config.company_id),
             (Role::CompanyName, &config.company_name),
         ];
         specs.extend(optional.iter().filter_map(|(role, spec)| spec.as_deref().map(|s| (*role, s))));
-        specs.extend(config.attributes.iter().enumerate().map(|(i, (_, s))| (Role::Attribute(i), s.as_str())));
+        specs.extend(config.fields.attributes.iter().enumerate().map(|(i, (_, s))| (Role::Attribute(i), s.as_str())));
         let mut slots = Vec::new();
         let mut invalid = None;
         for (role, spec) in specs {
@@ -99,7 +99,7 @@ impl HtmlFields {
         }
         HtmlFields {
             slots,
-            attribute_names: config.attributes.iter().map(|(n, _)| n.clone()).collect(),
+            attribute_names: config.fields.attributes.iter().map(|(n, _)| n.clone()).collect(),
             invalid,
         }
     }
@@ -262,7 +262,7 @@ mod tests {
 
     fn fields(user_id: &str, email: Option<&str>) -> HtmlFields {
         let mut c = EndpointConfig::html_page("/account", user_id);
-        c.email = email.map(str::to_string);
+        c.fields.email = email.map(str::to_string);
         HtmlFields::new(&c)
     }
 
@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn the_pages_charset_is_honoured() {
         let mut c = EndpointConfig::html_page("/account", "#uid");
-        c.name = Some("#name".into());
+        c.fields.name = Some("#name".into());
         let f = HtmlFields::new(&c);
         let latin1 = b"<p id=uid>7</p><p id=name>Ren\xe9e</p>";
         assert_eq!(f.identity(latin1, Some("windows-1252")).unwrap().unwrap().name.as_deref(), Some("Ren\u{e9}e"));

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::Identity;
+use crate::config::FieldPointers;
 
 /// The id at `pointer`: `Ok(None)` when it is missing, null or empty; `Err` names what
 /// was found instead of a string or an integer. Numbers keep the digits as written
@@ -30,21 +31,20 @@ pub(super) fn text_at(doc: &Value, pointer: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Sets the identity's email, name and attributes from `doc`.
-pub(super) fn fill(
-    identity: &mut Identity,
-    doc: &Value,
-    email: &Option<String>,
-    name: &Option<String>,
-    attributes: &[(String, String)],
-) {
-    identity.email = text_at(doc, email);
-    identity.name = text_at(doc, name);
-    for (attribute, pointer) in attributes {
+/// The identity `fields` point at in `doc`, the one place an endpoint's answer, a
+/// decoded session and verified claims become an identity: `Ok(None)` when the user id
+/// is missing, null or empty, `Err` naming what was found instead (see [`id_at`]).
+pub(super) fn identity(doc: &Value, fields: &FieldPointers) -> Result<Option<Identity>, &'static str> {
+    let Some(user_id) = id_at(doc, &fields.user_id)? else { return Ok(None) };
+    let mut identity = Identity::new(user_id);
+    identity.email = text_at(doc, &fields.email);
+    identity.name = text_at(doc, &fields.name);
+    for (attribute, pointer) in &fields.attributes {
         if let Some(v) = doc.pointer(pointer).filter(|v| !v.is_null()) {
             identity.attributes.insert(attribute.clone(), v.clone());
         }
     }
+    Ok(Some(identity))
 }
 
 /// `-?[0-9]+`: a JSON integer exactly as written.

@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn quoted_strings_are_yaml() {
         let q = quote("a\"b\\c: #d");
-        let back: String = serde_yaml::from_str(&q).unwrap();
+        let back: String = yaml_serde::from_str(&q).unwrap();
         assert_eq!(back, "a\"b\\c: #d");
     }
 }

@@ -29,7 +29,7 @@ impl InitRun {
 
     /// The `type` of the written configuration's first identity source.
     pub fn source_type(&self) -> Option<String> {
-        let doc: serde_yaml::Value = serde_yaml::from_str(&self.yaml).ok()?;
+        let doc: yaml_serde::Value = yaml_serde::from_str(&self.yaml).ok()?;
         doc["identity"]["sources"][0]["type"].as_str().map(str::to_string)
     }
 

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{Lookup, SourceError};
-use crate::config::{ClaimFields, JwtVerifyConfig, TokenFormat};
+use crate::config::{FieldPointers, JwtVerifyConfig, TokenFormat};
 
 pub use fetch::FetchError;
 
@@ -108,7 +108,7 @@ pub struct JwtVerifier {
     /// The source type, for warnings (`jwt_cookie`, `signed_header`).
     kind: &'static str,
     config: JwtVerifyConfig,
-    fields: ClaimFields,
+    fields: FieldPointers,
     validations: Vec<jsonwebtoken::Validation>,
     keys: keys::KeyStore,
     verified: cache::VerifiedCache,
@@ -116,7 +116,7 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     /// A verifier for `config`, mapping claims with `fields`.
-    pub fn new(kind: &'static str, config: JwtVerifyConfig, fields: ClaimFields) -> Arc<JwtVerifier> {
+    pub fn new(kind: &'static str, config: JwtVerifyConfig, fields: FieldPointers) -> Arc<JwtVerifier> {
         Arc::new(JwtVerifier {
             kind,
             validations: verify::validations(&config),

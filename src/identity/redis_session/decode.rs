@@ -97,16 +97,8 @@ fn refuse_unsafe_serializations(data: &[u8]) -> Result<(), DecodeError> {
 
 /// Reads the configured pointers; a missing, null or empty user id means no user.
 fn map_fields(config: &RedisSessionConfig, doc: &Value) -> Result<Option<Identity>, DecodeError> {
-    let Some(user_id) = json_fields::id_at(doc, &config.user_id).map_err(|kind| user_id_error(config, kind))? else {
-        return Ok(None);
-    };
-    let mut identity = Identity::new(user_id);
-    json_fields::fill(&mut identity, doc, &config.email, &config.name, &config.attributes);
-    Ok(Some(identity))
-}
-
-fn user_id_error(config: &RedisSessionConfig, kind: &'static str) -> DecodeError {
-    DecodeError::UserId { pointer: config.user_id.clone(), kind }
+    json_fields::identity(doc, &config.fields)
+        .map_err(|kind| DecodeError::UserId { pointer: config.fields.user_id.clone(), kind })
 }
 
 #[cfg(test)]
@@ -116,8 +108,8 @@ mod tests {
     fn config(format: SessionFormat, user_id: &str) -> RedisSessionConfig {
         let mut c = RedisSessionConfig::new("redis://127.0.0.1/", "sid", user_id);
         c.format = format;
-        c.email = Some("/profile/email".into());
-        c.name = Some("/profile/name".into());
+        c.fields.email = Some("/profile/email".into());
+        c.fields.name = Some("/profile/name".into());
         c
     }
 
@@ -142,7 +134,7 @@ mod tests {
     fn a_php_session_maps_with_the_same_pointers() {
         let data = br#"user|s:5:"alice";account|a:2:{s:2:"id";i:1001;s:5:"email";s:17:"alice@example.com";}"#;
         let mut c = config(SessionFormat::Php, "/account/id");
-        c.email = Some("/account/email".into());
+        c.fields.email = Some("/account/email".into());
         let id = identity(&c, data).unwrap().unwrap();
         assert_eq!(id.user_id, "1001");
         assert_eq!(id.email.as_deref(), Some("alice@example.com"));
@@ -152,7 +144,7 @@ mod tests {
     fn a_php_serialize_session_maps_with_the_same_pointers() {
         let data = br#"a:2:{s:4:"user";s:5:"alice";s:7:"account";a:2:{s:2:"id";i:1001;s:5:"email";s:17:"alice@example.com";}}"#;
         let mut c = config(SessionFormat::PhpSerialize, "/account/id");
-        c.email = Some("/account/email".into());
+        c.fields.email = Some("/account/email".into());
         let id = identity(&c, data).unwrap().unwrap();
         assert_eq!((id.user_id.as_str(), id.email.as_deref()), ("1001", Some("alice@example.com")));
     }

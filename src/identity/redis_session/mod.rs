@@ -71,8 +71,8 @@ impl RedisSessionSource {
     /// Builds the source; it connects to Redis on first use.
     pub fn new(config: RedisSessionConfig) -> Self {
         // The timeout bounds connecting and the read: two of them.
-        let life = Lifetimes { found: config.cache_ttl, anonymous: config.negative_cache_ttl, lookup: config.timeout * 2 };
-        let cache = SessionCache::new(config.cache_capacity, &life);
+        let life = Lifetimes { found: config.cache.ttl, anonymous: config.cache.negative_ttl, lookup: config.timeout * 2 };
+        let cache = SessionCache::new(config.cache.capacity, &life);
         RedisSessionSource {
             store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.auth.clone(), config.timeout),
             cookie_names: vec![config.cookie.clone()],

@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn clear_headers_map_by_value() {
         let c = trusted(&answer(Some("a@x")), &[("X-Auth-Email", "a@x"), ("X-Auth-User", "u-1"), ("X-Other", "z")]).unwrap();
-        let doc: serde_yaml::Value = serde_yaml::from_str(&c.yaml).unwrap();
+        let doc: yaml_serde::Value = yaml_serde::from_str(&c.yaml).unwrap();
         let item = &doc[0];
         assert_eq!((item["headers"]["user_id"].as_str(), item["headers"]["email"].as_str()), (Some("X-Auth-User"), Some("X-Auth-Email")));
         assert_eq!(item["trusted_cidrs"][0], "127.0.0.1/32");

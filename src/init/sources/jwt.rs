@@ -271,7 +271,7 @@ mod tests {
         let t = Unverified::read(&token(json!({"alg": "RS256"}), json!({"sub": "u-1", "iss": "https://id.example", "aud": "app"}), false)).unwrap();
         let places = Fields { user_id: "/sub".into(), others: vec![("email", "/email".into())] };
         let yaml = verify_yaml(&t, "      jwks_url: \"http://app/jwks\"\n", &places);
-        let doc: serde_yaml::Value = serde_yaml::from_str(&format!("type: jwt_cookie\n{}", yaml.replace("\n      ", "\n").trim_start())).unwrap();
+        let doc: yaml_serde::Value = yaml_serde::from_str(&format!("type: jwt_cookie\n{}", yaml.replace("\n      ", "\n").trim_start())).unwrap();
         assert_eq!(doc["algorithms"][0], "RS256");
         assert_eq!((doc["issuer"].as_str(), doc["audience"][0].as_str()), (Some("https://id.example"), Some("app")));
         assert_eq!((doc["fields"]["user_id"].as_str(), doc["fields"]["email"].as_str()), (Some("/sub"), Some("/email")));

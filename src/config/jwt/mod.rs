@@ -3,17 +3,24 @@
 //! algorithms against keys from a JWKS, a PEM file or a shared secret.
 //!
 //! Both types share one file shape ([`FileJwtSource`]); the keys that only make sense
-//! for one of them (`cookie`, `preset`, `signer`, ...) are refused on the other.
+//! for one of them (`cookie`, `preset`, `signer`, ...) are refused on the other. Where
+//! the keys come from is [`keys`]; what each `preset` fills in is [`presets`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use jsonwebtoken::Algorithm;
 
-use super::identity::{DEFAULT_EMAIL_POINTER, DEFAULT_NAME_POINTER, RESERVED_ATTRIBUTES};
+use super::fields::{attributes, FieldPointers, FileFieldPointers};
+use super::fields::{DEFAULT_EMAIL_POINTER, DEFAULT_JWT_USER_ID_POINTER, DEFAULT_NAME_POINTER};
 use super::*;
-pub use super::jwt_presets::Preset;
+use keys::{key_source, FileKeys};
+pub use keys::{pem_key, KeySource, GOOGLE_IAP_JWKS_URL};
+pub use presets::Preset;
+
+mod keys;
+mod presets;
+#[cfg(test)]
+mod tests;
 
 /// Default `leeway`: clock skew allowed on `exp` and `nbf` (small: a token just expired
 /// is a token someone may be replaying).
@@ -26,12 +33,8 @@ pub const DEFAULT_KEY_REFRESH: Duration = Duration::from_secs(3600);
 /// Default `key_refetch_interval`: at most one fetch per this interval because of an
 /// unknown `kid` (anyone can send a token naming a `kid` that does not exist).
 pub const DEFAULT_KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
-/// Default claim pointer of the user id in a JWT.
-pub const DEFAULT_JWT_USER_ID_POINTER: &str = "/sub";
 /// Google IAP's issuer (the `google_iap` preset's default `issuer`).
 pub const GOOGLE_IAP_ISSUER: &str = "https://cloud.google.com/iap";
-/// Google IAP's JWKS (the `google_iap` preset's default `jwks_url`).
-pub const GOOGLE_IAP_JWKS_URL: &str = "https://www.gstatic.com/iap/verify/public_key-jwk";
 
 /// Settings of the `jwt_cookie` source.
 #[derive(Debug, Clone)]
@@ -40,8 +43,8 @@ pub struct JwtCookieConfig {
     pub location: TokenLocation,
     /// How it is verified.
     pub verify: JwtVerifyConfig,
-    /// Which claims become the identity.
-    pub fields: ClaimFields,
+    /// Which claims become the identity (JSON pointers into the claims).
+    pub fields: FieldPointers,
 }
 
 /// Settings of the `signed_header` source.
@@ -53,8 +56,8 @@ pub struct SignedHeaderConfig {
     pub header: String,
     /// How it is verified.
     pub verify: JwtVerifyConfig,
-    /// Which claims become the identity.
-    pub fields: ClaimFields,
+    /// Which claims become the identity (JSON pointers into the claims).
+    pub fields: FieldPointers,
 }
 
 /// Where a `jwt_cookie` token is read from.
@@ -101,53 +104,6 @@ pub enum TokenFormat {
     },
 }
 
-/// Where verification keys come from.
-#[derive(Clone)]
-pub enum KeySource {
-    /// A JWKS fetched from this URL (cached, refreshed).
-    JwksUrl(String),
-    /// A JWKS read from a file at start.
-    Jwks(Arc<JwkSet>),
-    /// One public key (PEM) read from a file at start.
-    PublicKeyPem(Arc<Vec<u8>>),
-    /// An HMAC secret (from `secret_env` or `secret_file`).
-    Secret(Secret),
-    /// AWS ALB: the PEM key of each `kid` is fetched from `{base}/{kid}`.
-    AlbKeyUrl(String),
-}
-
-impl fmt::Debug for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.describe())
-    }
-}
-
-impl KeySource {
-    /// A summary for `check` and logs (never a key's or secret's value).
-    pub fn describe(&self) -> String {
-        match self {
-            KeySource::JwksUrl(u) => format!("JWKS {u}"),
-            KeySource::Jwks(set) => format!("JWKS file ({} keys)", set.keys.len()),
-            KeySource::PublicKeyPem(_) => "public key file".into(),
-            KeySource::Secret(s) => format!("shared secret ({} bytes)", s.expose().len()),
-            KeySource::AlbKeyUrl(u) => format!("ALB keys {u}/<kid>"),
-        }
-    }
-}
-
-/// Which claims become the identity (JSON pointers into the claims).
-#[derive(Debug, Clone)]
-pub struct ClaimFields {
-    /// The user id (a string or an integer).
-    pub user_id: String,
-    /// The email.
-    pub email: Option<String>,
-    /// The display name.
-    pub name: Option<String>,
-    /// Extra attributes: (name, JSON pointer).
-    pub attributes: Vec<(String, String)>,
-}
-
 /// The YAML shape of both JWT source types.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,7 +127,7 @@ pub(super) struct FileJwtSource {
     key_refresh: Option<String>,
     key_refetch_interval: Option<String>,
     #[serde(default)]
-    fields: FileClaimFields,
+    fields: FileFieldPointers,
 }
 
 #[derive(Deserialize)]
@@ -179,16 +135,6 @@ pub(super) struct FileJwtSource {
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileClaimFields {
-    user_id: Option<String>,
-    email: Option<String>,
-    name: Option<String>,
-    #[serde(default)]
-    attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// Validates a `jwt_cookie` source at `base` (`identity.sources[n]`).
@@ -302,7 +248,11 @@ fn verify_config(
     if algorithms.is_empty() {
         return Err(ConfigError::new(format!("{base}.algorithms"), "pin at least one algorithm, e.g. [RS256]"));
     }
-    let keys = super::jwt_keys::key_source(base, f, &algorithms, &format, env)?;
+    let signer = match &format {
+        TokenFormat::AwsAlb { signer } => Some(signer.as_str()),
+        TokenFormat::Jwt => None,
+    };
+    let keys = key_source(base, f.keys(), &algorithms, signer, env)?;
     let audience = match &f.audience {
         None => Vec::new(),
         Some(OneOrMany::One(a)) => vec![a.clone()],
@@ -328,19 +278,9 @@ fn verify_config(
     })
 }
 
-/// The key-source half of [`FileJwtSource`], for `jwt_keys`.
-pub(super) struct FileKeys<'a> {
-    pub jwks_url: Option<&'a str>,
-    pub jwks_file: Option<&'a PathBuf>,
-    pub public_key_file: Option<&'a PathBuf>,
-    pub secret_env: Option<&'a str>,
-    pub secret_file: Option<&'a PathBuf>,
-    pub key_url: Option<&'a str>,
-    pub preset: Option<&'a str>,
-}
-
 impl FileJwtSource {
-    pub(super) fn keys(&self) -> FileKeys<'_> {
+    /// The key-source half, for [`keys`].
+    fn keys(&self) -> FileKeys<'_> {
         FileKeys {
             jwks_url: self.jwks_url.as_deref(),
             jwks_file: self.jwks_file.as_ref(),
@@ -360,27 +300,14 @@ fn cookie_name(key: &str, c: &str) -> Result<String> {
     Ok(c.to_string())
 }
 
-fn claim_fields(base: &str, f: FileClaimFields) -> Result<ClaimFields> {
-    let mut attributes = Vec::new();
-    for (name, ptr) in f.attributes {
-        let key = format!("{base}.fields.attributes.{name}");
-        if RESERVED_ATTRIBUTES.contains(&name.as_str()) {
-            return Err(ConfigError::new(key, "this name is reserved; map it under fields instead"));
-        }
-        attributes.push((name, json_pointer(&key, &ptr)?));
-    }
-    Ok(ClaimFields {
+fn claim_fields(base: &str, f: FileFieldPointers) -> Result<FieldPointers> {
+    let attributes = attributes(base, f.attributes, json_pointer)?;
+    Ok(FieldPointers {
         user_id: json_pointer(&format!("{base}.fields.user_id"), f.user_id.as_deref().unwrap_or(DEFAULT_JWT_USER_ID_POINTER))?,
         email: Some(json_pointer(&format!("{base}.fields.email"), f.email.as_deref().unwrap_or(DEFAULT_EMAIL_POINTER))?),
         name: Some(json_pointer(&format!("{base}.fields.name"), f.name.as_deref().unwrap_or(DEFAULT_NAME_POINTER))?),
         attributes,
     })
-}
-
-/// The single family of `algorithms`, or `None` when they mix families.
-pub(super) fn single_family(algorithms: &[Algorithm]) -> Option<AlgorithmFamily> {
-    let first = algorithms.first()?.family();
-    algorithms.iter().all(|a| a.family() == first).then_some(first)
 }
 
 impl JwtVerifyConfig {

@@ -98,3 +98,15 @@ fn claims_mapped_by_a_jwt_source_may_be_signed() {
     let config = Config::from_yaml(&text, &env).expect("plan is provided by the jwt_cookie source");
     assert!(config.site().intercom.claims.contains(&"plan".to_string()));
 }
+
+/// A secret pasted where its variable's name belongs is refused at its own key and
+/// never quoted back (the source is read in place, so the path reaches the key).
+#[test]
+fn a_pasted_secret_is_refused_at_its_key_and_never_echoed() {
+    for value in ["[sk_live_pasted]", "{a: sk_live_pasted}"] {
+        let s = format!("{{type: jwt_cookie, cookie: c, algorithms: [HS256], secret_env: {value}}}");
+        let e = source(&s).expect_err(&s);
+        assert_eq!(e.key, "identity.sources[0].secret_env", "{e}");
+        assert!(e.message.contains("JWT secret") && !e.to_string().contains("sk_live_pasted"), "{e}");
+    }
+}

@@ -3,13 +3,62 @@
 //! against the pinned algorithms so a public key can never be used as an HMAC secret.
 //! Files are read and parsed here, so `check` catches a bad key before anything runs.
 
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
-use super::jwt::{single_family, FileJwtSource, KeySource, TokenFormat};
-use super::*;
+use super::super::{ConfigError, Result, Secret};
+
+/// Google IAP's JWKS (the `google_iap` preset's default `jwks_url`).
+pub const GOOGLE_IAP_JWKS_URL: &str = "https://www.gstatic.com/iap/verify/public_key-jwk";
+
+/// Where verification keys come from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// A JWKS fetched from this URL (cached, refreshed).
+    JwksUrl(String),
+    /// A JWKS read from a file at start.
+    Jwks(Arc<JwkSet>),
+    /// One public key (PEM) read from a file at start.
+    PublicKeyPem(Arc<Vec<u8>>),
+    /// An HMAC secret (from `secret_env` or `secret_file`).
+    Secret(Secret),
+    /// AWS ALB: the PEM key of each `kid` is fetched from `{base}/{kid}`.
+    AlbKeyUrl(String),
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl KeySource {
+    /// A summary for `check` and logs (never a key's or secret's value).
+    pub fn describe(&self) -> String {
+        match self {
+            KeySource::JwksUrl(u) => format!("JWKS {u}"),
+            KeySource::Jwks(set) => format!("JWKS file ({} keys)", set.keys.len()),
+            KeySource::PublicKeyPem(_) => "public key file".into(),
+            KeySource::Secret(s) => format!("shared secret ({} bytes)", s.expose().len()),
+            KeySource::AlbKeyUrl(u) => format!("ALB keys {u}/<kid>"),
+        }
+    }
+}
+
+/// The key-source keys of a JWT source, as the file has them.
+pub(super) struct FileKeys<'a> {
+    pub jwks_url: Option<&'a str>,
+    pub jwks_file: Option<&'a PathBuf>,
+    pub public_key_file: Option<&'a PathBuf>,
+    pub secret_env: Option<&'a str>,
+    pub secret_file: Option<&'a PathBuf>,
+    pub key_url: Option<&'a str>,
+    pub preset: Option<&'a str>,
+}
 
 /// The AWS ALB key URL base of a region: keys are at `{base}/{kid}`.
 pub fn alb_key_url(region: &str) -> String {
@@ -21,16 +70,17 @@ fn arn_region(arn: &str) -> Option<&str> {
     arn.split(':').nth(3).filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
+/// The key source of the JWT source at `base`, checked against its pinned `algorithms`;
+/// `alb_signer` is the load balancer's ARN for the aws_alb preset.
 pub(super) fn key_source(
     base: &str,
-    f: &FileJwtSource,
+    k: FileKeys<'_>,
     algorithms: &[Algorithm],
-    format: &TokenFormat,
+    alb_signer: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<KeySource> {
-    let k = f.keys();
     let family = single_family(algorithms);
-    if let TokenFormat::AwsAlb { signer } = format {
+    if let Some(signer) = alb_signer {
         if let Some(key) = [("jwks_url", k.jwks_url.is_some()), ("jwks_file", k.jwks_file.is_some()), ("public_key_file", k.public_key_file.is_some()), ("secret_env", k.secret_env.is_some()), ("secret_file", k.secret_file.is_some())]
             .into_iter()
             .find_map(|(key, set)| set.then_some(key))
@@ -75,7 +125,7 @@ pub(super) fn key_source(
         ));
     }
     if google_default {
-        return Ok(KeySource::JwksUrl(super::jwt::GOOGLE_IAP_JWKS_URL.to_string()));
+        return Ok(KeySource::JwksUrl(GOOGLE_IAP_JWKS_URL.to_string()));
     }
     if let Some(url) = k.jwks_url {
         http_url(&format!("{base}.jwks_url"), url)?;
@@ -122,6 +172,12 @@ pub(super) fn key_source(
         return Err(ConfigError::new(key, "the secret is empty"));
     }
     Ok(KeySource::Secret(Secret::new(secret)))
+}
+
+/// The single family of `algorithms`, or `None` when they mix families.
+fn single_family(algorithms: &[Algorithm]) -> Option<AlgorithmFamily> {
+    let first = algorithms.first()?.family();
+    algorithms.iter().all(|a| a.family() == first).then_some(first)
 }
 
 /// Parses a PEM public key of `family` (PKCS#1 or SPKI for RSA, SPKI for EC and Ed25519).
