@@ -224,15 +224,20 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
             })
         })
         .collect();
-    // Under load (every client served a few pages), then p1 dies.
-    support::wait_until("the load to be served", Duration::from_secs(20), || served.load(Ordering::SeqCst) >= 40);
+    // Under load (150 good pages, half of what the test asks for below), p1 dies.
+    let load = |at_least: usize| {
+        let served = served.clone();
+        move || served.load(Ordering::SeqCst) >= at_least
+    };
+    support::wait_until("the load before the kill", Duration::from_secs(30), load(150));
     let killed = proxies[1].take().unwrap();
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(killed.pid() as i32, libc::SIGKILL) };
-    // Until HAProxy took p1 out and the other two served more pages after that.
-    support::wait_until("HAProxy to mark p1 down", Duration::from_secs(20), || haproxy.log_text().contains("be/p1 is DOWN"));
+    // Until HAProxy took p1 out and the other two served as many pages again after that.
+    let down = || haproxy.log_text().contains("be/p1 is DOWN");
+    support::wait_until("HAProxy to mark p1 down", Duration::from_secs(20), down);
     let after_down = served.load(Ordering::SeqCst);
-    support::wait_until("pages after p1 went down", Duration::from_secs(20), || served.load(Ordering::SeqCst) >= after_down + 40);
+    support::wait_until("pages after p1 went down", Duration::from_secs(30), load(after_down + 160));
     stop.store(true, Ordering::SeqCst);
     let (mut ok, mut failures, mut tokenless) = (0, Vec::new(), Vec::new());
     for c in clients {
