@@ -95,7 +95,8 @@ fn the_admin_listener_may_not_share_a_proxy_port() {
         format!("listen: [\"127.0.0.1:{port}\"]\nadmin:\n  listen: \"0.0.0.0:{port}\"\n{}", support::sections("127.0.0.1:3000".parse().unwrap(), TRUSTED_HEADER, "")),
     )
     .unwrap();
-    let (code, text) = support::check_config_file(&conf, &[("TEST_INTERCOM_SECRET", support::SECRET)]);
+    let (code, text) =
+        support::check_config_file(&conf, &[("TEST_INTERCOM_SECRET", support::SECRET)]);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("`admin.listen`"), "{text}");
 }

@@ -496,21 +496,27 @@ fn loader_is_the_official_one() {
     // the corpus page, the legacy apps' pages, and the demo's app as it serves them.
     assert_eq!(LOADER, official_loader(APP_ID), "the loader of these tests' pages");
     let corpus = String::from_utf8(support::corpus("app.html")).unwrap();
-    assert!(corpus.contains(&official_loader(APP_ID)), "the corpus page's loader is not the official one");
+    let official = official_loader(APP_ID);
+    assert!(corpus.contains(&official), "the corpus page's loader is not the official one");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for app in ["tests/legacy/python/app.py", "tests/legacy/php/router.php", "tests/legacy/express/app.js"] {
-        let source = std::fs::read_to_string(root.join(app)).unwrap();
-        assert!(source.contains(&official_loader(APP_ID)), "{app}: its loader is not the official one");
+    for app in ["python/app.py", "php/router.php", "express/app.js"] {
+        let app = format!("tests/legacy/{app}");
+        let source = std::fs::read_to_string(root.join(&app)).unwrap();
+        assert!(source.contains(&official), "{app}: its loader is not the official one");
     }
     let (mut demo, app_port, _) = support::start_demo(&[], std::process::Stdio::null);
     let app = format!("http://127.0.0.1:{app_port}");
-    let login = support::send("POST", &format!("{app}/login"), &[("Content-Type", "application/x-www-form-urlencoded")], b"username=alice");
-    let cookie = login.header("set-cookie").expect("the demo's login sets its session").split(';').next().unwrap().to_string();
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = support::send("POST", &format!("{app}/login"), &form, b"username=alice");
+    let session = login.header("set-cookie").expect("the demo's login sets its session");
+    let cookie = session.split(';').next().unwrap().to_string();
     let home = support::get(&format!("{app}/"), &[("Cookie", &cookie)]);
     let _ = demo.kill();
     let _ = demo.wait();
-    assert_eq!(home.status, 200, "{}", home.text());
-    assert!(home.text().contains(&format!("<script>{}</script>", official_loader("demo1234"))), "the demo's loader is not the official one:\n{}", home.text());
+    let page = home.text();
+    assert_eq!(home.status, 200, "{page}");
+    let served = format!("<script>{}</script>", official_loader("demo1234"));
+    assert!(page.contains(&served), "the demo's loader is not the official one:\n{page}");
 }
 
 #[test]

@@ -182,7 +182,10 @@ fn a_bad_config_never_listens() {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("127.0.0.1:{port} accepted a connection while `run` had a bad config (probe {probes})");
+            panic!(
+                "127.0.0.1:{port} accepted a connection while `run` had a bad config \
+                 (probe {probes})"
+            );
         }
         probes += 1;
         if let Some(status) = exited {

@@ -141,7 +141,8 @@ fn a_huge_account_page_is_bounded_and_fails_open() {
     assert!(support::defers_the_boot(&text));
     assert_eq!(support::without_our_script(text.as_bytes()), PAGE.as_bytes());
     assert!(started.elapsed() < Duration::from_secs(2), "gave up at the bound, not at the timeout");
-    let log = proxy.wait_for_log("current-user endpoint /account failed: answer larger than 65536 bytes");
+    let log =
+        proxy.wait_for_log("current-user endpoint /account failed: answer larger than 65536 bytes");
     assert!(!log.contains("sid=huge"), "the session cookie leaked into the log");
 }
 

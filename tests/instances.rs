@@ -237,7 +237,8 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
     let down = || haproxy.log_text().contains("be/p1 is DOWN");
     support::wait_until("HAProxy to mark p1 down", Duration::from_secs(20), down);
     let after_down = served.load(Ordering::SeqCst);
-    support::wait_until("pages after p1 went down", Duration::from_secs(30), load(after_down + 160));
+    let more = load(after_down + 160);
+    support::wait_until("pages after p1 went down", Duration::from_secs(30), more);
     stop.store(true, Ordering::SeqCst);
     let (mut ok, mut failures, mut tokenless) = (0, Vec::new(), Vec::new());
     for c in clients {
@@ -339,7 +340,8 @@ fn an_instance_that_wins_the_claim_after_another_answered_uses_that_answer() {
     };
     // B has claimed the session and asked the app (which answers in 300 ms).
     support::wait_until("B to ask the app", Duration::from_secs(10), || {
-        app.requests().iter().any(|r| r.path() == "/api/me" && r.cookie("sid").as_deref() == Some(sid.as_str()))
+        let own = |r: &support::Request| r.cookie("sid").as_deref() == Some(sid.as_str());
+        app.requests().iter().any(|r| r.path() == "/api/me" && own(r))
     });
     let (status, body) = fetch_as(&support::client(), &a.url("/"), site, &sid).unwrap();
     assert_eq!(status, 200);
@@ -460,7 +462,8 @@ fn a_replayed_or_persisted_entry_is_refused_past_its_sealed_expiry() {
     assert_eq!(redis_cli(&redis, &["PERSIST", "saved"]), b"1\n");
     logged_out.lock().unwrap().push(replayed.clone());
     // Redis expired the live entry: its TTL, and so its sealed expiry, has passed.
-    support::wait_until("Redis to expire the entry", past_the_ttl * 4, || redis_cli(&redis, &["EXISTS", &entry]) == b"0\n");
+    let expired = || redis_cli(&redis, &["EXISTS", &entry]) == b"0\n";
+    support::wait_until("Redis to expire the entry", past_the_ttl * 4, expired);
     assert_eq!(redis_cli(&redis, &["COPY", "saved", &entry, "REPLACE"]), b"1\n");
     let (_, page) = fetch(&agent, &proxy.url("/"), &replayed).unwrap();
     assert!(page_token(&page).is_none(), "a replayed entry kept a logged-out user signed in");

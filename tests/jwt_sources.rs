@@ -344,12 +344,17 @@ fn check_accepts_an_unreachable_jwks_url_with_a_warning_and_refuses_a_bad_key_fi
         std::fs::write(&path, format!("listen: [\"127.0.0.1:8080\"]\nupstream: {{addresses: [\"127.0.0.1:3000\"]}}\nintercom: {{app_id: abc12345, secret_env: TEST_INTERCOM_SECRET}}\nidentity:\n  sources:\n    - {source}\n")).unwrap();
         support::check_config_file(&path, &[("TEST_INTERCOM_SECRET", support::SECRET)])
     };
-    let (code, stderr) = conf(&format!("{{type: jwt_cookie, cookie: s, algorithms: [RS256], jwks_url: \"http://{closed}/jwks.json\"}}"));
+    let (code, stderr) = conf(&format!(
+        "{{type: jwt_cookie, cookie: s, algorithms: [RS256], jwks_url: \"http://{closed}/jwks.json\"}}"
+    ));
     assert_eq!(code, Some(0), "an unreachable JWKS is a warning: {stderr}");
     assert!(stderr.contains("identity.sources[0].jwks_url") && stderr.contains("cannot fetch"), "{stderr}");
     let pem = dir.path().join("not-a-key.pem");
     std::fs::write(&pem, "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n").unwrap();
-    let (code, text) = conf(&format!("{{type: jwt_cookie, cookie: s, algorithms: [ES256], public_key_file: {}}}", pem.display()));
+    let (code, text) = conf(&format!(
+        "{{type: jwt_cookie, cookie: s, algorithms: [ES256], public_key_file: {}}}",
+        pem.display()
+    ));
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("identity.sources[0].public_key_file"), "{text}");
 }

@@ -281,7 +281,8 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
     }
     // Every response has started (its request reached the app) and stalled against its
     // client (the proxy's memory stopped moving).
-    support::wait_until("every request at the app", Duration::from_secs(60), || up.count("/big") >= CLIENTS);
+    let all_asked = || up.count("/big") >= CLIENTS;
+    support::wait_until("every request at the app", Duration::from_secs(60), all_asked);
     let stalled = settled_rss_kib(proxy.pid(), |pid| rss_kib(pid, "VmRSS:"));
     let total = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = clients
@@ -322,7 +323,8 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
 /// How many sockets process `pid` holds.
 fn sockets(pid: u32) -> usize {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
-    fds.flatten().filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))).count()
+    let socket = |t: std::path::PathBuf| t.to_string_lossy().starts_with("socket:");
+    fds.flatten().filter(|fd| std::fs::read_link(fd.path()).is_ok_and(socket)).count()
 }
 
 /// `rss(pid)` once it has stopped moving: the same to within 64 KiB over three reads
@@ -389,7 +391,8 @@ fn kib_per_idle_connection(proxy: &Proxy, n: usize, silent: bool) -> f64 {
     let conns = open_idle(proxy, n, silent);
     // Accepted, not only queued by the kernel: the proxy holds a socket for each (and
     // one to listen on).
-    support::wait_until("the proxy to accept every connection", Duration::from_secs(20), || sockets(proxy.pid()) > n);
+    let accepted = || sockets(proxy.pid()) > n;
+    support::wait_until("the proxy to accept every connection", Duration::from_secs(20), accepted);
     let after = settled_rss_kib(proxy.pid(), exact_rss_kib);
     // Still open: a proxy that had closed them would look cheap.
     let mut probe = [0u8; 1];

@@ -115,7 +115,8 @@ fn a_graceful_upgrade_drops_nothing() {
             })
         })
         .collect();
-    support::wait_until("the load to be served", Duration::from_secs(10), || ok.load(Ordering::SeqCst) >= 20);
+    let served = || ok.load(Ordering::SeqCst) >= 20;
+    support::wait_until("the load to be served", Duration::from_secs(10), served);
 
     let mut new = upgrade(&conf, dir.path(), &old);
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -85,7 +85,8 @@ fn check(identity: &str, env: &[(&str, &str)]) -> (bool, String) {
     )
     .unwrap();
     let secret = "s".repeat(40);
-    let env: Vec<(&str, &str)> = [("TEST_INTERCOM_SECRET", secret.as_str())].into_iter().chain(env.iter().copied()).collect();
+    let secret = [("TEST_INTERCOM_SECRET", secret.as_str())];
+    let env: Vec<(&str, &str)> = secret.into_iter().chain(env.iter().copied()).collect();
     let (code, text) = support::check_config_file(&conf, &env);
     (code == Some(0), text)
 }

@@ -103,7 +103,8 @@ fn check(yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, format!("listen: [\"127.0.0.1:{}\"]\n{yaml}", support::free_port())).unwrap();
-    let (code, text) = support::check_config_file(&path, &[("TEST_INTERCOM_SECRET", support::SECRET), ("TEST_SHOP_SECRET", SHOP_SECRET)]);
+    let env = [("TEST_INTERCOM_SECRET", support::SECRET), ("TEST_SHOP_SECRET", SHOP_SECRET)];
+    let (code, text) = support::check_config_file(&path, &env);
     (code.expect("exit code"), text)
 }
 

@@ -82,7 +82,8 @@ fn the_company_claim_comes_from_trusted_headers_and_is_stripped_from_others() {
     // name nobody, and none of them reaches the app.
     let spoofed = [("X-Forwarded-User", "7"), ("X-Company", "c-1"), ("X-Company-Name", "Initech")];
     let before = up.requests().len();
-    let r = Conn::open_from(proxy.addr, [127, 0, 0, 2].into()).send("GET", "/untrusted", &spoofed, b"");
+    let mut untrusted = Conn::open_from(proxy.addr, [127, 0, 0, 2].into());
+    let r = untrusted.send("GET", "/untrusted", &spoofed, b"");
     assert_eq!(r.status, 200);
     let html = String::from_utf8(r.decoded()).unwrap();
     assert_eq!(page_token(&html), None, "an untrusted peer named a user");

@@ -68,7 +68,8 @@ impl Conn {
                 IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
             }
             .unwrap();
-            socket.bind(SocketAddr::new(source, 0)).unwrap_or_else(|e| panic!("cannot bind {source}: {e}"));
+            let local = SocketAddr::new(source, 0);
+            socket.bind(local).unwrap_or_else(|e| panic!("cannot bind {local}: {e}"));
             let stream = socket.connect(addr).await.unwrap_or_else(|e| panic!("{source} -> {addr}: {e}"));
             stream.into_std().unwrap()
         });

@@ -78,14 +78,18 @@ impl Server {
     pub fn start_with_redis_sessions(kind: Kind, redis_port: u16) -> Server {
         assert!(kind != Kind::Python, "the Python app keeps its sessions in memory only");
         let sessions = RedisSessions { port: redis_port, password: None, php_format: "php" };
-        super::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind, Some(sessions)))
+        let what = format!("the {kind:?} app server");
+        super::on_a_free_port(&what, || Self::try_start(kind, Some(sessions)))
     }
 
     /// Starts the Express app with connect-redis, as [`Server::start_with_redis_sessions`],
     /// authenticating to the Redis on `redis_port` with `password`.
     pub fn start_express_with_redis_password(redis_port: u16, password: &str) -> Server {
-        let sessions = RedisSessions { port: redis_port, password: Some(password), php_format: "php" };
-        super::on_a_free_port("the Express app server", || Self::try_start(Kind::Express, Some(sessions)))
+        let sessions =
+            RedisSessions { port: redis_port, password: Some(password), php_format: "php" };
+        super::on_a_free_port("the Express app server", || {
+            Self::try_start(Kind::Express, Some(sessions))
+        })
     }
 
     /// Starts the PHP app (`php -S`) with its sessions in the Redis on `redis_port`, as
