@@ -1,4 +1,4 @@
-//! Logins the proxy sees (README, "Logins the proxy sees"): apps that keep the session
+//! Logins the proxy sees (docs/identity.md, "Logins the proxy sees"): apps that keep the session
 //! id across a login. The proxy has cached "nobody" for that session before the login;
 //! the pages after it must still boot with a signed token, at once and a second later.
 //!

@@ -1,4 +1,4 @@
-//! Request hygiene (`hygiene::check_request` and `hygiene::cookie_host`, as the proxy
+//! Request hygiene (`headers::check_request` and `headers::cookie_host`, as the proxy
 //! calls them) on arbitrary `Host` and `Content-Length` values: it never panics, what
 //! it lets through is one well-formed value, and nothing but a plain host name ever
 //! comes out as a cookie domain.
