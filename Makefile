@@ -19,8 +19,8 @@ demo-screenshot: build browser-deps
 # need Chromium, Node, Python, PHP, Apache, Redis, HAProxy, lighttpd, wrk, curl, openssl
 # or systemd-analyze. `make test-tiers` fails when a file is in neither list or in both,
 # so a new test file cannot silently drop out of the inner loop.
-FAST_TESTS := access_log admin cli embed faults identity identity_html logout logs memory \
-	proxy rewriter sites token_features
+FAST_TESTS := access_log admin cli docs_paths embed faults identity identity_html logout logs \
+	memory proxy rewriter sites token_features
 FULL_TESTS := audit browser browser_placement browser_tokens demo_page header_folding \
 	identity_failure init init_redis init_sources instances jwt_sources legacy_servers logins \
 	operations packaging page_js redis_auth redis_session rollout rollout_browser \
