@@ -8,9 +8,23 @@
 #                                   redis-server and php-redis for the redis_session tests, and
 #                                   PyJWT + cryptography for the JWT source tests, and
 #                                   haproxy for the several-instances test, and
-#                                   lighttpd for the CGI header-folding test
+#                                   lighttpd for the CGI header-folding test, and cargo-deny
+#   scripts/install-deps.sh deny    cargo-deny alone (`make deny`: deny.toml's policy)
 set -euo pipefail
 want=("${1:-test}")
+# cargo-deny, built from crates.io with its own lock file. Pinned, so deny.toml is read
+# the same way everywhere; 0.20.2 needs rustc 1.88 or later.
+CARGO_DENY_VERSION=0.20.2
+install_cargo_deny() {
+  if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+    echo "installing: cargo-deny $CARGO_DENY_VERSION"
+    cargo install --quiet --locked cargo-deny --version "$CARGO_DENY_VERSION"
+  fi
+}
+if [ "${want[0]}" = deny ]; then
+  install_cargo_deny
+  exit 0
+fi
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v cc >/dev/null || need+=(gcc)
@@ -47,4 +61,7 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ "${want[0]}" = test ]; then
+  install_cargo_deny
 fi

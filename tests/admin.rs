@@ -95,9 +95,10 @@ fn the_admin_listener_may_not_share_a_proxy_port() {
         format!("listen: [\"127.0.0.1:{port}\"]\nadmin:\n  listen: \"0.0.0.0:{port}\"\n{}", support::sections("127.0.0.1:3000".parse().unwrap(), TRUSTED_HEADER, "")),
     )
     .unwrap();
-    let out = std::process::Command::new(support::binary()).args(["check", "-c"]).arg(&conf).env("TEST_INTERCOM_SECRET", support::SECRET).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`admin.listen`"));
+    let (code, text) =
+        support::check_config_file(&conf, &[("TEST_INTERCOM_SECRET", support::SECRET)]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("`admin.listen`"), "{text}");
 }
 
 #[test]

@@ -481,11 +481,42 @@ fn shapes() -> &'static ShapesRun {
     })
 }
 
+/// Intercom's published install snippet (tests/browser/intercom-loader.js) for `app_id`.
+fn official_loader(app_id: &str) -> String {
+    const VENDORED: &str = include_str!("browser/intercom-loader.js");
+    let code: Vec<&str> = VENDORED.lines().filter(|l| !l.starts_with("//")).collect();
+    assert_eq!(code.len(), 1, "one line of code after the header");
+    code[0].replace("WORKSPACE_ID", app_id)
+}
+
 #[test]
 fn loader_is_the_official_one() {
-    // The corpus page carries the official loader too: both copies must agree.
+    // Every loader a browser gets here is Intercom's published snippet, compared with
+    // the vendored publication (not one copy with another): the pages of these tests,
+    // the corpus page, the legacy apps' pages, and the demo's app as it serves them.
+    assert_eq!(LOADER, official_loader(APP_ID), "the loader of these tests' pages");
     let corpus = String::from_utf8(support::corpus("app.html")).unwrap();
-    assert!(corpus.contains(LOADER), "LOADER differs from the loader in the corpus page");
+    let official = official_loader(APP_ID);
+    assert!(corpus.contains(&official), "the corpus page's loader is not the official one");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for app in ["python/app.py", "php/router.php", "express/app.js"] {
+        let app = format!("tests/legacy/{app}");
+        let source = std::fs::read_to_string(root.join(&app)).unwrap();
+        assert!(source.contains(&official), "{app}: its loader is not the official one");
+    }
+    let (mut demo, app_port, _) = support::start_demo(&[], std::process::Stdio::null);
+    let app = format!("http://127.0.0.1:{app_port}");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = support::send("POST", &format!("{app}/login"), &form, b"username=alice");
+    let session = login.header("set-cookie").expect("the demo's login sets its session");
+    let cookie = session.split(';').next().unwrap().to_string();
+    let home = support::get(&format!("{app}/"), &[("Cookie", &cookie)]);
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let page = home.text();
+    assert_eq!(home.status, 200, "{page}");
+    let served = format!("<script>{}</script>", official_loader("demo1234"));
+    assert!(page.contains(&served), "the demo's loader is not the official one:\n{page}");
 }
 
 #[test]

@@ -39,6 +39,18 @@ fn with_config(yaml: &str, args: &[&str]) -> (Output, String) {
     (out, text)
 }
 
+/// `check -c` (through [`support::check_config`]) or `run -c` on `yaml`: the exit code,
+/// with stdout and stderr together.
+fn check_or_run(yaml: &str, command: &str) -> (Option<i32>, String) {
+    match command {
+        "check" => support::check_config(yaml),
+        _ => {
+            let (out, text) = with_config(yaml, &[command]);
+            (out.status.code(), text)
+        }
+    }
+}
+
 fn good() -> String {
     GOOD.replace("PORT", &free_port().to_string())
 }
@@ -85,9 +97,9 @@ fn config_errors_name_the_key_and_exit_2() {
         (GOOD.replace("listen: [\"127.0.0.1:PORT\"]", "listen: [\"0.0.0.0:7001\", \"127.0.0.1:7001\"]"), "`listen[1]`"),
     ];
     for (yaml, key) in cases {
-        for args in [&["check"][..], &["run"][..]] {
-            let (out, text) = with_config(&yaml, args);
-            assert_eq!(out.status.code(), Some(2), "{args:?} {key}: {text}");
+        for args in ["check", "run"] {
+            let (code, text) = check_or_run(&yaml, args);
+            assert_eq!(code, Some(2), "{args:?} {key}: {text}");
             assert!(text.contains(key), "{args:?}: expected {key} in: {text}");
             assert!(!text.contains(SECRET) && !text.contains("hunter2"), "a secret was printed: {text}");
         }
@@ -105,9 +117,9 @@ fn a_secret_pasted_where_its_name_or_path_belongs_is_never_echoed() {
         ("`intercom.secret_env`", format!("  secret_env: [{PASTED}]\n")),
     ] {
         let yaml = good().replace("  secret_env: TEST_INTERCOM_SECRET\n", &line);
-        for args in [&["check"][..], &["run"][..]] {
-            let (out, text) = with_config(&yaml, args);
-            assert_eq!(out.status.code(), Some(2), "{args:?} {line}: {text}");
+        for args in ["check", "run"] {
+            let (code, text) = check_or_run(&yaml, args);
+            assert_eq!(code, Some(2), "{args:?} {line}: {text}");
             assert!(text.contains(key), "{args:?}: expected {key} in: {text}");
             assert!(!text.contains(PASTED) && !text.contains("1234567890123"), "the pasted secret was echoed: {text}");
         }
@@ -158,14 +170,14 @@ fn risky_settings_are_warned_about() {
     let yaml = good()
         .replace("  secret_env: TEST_INTERCOM_SECRET\n", &format!("  secret_file: {}\n", secret.display()))
         .replace("[\"127.0.0.1/32\"]", "[\"127.0.0.1/32\", \"0.0.0.0/0\", \"::/0\"]");
-    let (out, text) = with_config(&yaml, &["check"]);
-    assert!(out.status.success(), "{text}");
+    let (code, text) = support::check_config(&yaml);
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("intercom.secret_file") && text.contains("chmod 600"), "{text}");
     assert!(text.contains("trusted_cidrs[1]: 0.0.0.0/0"), "{text}");
     assert!(text.contains("trusted_cidrs[2]: ::/0"), "{text}");
     assert!(!text.contains("bytes; Intercom's Messenger secrets"), "a long secret was called short: {text}");
     std::fs::write(&secret, "short-secret").unwrap();
-    let (_, text) = with_config(&yaml, &["check"]);
+    let (_, text) = support::check_config(&yaml);
     assert!(text.contains("intercom.secret_file: the secret is 12 bytes"), "{text}");
     assert!(!text.contains("short-secret"), "the secret was echoed: {text}");
     std::fs::write(&secret, SECRET).unwrap();
@@ -174,8 +186,8 @@ fn risky_settings_are_warned_about() {
     // Tightened, narrowed and the name mapped: no warnings.
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let yaml = yaml.replace(", \"0.0.0.0/0\", \"::/0\"", "").replace("[\"127.0.0.1/32\"]\n", "[\"127.0.0.1/32\"]\n      headers: {name: X-Forwarded-Name}\n");
-    let (out, text) = with_config(&yaml, &["check"]);
-    assert!(out.status.success(), "{text}");
+    let (code, text) = support::check_config(&yaml);
+    assert_eq!(code, Some(0), "{text}");
     assert!(!text.contains("WARN"), "{text}");
 }
 
@@ -183,15 +195,52 @@ fn risky_settings_are_warned_about() {
 fn a_bad_config_never_listens() {
     let port = free_port();
     let yaml = GOOD.replace("PORT", &port.to_string()).replace("TEST_INTERCOM_SECRET", "UNSET_SECRET_VAR");
-    let (out, _) = with_config(&yaml, &["run"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut child = Command::new(binary())
+        .args(["run", "-c"])
+        .arg(&path)
+        .env_remove("UNSET_SECRET_VAR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Connects to its port from the moment it starts until it has exited: a listener it
+    // opened at any time before exiting would accept one (checked after the exit, the
+    // port would be closed again and prove nothing).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut probes = 0;
+    let status = loop {
+        let exited = child.try_wait().unwrap();
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "127.0.0.1:{port} accepted a connection while `run` had a bad config \
+                 (probe {probes})"
+            );
+        }
+        probes += 1;
+        if let Some(status) = exited {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`run` with a bad config was still running after 10 s");
+        }
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("`intercom.secret_env`"), "{err}");
 }
 
 #[test]
 fn check_prints_a_summary_without_the_secret() {
-    let (out, text) = with_config(&good(), &["check"]);
-    assert!(out.status.success(), "{text}");
+    let (code, text) = support::check_config(&good());
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("app_id abc12345") && text.contains("secret from env TEST_INTERCOM_SECRET"), "{text}");
     assert!(!text.contains(SECRET));
     let (out, text) = with_config(&good(), &["run", "-t"]);
@@ -316,16 +365,16 @@ fn demo_logs_alice_in_and_out(args: &[&str]) {
 fn the_documented_configs_are_valid() {
     for name in ["intercom-secure-proxy.yaml", "demo.yaml", "sites.yaml", "redis-session.yaml", "signed-header.yaml", "demo-redis.yaml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name);
-        let out = Command::new(binary())
-            .args(["check", "-c"])
-            .arg(&path)
-            .env("INTERCOM_SECRET", SECRET)
-            .env("SUPPORT_INTERCOM_SECRET", SECRET)
-            .env("SHOP_INTERCOM_SECRET", SECRET)
-            .env("SESSION_SECRET", "an-express-session-secret")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let (code, text) = support::check_config_file(
+            &path,
+            &[
+                ("INTERCOM_SECRET", SECRET),
+                ("SUPPORT_INTERCOM_SECRET", SECRET),
+                ("SHOP_INTERCOM_SECRET", SECRET),
+                ("SESSION_SECRET", "an-express-session-secret"),
+            ],
+        );
+        assert_eq!(code, Some(0), "{name}: {text}");
     }
 }
 

@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -196,10 +196,12 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
     // Load through HAProxy: 8 clients cycling over 30 sessions (20 of them new), the
     // second instance killed with SIGKILL after 1.5 s.
     let stop = Arc::new(AtomicBool::new(false));
+    // Pages with a valid token, counted as they come (each client also keeps its own).
+    let served = Arc::new(AtomicUsize::new(0));
     let url = format!("http://127.0.0.1:{}/", haproxy.port);
     let clients: Vec<_> = (0..8)
         .map(|c| {
-            let (url, stop) = (url.clone(), stop.clone());
+            let (url, stop, served) = (url.clone(), stop.clone(), served.clone());
             let sessions: Vec<String> = (0..30).filter(|n| n % 8 == c).map(session).collect();
             thread::spawn(move || {
                 let agent = support::client();
@@ -209,7 +211,10 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
                         break;
                     }
                     match fetch(&agent, &url, sid) {
-                        Ok((200, body)) if carries_token_for(&body, sid) => ok += 1,
+                        Ok((200, body)) if carries_token_for(&body, sid) => {
+                            ok += 1;
+                            served.fetch_add(1, Ordering::SeqCst);
+                        }
                         Ok((200, _)) => tokenless.push(sid.clone()),
                         Ok((status, _)) => failures.push(format!("status {status}")),
                         Err(e) => failures.push(e),
@@ -219,11 +224,21 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(1500));
+    // Under load (150 good pages, half of what the test asks for below), p1 dies.
+    let load = |at_least: usize| {
+        let served = served.clone();
+        move || served.load(Ordering::SeqCst) >= at_least
+    };
+    support::wait_until("the load before the kill", Duration::from_secs(30), load(150));
     let killed = proxies[1].take().unwrap();
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(killed.pid() as i32, libc::SIGKILL) };
-    thread::sleep(Duration::from_millis(2500));
+    // Until HAProxy took p1 out and the other two served as many pages again after that.
+    let down = || haproxy.log_text().contains("be/p1 is DOWN");
+    support::wait_until("HAProxy to mark p1 down", Duration::from_secs(20), down);
+    let after_down = served.load(Ordering::SeqCst);
+    let more = load(after_down + 160);
+    support::wait_until("pages after p1 went down", Duration::from_secs(30), more);
     stop.store(true, Ordering::SeqCst);
     let (mut ok, mut failures, mut tokenless) = (0, Vec::new(), Vec::new());
     for c in clients {
@@ -323,7 +338,11 @@ fn an_instance_that_wins_the_claim_after_another_answered_uses_that_answer() {
         let (url, sid) = (b.url("/"), sid.clone());
         thread::spawn(move || fetch_as(&support::client(), &url, site, &sid))
     };
-    thread::sleep(Duration::from_millis(20));
+    // B has claimed the session and asked the app (which answers in 300 ms).
+    support::wait_until("B to ask the app", Duration::from_secs(10), || {
+        let own = |r: &support::Request| r.cookie("sid").as_deref() == Some(sid.as_str());
+        app.requests().iter().any(|r| r.path() == "/api/me" && own(r))
+    });
     let (status, body) = fetch_as(&support::client(), &a.url("/"), site, &sid).unwrap();
     assert_eq!(status, 200);
     assert!(carries_token_for(&body, &sid), "A: no valid token");
@@ -442,7 +461,9 @@ fn a_replayed_or_persisted_entry_is_refused_past_its_sealed_expiry() {
     assert_eq!(redis_cli(&redis, &["COPY", &entry, "saved"]), b"1\n");
     assert_eq!(redis_cli(&redis, &["PERSIST", "saved"]), b"1\n");
     logged_out.lock().unwrap().push(replayed.clone());
-    thread::sleep(past_the_ttl);
+    // Redis expired the live entry: its TTL, and so its sealed expiry, has passed.
+    let expired = || redis_cli(&redis, &["EXISTS", &entry]) == b"0\n";
+    support::wait_until("Redis to expire the entry", past_the_ttl * 4, expired);
     assert_eq!(redis_cli(&redis, &["COPY", "saved", &entry, "REPLACE"]), b"1\n");
     let (_, page) = fetch(&agent, &proxy.url("/"), &replayed).unwrap();
     assert!(page_token(&page).is_none(), "a replayed entry kept a logged-out user signed in");
@@ -453,6 +474,8 @@ fn a_replayed_or_persisted_entry_is_refused_past_its_sealed_expiry() {
     assert!(carries_token_for(&fetch(&agent, &proxy.url("/"), &persisted).unwrap().1, &persisted));
     assert_eq!(redis_cli(&redis, &["PERSIST", &only_entry(&redis)]), b"1\n");
     logged_out.lock().unwrap().push(persisted.clone());
+    // Persisted, the entry never leaves Redis: what passes is the time sealed in it, and
+    // the clock is all there is to wait on.
     thread::sleep(past_the_ttl);
     let (_, page) = fetch(&agent, &proxy.url("/"), &persisted).unwrap();
     assert!(page_token(&page).is_none(), "a persisted entry kept a logged-out user signed in");

@@ -9,7 +9,6 @@ mod support;
 #[path = "jwt/sign.rs"]
 mod sign;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -343,15 +342,19 @@ fn check_accepts_an_unreachable_jwks_url_with_a_warning_and_refuses_a_bad_key_fi
     let conf = |source: &str| {
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, format!("listen: [\"127.0.0.1:8080\"]\nupstream: {{addresses: [\"127.0.0.1:3000\"]}}\nintercom: {{app_id: abc12345, secret_env: TEST_INTERCOM_SECRET}}\nidentity:\n  sources:\n    - {source}\n")).unwrap();
-        Command::new(support::binary()).args(["check", "-c"]).arg(&path).env("TEST_INTERCOM_SECRET", support::SECRET).output().unwrap()
+        support::check_config_file(&path, &[("TEST_INTERCOM_SECRET", support::SECRET)])
     };
-    let out = conf(&format!("{{type: jwt_cookie, cookie: s, algorithms: [RS256], jwks_url: \"http://{closed}/jwks.json\"}}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "an unreachable JWKS is a warning: {stderr}");
+    let (code, stderr) = conf(&format!(
+        "{{type: jwt_cookie, cookie: s, algorithms: [RS256], jwks_url: \"http://{closed}/jwks.json\"}}"
+    ));
+    assert_eq!(code, Some(0), "an unreachable JWKS is a warning: {stderr}");
     assert!(stderr.contains("identity.sources[0].jwks_url") && stderr.contains("cannot fetch"), "{stderr}");
     let pem = dir.path().join("not-a-key.pem");
     std::fs::write(&pem, "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n").unwrap();
-    let out = conf(&format!("{{type: jwt_cookie, cookie: s, algorithms: [ES256], public_key_file: {}}}", pem.display()));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("identity.sources[0].public_key_file"));
+    let (code, text) = conf(&format!(
+        "{{type: jwt_cookie, cookie: s, algorithms: [ES256], public_key_file: {}}}",
+        pem.display()
+    ));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("identity.sources[0].public_key_file"), "{text}");
 }

@@ -256,8 +256,7 @@ fn a_page_without_an_insertion_point_passes_through_unchanged_in_bounded_memory(
     let growth_mib = (peak.saturating_sub(before)) as f64 / 1024.0;
     eprintln!("no insertion point: growth {growth_mib:.1} MiB");
     assert!(growth_mib < 32.0);
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(proxy.log_text().contains("ScanLimit"), "the bail-out is logged");
+    proxy.wait_for_log("ScanLimit");
 }
 
 #[test]
@@ -280,9 +279,11 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
         s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").unwrap();
         clients.push(s);
     }
-    // Let every response start and stall against its client.
-    std::thread::sleep(Duration::from_secs(3));
-    let stalled = rss_kib(proxy.pid(), "VmRSS:");
+    // Every response has started (its request reached the app) and stalled against its
+    // client (the proxy's memory stopped moving).
+    let all_asked = || up.count("/big") >= CLIENTS;
+    support::wait_until("every request at the app", Duration::from_secs(60), all_asked);
+    let stalled = settled_rss_kib(proxy.pid(), |pid| rss_kib(pid, "VmRSS:"));
     let total = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = clients
         .into_iter()
@@ -317,6 +318,25 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
     // (about 0.5 MiB measured, in passthrough too). A proxy holding the page would hold
     // its 4 MiB less the 0.6-0.7 MiB the kernel's socket buffers absorb.
     assert!(per_client_kib < 1024, "each stalled client holds {per_client_kib} KiB, more than a quarter of its page");
+}
+
+/// How many sockets process `pid` holds.
+fn sockets(pid: u32) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    let socket = |t: std::path::PathBuf| t.to_string_lossy().starts_with("socket:");
+    fds.flatten().filter(|fd| std::fs::read_link(fd.path()).is_ok_and(socket)).count()
+}
+
+/// `rss(pid)` once it has stopped moving: the same to within 64 KiB over three reads
+/// 100 ms apart (at most 20 s), so a measurement sees what the proxy did, not half of it.
+fn settled_rss_kib(pid: u32, rss: fn(u32) -> u64) -> u64 {
+    let mut last = [rss(pid), u64::MAX, u64::MAX];
+    support::wait_until("the proxy's memory to settle", Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_millis(100));
+        last = [rss(pid), last[0], last[1]];
+        last.iter().max().unwrap().saturating_sub(*last.iter().min().unwrap()) <= 64
+    });
+    last[0]
 }
 
 /// The RSS counted page by page: VmRSS is kept per thread and synced in batches, off
@@ -367,11 +387,13 @@ fn kib_per_idle_connection(proxy: &Proxy, n: usize, silent: bool) -> f64 {
     // connections' cost: a few connections opened and closed come first (few: the
     // measured ones reuse their memory).
     drop(open_idle(proxy, 20, silent));
-    std::thread::sleep(Duration::from_millis(300));
-    let before = exact_rss_kib(proxy.pid());
+    let before = settled_rss_kib(proxy.pid(), exact_rss_kib);
     let conns = open_idle(proxy, n, silent);
-    std::thread::sleep(Duration::from_millis(500));
-    let after = exact_rss_kib(proxy.pid());
+    // Accepted, not only queued by the kernel: the proxy holds a socket for each (and
+    // one to listen on).
+    let accepted = || sockets(proxy.pid()) > n;
+    support::wait_until("the proxy to accept every connection", Duration::from_secs(20), accepted);
+    let after = settled_rss_kib(proxy.pid(), exact_rss_kib);
     // Still open: a proxy that had closed them would look cheap.
     let mut probe = [0u8; 1];
     let mut open = 0;

@@ -57,6 +57,16 @@ fn one_request(port: u16) -> bool {
     out.starts_with(b"HTTP/1.1 200") && support::find(&out, b"</html>").is_some() && support::find(&out, b",\"j\":\"").is_some()
 }
 
+/// Whether a Unix socket listens at `path` (/proc/net/unix: flag __SO_ACCEPTCON).
+fn unix_listening(path: &std::path::Path) -> bool {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let path = path.to_string_lossy();
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 7 && f[7] == path && f[3] == "00010000"
+    })
+}
+
 fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -71,11 +81,11 @@ fn wait_listening(port: u16) {
 fn upgrade(conf: &std::path::Path, dir: &std::path::Path, old: &Child) -> Child {
     let new = spawn(conf, &["-u"], &dir.join("new.log"));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.join("upgrade.sock").exists() {
-        assert!(Instant::now() < deadline, "the new process never opened the upgrade socket");
+    // Listening on it, not only bound (the file exists from the bind on).
+    while !unix_listening(&dir.join("upgrade.sock")) {
+        assert!(Instant::now() < deadline, "the new process never listened on the upgrade socket");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(100));
     signal(old.id(), "-QUIT");
     new
 }
@@ -105,7 +115,8 @@ fn a_graceful_upgrade_drops_nothing() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let served = || ok.load(Ordering::SeqCst) >= 20;
+    support::wait_until("the load to be served", Duration::from_secs(10), served);
 
     let mut new = upgrade(&conf, dir.path(), &old);
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -114,7 +125,10 @@ fn a_graceful_upgrade_drops_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let served_before_switch = ok.load(Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(500));
+    // Bounded: a new process that serves nothing fails the test here.
+    support::wait_until("the new process to serve", Duration::from_secs(10), || {
+        ok.load(Ordering::SeqCst) >= served_before_switch + 20 || failed.load(Ordering::SeqCst) > 0
+    });
     stop.store(true, Ordering::SeqCst);
     for t in load {
         t.join().unwrap();

@@ -25,9 +25,8 @@ fn check_config(yaml: &str, dir: &Path) {
         .replace("legacy-app:3000", "127.0.0.1:3000");
     let conf = dir.join("config.yaml");
     std::fs::write(&conf, yaml).unwrap();
-    let out = Command::new(support::binary()).args(["check", "-c"]).arg(&conf).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let (code, text) = support::check_config_file(&conf, &[]);
+    assert_eq!(code, Some(0), "{text}");
     assert!(!text.contains("WARN"), "the shipped configuration draws warnings: {text}");
 }
 

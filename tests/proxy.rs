@@ -351,10 +351,26 @@ impl Gate {
 
 #[test]
 fn upstream_down_is_a_clean_502() {
+    // Nothing listens on the upstream's port: the connection is refused at once, so the
+    // answer must come long before the connect timeout (no waiting, no retry loop).
     let port = support::free_port();
-    let proxy = Proxy::start(&sections(format!("127.0.0.1:{port}").parse().unwrap(), TRUSTED_HEADER, ""));
-    let r = get(&proxy.url("/"), &ALICE);
-    assert_eq!(r.status, 502);
+    let yaml = sections(format!("127.0.0.1:{port}").parse().unwrap(), TRUSTED_HEADER, "")
+        .replace("\nintercom:", "\n  connect_timeout: 20s\nintercom:");
+    let proxy = Proxy::start(&yaml);
+    let started = std::time::Instant::now();
+    let r = get(&proxy.url("/account?session=s3cr3t-sid"), &ALICE);
+    let took = started.elapsed();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(took < Duration::from_secs(5), "a refused connection took {took:?} to answer");
+    // Pingora's bare error page: no app page, no script, no detail of the upstream.
+    assert_eq!(r.body, b"", "the 502 has a body: {}", r.text());
+    assert_eq!(r.header("content-length"), Some("0"));
+    assert!(page_token(&r.text()).is_none());
+    // One error line names the request (without its query) and the refused connection.
+    let log = proxy.wait_for_log("GET /account");
+    let line = log.lines().find(|l| l.contains("GET /account")).unwrap();
+    assert!(line.contains("ERROR") && line.contains("Connect"), "{line}");
+    assert!(!log.contains("s3cr3t-sid") && !log.contains("alice@example.com"), "{log}");
 }
 
 #[test]

@@ -9,8 +9,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::redis::Redis;
 use support::{Proxy, Reply, Upstream, APP_ID};
 
@@ -86,14 +84,11 @@ fn check(identity: &str, env: &[(&str, &str)]) -> (bool, String) {
         format!("listen: [\"127.0.0.1:1\"]\nupstream: {{addresses: [\"127.0.0.1:2\"]}}\nintercom: {{app_id: {APP_ID}, secret_env: TEST_INTERCOM_SECRET}}\n{identity}"),
     )
     .unwrap();
-    let out = Command::new(support::binary())
-        .args(["check", "-c"])
-        .arg(&conf)
-        .env("TEST_INTERCOM_SECRET", "s".repeat(40))
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    let secret = "s".repeat(40);
+    let secret = [("TEST_INTERCOM_SECRET", secret.as_str())];
+    let env: Vec<(&str, &str)> = secret.into_iter().chain(env.iter().copied()).collect();
+    let (code, text) = support::check_config_file(&conf, &env);
+    (code == Some(0), text)
 }
 
 #[test]

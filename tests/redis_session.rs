@@ -20,12 +20,12 @@ mod support;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::legacy::{self, Server};
 use support::redis::Redis;
 use support::{Proxy, Reply, Upstream, APP_ID};
 
@@ -34,15 +34,11 @@ const ALICE_EMAIL: &str = "alice@example.com";
 const ALICE_NAME: &str = "Alice Liddell";
 const BOB_ID: &str = "u-bob-2002";
 const BOB_EMAIL: &str = "bob@example.org";
-/// The Express app's session secret in these tests.
-const SESSION_SECRET: &str = "redis-session-test-secret";
+/// The Express app's session secret (what the proxy verifies `connect.sid` with).
+const SESSION_SECRET: &str = legacy::EXPRESS_SESSION_SECRET;
 /// How long one redis-cli call may take: a node port held by a process that never
 /// answers fails the test instead of hanging it.
 const CLI_TIME: Duration = Duration::from_secs(10);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 // ---------------------------------------------------------------------------
 // The app servers.
@@ -54,63 +50,24 @@ enum Kind {
     Php(&'static str),
 }
 
+/// A legacy app of tests/legacy (support::legacy) with its sessions in a Redis.
 struct App {
     kind: Kind,
-    child: Child,
+    server: Server,
     addr: SocketAddr,
-    dir: tempfile::TempDir,
 }
 
 impl App {
     fn start(kind: Kind, redis: &Redis) -> App {
-        let dir = tempfile::tempdir().unwrap();
-        let port = support::free_port();
-        let legacy = root().join("tests/legacy");
-        let mut cmd = match kind {
-            Kind::Express => {
-                let app = legacy.join("express");
-                assert!(
-                    app.join("node_modules/connect-redis").is_dir(),
-                    "the Express app's dependencies are missing in {}: run `make test`, or `npm ci` there",
-                    app.display()
-                );
-                let mut c = Command::new("node");
-                c.arg(app.join("app.js"))
-                    .env("PORT", port.to_string())
-                    .env("REDIS_URL", redis.url())
-                    .env("SESSION_SECRET", SESSION_SECRET);
-                c
-            }
-            Kind::Php(handler) => {
-                let mut c = Command::new("php");
-                c.args(["-d", "session.save_handler=redis"])
-                    .arg("-d")
-                    .arg(format!("session.save_path=tcp://127.0.0.1:{}", redis.port))
-                    .arg("-d")
-                    .arg(format!("session.serialize_handler={handler}"))
-                    .arg("-S")
-                    .arg(format!("127.0.0.1:{port}"))
-                    .arg("-t")
-                    .arg(legacy.join("php"))
-                    .arg(legacy.join("php/router.php"));
-                c
-            }
+        let server = match kind {
+            Kind::Express => Server::start_with_redis_sessions(legacy::Kind::Express, redis.port),
+            Kind::Php(format) => Server::start_php_with_redis_sessions_in(redis.port, format),
         };
-        let log = dir.path().join("app.log");
-        let out = File::create(&log).unwrap();
-        cmd.current_dir(dir.path()).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the {kind:?} app ({e}): install Node 20+ / php-cli + php-redis; `make test` does"));
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        support::wait_listening(addr, &mut child, Duration::from_secs(20), &format!("{kind:?} app"), &|| {
-            std::fs::read_to_string(&log).unwrap_or_default()
-        });
-        App { kind, child, addr, dir }
+        App { kind, addr: server.addr, server }
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("app.log")).unwrap_or_default()
+        self.server.log_text()
     }
 
     /// The proxy's redis_session source for this app.
@@ -127,14 +84,6 @@ impl App {
                 if handler == "php_binary" { "php" } else { handler }
             ),
         }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group of our own child.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.wait();
     }
 }
 
@@ -482,14 +431,8 @@ fn check_reports_an_unreachable_redis_as_a_warning() {
         ),
     )
     .unwrap();
-    let out = Command::new(support::binary())
-        .args(["check", "-c"])
-        .arg(&conf)
-        .env("TEST_INTERCOM_SECRET", "s")
-        .output()
-        .unwrap();
-    let all = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "an unreachable Redis must not fail check:\n{all}");
+    let (code, all) = support::check_config_file(&conf, &[("TEST_INTERCOM_SECRET", "s")]);
+    assert_eq!(code, Some(0), "an unreachable Redis must not fail check:\n{all}");
     assert!(all.contains("identity.sources[0].redis") && all.contains("does not answer"), "{all}");
     assert!(!all.contains("hunter2"), "the Redis password was printed:\n{all}");
 }

@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use support::{binary, Proxy, Reply, Upstream};
+use support::{Proxy, Reply, Upstream};
 
 const SHOP_SECRET: &str = "shop-secret-9876543210fedcba";
 /// A minimal identity section of a site.
@@ -105,15 +103,9 @@ fn check(yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, format!("listen: [\"127.0.0.1:{}\"]\n{yaml}", support::free_port())).unwrap();
-    let out = Command::new(binary())
-        .args(["check", "-c"])
-        .arg(&path)
-        .env("TEST_INTERCOM_SECRET", support::SECRET)
-        .env("TEST_SHOP_SECRET", SHOP_SECRET)
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().expect("exit code"), text)
+    let env = [("TEST_INTERCOM_SECRET", support::SECRET), ("TEST_SHOP_SECRET", SHOP_SECRET)];
+    let (code, text) = support::check_config_file(&path, &env);
+    (code.expect("exit code"), text)
 }
 
 #[test]

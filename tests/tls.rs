@@ -171,9 +171,9 @@ fn tls_listener_mistakes_are_refused_with_their_key() {
         let conf = dir.path().join("c.yaml");
         let yaml = format!("listen: [{listener}]\n{}", support::sections("127.0.0.1:3000".parse().unwrap(), support::TRUSTED_HEADER, ""));
         std::fs::write(&conf, yaml).unwrap();
-        let out = Command::new(support::binary()).args(["check", "-c"]).arg(&conf).env("TEST_INTERCOM_SECRET", support::SECRET).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{listener}: {text}");
+        let (code, text) =
+            support::check_config_file(&conf, &[("TEST_INTERCOM_SECRET", support::SECRET)]);
+        assert_eq!(code, Some(2), "{listener}: {text}");
         assert!(text.contains(key_name), "{listener}: expected {key_name} in {text}");
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use support::conn::Conn;
 use support::{check_config, free_port, get, page_token, request, sections, verify, Proxy, Reply, Upstream, SECRET, TRUSTED_HEADER};
 
 const PAGE: &str = "<!DOCTYPE html><html><head><title>t</title><script>window.intercomSettings={app_id:'abc12345',user_id:'spoofed'};</script></head><body>hi</body></html>";
@@ -77,6 +78,22 @@ fn the_company_claim_comes_from_trusted_headers_and_is_stripped_from_others() {
     // Without a company header the token has no company claim.
     let r = get(&proxy.url("/"), &[("X-Forwarded-User", "7")]);
     assert!(verify(&page_token(&r.text()).unwrap()).get("company").is_none());
+    // From a peer outside trusted_cidrs (127.0.0.2, not 127.0.0.1/32) the same headers
+    // name nobody, and none of them reaches the app.
+    let spoofed = [("X-Forwarded-User", "7"), ("X-Company", "c-1"), ("X-Company-Name", "Initech")];
+    let before = up.requests().len();
+    let mut untrusted = Conn::open_from(proxy.addr, [127, 0, 0, 2].into());
+    let r = untrusted.send("GET", "/untrusted", &spoofed, b"");
+    assert_eq!(r.status, 200);
+    let html = String::from_utf8(r.decoded()).unwrap();
+    assert_eq!(page_token(&html), None, "an untrusted peer named a user");
+    let seen = up.requests();
+    assert_eq!(seen.len(), before + 1);
+    let forwarded = seen.last().unwrap();
+    assert_eq!(forwarded.path(), "/untrusted");
+    for (name, _) in spoofed {
+        assert_eq!(forwarded.header(name), None, "{name} from an untrusted peer reached the app");
+    }
 }
 
 #[test]
@@ -116,7 +133,12 @@ fn the_refresh_path_answers_a_fresh_token_without_asking_the_app() {
     let up = app(pages.clone());
     let proxy = endpoint("", "", &up);
     let page_exp = verify(&page_token(&get(&proxy.url("/"), &[("Cookie", "sid=alice")]).text()).unwrap())["exp"].as_u64().unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
+    // Tokens are stamped in whole seconds: wait for the clock to pass the page token's
+    // second, so a freshly signed one expires later than the page's.
+    let lifetime = 3600;
+    support::wait_until("the next second", Duration::from_secs(2), || {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + lifetime > page_exp
+    });
     let r = get(&proxy.url("/__isp/token"), &[("Cookie", "sid=alice")]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("cache-control"), Some("no-store"));
@@ -144,9 +166,7 @@ fn the_refresh_path_answers_204_for_nobody_and_with_retry_after_for_failures() {
         assert_eq!(r.header("cache-control"), Some("no-store"));
         assert_eq!(r.header("retry-after"), retry, "{cookie:?}: a failure is not a logout");
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let log = proxy.log_text();
-    assert!(log.contains("status 500"), "{log}");
+    let log = proxy.wait_for_log("status 500");
     assert!(!log.contains("sid=boom"), "a raw cookie leaked into the log");
     assert_eq!(up.count("/__isp/token"), 0);
     // Other methods are the app's business.

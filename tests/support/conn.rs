@@ -2,7 +2,7 @@
 //! its connection for the next request.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// One response as it came off the wire.
@@ -53,7 +53,32 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).unwrap();
+        Self::over(TcpStream::connect(addr).unwrap(), addr)
+    }
+
+    /// Opens a connection from the local address `source`: another loopback address
+    /// (127.0.0.2, which Linux answers on with no setup) is a peer the server sees as a
+    /// different host, outside a `127.0.0.1/32` it trusts.
+    pub fn open_from(addr: SocketAddr, source: IpAddr) -> Conn {
+        // std cannot bind a client socket before connecting; tokio's TcpSocket can.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+        let stream = runtime.block_on(async {
+            let socket = match source {
+                IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            }
+            .unwrap();
+            let local = SocketAddr::new(source, 0);
+            socket.bind(local).unwrap_or_else(|e| panic!("cannot bind {local}: {e}"));
+            let stream = socket.connect(addr).await.unwrap_or_else(|e| panic!("{source} -> {addr}: {e}"));
+            stream.into_std().unwrap()
+        });
+        stream.set_nonblocking(false).unwrap();
+        assert_eq!(stream.local_addr().unwrap().ip(), source);
+        Self::over(stream, addr)
+    }
+
+    fn over(stream: TcpStream, addr: SocketAddr) -> Conn {
         stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         Conn { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream), host: addr.to_string() }
     }

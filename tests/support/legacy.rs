@@ -22,6 +22,17 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Where an app keeps its sessions when they are in Redis.
+#[derive(Clone, Copy)]
+struct RedisSessions<'a> {
+    /// The Redis on 127.0.0.1.
+    port: u16,
+    /// Express's password for it, if it asks for one.
+    password: Option<&'a str>,
+    /// PHP's `session.serialize_handler`.
+    php_format: &'a str,
+}
+
 /// The Express app's session secret when its sessions are in Redis (what the
 /// proxy's `cookie_secrets_env` must hold to verify `connect.sid`).
 pub const EXPRESS_SESSION_SECRET: &str = "legacy-express-redis-secret";
@@ -57,7 +68,7 @@ impl Server {
     /// Starts the app server on a free port; on another port when another process
     /// took that one first.
     pub fn start(kind: Kind) -> Server {
-        super::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind, None, None))
+        super::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind, None))
     }
 
     /// Starts the PHP app (`php -S` or Apache) with its sessions in the Redis on
@@ -66,17 +77,31 @@ impl Server {
     /// [`EXPRESS_SESSION_SECRET`]).
     pub fn start_with_redis_sessions(kind: Kind, redis_port: u16) -> Server {
         assert!(kind != Kind::Python, "the Python app keeps its sessions in memory only");
-        super::on_a_free_port(&format!("the {kind:?} app server"), || Self::try_start(kind, Some(redis_port), None))
+        let sessions = RedisSessions { port: redis_port, password: None, php_format: "php" };
+        let what = format!("the {kind:?} app server");
+        super::on_a_free_port(&what, || Self::try_start(kind, Some(sessions)))
     }
 
     /// Starts the Express app with connect-redis, as [`Server::start_with_redis_sessions`],
     /// authenticating to the Redis on `redis_port` with `password`.
     pub fn start_express_with_redis_password(redis_port: u16, password: &str) -> Server {
-        super::on_a_free_port("the Express app server", || Self::try_start(Kind::Express, Some(redis_port), Some(password)))
+        let sessions =
+            RedisSessions { port: redis_port, password: Some(password), php_format: "php" };
+        super::on_a_free_port("the Express app server", || {
+            Self::try_start(Kind::Express, Some(sessions))
+        })
+    }
+
+    /// Starts the PHP app (`php -S`) with its sessions in the Redis on `redis_port`, as
+    /// [`Server::start_with_redis_sessions`], written in PHP's `format` (its
+    /// `session.serialize_handler`: php, php_serialize or php_binary).
+    pub fn start_php_with_redis_sessions_in(redis_port: u16, format: &str) -> Server {
+        let sessions = RedisSessions { port: redis_port, password: None, php_format: format };
+        super::on_a_free_port("the Php app server", || Self::try_start(Kind::Php, Some(sessions)))
     }
 
     /// Starts the app server; why not (with its log), when it does not listen.
-    fn try_start(kind: Kind, redis_port: Option<u16>, redis_password: Option<&str>) -> Result<Server, String> {
+    fn try_start(kind: Kind, redis: Option<RedisSessions>) -> Result<Server, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
         let legacy = root().join("tests/legacy");
@@ -88,7 +113,7 @@ impl Server {
             }
             Kind::Php => {
                 let mut c = Command::new("php");
-                for (key, value) in php_sessions(dir.path(), redis_port) {
+                for (key, value) in php_sessions(dir.path(), redis) {
                     c.arg("-d").arg(format!("{key}={value}"));
                 }
                 c.arg("-S")
@@ -98,7 +123,7 @@ impl Server {
                     .arg(legacy.join("php/router.php"));
                 (c, "install php-cli")
             }
-            Kind::Apache => (apache_command(dir.path(), port, redis_port), "install apache2 and libapache2-mod-php"),
+            Kind::Apache => (apache_command(dir.path(), port, redis), "install apache2 and libapache2-mod-php"),
             Kind::Express => {
                 let app = legacy.join("express");
                 assert!(
@@ -108,8 +133,8 @@ impl Server {
                 );
                 let mut c = Command::new("node");
                 c.arg(app.join("app.js")).env("PORT", port.to_string());
-                if let Some(redis_port) = redis_port {
-                    let auth = redis_password.map(|p| format!(":{p}@")).unwrap_or_default();
+                if let Some(RedisSessions { port: redis_port, password, .. }) = redis {
+                    let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
                     c.env("REDIS_URL", format!("redis://{auth}127.0.0.1:{redis_port}/0")).env("SESSION_SECRET", EXPRESS_SESSION_SECRET);
                 }
                 (c, "install Node 20+")
@@ -190,7 +215,7 @@ const APACHE_MODULES: &str = "/usr/lib/apache2/modules";
 /// Apache httpd in the foreground with a config of its own in `dir` (nothing from
 /// /etc/apache2): prefork + mod_php, keep-alive, mod_deflate for text/html, serving a
 /// copy of tests/legacy/php.
-fn apache_command(dir: &Path, port: u16, redis_port: Option<u16>) -> Command {
+fn apache_command(dir: &Path, port: u16, redis: Option<RedisSessions>) -> Command {
     let modules = Path::new(APACHE_MODULES);
     let php = std::fs::read_dir(modules)
         .ok()
@@ -206,7 +231,7 @@ fn apache_command(dir: &Path, port: u16, redis_port: Option<u16>) -> Command {
     let app = dir.join("app");
     std::fs::create_dir(&app).unwrap();
     let sessions: String =
-        php_sessions(dir, redis_port).iter().map(|(key, value)| format!("php_admin_value {key} \"{value}\"\n")).collect();
+        php_sessions(dir, redis).iter().map(|(key, value)| format!("php_admin_value {key} \"{value}\"\n")).collect();
     std::fs::copy(root().join("tests/legacy/php/router.php"), app.join("router.php")).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -258,13 +283,13 @@ AddOutputFilterByType DEFLATE text/html
 }
 
 /// PHP's session settings: files in `dir`/sessions (writable for Apache's `nobody`), or
-/// phpredis in the Redis on `redis_port`.
-fn php_sessions(dir: &Path, redis_port: Option<u16>) -> Vec<(&'static str, String)> {
-    match redis_port {
-        Some(port) => vec![
+/// phpredis in the Redis of `redis`, in its format.
+fn php_sessions(dir: &Path, redis: Option<RedisSessions>) -> Vec<(&'static str, String)> {
+    match redis {
+        Some(RedisSessions { port, php_format, .. }) => vec![
             ("session.save_handler", "redis".to_string()),
             ("session.save_path", format!("tcp://127.0.0.1:{port}")),
-            ("session.serialize_handler", "php".to_string()),
+            ("session.serialize_handler", php_format.to_string()),
         ],
         None => {
             let sessions = dir.join("sessions");

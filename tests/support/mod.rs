@@ -330,6 +330,16 @@ pub fn on_a_free_port<T>(what: &str, mut start: impl FnMut() -> Result<T, String
     panic!("{what} never got a port of its own");
 }
 
+/// Polls `done` every 10 ms until it holds; panics, naming `what`, when it does not
+/// within `within`. What a test waits for instead of sleeping a guessed time.
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {within:?} for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Who listens on a TCP port.
 #[derive(Debug, PartialEq, Eq)]
 enum Holder {
@@ -506,6 +516,19 @@ impl Proxy {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log once it holds `marker`, a line the requests so far must have produced:
+    /// what a test then asserts about the whole log (no secret in it, say) is about
+    /// those requests' lines, never about a log that was not flushed yet. Panics, with
+    /// the log, when `marker` is not there within 10 s.
+    pub fn wait_for_log(&self, marker: &str) -> String {
+        let mut log = String::new();
+        wait_until(&format!("the proxy log to hold {marker:?}"), Duration::from_secs(10), || {
+            log = self.log_text();
+            log.contains(marker)
+        });
+        log
     }
 
     pub fn pid(&self) -> u32 {
@@ -729,7 +752,16 @@ pub fn check_config(yaml: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(binary()).arg("check").arg("-c").arg(&path).env("TEST_INTERCOM_SECRET", SECRET).output().unwrap();
+    check_config_file(&path, &[("TEST_INTERCOM_SECRET", SECRET)])
+}
+
+/// Runs `check -c` on the config file at `path` with only `env` added to this process's
+/// environment (no TEST_INTERCOM_SECRET unless given) and returns the exit code with
+/// stdout and stderr together. Killed, failing the test, when it does not end in 60 s.
+pub fn check_config_file(path: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(binary());
+    command.arg("check").arg("-c").arg(path).envs(env.iter().copied());
+    let out = output_within(&mut command, Duration::from_secs(60));
     (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
