@@ -26,8 +26,6 @@
 
 mod access_log;
 mod admin;
-pub mod audit;
-pub mod init;
 pub mod config;
 mod connections;
 mod headers;
@@ -40,7 +38,7 @@ mod refusals;
 mod rollout;
 mod secure_mode;
 pub mod server;
-mod token;
+mod messenger_token;
 pub mod upstream;
 mod user_hash;
 mod warn;
@@ -52,6 +50,8 @@ pub use config::{Config, ConfigError, SiteConfig};
 pub use identity::{Company, Identity};
 pub use proxy::{ProxyCtx, SecureModeProxy};
 pub use secure_mode::{BuildError, RequestState, SecureMode, SecureModeBuilder};
-pub use token::{TokenError, TokenSigner};
+pub use messenger_token::{TokenError, TokenSigner};
 pub use user_hash::UserHasher;
 pub use warn::RedactingLogger;
+// The rate-limited warning every module logs through, as `crate::warn_limited!`.
+pub(crate) use warn::warn_limited;

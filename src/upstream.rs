@@ -108,7 +108,7 @@ impl Upstream {
     }
 
     /// [`Upstream::start`], then the whole response body, of at most `max_body` bytes.
-    pub(crate) async fn exchange(
+    pub async fn exchange(
         &self,
         req: RequestHeader,
         body: Bytes,

@@ -43,7 +43,7 @@ mod server;
 mod shared_cache;
 mod site;
 mod summary;
-pub(crate) use redis_session::redact_url;
+pub use redis_session::redact_url;
 pub(crate) mod upstream;
 
 pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};

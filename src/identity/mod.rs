@@ -143,8 +143,8 @@ pub enum SourceError {
 }
 
 pub use endpoint::EndpointError;
-pub(crate) use html_fields::{decode_entities, HtmlFields};
-pub(crate) use jwt_cookie::cookie_token;
+pub use html_fields::{decode_entities, HtmlFields};
+pub use jwt_cookie::cookie_token;
 pub use redis_probe::reachability_warnings;
 pub use jwt::{key_url_warnings, FetchError, JwtError, KeyError};
 

@@ -31,7 +31,7 @@ use key_misses::{KeyMisses, Miss};
 use crate::metrics::METRICS;
 
 /// Longest session id looked up (PHP's and express' ids are 26 to 48 characters).
-pub(crate) const MAX_SESSION_ID: usize = 256;
+pub const MAX_SESSION_ID: usize = 256;
 
 /// The session of one request: its Redis key and the key's digest for the cache.
 #[derive(Clone)]
@@ -163,7 +163,7 @@ fn session_id(value: &str, signature: CookieSignature, secrets: &[crate::config:
 }
 
 /// The Redis key of session `id`: the template with its one placeholder filled in.
-pub(crate) fn session_key(template: &str, id: &str) -> String {
+pub fn session_key(template: &str, id: &str) -> String {
     if template.contains(SESSION_ID_SHA256_PLACEHOLDER) {
         let hex: String = Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &hex, 1)
@@ -173,7 +173,7 @@ pub(crate) fn session_key(template: &str, id: &str) -> String {
 }
 
 /// Visible ASCII and bounded: what session ids are. Anything else is not looked up.
-pub(crate) fn plausible_session_id(id: &str) -> bool {
+pub fn plausible_session_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_SESSION_ID && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
