@@ -19,7 +19,7 @@ demo-screenshot: build browser-deps
 test: deps-test browser-deps legacy-deps packaging-deps
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 	cargo test --doc
-	cargo test --all-targets -- --test-threads=4
+	cargo test --all-targets --features bench-internals -- --test-threads=4
 
 ## build: the release binary
 build: deps-build
@@ -27,7 +27,7 @@ build: deps-build
 
 ## bench: criterion micro-benchmarks (rewriter throughput, signing, identity cache, headers)
 bench: deps-build
-	cargo bench --bench rewrite --bench components --bench endpoint --bench redis_session
+	cargo bench --features bench-internals --bench rewrite --bench components --bench endpoint --bench redis_session
 
 ## bench-load: side-by-side load comparison against nginx peers (prints one table)
 bench-load: deps-build

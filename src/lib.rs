@@ -22,7 +22,7 @@
 //! Install [`RedactingLogger`] around your logger so that nothing Pingora logs on
 //! your behalf carries a session cookie or a token.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod access_log;
 mod admin;
@@ -45,6 +45,17 @@ mod warn;
 
 #[cfg(test)]
 mod properties;
+
+/// Internals the benchmarks (`benches/`) measure one by one: compiled only with the
+/// `bench-internals` feature, and not an API.
+#[cfg(feature = "bench-internals")]
+pub mod bench_internals {
+    /// Decodes a PHP session (`session.serialize_handler = php`) into JSON, as the
+    /// `redis_session` source does; `Err` says why not.
+    pub fn parse_php_session(data: &[u8]) -> Result<serde_json::Value, String> {
+        crate::identity::redis_session::parse_php_session(data)
+    }
+}
 
 pub use config::{Config, ConfigError, SiteConfig};
 pub use identity::{Company, Identity};

@@ -12,7 +12,7 @@
 mod decode;
 pub mod express;
 mod key_misses;
-pub mod php;
+mod php;
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,6 +25,12 @@ use super::{Lookup, SourceError};
 use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
 
 pub use decode::{document, DecodeError, MAX_SESSION_BYTES};
+
+/// A PHP session (`php` serialize handler) as JSON, for the benchmarks.
+#[cfg(feature = "bench-internals")]
+pub(crate) fn parse_php_session(data: &[u8]) -> Result<serde_json::Value, String> {
+    php::parse_session(data).map_err(|e| e.to_string())
+}
 pub use super::redis_store::StoreError;
 use super::redis_store::Store;
 use key_misses::{KeyMisses, Miss};
@@ -35,7 +41,7 @@ pub const MAX_SESSION_ID: usize = 256;
 
 /// The session of one request: its Redis key and the key's digest for the cache.
 #[derive(Clone)]
-pub struct SessionRef {
+pub(crate) struct SessionRef {
     digest: [u8; 32],
     key: String,
 }
@@ -59,7 +65,7 @@ pub enum RedisSessionError {
 }
 
 /// The redis_session source.
-pub struct RedisSessionSource {
+pub(crate) struct RedisSessionSource {
     config: RedisSessionConfig,
     store: Store,
     cache: SessionCache,
