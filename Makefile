@@ -38,7 +38,7 @@ FAST_SKIP := the_demo_with_its_sessions_in_redis a_thousand_slow_readers
 test: test-tiers deny deps-test browser-deps legacy-deps packaging-deps
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 	cargo test --doc
-	cargo test --all-targets -- --test-threads=4
+	cargo test --all-targets --features bench-internals -- --test-threads=4
 
 ## test-fast: the inner loop, only what needs nothing but Rust: the unit and property
 ## tests of the library and the binary, and FAST_TESTS (end-to-end over loopback with our
@@ -84,7 +84,7 @@ build: deps-build
 
 ## bench: criterion micro-benchmarks (rewriter throughput, signing, identity cache, headers)
 bench: deps-build
-	cargo bench --bench rewrite --bench components --bench endpoint --bench redis_session
+	cargo bench --features bench-internals --bench rewrite --bench components --bench endpoint --bench redis_session
 
 ## bench-load: side-by-side load comparison against nginx peers (prints one table)
 bench-load: deps-build

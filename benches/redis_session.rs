@@ -20,7 +20,8 @@ use criterion::{black_box, BatchSize, Criterion};
 use intercom_secure_proxy::config::{
     CookieSignature, IdentityConfig, RedisSessionConfig, Secret, SessionFormat, SourceConfig, UpstreamConfig,
 };
-use intercom_secure_proxy::identity::redis_session::{express, php};
+use intercom_secure_proxy::bench_internals::parse_php_session;
+use intercom_secure_proxy::identity::redis_session::express;
 use intercom_secure_proxy::identity::{IdentityResolver, Lookup, RequestHints};
 use intercom_secure_proxy::upstream::Upstream;
 use pingora::http::RequestHeader;
@@ -149,7 +150,7 @@ fn bench_redis_session(c: &mut Criterion) {
     let (cached, cached_hints) = resolver(&rt, config(&redis, SessionFormat::Json, Duration::from_secs(3600)), &json_req);
     let (json, json_hints) = resolver(&rt, config(&redis, SessionFormat::Json, Duration::ZERO), &json_req);
     let (php_source, php_hints) = resolver(&rt, config(&redis, SessionFormat::Php, Duration::ZERO), &php_req);
-    assert!(php::parse_session(PHP_SESSION.as_bytes()).is_ok());
+    assert!(parse_php_session(PHP_SESSION.as_bytes()).is_ok());
 
     let mut group = c.benchmark_group("redis_session");
     bench_lookup(&mut group, &rt, "lookup_cached", &cached, &cached_hints);
@@ -158,7 +159,7 @@ fn bench_redis_session(c: &mut Criterion) {
     group.bench_function("inspect_request_express", |b| {
         b.iter_batched(|| json_req.clone(), |mut r| cached.inspect_request(black_box(&mut r), None), BatchSize::SmallInput)
     });
-    group.bench_function("parse_php_session", |b| b.iter(|| php::parse_session(black_box(PHP_SESSION.as_bytes())).unwrap()));
+    group.bench_function("parse_php_session", |b| b.iter(|| parse_php_session(black_box(PHP_SESSION.as_bytes())).unwrap()));
     group.finish();
 }
 

@@ -94,7 +94,7 @@ impl ProxyHttp for Router {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(state) = ctx.secure.as_mut() {
-            self.secure_mode.upstream_response(session, resp, end_of_stream, state).await;
+            self.secure_mode.adjust_upstream_modules(session, resp, end_of_stream, state).await;
         }
         Ok(())
     }

@@ -22,12 +22,10 @@
 //! Install [`RedactingLogger`] around your logger so that nothing Pingora logs on
 //! your behalf carries a session cookie or a token.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod access_log;
 mod admin;
-pub mod audit;
-pub mod init;
 pub mod config;
 mod connections;
 mod headers;
@@ -40,7 +38,7 @@ mod refusals;
 mod rollout;
 mod secure_mode;
 pub mod server;
-mod token;
+mod messenger_token;
 pub mod upstream;
 mod user_hash;
 mod warn;
@@ -48,10 +46,23 @@ mod warn;
 #[cfg(test)]
 mod properties;
 
+/// Internals the benchmarks (`benches/`) measure one by one: compiled only with the
+/// `bench-internals` feature, and not an API.
+#[cfg(feature = "bench-internals")]
+pub mod bench_internals {
+    /// Decodes a PHP session (`session.serialize_handler = php`) into JSON, as the
+    /// `redis_session` source does; `Err` says why not.
+    pub fn parse_php_session(data: &[u8]) -> Result<serde_json::Value, String> {
+        crate::identity::redis_session::parse_php_session(data)
+    }
+}
+
 pub use config::{Config, ConfigError, SiteConfig};
 pub use identity::{Company, Identity};
 pub use proxy::{ProxyCtx, SecureModeProxy};
 pub use secure_mode::{BuildError, RequestState, SecureMode, SecureModeBuilder};
-pub use token::{TokenError, TokenSigner};
+pub use messenger_token::{TokenError, TokenSigner};
 pub use user_hash::UserHasher;
 pub use warn::RedactingLogger;
+// The rate-limited warning every module logs through, as `crate::warn_limited!`.
+pub(crate) use warn::warn_limited;

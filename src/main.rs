@@ -5,14 +5,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod demo;
+mod init;
 
 /// Large per-response buffers (a page's first chunk) would otherwise make glibc grow and
 /// trim its heap on every response; mimalloc keeps and reuses that memory.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use intercom_secure_proxy::audit::{self, AuditError, AuditOptions};
-use intercom_secure_proxy::init::{self, InitOptions};
+use audit::{AuditError, AuditOptions};
+use init::InitOptions;
 use intercom_secure_proxy::{Config, Identity, RedactingLogger, TokenSigner};
 
 /// Adds Intercom Messenger Secure Mode (signed JWTs, real logouts) to an unmodified web
@@ -125,60 +127,15 @@ enum Command {
     /// verification failed; 2 a bad argument; 3 Chromium could not be started or
     /// stopped answering; 4 nothing to learn from, or no identity source found.
     Init {
-        /// The app's origin, e.g. http://127.0.0.1:3000.
-        #[arg(long, value_name = "URL")]
-        upstream: String,
-        /// A cookie of a logged-in session (repeatable); its value is never printed.
-        #[arg(long = "cookie", value_name = "NAME=VALUE")]
-        cookies: Vec<String>,
-        /// Log in through the app's own form at this path (with --form), in Chromium:
-        /// hidden inputs (CSRF tokens) and redirects are kept.
-        #[arg(long, value_name = "PATH")]
-        login: Option<String>,
-        /// A field of the login form (repeatable); its value is never printed.
-        #[arg(long = "form", value_name = "NAME=VALUE")]
-        form: Vec<String>,
-        /// A page to learn from and verify on (repeatable; default /).
-        #[arg(long = "page", value_name = "PATH")]
-        pages: Vec<String>,
-        /// The Redis the app may keep its sessions in (only read: SCAN, GET, TYPE, STRLEN);
-        /// a password in the URL is not written: the configuration reads it from REDIS_PASSWORD.
-        #[arg(long, value_name = "URL")]
-        redis: Option<String>,
-        /// An identity header an authenticating proxy in front would send (repeatable).
-        #[arg(long = "header", value_name = "NAME=VALUE")]
-        headers: Vec<String>,
-        /// The environment variable the configuration reads the Messenger secret from.
-        #[arg(long, value_name = "NAME", default_value = "INTERCOM_SECRET")]
-        secret_env: String,
-        /// The Messenger's app_id (default: the page's).
-        #[arg(long, value_name = "ID")]
-        app_id: Option<String>,
-        /// The environment variable holding the app's HMAC key of JWT session cookies.
-        #[arg(long, value_name = "NAME")]
-        jwt_secret_env: Option<String>,
-        /// The environment variable holding express-session's cookie secret.
-        #[arg(long, value_name = "NAME")]
-        cookie_secret_env: Option<String>,
+        #[command(flatten)]
+        options: InitOptions,
         /// Write the configuration to this file (default: stdout, the report on stderr).
-        #[arg(long, value_name = "FILE")]
+        // Listed after --cookie-secret-env, as before the options moved into InitOptions.
+        #[arg(long, value_name = "FILE", display_order = 11)]
         out: Option<PathBuf>,
         /// Print one JSON document (with the configuration) instead of the report.
-        #[arg(long)]
+        #[arg(long, display_order = 12)]
         json: bool,
-        /// Do not verify the configuration through a temporary proxy.
-        #[arg(long)]
-        no_verify: bool,
-        /// The Chromium executable (default: the first of chromium, chromium-browser,
-        /// google-chrome on PATH).
-        #[arg(long, value_name = "PATH")]
-        chromium: Option<PathBuf>,
-        /// How long one page may take to load.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
-        /// How long a loaded page must stay quiet before it is read.
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-        settle: std::time::Duration,
     },
     /// Run a sample legacy app on 127.0.0.1:3000 and the proxy in front on 127.0.0.1:8080.
     Demo {
@@ -378,46 +335,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Init {
-            upstream,
-            cookies,
-            login,
-            form,
-            pages,
-            redis,
-            headers,
-            secret_env,
-            app_id,
-            jwt_secret_env,
-            cookie_secret_env,
-            out,
-            json,
-            no_verify,
-            chromium,
-            timeout,
-            settle,
-        } => {
+        Command::Init { options, out, json } => {
             if let Err(e) = audit::cdp::stop_chromium_on_signals() {
                 eprintln!("intercom-secure-proxy init: cannot handle signals: {e}");
                 return ExitCode::from(3);
             }
-            let options = InitOptions {
-                upstream,
-                cookies,
-                login,
-                form,
-                pages,
-                redis,
-                headers,
-                secret_env,
-                app_id,
-                jwt_secret_env,
-                cookie_secret_env,
-                verify: !no_verify,
-                chromium,
-                timeout,
-                settle,
-            };
             init_command(&options, out.as_deref(), json)
         }
         Command::Demo { app_port, proxy_port, identity, redis } => {

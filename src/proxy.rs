@@ -203,7 +203,7 @@ impl ProxyHttp for SecureModeProxy {
         ctx: &mut ProxyCtx,
     ) -> Result<()> {
         if let Some(sm) = self.secure_mode(ctx) {
-            sm.upstream_response(session, resp, end_of_stream, &mut ctx.secure).await;
+            sm.adjust_upstream_modules(session, resp, end_of_stream, &mut ctx.secure).await;
         }
         Ok(())
     }

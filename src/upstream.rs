@@ -107,8 +107,11 @@ impl Upstream {
         Ok(Exchange { session, peer, header })
     }
 
-    /// [`Upstream::start`], then the whole response body, of at most `max_body` bytes.
-    pub(crate) async fn exchange(
+    /// One request the proxy makes to the app itself, outside the proxied flow (as
+    /// `init` checks an identity source): connects (or reuses a kept connection),
+    /// sends `req` and `body`, and reads the whole response, of at most `max_body`
+    /// bytes, with the configured timeouts on every read and write.
+    pub async fn exchange(
         &self,
         req: RequestHeader,
         body: Bytes,

@@ -12,7 +12,7 @@ const BURST: u32 = 5;
 const INTERVAL_MS: u64 = 10_000;
 
 /// One call site's state (created by [`warn_limited!`](crate::warn_limited)).
-pub struct Limiter(Mutex<Window>);
+pub(crate) struct Limiter(Mutex<Window>);
 
 struct Window {
     /// Start of the current interval, in ms since [`epoch`] (`None` before the first line).
@@ -28,13 +28,13 @@ fn epoch() -> Instant {
 
 impl Limiter {
     /// A limiter that has not logged yet.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Limiter(Mutex::new(Window { start: None, logged: 0, held_back: 0 }))
     }
 
     /// `Some(n)` when a line may be logged now, `n` being how many were held back
     /// before it; `None` when this one is held back.
-    pub fn admit(&self) -> Option<u64> {
+    pub(crate) fn admit(&self) -> Option<u64> {
         self.admit_at(epoch().elapsed().as_millis() as u64)
     }
 
@@ -61,7 +61,6 @@ impl Default for Limiter {
 
 /// `log::warn!`, at most a few lines per 10 s per call site, noting how many were held
 /// back.
-#[macro_export]
 macro_rules! warn_limited {
     ($($arg:tt)+) => {{
         static LIMITER: $crate::warn::Limiter = $crate::warn::Limiter::new();
@@ -74,6 +73,7 @@ macro_rules! warn_limited {
         }
     }};
 }
+pub(crate) use warn_limited;
 
 /// The part of a request path a log line may hold: up to its query (`?`) or its first
 /// path parameter (`;`), where servlet containers and others put session ids

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// How long Chromium gets to answer its first command: a cold start on a busy machine
 /// takes a few seconds.
@@ -117,34 +118,18 @@ pub fn forget_process_group(group: i32) {
 
 /// Makes SIGINT, SIGTERM and SIGHUP stop every Chromium this process runs and remove
 /// its profile before the process exits with 128 + the signal, as a Ctrl-C would
-/// otherwise leave the browser running and its profile behind. The signals are
-/// blocked in the calling thread and the threads it starts later, and handled on a
-/// thread of their own: call it first, from the main thread.
+/// otherwise leave the browser running and its profile behind. The handler only wakes
+/// a thread of its own, which does the clean-up: call it before starting Chromium.
 pub fn stop_chromium_on_signals() -> std::io::Result<()> {
-    // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls only
-    // change this thread's signal mask.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, signal);
-        }
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        set
-    };
+    // signal-hook's handler only writes to a pipe; the clean-up runs on this thread,
+    // where killing and removing directories is allowed.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::spawn(move || {
-        let mut signal = 0;
-        // SAFETY: waits for one of the blocked signals; `set` and `signal` are ours.
-        if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+        if let Some(signal) = signals.forever().next() {
             let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
             for (group, profile) in running.iter() {
-                // SAFETY: as in Drop: a group whose leader is still our unreaped child.
-                unsafe {
-                    libc::kill(-group, libc::SIGKILL);
-                }
+                // A group whose leader is still our unreaped child, as in Drop.
+                kill_group(*group);
                 if let Some(profile) = profile {
                     let _ = std::fs::remove_dir_all(profile);
                 }
@@ -153,6 +138,14 @@ pub fn stop_chromium_on_signals() -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+/// SIGKILLs the process group `group` (a group that is already gone is ignored).
+pub fn kill_group(group: i32) {
+    // SAFETY: kill has no memory effects; a group that is already gone is ESRCH.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
 }
 
 /// A running headless Chromium with its DevTools pipe, its own temporary profile and
@@ -304,10 +297,7 @@ impl Drop for Chromium {
         // clean-up holds) before it is reaped, for the same reason.
         if let Ok(pid) = i32::try_from(self.child.id()) {
             forget_process_group(pid);
-            // SAFETY: kill has no memory effects; a group that is already gone is ESRCH.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
+            kill_group(pid);
         }
         let _ = self.child.wait();
     }

@@ -64,8 +64,9 @@ impl Classification {
     }
 }
 
-/// The fields that identify a user to the Messenger when given in clear.
-pub const IDENTIFYING_FIELDS: [&str; 2] = ["user_id", "email"];
+/// The fields that identify a user to the Messenger when given in clear (the proxy's
+/// rollout report judges pages by the same list).
+pub use intercom_secure_proxy::page::IDENTIFYING_FIELDS;
 
 /// One Messenger as it ended up: its boot settings with the updates merged in.
 #[derive(Debug, Clone, PartialEq)]

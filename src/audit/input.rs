@@ -36,7 +36,7 @@ pub enum UsageError {
     },
     /// The `-c` file could not be loaded (its message names the key).
     #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] intercom_secure_proxy::config::ConfigError),
     /// With `-c` and `sites:`, no site answers an audited host.
     #[error("-c: no site of the configuration answers host {host:?} (of {url}), so its tokens cannot be checked; audit it without -c or add the host to a site's hosts")]
     NoSite {

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{SecretSource, SiteConfig};
+use intercom_secure_proxy::config::{SecretSource, SiteConfig};
 
 /// Clock difference allowed between this machine and the one that signed, on top of
 /// the configured lifetime.
@@ -142,7 +142,7 @@ mod tests {
 
     fn site() -> SiteConfig {
         let yaml = "listen: [\"127.0.0.1:8080\"]\nupstream: {addresses: [\"127.0.0.1:3000\"]}\nintercom: {app_id: abc12345, secret_env: S, token_lifetime: 1h}\nidentity: {sources: [{type: current_user_endpoint, path: /api/me, cookies: [sid]}]}\n";
-        let config = crate::Config::from_yaml(yaml, &|_| Some("the-secret".into())).unwrap();
+        let config = intercom_secure_proxy::Config::from_yaml(yaml, &|_| Some("the-secret".into())).unwrap();
         config.site().clone()
     }
 

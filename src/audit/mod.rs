@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use url::Url;
 
-use crate::config::{Config, SiteConfig};
+use intercom_secure_proxy::config::{Config, SiteConfig};
 use cdp::{Chromium, ChromiumError};
 use classify::{messengers, worst, Classification};
 use input::{parse_cookie, parse_header, parse_url, CookieArg, UsageError};

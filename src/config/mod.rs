@@ -41,7 +41,7 @@ mod shared_cache;
 mod site;
 mod tagged;
 mod summary;
-pub(crate) use redis_session::redact_url;
+pub use redis_session::redact_url;
 pub(crate) mod upstream;
 
 pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};

@@ -379,7 +379,7 @@ fn redis_url(key: &str, url: &str, cluster: bool) -> Result<String> {
 /// `scheme://user:***@host…`: the address without its password, with or without a
 /// scheme. Everything before the last `@` is userinfo, so a password holding `/` or `@`
 /// (not percent-encoded, as operators paste them) is hidden whole too.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), url),

@@ -224,7 +224,7 @@ fn judge(found: &Found) -> Value {
 /// Decodes numeric character references and the named ones that occur in ids,
 /// emails and names (`&amp;` `&lt;` `&gt;` `&quot;` `&apos;` `&nbsp;`). `None` for
 /// any other named reference: guessing its text could name someone else.
-pub(crate) fn decode_entities(raw: &str) -> Option<String> {
+pub fn decode_entities(raw: &str) -> Option<String> {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(at) = rest.find('&') {

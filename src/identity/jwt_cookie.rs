@@ -54,7 +54,7 @@ impl JwtCookieSource {
 /// The token cookie `name` carries in `req` (its chunks joined, a Supabase session
 /// unwrapped), not verified: what the source verifies, and what `init` reads the
 /// algorithm and claims of.
-pub(crate) fn cookie_token(req: &RequestHeader, name: &str) -> Option<String> {
+pub fn cookie_token(req: &RequestHeader, name: &str) -> Option<String> {
     unwrap_supabase(&cookie_value(req, name)?)
 }
 

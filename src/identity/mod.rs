@@ -143,8 +143,8 @@ pub enum SourceError {
 }
 
 pub use endpoint::EndpointError;
-pub(crate) use html_fields::{decode_entities, HtmlFields};
-pub(crate) use jwt_cookie::cookie_token;
+pub use html_fields::{decode_entities, HtmlFields};
+pub use jwt_cookie::cookie_token;
 pub use redis_probe::reachability_warnings;
 pub use jwt::{key_url_warnings, FetchError, JwtError, KeyError};
 
@@ -288,7 +288,7 @@ impl IdentityResolver {
     }
 
     /// [`resolve`](Self::resolve), with the `type` of the source that knew the user.
-    pub async fn resolve_answered(&self, hints: &RequestHints) -> (Lookup, Option<&'static str>) {
+    pub(crate) async fn resolve_answered(&self, hints: &RequestHints) -> (Lookup, Option<&'static str>) {
         let mut failure = None;
         for ((source, hint), metrics) in self.sources.iter().zip(&hints.0).zip(&self.metrics) {
             if matches!(hint, Hint::Nothing) {
@@ -313,13 +313,13 @@ impl IdentityResolver {
     }
 
     /// Forgets what is cached for this session (on login, logout or a user switch).
-    pub async fn forget_session(&self, hints: &RequestHints) {
+    pub(crate) async fn forget_session(&self, hints: &RequestHints) {
         self.forget(hints, Forget::Everything).await
     }
 
     /// Forgets a cached "nobody" for this session (on a login that may have kept the
     /// session id); a known user stays cached.
-    pub async fn forget_anonymous(&self, hints: &RequestHints) {
+    pub(crate) async fn forget_anonymous(&self, hints: &RequestHints) {
         self.forget(hints, Forget::Nobody).await
     }
 
@@ -334,7 +334,7 @@ impl IdentityResolver {
     }
 
     /// The cookie names that carry the session, when endpoint sources name them.
-    pub fn session_cookie_names(&self) -> &[String] {
+    pub(crate) fn session_cookie_names(&self) -> &[String] {
         &self.session_cookies
     }
 }

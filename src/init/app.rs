@@ -12,9 +12,9 @@ use super::browser::Learned;
 use super::options::{InitError, Plan};
 use super::yaml;
 use crate::audit::input::CookieArg;
-use crate::config::Config;
-use crate::identity::{IdentityResolver, Lookup};
-use crate::upstream::Upstream;
+use intercom_secure_proxy::config::Config;
+use intercom_secure_proxy::identity::{IdentityResolver, Lookup};
+use intercom_secure_proxy::upstream::Upstream;
 
 /// The largest answer `init` reads from the app (an account page, a JSON document).
 const MAX_BODY: usize = 1 << 20;
@@ -116,7 +116,7 @@ impl App {
     }
 
     /// Who the resolver says a request with these cookies and headers is.
-    fn resolve(&self, resolver: &IdentityResolver, cookies: &[CookieArg], headers: &[(String, String)]) -> Result<Option<crate::Identity>, String> {
+    fn resolve(&self, resolver: &IdentityResolver, cookies: &[CookieArg], headers: &[(String, String)]) -> Result<Option<intercom_secure_proxy::Identity>, String> {
         let mut req = RequestHeader::build("GET", b"/", None).map_err(|e| e.to_string())?;
         req.insert_header("Host", &self.host).map_err(|e| e.to_string())?;
         if let Some(cookie) = cookie_header(cookies) {

@@ -30,7 +30,7 @@ mod verify;
 pub mod yaml;
 
 pub use options::{InitError, InitOptions};
-pub use report::{Attempt, InitReport};
+pub use report::InitReport;
 
 use browser::Browser;
 

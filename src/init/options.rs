@@ -9,38 +9,63 @@ use url::Url;
 use crate::audit::cdp::ChromiumError;
 use crate::audit::input::{parse_cookie, parse_header, parse_url, CookieArg, UsageError};
 
-/// The arguments of `init`.
-#[derive(Clone)]
+/// The arguments of `init`, parsed by clap straight from its command line (their
+/// docs are its `--help`).
+#[derive(Clone, clap::Args)]
 pub struct InitOptions {
-    /// The app's base URL (`http://127.0.0.1:3000`).
+    /// The app's origin, e.g. http://127.0.0.1:3000.
+    #[arg(long, value_name = "URL")]
     pub upstream: String,
-    /// `NAME=VALUE` cookies of a logged-in session.
+    /// A cookie of a logged-in session (repeatable); its value is never printed.
+    #[arg(long = "cookie", value_name = "NAME=VALUE")]
     pub cookies: Vec<String>,
-    /// The path of the app's login form, to log in as a browser would.
+    /// Log in through the app's own form at this path (with --form), in Chromium:
+    /// hidden inputs (CSRF tokens) and redirects are kept.
+    #[arg(long, value_name = "PATH")]
     pub login: Option<String>,
-    /// `NAME=VALUE` fields filled into the login form.
+    /// A field of the login form (repeatable); its value is never printed.
+    #[arg(long = "form", value_name = "NAME=VALUE")]
     pub form: Vec<String>,
-    /// The pages to learn from and verify on (paths; `/` when none).
+    /// A page to learn from and verify on (repeatable; default /).
+    #[arg(long = "page", value_name = "PATH")]
     pub pages: Vec<String>,
-    /// The Redis the app may keep its sessions in.
+    /// The Redis the app may keep its sessions in (only read: SCAN, GET, TYPE, STRLEN);
+    /// a password in the URL is not written: the configuration reads it from REDIS_PASSWORD.
+    #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
-    /// `NAME=VALUE` identity headers an authenticating proxy in front would send.
+    /// An identity header an authenticating proxy in front would send (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE")]
     pub headers: Vec<String>,
-    /// The environment variable that will hold the Messenger secret.
+    /// The environment variable the configuration reads the Messenger secret from.
+    #[arg(long, value_name = "NAME", default_value = "INTERCOM_SECRET")]
     pub secret_env: String,
-    /// The Messenger's app_id; by default the page's.
+    /// The Messenger's app_id (default: the page's).
+    #[arg(long, value_name = "ID")]
     pub app_id: Option<String>,
-    /// The environment variable holding the app's HMAC key for JWT session cookies.
+    /// The environment variable holding the app's HMAC key of JWT session cookies.
+    #[arg(long, value_name = "NAME")]
     pub jwt_secret_env: Option<String>,
     /// The environment variable holding express-session's cookie secret.
+    #[arg(long, value_name = "NAME")]
     pub cookie_secret_env: Option<String>,
-    /// Verify the configuration through a temporary proxy.
+    /// Verify the configuration through a temporary proxy (unless `--no-verify`).
+    // The command's --out and --json are listed before it (display orders 11 and 12).
+    #[arg(
+        long = "no-verify",
+        action = clap::ArgAction::SetFalse,
+        help = "Do not verify the configuration through a temporary proxy",
+        display_order = 13
+    )]
     pub verify: bool,
-    /// The Chromium executable; by default the first on `PATH`.
+    /// The Chromium executable (default: the first of chromium, chromium-browser,
+    /// google-chrome on PATH).
+    #[arg(long, value_name = "PATH", display_order = 14)]
     pub chromium: Option<PathBuf>,
     /// How long one page may take to load.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, display_order = 15)]
     pub timeout: Duration,
-    /// How long a loaded page must stay quiet before it is judged.
+    /// How long a loaded page must stay quiet before it is read.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, display_order = 16)]
     pub settle: Duration,
 }
 
@@ -54,7 +79,7 @@ impl std::fmt::Debug for InitOptions {
             .field("login", &self.login)
             .field("form_names", &names(&self.form))
             .field("pages", &self.pages)
-            .field("redis", &self.redis.as_deref().map(crate::config::redact_url))
+            .field("redis", &self.redis.as_deref().map(intercom_secure_proxy::config::redact_url))
             .field("header_names", &names(&self.headers))
             .field("secret_env", &self.secret_env)
             .field("app_id", &self.app_id)
@@ -168,7 +193,7 @@ impl InitOptions {
             if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
                 return Err(InitError::Usage(format!(
                     "--redis {:?} must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0",
-                    crate::config::redact_url(redis)
+                    intercom_secure_proxy::config::redact_url(redis)
                 )));
             }
         }

@@ -45,7 +45,7 @@ pub(crate) fn run(plan: &Plan, written: &Written, answer: &Answer, learned: &Lea
     let config = dir.path().join("verify.yaml");
     let secret = dir.path().join("secret");
     write_private(&secret, &random_hex()?)?;
-    let text = verify_config(written, &plan.options.secret_env, port, dir.path(), &secret);
+    let text = verify_config(written, port, dir.path(), &secret);
     write_private(&config, &text)?;
     let mut proxy = TemporaryProxy::start(&config, port, dir.path())?;
     let cookies: Vec<String> = learned.cookies.iter().map(|c| format!("{}={}", c.name, c.value)).collect();
@@ -91,17 +91,14 @@ fn audit_run(options: &AuditOptions) -> Result<Report, InitError> {
 
 /// The written configuration with the temporary proxy's port, its own secret file and
 /// its own pid and upgrade socket paths.
-fn verify_config(written: &Written, secret_env: &str, port: u16, dir: &Path, secret: &Path) -> String {
-    let text = written
-        .text
-        .replace(&format!("listen: [\"{}\"]", written.listen), &format!("listen: [\"127.0.0.1:{port}\"]"))
-        .replace(&format!("  secret_env: {secret_env}\n"), &format!("  secret_file: {}\n", super::yaml::quote(&secret.display().to_string())));
+fn verify_config(written: &Written, port: u16, dir: &Path, secret: &Path) -> String {
+    let secret = format!("secret_file: {}", super::yaml::quote(&secret.display().to_string()));
     let server = format!(
-        "server:\n  pid_file: {}\n  upgrade_sock: {}\n  grace_period: 1s\n",
+        "\nserver:\n  pid_file: {}\n  upgrade_sock: {}\n  grace_period: 1s\n",
         super::yaml::quote(&dir.join("proxy.pid").display().to_string()),
         super::yaml::quote(&dir.join("upgrade.sock").display().to_string())
     );
-    format!("{text}\n{server}")
+    written.with(&format!("127.0.0.1:{port}"), &secret, &server)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), InitError> {
@@ -180,10 +177,8 @@ impl TemporaryProxy {
         let Some(mut child) = self.child.take() else { return };
         if let Ok(group) = i32::try_from(child.id()) {
             cdp::forget_process_group(group);
-            // SAFETY: a group whose leader is our unreaped child; no memory effects.
-            unsafe {
-                libc::kill(-group, libc::SIGKILL);
-            }
+            // A group whose leader is our unreaped child, so its id is not reused yet.
+            cdp::kill_group(group);
         }
         let _ = child.wait();
     }
@@ -192,5 +187,60 @@ impl TemporaryProxy {
 impl Drop for TemporaryProxy {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::init::options::InitOptions;
+    use crate::init::sources::Candidate;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        options: InitOptions,
+    }
+
+    #[test]
+    fn the_verified_configuration_differs_only_in_listen_secret_and_server() {
+        let args = ["init", "--upstream", "http://127.0.0.1:8080", "--header", "X-User=u-1"];
+        let args = args.into_iter().chain(["--secret-env", "MY_SECRET", "--no-verify"]);
+        let options = Args::parse_from(args).options;
+        assert!(!options.verify, "--no-verify turns the verification off");
+        let plan = options.plan().unwrap();
+        let source = Candidate {
+            source: "trusted_header",
+            tried: "header X-User".into(),
+            yaml: "    - type: trusted_header\n      trusted_cidrs: [\"127.0.0.1/32\"]\n      headers: {user_id: X-User}\n".into(),
+            why: "the header names the user".into(),
+            claims: vec![],
+        };
+        let written = Written::new(&plan, &crate::init::sources::test_answer(None), &source, None);
+        // The app is on 8080, so the written configuration listens on 8081.
+        assert!(written.text.contains("listen: [\"127.0.0.1:8081\"]\n"), "{}", written.text);
+        assert!(written.text.contains("\n  secret_env: MY_SECRET\n"), "{}", written.text);
+
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret").unwrap();
+        let text = verify_config(&written, 4567, dir.path(), &secret);
+        // What the text replacements of the written YAML used to make, exactly.
+        let quoted = |p: &Path| crate::init::yaml::quote(&p.display().to_string());
+        let expected = written
+            .text
+            .replace("listen: [\"127.0.0.1:8081\"]", "listen: [\"127.0.0.1:4567\"]")
+            .replace("  secret_env: MY_SECRET\n", &format!("  secret_file: {}\n", quoted(&secret)))
+            + &format!(
+                "\nserver:\n  pid_file: {}\n  upgrade_sock: {}\n  grace_period: 1s\n",
+                quoted(&dir.path().join("proxy.pid")),
+                quoted(&dir.path().join("upgrade.sock"))
+            );
+        assert_eq!(text, expected);
+        let config = intercom_secure_proxy::Config::from_yaml(&text, &|_| None).expect("the verified configuration loads");
+        assert_eq!(config.listen.len(), 1);
+        assert!(format!("{:?}", config.listen[0]).contains("4567"), "{:?}", config.listen);
     }
 }

@@ -56,8 +56,9 @@ fn api_base(seen: Option<&str>) -> Option<String> {
 pub struct Written {
     /// The YAML.
     pub text: String,
-    /// The address it listens on.
-    pub listen: String,
+    /// The YAML around what the verification's copy changes: before the listen
+    /// address, from it to the Messenger secret's key, and after that key's value.
+    parts: [String; 3],
 }
 
 impl Written {
@@ -71,8 +72,9 @@ impl Written {
         t.push_str(&format!("# Learned from {}{}, where the Messenger booted user_id {} ({}).\n", plan.origin.as_str().trim_end_matches('/'), answer.page, quote(&answer.user_id), answer.today.as_str()));
         t.push_str(&format!("# Check it: {}=... intercom-secure-proxy check -c FILE; run it: intercom-secure-proxy run -c FILE\n", options.secret_env));
         t.push_str("# Keys not written here have their defaults (see conf/intercom-secure-proxy.yaml in the project).\n\n");
-        t.push_str(&format!("# Where browsers reach the proxy: change it to the address your users reach.\nlisten: [{}]\n\n", quote(&listen)));
-        t.push_str("# The app init learned from.\n");
+        t.push_str("# Where browsers reach the proxy: change it to the address your users reach.\nlisten: [");
+        let before_listen = std::mem::take(&mut t);
+        t.push_str("]\n\n# The app init learned from.\n");
         t.push_str(&upstream(&plan.origin));
         t.push_str("\nintercom:\n");
         match (&options.app_id, &answer.app_id) {
@@ -83,10 +85,9 @@ impl Written {
         if let Some(base) = api_base(answer.api_base.as_deref()) {
             t.push_str(&format!("  # the page's api_base\n  api_base: {}\n", quote(&base)));
         }
-        t.push_str(&format!(
-            "  # the Messenger secret (Settings > Messenger > Security) is read from this variable, never from this file\n  secret_env: {}\n",
-            options.secret_env
-        ));
+        t.push_str("  # the Messenger secret (Settings > Messenger > Security) is read from this variable, never from this file\n  ");
+        let before_secret = std::mem::take(&mut t);
+        t.push('\n');
         t.push_str(&format!(
             "  # signed into the token besides user_id: what the source maps\n  claims: [{}]\n",
             source.claims.join(", ")
@@ -100,8 +101,24 @@ impl Written {
         }
         t.push_str("  detect_cookie_expiry: true\n");
         t.push_str("\n# To watch first what the proxy would do, then widen: see \"Rolling it out\" in the README.\n# rollout: {mode: report_only, percent: 100}\n");
-        Written { text: t, listen }
+        let parts = [before_listen, before_secret, t];
+        let text = render(&parts, &quote(&listen), &format!("secret_env: {}", options.secret_env));
+        Written { text, parts }
     }
+
+    /// This configuration listening on `listen` instead, with `secret` (a key and its
+    /// value, such as `secret_file: "/path"`) naming the Messenger secret, and `more`
+    /// YAML at the end: built from the same parts as [`Written::text`], so it differs
+    /// from it in nothing else.
+    pub(crate) fn with(&self, listen: &str, secret: &str, more: &str) -> String {
+        render(&self.parts, &quote(listen), secret) + more
+    }
+}
+
+/// The YAML of `parts` with the quoted `listen` address and the `secret` key and value.
+fn render(parts: &[String; 3], listen: &str, secret: &str) -> String {
+    let [before_listen, before_secret, rest] = parts;
+    format!("{before_listen}{listen}{before_secret}{secret}{rest}")
 }
 
 #[cfg(test)]

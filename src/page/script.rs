@@ -36,6 +36,10 @@ const PAGE_JS: [[&str; 2]; 2] = [
 /// function expression, called with `(window, c)`.
 const OBSERVER_JS: &str = include_str!("min/observer.js");
 
+/// The Messenger settings that identify a user when given in clear: what the rollout
+/// report's observer sends back and what `audit` calls insecure, so the two agree.
+pub const IDENTIFYING_FIELDS: [&str; 2] = ["user_id", "email"];
+
 /// The observer script of report-only pages (`rollout.mode: report_only`), rendered
 /// once per site: the same bytes on every page, with no user data, so a page with it
 /// stays cacheable as the app made it.
@@ -48,7 +52,7 @@ pub(crate) struct ObserverScript {
 impl ObserverScript {
     /// The observer that reports to `report_path`.
     pub(crate) fn new(report_path: &str) -> Self {
-        let params = to_script_json(&json!({"p": report_path, "s": crate::audit::classify::IDENTIFYING_FIELDS}));
+        let params = to_script_json(&json!({"p": report_path, "s": IDENTIFYING_FIELDS}));
         ObserverScript { content: format!("{OBSERVER_JS}(window,{params});") }
     }
 

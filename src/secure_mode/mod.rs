@@ -9,9 +9,9 @@
 //!   interstitial logout, the token refresh path and the report path itself;
 //! - [`upstream_request_filter`](SecureMode::upstream_request_filter): asks only for
 //!   encodings we decode and, for possibly logged-in navigations, a full page;
-//! - [`upstream_response`](SecureMode::upstream_response) (from
-//!   `adjust_upstream_modules`): if the response is a page to rewrite, finds out who
-//!   the user is (the only I/O Secure Mode adds) and signs the token;
+//! - [`adjust_upstream_modules`](SecureMode::adjust_upstream_modules): if the
+//!   response is a page to rewrite, finds out who the user is (the only I/O Secure
+//!   Mode adds) and signs the token;
 //! - [`response_filter`](SecureMode::response_filter): logout effects, header
 //!   hygiene, CSP, and the rewriter;
 //! - [`response_body_filter`](SecureMode::response_body_filter): the rewriter, which
@@ -45,7 +45,7 @@ use crate::logout::{self, cookies, cookies::UserTag, cookies::UserTags};
 use crate::metrics::METRICS;
 use crate::page::{self, Limits, Outcome, Pages, Plan, ScriptSettings};
 use crate::rollout::LiveRollout;
-use crate::token::TokenSigner;
+use crate::messenger_token::TokenSigner;
 use crate::user_hash::UserHasher;
 use crate::upstream::{HealthService, Upstream};
 
@@ -262,7 +262,7 @@ impl SecureMode {
 
     /// `adjust_upstream_modules`: if the app's response is a page to rewrite, finds out
     /// who the user is and signs the token, and turns decompression on when needed.
-    pub async fn upstream_response(
+    pub async fn adjust_upstream_modules(
         &self,
         session: &mut Session,
         resp: &ResponseHeader,
@@ -390,6 +390,7 @@ impl SecureMode {
 
     /// `response_body_filter`: the rewriter, or the replacement body.
     pub fn response_body_filter(&self, body: &mut Option<Bytes>, end_of_stream: bool, state: &mut RequestState) {
+        state.body_filtered = true;
         if let Some(page) = &state.replacement {
             *body = end_of_stream.then(|| page.clone());
         } else if let Some(rewriter) = state.rewriter.as_mut() {
@@ -399,7 +400,22 @@ impl SecureMode {
 
     /// `logging`: counts the request by outcome, and notes a page that passed through
     /// without the script.
+    ///
+    /// A host proxy that calls [`response_filter`](Self::response_filter) but not
+    /// [`response_body_filter`](Self::response_body_filter) sends the app's body under
+    /// the rewritten headers (a new `Content-Length`, so the body comes out short): that
+    /// is logged here as an error, and fails a debug assertion.
     pub fn logging(&self, session: &Session, state: &RequestState) {
+        // Body bytes went out, yet the body phase never ran: it was not called (an
+        // error before the body sends nothing, so it does not count).
+        if state.rewriting() && !state.body_filtered && session.body_bytes_sent() > 0 {
+            log::error!(
+                "{}: the body was sent without SecureMode::response_body_filter after \
+                 response_filter rewrote its headers; call it from your response_body_filter",
+                crate::warn::loggable_path(session.req_header().uri.path())
+            );
+            debug_assert!(false, "SecureMode::response_body_filter was not called");
+        }
         let gave_up = state.rewriter.as_ref().is_some_and(|rw| matches!(rw.outcome(), Outcome::GaveUp(_)));
         let outcome = if gave_up { "gave_up" } else { state.outcome.label() };
         METRICS.requests.with_label_values(&[outcome]).inc();

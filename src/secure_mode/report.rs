@@ -16,7 +16,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use super::SecureMode;
-use crate::audit::classify::IDENTIFYING_FIELDS;
+use crate::page::IDENTIFYING_FIELDS;
 use crate::headers;
 use crate::metrics::METRICS;
 

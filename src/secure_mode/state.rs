@@ -32,6 +32,10 @@ pub struct RequestState {
     pub(super) replacement: Option<Bytes>,
     /// The upstream response header ended the response (no body phase will run).
     pub(super) bodiless: bool,
+    /// `response_body_filter` ran at least once (see [`SecureMode::logging`]).
+    ///
+    /// [`SecureMode::logging`]: super::SecureMode::logging
+    pub(super) body_filtered: bool,
     /// The `type` of the identity source that knew the user.
     pub(super) answered_by: Option<&'static str>,
     /// What Secure Mode did with the response (the `outcome` label of the metrics).

@@ -52,8 +52,9 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Signs like express-session does (for tests and benches; the proxy only verifies).
-#[doc(hidden)]
+/// The cookie value express-session sets for session `id` signed with `secret`
+/// (`s:<id>.<signature>`, percent-encoded), which [`unsign`] accepts: for tests of an
+/// app's sessions (the proxy itself only verifies).
 pub fn sign(id: &str, secret: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(id.as_bytes());

@@ -12,7 +12,7 @@
 mod decode;
 pub mod express;
 mod key_misses;
-pub mod php;
+mod php;
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,17 +25,23 @@ use super::{Lookup, SourceError};
 use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
 
 pub use decode::{document, DecodeError, MAX_SESSION_BYTES};
+
+/// A PHP session (`php` serialize handler) as JSON, for the benchmarks.
+#[cfg(feature = "bench-internals")]
+pub(crate) fn parse_php_session(data: &[u8]) -> Result<serde_json::Value, String> {
+    php::parse_session(data).map_err(|e| e.to_string())
+}
 pub use super::redis_store::StoreError;
 use super::redis_store::Store;
 use key_misses::{KeyMisses, Miss};
 use crate::metrics::METRICS;
 
 /// Longest session id looked up (PHP's and express' ids are 26 to 48 characters).
-pub(crate) const MAX_SESSION_ID: usize = 256;
+pub const MAX_SESSION_ID: usize = 256;
 
 /// The session of one request: its Redis key and the key's digest for the cache.
 #[derive(Clone)]
-pub struct SessionRef {
+pub(crate) struct SessionRef {
     digest: [u8; 32],
     key: String,
 }
@@ -59,7 +65,7 @@ pub enum RedisSessionError {
 }
 
 /// The redis_session source.
-pub struct RedisSessionSource {
+pub(crate) struct RedisSessionSource {
     config: RedisSessionConfig,
     store: Store,
     cache: SessionCache,
@@ -163,7 +169,7 @@ fn session_id(value: &str, signature: CookieSignature, secrets: &[crate::config:
 }
 
 /// The Redis key of session `id`: the template with its one placeholder filled in.
-pub(crate) fn session_key(template: &str, id: &str) -> String {
+pub fn session_key(template: &str, id: &str) -> String {
     if template.contains(SESSION_ID_SHA256_PLACEHOLDER) {
         let hex: String = Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &hex, 1)
@@ -173,7 +179,7 @@ pub(crate) fn session_key(template: &str, id: &str) -> String {
 }
 
 /// Visible ASCII and bounded: what session ids are. Anything else is not looked up.
-pub(crate) fn plausible_session_id(id: &str) -> bool {
+pub fn plausible_session_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_SESSION_ID && id.bytes().all(|b| b.is_ascii_graphic())
 }
 

@@ -7,7 +7,7 @@
 use super::jwt::{verify_yaml, OriginJwks, Unverified};
 use crate::init::pointer::Fields;
 use super::{Candidate, Evidence};
-use crate::config::Preset;
+use intercom_secure_proxy::config::Preset;
 use crate::init::report::Attempt;
 use crate::init::yaml::quote;
 
@@ -69,7 +69,7 @@ fn published_at(preset: Preset, token: &Unverified) -> String {
     match preset {
         Preset::CloudflareAccess => format!("Cloudflare publishes them at {iss}/cdn-cgi/access/certs"),
         Preset::Pomerium => "Pomerium publishes them at /.well-known/pomerium/jwks.json on the host it serves the app on".into(),
-        Preset::GoogleIap => format!("Google publishes them at {}", crate::config::GOOGLE_IAP_JWKS_URL),
+        Preset::GoogleIap => format!("Google publishes them at {}", intercom_secure_proxy::config::GOOGLE_IAP_JWKS_URL),
         Preset::Oauth2Proxy => format!("they are the identity provider's: the jwks_uri of {iss}/.well-known/openid-configuration"),
         Preset::AwsAlb | Preset::None => "they are the signer's".into(),
     }

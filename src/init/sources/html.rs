@@ -18,8 +18,8 @@ use lol_html::{DocumentContentHandlers, ElementContentHandlers, HtmlRewriter, Me
 
 use super::endpoint::{display_type, item, ok_answer};
 use super::{Candidate, Evidence};
-use crate::config::EndpointConfig;
-use crate::identity::{decode_entities, HtmlFields};
+use intercom_secure_proxy::config::EndpointConfig;
+use intercom_secure_proxy::identity::{decode_entities, HtmlFields};
 use crate::init::pointer::Fields;
 use crate::init::browser::Link;
 use crate::init::logout;
@@ -422,9 +422,9 @@ mod tests {
             ]
         );
         for s in &got {
-            assert!(crate::config::HtmlField::parse(s).is_ok(), "{s}");
+            assert!(intercom_secure_proxy::config::HtmlField::parse(s).is_ok(), "{s}");
         }
-        assert!(crate::config::HtmlField::parse("meta[name=user-id]@content").is_ok());
+        assert!(intercom_secure_proxy::config::HtmlField::parse("meta[name=user-id]@content").is_ok());
     }
 
     #[test]

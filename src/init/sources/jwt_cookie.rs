@@ -57,7 +57,7 @@ fn session_token(session: &[CookieArg], name: &str) -> Option<String> {
     let mut req = RequestHeader::build("GET", b"/", None).ok()?;
     let cookie: Vec<String> = session.iter().map(|c| format!("{}={}", c.name, c.value)).collect();
     req.insert_header("cookie", cookie.join("; ")).ok()?;
-    crate::identity::cookie_token(&req, name)
+    intercom_secure_proxy::identity::cookie_token(&req, name)
 }
 
 /// The candidate for cookie `name`, or why it cannot be one.

@@ -83,7 +83,7 @@ pub(crate) fn find(evidence: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Opti
 /// The answer of a page that booted user `u-1` named `Ann` (with `email`), for the
 /// finders' tests.
 #[cfg(test)]
-fn test_answer(email: Option<&str>) -> super::answer::Answer {
+pub(crate) fn test_answer(email: Option<&str>) -> super::answer::Answer {
     super::answer::Answer {
         user_id: "u-1".into(),
         email: email.map(Into::into),

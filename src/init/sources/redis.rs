@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use super::{Candidate, Evidence};
 use crate::audit::input::CookieArg;
-use crate::config::{redact_url, Secret, SessionFormat, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
-use crate::identity::redis_session::{document, express, plausible_session_id, session_key, DecodeError, MAX_SESSION_BYTES, MAX_SESSION_ID};
+use intercom_secure_proxy::config::{redact_url, Secret, SessionFormat, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
+use intercom_secure_proxy::identity::redis_session::{document, express, plausible_session_id, session_key, DecodeError, MAX_SESSION_BYTES, MAX_SESSION_ID};
 use crate::init::pointer::Fields;
 use crate::init::report::Attempt;
 use crate::init::yaml::quote;

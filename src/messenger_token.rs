@@ -1,4 +1,4 @@
-//! Tokens: where the Messenger JWT (`intercom_user_jwt`) is signed.
+//! The Messenger token: where the Messenger JWT (`intercom_user_jwt`) is signed.
 //!
 //! HS256 with the workspace's Messenger secret. Claims: `user_id` (always a string),
 //! the configured identity fields the user has (`email`, `name`, protected attributes),
