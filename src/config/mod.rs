@@ -232,7 +232,7 @@ fn yaml_error(e: serde_path_to_error::Error<yaml_serde::Error>) -> ConfigError {
         None => "(file)".to_string(),
         Some(_) => e.path().to_string(),
     };
-    let last = match e.path().iter().last() {
+    let last = match e.path().iter().next_back() {
         Some(serde_path_to_error::Segment::Map { key }) => key.as_str(),
         _ => "",
     };

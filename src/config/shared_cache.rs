@@ -61,7 +61,7 @@ pub(crate) fn subkey(key: &[u8], label: &[u8]) -> [u8; 32] {
 #[serde(untagged)]
 pub(super) enum FileSharedCache {
     Url(String),
-    Long(FileSharedCacheLong),
+    Long(Box<FileSharedCacheLong>),
 }
 
 #[derive(Deserialize)]
@@ -88,7 +88,7 @@ pub(super) fn validate_shared_cache(f: FileSharedCache, secret: &Secret, env: &d
             tls_ca_file: None,
             timeout: None,
         },
-        FileSharedCache::Long(long) => long,
+        FileSharedCache::Long(long) => *long,
     };
     let redis = redis_target(&format!("{KEY}.redis"), long.redis, "the Redis that holds the shared cache")?;
     let auth = FileRedisAuth { username: long.username, password_env: long.password_env, password_file: long.password_file };

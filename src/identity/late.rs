@@ -25,11 +25,14 @@ pub(super) const LATE_BOUND: Duration = Duration::from_secs(10);
 /// One session's running lookup: its answer, once it has one.
 type Answer<E> = watch::Receiver<Option<Result<Cached, E>>>;
 
+/// The digest that keys a session's cache, and the generation a lookup answers for.
+type LookupKey = ([u8; 32], u64);
+
 /// The lookups running per session and generation (the digest that keys the session's
 /// cache, and the generation a lookup answers for: one started before a login the proxy
 /// saw is no answer after it).
 pub(super) struct LateLookups<E> {
-    running: Mutex<HashMap<([u8; 32], u64), Answer<E>>>,
+    running: Mutex<HashMap<LookupKey, Answer<E>>>,
 }
 
 impl<E: Clone + Send + Sync + 'static> LateLookups<E> {
