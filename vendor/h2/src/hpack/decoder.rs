@@ -158,7 +158,8 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            // Grown on the first Huffman-coded string, not up front (PATCH.md).
+            buffer: BytesMut::new(),
         }
     }
 
@@ -214,8 +215,10 @@ impl Decoder {
                     can_resize = false;
                     let entry = self.decode_literal(src, true)?;
 
-                    // Insert the header into the table
-                    self.table.insert(entry.clone());
+                    // Insert the header into the table, as a copy: the entry would
+                    // otherwise share (and keep alive) the connection's read buffer or
+                    // the Huffman buffer it was decoded into (PATCH.md).
+                    self.table.insert(entry.detached());
                     consume(src);
 
                     if f(entry).is_break() {

@@ -130,6 +130,26 @@ impl Header {
         }
     }
 
+    /// A copy that shares no memory with the buffer it was decoded from (PATCH.md:
+    /// a table entry would otherwise keep a connection's whole read buffer alive).
+    pub fn detached(&self) -> Header {
+        match *self {
+            Header::Field { ref name, ref value } => {
+                let bytes = Bytes::copy_from_slice(value.as_bytes());
+                let mut copy =
+                    HeaderValue::from_maybe_shared(bytes).expect("a valid header value copied");
+                copy.set_sensitive(value.is_sensitive());
+                Header::Field { name: name.clone(), value: copy }
+            }
+            Header::Authority(ref v) => Header::Authority(BytesStr::from(v.as_str())),
+            Header::Scheme(ref v) => Header::Scheme(BytesStr::from(v.as_str())),
+            Header::Path(ref v) => Header::Path(BytesStr::from(v.as_str())),
+            Header::Protocol(ref v) => Header::Protocol(Protocol::from(v.as_str())),
+            Header::Method(ref v) => Header::Method(v.clone()),
+            Header::Status(v) => Header::Status(v),
+        }
+    }
+
     pub fn value_slice(&self) -> &[u8] {
         match *self {
             Header::Field { ref value, .. } => value.as_ref(),
