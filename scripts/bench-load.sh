@@ -253,7 +253,8 @@ fresh_nginx_worker() {
   local old=$NGINX_WORKER new
   nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -s reload
   for _ in $(seq 100); do
-    new=$(children "$(cat "$WORK/nginx/nginx.pid")" | grep -vx "$old" | head -n 1)
+    # No new worker listed yet is no error (grep finds nothing): wait for it.
+    new=$(children "$(cat "$WORK/nginx/nginx.pid")" | grep -vx "$old" | head -n 1 || true)
     [ -n "$new" ] && ! alive "$old" && { NGINX_WORKER=$new; return 0; }
     sleep 0.1
   done
