@@ -6,29 +6,13 @@ mod support;
 
 use std::io::Read as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
+use support::tls::certificate;
 use support::{Proxy, Reply, Upstream};
 
 const PAGE: &str = "<!doctype html><html><head><title>t</title><script>window.intercomSettings={app_id:'abc12345'};</script></head><body><script>(function(){var w=window;var ic=w.Intercom;if(typeof ic===\"function\"){ic('update',w.intercomSettings);}else{var d=document;var i=function(){i.c(arguments);};i.q=[];i.c=function(args){i.q.push(args);};w.Intercom=i;var s=d.createElement('script');s.async=true;s.src='https://widget.intercom.io/widget/abc12345';d.head.appendChild(s);}})();</script>page</body></html>";
-
-/// A self-signed certificate for localhost and 127.0.0.1, made by openssl.
-fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (scripts/install-deps.sh installs it)");
-    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
-    (cert, key)
-}
 
 /// The app: a page with Intercom code, a login that sets the session, the current-user
 /// endpoint, and a logout.

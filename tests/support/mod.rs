@@ -7,6 +7,7 @@ pub mod init;
 pub mod legacy;
 pub mod python_app;
 pub mod redis;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
