@@ -42,6 +42,22 @@ pub struct SessionKey {
     host: Option<String>,
 }
 
+#[cfg(test)]
+impl CurrentUserEndpoint {
+    /// The source without a shared cache (for the property suite).
+    pub(crate) fn unshared(config: EndpointConfig, upstream: Arc<Upstream>) -> Self {
+        Self::new(config, upstream, None)
+    }
+}
+
+#[cfg(test)]
+impl SessionKey {
+    /// The cookie pairs forwarded to the endpoint (for the property suite).
+    pub(crate) fn cookie(&self) -> &str {
+        &self.cookie
+    }
+}
+
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the cookie.
@@ -110,7 +126,7 @@ impl CurrentUserEndpoint {
             let pairs: Vec<&str> = pairs.collect();
             for name in &self.config.cookies {
                 for pair in &pairs {
-                    if pair.split_once('=').map(|(n, _)| n.trim()) == Some(name.as_str()) {
+                    if crate::headers::cookie_name_value(pair).map(|(n, _)| n) == Some(name.as_str()) {
                         push_pair(&mut cookie, pair);
                     }
                 }

@@ -264,18 +264,15 @@ where
     resp.append_header(http::header::SET_COOKIE, value).map(drop)
 }
 
-/// The proxy's own cookies in the request: (marker present, last-user tag).
+/// The proxy's own cookies in the request: (marker present, last-user tag). Read by
+/// the one cookie rule ([`crate::headers::cookie_values`]); an empty value is a cleared
+/// cookie. Unlike an app's session cookie, a second value is no doubt about who the user
+/// is: any marker is a marker, and of two last-user tags the last one sent is kept (both
+/// are the proxy's, and either only decides whether the Messenger is shut down).
 pub fn own_cookies(req: &pingora::http::RequestHeader) -> (bool, Option<String>) {
-    let mut marker = false;
-    let mut user = None;
-    for pair in crate::headers::cookie_pairs(req) {
-        match pair.split_once('=') {
-            Some((MARKER_COOKIE, v)) if !v.is_empty() => marker = true,
-            Some((USER_COOKIE, v)) if !v.is_empty() => user = Some(v.to_string()),
-            _ => {}
-        }
-    }
-    (marker, user)
+    let marker = crate::headers::cookie_values(req, MARKER_COOKIE).any(|v| !v.is_empty());
+    let user = crate::headers::cookie_values(req, USER_COOKIE).filter(|v| !v.is_empty()).last();
+    (marker, user.map(str::to_string))
 }
 
 fn is_local_or_ip(host: &str) -> bool {
