@@ -38,7 +38,7 @@ impl UserHasher {
     pub fn user_hash(&self, identity: &Identity) -> String {
         let mut mac = self.mac.clone();
         mac.update(Self::subject(identity).as_bytes());
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// What the page script gives the Messenger in the clear in `user_hash` mode:

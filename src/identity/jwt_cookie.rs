@@ -117,23 +117,9 @@ fn unwrap_supabase(value: &str) -> Option<String> {
     }
 }
 
+/// `%XX` escapes decoded; a `%` without two hex digits after it stays as it is.
 fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
+    percent_encoding::percent_decode_str(s).collect()
 }
 
 #[cfg(test)]
@@ -174,6 +160,26 @@ mod tests {
         assert_eq!(cookie_value(&request("s=a.b.c; s=a.b.c"), "s").as_deref(), Some("a.b.c"));
         assert_eq!(cookie_value(&request("s=\"a.b.c\""), "s").as_deref(), Some("a.b.c"));
         assert_eq!(cookie_value(&request("s.0=\"a.b\"; s.1=.c"), "s").as_deref(), Some("a.b.c"));
+    }
+
+    /// Lenient like a browser's `decodeURIComponent` is not: an escape that is no escape
+    /// (`%` without two hex digits) stays as it is, and decoding gives bytes, not text.
+    #[test]
+    fn percent_decoding_keeps_what_is_no_escape() {
+        let cases: [(&str, &[u8]); 9] = [
+            ("%7B%22a%22%7d", b"{\"a\"}"),
+            ("100%", b"100%"),
+            ("%4", b"%4"),
+            ("%4g%41", b"%4gA"),
+            ("%%41", b"%A"),
+            ("%ff%FE", b"\xff\xfe"),
+            ("a+b", b"a+b"),
+            ("%2541", b"%41"),
+            ("", b""),
+        ];
+        for (encoded, decoded) in cases {
+            assert_eq!(percent_decode(encoded), decoded, "{encoded}");
+        }
     }
 
     #[test]

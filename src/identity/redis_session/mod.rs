@@ -161,8 +161,7 @@ fn session_id(value: &str, signature: CookieSignature, secrets: &[crate::config:
 /// The Redis key of session `id`: the template with its one placeholder filled in.
 pub(crate) fn session_key(template: &str, id: &str) -> String {
     if template.contains(SESSION_ID_SHA256_PLACEHOLDER) {
-        let hex: String = Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &hex, 1)
+        template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &hex::encode(Sha256::digest(id.as_bytes())), 1)
     } else {
         template.replacen(SESSION_ID_PLACEHOLDER, id, 1)
     }
