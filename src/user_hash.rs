@@ -50,7 +50,7 @@ impl UserHasher {
             plain.insert("email".into(), Value::String(email.clone()));
         }
         plain.insert("user_hash".into(), Value::String(self.user_hash(identity)));
-        Arc::from(crate::page::to_script_json(&Value::Object(plain)))
+        Arc::from(crate::script_json::to_script_json(&Value::Object(plain)))
     }
 }
 

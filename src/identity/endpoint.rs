@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::html_fields::HtmlFields;
 use super::json_fields;
 use super::late::LateLookups;
-use super::session_cache::{self, Forget, SessionCache};
+use super::session_cache::{self, Cached, Forget, SessionCache};
 use super::shared_cache::{Lifetimes, SharedCache};
 use super::{Company, Identity, Lookup, SourceError};
 use crate::config::{EndpointConfig, EndpointFormat};
@@ -64,9 +64,6 @@ impl fmt::Debug for SessionKey {
         write!(f, "SessionKey({:02x}{:02x}{:02x}{:02x}…)", self.digest[0], self.digest[1], self.digest[2], self.digest[3])
     }
 }
-
-// The shared cache stores the same answers.
-pub(super) use super::session_cache::Cached;
 
 /// The current-user endpoint source.
 pub struct CurrentUserEndpoint {
@@ -119,7 +116,7 @@ impl CurrentUserEndpoint {
         let pairs = crate::headers::cookie_pairs(req);
         if self.config.cookies.is_empty() {
             // Intercom's own cookies change without the app session changing.
-            for pair in pairs.filter(|p| !crate::logout::cookies::is_foreign_to_app(p)) {
+            for pair in pairs.filter(|p| !crate::intercom_cookies::is_foreign_to_app(p)) {
                 push_pair(&mut cookie, pair);
             }
         } else {

@@ -29,7 +29,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::endpoint::Cached;
+use super::session_cache::Cached;
 use super::redis_store::{Store, StoreError};
 use super::Identity;
 use crate::config::{subkey, SharedCacheConfig};

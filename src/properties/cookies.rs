@@ -14,7 +14,8 @@ use crate::config::{Config, CookieSignature, EndpointConfig, RedisSessionConfig}
 use crate::headers::{cookie, CookieValue};
 use crate::identity::endpoint::CurrentUserEndpoint;
 use crate::identity::redis_session::{plausible_session_id, RedisSessionSource};
-use crate::logout::cookies::{own_cookies, USER_COOKIE};
+use crate::intercom_cookies::USER_COOKIE;
+use crate::logout::cookies::own_cookies;
 
 /// The name every property looks up; the others are near misses and bystanders.
 const NAME: &str = "sid";
