@@ -4,7 +4,8 @@
 //! writes its own: a name list below all of them, so none imports another for it.
 
 /// Intercom's first-party cookies, by prefix.
-pub(crate) const INTERCOM_COOKIES: [&str; 3] = ["intercom-session-", "intercom-id-", "intercom-device-id-"];
+pub(crate) const INTERCOM_COOKIES: [&str; 3] =
+    ["intercom-session-", "intercom-id-", "intercom-device-id-"];
 
 /// Name of the marker cookie that asks for a shutdown on the next page.
 pub const MARKER_COOKIE: &str = "__isp_shutdown";
@@ -27,7 +28,10 @@ mod tests {
 
     #[test]
     fn the_proxys_cookies_and_intercoms_are_foreign_to_the_app() {
-        for name in [MARKER_COOKIE, USER_COOKIE].into_iter().chain(INTERCOM_COOKIES) {
+        for name in [MARKER_COOKIE, USER_COOKIE]
+            .into_iter()
+            .chain(INTERCOM_COOKIES)
+        {
             assert!(is_foreign_to_app(&format!("{name}abc=1")), "{name}");
         }
         assert!(!is_foreign_to_app("session=1"));

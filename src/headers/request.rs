@@ -126,8 +126,14 @@ pub fn cookie_name_value(pair: &str) -> Option<(&str, &str)> {
 
 /// The values the request's cookie `name` has, in the order the browser sent them
 /// (every `Cookie` line, each pair read by [`cookie_name_value`]).
-pub fn cookie_values<'r>(req: &'r RequestHeader, name: &'r str) -> impl Iterator<Item = &'r str> + 'r {
-    cookie_pairs(req).filter_map(cookie_name_value).filter(move |(n, _)| *n == name).map(|(_, v)| v)
+pub fn cookie_values<'r>(
+    req: &'r RequestHeader,
+    name: &'r str,
+) -> impl Iterator<Item = &'r str> + 'r {
+    cookie_pairs(req)
+        .filter_map(cookie_name_value)
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| v)
 }
 
 /// What a request says about one cookie ([`cookie`]).
@@ -251,18 +257,27 @@ mod tests {
 
     #[test]
     fn one_cookie_is_read_by_one_rule() {
-        let jar = |lines: &[&str]| req(Version::HTTP_2, &lines.iter().map(|l| ("cookie", *l)).collect::<Vec<_>>());
-        assert_eq!(cookie(&jar(&["a=1; sid=abc; b=2"]), "sid"), CookieValue::One("abc"));
-        assert_eq!(cookie(&jar(&["a=1", " sid = abc "]), "sid"), CookieValue::One("abc"), "every line, trimmed");
-        assert_eq!(cookie(&jar(&["sid=\"abc\""]), "sid"), CookieValue::One("abc"), "DQUOTEs are syntax");
-        assert_eq!(cookie(&jar(&["sid=\"abc"]), "sid"), CookieValue::One("\"abc"), "an unbalanced quote is kept");
-        assert_eq!(cookie(&jar(&["sid=\"\"abc\"\""]), "sid"), CookieValue::One("\"abc\""), "one pair only");
-        assert_eq!(cookie(&jar(&["sid=a=b"]), "sid"), CookieValue::One("a=b"), "the first = splits");
-        assert_eq!(cookie(&jar(&["sid=abc; sid=\"abc\""]), "sid"), CookieValue::One("abc"), "the same value");
-        assert_eq!(cookie(&jar(&["sid=abc", "sid=def"]), "sid"), CookieValue::Ambiguous);
-        assert_eq!(cookie(&jar(&["sid=; sid=abc"]), "sid"), CookieValue::Ambiguous, "empty is a value");
-        assert_eq!(cookie(&jar(&["sid; Sid=abc; sidx=1; x=sid=abc"]), "sid"), CookieValue::Absent);
-        assert_eq!(cookie(&jar(&[]), "sid"), CookieValue::Absent);
+        let jar = |lines: &[&str]| {
+            req(Version::HTTP_2, &lines.iter().map(|l| ("cookie", *l)).collect::<Vec<_>>())
+        };
+        // What the lookup says, owned: a value, nothing, or "ambiguous".
+        let sid = |lines: &[&str]| match cookie(&jar(lines), "sid") {
+            CookieValue::One(v) => Ok(Some(v.to_string())),
+            CookieValue::Absent => Ok(None),
+            CookieValue::Ambiguous => Err("ambiguous"),
+        };
+        let one = |v: &str| Ok(Some(v.to_string()));
+        assert_eq!(sid(&["a=1; sid=abc; b=2"]), one("abc"));
+        assert_eq!(sid(&["a=1", " sid = abc "]), one("abc"), "every line, trimmed");
+        assert_eq!(sid(&["sid=\"abc\""]), one("abc"), "DQUOTEs are syntax");
+        assert_eq!(sid(&["sid=\"abc"]), one("\"abc"), "an unbalanced quote is kept");
+        assert_eq!(sid(&["sid=\"\"abc\"\""]), one("\"abc\""), "one pair only");
+        assert_eq!(sid(&["sid=a=b"]), one("a=b"), "the first = splits");
+        assert_eq!(sid(&["sid=abc; sid=\"abc\""]), one("abc"), "the same value");
+        assert_eq!(sid(&["sid=abc", "sid=def"]), Err("ambiguous"));
+        assert_eq!(sid(&["sid=; sid=abc"]), Err("ambiguous"), "empty is a value");
+        assert_eq!(sid(&["sid; Sid=abc; sidx=1; x=sid=abc"]), Ok(None));
+        assert_eq!(sid(&[]), Ok(None));
         let two_lines = jar(&["sid=a; x=1", "sid=\"b\"; sid="]);
         let values: Vec<&str> = cookie_values(&two_lines, "sid").collect();
         assert_eq!(values, ["a", "b", ""]);

@@ -123,7 +123,8 @@ impl CurrentUserEndpoint {
             let pairs: Vec<&str> = pairs.collect();
             for name in &self.config.cookies {
                 for pair in &pairs {
-                    if crate::headers::cookie_name_value(pair).map(|(n, _)| n) == Some(name.as_str()) {
+                    let pair_name = crate::headers::cookie_name_value(pair).map(|(n, _)| n);
+                    if pair_name == Some(name.as_str()) {
                         push_pair(&mut cookie, pair);
                     }
                 }

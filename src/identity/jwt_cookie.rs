@@ -63,7 +63,11 @@ pub(crate) fn cookie_token(req: &RequestHeader, name: &str) -> Option<String> {
 /// sent with two different values is ambiguous (two paths or domains, see
 /// [`crate::headers::cookie`]): no token.
 pub(crate) fn cookie_value(req: &RequestHeader, name: &str) -> Option<String> {
-    let ambiguous = || crate::warn_limited!("session cookie {name} sent with different values; no identity for this request");
+    let ambiguous = || {
+        crate::warn_limited!(
+            "session cookie {name} sent with different values; no identity for this request"
+        )
+    };
     match crate::headers::cookie(req, name) {
         CookieValue::Ambiguous => {
             ambiguous();

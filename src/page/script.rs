@@ -234,7 +234,7 @@ pub(crate) fn push_spaces(out: &mut String, mut n: usize) {
     }
 }
 
-/// A JSON object as [`to_script_json`](crate::script_json::to_script_json) writes it: nothing in it can end the script.
+/// A JSON object as [`to_script_json`] writes it: nothing in it can end the script.
 fn is_script_safe_object(json: &str) -> bool {
     json.starts_with('{') && json.ends_with('}') && json.is_ascii() && !json.contains(['<', '>', '&'])
 }

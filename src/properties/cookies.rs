@@ -37,7 +37,11 @@ struct Sent {
 impl Sent {
     fn pair(&self) -> String {
         let [a, b, c, d] = self.spaces;
-        let value = if self.quoted { format!("\"{}\"", self.value) } else { self.value.clone() };
+        let value = if self.quoted {
+            format!("\"{}\"", self.value)
+        } else {
+            self.value.clone()
+        };
         format!("{a}{}{b}={c}{value}{d}", self.name)
     }
 }
@@ -48,12 +52,21 @@ fn sent() -> impl Strategy<Value = Sent> {
         select(&[NAME, "sid", "Sid", "sidx", "sid.0", "x", USER_COOKIE][..]),
         // Few values, so the same one recurs; `=` may stand in a value.
         // (`%` left out: redis_session percent-decodes ids.)
-        prop_oneof![select(&["abc", "abd", "a=b", ""][..]).prop_map(str::to_string), "[!#$&-+\\--:<-\\[\\]-~]{1,12}"],
+        prop_oneof![
+            select(&["abc", "abd", "a=b", ""][..]).prop_map(str::to_string),
+            "[!#$&-+\\--:<-\\[\\]-~]{1,12}"
+        ],
         any::<bool>(),
         [space(), space(), space(), space()],
         any::<bool>(),
     )
-        .prop_map(|(name, value, quoted, spaces, new_line)| Sent { name, value, quoted, spaces, new_line })
+        .prop_map(|(name, value, quoted, spaces, new_line)| Sent {
+            name,
+            value,
+            quoted,
+            spaces,
+            new_line,
+        })
 }
 
 /// The jar written as `Cookie` lines, with a stray pair without `=` here and there.
@@ -80,7 +93,11 @@ fn request(jar: &[Sent]) -> RequestHeader {
 
 /// What the jar says about `name`, from the data: absent, one value, or two values.
 fn model<'a>(jar: &'a [Sent], name: &str) -> CookieValue<'a> {
-    let mut values: Vec<&str> = jar.iter().filter(|c| c.name == name).map(|c| c.value.as_str()).collect();
+    let mut values: Vec<&str> = jar
+        .iter()
+        .filter(|c| c.name == name)
+        .map(|c| c.value.as_str())
+        .collect();
     values.sort_unstable();
     values.dedup();
     match values[..] {
@@ -135,10 +152,17 @@ fn one_cookie_is_what_the_jar_says_and_every_reader_agrees() {
         }
         // current_user_endpoint forwards the pairs named so, as sent.
         let forwarded = endpoint.session_key(&req).map(|k| k.cookie().to_string());
-        let pairs: Vec<String> = jar.iter().filter(|c| c.name == NAME).map(|c| c.pair().trim().to_string()).collect();
+        let pairs: Vec<String> = jar
+            .iter()
+            .filter(|c| c.name == NAME)
+            .map(|c| c.pair().trim().to_string())
+            .collect();
         prop_assert_eq!(forwarded, (!pairs.is_empty()).then(|| pairs.join("; ")));
         // The proxy's own last-user cookie: the last non-empty value sent.
-        let user = jar.iter().filter(|c| c.name == USER_COOKIE && !c.value.is_empty()).last();
+        let user = jar
+            .iter()
+            .filter(|c| c.name == USER_COOKIE && !c.value.is_empty())
+            .last();
         prop_assert_eq!(own_cookies(&req).1, user.map(|c| c.value.clone()));
         Ok(())
     });

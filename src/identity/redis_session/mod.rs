@@ -161,7 +161,8 @@ fn session_id(value: &str, signature: CookieSignature, secrets: &[crate::config:
 /// The Redis key of session `id`: the template with its one placeholder filled in.
 pub(crate) fn session_key(template: &str, id: &str) -> String {
     if template.contains(SESSION_ID_SHA256_PLACEHOLDER) {
-        template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &hex::encode(Sha256::digest(id.as_bytes())), 1)
+        let digest = hex::encode(Sha256::digest(id.as_bytes()));
+        template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &digest, 1)
     } else {
         template.replacen(SESSION_ID_PLACEHOLDER, id, 1)
     }
@@ -218,7 +219,8 @@ mod tests {
         let s = source(CookieSignature::None);
         assert!(s.session_ref(&request("connect.sid=aaa; connect.sid=bbb")).is_none());
         assert_eq!(s.session_ref(&request("connect.sid=aaa; connect.sid=aaa")).unwrap().key, "sess:aaa");
-        assert_eq!(s.session_ref(&request("connect.sid=aaa; connect.sid=\"aaa\"")).unwrap().key, "sess:aaa");
+        let quoted_too = request("connect.sid=aaa; connect.sid=\"aaa\"");
+        assert_eq!(s.session_ref(&quoted_too).unwrap().key, "sess:aaa");
     }
 
     /// RFC 6265's DQUOTEs around a value are one balanced pair (npm `cookie` 1.x, Go and
