@@ -115,7 +115,7 @@ impl SampleApp {
         let mut h = Sha256::new();
         h.update(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_le_bytes());
         h.update(self.counter.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-        let id: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let id = hex::encode(&h.finalize()[..16]);
         if let Ok(mut s) = self.sessions.lock() {
             s.insert(id.clone(), name);
         }

@@ -38,7 +38,7 @@ impl UserHasher {
     pub fn user_hash(&self, identity: &Identity) -> String {
         let mut mac = self.mac.clone();
         mac.update(Self::subject(identity).as_bytes());
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// What the page script gives the Messenger in the clear in `user_hash` mode:
@@ -50,7 +50,7 @@ impl UserHasher {
             plain.insert("email".into(), Value::String(email.clone()));
         }
         plain.insert("user_hash".into(), Value::String(self.user_hash(identity)));
-        Arc::from(crate::page::to_script_json(&Value::Object(plain)))
+        Arc::from(crate::script_json::to_script_json(&Value::Object(plain)))
     }
 }
 

@@ -95,7 +95,8 @@ pub fn is_soft_navigation(req: &RequestHeader) -> bool {
 }
 
 /// The request's cookies as trimmed `name=value` pairs, across every `Cookie` line:
-/// the one cookie-header parser (identity lookups, the proxy's own cookies, the demo).
+/// the one cookie-header splitter. [`cookie`] reads one cookie by name from them; the
+/// `current_user_endpoint` source forwards whole pairs to the app.
 pub fn cookie_pairs(req: &RequestHeader) -> impl Iterator<Item = &str> {
     req.headers
         .get_all(http::header::COOKIE)
@@ -104,6 +105,70 @@ pub fn cookie_pairs(req: &RequestHeader) -> impl Iterator<Item = &str> {
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|p| !p.is_empty())
+}
+
+/// A cookie pair's name and value, by the rule every lookup in the proxy uses: the name
+/// is the text before the first `=`, the value the text after it, both trimmed (a pair
+/// without `=` names no cookie and is skipped, as RFC 6265 5.2 does), and a value in
+/// double quotes is the text between them. RFC 6265 4.1.1 makes the quotes syntax
+/// (`cookie-value = *cookie-octet / ( DQUOTE *cookie-octet DQUOTE )`), and the app
+/// stacks whose sessions the proxy reads drop one balanced pair (npm `cookie`, Go's
+/// `net/http`, Python's `http.cookies`); an unbalanced quote is part of the value.
+pub fn cookie_name_value(pair: &str) -> Option<(&str, &str)> {
+    let (name, value) = pair.split_once('=')?;
+    let value = value.trim();
+    let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(unquoted) => unquoted,
+        None => value,
+    };
+    Some((name.trim(), value))
+}
+
+/// The values the request's cookie `name` has, in the order the browser sent them
+/// (every `Cookie` line, each pair read by [`cookie_name_value`]).
+pub fn cookie_values<'r>(
+    req: &'r RequestHeader,
+    name: &'r str,
+) -> impl Iterator<Item = &'r str> + 'r {
+    cookie_pairs(req)
+        .filter_map(cookie_name_value)
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// What a request says about one cookie ([`cookie`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieValue<'r> {
+    /// The request does not carry it.
+    Absent,
+    /// Its value (sent once, or several times with this same value).
+    One(&'r str),
+    /// Sent with two different values: no value.
+    Ambiguous,
+}
+
+/// The request's cookie `name`, read by the one rule of [`cookie_name_value`] across
+/// every `Cookie` line (HTTP/2 clients may send one line per cookie, RFC 9113 8.2.3).
+///
+/// A name sent with different values is [`CookieValue::Ambiguous`]: browsers send both
+/// when the same name was set for two paths or domains (one may have been planted from
+/// a sibling subdomain, RFC 6265 8.6), and apps disagree on which one they read (PHP,
+/// Express and Go take the first, Django and Python's `http.cookies` the last), so
+/// picking either could name someone the app does not. The same value sent twice is
+/// no doubt.
+pub fn cookie<'r>(req: &'r RequestHeader, name: &str) -> CookieValue<'r> {
+    let mut found = CookieValue::Absent;
+    for pair in cookie_pairs(req) {
+        match cookie_name_value(pair) {
+            Some((n, v)) if n == name => match found {
+                CookieValue::Absent => found = CookieValue::One(v),
+                CookieValue::One(first) if first != v => return CookieValue::Ambiguous,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Whether a `Host` value is `host[:port]` with host a name, an IPv4 address or a
@@ -188,6 +253,34 @@ mod tests {
         assert_eq!(host("[::1]:8080").as_deref(), Some("::1"));
         assert_eq!(host("x.example.com;Domain=victim.example"), None);
         assert_eq!(host("x.example.com; Max-Age=99999; Domain=victim.example"), None);
+    }
+
+    #[test]
+    fn one_cookie_is_read_by_one_rule() {
+        let jar = |lines: &[&str]| {
+            req(Version::HTTP_2, &lines.iter().map(|l| ("cookie", *l)).collect::<Vec<_>>())
+        };
+        // What the lookup says, owned: a value, nothing, or "ambiguous".
+        let sid = |lines: &[&str]| match cookie(&jar(lines), "sid") {
+            CookieValue::One(v) => Ok(Some(v.to_string())),
+            CookieValue::Absent => Ok(None),
+            CookieValue::Ambiguous => Err("ambiguous"),
+        };
+        let one = |v: &str| Ok(Some(v.to_string()));
+        assert_eq!(sid(&["a=1; sid=abc; b=2"]), one("abc"));
+        assert_eq!(sid(&["a=1", " sid = abc "]), one("abc"), "every line, trimmed");
+        assert_eq!(sid(&["sid=\"abc\""]), one("abc"), "DQUOTEs are syntax");
+        assert_eq!(sid(&["sid=\"abc"]), one("\"abc"), "an unbalanced quote is kept");
+        assert_eq!(sid(&["sid=\"\"abc\"\""]), one("\"abc\""), "one pair only");
+        assert_eq!(sid(&["sid=a=b"]), one("a=b"), "the first = splits");
+        assert_eq!(sid(&["sid=abc; sid=\"abc\""]), one("abc"), "the same value");
+        assert_eq!(sid(&["sid=abc", "sid=def"]), Err("ambiguous"));
+        assert_eq!(sid(&["sid=; sid=abc"]), Err("ambiguous"), "empty is a value");
+        assert_eq!(sid(&["sid; Sid=abc; sidx=1; x=sid=abc"]), Ok(None));
+        assert_eq!(sid(&[]), Ok(None));
+        let two_lines = jar(&["sid=a; x=1", "sid=\"b\"; sid="]);
+        let values: Vec<&str> = cookie_values(&two_lines, "sid").collect();
+        assert_eq!(values, ["a", "b", ""]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::html_fields::HtmlFields;
 use super::json_fields;
 use super::late::LateLookups;
-use super::session_cache::{self, Forget, SessionCache};
+use super::session_cache::{self, Cached, Forget, SessionCache};
 use super::shared_cache::{Lifetimes, SharedCache};
 use super::{Company, Identity, Lookup, SourceError};
 use crate::config::{EndpointConfig, EndpointFormat};
@@ -42,15 +42,28 @@ pub struct SessionKey {
     host: Option<String>,
 }
 
+#[cfg(test)]
+impl CurrentUserEndpoint {
+    /// The source without a shared cache (for the property suite).
+    pub(crate) fn unshared(config: EndpointConfig, upstream: Arc<Upstream>) -> Self {
+        Self::new(config, upstream, None)
+    }
+}
+
+#[cfg(test)]
+impl SessionKey {
+    /// The cookie pairs forwarded to the endpoint (for the property suite).
+    pub(crate) fn cookie(&self) -> &str {
+        &self.cookie
+    }
+}
+
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the cookie.
         write!(f, "SessionKey({:02x}{:02x}{:02x}{:02x}…)", self.digest[0], self.digest[1], self.digest[2], self.digest[3])
     }
 }
-
-// The shared cache stores the same answers.
-pub(super) use super::session_cache::Cached;
 
 /// The current-user endpoint source.
 pub struct CurrentUserEndpoint {
@@ -103,14 +116,15 @@ impl CurrentUserEndpoint {
         let pairs = crate::headers::cookie_pairs(req);
         if self.config.cookies.is_empty() {
             // Intercom's own cookies change without the app session changing.
-            for pair in pairs.filter(|p| !crate::logout::cookies::is_foreign_to_app(p)) {
+            for pair in pairs.filter(|p| !crate::intercom_cookies::is_foreign_to_app(p)) {
                 push_pair(&mut cookie, pair);
             }
         } else {
             let pairs: Vec<&str> = pairs.collect();
             for name in &self.config.cookies {
                 for pair in &pairs {
-                    if pair.split_once('=').map(|(n, _)| n.trim()) == Some(name.as_str()) {
+                    let pair_name = crate::headers::cookie_name_value(pair).map(|(n, _)| n);
+                    if pair_name == Some(name.as_str()) {
                         push_pair(&mut cookie, pair);
                     }
                 }

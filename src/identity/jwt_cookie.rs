@@ -12,6 +12,7 @@ use pingora::http::RequestHeader;
 
 use super::jwt::{JwtVerifier, Token};
 use crate::config::{JwtCookieConfig, TokenLocation};
+use crate::headers::CookieValue;
 
 /// Chunks beyond this are not a session (Supabase needs 2 or 3).
 const MAX_CHUNKS: usize = 16;
@@ -59,37 +60,31 @@ pub fn cookie_token(req: &RequestHeader, name: &str) -> Option<String> {
 }
 
 /// The value of cookie `name`, or its `name.0`, `name.1`, ... chunks joined. A cookie
-/// sent twice is ambiguous (two paths or domains): no token.
-fn cookie_value(req: &RequestHeader, name: &str) -> Option<String> {
-    let pairs: Vec<(&str, &str)> = crate::headers::cookie_pairs(req)
-        .filter_map(|p| p.split_once('='))
-        .map(|(n, v)| (n.trim(), v.trim()))
-        .collect();
-    let named = |want: &str| -> Result<Option<&str>, ()> {
-        let mut found = pairs.iter().filter(|(n, _)| *n == want).map(|(_, v)| *v);
-        match (found.next(), found.next()) {
-            (Some(_), Some(_)) => Err(()),
-            (v, _) => Ok(v),
-        }
+/// sent with two different values is ambiguous (two paths or domains, see
+/// [`crate::headers::cookie`]): no token.
+pub(crate) fn cookie_value(req: &RequestHeader, name: &str) -> Option<String> {
+    let ambiguous = || {
+        crate::warn_limited!(
+            "session cookie {name} sent with different values; no identity for this request"
+        )
     };
-    let ambiguous = || crate::warn_limited!("session cookie {name} sent more than once; no identity for this request");
-    match named(name) {
-        Err(()) => {
+    match crate::headers::cookie(req, name) {
+        CookieValue::Ambiguous => {
             ambiguous();
             return None;
         }
-        Ok(Some(v)) => return Some(v.to_string()),
-        Ok(None) => {}
+        CookieValue::One(v) => return Some(v.to_string()),
+        CookieValue::Absent => {}
     }
     let mut joined = String::new();
     for i in 0..MAX_CHUNKS {
-        match named(&format!("{name}.{i}")) {
-            Err(()) => {
+        match crate::headers::cookie(req, &format!("{name}.{i}")) {
+            CookieValue::Ambiguous => {
                 ambiguous();
                 return None;
             }
-            Ok(Some(v)) => joined.push_str(v),
-            Ok(None) => break,
+            CookieValue::One(v) => joined.push_str(v),
+            CookieValue::Absent => break,
         }
     }
     (!joined.is_empty()).then_some(joined)
@@ -126,23 +121,9 @@ fn unwrap_supabase(value: &str) -> Option<String> {
     }
 }
 
+/// `%XX` escapes decoded; a `%` without two hex digits after it stays as it is.
 fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
+    percent_encoding::percent_decode_str(s).collect()
 }
 
 #[cfg(test)]
@@ -170,6 +151,39 @@ mod tests {
     fn a_cookie_sent_twice_is_no_token() {
         assert!(cookie_value(&request("s=a.b.c; s=d.e.f"), "s").is_none());
         assert_eq!(cookie_value(&request("s=a.b.c"), "s").as_deref(), Some("a.b.c"));
+        assert!(cookie_value(&request("s.0=a.b; s.1=c; s.0=d.e"), "s").is_none(), "a chunk too");
+    }
+
+    /// The one cookie rule (`headers::cookie`) where it differs from what this source did
+    /// before: the same token sent twice is no doubt about the user (whichever copy the
+    /// app reads, it is that token), and a token in DQUOTEs is the token (RFC 6265's
+    /// quotes are syntax; Go's and npm's cookie parsers drop them). Before, both were
+    /// "no token". Neither can name another user: the token is still verified.
+    #[test]
+    fn the_same_token_twice_or_quoted_is_the_token() {
+        assert_eq!(cookie_value(&request("s=a.b.c; s=a.b.c"), "s").as_deref(), Some("a.b.c"));
+        assert_eq!(cookie_value(&request("s=\"a.b.c\""), "s").as_deref(), Some("a.b.c"));
+        assert_eq!(cookie_value(&request("s.0=\"a.b\"; s.1=.c"), "s").as_deref(), Some("a.b.c"));
+    }
+
+    /// Lenient like a browser's `decodeURIComponent` is not: an escape that is no escape
+    /// (`%` without two hex digits) stays as it is, and decoding gives bytes, not text.
+    #[test]
+    fn percent_decoding_keeps_what_is_no_escape() {
+        let cases: [(&str, &[u8]); 9] = [
+            ("%7B%22a%22%7d", b"{\"a\"}"),
+            ("100%", b"100%"),
+            ("%4", b"%4"),
+            ("%4g%41", b"%4gA"),
+            ("%%41", b"%A"),
+            ("%ff%FE", b"\xff\xfe"),
+            ("a+b", b"a+b"),
+            ("%2541", b"%41"),
+            ("", b""),
+        ];
+        for (encoded, decoded) in cases {
+            assert_eq!(percent_decode(encoded), decoded, "{encoded}");
+        }
     }
 
     #[test]

@@ -13,11 +13,11 @@
 //! `identity.shared_cache`, instances share the endpoint answers in Redis (`shared_cache`).
 //! `login` says which exchanges may have logged a session in without a new cookie.
 
-mod endpoint;
+pub(crate) mod endpoint;
 mod html_fields;
 mod json_fields;
 mod jwt;
-mod jwt_cookie;
+pub(crate) mod jwt_cookie;
 mod late;
 pub(crate) mod login;
 pub mod redis_session;

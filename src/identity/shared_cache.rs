@@ -29,7 +29,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::endpoint::Cached;
+use super::session_cache::Cached;
 use super::redis_store::{Store, StoreError};
 use super::Identity;
 use crate::config::{subkey, SharedCacheConfig};
@@ -106,7 +106,7 @@ impl SharedCache {
         mac.update(scope.as_bytes());
         mac.update(b"\0");
         mac.update(digest);
-        let name = format!("isp:identity:{}", hex(&mac.finalize().into_bytes()));
+        let name = format!("isp:identity:{}", hex::encode(mac.finalize().into_bytes()));
         Entry { claim: format!("{name}:claim"), value: name }
     }
 
@@ -250,10 +250,6 @@ fn fresh(expires: u64, ttl: Duration, now: u64) -> bool {
 /// `time` in milliseconds since the Unix epoch.
 fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -11,27 +11,10 @@ use pingora::OrErr as _;
 use sha2::{Digest, Sha256};
 
 use crate::config::LogoutConfig;
-
-/// Name of the marker cookie that asks for a shutdown on the next page.
-pub const MARKER_COOKIE: &str = "__isp_shutdown";
-
-/// Name of the cookie remembering (as a keyed hash) whom the last token was for.
-pub const USER_COOKIE: &str = "__isp_user";
-
-/// Prefix of the proxy's own cookies, never part of the app's session.
-pub const COOKIE_PREFIX: &str = "__isp_";
-
-/// Whether a `name=value` cookie pair is Intercom's or the proxy's own: never part
-/// of the app's session.
-pub(crate) fn is_foreign_to_app(pair: &str) -> bool {
-    pair.starts_with("intercom-") || pair.starts_with(COOKIE_PREFIX)
-}
+use crate::intercom_cookies::{INTERCOM_COOKIES, MARKER_COOKIE, USER_COOKIE};
 
 /// Marker lifetime: long enough to survive a redirect chain and a slow login page.
 const MARKER_MAX_AGE: i64 = 600;
-
-/// Intercom's first-party cookies, by prefix.
-pub(crate) const INTERCOM_COOKIES: [&str; 3] = ["intercom-session-", "intercom-id-", "intercom-device-id-"];
 
 /// Names users by a keyed hash in the last-user cookie, so the cookie says whether the
 /// user changed without saying who they are.
@@ -264,18 +247,15 @@ where
     resp.append_header(http::header::SET_COOKIE, value).map(drop)
 }
 
-/// The proxy's own cookies in the request: (marker present, last-user tag).
+/// The proxy's own cookies in the request: (marker present, last-user tag). Read by
+/// the one cookie rule ([`crate::headers::cookie_values`]); an empty value is a cleared
+/// cookie. Unlike an app's session cookie, a second value is no doubt about who the user
+/// is: any marker is a marker, and of two last-user tags the last one sent is kept (both
+/// are the proxy's, and either only decides whether the Messenger is shut down).
 pub fn own_cookies(req: &pingora::http::RequestHeader) -> (bool, Option<String>) {
-    let mut marker = false;
-    let mut user = None;
-    for pair in crate::headers::cookie_pairs(req) {
-        match pair.split_once('=') {
-            Some((MARKER_COOKIE, v)) if !v.is_empty() => marker = true,
-            Some((USER_COOKIE, v)) if !v.is_empty() => user = Some(v.to_string()),
-            _ => {}
-        }
-    }
-    (marker, user)
+    let marker = crate::headers::cookie_values(req, MARKER_COOKIE).any(|v| !v.is_empty());
+    let user = crate::headers::cookie_values(req, USER_COOKIE).filter(|v| !v.is_empty()).last();
+    (marker, user.map(str::to_string))
 }
 
 fn is_local_or_ip(host: &str) -> bool {

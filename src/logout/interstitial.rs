@@ -39,7 +39,7 @@ pub fn safe_redirect(location: &str, request_host: Option<&str>, config: &Logout
 /// The interstitial page: runs `script` (the page script with the shutdown flag), waits
 /// briefly for the Messenger to take the shutdown, then continues to `location`.
 pub fn interstitial_page(script: &str, location: &str) -> String {
-    let js_target = crate::page::to_script_json(&serde_json::Value::String(location.into()));
+    let js_target = crate::script_json::to_script_json(&serde_json::Value::String(location.into()));
     let attr_target = location.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
     format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\">\

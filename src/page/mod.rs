@@ -56,7 +56,6 @@ pub(crate) mod script;
 
 pub use rewriter::{GiveUpReason, Limits, Outcome, PageRewriter};
 pub use script::{PageScript, ScriptSettings, TokenRefresh, IDENTIFYING_FIELDS};
-pub(crate) use script::to_script_json;
 use csp::MetaCsp;
 use rewriter::Render;
 use script::{ObserverScript, ScriptTemplate};

@@ -24,6 +24,7 @@ use base64::Engine as _;
 
 use super::Plan;
 use crate::config::{MessengerMode, OnIdentityFailure};
+use crate::script_json::to_script_json;
 
 /// The page script minified, by the optional blocks it keeps, `[shutdown][auto_include]`:
 /// one function expression, called with `(window, c)`.
@@ -222,7 +223,7 @@ fn params(s: &ScriptSettings<'_>, strip: &[&str], shutdown: bool) -> Value {
     }
     if shutdown {
         p["k"] = json!(s.cookie_domain);
-        p["n"] = json!(crate::logout::cookies::INTERCOM_COOKIES);
+        p["n"] = json!(crate::intercom_cookies::INTERCOM_COOKIES);
     }
     p
 }
@@ -256,29 +257,6 @@ pub fn is_nonce(n: &str) -> bool {
         && n.len() <= 256
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b))
-}
-
-/// JSON that is safe inside an inline `<script>` in any ASCII-compatible charset:
-/// ASCII only, with `<`, `>`, `&`, U+2028 and U+2029 escaped, so no value can close the
-/// script element, open a comment, or end a JS string literal.
-pub fn to_script_json(value: &Value) -> String {
-    let raw = value.to_string();
-    let mut out = String::with_capacity(raw.len() + 16);
-    let mut units = [0u16; 2];
-    for ch in raw.chars() {
-        match ch {
-            '<' | '>' | '&' => out.push_str(&format!("\\u{:04x}", ch as u32)),
-            c if c.is_ascii() => out.push(c),
-            // Characters outside strings are ASCII in serde_json output, so every
-            // non-ASCII character here is inside a string and may be \u-escaped.
-            c => {
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{:04x}", unit));
-                }
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -357,18 +335,6 @@ mod tests {
         assert_ne!(plain.csp_hash(), template().render(&plan(None, false), None).csp_hash());
         let lower = OBSERVER_JS.to_ascii_lowercase();
         assert!(OBSERVER_JS.is_ascii() && !lower.contains("</script") && !lower.contains("<!--"));
-    }
-
-    #[test]
-    fn script_json_cannot_break_out() {
-        let v = json!({"n": "</script><script>alert(1)</script>\u{2028}\u{2029}&é😀"});
-        let s = to_script_json(&v);
-        assert!(s.is_ascii());
-        for bad in ["<", ">", "&", "\u{2028}"] {
-            assert!(!s.contains(bad), "{s}");
-        }
-        let back: Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(back, v);
     }
 
     #[test]

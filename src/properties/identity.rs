@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 use crate::headers::FoldedName;
 use crate::identity::IdentityResolver;
 use crate::upstream::Upstream;
@@ -65,11 +65,14 @@ fn resolver_with(source: &str) -> IdentityResolver {
          identity: {{sources: [{source}]}}\n"
     );
     let config = Config::from_yaml(&yaml, &|_| Some("fuzz-secret-0123456789abcdef-0123456789".into())).expect("valid config");
-    // Only an endpoint source would use the upstream; building one is slow, so all
-    // cases share one.
+    IdentityResolver::new(&config.site().identity, upstream(&config.site().upstream))
+}
+
+/// An upstream for the sources that take one. Only an endpoint source would use it;
+/// building one is slow, so all cases share the first one asked for.
+pub(super) fn upstream(config: &UpstreamConfig) -> Arc<Upstream> {
     static UPSTREAM: OnceLock<Arc<Upstream>> = OnceLock::new();
-    let upstream = UPSTREAM.get_or_init(|| Upstream::new(&config.site().upstream).expect("upstream").0);
-    IdentityResolver::new(&config.site().identity, upstream.clone())
+    UPSTREAM.get_or_init(|| Upstream::new(config).expect("upstream").0).clone()
 }
 
 /// The bytes besides letters and digits that HTTP allows in a header name (`tchar`).

@@ -16,6 +16,7 @@
 //! the input and a `#[test]` that calls [`check`].
 
 // Inside the crate, so the properties can reach the internals they check.
+mod cookies;
 mod hygiene;
 mod identity;
 mod rewrite;

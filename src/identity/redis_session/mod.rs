@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use super::session_cache::{Cached, Forget, Lifetimes, SessionCache};
 use super::{Lookup, SourceError};
 use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
+use crate::headers::CookieValue;
 
 pub use decode::{document, DecodeError, MAX_SESSION_BYTES};
 
@@ -43,7 +44,7 @@ pub const MAX_SESSION_ID: usize = 256;
 #[derive(Clone)]
 pub(crate) struct SessionRef {
     digest: [u8; 32],
-    key: String,
+    pub(crate) key: String,
 }
 
 impl fmt::Debug for SessionRef {
@@ -97,14 +98,9 @@ impl RedisSessionSource {
     /// none, an unsigned or badly signed one, an implausible id, or two different
     /// values (one of them may have been planted; which one the app reads is unknown).
     pub fn session_ref(&self, req: &RequestHeader) -> Option<SessionRef> {
-        let mut values = crate::headers::cookie_pairs(req).filter_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            (name.trim() == self.config.cookie).then(|| value.trim().trim_matches('"'))
-        });
-        let value = values.next()?;
-        if values.any(|other| other != value) {
+        let CookieValue::One(value) = crate::headers::cookie(req, &self.config.cookie) else {
             return None;
-        }
+        };
         let id = session_id(value, self.config.cookie_signature, &self.config.cookie_secrets)?;
         let key = session_key(&self.config.key, &id);
         Some(SessionRef { digest: Sha256::digest(key.as_bytes()).into(), key })
@@ -171,8 +167,8 @@ fn session_id(value: &str, signature: CookieSignature, secrets: &[crate::config:
 /// The Redis key of session `id`: the template with its one placeholder filled in.
 pub fn session_key(template: &str, id: &str) -> String {
     if template.contains(SESSION_ID_SHA256_PLACEHOLDER) {
-        let hex: String = Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &hex, 1)
+        let digest = hex::encode(Sha256::digest(id.as_bytes()));
+        template.replacen(SESSION_ID_SHA256_PLACEHOLDER, &digest, 1)
     } else {
         template.replacen(SESSION_ID_PLACEHOLDER, id, 1)
     }
@@ -229,6 +225,19 @@ mod tests {
         let s = source(CookieSignature::None);
         assert!(s.session_ref(&request("connect.sid=aaa; connect.sid=bbb")).is_none());
         assert_eq!(s.session_ref(&request("connect.sid=aaa; connect.sid=aaa")).unwrap().key, "sess:aaa");
+        let quoted_too = request("connect.sid=aaa; connect.sid=\"aaa\"");
+        assert_eq!(s.session_ref(&quoted_too).unwrap().key, "sess:aaa");
+    }
+
+    /// RFC 6265's DQUOTEs around a value are one balanced pair (npm `cookie` 1.x, Go and
+    /// Python drop exactly that). This source used to strip every quote at either end,
+    /// reading `"aaa` as session `aaa`, which the app never does.
+    #[test]
+    fn quotes_are_one_balanced_pair() {
+        let s = source(CookieSignature::None);
+        assert_eq!(s.session_ref(&request("connect.sid=\"aaa\"")).unwrap().key, "sess:aaa");
+        assert_eq!(s.session_ref(&request("connect.sid=\"aaa")).unwrap().key, "sess:\"aaa");
+        assert_eq!(s.session_ref(&request("connect.sid=\"\"aaa\"\"")).unwrap().key, "sess:\"aaa\"");
     }
 
     #[test]
