@@ -2,7 +2,7 @@
 # Both install what they need on a fresh Debian machine with a Rust toolchain.
 
 SHELL := /bin/bash
-.PHONY: demo demo-screenshot test test-fast test-tiers deny build deps-build deps-test browser-deps \
+.PHONY: demo demo-screenshot test test-fast test-tiers deny lint build deps-build deps-test browser-deps \
 	legacy-deps packaging-deps page-js bench bench-load clean
 
 ## demo: build, then run the sample legacy app (127.0.0.1:3000) and the proxy (127.0.0.1:8080)
@@ -31,11 +31,11 @@ FULL_TESTS := audit browser browser_placement browser_tokens demo_page header_fo
 # name contains one of these.
 FAST_SKIP := the_demo_with_its_sessions_in_redis a_thousand_slow_readers
 
-## test: the tiers are complete, the dependency policy holds, the docs build without
-## warnings and their examples run, then the whole suite (unit and property tests,
-## end-to-end over loopback, the embedding example, real headless Chromium, the legacy
-## apps, Redis, HAProxy)
-test: test-tiers deny deps-test browser-deps legacy-deps packaging-deps
+## test: the tiers are complete, the code is formatted and lint-free, the dependency
+## policy holds, the docs build without warnings and their examples run, then the whole
+## suite (unit and property tests, end-to-end over loopback, the embedding example, real
+## headless Chromium, the legacy apps, Redis, HAProxy)
+test: test-tiers lint deny deps-test browser-deps legacy-deps packaging-deps
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 	cargo test --doc
 	cargo test --all-targets --features bench-internals -- --test-threads=4
@@ -63,6 +63,12 @@ deny:
 	else \
 		echo "cargo deny: no advisory database in $(ADVISORY_DB); advisories not checked"; \
 	fi
+
+## lint: rustfmt's layout (rustfmt.toml) and clippy with every warning an error, on every
+## target (the benches' internals included)
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets --features bench-internals --quiet -- -D warnings
 
 # Every tests/*.rs is in exactly one of FAST_TESTS and FULL_TESTS, and each name there is
 # a file.
