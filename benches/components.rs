@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, BatchSize, Criterion};
 use intercom_secure_proxy::config::{
-    CacheSettings, EndpointConfig, FieldPointers, IdentityConfig, InjectConfig, IntercomConfig, PathPattern, Secret, SecretSource, SourceConfig,
-    TrustedHeaderConfig, UpstreamConfig,
+    CacheSettings, EndpointConfig, FieldPointers, IdentityConfig, InjectConfig, IntercomConfig,
+    PathPattern, Secret, SecretSource, SourceConfig, TrustedHeaderConfig, UpstreamConfig,
 };
 use intercom_secure_proxy::identity::{Identity, IdentityResolver, Lookup};
 use intercom_secure_proxy::page::{self, Limits, Pages, Plan, ScriptSettings};
@@ -50,15 +50,10 @@ fn bench_token(c: &mut Criterion) {
     let fresh = signer.sign_fresh(&id).expect("sign");
     assert!(fresh.starts_with("eyJ"), "not a JWT: {fresh}");
     let cached = signer.token_for(&id).expect("sign");
-    assert!(
-        Arc::ptr_eq(&cached, &signer.token_for(&id).expect("sign")),
-        "cache miss on repeat"
-    );
+    assert!(Arc::ptr_eq(&cached, &signer.token_for(&id).expect("sign")), "cache miss on repeat");
 
     let mut group = c.benchmark_group("token");
-    group.bench_function("sign_fresh", |b| {
-        b.iter(|| signer.sign_fresh(black_box(&id)).unwrap())
-    });
+    group.bench_function("sign_fresh", |b| b.iter(|| signer.sign_fresh(black_box(&id)).unwrap()));
     group.bench_function("token_for_cached", |b| {
         b.iter(|| signer.token_for(black_box(&id)).unwrap())
     });
@@ -102,7 +97,10 @@ fn endpoint_config() -> EndpointConfig {
         cookies: vec!["session".into()],
         timeout: Duration::from_secs(2),
         cache: CacheSettings { ttl: Duration::from_secs(3600), ..CacheSettings::ENDPOINT },
-        fields: FieldPointers { attributes: vec![("plan".into(), "/plan".into())], ..FieldPointers::new("/id") },
+        fields: FieldPointers {
+            attributes: vec![("plan".into(), "/plan".into())],
+            ..FieldPointers::new("/id")
+        },
         format: Default::default(),
         company_id: None,
         company_name: None,
@@ -124,10 +122,7 @@ fn page_request() -> RequestHeader {
 }
 
 fn bench_identity(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let addr = one_shot_me_server();
     let upstream_config = UpstreamConfig {
         addresses: vec![addr.to_string()],
@@ -141,7 +136,10 @@ fn bench_identity(c: &mut Criterion) {
     let (resolver, hints) = rt.block_on(async {
         let (upstream, health) = Upstream::new(&upstream_config).expect("upstream");
         assert!(health.is_none(), "one address has no health check");
-        let config = IdentityConfig { sources: vec![SourceConfig::CurrentUserEndpoint(endpoint_config())], shared_cache: None };
+        let config = IdentityConfig {
+            sources: vec![SourceConfig::CurrentUserEndpoint(endpoint_config())],
+            shared_cache: None,
+        };
         let resolver = IdentityResolver::new(&config, upstream);
         let hints = resolver.inspect_request(&mut req.clone(), None);
         assert!(hints.maybe_identified(), "session cookie not seen");
@@ -185,10 +183,16 @@ fn bench_identity(c: &mut Criterion) {
 
 fn bench_trusted_header(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let upstream = rt.block_on(async { Upstream::new(&UpstreamConfig::new(["127.0.0.1:9"])).expect("upstream").0 });
-    let mut source = TrustedHeaderConfig::new(vec!["10.0.0.0/8".parse().unwrap()], "X-Forwarded-User");
+    let upstream = rt.block_on(async {
+        Upstream::new(&UpstreamConfig::new(["127.0.0.1:9"])).expect("upstream").0
+    });
+    let mut source =
+        TrustedHeaderConfig::new(vec!["10.0.0.0/8".parse().unwrap()], "X-Forwarded-User");
     source.email = Some("x-forwarded-email".into());
-    let resolver = IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::TrustedHeader(source)], shared_cache: None }, upstream);
+    let resolver = IdentityResolver::new(
+        &IdentityConfig { sources: vec![SourceConfig::TrustedHeader(source)], shared_cache: None },
+        upstream,
+    );
     let mut req = page_request();
     req.append_header("x-forwarded-user", "bench-user").unwrap();
     req.append_header("x-forwarded-email", "bench@example.com").unwrap();
@@ -243,10 +247,7 @@ fn html_response() -> ResponseHeader {
         ("cache-control", "public, max-age=600, must-revalidate"),
         ("vary", "Accept-Encoding, Cookie"),
         ("content-security-policy", POLICY),
-        (
-            "strict-transport-security",
-            "max-age=63072000; includeSubDomains",
-        ),
+        ("strict-transport-security", "max-age=63072000; includeSubDomains"),
         ("x-content-type-options", "nosniff"),
         ("set-cookie", "theme=dark; Path=/; SameSite=Lax"),
     ] {
@@ -256,7 +257,10 @@ fn html_response() -> ResponseHeader {
 }
 
 fn inject_config() -> InjectConfig {
-    InjectConfig { exclude_paths: vec![PathPattern::parse("/password/*").unwrap()], ..InjectConfig::default() }
+    InjectConfig {
+        exclude_paths: vec![PathPattern::parse("/password/*").unwrap()],
+        ..InjectConfig::default()
+    }
 }
 
 fn bench_headers(c: &mut Criterion) {
@@ -274,7 +278,8 @@ fn bench_headers(c: &mut Criterion) {
         },
         Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 },
     );
-    let plan = Plan { token: Some("eyJ0.eyJ1.c2ln".into()), shutdown: false, plain: None, failure: None };
+    let plan =
+        Plan { token: Some("eyJ0.eyJ1.c2ln".into()), shutdown: false, plain: None, failure: None };
     let hash = pages.script(&plan, None).csp_hash();
     let mut started = resp.clone();
     pages.start(&mut started, &plan).expect("start");
@@ -317,6 +322,9 @@ fn bench_headers(c: &mut Criterion) {
 
 /// Set-up checks under `cargo test`: every benchmark's set-up once.
 fn main() {
-    let targets: &[fn(&mut Criterion)] = &[bench_token, bench_identity, bench_trusted_header, bench_upstream, bench_headers];
-    harness::main(harness::config(Duration::from_millis(800), 50), targets, || harness::set_up_only("components", targets));
+    let targets: &[fn(&mut Criterion)] =
+        &[bench_token, bench_identity, bench_trusted_header, bench_upstream, bench_headers];
+    harness::main(harness::config(Duration::from_millis(800), 50), targets, || {
+        harness::set_up_only("components", targets)
+    });
 }

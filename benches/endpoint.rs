@@ -22,7 +22,9 @@ const JSON: &str = r#"{"id":42,"email":"bench@example.com","name":"Bench User","
 /// An account page the size of a real one (about 20 KB), the user in a meta tag and
 /// the email in the page text.
 fn account_page() -> String {
-    let filler: String = (0..200).map(|i| format!("<li class=\"nav-item\"><a href=\"/section/{i}\">Section {i}</a></li>\n")).collect();
+    let filler: String = (0..200)
+        .map(|i| format!("<li class=\"nav-item\"><a href=\"/section/{i}\">Section {i}</a></li>\n"))
+        .collect();
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"user-id\" content=\"42\"><title>Account</title></head>\
          <body><nav><ul>{filler}</ul></nav><main><h1>Your account</h1><p id=\"account-email\">bench@example.com</p></main></body></html>"
@@ -50,7 +52,11 @@ fn app(body: String, content_type: &'static str) -> SocketAddr {
                     let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     buf.drain(..end);
                     let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", body.len());
-                    if conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(body.as_bytes())).is_err() {
+                    if conn
+                        .write_all(head.as_bytes())
+                        .and_then(|()| conn.write_all(body.as_bytes()))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -60,9 +66,21 @@ fn app(body: String, content_type: &'static str) -> SocketAddr {
     addr
 }
 
-fn resolver(rt: &tokio::runtime::Runtime, addr: SocketAddr, endpoint: EndpointConfig) -> IdentityResolver {
-    let upstream = rt.block_on(async { Upstream::new(&UpstreamConfig::new([addr.to_string()])).expect("upstream").0 });
-    IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::CurrentUserEndpoint(endpoint)], shared_cache: None }, upstream)
+fn resolver(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    endpoint: EndpointConfig,
+) -> IdentityResolver {
+    let upstream = rt.block_on(async {
+        Upstream::new(&UpstreamConfig::new([addr.to_string()])).expect("upstream").0
+    });
+    IdentityResolver::new(
+        &IdentityConfig {
+            sources: vec![SourceConfig::CurrentUserEndpoint(endpoint)],
+            shared_cache: None,
+        },
+        upstream,
+    )
 }
 
 fn request(session: u64) -> RequestHeader {
@@ -87,8 +105,13 @@ fn bench_endpoint(c: &mut Criterion) {
         e.cookies = vec!["session".into()];
         e
     };
-    let json = resolver(&rt, app(JSON.to_string(), "application/json"), with_cookie(EndpointConfig::new("/api/me", "/id")));
-    let mut html_config = with_cookie(EndpointConfig::html_page("/account", "meta[name=user-id]@content"));
+    let json = resolver(
+        &rt,
+        app(JSON.to_string(), "application/json"),
+        with_cookie(EndpointConfig::new("/api/me", "/id")),
+    );
+    let mut html_config =
+        with_cookie(EndpointConfig::html_page("/account", "meta[name=user-id]@content"));
     html_config.fields.email = Some("#account-email".into());
     let html = resolver(&rt, app(account_page(), "text/html; charset=utf-8"), html_config);
     // Every session is new to the cache: each iteration is a miss.
@@ -129,5 +152,7 @@ fn bench_endpoint(c: &mut Criterion) {
 /// Set-up checks under `cargo test`: both forms find the user.
 fn main() {
     let targets: &[fn(&mut Criterion)] = &[bench_endpoint];
-    harness::main(harness::config(Duration::from_millis(800), 50), targets, || harness::set_up_only("endpoint", targets));
+    harness::main(harness::config(Duration::from_millis(800), 50), targets, || {
+        harness::set_up_only("endpoint", targets)
+    });
 }

@@ -50,8 +50,15 @@ fn resolver(rt: &tokio::runtime::Runtime, source: &str, env: &[(&str, &str)]) ->
     let yaml = format!(
         "listen: [\"127.0.0.1:1\"]\nupstream: {{addresses: [\"127.0.0.1:9\"]}}\nintercom: {{app_id: abc12345, secret_env: S}}\nidentity:\n  sources:\n    - {source}\n"
     );
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain([("S".into(), "s".into())]).collect();
-    let config = Config::from_yaml(&yaml, &|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("bench config");
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([("S".into(), "s".into())])
+        .collect();
+    let config = Config::from_yaml(&yaml, &|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .expect("bench config");
     let upstream = UpstreamConfig {
         addresses: vec!["127.0.0.1:9".into()],
         tls: false,
@@ -99,7 +106,11 @@ fn bench_jwt_sources(c: &mut Criterion) {
     let token = |n: &str| s["tokens"][n].as_str().unwrap().to_string();
     let jwks = key_server(s["jwks"].to_string());
     let alb_keys = key_server(s["pem"][KID].as_str().unwrap().to_string());
-    let jwt_cookie = |algs: &str, keys: &str| format!("{{type: jwt_cookie, cookie: session, algorithms: [{algs}], {keys}, audience: app}}");
+    let jwt_cookie = |algs: &str, keys: &str| {
+        format!(
+            "{{type: jwt_cookie, cookie: session, algorithms: [{algs}], {keys}, audience: app}}"
+        )
+    };
     let jwks_url = format!("jwks_url: \"http://{jwks}/jwks.json\"");
 
     let cases: Vec<(&str, IdentityResolver, RequestHeader)> = vec![
@@ -181,5 +192,7 @@ fn bench_jwt_sources(c: &mut Criterion) {
 /// Set-up checks under `cargo test`: every source identifies its token.
 fn main() {
     let targets: &[fn(&mut Criterion)] = &[bench_jwt_sources];
-    harness::main(harness::config(Duration::from_millis(500), 30), targets, || harness::set_up_only("jwt_sources", targets));
+    harness::main(harness::config(Duration::from_millis(500), 30), targets, || {
+        harness::set_up_only("jwt_sources", targets)
+    });
 }

@@ -65,9 +65,8 @@ fn parse_args() -> Result<Option<Options>, String> {
         match arg.as_str() {
             "--addr" => {
                 let v = args.next().ok_or("--addr needs a value")?;
-                let a: SocketAddr = v
-                    .parse()
-                    .map_err(|_| format!("--addr {v:?} is not IP:PORT"))?;
+                let a: SocketAddr =
+                    v.parse().map_err(|_| format!("--addr {v:?} is not IP:PORT"))?;
                 if !a.ip().is_loopback() {
                     return Err(format!("--addr {a}: only loopback targets are allowed"));
                 }
@@ -137,12 +136,7 @@ impl Conn {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        Ok(Conn {
-            stream,
-            buf: vec![0; BUF],
-            start: 0,
-            end: 0,
-        })
+        Ok(Conn { stream, buf: vec![0; BUF], start: 0, end: 0 })
     }
 
     fn buffered(&self) -> &[u8] {
@@ -169,10 +163,9 @@ impl Conn {
 
     fn fill_or_eof(&mut self) -> io::Result<()> {
         match self.fill()? {
-            0 => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed mid-response",
-            )),
+            0 => {
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-response"))
+            }
             _ => Ok(()),
         }
     }
@@ -286,11 +279,7 @@ impl Conn {
             }
             closing = true;
         }
-        Ok(Answer {
-            status,
-            body_bytes,
-            closing,
-        })
+        Ok(Answer { status, body_bytes, closing })
     }
 }
 
@@ -360,18 +349,13 @@ fn run_connection(
             }
         }
         let c = conn.as_mut().expect("connected");
-        let result = c
-            .stream
-            .write_all(&request)
-            .and_then(|_| c.read_response(false));
+        let result = c.stream.write_all(&request).and_then(|_| c.read_response(false));
         let done = Instant::now();
         match result {
             Ok(answer) => {
                 tally.served += 1;
                 if counted {
-                    tally
-                        .latencies
-                        .push(done.duration_since(due).as_nanos() as u64);
+                    tally.latencies.push(done.duration_since(due).as_nanos() as u64);
                     tally.body_bytes += answer.body_bytes;
                     if (200..300).contains(&answer.status) {
                         tally.ok += 1;
@@ -387,9 +371,7 @@ fn run_connection(
                 if counted {
                     tally.io_errors += 1;
                     // A failed request still waited this long.
-                    tally
-                        .latencies
-                        .push(done.duration_since(due).as_nanos() as u64);
+                    tally.latencies.push(done.duration_since(due).as_nanos() as u64);
                 }
                 conn = None;
             }

@@ -17,10 +17,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, BatchSize, Criterion};
-use intercom_secure_proxy::config::{
-    CookieSignature, IdentityConfig, RedisSessionConfig, Secret, SessionFormat, SourceConfig, UpstreamConfig,
-};
 use intercom_secure_proxy::bench_internals::parse_php_session;
+use intercom_secure_proxy::config::{
+    CookieSignature, IdentityConfig, RedisSessionConfig, Secret, SessionFormat, SourceConfig,
+    UpstreamConfig,
+};
 use intercom_secure_proxy::identity::redis_session::express;
 use intercom_secure_proxy::identity::{IdentityResolver, Lookup, RequestHints};
 use intercom_secure_proxy::upstream::Upstream;
@@ -38,7 +39,16 @@ impl Redis {
     fn start() -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -54,7 +64,11 @@ impl Redis {
 
     fn set(&self, key: &str, value: &str) -> std::io::Result<()> {
         let mut c = TcpStream::connect(("127.0.0.1", self.1))?;
-        let cmd = format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n", key.len(), value.len());
+        let cmd = format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+            key.len(),
+            value.len()
+        );
         c.write_all(cmd.as_bytes())?;
         let mut buf = [0u8; 5];
         c.read_exact(&mut buf)?;
@@ -70,7 +84,11 @@ impl Drop for Redis {
 }
 
 fn config(redis: &Redis, format: SessionFormat, ttl: Duration) -> RedisSessionConfig {
-    let mut c = RedisSessionConfig::new(format!("redis://127.0.0.1:{}/0", redis.1), "sid", "/passport/user");
+    let mut c = RedisSessionConfig::new(
+        format!("redis://127.0.0.1:{}/0", redis.1),
+        "sid",
+        "/passport/user",
+    );
     c.timeout = Duration::from_secs(2);
     c.cache.ttl = ttl;
     c.cache.negative_ttl = ttl;
@@ -99,15 +117,29 @@ fn request(format: SessionFormat) -> RequestHeader {
     };
     let mut req = RequestHeader::build("GET", b"/dashboard", None).unwrap();
     req.append_header("host", "app.example.com").unwrap();
-    req.append_header("cookie", format!("_ga=GA1.2.123456789.1700000000; sid={cookie}; theme=dark")).unwrap();
+    req.append_header(
+        "cookie",
+        format!("_ga=GA1.2.123456789.1700000000; sid={cookie}; theme=dark"),
+    )
+    .unwrap();
     req
 }
 
-fn resolver(rt: &tokio::runtime::Runtime, source: RedisSessionConfig, req: &RequestHeader) -> (IdentityResolver, RequestHints) {
+fn resolver(
+    rt: &tokio::runtime::Runtime,
+    source: RedisSessionConfig,
+    req: &RequestHeader,
+) -> (IdentityResolver, RequestHints) {
     let upstream_config = UpstreamConfig::new(["127.0.0.1:9"]);
     rt.block_on(async {
         let (upstream, _) = Upstream::new(&upstream_config).expect("upstream");
-        let resolver = IdentityResolver::new(&IdentityConfig { sources: vec![SourceConfig::RedisSession(source)], shared_cache: None }, upstream);
+        let resolver = IdentityResolver::new(
+            &IdentityConfig {
+                sources: vec![SourceConfig::RedisSession(source)],
+                shared_cache: None,
+            },
+            upstream,
+        );
         let hints = resolver.inspect_request(&mut req.clone(), None);
         assert!(hints.maybe_identified(), "session cookie not seen");
         match resolver.resolve(&hints).await {
@@ -120,7 +152,13 @@ fn resolver(rt: &tokio::runtime::Runtime, source: RedisSessionConfig, req: &Requ
 
 type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
-fn bench_lookup(group: &mut Group<'_>, rt: &tokio::runtime::Runtime, name: &str, resolver: &IdentityResolver, hints: &RequestHints) {
+fn bench_lookup(
+    group: &mut Group<'_>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    resolver: &IdentityResolver,
+    hints: &RequestHints,
+) {
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -147,9 +185,12 @@ fn bench_redis_session(c: &mut Criterion) {
     let json_req = request(SessionFormat::Json);
     let php_req = request(SessionFormat::Php);
 
-    let (cached, cached_hints) = resolver(&rt, config(&redis, SessionFormat::Json, Duration::from_secs(3600)), &json_req);
-    let (json, json_hints) = resolver(&rt, config(&redis, SessionFormat::Json, Duration::ZERO), &json_req);
-    let (php_source, php_hints) = resolver(&rt, config(&redis, SessionFormat::Php, Duration::ZERO), &php_req);
+    let (cached, cached_hints) =
+        resolver(&rt, config(&redis, SessionFormat::Json, Duration::from_secs(3600)), &json_req);
+    let (json, json_hints) =
+        resolver(&rt, config(&redis, SessionFormat::Json, Duration::ZERO), &json_req);
+    let (php_source, php_hints) =
+        resolver(&rt, config(&redis, SessionFormat::Php, Duration::ZERO), &php_req);
     assert!(parse_php_session(PHP_SESSION.as_bytes()).is_ok());
 
     let mut group = c.benchmark_group("redis_session");
@@ -157,14 +198,22 @@ fn bench_redis_session(c: &mut Criterion) {
     bench_lookup(&mut group, &rt, "lookup_redis_json", &json, &json_hints);
     bench_lookup(&mut group, &rt, "lookup_redis_php", &php_source, &php_hints);
     group.bench_function("inspect_request_express", |b| {
-        b.iter_batched(|| json_req.clone(), |mut r| cached.inspect_request(black_box(&mut r), None), BatchSize::SmallInput)
+        b.iter_batched(
+            || json_req.clone(),
+            |mut r| cached.inspect_request(black_box(&mut r), None),
+            BatchSize::SmallInput,
+        )
     });
-    group.bench_function("parse_php_session", |b| b.iter(|| parse_php_session(black_box(PHP_SESSION.as_bytes())).unwrap()));
+    group.bench_function("parse_php_session", |b| {
+        b.iter(|| parse_php_session(black_box(PHP_SESSION.as_bytes())).unwrap())
+    });
     group.finish();
 }
 
 /// Set-up checks under `cargo test`: a real Redis lookup of each kind.
 fn main() {
     let targets: &[fn(&mut Criterion)] = &[bench_redis_session];
-    harness::main(harness::config(Duration::from_millis(800), 50), targets, || harness::set_up_only("redis_session", targets));
+    harness::main(harness::config(Duration::from_millis(800), 50), targets, || {
+        harness::set_up_only("redis_session", targets)
+    });
 }

@@ -23,19 +23,13 @@ const CHUNK: usize = 16 * 1024;
 /// Over loopback Pingora may hand the filter a small page in a single chunk (seen with
 /// app.html from a local nginx), so the whole page as one chunk is measured too.
 const WHOLE: usize = usize::MAX;
-const PAGES: [&str; 4] = [
-    "app.html",
-    "cloudflare.com.html",
-    "ecma402-spec.html",
-    "html-parsing-spec.html",
-];
+const PAGES: [&str; 4] =
+    ["app.html", "cloudflare.com.html", "ecma402-spec.html", "html-parsing-spec.html"];
 /// A real HS256 token shape (header.claims.signature); the rewriter never inspects it.
 const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYmVuY2gtdXNlciIsImVtYWlsIjoiYmVuY2hAZXhhbXBsZS5jb20iLCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMzYwMH0.c2lnbmF0dXJlLW9mLXRoZS1iZW5jaC10b2tlbi0wMTIzNDU2Nzg5YWI";
 
 fn corpus(name: &str) -> Bytes {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/corpus")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name);
     let data =
         std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     Bytes::from(data)
@@ -51,10 +45,7 @@ fn pages() -> Pages {
             mode: Default::default(),
             refresh: None,
         },
-        Limits {
-            max_scan_bytes: 1 << 20,
-            parser_memory: 256 << 10,
-        },
+        Limits { max_scan_bytes: 1 << 20, parser_memory: 256 << 10 },
     )
 }
 
@@ -96,17 +87,18 @@ fn check(pages: &Pages, name: &str, page: &Bytes, chunk: usize) {
         .unwrap_or_else(|| panic!("{name}: script not found in output"));
     let at = after - out[..after].iter().rev().position(|&b| b == b'<').expect("start tag") - 1;
     let tag = std::str::from_utf8(&out[at..after]).expect("ascii start tag");
-    assert_eq!(format!("{}>", tag.trim_end_matches('>').trim_end()), "<script>", "{name}: start tag");
+    assert_eq!(
+        format!("{}>", tag.trim_end_matches('>').trim_end()),
+        "<script>",
+        "{name}: start tag"
+    );
     assert_eq!(&out[..at], &page[..at], "{name}: bytes before the script changed");
     assert_eq!(
         &out[after + content.len()..],
         &page[at..],
         "{name}: bytes after the script changed"
     );
-    assert!(
-        String::from_utf8_lossy(&out).contains("\"j\":\"eyJ"),
-        "{name}: token missing"
-    );
+    assert!(String::from_utf8_lossy(&out).contains("\"j\":\"eyJ"), "{name}: token missing");
 }
 
 fn bench_rewrite(c: &mut Criterion) {

@@ -19,7 +19,9 @@ use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use intercom_secure_proxy::config::{IntercomConfig, Secret, SourceConfig, TrustedHeaderConfig, UpstreamConfig};
+use intercom_secure_proxy::config::{
+    IntercomConfig, Secret, SourceConfig, TrustedHeaderConfig, UpstreamConfig,
+};
 use intercom_secure_proxy::{RedactingLogger, RequestState, SecureMode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -79,7 +81,12 @@ impl ProxyHttp for Router {
         Ok(Box::new(HttpPeer::new(self.plain_app, false, String::new())))
     }
 
-    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         match ctx.secure.as_ref() {
             Some(state) => self.secure_mode.upstream_request_filter(req, state),
             None => Ok(()),
@@ -99,7 +106,12 @@ impl ProxyHttp for Router {
         Ok(())
     }
 
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         match ctx.secure.as_mut() {
             Some(state) => self.secure_mode.response_filter(session, resp, state).await,
             None => Ok(()),
@@ -135,24 +147,32 @@ fn route(arg: &str) -> Result<(String, SocketAddr), String> {
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // Nothing Pingora logs on our behalf may carry a cookie or a token.
-    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
     log::set_max_level(logger.filter());
     log::set_boxed_logger(Box::new(RedactingLogger(logger)))?;
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [listen, secure, plain] = args.as_slice() else {
-        return Err("usage: embed LISTEN SECURE_HOST=ADDR PLAIN_HOST=ADDR (secret in INTERCOM_SECRET)".into());
+        return Err(
+            "usage: embed LISTEN SECURE_HOST=ADDR PLAIN_HOST=ADDR (secret in INTERCOM_SECRET)"
+                .into(),
+        );
     };
     let (secure_host, secure_app) = route(secure)?;
     let (plain_host, plain_app) = route(plain)?;
-    let secret = std::env::var("INTERCOM_SECRET").map_err(|_| "set INTERCOM_SECRET to the Messenger secret")?;
+    let secret = std::env::var("INTERCOM_SECRET")
+        .map_err(|_| "set INTERCOM_SECRET to the Messenger secret")?;
 
     let loopback = vec!["127.0.0.1/32".parse()?];
     let secure_mode = SecureMode::builder(
         IntercomConfig::new("abc12345", Secret::new(secret.into_bytes())),
         UpstreamConfig::new([secure_app.to_string()]),
     )
-    .identity_source(SourceConfig::TrustedHeader(TrustedHeaderConfig::new(loopback, "X-Forwarded-User")))
+    .identity_source(SourceConfig::TrustedHeader(TrustedHeaderConfig::new(
+        loopback,
+        "X-Forwarded-User",
+    )))
     .build()?;
 
     let mut server = Server::new(None)?;

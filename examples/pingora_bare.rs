@@ -46,7 +46,10 @@ fn main() {
     let conf = ServerConf { threads: 1, work_stealing: false, ..ServerConf::default() };
     let mut server = pingora::server::Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Bare(HttpPeer::new(upstream, false, String::new())));
+    let mut proxy = pingora::proxy::http_proxy_service(
+        &server.configuration,
+        Bare(HttpPeer::new(upstream, false, String::new())),
+    );
     proxy.add_tcp(&listen);
     server.add_service(proxy);
     server.run_forever();

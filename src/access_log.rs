@@ -59,7 +59,8 @@ pub(crate) struct Entry<'a> {
 impl AccessLogger {
     /// The access log of `config`; `None` when it is off.
     pub(crate) fn new(config: &LogConfig) -> Option<AccessLogger> {
-        (config.access != AccessLog::Off).then(|| AccessLogger { config: config.clone(), lines: OnceLock::new() })
+        (config.access != AccessLog::Off)
+            .then(|| AccessLogger { config: config.clone(), lines: OnceLock::new() })
     }
 
     /// Opens the destination and starts the writer thread.
@@ -87,7 +88,9 @@ impl AccessLogger {
     pub(crate) fn log(&self, entry: &Entry<'_>) {
         let lines = self.lines.get_or_init(|| {
             self.start()
-                .map_err(|e| log::error!("cannot start the access log: {e}; requests are not logged"))
+                .map_err(|e| {
+                    log::error!("cannot start the access log: {e}; requests are not logged")
+                })
                 .ok()
         });
         let Some(lines) = lines else { return };
@@ -138,7 +141,9 @@ impl Destination {
             if !same {
                 match Destination::file(path.clone()) {
                     Ok(fresh) => *self = fresh,
-                    Err(e) => crate::warn_limited!("cannot reopen the access log {}: {e}", path.display()),
+                    Err(e) => {
+                        crate::warn_limited!("cannot reopen the access log {}: {e}", path.display())
+                    }
                 }
             }
         }
@@ -179,12 +184,20 @@ fn json_line(e: &Entry<'_>) -> String {
 /// with the path and referer cut (see [`crate::warn::loggable_path`]); `"-"` for a request line the
 /// parser refused.
 fn combined_line(e: &Entry<'_>) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let t = OffsetDateTime::from(SystemTime::now());
     let month = MONTHS[usize::from(u8::from(t.month())) - 1];
-    let quoted = |v: Option<&str>| v.map_or_else(|| "-".to_string(), |v| v.replace(['"', '\\'], "_").replace(|c: char| c.is_control(), "_"));
+    let quoted = |v: Option<&str>| {
+        v.map_or_else(
+            || "-".to_string(),
+            |v| v.replace(['"', '\\'], "_").replace(|c: char| c.is_control(), "_"),
+        )
+    };
     let request = match (e.method, e.path, e.version) {
-        (Some(method), Some(path), Some(version)) => format!("{method} {} {version:?}", quoted(Some(logged_path(path)))),
+        (Some(method), Some(path), Some(version)) => {
+            format!("{method} {} {version:?}", quoted(Some(logged_path(path))))
+        }
         _ => "-".to_string(),
     };
     format!(
@@ -238,7 +251,12 @@ mod tests {
     fn combined_lines_cut_queries_and_quotes() {
         let line = combined_line(&entry());
         assert!(line.starts_with("10.1.2.3 - - ["), "{line}");
-        assert!(line.contains("\"GET /a_b HTTP/1.1\" 200 1234 \"https://app.example.com/x\" \"curl/8\""), "{line}");
+        assert!(
+            line.contains(
+                "\"GET /a_b HTTP/1.1\" 200 1234 \"https://app.example.com/x\" \"curl/8\""
+            ),
+            "{line}"
+        );
         assert!(!line.contains("secret"), "{line}");
     }
 
@@ -254,10 +272,20 @@ mod tests {
 
     #[test]
     fn a_refused_request_line_is_a_dash() {
-        let e = Entry { method: None, path: None, version: None, referer: None, user_agent: None, ..entry() };
+        let e = Entry {
+            method: None,
+            path: None,
+            version: None,
+            referer: None,
+            user_agent: None,
+            ..entry()
+        };
         let line = combined_line(&e);
         assert!(line.contains("] \"-\" 200 1234 \"-\" \"-\""), "{line}");
         let v: serde_json::Value = serde_json::from_str(&json_line(&e)).unwrap();
-        assert_eq!((&v["method"], &v["path"], &v["protocol"]), (&serde_json::Value::Null, &serde_json::Value::Null, &serde_json::Value::Null));
+        assert_eq!(
+            (&v["method"], &v["path"], &v["protocol"]),
+            (&serde_json::Value::Null, &serde_json::Value::Null, &serde_json::Value::Null)
+        );
     }
 }

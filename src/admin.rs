@@ -76,7 +76,10 @@ impl PutRefused {
             PutRefused::NoToken => method_not_allowed(),
             PutRefused::Unauthorized => {
                 let mut response = answer(401, "text/plain; charset=utf-8", text);
-                response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+                response.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer"),
+                );
                 response
             }
             PutRefused::BadBody(_) => answer(400, "text/plain; charset=utf-8", text),
@@ -97,11 +100,15 @@ impl RolloutChange {
     fn applied_to(&self, now: Live) -> Result<Live, PutRefused> {
         let mode = match self.mode.as_deref() {
             None => now.mode,
-            Some(name) => RolloutMode::parse(name).ok_or_else(|| PutRefused::BadBody(format!("unknown mode {name:?}")))?,
+            Some(name) => RolloutMode::parse(name)
+                .ok_or_else(|| PutRefused::BadBody(format!("unknown mode {name:?}")))?,
         };
         let percent = match self.percent {
             None => now.percent,
-            Some(p) => u8::try_from(p).ok().filter(|p| *p <= 100).ok_or_else(|| PutRefused::BadBody(format!("percent {p}")))?,
+            Some(p) => u8::try_from(p)
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| PutRefused::BadBody(format!("percent {p}")))?,
         };
         Ok(Live { mode, percent })
     }
@@ -109,7 +116,8 @@ impl RolloutChange {
 
 /// Whether `given` is `token`, comparing every byte whatever the first difference.
 fn same_token(given: &[u8], token: &[u8]) -> bool {
-    given.len() == token.len() && given.iter().zip(token).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+    given.len() == token.len()
+        && given.iter().zip(token).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
 }
 
 impl Admin {
@@ -117,7 +125,12 @@ impl Admin {
         let sites = config
             .sites
             .iter()
-            .map(|s| (s.hosts.first().map(|h| h.to_string()).unwrap_or_default(), s.upstream.addresses.clone()))
+            .map(|s| {
+                (
+                    s.hosts.first().map(|h| h.to_string()).unwrap_or_default(),
+                    s.upstream.addresses.clone(),
+                )
+            })
             .collect();
         let redis = redis_probe::configured(config);
         Admin { sites, redis, rollouts, token: config.admin.token.clone() }
@@ -149,12 +162,20 @@ impl Admin {
     }
 
     /// `PUT /rollout`: checks the token, reads the change and puts it in force.
-    async fn put(&self, session: &mut ServerSession, sites: &[&SiteRollout]) -> Result<Response<Vec<u8>>, PutRefused> {
+    async fn put(
+        &self,
+        session: &mut ServerSession,
+        sites: &[&SiteRollout],
+    ) -> Result<Response<Vec<u8>>, PutRefused> {
         let token = self.token.as_ref().ok_or(PutRefused::NoToken)?;
-        let given = session.req_header().headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+        let given =
+            session.req_header().headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
         let bearer = given.and_then(|v| v.strip_prefix(b"Bearer ")).unwrap_or_default();
         if !same_token(bearer, token.expose()) {
-            crate::warn_limited!("PUT {}: refused without the admin token (401); the rollout is unchanged", session.req_header().uri.path());
+            crate::warn_limited!(
+                "PUT {}: refused without the admin token (401); the rollout is unchanged",
+                session.req_header().uri.path()
+            );
             return Err(PutRefused::Unauthorized);
         }
         let change = read_change(session).await?;
@@ -177,7 +198,10 @@ impl Admin {
                 }
             }
             if !up {
-                return Some(format!("site {site}: no app address accepts connections ({})", addresses.join(", ")));
+                return Some(format!(
+                    "site {site}: no app address accepts connections ({})",
+                    addresses.join(", ")
+                ));
             }
         }
         for r in &self.redis {
@@ -194,13 +218,16 @@ impl Admin {
 /// The body of a `PUT /rollout`, read up to [`MAX_ROLLOUT_BODY`].
 async fn read_change(session: &mut ServerSession) -> Result<RolloutChange, PutRefused> {
     let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await.map_err(|_| PutRefused::BadBody("unreadable".into()))? {
+    while let Some(chunk) =
+        session.read_request_body().await.map_err(|_| PutRefused::BadBody("unreadable".into()))?
+    {
         if body.len() + chunk.len() > MAX_ROLLOUT_BODY {
             return Err(PutRefused::BadBody("too long".into()));
         }
         body.extend_from_slice(&chunk);
     }
-    let change: RolloutChange = serde_json::from_slice(&body).map_err(|e| PutRefused::BadBody(e.to_string()))?;
+    let change: RolloutChange =
+        serde_json::from_slice(&body).map_err(|e| PutRefused::BadBody(e.to_string()))?;
     if change.mode.is_none() && change.percent.is_none() {
         return Err(PutRefused::BadBody("nothing to change".into()));
     }
@@ -228,7 +255,8 @@ fn is_read(method: &http::Method) -> bool {
 
 /// 405 for a method other than `GET`/`HEAD`, saying which are allowed.
 fn method_not_allowed() -> Response<Vec<u8>> {
-    let mut response = answer(405, "text/plain; charset=utf-8", "method not allowed: GET or HEAD\n");
+    let mut response =
+        answer(405, "text/plain; charset=utf-8", "method not allowed: GET or HEAD\n");
     response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
     response
 }
@@ -242,7 +270,9 @@ impl ServeHttp for Admin {
         if let Some(sites) = self.addressed(&path) {
             return match req.method {
                 ref m if is_read(m) => self.show(&sites),
-                http::Method::PUT => self.put(session, &sites).await.unwrap_or_else(|refused| refused.answer()),
+                http::Method::PUT => {
+                    self.put(session, &sites).await.unwrap_or_else(|refused| refused.answer())
+                }
                 _ => method_not_allowed(),
             };
         }

@@ -191,7 +191,11 @@ impl<A> ServerApp for ClientLimits<A>
 where
     A: HttpServerApp + ServerApp + Send + Sync + 'static,
 {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             crate::warn_limited!(
                 "client connection limit reached (server.max_client_connections = {}); closing new connections until some finish",
@@ -237,7 +241,9 @@ where
             self.inner.process_new(stream, shutdown).await;
             return;
         }
-        let client = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        let client = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
         let (stream, recorder) = if self.refusals.is_some() {
             let (stream, recorder) = RecordedStream::wrap(stream);
             (stream, Some(recorder))
@@ -250,7 +256,8 @@ where
             if let Some(recorder) = &recorder {
                 recorder.reset();
             }
-            let Some(reused) = self.serve(connection, idle, shutdown, recorder.clone()).await else {
+            let Some(reused) = self.serve(connection, idle, shutdown, recorder.clone()).await
+            else {
                 self.log_refusal(recorder.as_deref(), client);
                 return;
             };
@@ -311,7 +318,12 @@ where
         let (done, head_in) = oneshot::channel();
         let keepalive_secs = self.limits.keepalive_secs();
         let stopping = shutdown.clone();
-        session.set_connection_user_context(Some(Box::new(HeadRead { done, keepalive_secs, shutdown: stopping, recorder })));
+        session.set_connection_user_context(Some(Box::new(HeadRead {
+            done,
+            keepalive_secs,
+            shutdown: stopping,
+            recorder,
+        })));
         // Pipelined requests are answered in order (RFC 9112 §9.3.2); without this Pingora
         // answers the first and silently drops the rest.
         session.set_pipelining_enabled(true);
@@ -409,7 +421,9 @@ mod tests {
         settings.set_user_context(Box::new(7u8));
         assert!(!holds_next_request(&settings));
         // Longer than what is written of the Debug output: the field comes first.
-        settings.set_pipelined_prefix(BytesMut::from(&b"GET /next HTTP/1.1\r\nHost: a\r\n".repeat(200)[..]));
+        settings.set_pipelined_prefix(BytesMut::from(
+            &b"GET /next HTTP/1.1\r\nHost: a\r\n".repeat(200)[..],
+        ));
         assert!(holds_next_request(&settings));
     }
 }

@@ -33,10 +33,8 @@ pub const DEMO_SECRET: &str = "demo-secret-not-for-production";
 /// Name of the sample app's session cookie.
 pub const SESSION_COOKIE: &str = "demo_session";
 
-const USERS: [(&str, &str, &str); 2] = [
-    ("alice", "alice@example.com", "Alice Example"),
-    ("bob", "bob@example.com", "Bob Example"),
-];
+const USERS: [(&str, &str, &str); 2] =
+    [("alice", "alice@example.com", "Alice Example"), ("bob", "bob@example.com", "Bob Example")];
 
 /// The sample legacy app.
 #[derive(Default)]
@@ -54,7 +52,12 @@ fn user(name: &str) -> Option<(&'static str, &'static str, &'static str)> {
     USERS.iter().copied().find(|(u, _, _)| *u == name)
 }
 
-fn page(status: u16, content_type: &str, body: String, extra: &[(&str, String)]) -> Response<Vec<u8>> {
+fn page(
+    status: u16,
+    content_type: &str,
+    body: String,
+    extra: &[(&str, String)],
+) -> Response<Vec<u8>> {
     let mut r = Response::builder()
         .status(status)
         .header("content-type", content_type)
@@ -83,7 +86,10 @@ fn session_id(session: &ServerSession) -> Option<String> {
 }
 
 impl SampleApp {
-    fn session_user(&self, session: &ServerSession) -> Option<(&'static str, &'static str, &'static str)> {
+    fn session_user(
+        &self,
+        session: &ServerSession,
+    ) -> Option<(&'static str, &'static str, &'static str)> {
         let id = session_id(session)?;
         let name = *self.sessions.lock().ok()?.get(&id)?;
         user(name)
@@ -113,7 +119,13 @@ impl SampleApp {
     fn new_session(&self, name: &'static str) -> String {
         // Unguessable enough for a demo on loopback: hash of time and a counter.
         let mut h = Sha256::new();
-        h.update(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_le_bytes());
+        h.update(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+                .to_le_bytes(),
+        );
         h.update(self.counter.fetch_add(1, Ordering::Relaxed).to_le_bytes());
         let id = hex::encode(&h.finalize()[..16]);
         if let Ok(mut s) = self.sessions.lock() {
@@ -149,7 +161,8 @@ impl ServeHttp for SampleApp {
                     Some((name, email, display)) => {
                         let id = self.new_session(name);
                         self.store_session(&id, Some((name, email, display))).await;
-                        let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax");
+                        let cookie =
+                            format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax");
                         redirect("/", &[("set-cookie", cookie)])
                     }
                     None => page(200, html, login_form("Unknown user: try alice or bob."), &[]),
@@ -162,7 +175,10 @@ impl ServeHttp for SampleApp {
                     }
                     self.store_session(&id, None).await;
                 }
-                redirect("/login", &[("set-cookie", format!("{SESSION_COOKIE}=; Path=/; Max-Age=0"))])
+                redirect(
+                    "/login",
+                    &[("set-cookie", format!("{SESSION_COOKIE}=; Path=/; Max-Age=0"))],
+                )
             }
             ("GET", "/api/me") => match self.session_user(session) {
                 Some((id, email, name)) => page(
@@ -279,10 +295,16 @@ pub enum DemoIdentity {
 
 /// The demo's proxy configuration: `conf/demo.yaml` (or `conf/demo-redis.yaml`) with
 /// the given ports and Redis URL.
-pub fn demo_config(app_port: u16, proxy_port: u16, identity: &DemoIdentity) -> Result<Config, ConfigError> {
+pub fn demo_config(
+    app_port: u16,
+    proxy_port: u16,
+    identity: &DemoIdentity,
+) -> Result<Config, ConfigError> {
     let yaml = match identity {
         DemoIdentity::Endpoint => include_str!("../conf/demo.yaml").to_string(),
-        DemoIdentity::Redis(url) => include_str!("../conf/demo-redis.yaml").replace("redis://127.0.0.1:6379/0", url),
+        DemoIdentity::Redis(url) => {
+            include_str!("../conf/demo-redis.yaml").replace("redis://127.0.0.1:6379/0", url)
+        }
     };
     let yaml = yaml
         .replace("127.0.0.1:3000", &format!("127.0.0.1:{app_port}"))
@@ -296,7 +318,11 @@ pub fn demo_config(app_port: u16, proxy_port: u16, identity: &DemoIdentity) -> R
 }
 
 /// Runs the sample app and the proxy until interrupted.
-pub fn run(app_port: u16, proxy_port: u16, identity: DemoIdentity) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(
+    app_port: u16,
+    proxy_port: u16,
+    identity: DemoIdentity,
+) -> Result<(), Box<dyn std::error::Error>> {
     let config = demo_config(app_port, proxy_port, &identity)?;
     let redis = match &identity {
         DemoIdentity::Endpoint => None,
@@ -306,9 +332,13 @@ pub fn run(app_port: u16, proxy_port: u16, identity: DemoIdentity) -> Result<(),
     // waits for its port.
     intercom_secure_proxy::server::probe(std::net::SocketAddr::from(([127, 0, 0, 1], app_port)))?;
     intercom_secure_proxy::server::probe_listeners(&config)?;
-    let mut server = Server::new_with_opt_and_conf(Opt::default(), intercom_secure_proxy::server::server_conf(&config));
+    let mut server = Server::new_with_opt_and_conf(
+        Opt::default(),
+        intercom_secure_proxy::server::server_conf(&config),
+    );
     server.bootstrap();
-    let mut app = Service::new("sample legacy app".to_string(), SampleApp { redis, ..SampleApp::default() });
+    let mut app =
+        Service::new("sample legacy app".to_string(), SampleApp { redis, ..SampleApp::default() });
     app.add_tcp(&format!("127.0.0.1:{app_port}"));
     server.add_service(app);
     intercom_secure_proxy::server::add_proxy(&mut server, &config)?;

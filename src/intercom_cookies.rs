@@ -28,10 +28,7 @@ mod tests {
 
     #[test]
     fn the_proxys_cookies_and_intercoms_are_foreign_to_the_app() {
-        for name in [MARKER_COOKIE, USER_COOKIE]
-            .into_iter()
-            .chain(INTERCOM_COOKIES)
-        {
+        for name in [MARKER_COOKIE, USER_COOKIE].into_iter().chain(INTERCOM_COOKIES) {
             assert!(is_foreign_to_app(&format!("{name}abc=1")), "{name}");
         }
         assert!(!is_foreign_to_app("session=1"));

@@ -32,6 +32,7 @@ mod headers;
 pub mod identity;
 mod intercom_cookies;
 mod logout;
+mod messenger_token;
 mod metrics;
 pub mod page;
 mod proxy;
@@ -40,7 +41,6 @@ mod rollout;
 mod script_json;
 mod secure_mode;
 pub mod server;
-mod messenger_token;
 pub mod upstream;
 mod user_hash;
 mod warn;
@@ -61,9 +61,9 @@ pub mod bench_internals {
 
 pub use config::{Config, ConfigError, SiteConfig};
 pub use identity::{Company, Identity};
+pub use messenger_token::{TokenError, TokenSigner};
 pub use proxy::{ProxyCtx, SecureModeProxy};
 pub use secure_mode::{BuildError, RequestState, SecureMode, SecureModeBuilder};
-pub use messenger_token::{TokenError, TokenSigner};
 pub use user_hash::UserHasher;
 pub use warn::RedactingLogger;
 // The rate-limited warning every module logs through, as `crate::warn_limited!`.

@@ -185,7 +185,9 @@ fn init_command(options: &InitOptions, out: Option<&std::path::Path>, json: bool
     };
     match (json, out, &report.config) {
         (true, _, _) => println!("{}", report.to_json()),
-        (false, Some(_), _) | (false, None, None) => print!("{}", report.human(written_to.as_deref())),
+        (false, Some(_), _) | (false, None, None) => {
+            print!("{}", report.human(written_to.as_deref()))
+        }
         // The configuration on stdout, the report on stderr.
         (false, None, Some(config)) => {
             print!("{config}");
@@ -240,7 +242,8 @@ fn strip_secure_mode(config: &mut Config) {
 }
 
 fn main() -> ExitCode {
-    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
     log::set_max_level(logger.filter());
     if log::set_boxed_logger(Box::new(RedactingLogger(logger))).is_err() {
         eprintln!("intercom-secure-proxy: a logger was already installed");
@@ -265,11 +268,7 @@ fn main() -> ExitCode {
                 }
             }
             exit_on_listener_panic();
-            let opt = pingora::server::configuration::Opt {
-                daemon,
-                upgrade,
-                ..Default::default()
-            };
+            let opt = pingora::server::configuration::Opt { daemon, upgrade, ..Default::default() };
             match intercom_secure_proxy::server::build(config, opt) {
                 Ok(server) => server.run_forever(),
                 Err(e) => {
@@ -314,12 +313,33 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Audit { urls, cookies, headers, conf, expect_user, logout, json, chromium, timeout, settle } => {
+        Command::Audit {
+            urls,
+            cookies,
+            headers,
+            conf,
+            expect_user,
+            logout,
+            json,
+            chromium,
+            timeout,
+            settle,
+        } => {
             if let Err(e) = audit::cdp::stop_chromium_on_signals() {
                 eprintln!("intercom-secure-proxy audit: cannot handle signals: {e}");
                 return ExitCode::from(3);
             }
-            let options = AuditOptions { urls, cookies, headers, logout, config: conf, expect_user, chromium, timeout, settle };
+            let options = AuditOptions {
+                urls,
+                cookies,
+                headers,
+                logout,
+                config: conf,
+                expect_user,
+                chromium,
+                timeout,
+                settle,
+            };
             match audit::run(&options) {
                 Ok(report) => {
                     print!("{}", if json { report.to_json() + "\n" } else { report.table() });

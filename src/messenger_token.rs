@@ -88,7 +88,8 @@ impl TokenSigner {
         }
         // Two pages of a new user at once may both sign: harmless, and no page waits.
         let token: Arc<str> = self.sign(self.claims_of(identity))?.into();
-        self.cache.insert(key, Signed { token: token.clone(), reuse_until: Instant::now() + self.reuse });
+        self.cache
+            .insert(key, Signed { token: token.clone(), reuse_until: Instant::now() + self.reuse });
         Ok(token)
     }
 
@@ -151,10 +152,8 @@ impl TokenSigner {
 
     /// Adds `iat` (now) and `exp` to the claims; returns `exp`.
     fn stamp(&self, claims: &mut Map<String, Value>) -> Result<u64, TokenError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| TokenError::Clock)?
-            .as_secs();
+        let now =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_err(|_| TokenError::Clock)?.as_secs();
         let exp = now + self.lifetime.as_secs();
         claims.insert("iat".into(), now.into());
         claims.insert("exp".into(), exp.into());

@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// The proxy's metrics, in a registry of their own.
 pub(crate) struct Metrics {
@@ -63,27 +66,47 @@ pub(crate) static METRICS: Lazy<Metrics> = Lazy::new(Metrics::new);
 const PREFIX: &str = "intercom_secure_proxy";
 
 /// Latency buckets from 100 µs to 10 s.
-const BUCKETS: [f64; 14] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0];
+const BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0];
 
 impl Metrics {
     fn new() -> Metrics {
-        let registry = Registry::new_custom(Some(PREFIX.to_string()), None).expect("a valid prefix");
+        let registry =
+            Registry::new_custom(Some(PREFIX.to_string()), None).expect("a valid prefix");
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry.register(Box::new(c.clone())).expect("unique metric");
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels).expect("valid metric");
+            let h =
+                HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels)
+                    .expect("valid metric");
             registry.register(Box::new(h.clone())).expect("unique metric");
             h
         };
-        let requests = counter("requests_total", "Responses by outcome of Secure Mode.", &["outcome"]);
-        let lookups = counter("identity_lookups_total", "Identity lookups by source type and result.", &["source", "result"]);
-        let fetches = counter("identity_fetches_total", "Requests caching identity sources made on a cache miss.", &["source"]);
-        let shared_cache = counter("identity_shared_cache_total", "Shared identity cache answers by result.", &["result"]);
-        let redis_session_key_misses =
-            IntCounter::new("redis_session_key_misses_total", "redis_session lookups whose key was not in Redis.").expect("valid metric");
+        let requests =
+            counter("requests_total", "Responses by outcome of Secure Mode.", &["outcome"]);
+        let lookups = counter(
+            "identity_lookups_total",
+            "Identity lookups by source type and result.",
+            &["source", "result"],
+        );
+        let fetches = counter(
+            "identity_fetches_total",
+            "Requests caching identity sources made on a cache miss.",
+            &["source"],
+        );
+        let shared_cache = counter(
+            "identity_shared_cache_total",
+            "Shared identity cache answers by result.",
+            &["result"],
+        );
+        let redis_session_key_misses = IntCounter::new(
+            "redis_session_key_misses_total",
+            "redis_session lookups whose key was not in Redis.",
+        )
+        .expect("valid metric");
         registry.register(Box::new(redis_session_key_misses.clone())).expect("unique metric");
         let redis_session_keys_never_found = IntGauge::new(
             "redis_session_keys_never_found",
@@ -91,29 +114,54 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(redis_session_keys_never_found.clone())).expect("unique metric");
-        let lookup_seconds = histogram("identity_lookup_seconds", "Time to ask one identity source.", &["source"]);
-        let tokens_signed = IntCounter::new("tokens_signed_total", "Messenger tokens signed.").expect("valid metric");
+        let lookup_seconds =
+            histogram("identity_lookup_seconds", "Time to ask one identity source.", &["source"]);
+        let tokens_signed = IntCounter::new("tokens_signed_total", "Messenger tokens signed.")
+            .expect("valid metric");
         registry.register(Box::new(tokens_signed.clone())).expect("unique metric");
-        let logouts = counter("logouts_total", "Logouts turned into Intercom logouts, by mode.", &["mode"]);
-        let upstream_errors = IntCounter::new("upstream_errors_total", "Failed exchanges with the app.").expect("valid metric");
+        let logouts =
+            counter("logouts_total", "Logouts turned into Intercom logouts, by mode.", &["mode"]);
+        let upstream_errors =
+            IntCounter::new("upstream_errors_total", "Failed exchanges with the app.")
+                .expect("valid metric");
         registry.register(Box::new(upstream_errors.clone())).expect("unique metric");
         let response_seconds = Histogram::with_opts(
-            HistogramOpts::new("response_seconds", "Time from the request head to the end of the response.").buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "response_seconds",
+                "Time from the request head to the end of the response.",
+            )
+            .buckets(BUCKETS.to_vec()),
         )
         .expect("valid metric");
         registry.register(Box::new(response_seconds.clone())).expect("unique metric");
-        let app_id_mismatches =
-            IntCounter::new("page_app_id_mismatches_total", "Pages that boot another workspace than the site's app_id.").expect("valid metric");
+        let app_id_mismatches = IntCounter::new(
+            "page_app_id_mismatches_total",
+            "Pages that boot another workspace than the site's app_id.",
+        )
+        .expect("valid metric");
         registry.register(Box::new(app_id_mismatches.clone())).expect("unique metric");
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry.register(Box::new(g.clone())).expect("unique metric");
             g
         };
-        let rollout_pages = counter("rollout_pages_total", "Pages whose session the rollout put in or outside its percentage.", &["slice"]);
-        let rollout_mode = gauge("rollout_mode", "The rollout mode in force per site (1 for the mode it runs).", &["site", "mode"]);
-        let rollout_percent = gauge("rollout_percent", "The share of users in the rollout per site.", &["site"]);
-        let page_reports = counter("page_reports_total", "Report-only pages' reports by how the Messenger booted.", &["verdict"]);
+        let rollout_pages = counter(
+            "rollout_pages_total",
+            "Pages whose session the rollout put in or outside its percentage.",
+            &["slice"],
+        );
+        let rollout_mode = gauge(
+            "rollout_mode",
+            "The rollout mode in force per site (1 for the mode it runs).",
+            &["site", "mode"],
+        );
+        let rollout_percent =
+            gauge("rollout_percent", "The share of users in the rollout per site.", &["site"]);
+        let page_reports = counter(
+            "page_reports_total",
+            "Report-only pages' reports by how the Messenger booted.",
+            &["verdict"],
+        );
         Metrics {
             registry,
             requests,

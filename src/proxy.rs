@@ -58,7 +58,10 @@ impl SecureModeProxy {
             health.extend(secure_mode.take_health_service());
             sites.push(Site { hosts: site.hosts.clone(), name: site.name.clone(), secure_mode });
         }
-        Ok((SecureModeProxy { sites, access_log: AccessLogger::new(&config.log).map(Arc::new) }, health))
+        Ok((
+            SecureModeProxy { sites, access_log: AccessLogger::new(&config.log).map(Arc::new) },
+            health,
+        ))
     }
 
     /// The access log, for the requests that never reach the proxy (see
@@ -69,7 +72,10 @@ impl SecureModeProxy {
 
     /// Each site's live rollout, for the admin listener.
     pub(crate) fn rollouts(&self) -> Vec<crate::admin::SiteRollout> {
-        let site = |s: &Site| crate::admin::SiteRollout { name: s.name.clone(), live: s.secure_mode.live_rollout() };
+        let site = |s: &Site| crate::admin::SiteRollout {
+            name: s.name.clone(),
+            live: s.secure_mode.live_rollout(),
+        };
         self.sites.iter().map(site).collect()
     }
 
@@ -119,7 +125,12 @@ impl ProxyHttp for SecureModeProxy {
         ProxyCtx { started: Some(Instant::now()), ..ProxyCtx::default() }
     }
 
-    fn on_connection_reuse(&self, session: &mut Session, _ctx: &mut ProxyCtx, prev: Box<dyn std::any::Any + Send + Sync>) {
+    fn on_connection_reuse(
+        &self,
+        session: &mut Session,
+        _ctx: &mut ProxyCtx,
+        prev: Box<dyn std::any::Any + Send + Sync>,
+    ) {
         // Pingora calls this right after reading the head (see connections::ClientLimits).
         if let Ok(head) = prev.downcast::<HeadRead>() {
             head.arrived(session);
@@ -149,11 +160,14 @@ impl ProxyHttp for SecureModeProxy {
         sm.request_filter(session, &mut ctx.secure).await
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut ProxyCtx) -> Result<Box<HttpPeer>> {
-        self.secure_mode(ctx)
-            .and_then(SecureMode::app_peer)
-            .map(Box::new)
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no upstream address available"))
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut ProxyCtx,
+    ) -> Result<Box<HttpPeer>> {
+        self.secure_mode(ctx).and_then(SecureMode::app_peer).map(Box::new).ok_or_else(|| {
+            Error::explain(ErrorType::ConnectNoRoute, "no upstream address available")
+        })
     }
 
     async fn connected_to_upstream(
@@ -172,25 +186,42 @@ impl ProxyHttp for SecureModeProxy {
         Ok(())
     }
 
-    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut ProxyCtx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut ProxyCtx,
+    ) -> Result<()> {
         match self.secure_mode(ctx) {
             Some(sm) => sm.upstream_request_filter(req, &ctx.secure),
             None => Ok(()),
         }
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut ProxyCtx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut ProxyCtx,
+    ) -> Result<()> {
         if let Some(fd) = ctx.upstream_fd {
             upstream::quick_ack(fd);
         }
         // Pingora frames by the reconciled length but would forward every line as sent.
         match headers::content_length_fix(&resp.headers) {
-            Ok(Some(LengthFix::Single(n))) => resp.insert_header(http::header::CONTENT_LENGTH, n)?,
+            Ok(Some(LengthFix::Single(n))) => {
+                resp.insert_header(http::header::CONTENT_LENGTH, n)?
+            }
             Ok(Some(LengthFix::Remove)) => {
                 resp.remove_header(&http::header::CONTENT_LENGTH);
             }
             Ok(None) => {}
-            Err(_) => return Error::e_explain(ErrorType::InvalidHTTPHeader, "upstream sent conflicting Content-Length"),
+            Err(_) => {
+                return Error::e_explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "upstream sent conflicting Content-Length",
+                )
+            }
         }
         Ok(())
     }
@@ -208,7 +239,12 @@ impl ProxyHttp for SecureModeProxy {
         Ok(())
     }
 
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut ProxyCtx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut ProxyCtx,
+    ) -> Result<()> {
         if let Some(sm) = self.secure_mode(ctx) {
             sm.response_filter(session, resp, &mut ctx.secure).await?;
         }
@@ -229,7 +265,13 @@ impl ProxyHttp for SecureModeProxy {
         Ok(None)
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, _ctx: &mut ProxyCtx, e: Box<pingora::Error>) -> Box<pingora::Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut ProxyCtx,
+        e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
         METRICS.upstream_errors.inc();
         e
     }
@@ -246,7 +288,8 @@ impl ProxyHttp for SecureModeProxy {
         METRICS.upstream_errors.inc();
         // Pingora's default retry policy, unchanged.
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -258,17 +301,38 @@ impl ProxyHttp for SecureModeProxy {
         // Pingora's summary, without the query string or path parameters (they can carry
         // tokens and session ids).
         let req = session.req_header();
-        let host = req.headers.get(http::header::HOST).map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
-        format!("{} {}, Host: {}", req.method, crate::warn::loggable_path(req.uri.path()), host.as_deref().unwrap_or("-"))
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+        format!(
+            "{} {}, Host: {}",
+            req.method,
+            crate::warn::loggable_path(req.uri.path()),
+            host.as_deref().unwrap_or("-")
+        )
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &ProxyCtx, error: &pingora::Error) -> bool {
+    fn suppress_error_log(
+        &self,
+        _session: &Session,
+        _ctx: &ProxyCtx,
+        error: &pingora::Error,
+    ) -> bool {
         // A client that goes away mid-response is routine traffic, not an error to page on.
         matches!(error.esource(), pingora::ErrorSource::Downstream)
-            && matches!(error.etype(), ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError)
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError
+            )
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut ProxyCtx) {
+    async fn logging(
+        &self,
+        session: &mut Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut ProxyCtx,
+    ) {
         if let Some(sm) = self.secure_mode(ctx) {
             sm.logging(session, &ctx.secure);
         }

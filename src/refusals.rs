@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream, TimingDigest, UniqueID,
-    UniqueIDType, ALPN,
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -136,7 +136,10 @@ fn request_line(recorded: &[u8]) -> (Option<String>, Option<String>, Option<http
         b"HTTP/1.0" => http::Version::HTTP_10,
         _ => return (None, None, None),
     };
-    if method.is_empty() || !method.iter().all(|b| b.is_ascii_uppercase() || *b == b'-') || !target.iter().all(u8::is_ascii_graphic) {
+    if method.is_empty()
+        || !method.iter().all(|b| b.is_ascii_uppercase() || *b == b'-')
+        || !target.iter().all(u8::is_ascii_graphic)
+    {
         return (None, None, None);
     }
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -186,7 +189,11 @@ impl std::fmt::Debug for RecordedStream {
 }
 
 impl AsyncRead for RecordedStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -198,7 +205,11 @@ impl AsyncRead for RecordedStream {
 }
 
 impl AsyncWrite for RecordedStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
@@ -207,7 +218,11 @@ impl AsyncWrite for RecordedStream {
         polled
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(mut n)) = polled {
@@ -308,12 +323,23 @@ mod tests {
     #[test]
     fn a_request_line_gives_only_what_is_well_formed() {
         let v11 = Some(http::Version::HTTP_11);
-        assert_eq!(request_line(b"GET /a;s=1?q HTTP/1.1\r\nHost: x"), (Some("GET".into()), Some("/a;s=1?q".into()), v11));
+        assert_eq!(
+            request_line(b"GET /a;s=1?q HTTP/1.1\r\nHost: x"),
+            (Some("GET".into()), Some("/a;s=1?q".into()), v11)
+        );
         assert_eq!(request_line(b"\x01\x02GARBAGE x\r\n"), (None, None, None));
         assert_eq!(request_line(b"GET http://x/ HTTP/1.1\r\n"), (Some("GET".into()), None, v11));
         assert_eq!(request_line(b"POST /long-line-cut-before-its-vers"), (None, None, None));
-        assert_eq!(request_line(b"eyJhbGciOi.e30.c2ln\r\nHost: x\r\n"), (None, None, None), "the tail of an Authorization header");
-        assert_eq!(request_line(b"T /a/b HTTP/1.1\r\n"), (Some("T".into()), Some("/a/b".into()), v11), "at worst a piece of a method");
+        assert_eq!(
+            request_line(b"eyJhbGciOi.e30.c2ln\r\nHost: x\r\n"),
+            (None, None, None),
+            "the tail of an Authorization header"
+        );
+        assert_eq!(
+            request_line(b"T /a/b HTTP/1.1\r\n"),
+            (Some("T".into()), Some("/a/b".into()), v11),
+            "at worst a piece of a method"
+        );
     }
 
     #[test]

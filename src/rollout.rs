@@ -104,7 +104,10 @@ impl LiveRollout {
 
     fn show(&self, live: Live) {
         for mode in RolloutMode::ALL {
-            METRICS.rollout_mode.with_label_values(&[&self.site, mode.as_str()]).set(i64::from(mode == live.mode));
+            METRICS
+                .rollout_mode
+                .with_label_values(&[&self.site, mode.as_str()])
+                .set(i64::from(mode == live.mode));
         }
         METRICS.rollout_percent.with_label_values(&[&self.site]).set(i64::from(live.percent));
     }
@@ -130,10 +133,12 @@ impl Slicer {
 
     /// The bucket, 0 to 99, of the user whose last-user tag is `tag`.
     pub(crate) fn bucket(&self, tag: &str) -> u8 {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
         mac.update(tag.as_bytes());
         let digest = mac.finalize().into_bytes();
-        let word = u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"));
+        let word =
+            u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"));
         // The high bits scaled to 0..100: no modulo bias worth the name.
         ((u128::from(word) * 100) >> 64) as u8
     }
@@ -187,7 +192,9 @@ mod tests {
         for n in 0..500 {
             let bucket = slicer.bucket(&tags.tag(&format!("u{n}")));
             assert!(bucket < 100);
-            let admitted: Vec<bool> = (0..=100).map(|percent| Live { mode: RolloutMode::Enforce, percent }.admits(bucket)).collect();
+            let admitted: Vec<bool> = (0..=100)
+                .map(|percent| Live { mode: RolloutMode::Enforce, percent }.admits(bucket))
+                .collect();
             assert!(!admitted[0] && admitted[100]);
             assert!(admitted.windows(2).all(|w| w[0] <= w[1]), "in at p, in at every p above");
         }

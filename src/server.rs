@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, Server};
-use tokio::sync::broadcast::error::RecvError;
 use pingora::services::listening::Service;
+use tokio::sync::broadcast::error::RecvError;
 
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
@@ -36,7 +36,11 @@ pub fn probe(addr: std::net::SocketAddr) -> Result<(), ListenError> {
 /// Binds a TCP socket to `addr` (with SO_REUSEADDR, as Pingora binds, so a port in
 /// TIME_WAIT passes) without listening on it.
 fn bind_only(addr: std::net::SocketAddr) -> std::io::Result<()> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)
 }
@@ -110,7 +114,11 @@ fn exit_when_idle(server: &Server, counts: Counts, grace: Duration) {
                 Err(RecvError::Closed) => return,
             }
         }
-        let (left, what) = if upgrade { (&counts.open, "client connection") } else { (&counts.busy, "request in flight") };
+        let (left, what) = if upgrade {
+            (&counts.open, "client connection")
+        } else {
+            (&counts.busy, "request in flight")
+        };
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if left.load(Ordering::SeqCst) == 0 {
@@ -143,8 +151,11 @@ const CLIENT_BUFFERS: L4BufferSettings = L4BufferSettings { read: Some(0), write
 
 /// rustls settings of a TLS listener (its files were checked by the config).
 fn tls_settings(tls: &TlsListener) -> Result<TlsSettings, BuildError> {
-    let mut settings = TlsSettings::intermediate(&tls.cert_file.display().to_string(), &tls.key_file.display().to_string())
-        .map_err(|e| BuildError::Tls(crate::warn::describe(&e)))?;
+    let mut settings = TlsSettings::intermediate(
+        &tls.cert_file.display().to_string(),
+        &tls.key_file.display().to_string(),
+    )
+    .map_err(|e| BuildError::Tls(crate::warn::describe(&e)))?;
     if tls.h2 {
         settings.enable_h2();
     }
@@ -161,7 +172,8 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, Bui
     let (proxy, health) = SecureModeProxy::new(config)?;
     let refusals = proxy.access_log();
     let rollouts = proxy.rollouts();
-    let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits).log_refusals(refusals);
+    let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits)
+        .log_refusals(refusals);
     let counts = Counts { busy: app.busy(), open: app.open() };
     let mut service = Service::new("intercom-secure-proxy".to_string(), app);
     for listener in &config.listen {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
-use pingora::protocols::http::client::HttpSession;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::{health_check::TcpHealthCheck, selection::RoundRobin, LoadBalancer};
+use pingora::protocols::http::client::HttpSession;
 use pingora::services::background::{background_service, GenBackgroundService};
 use pingora::upstreams::peer::HttpPeer;
 
@@ -50,12 +50,8 @@ impl Upstream {
             Some(backend) if backends.len() == 1 => Some(peer_for(backend.addr.clone(), config)),
             _ => None,
         };
-        let upstream = Upstream {
-            balancer,
-            only,
-            config: config.clone(),
-            connector: Connector::new(None),
-        };
+        let upstream =
+            Upstream { balancer, only, config: config.clone(), connector: Connector::new(None) };
         Ok((Arc::new(upstream), service))
     }
 
@@ -77,11 +73,15 @@ impl Upstream {
     /// kept connection), sends the request header and reads the response header, with
     /// the configured timeouts on every read and write. `body` streams the request
     /// body, if any, after the header.
-    pub(crate) async fn start(&self, req: RequestHeader, body: RequestBody<'_>) -> pingora::Result<Exchange> {
+    pub(crate) async fn start(
+        &self,
+        req: RequestHeader,
+        body: RequestBody<'_>,
+    ) -> pingora::Result<Exchange> {
         use pingora::{Error, ErrorType};
-        let peer = self
-            .peer()
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no upstream address available"))?;
+        let peer = self.peer().ok_or_else(|| {
+            Error::explain(ErrorType::ConnectNoRoute, "no upstream address available")
+        })?;
         let (mut session, _reused) = self.connector.get_http_session(&peer).await?;
         session.set_read_timeout(Some(self.config.read_timeout));
         session.set_write_timeout(Some(self.config.read_timeout));
@@ -218,7 +218,13 @@ mod tests {
 
     fn timeouts(peer: &HttpPeer) -> [Option<Duration>; 5] {
         let o = &peer.options;
-        [o.connection_timeout, o.total_connection_timeout, o.read_timeout, o.write_timeout, o.idle_timeout]
+        [
+            o.connection_timeout,
+            o.total_connection_timeout,
+            o.read_timeout,
+            o.write_timeout,
+            o.idle_timeout,
+        ]
     }
 
     #[test]
@@ -236,7 +242,8 @@ mod tests {
             assert_eq!(peer.address().to_string(), "127.0.0.1:3000");
             assert_eq!(timeouts(&peer), configured);
         }
-        let (two, health) = Upstream::new(&UpstreamConfig::new(["127.0.0.1:3000", "127.0.0.1:3001"])).unwrap();
+        let (two, health) =
+            Upstream::new(&UpstreamConfig::new(["127.0.0.1:3000", "127.0.0.1:3001"])).unwrap();
         assert!(health.is_some());
         let peers: Vec<HttpPeer> = (0..4).map(|_| two.peer().unwrap()).collect();
         let addresses: BTreeSet<String> = peers.iter().map(|p| p.address().to_string()).collect();

@@ -63,7 +63,10 @@ mod tests {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
         let hasher = UserHasher::new(b"Jefe");
         let id = Identity::new("what do ya want for nothing?");
-        assert_eq!(hasher.user_hash(&id), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            hasher.user_hash(&id),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]

@@ -156,11 +156,17 @@ mod tests {
 
     #[test]
     fn raw_bytes_are_scrubbed_along_the_cause_chain() {
-        let inner = pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "buf: HTTP/1.1 200 OK\\r\\nSet-Cookie: sid=SECRET");
+        let inner = pingora::Error::explain(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "buf: HTTP/1.1 200 OK\\r\\nSet-Cookie: sid=SECRET",
+        );
         let mut outer = pingora::Error::because(pingora::ErrorType::ReadError, "reading", inner);
         scrub(&mut outer);
         let text = outer.to_string();
-        assert!(!text.contains("SECRET") && text.contains("not logged") && text.contains("reading"), "{text}");
+        assert!(
+            !text.contains("SECRET") && text.contains("not logged") && text.contains("reading"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -45,7 +45,12 @@ fn lines(log: &Path, n: usize) -> Vec<String> {
         if lines.len() >= n {
             return lines;
         }
-        assert!(Instant::now() < deadline, "{} has {} lines, expected {n}:\n{text}", log.display(), lines.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} has {} lines, expected {n}:\n{text}",
+            log.display(),
+            lines.len()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -57,7 +62,11 @@ fn json_lines_describe_each_request_and_hold_no_secret() {
 
     let page = get(
         &proxy.url("/page?token=QUERYSECRET"),
-        &[("x-forwarded-user", "alice-id-123"), ("cookie", "sid=COOKIEVALUE"), ("referer", "https://x.test/?r=REFSECRET")],
+        &[
+            ("x-forwarded-user", "alice-id-123"),
+            ("cookie", "sid=COOKIEVALUE"),
+            ("referer", "https://x.test/?r=REFSECRET"),
+        ],
     );
     let token = support::page_token(&page.text()).expect("a token for alice");
     get(&proxy.url("/style.css"), &[]);
@@ -65,8 +74,10 @@ fn json_lines_describe_each_request_and_hold_no_secret() {
 
     let lines = lines(&log, 3);
     assert_eq!(lines.len(), 3, "one line per request: {lines:?}");
-    let parsed: Vec<serde_json::Value> =
-        lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
     let upstream = app.addr.to_string();
     let [page, css, missing] = &parsed[..] else { unreachable!() };
     assert_eq!(page["method"], "GET");
@@ -77,7 +88,10 @@ fn json_lines_describe_each_request_and_hold_no_secret() {
     assert_eq!(page["client"], "127.0.0.1");
     assert_eq!(page["upstream"], upstream.as_str());
     assert_eq!(page["protocol"], "HTTP/1.1");
-    assert!(page["bytes"].as_u64().unwrap() > PAGE.len() as u64, "the rewritten page is longer: {page}");
+    assert!(
+        page["bytes"].as_u64().unwrap() > PAGE.len() as u64,
+        "the rewritten page is longer: {page}"
+    );
     assert!(page["duration_ms"].as_f64().unwrap() >= 0.0);
     assert!(page["time"].as_str().unwrap().ends_with('Z'), "{page}");
     assert_eq!(css["path"], "/style.css");
@@ -87,7 +101,9 @@ fn json_lines_describe_each_request_and_hold_no_secret() {
     assert_eq!(missing["status"], 404);
 
     let text = lines.join("\n");
-    for secret in ["QUERYSECRET", "COOKIEVALUE", "alice-id-123", "REFSECRET", token.as_str(), support::SECRET] {
+    for secret in
+        ["QUERYSECRET", "COOKIEVALUE", "alice-id-123", "REFSECRET", token.as_str(), support::SECRET]
+    {
         assert!(!text.contains(secret), "{secret:?} in the access log:\n{text}");
     }
 }
@@ -97,7 +113,10 @@ fn combined_lines_and_a_rotated_file() {
     let (_app, dir, proxy) = logged_proxy("combined");
     let log = dir.path().join("access.log");
 
-    get(&proxy.url("/first?q=QUERYSECRET"), &[("user-agent", "probe/1.0"), ("referer", "https://x.test/from?r=REFSECRET")]);
+    get(
+        &proxy.url("/first?q=QUERYSECRET"),
+        &[("user-agent", "probe/1.0"), ("referer", "https://x.test/from?r=REFSECRET")],
+    );
     let first = lines(&log, 1);
     let line = &first[0];
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
@@ -129,7 +148,15 @@ fn a_bad_log_setting_is_refused_with_its_key() {
         ("log:\n  format: xml\n".to_string(), "`log.format`"),
     ] {
         let conf = dir.path().join("c.yaml");
-        std::fs::write(&conf, format!("listen: [\"127.0.0.1:{}\"]\n{log}{}", support::free_port(), support::sections(app.addr, TRUSTED_HEADER, ""))).unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: [\"127.0.0.1:{}\"]\n{log}{}",
+                support::free_port(),
+                support::sections(app.addr, TRUSTED_HEADER, "")
+            ),
+        )
+        .unwrap();
         let (code, text) =
             support::check_config_file(&conf, &[("TEST_INTERCOM_SECRET", support::SECRET)]);
         assert_eq!(code, Some(2), "{log}: {text}");
@@ -149,7 +176,9 @@ fn path_parameters_and_referer_userinfo_are_cut_from_both_formats() {
             &[("referer", "https://user:PASSWORDSECRET@x.test/from;jsessionid=REFSECRET#frag")],
         );
         let line = lines(&log, 1).remove(0);
-        for secret in ["PATHSECRET", "QUERYSECRET", "PASSWORDSECRET", "REFSECRET", "user:", "jsessionid"] {
+        for secret in
+            ["PATHSECRET", "QUERYSECRET", "PASSWORDSECRET", "REFSECRET", "user:", "jsessionid"]
+        {
             assert!(!line.contains(secret), "{format}: {secret:?} in {line}");
         }
         if format == "json" {
@@ -196,7 +225,8 @@ fn requests_the_parser_refused_get_a_line_with_what_is_safe() {
         let status = answer.lines().next().unwrap_or("");
         assert!(status.starts_with("HTTP/1.1 400"), "request {i}: {status:?}");
         let got = lines(&log, i + 1);
-        let v: serde_json::Value = serde_json::from_str(&got[i]).unwrap_or_else(|e| panic!("not JSON ({e}): {}", got[i]));
+        let v: serde_json::Value =
+            serde_json::from_str(&got[i]).unwrap_or_else(|e| panic!("not JSON ({e}): {}", got[i]));
         assert_eq!(v["status"], 400, "{v}");
         assert_eq!(&v["method"], method, "{v}");
         assert_eq!(&v["path"], path, "{v}");
@@ -213,10 +243,16 @@ fn requests_the_parser_refused_get_a_line_with_what_is_safe() {
     assert!(all[refused.len()].contains("\"/after\""), "{all:#?}");
 
     // Garbage pipelined behind a good request: both answered in order, both logged.
-    let both = raw_answer(&proxy, b"GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n\x01GARBAGE\r\n\r\n");
+    let both =
+        raw_answer(&proxy, b"GET /first HTTP/1.1\r\nHost: a.test\r\n\r\n\x01GARBAGE\r\n\r\n");
     assert!(both.starts_with("HTTP/1.1 200") && both.contains("HTTP/1.1 400"), "{both}");
     let all = lines(&log, refused.len() + 3);
-    let last: Vec<serde_json::Value> = all[refused.len() + 1..].iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last: Vec<serde_json::Value> =
+        all[refused.len() + 1..].iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!((&last[0]["path"], &last[0]["status"]), (&"/first".into(), &200.into()), "{all:#?}");
-    assert_eq!((&last[1]["path"], &last[1]["status"]), (&serde_json::Value::Null, &400.into()), "{all:#?}");
+    assert_eq!(
+        (&last[1]["path"], &last[1]["status"]),
+        (&serde_json::Value::Null, &400.into()),
+        "{all:#?}"
+    );
 }

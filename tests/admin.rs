@@ -13,7 +13,11 @@ const PAGE: &str = "<html><head><script>1</script></head><body>page</body></html
 /// The proxy with its admin listener, in front of `upstream`; `more` is added to the
 /// config.
 fn proxy_with_admin(upstream: std::net::SocketAddr, more: &str) -> Proxy {
-    Proxy::start_with_admin(&support::sections(upstream, TRUSTED_HEADER, &format!("logout:\n  paths: [\"/logout\"]\n{more}")))
+    Proxy::start_with_admin(&support::sections(
+        upstream,
+        TRUSTED_HEADER,
+        &format!("logout:\n  paths: [\"/logout\"]\n{more}"),
+    ))
 }
 
 #[test]
@@ -29,7 +33,9 @@ fn metrics_count_outcomes_lookups_tokens_and_logouts_with_bounded_labels() {
     let proxy = proxy_with_admin(app.addr, &format!("log:\n  access: {}\n", access.display()));
 
     let alice = [("x-forwarded-user", "alice-id-123"), ("cookie", "sid=COOKIEVALUE")];
-    assert!(support::page_token(&get(&proxy.url("/account?tab=SECRETQUERY"), &alice).text()).is_some());
+    assert!(
+        support::page_token(&get(&proxy.url("/account?tab=SECRETQUERY"), &alice).text()).is_some()
+    );
     get(&proxy.url("/"), &[]);
     get(&proxy.url("/style.css"), &alice);
     request("POST", &proxy.url("/form"), &alice);
@@ -48,15 +54,25 @@ fn metrics_count_outcomes_lookups_tokens_and_logouts_with_bounded_labels() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
-    assert_eq!(value(&samples, &format!("{p}requests_total{{outcome=rewritten}}")), 1.0, "{}\n{text}", requests());
+    assert_eq!(
+        value(&samples, &format!("{p}requests_total{{outcome=rewritten}}")),
+        1.0,
+        "{}\n{text}",
+        requests()
+    );
     assert!(value(&samples, &format!("{p}requests_total{{outcome=anonymous}}")) >= 1.0);
     assert_eq!(value(&samples, &format!("{p}requests_total{{outcome=content-type}}")), 1.0);
     assert!(value(&samples, &format!("{p}requests_total{{outcome=passthrough}}")) >= 1.0);
-    assert!(value(&samples, &format!("{p}identity_lookups_total{{result=hit,source=trusted_header}}")) >= 1.0);
+    assert!(
+        value(&samples, &format!("{p}identity_lookups_total{{result=hit,source=trusted_header}}"))
+            >= 1.0
+    );
     assert!(value(&samples, &format!("{p}tokens_signed_total{{}}")) >= 1.0);
     assert_eq!(value(&samples, &format!("{p}logouts_total{{mode=marker}}")), 1.0);
     assert!(value(&samples, &format!("{p}response_seconds{{}}")) >= 5.0, "every response is timed");
-    for leak in ["alice-id-123", "COOKIEVALUE", "SECRETQUERY", "/account", "/style.css", support::SECRET] {
+    for leak in
+        ["alice-id-123", "COOKIEVALUE", "SECRETQUERY", "/account", "/style.css", support::SECRET]
+    {
         assert!(!text.contains(leak), "{leak:?} in /metrics:\n{text}");
     }
 
@@ -75,7 +91,11 @@ fn readyz_says_503_while_the_app_is_down_and_200_once_it_listens() {
 
     let down = get(&readyz, &[]);
     assert_eq!(down.status, 503);
-    assert!(down.text().contains(&format!("no app address accepts connections (127.0.0.1:{app_port})")), "{}", down.text());
+    assert!(
+        down.text().contains(&format!("no app address accepts connections (127.0.0.1:{app_port})")),
+        "{}",
+        down.text()
+    );
     assert_eq!(get(&proxy.admin_url("/healthz"), &[]).status, 200, "alive even when not ready");
     assert_eq!(get(&proxy.url("/"), &[]).status, 502);
     let (_, samples) = scrape(&proxy);
@@ -92,7 +112,10 @@ fn the_admin_listener_may_not_share_a_proxy_port() {
     let conf = dir.path().join("c.yaml");
     std::fs::write(
         &conf,
-        format!("listen: [\"127.0.0.1:{port}\"]\nadmin:\n  listen: \"0.0.0.0:{port}\"\n{}", support::sections("127.0.0.1:3000".parse().unwrap(), TRUSTED_HEADER, "")),
+        format!(
+            "listen: [\"127.0.0.1:{port}\"]\nadmin:\n  listen: \"0.0.0.0:{port}\"\n{}",
+            support::sections("127.0.0.1:3000".parse().unwrap(), TRUSTED_HEADER, "")
+        ),
     )
     .unwrap();
     let (code, text) =
@@ -109,12 +132,20 @@ fn the_admin_paths_answer_get_and_head_only_and_405_with_allow_otherwise() {
         let url = proxy.admin_url(path);
         assert_eq!(get(&url, &[]).status, 200, "GET {path}");
         let head = request("HEAD", &url, &[]);
-        assert_eq!((head.status, head.text().as_str()), (200, ""), "HEAD {path}: a status and no body");
+        assert_eq!(
+            (head.status, head.text().as_str()),
+            (200, ""),
+            "HEAD {path}: a status and no body"
+        );
         for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
             let got = request(method, &url, &[]);
             assert_eq!(got.status, 405, "{method} {path}");
             assert_eq!(got.header("allow"), Some("GET, HEAD"), "{method} {path}");
         }
     }
-    assert_eq!(request("POST", &proxy.admin_url("/elsewhere"), &[]).status, 404, "an unknown path is unknown whatever the method");
+    assert_eq!(
+        request("POST", &proxy.admin_url("/elsewhere"), &[]).status,
+        404,
+        "an unknown path is unknown whatever the method"
+    );
 }

@@ -12,9 +12,9 @@
 //! Needs Chromium (`INTERCOM_TEST_CHROMIUM` or the first on PATH) and, for the tokens,
 //! Debian's python3-jwt; without them these tests fail, they never skip.
 
-mod support;
 #[path = "jwt/sign.rs"]
 mod sign;
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,7 +38,9 @@ struct Run {
 
 impl Run {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("--json output is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("--json output is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr)
+        })
     }
 }
 
@@ -50,11 +52,20 @@ fn audit(args: &[&str], env: &[(&str, &str)]) -> Run {
         command.arg("--chromium").arg(chromium);
     }
     let out = command.output().expect("run the binary");
-    Run { code: out.status.code(), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 fn page<'a>(report: &'a Value, url: &str) -> &'a Value {
-    report["pages"].as_array().unwrap().iter().find(|p| p["url"] == url).unwrap_or_else(|| panic!("no page {url} in {report:#}"))
+    report["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["url"] == url)
+        .unwrap_or_else(|| panic!("no page {url} in {report:#}"))
 }
 
 fn codes(page: &Value) -> Vec<&str> {
@@ -85,7 +96,13 @@ impl Demo {
             .send(format!("username={user}"))
             .unwrap();
         assert_eq!(r.status().as_u16(), 302);
-        let cookie = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).find(|c| c.starts_with("demo_session=")).expect("a session cookie");
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find(|c| c.starts_with("demo_session="))
+            .expect("a session cookie");
         cookie["demo_session=".len()..].split(';').next().unwrap().to_string()
     }
 
@@ -112,9 +129,22 @@ fn the_demo_app_direct_is_insecure_and_its_session_survives_logout() {
     let session = demo.login(demo.app, "alice");
     let base = format!("http://127.0.0.1:{}", demo.app);
     let home = format!("{base}/");
-    let run = audit(&["--json", "--cookie", &format!("demo_session={session}"), &home, "--logout", &format!("{base}/logout")], &[]);
+    let run = audit(
+        &[
+            "--json",
+            "--cookie",
+            &format!("demo_session={session}"),
+            &home,
+            "--logout",
+            &format!("{base}/logout"),
+        ],
+        &[],
+    );
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
-    assert!(!run.stdout.contains(&session) && !run.stderr.contains(&session), "the session cookie's value is never printed");
+    assert!(
+        !run.stdout.contains(&session) && !run.stderr.contains(&session),
+        "the session cookie's value is never printed"
+    );
     let report = run.json();
     assert_eq!(report["passed"], false);
     let p = page(&report, &home);
@@ -125,7 +155,10 @@ fn the_demo_app_direct_is_insecure_and_its_session_survives_logout() {
     assert_eq!(p["status"], 200);
     assert_eq!(p["jwt"], Value::Null);
     assert_eq!(codes(p), ["insecure_identity"]);
-    assert!(p["findings"][0]["message"].as_str().unwrap().starts_with("user_id, email given to the Messenger in clear"));
+    assert!(p["findings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("user_id, email given to the Messenger in clear"));
 
     let logout = &report["logout"];
     assert_eq!(logout["passed"], false);
@@ -134,7 +167,10 @@ fn the_demo_app_direct_is_insecure_and_its_session_survives_logout() {
     assert_eq!(logout["findings"].as_array().unwrap().len(), 1, "{logout:#}");
     assert_eq!(logout["findings"][0]["code"], "logout_no_shutdown");
     let message = logout["findings"][0]["message"].as_str().unwrap();
-    assert!(message.starts_with("session survives logout") && message.contains("user_id=alice"), "{message}");
+    assert!(
+        message.starts_with("session survives logout") && message.contains("user_id=alice"),
+        "{message}"
+    );
     // The logout went to the login page, and the home page afterwards did too.
     assert_eq!(logout["pages"], json!([format!("{base}/login"), format!("{base}/login")]));
 }
@@ -153,10 +189,25 @@ fn the_demo_through_the_proxy_boots_with_verified_tokens_and_shuts_down_on_logou
     let base = format!("http://127.0.0.1:{}", demo.proxy);
     let (home, account) = (format!("{base}/"), format!("{base}/account"));
     let cookie = format!("demo_session={session}");
-    let args = ["--json", "-c", conf.to_str().unwrap(), "--expect-user", "alice", "--cookie", &cookie, &home, &account, "--logout", &format!("{base}/logout")];
+    let args = [
+        "--json",
+        "-c",
+        conf.to_str().unwrap(),
+        "--expect-user",
+        "alice",
+        "--cookie",
+        &cookie,
+        &home,
+        &account,
+        "--logout",
+        &format!("{base}/logout"),
+    ];
     let run = audit(&args, &[("INTERCOM_SECRET", DEMO_SECRET)]);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
-    assert!(!run.stdout.contains(&session) && !run.stdout.contains("eyJ"), "no cookie value or token in the report");
+    assert!(
+        !run.stdout.contains(&session) && !run.stdout.contains("eyJ"),
+        "no cookie value or token in the report"
+    );
     let report = run.json();
     assert_eq!(report["passed"], true);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
@@ -184,7 +235,19 @@ fn the_demo_through_the_proxy_boots_with_verified_tokens_and_shuts_down_on_logou
     // The same pages with another user expected: the token names alice, not bob.
     let session = demo.login(demo.proxy, "alice");
     let cookie = format!("demo_session={session}");
-    let run = audit(&["--json", "-c", conf.to_str().unwrap(), "--expect-user", "bob", "--cookie", &cookie, &home], &[("INTERCOM_SECRET", DEMO_SECRET)]);
+    let run = audit(
+        &[
+            "--json",
+            "-c",
+            conf.to_str().unwrap(),
+            "--expect-user",
+            "bob",
+            "--cookie",
+            &cookie,
+            &home,
+        ],
+        &[("INTERCOM_SECRET", DEMO_SECRET)],
+    );
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
     let p = page(&run.json(), &home).clone();
     assert_eq!(p["jwt"]["problems"], json!(["names user_id alice, expected bob"]));
@@ -220,16 +283,40 @@ fn an_interstitial_logout_is_followed_to_its_shutdown() {
     let conf = proxy.dir.path().join("proxy.yaml");
     let home = proxy.url("/");
     let cookie = format!("demo_session={session}");
-    let args = ["--json", "-c", conf.to_str().unwrap(), "--cookie", &cookie, &home, "--logout", &proxy.url("/logout")];
+    let args = [
+        "--json",
+        "-c",
+        conf.to_str().unwrap(),
+        "--cookie",
+        &cookie,
+        &home,
+        "--logout",
+        &proxy.url("/logout"),
+    ];
     let run = audit(&args, &[("TEST_INTERCOM_SECRET", SECRET)]);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     let report = run.json();
     let p = page(&report, &home);
-    assert_eq!((p["classification"].as_str(), p["jwt"]["user_id"].as_str(), p["jwt"]["verified"].as_bool()), (Some("jwt"), Some("bob"), Some(true)));
+    assert_eq!(
+        (
+            p["classification"].as_str(),
+            p["jwt"]["user_id"].as_str(),
+            p["jwt"]["verified"].as_bool()
+        ),
+        (Some("jwt"), Some("bob"), Some(true))
+    );
     let logout = &report["logout"];
     // The interstitial is a page of its own, and the browser went on to the login page.
-    assert_eq!(logout["pages"], json!([proxy.url("/logout"), proxy.url("/login"), proxy.url("/login")]), "{logout:#}");
-    assert_eq!((logout["shutdown_seen"].as_bool(), logout["passed"].as_bool()), (Some(true), Some(true)), "{logout:#}");
+    assert_eq!(
+        logout["pages"],
+        json!([proxy.url("/logout"), proxy.url("/login"), proxy.url("/login")]),
+        "{logout:#}"
+    );
+    assert_eq!(
+        (logout["shutdown_seen"].as_bool(), logout["passed"].as_bool()),
+        (Some(true), Some(true)),
+        "{logout:#}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -246,7 +333,11 @@ fn intercom(settings: &Value) -> String {
 /// A config file for the test workspace (the secret in TEST_INTERCOM_SECRET).
 fn test_config(dir: &tempfile::TempDir, upstream: std::net::SocketAddr) -> String {
     let path = dir.path().join("proxy.yaml");
-    let yaml = format!("listen: [\"127.0.0.1:{}\"]\n{}", free_port(), support::sections(upstream, support::TRUSTED_HEADER, ""));
+    let yaml = format!(
+        "listen: [\"127.0.0.1:{}\"]\n{}",
+        free_port(),
+        support::sections(upstream, support::TRUSTED_HEADER, "")
+    );
     std::fs::write(&path, yaml).unwrap();
     path.to_str().unwrap().to_string()
 }
@@ -262,13 +353,18 @@ fn fixture_pages_are_each_classified() {
     let expired = intercom(&json!({"app_id": APP_ID, "intercom_user_jwt": tokens["expired"]}));
     let cached = intercom(&json!({"app_id": APP_ID, "intercom_user_jwt": tokens["fresh"]}));
     let app = Upstream::start(move |req| match req.path() {
-        "/user-hash" => Reply::html(html(&intercom(&json!({"app_id": APP_ID, "user_id": "u-7", "email": "u7@example.com", "user_hash": "0f".repeat(32)})))),
+        "/user-hash" => Reply::html(html(&intercom(
+            &json!({"app_id": APP_ID, "user_id": "u-7", "email": "u7@example.com", "user_hash": "0f".repeat(32)}),
+        ))),
         "/plain" => Reply::html(html("<script>document.title = 'no Intercom';</script>\n")),
         "/anonymous" => Reply::html(html(&intercom(&json!({"app_id": APP_ID})))),
         "/expired" => Reply::html(html(&expired)),
         "/cached" => Reply::with(
             200,
-            &[("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "public, max-age=60")],
+            &[
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Cache-Control", "public, max-age=60"),
+            ],
             html(&cached),
         ),
         _ => Reply::with(404, &[("Content-Type", "text/plain")], "not found"),
@@ -276,7 +372,10 @@ fn fixture_pages_are_each_classified() {
     let dir = tempfile::tempdir().unwrap();
     let conf = test_config(&dir, app.addr);
     let url = |path: &str| format!("http://{}{path}", app.addr);
-    let urls: Vec<String> = ["/user-hash", "/plain", "/anonymous", "/expired", "/cached"].iter().map(|p| url(p)).collect();
+    let urls: Vec<String> = ["/user-hash", "/plain", "/anonymous", "/expired", "/cached"]
+        .iter()
+        .map(|p| url(p))
+        .collect();
     let mut args = vec!["--json", "-c", &conf];
     args.extend(urls.iter().map(String::as_str));
     let run = audit(&args, &[("TEST_INTERCOM_SECRET", SECRET)]);
@@ -285,16 +384,27 @@ fn fixture_pages_are_each_classified() {
     let report = run.json();
 
     let p = page(&report, &url("/user-hash"));
-    assert_eq!((p["classification"].as_str(), p["user_id"].as_str()), (Some("user_hash"), Some("u-7")));
+    assert_eq!(
+        (p["classification"].as_str(), p["user_id"].as_str()),
+        (Some("user_hash"), Some("u-7"))
+    );
     assert_eq!(p["fields"], json!(["user_id", "email"]));
     assert_eq!(p["passed"], true, "user_hash is legacy, not a failure: {p:#}");
 
     let p = page(&report, &url("/plain"));
-    assert_eq!((p["classification"].as_str(), p["passed"].as_bool()), (Some("none"), Some(true)), "{p:#}");
+    assert_eq!(
+        (p["classification"].as_str(), p["passed"].as_bool()),
+        (Some("none"), Some(true)),
+        "{p:#}"
+    );
     assert_eq!(p["app_id"], Value::Null);
 
     let p = page(&report, &url("/anonymous"));
-    assert_eq!((p["classification"].as_str(), p["passed"].as_bool()), (Some("anonymous"), Some(true)), "{p:#}");
+    assert_eq!(
+        (p["classification"].as_str(), p["passed"].as_bool()),
+        (Some("anonymous"), Some(true)),
+        "{p:#}"
+    );
     assert_eq!((p["app_id"].as_str(), &p["user_id"]), (Some(APP_ID), &Value::Null));
 
     let p = page(&report, &url("/expired"));
@@ -331,7 +441,12 @@ fn nothing_leaves_for_other_hosts_and_the_stand_in_answers_the_messenger() {
     let run = audit(&["--json", &home], &[]);
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(other.requests().len(), 0, "the other loopback server was reached: {:?}", other.requests());
+    assert_eq!(
+        other.requests().len(),
+        0,
+        "the other loopback server was reached: {:?}",
+        other.requests()
+    );
     let report = run.json();
     let p = page(&report, &home);
     // Classified from the stand-in widget's calls, the real widget URL answered locally.
@@ -348,15 +463,28 @@ fn nothing_leaves_for_other_hosts_and_the_stand_in_answers_the_messenger() {
 #[test]
 fn bad_arguments_exit_2_with_one_clear_message() {
     let cases: [(&[&str], &str); 4] = [
-        (&["--cookie", "sessionS3CR3T", "http://127.0.0.1:9/"], "--cookie #1: there is no '='; write it as NAME=VALUE"),
-        (&["--cookie", "a=b", "--cookie", "s=S3CR3T value", "http://127.0.0.1:9/"], "--cookie #2: the value of cookie s has a space"),
+        (
+            &["--cookie", "sessionS3CR3T", "http://127.0.0.1:9/"],
+            "--cookie #1: there is no '='; write it as NAME=VALUE",
+        ),
+        (
+            &["--cookie", "a=b", "--cookie", "s=S3CR3T value", "http://127.0.0.1:9/"],
+            "--cookie #2: the value of cookie s has a space",
+        ),
         (&["127.0.0.1:9/"], "URL #1 \"127.0.0.1:9/\" is not an absolute http:// or https:// URL"),
-        (&["-c", "/nonexistent/proxy.yaml", "http://127.0.0.1:9/"], "config error at `-c`: cannot read config file /nonexistent/proxy.yaml"),
+        (
+            &["-c", "/nonexistent/proxy.yaml", "http://127.0.0.1:9/"],
+            "config error at `-c`: cannot read config file /nonexistent/proxy.yaml",
+        ),
     ];
     for (args, expected) in cases {
         let run = audit(args, &[]);
         assert_eq!(run.code, Some(2), "{args:?}: {}{}", run.stdout, run.stderr);
-        assert!(run.stderr.starts_with(&format!("intercom-secure-proxy audit: {expected}")), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with(&format!("intercom-secure-proxy audit: {expected}")),
+            "{args:?}: {}",
+            run.stderr
+        );
         assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
         assert!(!run.stderr.contains("S3CR3T"), "a cookie value was printed: {}", run.stderr);
         assert!(run.stdout.is_empty());
@@ -369,18 +497,33 @@ fn bad_arguments_exit_2_with_one_clear_message() {
         free_port()
     );
     std::fs::write(&conf, yaml).unwrap();
-    let run = audit(&["-c", conf.to_str().unwrap(), "http://127.0.0.1:9/"], &[("TEST_INTERCOM_SECRET", SECRET)]);
+    let run = audit(
+        &["-c", conf.to_str().unwrap(), "http://127.0.0.1:9/"],
+        &[("TEST_INTERCOM_SECRET", SECRET)],
+    );
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains("no site of the configuration answers host \"127.0.0.1\""), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no site of the configuration answers host \"127.0.0.1\""),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn a_chromium_that_cannot_start_exits_3() {
-    let out = Command::new(binary()).args(["audit", "--chromium", "/nonexistent/chromium", "http://127.0.0.1:9/"]).output().unwrap();
+    let out = Command::new(binary())
+        .args(["audit", "--chromium", "/nonexistent/chromium", "http://127.0.0.1:9/"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr, "intercom-secure-proxy audit: cannot start Chromium at /nonexistent/chromium: No such file or directory (os error 2)\n");
-    let out = Command::new(binary()).args(["audit", "--chromium", "/bin/false", "http://127.0.0.1:9/"]).output().unwrap();
+    let out = Command::new(binary())
+        .args(["audit", "--chromium", "/bin/false", "http://127.0.0.1:9/"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("intercom-secure-proxy audit: Chromium at /bin/false exited or closed its DevTools pipe"));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with(
+        "intercom-secure-proxy audit: Chromium at /bin/false exited or closed its DevTools pipe"
+    ));
 }

@@ -52,7 +52,10 @@ const LOADER: &str = r#"(function(){var w=window;var ic=w.Intercom;if(typeof ic=
 
 /// The older loader: the same without the `document.readyState==='complete'` branch.
 fn old_loader() -> String {
-    let old = LOADER.replace("if(document.readyState==='complete'){l();}else if(w.attachEvent)", "if(w.attachEvent)");
+    let old = LOADER.replace(
+        "if(document.readyState==='complete'){l();}else if(w.attachEvent)",
+        "if(w.attachEvent)",
+    );
     assert_ne!(old, LOADER, "the old loader variant must differ from the current one");
     old
 }
@@ -161,7 +164,8 @@ fn app_js(u: &User) -> String {
 }
 
 const NONCE_CSP: &str = "script-src 'nonce-R4nd0m' 'strict-dynamic'; object-src 'none'";
-const ALLOWLIST_CSP: &str = "script-src 'self' https://widget.intercom.io; object-src 'none'; base-uri 'self'";
+const ALLOWLIST_CSP: &str =
+    "script-src 'self' https://widget.intercom.io; object-src 'none'; base-uri 'self'";
 const META_CSP: &str = "script-src 'self' https://widget.intercom.io";
 
 fn csp_page(kind: &str, u: &User) -> Option<(String, Option<&'static str>)> {
@@ -235,13 +239,18 @@ fn new_sid() -> String {
 }
 
 fn html_reply(body: impl Into<Vec<u8>>, extra: &[(&str, &str)]) -> Reply {
-    let mut headers = vec![("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")];
+    let mut headers =
+        vec![("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")];
     headers.extend_from_slice(extra);
     Reply::with(200, &headers, body)
 }
 
 fn js_reply(body: String) -> Reply {
-    Reply::with(200, &[("Content-Type", "application/javascript"), ("Cache-Control", "no-store")], body)
+    Reply::with(
+        200,
+        &[("Content-Type", "application/javascript"), ("Cache-Control", "no-store")],
+        body,
+    )
 }
 
 fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
@@ -263,7 +272,11 @@ fn route(req: &Request, sessions: &Sessions) -> Reply {
                 sessions.lock().unwrap().insert(sid.clone(), u);
                 let cookie = format!("sid={sid}; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax");
                 let next = param(query, "next").filter(|n| n.starts_with('/')).unwrap_or("/");
-                Reply::with(302, &[("Location", next), ("Set-Cookie", &cookie), ("Cache-Control", "no-store")], "")
+                Reply::with(
+                    302,
+                    &[("Location", next), ("Set-Cookie", &cookie), ("Cache-Control", "no-store")],
+                    "",
+                )
             }
             None => html_reply(LOGIN_PAGE, &[]),
         },
@@ -273,7 +286,11 @@ fn route(req: &Request, sessions: &Sessions) -> Reply {
                 &[("Content-Type", "application/json")],
                 json!({"id": u.id, "email": u.email, "name": u.name}).to_string(),
             ),
-            None => Reply::with(401, &[("Content-Type", "application/json")], "{\"error\":\"not logged in\"}"),
+            None => Reply::with(
+                401,
+                &[("Content-Type", "application/json")],
+                "{\"error\":\"not logged in\"}",
+            ),
         },
         // Logouts: a redirect to the login page that expires the session cookie, with
         // the small body most frameworks send (Rails, Express), or none at all
@@ -282,7 +299,11 @@ fn route(req: &Request, sessions: &Sessions) -> Reply {
             if let Some(sid) = req.cookie("sid") {
                 sessions.lock().unwrap().remove(&sid);
             }
-            let body = if path == "/logout-empty" { "" } else { "<html><body>You are being <a href=\"/login\">redirected</a>.</body></html>" };
+            let body = if path == "/logout-empty" {
+                ""
+            } else {
+                "<html><body>You are being <a href=\"/login\">redirected</a>.</body></html>"
+            };
             Reply::with(
                 302,
                 &[
@@ -301,19 +322,26 @@ fn route(req: &Request, sessions: &Sessions) -> Reply {
             std::time::Duration::from_millis(1200),
             Box::new(js_reply("window.vendorLoaded = true;\n".to_string())),
         ),
-        "/bundle.js" => js_reply(format!("window.Intercom('boot', {});\n", settings_js(user.unwrap_or(&GUEST)))),
+        "/bundle.js" => {
+            js_reply(format!("window.Intercom('boot', {});\n", settings_js(user.unwrap_or(&GUEST))))
+        }
         "/app.js" => js_reply(app_js(user.unwrap_or(&GUEST))),
         p => {
-            if let Some(page) = p.strip_prefix("/shape/").and_then(|n| shape_page(n, user.unwrap_or(&GUEST))) {
+            if let Some(page) =
+                p.strip_prefix("/shape/").and_then(|n| shape_page(n, user.unwrap_or(&GUEST)))
+            {
                 return html_reply(page, &[]);
             }
-            if let Some((page, csp)) = p.strip_prefix("/csp/").and_then(|k| csp_page(k, user.unwrap_or(&GUEST))) {
+            if let Some((page, csp)) =
+                p.strip_prefix("/csp/").and_then(|k| csp_page(k, user.unwrap_or(&GUEST)))
+            {
                 if p == "/csp/meta-first" {
                     // No charset in Content-Type: the page's <meta charset> is what counts,
                     // so the proxy places its script after it, under the policy before it.
                     return Reply::with(200, &[("Content-Type", "text/html")], page);
                 }
-                let extra: Vec<(&str, &str)> = csp.map(|c| ("Content-Security-Policy", c)).into_iter().collect();
+                let extra: Vec<(&str, &str)> =
+                    csp.map(|c| ("Content-Security-Policy", c)).into_iter().collect();
                 return html_reply(page, &extra);
             }
             Reply::with(404, &[("Content-Type", "text/plain")], "")
@@ -365,7 +393,16 @@ impl Run {
             text.truncate(6000);
             text.push_str("\n…");
         }
-        let log: String = self.proxy_log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let log: String = self
+            .proxy_log
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
         format!("step {name}:\n{text}\nproxy log (tail):\n{log}")
     }
 }
@@ -413,7 +450,11 @@ fn assert_no_plain_identity(run: &Run, name: &str, claims: &Value, literals: &[&
         }
         let text = o.to_string();
         for lit in literals {
-            assert!(!text.contains(lit), "{what} carries {lit:?} in plain text\n{}", run.excerpt(name));
+            assert!(
+                !text.contains(lit),
+                "{what} carries {lit:?} in plain text\n{}",
+                run.excerpt(name)
+            );
         }
     }
 }
@@ -467,7 +508,14 @@ fn shapes() -> &'static ShapesRun {
             ("shape1", step(u("/shape/1"), "boot")),
             ("shape2", step(u("/app.html"), "boot")),
         ];
-        for (name, n) in [("shape3", "3"), ("shape4", "4"), ("shape5", "5"), ("shape6", "6"), ("shape7", "7"), ("shape8", "8")] {
+        for (name, n) in [
+            ("shape3", "3"),
+            ("shape4", "4"),
+            ("shape5", "5"),
+            ("shape6", "6"),
+            ("shape7", "7"),
+            ("shape8", "8"),
+        ] {
             steps.push((name, step(u(&format!("/shape/{n}")), "boot")));
         }
         let mut plain = step(u("/plain"), "load");
@@ -560,7 +608,12 @@ fn shape5_inline_boot_call() {
     let r = &shapes().run;
     assert_secure_boot(r, "shape5", &ALICE, &[]);
     let boot = calls(r.step("shape5")).iter().find(|c| c["method"] == "boot").unwrap();
-    assert_eq!(boot["auto"], false, "the page's own boot call should be the one recorded\n{}", r.excerpt("shape5"));
+    assert_eq!(
+        boot["auto"],
+        false,
+        "the page's own boot call should be the one recorded\n{}",
+        r.excerpt("shape5")
+    );
 }
 
 #[test]
@@ -568,20 +621,31 @@ fn shape6_boot_from_external_bundle() {
     let r = &shapes().run;
     assert_secure_boot(r, "shape6", &ALICE, &[]);
     let boot = calls(r.step("shape6")).iter().find(|c| c["method"] == "boot").unwrap();
-    assert_eq!(boot["auto"], false, "the bundle's boot call should be the one recorded\n{}", r.excerpt("shape6"));
+    assert_eq!(
+        boot["auto"],
+        false,
+        "the bundle's boot call should be the one recorded\n{}",
+        r.excerpt("shape6")
+    );
 }
 
 #[test]
 fn shape7_update_after_boot_carries_no_plain_identity() {
     let r = &shapes().run;
     let (token, _) = assert_secure_boot(r, "shape7", &ALICE, &[]);
-    let updates: Vec<&Value> = calls(r.step("shape7")).iter().filter(|c| c["method"] == "update").collect();
+    let updates: Vec<&Value> =
+        calls(r.step("shape7")).iter().filter(|c| c["method"] == "update").collect();
     for stage in ["queued", "live"] {
         let u = updates
             .iter()
             .find(|c| c["settings"]["stage"] == stage)
             .unwrap_or_else(|| panic!("no {stage} update recorded\n{}", r.excerpt("shape7")));
-        assert_eq!(u["settings"]["intercom_user_jwt"], token.as_str(), "{stage} update\n{}", r.excerpt("shape7"));
+        assert_eq!(
+            u["settings"]["intercom_user_jwt"],
+            token.as_str(),
+            "{stage} update\n{}",
+            r.excerpt("shape7")
+        );
     }
 }
 
@@ -612,9 +676,22 @@ fn shape11_logged_out_visitor_gets_the_watcher_and_no_plain_identity() {
     let boots: Vec<&Value> = calls(s).iter().filter(|c| c["method"] == "boot").collect();
     assert_eq!(boots.len(), 1, "{}", r.excerpt("guest"));
     let settings = &boots[0]["settings"];
-    assert!(settings.get("intercom_user_jwt").is_none(), "a visitor got a token\n{}", r.excerpt("guest"));
-    assert!(settings.get("user_id").is_none() && settings.get("email").is_none(), "a plain identity reached the Messenger\n{}", r.excerpt("guest"));
-    assert_eq!(settings["name"], GUEST.name, "what the token would not carry stays\n{}", r.excerpt("guest"));
+    assert!(
+        settings.get("intercom_user_jwt").is_none(),
+        "a visitor got a token\n{}",
+        r.excerpt("guest")
+    );
+    assert!(
+        settings.get("user_id").is_none() && settings.get("email").is_none(),
+        "a plain identity reached the Messenger\n{}",
+        r.excerpt("guest")
+    );
+    assert_eq!(
+        settings["name"],
+        GUEST.name,
+        "what the token would not carry stays\n{}",
+        r.excerpt("guest")
+    );
     assert!(cookie(s, "__isp_user").is_none(), "{}", r.excerpt("guest"));
     let (through, sent) = &sr.guest_html;
     assert!(
@@ -623,7 +700,10 @@ fn shape11_logged_out_visitor_gets_the_watcher_and_no_plain_identity() {
         String::from_utf8_lossy(sent),
         String::from_utf8_lossy(through)
     );
-    assert!(support::page_token(&String::from_utf8_lossy(through)).is_none(), "a visitor's page carries a token");
+    assert!(
+        support::page_token(&String::from_utf8_lossy(through)).is_none(),
+        "a visitor's page carries a token"
+    );
 }
 
 // A.9: auto-include.
@@ -676,16 +756,34 @@ fn logout_then_next_user(extra: &str, logout: &str, interstitial: bool) {
         // The shutdown ran on the interstitial (and maybe again on the login page after
         // it): the driver saw a `shutdown` call in the step's documents before its
         // deadline, though the calls reported are those of the last document.
-        assert_eq!(lo["timedOut"], false, "no shutdown seen during the logout\n{}", r.excerpt("logout"));
+        assert_eq!(
+            lo["timedOut"],
+            false,
+            "no shutdown seen during the logout\n{}",
+            r.excerpt("logout")
+        );
         assert!(!m.contains(&"boot"), "{}", r.excerpt("logout"));
     } else {
-        assert_eq!(m.first(), Some(&"shutdown"), "the login page must shut the Messenger down first\n{}", r.excerpt("logout"));
-        assert!(!m.contains(&"boot"), "nothing may boot on the logged-out page\n{}", r.excerpt("logout"));
+        assert_eq!(
+            m.first(),
+            Some(&"shutdown"),
+            "the login page must shut the Messenger down first\n{}",
+            r.excerpt("logout")
+        );
+        assert!(
+            !m.contains(&"boot"),
+            "nothing may boot on the logged-out page\n{}",
+            r.excerpt("logout")
+        );
         assert_eq!(lo["loads"], 1, "{}", r.excerpt("logout"));
     }
     for c in calls(lo) {
         let text = c.to_string();
-        assert!(!text.contains(&alice_token) && !text.contains(ALICE.id), "alice's identity after logout\n{}", r.excerpt("logout"));
+        assert!(
+            !text.contains(&alice_token) && !text.contains(ALICE.id),
+            "alice's identity after logout\n{}",
+            r.excerpt("logout")
+        );
     }
     assert_ne!(
         cookie(lo, SESSION_COOKIE),
@@ -695,7 +793,8 @@ fn logout_then_next_user(extra: &str, logout: &str, interstitial: bool) {
     );
 
     // Across the whole sequence after alice's boot: a shutdown before bob's boot.
-    let seen_on_logout = if interstitial && lo["timedOut"] == false { vec!["shutdown"] } else { methods(lo) };
+    let seen_on_logout =
+        if interstitial && lo["timedOut"] == false { vec!["shutdown"] } else { methods(lo) };
     let after: Vec<&str> = seen_on_logout.into_iter().chain(methods(r.step("bob"))).collect();
     let shutdown_at = after.iter().position(|m| *m == "shutdown");
     let boot_at = after.iter().position(|m| *m == "boot");
@@ -706,21 +805,35 @@ fn logout_then_next_user(extra: &str, logout: &str, interstitial: bool) {
         r.excerpt("bob")
     );
 
-    let (bob_token, _) = assert_secure_boot(&r, "bob", &BOB, &[ALICE.id, ALICE.email, ALICE.name, &alice_token]);
+    let (bob_token, _) =
+        assert_secure_boot(&r, "bob", &BOB, &[ALICE.id, ALICE.email, ALICE.name, &alice_token]);
     assert_ne!(bob_token, alice_token);
     let b = r.step("bob");
     let text = serde_json::to_string(&b["calls"]).unwrap() + &b["intercomSettings"].to_string();
     assert!(!text.contains(&alice_token) && !text.contains(ALICE.id), "{}", r.excerpt("bob"));
     let bob_session = cookie(b, SESSION_COOKIE);
     assert!(bob_session.is_some(), "{}", r.excerpt("bob"));
-    assert_ne!(bob_session, Some(alice_session.as_str()), "bob's Messenger reused alice's Intercom session\n{}", r.excerpt("bob"));
-    assert!(cookie(b, "__isp_shutdown").is_none(), "the shutdown marker was never cleared\n{}", r.excerpt("bob"));
+    assert_ne!(
+        bob_session,
+        Some(alice_session.as_str()),
+        "bob's Messenger reused alice's Intercom session\n{}",
+        r.excerpt("bob")
+    );
+    assert!(
+        cookie(b, "__isp_shutdown").is_none(),
+        "the shutdown marker was never cleared\n{}",
+        r.excerpt("bob")
+    );
 }
 
 #[test]
 fn logout_by_path_marker_mode() {
     // Cookie-expiry detection off: only the configured path can trigger the logout.
-    logout_then_next_user("logout:\n  paths: [\"GET /logout\"]\n  detect_cookie_expiry: false\n", "/logout", false);
+    logout_then_next_user(
+        "logout:\n  paths: [\"GET /logout\"]\n  detect_cookie_expiry: false\n",
+        "/logout",
+        false,
+    );
 }
 
 #[test]
@@ -736,7 +849,8 @@ fn logout_with_auto_include() {
     logout_then_next_user("inject:\n  auto_include: true\n", "/signout", false);
 }
 
-const INTERSTITIAL: &str = "logout:\n  mode: interstitial\n  paths: [\"GET /logout\", \"GET /logout-empty\"]\n";
+const INTERSTITIAL: &str =
+    "logout:\n  mode: interstitial\n  paths: [\"GET /logout\", \"GET /logout-empty\"]\n";
 
 #[test]
 fn logout_interstitial_mode() {
@@ -785,7 +899,8 @@ fn user_switch_without_logout_shuts_down_first() {
     );
     let (alice_token, _) = assert_secure_boot(&r, "alice", &ALICE, &[]);
     let alice_session = cookie(r.step("alice"), SESSION_COOKIE).unwrap().to_string();
-    let (bob_token, _) = assert_secure_boot(&r, "bob", &BOB, &[ALICE.id, ALICE.email, ALICE.name, &alice_token]);
+    let (bob_token, _) =
+        assert_secure_boot(&r, "bob", &BOB, &[ALICE.id, ALICE.email, ALICE.name, &alice_token]);
     assert_ne!(alice_token, bob_token);
     let m = methods(r.step("bob"));
     let shutdown_at = m.iter().position(|x| *x == "shutdown");
@@ -795,7 +910,12 @@ fn user_switch_without_logout_shuts_down_first() {
         "expected shutdown before bob's boot on the same page, got {m:?}\n{}",
         r.excerpt("bob")
     );
-    assert_ne!(cookie(r.step("bob"), SESSION_COOKIE), Some(alice_session.as_str()), "{}", r.excerpt("bob"));
+    assert_ne!(
+        cookie(r.step("bob"), SESSION_COOKIE),
+        Some(alice_session.as_str()),
+        "{}",
+        r.excerpt("bob")
+    );
 }
 
 // Regression: on a shutdown page the widget used to load at once, before late page
@@ -811,7 +931,10 @@ fn user_switch_on_page_with_late_intercom_code_boots_new_user() {
     bob["timeoutMs"] = json!(5000);
     let r = drive(
         &proxy,
-        vec![("alice", step(proxy.url("/login?user=alice&next=/shape/late"), "boot")), ("bob", bob)],
+        vec![
+            ("alice", step(proxy.url("/login?user=alice&next=/shape/late"), "boot")),
+            ("bob", bob),
+        ],
     );
     let (alice_token, _) = assert_secure_boot(&r, "alice", &ALICE, &[]);
     let m = methods(r.step("bob"));
@@ -858,7 +981,8 @@ fn csp() -> &'static CspRun {
         );
         let sid = app.session_for(&ALICE);
         let cookie = format!("sid={sid}");
-        let get = |p: &str| support::get(&proxy.url(p), &[("Cookie", &cookie), ("Accept", "text/html")]);
+        let get =
+            |p: &str| support::get(&proxy.url(p), &[("Cookie", &cookie), ("Accept", "text/html")]);
         CspRun {
             run,
             nonce: get("/csp/nonce"),
@@ -907,7 +1031,9 @@ fn csp_allowlist_header_is_amended_with_a_hash() {
     assert!(p.contains("'sha256-"), "{p}");
     assert!(p.contains(&hash), "the header does not allow exactly our script ({hash}): {p}");
     assert!(!p.to_ascii_lowercase().contains("unsafe-inline"), "policy loosened: {p}");
-    for kept in ["script-src 'self' https://widget.intercom.io", "object-src 'none'", "base-uri 'self'"] {
+    for kept in
+        ["script-src 'self' https://widget.intercom.io", "object-src 'none'", "base-uri 'self'"]
+    {
         assert!(p.contains(kept), "{kept:?} lost: {p}");
     }
 }
@@ -942,7 +1068,11 @@ fn csp_violations_are_observed_and_nothing_is_loosened() {
     let c = csp();
     let s = c.run.step("control");
     let v = s["cspViolations"].as_array().cloned().unwrap_or_default();
-    assert!(!v.is_empty(), "the page's own inline script ran under script-src 'self'\n{}", c.run.excerpt("control"));
+    assert!(
+        !v.is_empty(),
+        "the page's own inline script ran under script-src 'self'\n{}",
+        c.run.excerpt("control")
+    );
     assert!(v.iter().all(|x| x["blocked"] == "inline"), "{}", c.run.excerpt("control"));
     // Our script (before app.js) still ran and the Messenger booted with the token.
     assert_secure_boot(&c.run, "control", &ALICE, &[]);

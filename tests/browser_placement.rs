@@ -40,14 +40,19 @@ fn pages() -> Vec<(&'static str, String, bool)> {
 /// The app: `/login` gives a session cookie, `/api/me` says whose it is, `/p/NAME` is a page.
 fn app() -> Upstream {
     Upstream::start(|req| match req.path() {
-        "/login" => Reply::with(302, &[("Location", "/p/text-first"), ("Set-Cookie", "sid=alice; Path=/; HttpOnly")], ""),
+        "/login" => Reply::with(
+            302,
+            &[("Location", "/p/text-first"), ("Set-Cookie", "sid=alice; Path=/; HttpOnly")],
+            "",
+        ),
         "/api/me" if req.cookie("sid").as_deref() == Some("alice") => Reply::with(
             200,
             &[("Content-Type", "application/json")],
             json!({"id": "u-alice-1001", "email": "alice@example.com"}).to_string(),
         ),
         "/api/me" => Reply::with(401, &[], "{}"),
-        path => match pages().into_iter().find(|(name, ..)| path.strip_prefix("/p/") == Some(name)) {
+        path => match pages().into_iter().find(|(name, ..)| path.strip_prefix("/p/") == Some(name))
+        {
             Some((_, page, _)) => Reply::html(page),
             None => Reply::with(404, &[], ""),
         },
@@ -94,7 +99,9 @@ fn what_went_wrong(step: &Value, plain_settings: bool) -> Option<&'static str> {
         Some("the page threw")
     } else if plain_settings && !settings.is_object() {
         Some("the page's settings are gone")
-    } else if plain_settings && (settings.get("user_id").is_some() || settings.get("email").is_some()) {
+    } else if plain_settings
+        && (settings.get("user_id").is_some() || settings.get("email").is_some())
+    {
         Some("the settings keep a plain identity")
     } else if plain_settings && !settings["intercom_user_jwt"].is_string() {
         Some("the settings have no token")

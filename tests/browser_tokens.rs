@@ -69,8 +69,10 @@ fn proxy(up: &Upstream, intercom: &str) -> Proxy {
 fn proxy_caching(up: &Upstream, intercom: &str, cache_ttl: &str) -> Proxy {
     // A generous timeout: Chromium and other tests load the machine.
     let identity = format!("identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 5s\n      cache_ttl: {cache_ttl}\n");
-    let yaml = support::sections(up.addr, &identity, "")
-        .replace("secret_env: TEST_INTERCOM_SECRET\n", &format!("secret_env: TEST_INTERCOM_SECRET\n{intercom}"));
+    let yaml = support::sections(up.addr, &identity, "").replace(
+        "secret_env: TEST_INTERCOM_SECRET\n",
+        &format!("secret_env: TEST_INTERCOM_SECRET\n{intercom}"),
+    );
     Proxy::start(&yaml)
 }
 
@@ -96,11 +98,16 @@ fn each_mode_boots_the_messenger_with_its_fields() {
     let hash = proxy(&up, "  mode: user_hash\n");
     let both = proxy(&up, "  mode: both\n");
     let step = |p: &Proxy| json!({"goto": p.url("/login?user=alice"), "wait": "boot"});
-    let steps = run_browser(vec![step(&jwt), step(&hash), step(&both)], &|| format!("{}\n{}\n{}", jwt.log_text(), hash.log_text(), both.log_text()));
+    let steps = run_browser(vec![step(&jwt), step(&hash), step(&both)], &|| {
+        format!("{}\n{}\n{}", jwt.log_text(), hash.log_text(), both.log_text())
+    });
     let expected_hash = independent_user_hash("u-alice-1001");
 
     let s = booted(&steps[0]);
-    assert_eq!(verify(s["intercom_user_jwt"].as_str().expect("jwt mode: a JWT"))["user_id"], "u-alice-1001");
+    assert_eq!(
+        verify(s["intercom_user_jwt"].as_str().expect("jwt mode: a JWT"))["user_id"],
+        "u-alice-1001"
+    );
     for plain in ["user_id", "email", "user_hash"] {
         assert!(s.get(plain).is_none(), "jwt mode gives no plain {plain}: {s}");
     }
@@ -112,7 +119,10 @@ fn each_mode_boots_the_messenger_with_its_fields() {
     assert_eq!(s["user_hash"], expected_hash.as_str(), "the page's forged hash is replaced");
 
     let s = booted(&steps[2]);
-    assert_eq!(verify(s["intercom_user_jwt"].as_str().expect("both mode: a JWT"))["user_id"], "u-alice-1001");
+    assert_eq!(
+        verify(s["intercom_user_jwt"].as_str().expect("both mode: a JWT"))["user_id"],
+        "u-alice-1001"
+    );
     assert_eq!(s["user_id"], "u-alice-1001");
     assert_eq!(s["user_hash"], expected_hash.as_str());
     for step in &steps {
@@ -144,8 +154,14 @@ fn an_open_page_gets_a_fresh_verifying_token_before_the_first_expires() {
     let mut previous = first.clone();
     for claims in &refreshed {
         assert_eq!(claims["user_id"], "u-alice-1001");
-        assert!(claims["iat"].as_u64() > previous["iat"].as_u64(), "a fresh token each time: {claims} after {previous}");
-        assert!(claims["iat"].as_u64() < previous["exp"].as_u64(), "received before the previous one expired");
+        assert!(
+            claims["iat"].as_u64() > previous["iat"].as_u64(),
+            "a fresh token each time: {claims} after {previous}"
+        );
+        assert!(
+            claims["iat"].as_u64() < previous["exp"].as_u64(),
+            "received before the previous one expired"
+        );
         previous = claims.clone();
     }
     assert!(steps[1]["timedOut"] == false, "{}", steps[1]);
@@ -169,7 +185,10 @@ fn a_tab_shown_again_after_a_long_sleep_refreshes_at_once() {
     let first = verify(booted(&steps[0])["intercom_user_jwt"].as_str().unwrap());
     let main = &steps[1];
     assert_eq!(main["timedOut"], false, "no refresh on wake-up: {main}");
-    let update = calls(main, "update").into_iter().find_map(|c| c["settings"]["intercom_user_jwt"].as_str()).expect("a token update");
+    let update = calls(main, "update")
+        .into_iter()
+        .find_map(|c| c["settings"]["intercom_user_jwt"].as_str())
+        .expect("a token update");
     let fresh = verify(update);
     assert_eq!(fresh["user_id"], "u-alice-1001");
     assert!(fresh["iat"].as_u64() > first["iat"].as_u64(), "a fresh token: {fresh} after {first}");
@@ -193,7 +212,10 @@ fn a_logout_in_another_tab_shuts_this_tabs_messenger_down_at_its_next_refresh() 
     let up = app();
     let p = proxy(&up, SHORT);
     let steps = alice_then_another_tab(&p, "/logout", "load");
-    assert!(verify(booted(&steps[0])["intercom_user_jwt"].as_str().unwrap())["user_id"] == "u-alice-1001");
+    assert!(
+        verify(booted(&steps[0])["intercom_user_jwt"].as_str().unwrap())["user_id"]
+            == "u-alice-1001"
+    );
     assert_eq!(steps[1]["url"], p.url("/bye"));
     let main = &steps[2];
     assert_eq!(main["timedOut"], false, "no shutdown within 15 s: {main}");
@@ -201,7 +223,10 @@ fn a_logout_in_another_tab_shuts_this_tabs_messenger_down_at_its_next_refresh() 
     assert_eq!(main["intercomSettings"], Value::Null, "the settings are gone");
     let all = main["calls"].as_array().unwrap();
     let at = all.iter().position(|c| c["method"] == "shutdown").unwrap();
-    assert!(all[at + 1..].iter().all(|c| c["settings"]["intercom_user_jwt"].is_null()), "no token after the shutdown: {main}");
+    assert!(
+        all[at + 1..].iter().all(|c| c["settings"]["intercom_user_jwt"].is_null()),
+        "no token after the shutdown: {main}"
+    );
 }
 
 #[test]
@@ -209,12 +234,19 @@ fn another_users_login_in_another_tab_shuts_this_tabs_messenger_down() {
     let up = app();
     let p = proxy(&up, SHORT);
     let steps = alice_then_another_tab(&p, "/login?user=bob", "boot");
-    assert_eq!(verify(booted(&steps[1])["intercom_user_jwt"].as_str().unwrap())["user_id"], "u-bob-2002");
+    assert_eq!(
+        verify(booted(&steps[1])["intercom_user_jwt"].as_str().unwrap())["user_id"],
+        "u-bob-2002"
+    );
     let main = &steps[2];
     assert_eq!(main["timedOut"], false, "no shutdown within 15 s: {main}");
     for update in calls(main, "update") {
         if let Some(t) = update["settings"]["intercom_user_jwt"].as_str() {
-            assert_eq!(verify(t)["user_id"], "u-alice-1001", "bob's token never reaches alice's tab");
+            assert_eq!(
+                verify(t)["user_id"],
+                "u-alice-1001",
+                "bob's token never reaches alice's tab"
+            );
         }
     }
 }
@@ -228,7 +260,10 @@ fn a_failing_endpoint_at_refresh_time_does_not_shut_the_messenger_down() {
     let main = &steps[2];
     assert_eq!(main["timedOut"], true, "no shutdown while the endpoint fails: {main}");
     assert!(calls(main, "shutdown").is_empty(), "{main}");
-    assert!(calls(main, "update").iter().all(|c| c["settings"]["intercom_user_jwt"].is_null()), "no token while the endpoint fails: {main}");
+    assert!(
+        calls(main, "update").iter().all(|c| c["settings"]["intercom_user_jwt"].is_null()),
+        "no token while the endpoint fails: {main}"
+    );
     assert!(p.log_text().contains("status 500"), "the failure is warned about");
     assert!(up.count("/api/me") >= 2, "the refresh asked the endpoint again");
 }

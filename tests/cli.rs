@@ -35,7 +35,8 @@ fn with_config(yaml: &str, args: &[&str]) -> (Output, String) {
         .env_remove("UNSET_SECRET_VAR")
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out, text)
 }
 
@@ -62,46 +63,103 @@ fn config_errors_name_the_key_and_exit_2() {
     std::fs::write(&empty_secret, "\n").unwrap();
     let cases: Vec<(String, &str)> = vec![
         (good().replace("listen:", "listn:"), "`listn`"),
-        (good().replace("  app_id: abc12345\n", "  app_id: abc12345\n  colour: blue\n"), "`intercom.colour`"),
+        (
+            good().replace("  app_id: abc12345\n", "  app_id: abc12345\n  colour: blue\n"),
+            "`intercom.colour`",
+        ),
         (good().replace("      trusted_cidrs", "      bogus: 1\n      trusted_cidrs"), "bogus"),
-        (good().replace("  app_id: abc12345\n", "  app_id: abc12345\n  token_lifetime: 1x\n"), "`intercom.token_lifetime`"),
-        (good().replace("  app_id: abc12345\n", "  app_id: abc12345\n  token_lifetime: 10s\n"), "`intercom.token_lifetime`"),
+        (
+            good().replace("  app_id: abc12345\n", "  app_id: abc12345\n  token_lifetime: 1x\n"),
+            "`intercom.token_lifetime`",
+        ),
+        (
+            good().replace("  app_id: abc12345\n", "  app_id: abc12345\n  token_lifetime: 10s\n"),
+            "`intercom.token_lifetime`",
+        ),
         (good().replace("TEST_INTERCOM_SECRET", "UNSET_SECRET_VAR"), "`intercom.secret_env`"),
         (good().replace("  secret_env: TEST_INTERCOM_SECRET\n", ""), "`intercom.secret_env`"),
-        (good().replace("  secret_env: TEST_INTERCOM_SECRET\n", "  secret: hunter2\n"), "`intercom.secret`"),
-        (good().replace("  secret_env: TEST_INTERCOM_SECRET\n", "  secret_file: /nonexistent/secret\n"), "`intercom.secret_file`"),
         (
-            good().replace("  secret_env: TEST_INTERCOM_SECRET\n", &format!("  secret_file: {}\n", empty_secret.display())),
+            good().replace("  secret_env: TEST_INTERCOM_SECRET\n", "  secret: hunter2\n"),
+            "`intercom.secret`",
+        ),
+        (
+            good().replace(
+                "  secret_env: TEST_INTERCOM_SECRET\n",
+                "  secret_file: /nonexistent/secret\n",
+            ),
+            "`intercom.secret_file`",
+        ),
+        (
+            good().replace(
+                "  secret_env: TEST_INTERCOM_SECRET\n",
+                &format!("  secret_file: {}\n", empty_secret.display()),
+            ),
             "`intercom.secret_file`",
         ),
         (good().replace("app_id: abc12345", "app_id: \"\""), "`intercom.app_id`"),
-        (good().replace("app_id: abc12345", "app_id: abc12345\n  api_base: mars"), "`intercom.api_base`"),
-        (good().replace("      trusted_cidrs: [\"127.0.0.1/32\"]\n", ""), "`identity.sources[0].trusted_cidrs`"),
+        (
+            good().replace("app_id: abc12345", "app_id: abc12345\n  api_base: mars"),
+            "`intercom.api_base`",
+        ),
+        (
+            good().replace("      trusted_cidrs: [\"127.0.0.1/32\"]\n", ""),
+            "`identity.sources[0].trusted_cidrs`",
+        ),
         (good().replace("127.0.0.1/32", "not-a-net"), "`identity.sources[0].trusted_cidrs[0]`"),
         (good().replace("type: trusted_header", "type: magic"), "`identity.sources[0].type`"),
         (good().replace("listen: [\"127.0.0.1:", "listen: [\"nowhere:"), "`listen[0]`"),
         (good().replace("[\"127.0.0.1:9\"]", "[]"), "`upstream.addresses`"),
-        (format!("{}inject:\n  exclude_paths: [\"relative\"]\n", good()), "`inject.exclude_paths[0]`"),
+        (
+            format!("{}inject:\n  exclude_paths: [\"relative\"]\n", good()),
+            "`inject.exclude_paths[0]`",
+        ),
         (format!("{}logout:\n  mode: sometimes\n", good()), "`logout.mode`"),
         (format!("{}server:\n  threads: 0\n", good()), "`server.threads`"),
         (format!("{}server:\n  grace_period: soon\n", good()), "`server.grace_period`"),
         ("listen: [\n".to_string(), "config error"),
         // A zero timeout would fail every request.
-        (good().replace("[\"127.0.0.1:9\"]", "[\"127.0.0.1:9\"]\n  read_timeout: 0s"), "`upstream.read_timeout`"),
-        (good().replace("[\"127.0.0.1:9\"]", "[\"127.0.0.1:9\"]\n  connect_timeout: 0ms"), "`upstream.connect_timeout`"),
-        (format!("{}server:\n  client_header_timeout: 0s\n", good()), "`server.client_header_timeout`"),
-        (format!("{}server:\n  max_client_connections: 0\n", good()), "`server.max_client_connections`"),
+        (
+            good().replace("[\"127.0.0.1:9\"]", "[\"127.0.0.1:9\"]\n  read_timeout: 0s"),
+            "`upstream.read_timeout`",
+        ),
+        (
+            good().replace("[\"127.0.0.1:9\"]", "[\"127.0.0.1:9\"]\n  connect_timeout: 0ms"),
+            "`upstream.connect_timeout`",
+        ),
+        (
+            format!("{}server:\n  client_header_timeout: 0s\n", good()),
+            "`server.client_header_timeout`",
+        ),
+        (
+            format!("{}server:\n  max_client_connections: 0\n", good()),
+            "`server.max_client_connections`",
+        ),
         (format!("{}server:\n  work_stealing: maybe\n", good()), "`server.work_stealing`"),
         // Binding the same address twice (or under a wildcard) fails at start.
-        (GOOD.replace("listen: [\"127.0.0.1:PORT\"]", "listen: [\"127.0.0.1:7001\", \"127.0.0.1:7001\"]"), "`listen[1]`"),
-        (GOOD.replace("listen: [\"127.0.0.1:PORT\"]", "listen: [\"0.0.0.0:7001\", \"127.0.0.1:7001\"]"), "`listen[1]`"),
+        (
+            GOOD.replace(
+                "listen: [\"127.0.0.1:PORT\"]",
+                "listen: [\"127.0.0.1:7001\", \"127.0.0.1:7001\"]",
+            ),
+            "`listen[1]`",
+        ),
+        (
+            GOOD.replace(
+                "listen: [\"127.0.0.1:PORT\"]",
+                "listen: [\"0.0.0.0:7001\", \"127.0.0.1:7001\"]",
+            ),
+            "`listen[1]`",
+        ),
     ];
     for (yaml, key) in cases {
         for args in ["check", "run"] {
             let (code, text) = check_or_run(&yaml, args);
             assert_eq!(code, Some(2), "{args:?} {key}: {text}");
             assert!(text.contains(key), "{args:?}: expected {key} in: {text}");
-            assert!(!text.contains(SECRET) && !text.contains("hunter2"), "a secret was printed: {text}");
+            assert!(
+                !text.contains(SECRET) && !text.contains("hunter2"),
+                "a secret was printed: {text}"
+            );
         }
     }
 }
@@ -121,7 +179,10 @@ fn a_secret_pasted_where_its_name_or_path_belongs_is_never_echoed() {
             let (code, text) = check_or_run(&yaml, args);
             assert_eq!(code, Some(2), "{args:?} {line}: {text}");
             assert!(text.contains(key), "{args:?}: expected {key} in: {text}");
-            assert!(!text.contains(PASTED) && !text.contains("1234567890123"), "the pasted secret was echoed: {text}");
+            assert!(
+                !text.contains(PASTED) && !text.contains("1234567890123"),
+                "the pasted secret was echoed: {text}"
+            );
         }
     }
 }
@@ -131,7 +192,8 @@ fn a_secret_pasted_where_its_name_or_path_belongs_is_never_echoed() {
 /// stops at a type mismatch first). The parser's repetition limit refuses the file.
 #[test]
 fn an_alias_bomb_is_refused_with_its_key() {
-    let mut yaml = String::from("listen:\n  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let mut yaml =
+        String::from("listen:\n  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for level in 1..9 {
         let below = vec![format!("*l{}", level - 1); 10].join(", ");
         yaml.push_str(&format!("  - &l{level} [{below}]\n"));
@@ -153,11 +215,17 @@ fn a_mistake_inside_a_source_names_its_own_key_and_line() {
     );
     let (code, text) = support::check_config(&yaml);
     assert_eq!(code, Some(0), "{text}");
-    let yaml = good().replace("[\"127.0.0.1/32\"]\n", "[\"127.0.0.1/32\"]\n      headers: {user_id: X-User, colour: 1}\n");
+    let yaml = good().replace(
+        "[\"127.0.0.1/32\"]\n",
+        "[\"127.0.0.1/32\"]\n      headers: {user_id: X-User, colour: 1}\n",
+    );
     let (code, text) = support::check_config(&yaml);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("config error at `identity.sources[0].headers.colour`"), "{text}");
-    assert!(text.contains("unknown field `colour`") && text.contains("at line 12 column 34"), "{text}");
+    assert!(
+        text.contains("unknown field `colour`") && text.contains("at line 12 column 34"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -168,24 +236,36 @@ fn risky_settings_are_warned_about() {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
     let yaml = good()
-        .replace("  secret_env: TEST_INTERCOM_SECRET\n", &format!("  secret_file: {}\n", secret.display()))
+        .replace(
+            "  secret_env: TEST_INTERCOM_SECRET\n",
+            &format!("  secret_file: {}\n", secret.display()),
+        )
         .replace("[\"127.0.0.1/32\"]", "[\"127.0.0.1/32\", \"0.0.0.0/0\", \"::/0\"]");
     let (code, text) = support::check_config(&yaml);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("intercom.secret_file") && text.contains("chmod 600"), "{text}");
     assert!(text.contains("trusted_cidrs[1]: 0.0.0.0/0"), "{text}");
     assert!(text.contains("trusted_cidrs[2]: ::/0"), "{text}");
-    assert!(!text.contains("bytes; Intercom's Messenger secrets"), "a long secret was called short: {text}");
+    assert!(
+        !text.contains("bytes; Intercom's Messenger secrets"),
+        "a long secret was called short: {text}"
+    );
     std::fs::write(&secret, "short-secret").unwrap();
     let (_, text) = support::check_config(&yaml);
     assert!(text.contains("intercom.secret_file: the secret is 12 bytes"), "{text}");
     assert!(!text.contains("short-secret"), "the secret was echoed: {text}");
     std::fs::write(&secret, SECRET).unwrap();
     // The default claims are email and name, and trusted_header has no name header by default.
-    assert!(text.contains("claim \"name\" has no field in source trusted_header (identity.sources[0])"), "{text}");
+    assert!(
+        text.contains("claim \"name\" has no field in source trusted_header (identity.sources[0])"),
+        "{text}"
+    );
     // Tightened, narrowed and the name mapped: no warnings.
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let yaml = yaml.replace(", \"0.0.0.0/0\", \"::/0\"", "").replace("[\"127.0.0.1/32\"]\n", "[\"127.0.0.1/32\"]\n      headers: {name: X-Forwarded-Name}\n");
+    let yaml = yaml.replace(", \"0.0.0.0/0\", \"::/0\"", "").replace(
+        "[\"127.0.0.1/32\"]\n",
+        "[\"127.0.0.1/32\"]\n      headers: {name: X-Forwarded-Name}\n",
+    );
     let (code, text) = support::check_config(&yaml);
     assert_eq!(code, Some(0), "{text}");
     assert!(!text.contains("WARN"), "{text}");
@@ -194,7 +274,8 @@ fn risky_settings_are_warned_about() {
 #[test]
 fn a_bad_config_never_listens() {
     let port = free_port();
-    let yaml = GOOD.replace("PORT", &port.to_string()).replace("TEST_INTERCOM_SECRET", "UNSET_SECRET_VAR");
+    let yaml =
+        GOOD.replace("PORT", &port.to_string()).replace("TEST_INTERCOM_SECRET", "UNSET_SECRET_VAR");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -241,7 +322,10 @@ fn a_bad_config_never_listens() {
 fn check_prints_a_summary_without_the_secret() {
     let (code, text) = support::check_config(&good());
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("app_id abc12345") && text.contains("secret from env TEST_INTERCOM_SECRET"), "{text}");
+    assert!(
+        text.contains("app_id abc12345") && text.contains("secret from env TEST_INTERCOM_SECRET"),
+        "{text}"
+    );
     assert!(!text.contains(SECRET));
     let (out, text) = with_config(&good(), &["run", "-t"]);
     assert!(out.status.success(), "{text}");
@@ -249,7 +333,8 @@ fn check_prints_a_summary_without_the_secret() {
 
 #[test]
 fn token_prints_a_verifiable_token() {
-    let (out, text) = with_config(&good(), &["token", "--user-id", "42", "--email", "a@example.com"]);
+    let (out, text) =
+        with_config(&good(), &["token", "--user-id", "42", "--email", "a@example.com"]);
     assert!(out.status.success(), "{text}");
     let claims = support::verify(String::from_utf8_lossy(&out.stdout).trim());
     assert_eq!(claims["user_id"], "42");
@@ -258,7 +343,14 @@ fn token_prints_a_verifiable_token() {
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["run", "--help"], vec!["check", "--help"], vec!["token", "--help"], vec!["audit", "--help"], vec!["demo", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["check", "--help"],
+        vec!["token", "--help"],
+        vec!["audit", "--help"],
+        vec!["demo", "--help"],
+    ] {
         let out = Command::new(binary()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
@@ -323,7 +415,8 @@ fn demo_logs_alice_in_and_out(args: &[&str]) {
         .send("username=alice")
         .unwrap();
     assert_eq!(r.status().as_u16(), 302);
-    let sc: Vec<String> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let sc: Vec<String> =
+        r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
     jar_update(&mut jar, &sc.iter().map(String::as_str).collect::<Vec<_>>());
 
     let home = support::get(&format!("{base}/"), &[("Cookie", &jar_header(&jar))]);
@@ -358,12 +451,22 @@ fn demo_logs_alice_in_and_out(args: &[&str]) {
     let mut banner = String::new();
     child.stdout.take().unwrap().read_to_string(&mut banner).unwrap();
     let _ = child.wait();
-    assert!(banner.contains("log in as alice or bob") || banner.contains("alice or bob"), "{banner}");
+    assert!(
+        banner.contains("log in as alice or bob") || banner.contains("alice or bob"),
+        "{banner}"
+    );
 }
 
 #[test]
 fn the_documented_configs_are_valid() {
-    for name in ["intercom-secure-proxy.yaml", "demo.yaml", "sites.yaml", "redis-session.yaml", "signed-header.yaml", "demo-redis.yaml"] {
+    for name in [
+        "intercom-secure-proxy.yaml",
+        "demo.yaml",
+        "sites.yaml",
+        "redis-session.yaml",
+        "signed-header.yaml",
+        "demo-redis.yaml",
+    ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf").join(name);
         let (code, text) = support::check_config_file(
             &path,
@@ -385,9 +488,12 @@ fn a_port_in_use_makes_demo_exit_non_zero_naming_the_address() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let free = free_port().to_string();
-        let (app, proxy) = if taken_is_app { (port.to_string(), free) } else { (free, port.to_string()) };
+        let (app, proxy) =
+            if taken_is_app { (port.to_string(), free) } else { (free, port.to_string()) };
         let out = support::output_within(
-            Command::new(binary()).args(["demo", "--app-port", &app, "--proxy-port", &proxy]).env_remove("INTERCOM_SECRET"),
+            Command::new(binary())
+                .args(["demo", "--app-port", &app, "--proxy-port", &proxy])
+                .env_remove("INTERCOM_SECRET"),
             Duration::from_secs(10),
         );
         let err = String::from_utf8_lossy(&out.stderr);

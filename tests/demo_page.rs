@@ -77,7 +77,12 @@ fn sorted<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 /// Red: the red channel strong, green and blue weak.
 fn is_red(color: &Value) -> bool {
     let c = color.as_str().unwrap_or("");
-    let n: Vec<u32> = c.trim_start_matches("rgb(").trim_end_matches(')').split(", ").filter_map(|v| v.parse().ok()).collect();
+    let n: Vec<u32> = c
+        .trim_start_matches("rgb(")
+        .trim_end_matches(')')
+        .split(", ")
+        .filter_map(|v| v.parse().ok())
+        .collect();
     matches!(n[..], [r, g, b] if r >= 150 && g < 80 && b < 80)
 }
 
@@ -89,14 +94,22 @@ fn the_panel_shows_plain_identity_in_red_directly_and_a_decoded_token_through_th
     steps.extend(alice_on(demo.proxy, "other"));
     let s = support::run_browser(steps, &|| String::new());
     for (n, step) in s.iter().enumerate() {
-        assert_eq!((step["timedOut"].as_bool(), &step["pageErrors"]), (Some(false), &json!([])), "step {n}: {step:#}");
+        assert_eq!(
+            (step["timedOut"].as_bool(), &step["pageErrors"]),
+            (Some(false), &json!([])),
+            "step {n}: {step:#}"
+        );
     }
 
     // Straight to the app: the Messenger gets alice's plain user_id and email.
     let direct = &s[1]["evalResult"];
     assert!(direct.is_object(), "no panel on the app's home page: {:#}", s[1]);
     let booted = direct["booted"].as_object().expect("the Messenger booted");
-    assert_eq!(keys(&direct["settings"]), booted_keys(booted), "the panel shows what the Messenger got: {direct:#}");
+    assert_eq!(
+        keys(&direct["settings"]),
+        booted_keys(booted),
+        "the panel shows what the Messenger got: {direct:#}"
+    );
     for (key, value) in [("user_id", "alice"), ("email", "alice@example.com")] {
         let r = row(&direct["settings"], key).unwrap_or_else(|| panic!("no {key} row: {direct:#}"));
         assert_eq!(r["value"], value);
@@ -108,7 +121,11 @@ fn the_panel_shows_plain_identity_in_red_directly_and_a_decoded_token_through_th
     assert_eq!(direct["token"], json!([]));
     // /account has no Messenger of its own.
     let account = &s[2]["evalResult"];
-    assert_eq!((account["settings"].clone(), account["token"].clone()), (json!([]), json!([])), "{account:#}");
+    assert_eq!(
+        (account["settings"].clone(), account["token"].clone()),
+        (json!([]), json!([])),
+        "{account:#}"
+    );
     assert!(account["text"].as_str().unwrap().contains("Nothing"), "{account:#}");
 
     // Through the proxy, on the page that had the plain identity and on the one that had
@@ -116,12 +133,19 @@ fn the_panel_shows_plain_identity_in_red_directly_and_a_decoded_token_through_th
     for step in [&s[4], &s[5]] {
         let p = &step["evalResult"];
         assert!(p.is_object(), "no panel: {step:#}");
-        let booted = p["booted"].as_object().unwrap_or_else(|| panic!("the Messenger booted: {step:#}"));
+        let booted =
+            p["booted"].as_object().unwrap_or_else(|| panic!("the Messenger booted: {step:#}"));
         assert_eq!(keys(&p["settings"]), booted_keys(booted), "{p:#}");
         let jwt = booted["intercom_user_jwt"].as_str().expect("booted with a token");
-        let shown = row(&p["settings"], "intercom_user_jwt").unwrap()["value"].as_str().unwrap().to_string();
+        let shown = row(&p["settings"], "intercom_user_jwt").unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(shown, format!("{}…", &jwt[..12]), "the token shortened");
-        assert!(row(&p["settings"], "user_id").is_none() && row(&p["settings"], "email").is_none(), "{p:#}");
+        assert!(
+            row(&p["settings"], "user_id").is_none() && row(&p["settings"], "email").is_none(),
+            "{p:#}"
+        );
         assert_eq!(p["insecure"], 0, "nothing marked insecure: {p:#}");
 
         let claims = jsonwebtoken::decode::<Value>(

@@ -64,26 +64,17 @@ fn named_paths(text: &str) -> Vec<String> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     for (i, &(at, _)) in chars.iter().enumerate() {
         let boundary = i == 0 || !(is_path_char(chars[i - 1].1) || chars[i - 1].1 == '~');
-        if !boundary
-            || !CHECKED_ROOTS
-                .iter()
-                .any(|root| text[at..].starts_with(root))
-        {
+        if !boundary || !CHECKED_ROOTS.iter().any(|root| text[at..].starts_with(root)) {
             continue;
         }
-        let end = chars[i..]
-            .iter()
-            .find(|(_, c)| !is_path_char(*c))
-            .map_or(text.len(), |&(e, _)| e);
+        let end =
+            chars[i..].iter().find(|(_, c)| !is_path_char(*c)).map_or(text.len(), |&(e, _)| e);
         let mut path = &text[at..end];
         if text[end..].starts_with(is_placeholder) {
             path = &path[..path.rfind('/').map_or(0, |s| s + 1)];
         }
         let path = path.trim_end_matches(['.', ',']);
-        if CHECKED_ROOTS
-            .iter()
-            .any(|root| path.len() > root.len() && path.starts_with(root))
-        {
+        if CHECKED_ROOTS.iter().any(|root| path.len() > root.len() && path.starts_with(root)) {
             found.push(path.to_string());
         }
     }
@@ -148,10 +139,7 @@ fn every_src_and_tests_path_the_docs_name_exists() {
     }
     // The README alone names dozens; a handful means the extraction broke, and an
     // empty check would pass whatever the docs say.
-    assert!(
-        checked >= 30,
-        "only {checked} src/ and tests/ paths found in README.md and docs/*.md"
-    );
+    assert!(checked >= 30, "only {checked} src/ and tests/ paths found in README.md and docs/*.md");
     missing.sort();
     missing.dedup();
     assert!(
@@ -172,11 +160,7 @@ fn every_link_to_a_file_in_the_repository_resolves() {
                 continue;
             }
             let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
-            let file_path = if file.is_empty() {
-                doc.clone()
-            } else {
-                dir.join(file)
-            };
+            let file_path = if file.is_empty() { doc.clone() } else { dir.join(file) };
             let on_disk = repo().join(&file_path);
             if !on_disk.exists() {
                 broken.push(format!("{}: {target} (no such file)", doc.display()));
@@ -191,11 +175,7 @@ fn every_link_to_a_file_in_the_repository_resolves() {
             }
         }
     }
-    assert!(
-        broken.is_empty(),
-        "links in the docs that lead nowhere:\n  {}",
-        broken.join("\n  ")
-    );
+    assert!(broken.is_empty(), "links in the docs that lead nowhere:\n  {}", broken.join("\n  "));
 }
 
 #[test]
@@ -234,14 +214,8 @@ fn anchors_follow_githubs_rule() {
     let doc = "# Top\n## JWT sources: `jwt_cookie` and `signed_header`\n\
                ```\n# not a heading\n```\n### Logins the proxy sees\n";
     let found = anchors(doc);
-    assert!(
-        found.contains("jwt-sources-jwt_cookie-and-signed_header"),
-        "{found:?}"
-    );
+    assert!(found.contains("jwt-sources-jwt_cookie-and-signed_header"), "{found:?}");
     assert!(found.contains("logins-the-proxy-sees"));
     assert!(!found.contains("not-a-heading"));
-    assert_eq!(
-        link_targets("a [b](docs/x.md#y) and ![c](d.svg \"t\")"),
-        ["docs/x.md#y", "d.svg"]
-    );
+    assert_eq!(link_targets("a [b](docs/x.md#y) and ![c](d.svg \"t\")"), ["docs/x.md#y", "d.svg"]);
 }

@@ -63,7 +63,10 @@ fn start(secure: SocketAddr, plain: SocketAddr) -> Embed {
 #[test]
 fn the_embedding_proxy_adds_secure_mode_to_one_app_and_leaves_the_other_byte_identical() {
     let page = support::corpus("app.html");
-    assert!(String::from_utf8_lossy(&page).contains("intercomSettings"), "the page must carry Intercom code");
+    assert!(
+        String::from_utf8_lossy(&page).contains("intercomSettings"),
+        "the page must carry Intercom code"
+    );
     let served = page.clone();
     let secure_app = Upstream::start(move |_| Reply::html(served.clone()));
     let served = page.clone();
@@ -75,7 +78,10 @@ fn the_embedding_proxy_adds_secure_mode_to_one_app_and_leaves_the_other_byte_ide
     let secure = support::get(&url, &[("host", "support.example.test"), user[0]]);
     assert_eq!(secure.status, 200);
     let token = support::page_token(&secure.text()).unwrap_or_else(|| {
-        panic!("no token on the secure app's page; example log:\n{}", std::fs::read_to_string(embed.log.path()).unwrap_or_default())
+        panic!(
+            "no token on the secure app's page; example log:\n{}",
+            std::fs::read_to_string(embed.log.path()).unwrap_or_default()
+        )
     });
     assert_eq!(support::verify(&token)["user_id"], "u-42");
     assert_eq!(support::without_our_script(&secure.body), page, "bytes outside the script changed");
@@ -120,12 +126,20 @@ impl pingora::proxy::ProxyHttp for Forgetful {
         Default::default()
     }
 
-    async fn early_request_filter(&self, session: &mut pingora::proxy::Session, ctx: &mut Self::CTX) -> pingora::Result<()> {
+    async fn early_request_filter(
+        &self,
+        session: &mut pingora::proxy::Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
         self.secure_mode.early_request_filter(session, ctx);
         Ok(())
     }
 
-    async fn request_filter(&self, session: &mut pingora::proxy::Session, ctx: &mut Self::CTX) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut pingora::proxy::Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<bool> {
         self.secure_mode.request_filter(session, ctx).await
     }
 
@@ -166,7 +180,12 @@ impl pingora::proxy::ProxyHttp for Forgetful {
         self.secure_mode.response_filter(session, resp, ctx).await
     }
 
-    async fn logging(&self, session: &mut pingora::proxy::Session, _e: Option<&pingora::Error>, ctx: &mut Self::CTX) {
+    async fn logging(
+        &self,
+        session: &mut pingora::proxy::Session,
+        _e: Option<&pingora::Error>,
+        ctx: &mut Self::CTX,
+    ) {
         self.secure_mode.logging(session, ctx);
     }
 }
@@ -194,7 +213,8 @@ fn an_embedder_that_skips_response_body_filter_gets_a_logged_error() {
     let addr = format!("127.0.0.1:{}", support::free_port());
     let mut server = pingora::server::Server::new(None).unwrap();
     server.bootstrap();
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, Forgetful { secure_mode });
+    let mut service =
+        pingora::proxy::http_proxy_service(&server.configuration, Forgetful { secure_mode });
     service.add_tcp(&addr);
     server.add_service(service);
     std::thread::spawn(move || server.run_forever());
@@ -215,7 +235,11 @@ fn an_embedder_that_skips_response_body_filter_gets_a_logged_error() {
         if logged.iter().any(|line| line.starts_with(wanted)) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no error logged; the log:\n{}", logged.join("\n"));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error logged; the log:\n{}",
+            logged.join("\n")
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use support::{get, page_token, sections, Proxy, Reply, Upstream, TRUSTED_HEADER};
 
-const PAGE: &str = "<!DOCTYPE html><html><head><meta charset=utf-8><title>t</title></head><body>hi</body></html>";
+const PAGE: &str =
+    "<!DOCTYPE html><html><head><meta charset=utf-8><title>t</title></head><body>hi</body></html>";
 
 /// Writes `request` on a fresh connection and reads until the proxy closes it (or 10 s).
 fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
@@ -40,7 +41,8 @@ fn all<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 }
 
 fn app() -> Upstream {
-    Upstream::start(|req| match req.path() {
+    Upstream::start(|req| {
+        match req.path() {
         "/dup-length" => Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok".to_vec()),
         "/cached" => Reply::with(
             200,
@@ -49,6 +51,7 @@ fn app() -> Upstream {
         ),
         "/logout" => Reply::with(302, &[("Location", "/login")], ""),
         _ => Reply::html(PAGE),
+    }
     })
 }
 
@@ -66,7 +69,11 @@ fn http_1_1_requests_need_exactly_one_valid_host() {
         b"GET /c HTTP/1.1\r\nHost: x.example.com; Max-Age=99999; Domain=victim.example\r\n\r\n",
     ] {
         let (status, _) = head_of(&raw(proxy.addr, request));
-        assert!(status.starts_with("HTTP/1.1 400"), "{status} for {:?}", String::from_utf8_lossy(request));
+        assert!(
+            status.starts_with("HTTP/1.1 400"),
+            "{status} for {:?}",
+            String::from_utf8_lossy(request)
+        );
     }
     assert!(up.requests().is_empty(), "refused requests never reach the app");
     // HTTP/1.0 has no Host requirement.
@@ -80,15 +87,26 @@ fn duplicate_content_lengths_are_sent_on_as_one() {
     let proxy = proxy_for(&up);
     let out = raw(proxy.addr, b"POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
     assert!(head_of(&out).0.contains(" 200"), "{}", String::from_utf8_lossy(&out));
-    let out = raw(proxy.addr, b"POST /list HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\nConnection: close\r\n\r\nhello");
+    let out = raw(
+        proxy.addr,
+        b"POST /list HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\nConnection: close\r\n\r\nhello",
+    );
     assert!(head_of(&out).0.contains(" 200"), "{}", String::from_utf8_lossy(&out));
     for r in up.requests() {
-        let lines: Vec<_> = r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.as_str()).collect();
+        let lines: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.as_str())
+            .collect();
         assert_eq!(lines, ["5"], "{} reached the app with {lines:?}", r.target);
         assert_eq!(r.body, b"hello");
     }
     // Conflicting lengths are refused.
-    let (status, _) = head_of(&raw(proxy.addr, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"));
+    let (status, _) = head_of(&raw(
+        proxy.addr,
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    ));
     assert!(status.contains(" 400"), "{status}");
     // And from the app: one line to the client.
     let out = raw(proxy.addr, b"GET /dup-length HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -110,8 +128,12 @@ fn a_host_header_never_becomes_cookie_attributes() {
     assert!(cookies.iter().any(|c| c.starts_with("intercom-session-")), "{cookies:?}");
     assert!(cookies.iter().all(|c| !c.contains("victim") && !c.contains("Domain")), "{cookies:?}");
     // A real host name still gets the domain-wide expiry.
-    let out = raw(proxy.addr, b"GET /logout HTTP/1.1\r\nHost: App.Example.com:8443\r\nConnection: close\r\n\r\n");
-    let cookies: Vec<String> = all(&head_of(&out).1, "set-cookie").into_iter().map(str::to_string).collect();
+    let out = raw(
+        proxy.addr,
+        b"GET /logout HTTP/1.1\r\nHost: App.Example.com:8443\r\nConnection: close\r\n\r\n",
+    );
+    let cookies: Vec<String> =
+        all(&head_of(&out).1, "set-cookie").into_iter().map(str::to_string).collect();
     assert!(cookies.iter().any(|c| c.ends_with("; Domain=.app.example.com")), "{cookies:?}");
 }
 
@@ -130,16 +152,27 @@ fn rewritten_pages_lose_expires() {
 fn assert_logout_effects(headers: &[(String, String)], what: &str) {
     let cookies = all(headers, "set-cookie");
     for prefix in ["intercom-session-", "intercom-id-", "intercom-device-id-"] {
-        assert!(cookies.iter().any(|c| c.starts_with(prefix) && c.contains("Max-Age=0")), "{what}: {prefix} not expired in {cookies:?}");
+        assert!(
+            cookies.iter().any(|c| c.starts_with(prefix) && c.contains("Max-Age=0")),
+            "{what}: {prefix} not expired in {cookies:?}"
+        );
     }
-    assert!(cookies.iter().any(|c| c.starts_with("__isp_shutdown=1")), "{what}: no marker in {cookies:?}");
+    assert!(
+        cookies.iter().any(|c| c.starts_with("__isp_shutdown=1")),
+        "{what}: no marker in {cookies:?}"
+    );
 }
 
-const NAVIGATE: &str = "Sec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\nConnection: close\r\n";
+const NAVIGATE: &str =
+    "Sec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\nConnection: close\r\n";
 
 fn interstitial_proxy(upstream: SocketAddr) -> Proxy {
     let logout = "logout:\n  mode: interstitial\n  paths: [\"GET|POST /logout*\"]\n";
-    let yaml = sections(upstream, TRUSTED_HEADER, logout).replacen("\nintercom:", "\n  read_timeout: 1s\nintercom:", 1);
+    let yaml = sections(upstream, TRUSTED_HEADER, logout).replacen(
+        "\nintercom:",
+        "\n  read_timeout: 1s\nintercom:",
+        1,
+    );
     Proxy::start(&yaml)
 }
 
@@ -151,7 +184,8 @@ fn logout_request(path: &str) -> Vec<u8> {
 fn interstitial_logouts_answer_like_any_request_and_always_log_out() {
     let big = vec![b'x'; 3 << 20];
     let big_body = big.clone();
-    let up = Upstream::start(move |req| match req.path() {
+    let up = Upstream::start(move |req| {
+        match req.path() {
         "/logout-garbage" => Reply::Raw(b"this is not HTTP\r\n\r\n".to_vec()),
         "/logout-crlf" => Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: /login\rSet-Cookie: evil=1\r\nContent-Length: 0\r\n\r\n".to_vec()),
         "/logout-nul" => Reply::Raw(b"HTTP/1.1 302 Found\r\nLocation: /lo\0gin\r\nContent-Length: 0\r\n\r\n".to_vec()),
@@ -159,9 +193,15 @@ fn interstitial_logouts_answer_like_any_request_and_always_log_out() {
         "/logout-big" => Reply::with(200, &[("Content-Type", "text/plain")], big_body.clone()),
         "/logout-big-redirect" => Reply::with(302, &[("Location", "/login"), ("Content-Type", "text/html")], big_body.clone()),
         _ => Reply::with(302, &[("Location", "/login")], ""),
+    }
     });
     let proxy = interstitial_proxy(up.addr);
-    for (path, status) in [("/logout-garbage", " 502"), ("/logout-crlf", " 502"), ("/logout-nul", " 502"), ("/logout-hang", " 502")] {
+    for (path, status) in [
+        ("/logout-garbage", " 502"),
+        ("/logout-crlf", " 502"),
+        ("/logout-nul", " 502"),
+        ("/logout-hang", " 502"),
+    ] {
         // The client's read timeout (10 s) is far below the hanging app's 30 s: an answer
         // at all means read_timeout (1 s) was applied.
         let out = raw(proxy.addr, &logout_request(path));
@@ -177,7 +217,11 @@ fn interstitial_logouts_answer_like_any_request_and_always_log_out() {
     assert_logout_effects(&headers, "big");
     let body_at = support::find(&out, b"\r\n\r\n").unwrap() + 4;
     let body = &out[body_at..];
-    let decoded = if all(&headers, "transfer-encoding") == ["chunked"] { dechunk(body) } else { body.to_vec() };
+    let decoded = if all(&headers, "transfer-encoding") == ["chunked"] {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
     assert_eq!(decoded.len(), big.len());
     assert!(decoded == big);
     // A large redirect body is replaced by the interstitial.
@@ -202,7 +246,9 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let line_end = support::find(body, b"\r\n").expect("chunk size line");
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .unwrap();
         body = &body[line_end + 2..];
         if size == 0 {
             return out;
@@ -214,7 +260,9 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn pipelined_requests_are_all_answered_in_order() {
-    let up = Upstream::start(|req| Reply::with(200, &[("Content-Type", "text/plain")], format!("answer for {}", req.path())));
+    let up = Upstream::start(|req| {
+        Reply::with(200, &[("Content-Type", "text/plain")], format!("answer for {}", req.path()))
+    });
     let proxy = proxy_for(&up);
     let out = raw(
         proxy.addr,
@@ -222,7 +270,11 @@ fn pipelined_requests_are_all_answered_in_order() {
     );
     let text = String::from_utf8_lossy(&out);
     let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} missing from {text}"));
-    assert!(at("answer for /first") < at("answer for /second") && at("answer for /second") < at("answer for /third"), "{text}");
+    assert!(
+        at("answer for /first") < at("answer for /second")
+            && at("answer for /second") < at("answer for /third"),
+        "{text}"
+    );
     assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
     let paths: Vec<String> = up.requests().iter().map(|r| r.path().to_string()).collect();
     assert_eq!(paths, ["/first", "/second", "/third"]);
@@ -334,9 +386,17 @@ fn http_1_0_clients_never_get_chunked_framing() {
         let (status, headers) = head_of(&out);
         assert!(status.starts_with("HTTP/1.1 200"), "{who}: {status}");
         assert!(all(&headers, "transfer-encoding").is_empty(), "{who}: {headers:?}");
-        assert_eq!(all(&headers, "connection"), ["close"], "{who}: the body ends with the connection");
+        assert_eq!(
+            all(&headers, "connection"),
+            ["close"],
+            "{who}: the body ends with the connection"
+        );
         let body = &out[support::find(&out, b"\r\n\r\n").unwrap() + 4..];
-        assert!(body.starts_with(b"<!DOCTYPE html>") && body.ends_with(b"</html>"), "{who}: {}", String::from_utf8_lossy(body));
+        assert!(
+            body.starts_with(b"<!DOCTYPE html>") && body.ends_with(b"</html>"),
+            "{who}: {}",
+            String::from_utf8_lossy(body)
+        );
         assert_eq!(page_token(&String::from_utf8_lossy(body)).is_some(), who == "logged in");
     }
 }
@@ -364,11 +424,18 @@ fn split_write_upstream(pieces: usize) -> SocketAddr {
                         }
                     }
                     let end = support::find(&buf, b"\r\n\r\n").unwrap() + 4;
-                    let close = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase().contains("connection: close");
+                    let close = String::from_utf8_lossy(&buf[..end])
+                        .to_ascii_lowercase()
+                        .contains("connection: close");
                     buf.drain(..end);
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", SPLIT_BODY.len());
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                        SPLIT_BODY.len()
+                    );
                     let written = conn.write_all(head.as_bytes()).is_ok()
-                        && SPLIT_BODY.chunks(SPLIT_BODY.len().div_ceil(pieces)).all(|piece| conn.write_all(piece).is_ok());
+                        && SPLIT_BODY
+                            .chunks(SPLIT_BODY.len().div_ceil(pieces))
+                            .all(|piece| conn.write_all(piece).is_ok());
                     if !written || close {
                         return;
                     }

@@ -13,9 +13,9 @@
 //! Needs php-cli, lighttpd, and python3 with PyJWT + cryptography (`make test`
 //! installs them). Without them these tests fail, they never skip.
 
-mod support;
 #[path = "jwt/sign.rs"]
 mod sign;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,7 +30,8 @@ use support::{page_token, sections, verify, Proxy};
 const PUNCTUATION: &[u8] = b"!#$%&'*+-.^_`|~";
 
 /// The identity headers the trusted-header source is configured with.
-const IDENTITY_HEADERS: [&str; 4] = ["X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Company", "X-Forwarded-Company-Name"];
+const IDENTITY_HEADERS: [&str; 4] =
+    ["X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Company", "X-Forwarded-Company-Name"];
 
 /// The app stacks under test.
 #[derive(Clone, Copy, Debug)]
@@ -88,17 +89,28 @@ impl App {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the {stack:?} app ({e}): {hint}; `make test` does"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start the {stack:?} app ({e}): {hint}; `make test` does")
+            });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log = || log_text(dir.path());
-        support::listening_or_exited(addr, &mut child, Duration::from_secs(20), &format!("the {stack:?} app"), &log)?;
+        support::listening_or_exited(
+            addr,
+            &mut child,
+            Duration::from_secs(20),
+            &format!("the {stack:?} app"),
+            &log,
+        )?;
         Ok(App { child, addr, dir })
     }
 }
 
 /// The server's output and, for lighttpd, its error log.
 fn log_text(dir: &Path) -> String {
-    ["server.log", "error.log"].iter().map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default()).collect()
+    ["server.log", "error.log"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+        .collect()
 }
 
 impl Drop for App {
@@ -144,7 +156,9 @@ impl Seen {
 }
 
 fn cgi_fold(name: &str) -> String {
-    name.bytes().map(|b| if b.is_ascii_alphanumeric() { b.to_ascii_uppercase() as char } else { '_' }).collect()
+    name.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { b.to_ascii_uppercase() as char } else { '_' })
+        .collect()
 }
 
 /// Sends `headers` (exactly as given) through the proxy and reads what the app echoed.
@@ -152,7 +166,14 @@ fn through(proxy: &Proxy, app: &App, headers: &[(String, String)]) -> Seen {
     let mut all: Vec<(&str, &str)> = vec![("Accept", "text/html"), ("Connection", "close")];
     all.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let r = fetch(proxy.addr, "GET", "/", &all, b"");
-    let context = || format!("{}\nproxy log:\n{}\napp log:\n{}", r.describe(), proxy.log_text(), log_text(app.dir.path()));
+    let context = || {
+        format!(
+            "{}\nproxy log:\n{}\napp log:\n{}",
+            r.describe(),
+            proxy.log_text(),
+            log_text(app.dir.path())
+        )
+    };
     assert_eq!(r.status, 200, "{}", context());
     let html = String::from_utf8_lossy(&r.body).into_owned();
     let hex = html
@@ -162,9 +183,13 @@ fn through(proxy: &Proxy, app: &App, headers: &[(String, String)]) -> Seen {
         .unwrap_or_else(|| panic!("the app echoed no variables:\n{}", context()));
     let json: Vec<u8> = (0..hex.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or_else(|e| panic!("not hex ({e}):\n{}", context())))
+        .map(|i| {
+            u8::from_str_radix(&hex[i..i + 2], 16)
+                .unwrap_or_else(|e| panic!("not hex ({e}):\n{}", context()))
+        })
         .collect();
-    let vars = serde_json::from_slice(&json).unwrap_or_else(|e| panic!("not JSON pairs ({e}):\n{}", context()));
+    let vars = serde_json::from_slice(&json)
+        .unwrap_or_else(|e| panic!("not JSON pairs ({e}):\n{}", context()));
     Seen { vars, claims: page_token(&html).map(|t| verify(&t)) }
 }
 
@@ -189,8 +214,13 @@ fn probe(byte: u8, upper: bool) -> (String, String) {
 fn assert_probe_arrived(stack: Stack, seen: &Seen, byte: u8, upper: bool) {
     let name = probe(byte, upper).0;
     let exact = format!("HTTP_{}", cgi_fold(&name));
-    let arrived = seen.vars.iter().any(|(n, v)| v == "probe" && (n == &exact || !stack.folds(byte)));
-    assert!(arrived, "{stack:?}: the probe {name} should reach the app as {exact}: {:?}", seen.vars);
+    let arrived =
+        seen.vars.iter().any(|(n, v)| v == "probe" && (n == &exact || !stack.folds(byte)));
+    assert!(
+        arrived,
+        "{stack:?}: the probe {name} should reach the app as {exact}: {:?}",
+        seen.vars
+    );
 }
 
 fn trusted_header_proxy(app: &App, cidr: &str) -> Proxy {
@@ -210,7 +240,10 @@ fn untrusted_peer_loses_every_spelling(stack: Stack) {
     let proxy = trusted_header_proxy(&app, "10.0.0.0/8");
     let mut leaks = Vec::new();
     for (byte, upper) in spellings() {
-        let mut headers: Vec<(String, String)> = IDENTITY_HEADERS.iter().map(|h| (spelled(h, byte, upper), "mallory".to_string())).collect();
+        let mut headers: Vec<(String, String)> = IDENTITY_HEADERS
+            .iter()
+            .map(|h| (spelled(h, byte, upper), "mallory".to_string()))
+            .collect();
         headers.push(probe(byte, upper));
         let seen = through(&proxy, &app, &headers);
         assert_probe_arrived(stack, &seen, byte, upper);
@@ -218,7 +251,8 @@ fn untrusted_peer_loses_every_spelling(stack: Stack) {
         for header in IDENTITY_HEADERS {
             let got = seen.readable_as(header);
             if !got.is_empty() {
-                leaks.push(format!("{:?} reached the app as {got:?}", spelled(header, byte, upper)));
+                leaks
+                    .push(format!("{:?} reached the app as {got:?}", spelled(header, byte, upper)));
             }
         }
     }
@@ -245,25 +279,45 @@ fn trusted_peer_spoofed_twins_are_dropped(stack: Stack) {
     let mut wrong = Vec::new();
     // `-` as written is the configured spelling itself (in upper case the same header).
     for (byte, upper) in spellings().filter(|&(b, _)| b != b'-') {
-        let mut headers: Vec<(String, String)> = IDENTITY_HEADERS.iter().zip(genuine).map(|(h, v)| (h.to_string(), v.to_string())).collect();
+        let mut headers: Vec<(String, String)> = IDENTITY_HEADERS
+            .iter()
+            .zip(genuine)
+            .map(|(h, v)| (h.to_string(), v.to_string()))
+            .collect();
         // The twins come last: where two fold to one variable, PHP keeps the last.
-        headers.extend(IDENTITY_HEADERS.iter().map(|h| (spelled(h, byte, upper), "admin".to_string())));
+        headers.extend(
+            IDENTITY_HEADERS.iter().map(|h| (spelled(h, byte, upper), "admin".to_string())),
+        );
         headers.push(probe(byte, upper));
         let seen = through(&proxy, &app, &headers);
         assert_probe_arrived(stack, &seen, byte, upper);
-        let claims = seen.claims.as_ref().unwrap_or_else(|| panic!("{stack:?}: no identity for {headers:?}"));
+        let claims = seen
+            .claims
+            .as_ref()
+            .unwrap_or_else(|| panic!("{stack:?}: no identity for {headers:?}"));
         assert_eq!(claims["user_id"], "alice", "{stack:?}: {headers:?}");
         assert_eq!(claims["email"], "alice@example.com", "{stack:?}: {headers:?}");
-        assert_eq!(claims["company"], json!({"id": "acme-1", "name": "Acme"}), "{stack:?}: {headers:?}");
+        assert_eq!(
+            claims["company"],
+            json!({"id": "acme-1", "name": "Acme"}),
+            "{stack:?}: {headers:?}"
+        );
         for (header, value) in IDENTITY_HEADERS.iter().zip(genuine) {
             let got = seen.readable_as(header);
             let expected = [(format!("HTTP_{}", cgi_fold(header)), value.to_string())];
             if got.iter().copied().ne(expected.iter()) {
-                wrong.push(format!("with {:?} the app read {header} as {got:?}", spelled(header, byte, upper)));
+                wrong.push(format!(
+                    "with {:?} the app read {header} as {got:?}",
+                    spelled(header, byte, upper)
+                ));
             }
         }
     }
-    assert!(wrong.is_empty(), "{stack:?}, trusted peer (the proxy signed alice):\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{stack:?}, trusted peer (the proxy signed alice):\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -284,7 +338,9 @@ const ASSERTION_HEADER: &str = "X-Pomerium-Jwt-Assertion";
 fn assertion_never_reaches_the_app(stack: Stack) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let claims = json!({"sub": "pia", "aud": "app.example.com", "iss": "authenticate.example.com", "iat": now, "exp": now + 300});
-    let s = sign::sign(json!({"keys": {"p1": "EC"}, "tokens": {"t": {"key": "p1", "alg": "ES256", "claims": claims}}}));
+    let s = sign::sign(
+        json!({"keys": {"p1": "EC"}, "tokens": {"t": {"key": "p1", "alg": "ES256", "claims": claims}}}),
+    );
     let assertion = s["tokens"]["t"].as_str().unwrap().to_string();
     let keys = tempfile::tempdir().unwrap();
     let jwks = keys.path().join("jwks.json");
@@ -308,10 +364,18 @@ fn assertion_never_reaches_the_app(stack: Stack) {
         let seen = through(&proxy, &app, &headers);
         assert_probe_arrived(stack, &seen, byte, upper);
         let user = seen.claims.as_ref().map(|c| c["user_id"].clone());
-        assert_eq!(user, Some(json!("pia")), "{stack:?}: the assertion should identify with {twin:?} beside it\n{}", proxy.log_text());
+        assert_eq!(
+            user,
+            Some(json!("pia")),
+            "{stack:?}: the assertion should identify with {twin:?} beside it\n{}",
+            proxy.log_text()
+        );
         let got = seen.readable_as(ASSERTION_HEADER);
         if !got.is_empty() {
-            leaks.push(format!("{twin:?} reached the app as {:?}", got.iter().map(|(n, _)| n).collect::<Vec<_>>()));
+            leaks.push(format!(
+                "{twin:?} reached the app as {:?}",
+                got.iter().map(|(n, _)| n).collect::<Vec<_>>()
+            ));
         }
     }
     assert!(leaks.is_empty(), "{stack:?}, signed header:\n{}", leaks.join("\n"));

@@ -36,9 +36,14 @@ fn app(calls: Arc<AtomicUsize>) -> Upstream {
                 Some("big1") => Reply::with(200, &[], r#"{"user":{"id":12345678901234567890123}}"#),
                 Some("big2") => Reply::with(200, &[], r#"{"user":{"id":12345678901234567890124}}"#),
                 Some("float") => Reply::with(200, &[], r#"{"user":{"id":4.2e1}}"#),
-                Some("slow") => Reply::After(Duration::from_secs(2), Box::new(Reply::with(200, &[], r#"{"id":"x"}"#))),
+                Some("slow") => Reply::After(
+                    Duration::from_secs(2),
+                    Box::new(Reply::with(200, &[], r#"{"id":"x"}"#)),
+                ),
                 Some("boom") => Reply::with(500, &[], "oops"),
-                Some("junk") => Reply::with(200, &[("Content-Type", "application/json")], "<html>not json"),
+                Some("junk") => {
+                    Reply::with(200, &[("Content-Type", "application/json")], "<html>not json")
+                }
                 _ => Reply::with(401, &[], r#"{"error":"login"}"#),
             }
         }
@@ -51,7 +56,10 @@ fn proxy(up: &Upstream) -> Proxy {
     let base = sections(up.addr, &endpoint_identity(
         "      fields:\n        user_id: /user/id\n        email: /user/mail\n        name: /name\n        attributes:\n          plan: /user/plan\n",
     ), "");
-    Proxy::start(&base.replace("secret_env: TEST_INTERCOM_SECRET\n", "secret_env: TEST_INTERCOM_SECRET\n  claims: [email, name, plan]\n"))
+    Proxy::start(&base.replace(
+        "secret_env: TEST_INTERCOM_SECRET\n",
+        "secret_env: TEST_INTERCOM_SECRET\n  claims: [email, name, plan]\n",
+    ))
 }
 
 #[test]
@@ -118,7 +126,10 @@ fn a_slow_failing_or_garbled_endpoint_fails_open() {
     for sid in ["slow", "boom", "junk"] {
         let r = get(&proxy.url("/"), &[("Cookie", &format!("sid={sid}"))]);
         assert_eq!(r.status, 200, "{sid}");
-        assert!(support::defers_the_boot(&r.text()), "{sid}: served with the boot deferred, without a token");
+        assert!(
+            support::defers_the_boot(&r.text()),
+            "{sid}: served with the boot deferred, without a token"
+        );
         assert_eq!(support::without_our_script(&r.body), PAGE.as_bytes(), "{sid}");
     }
     // The last request's warning: every line of the three requests is in the log then.
@@ -158,7 +169,9 @@ fn a_login_drops_the_cached_answer_for_that_session() {
     let logged_in = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = logged_in.clone();
     let up = Upstream::start(move |req| match req.path() {
-        "/api/me" if flag.load(Ordering::SeqCst) => Reply::with(200, &[], r#"{"id":"7","email":"x@example.com"}"#),
+        "/api/me" if flag.load(Ordering::SeqCst) => {
+            Reply::with(200, &[], r#"{"id":"7","email":"x@example.com"}"#)
+        }
         "/api/me" => Reply::with(401, &[], "{}"),
         "/login" => {
             flag.store(true, Ordering::SeqCst);
@@ -172,7 +185,6 @@ fn a_login_drops_the_cached_answer_for_that_session() {
     let r = get(&proxy.url("/"), &[("Cookie", "sid=same")]);
     assert_eq!(verify(&page_token(&r.text()).expect("fresh lookup after login"))["user_id"], "7");
 }
-
 
 #[test]
 fn numeric_ids_beyond_2_pow_53_keep_every_digit() {

@@ -34,14 +34,20 @@ fn insecure_page(app_id: &str) -> String {
 }
 
 fn html(body: String) -> Reply {
-    Reply::with(200, &[("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], body)
+    Reply::with(
+        200,
+        &[("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")],
+        body,
+    )
 }
 
 fn me(req: &Request) -> Reply {
     match req.cookie("sid").as_deref() {
-        Some("alice-session") => {
-            Reply::with(200, &[("Content-Type", "application/json")], format!("{{\"id\":\"{ALICE_ID}\",\"email\":\"{ALICE_EMAIL}\"}}"))
-        }
+        Some("alice-session") => Reply::with(
+            200,
+            &[("Content-Type", "application/json")],
+            format!("{{\"id\":\"{ALICE_ID}\",\"email\":\"{ALICE_EMAIL}\"}}"),
+        ),
         _ => Reply::with(401, &[], ""),
     }
 }
@@ -70,22 +76,34 @@ fn load_as_alice(proxy: &Proxy) -> Value {
 }
 
 fn boots(step: &Value) -> Vec<&Value> {
-    step["calls"].as_array().map(|c| c.iter().filter(|c| c["method"] == "boot").collect()).unwrap_or_default()
+    step["calls"]
+        .as_array()
+        .map(|c| c.iter().filter(|c| c["method"] == "boot").collect())
+        .unwrap_or_default()
 }
 
 fn no_plain_identity(step: &Value, context: &dyn Fn() -> String) {
     for c in step["calls"].as_array().unwrap() {
         let s = &c["settings"];
-        assert!(s.get("user_id").is_none() && s.get("email").is_none(), "a plain identity reached the Messenger: {c}\n{}", context());
+        assert!(
+            s.get("user_id").is_none() && s.get("email").is_none(),
+            "a plain identity reached the Messenger: {c}\n{}",
+            context()
+        );
     }
 }
 
 /// Wraps an app so that `/set-cookie` gives the browser alice's session cookie.
-fn with_login(inner: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+fn with_login(
+    inner: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
     move |req| match req.path() {
         "/set-cookie" => Reply::with(
             200,
-            &[("Content-Type", "text/plain"), ("Set-Cookie", "sid=alice-session; Path=/; HttpOnly; SameSite=Lax")],
+            &[
+                ("Content-Type", "text/plain"),
+                ("Set-Cookie", "sid=alice-session; Path=/; HttpOnly; SameSite=Lax"),
+            ],
             "ok",
         ),
         _ => inner(req),
@@ -97,36 +115,67 @@ fn a_slow_endpoint_defers_the_boot_until_the_token_comes() {
     let app = slow_app(Duration::from_millis(700));
     let proxy = Proxy::start(&support::sections(app.addr, &endpoint("500ms"), ""));
     let step = load_as_alice(&proxy);
-    let context = || format!("{}\nproxy log:\n{}", serde_json::to_string_pretty(&step).unwrap(), proxy.log_text());
+    let context = || {
+        format!(
+            "{}\nproxy log:\n{}",
+            serde_json::to_string_pretty(&step).unwrap(),
+            proxy.log_text()
+        )
+    };
     assert_eq!(step["timedOut"], false, "{}", context());
     no_plain_identity(&step, &context);
     let boot = boots(&step);
     assert_eq!(boot.len(), 1, "{}", context());
-    let token = boot[0]["settings"]["intercom_user_jwt"].as_str().unwrap_or_else(|| panic!("the deferred boot has no token\n{}", context()));
+    let token = boot[0]["settings"]["intercom_user_jwt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the deferred boot has no token\n{}", context()));
     assert_eq!(support::verify(token)["user_id"], ALICE_ID, "{}", context());
-    assert!(proxy.log_text().contains("current-user endpoint /api/me failed"), "the page's own lookup timed out\n{}", context());
+    assert!(
+        proxy.log_text().contains("current-user endpoint /api/me failed"),
+        "the page's own lookup timed out\n{}",
+        context()
+    );
 }
 
 #[test]
 fn strip_boots_without_identity_and_pass_keeps_the_old_insecure_page() {
     let app = slow_app(Duration::from_millis(700));
-    let strip = Proxy::start(&support::sections(app.addr, &endpoint("300ms"), "inject:\n  on_identity_failure: strip\n"));
+    let strip = Proxy::start(&support::sections(
+        app.addr,
+        &endpoint("300ms"),
+        "inject:\n  on_identity_failure: strip\n",
+    ));
     let step = load_as_alice(&strip);
-    let context = || format!("{}\nproxy log:\n{}", serde_json::to_string_pretty(&step).unwrap(), strip.log_text());
+    let context = || {
+        format!(
+            "{}\nproxy log:\n{}",
+            serde_json::to_string_pretty(&step).unwrap(),
+            strip.log_text()
+        )
+    };
     no_plain_identity(&step, &context);
     let boot = boots(&step);
     assert_eq!(boot.len(), 1, "{}", context());
     assert!(boot[0]["settings"].get("intercom_user_jwt").is_none(), "{}", context());
 
-    let pass = Proxy::start(&support::sections(app.addr, &endpoint("300ms"), "inject:\n  on_identity_failure: pass\n"));
+    let pass = Proxy::start(&support::sections(
+        app.addr,
+        &endpoint("300ms"),
+        "inject:\n  on_identity_failure: pass\n",
+    ));
     let step = load_as_alice(&pass);
-    assert_eq!(boots(&step)[0]["settings"]["user_id"], ALICE_ID, "pass leaves the page as the app sent it");
+    assert_eq!(
+        boots(&step)[0]["settings"]["user_id"],
+        ALICE_ID,
+        "pass leaves the page as the app sent it"
+    );
 }
 
 #[test]
 fn a_hanging_redis_defers_the_boot_until_redis_answers() {
     let redis = Redis::start();
-    let session = format!("{{\"passport\":{{\"user\":\"{ALICE_ID}\"}},\"email\":\"{ALICE_EMAIL}\"}}");
+    let session =
+        format!("{{\"passport\":{{\"user\":\"{ALICE_ID}\"}},\"email\":\"{ALICE_EMAIL}\"}}");
     assert_eq!(redis.command(&["SET", "sess:alice-session", &session]).as_deref(), Some("+OK"));
     // Redis stops answering (CLIENT PAUSE, 1.5 s) when the app serves the page, as a
     // Redis under a long command or a failover does: the proxy's lookup times out.
@@ -137,7 +186,8 @@ fn a_hanging_redis_defers_the_boot_until_redis_answers() {
         if req.path() == "/" && !once.swap(true, Ordering::SeqCst) {
             let mut r = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
             use std::io::{Read, Write};
-            r.write_all(b"*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n$4\r\n1500\r\n$3\r\nALL\r\n").unwrap();
+            r.write_all(b"*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n$4\r\n1500\r\n$3\r\nALL\r\n")
+                .unwrap();
             let mut buf = [0u8; 16];
             let _ = r.read(&mut buf);
         }
@@ -154,13 +204,21 @@ fn a_hanging_redis_defers_the_boot_until_redis_answers() {
     ];
     let report = support::run_browser(steps, &|| format!("proxy log:\n{}", proxy.log_text()));
     let step = &report[1];
-    let context = || format!("{}\nproxy log:\n{}", serde_json::to_string_pretty(step).unwrap(), proxy.log_text());
+    let context = || {
+        format!("{}\nproxy log:\n{}", serde_json::to_string_pretty(step).unwrap(), proxy.log_text())
+    };
     assert!(hung.load(Ordering::SeqCst));
-    assert!(proxy.log_text().contains("redis_session"), "the page's lookup failed while Redis slept\n{}", context());
+    assert!(
+        proxy.log_text().contains("redis_session"),
+        "the page's lookup failed while Redis slept\n{}",
+        context()
+    );
     no_plain_identity(step, &context);
     let boot = boots(step);
     assert_eq!(boot.len(), 1, "{}", context());
-    let token = boot[0]["settings"]["intercom_user_jwt"].as_str().unwrap_or_else(|| panic!("the deferred boot has no token\n{}", context()));
+    let token = boot[0]["settings"]["intercom_user_jwt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the deferred boot has no token\n{}", context()));
     assert_eq!(support::verify(token)["user_id"], ALICE_ID, "{}", context());
 }
 
@@ -182,11 +240,22 @@ var s=d.createElement('script');s.async=true;s.src='https://widget.intercom.io/w
     Upstream::start(move |req| match req.path() {
         "/xhr-login" => Reply::with(
             200,
-            &[("Content-Type", "application/json"), ("Set-Cookie", "sid=alice-session; Path=/; HttpOnly; SameSite=Lax")],
+            &[
+                ("Content-Type", "application/json"),
+                ("Set-Cookie", "sid=alice-session; Path=/; HttpOnly; SameSite=Lax"),
+            ],
             format!("{{\"id\":\"{ALICE_ID}\",\"email\":\"{ALICE_EMAIL}\"}}"),
         ),
         "/api/me" => me(req),
-        _ => Reply::with(200, &[("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "public, max-age=60"), ("ETag", "\"v1\"")], page.clone()),
+        _ => Reply::with(
+            200,
+            &[
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Cache-Control", "public, max-age=60"),
+                ("ETag", "\"v1\""),
+            ],
+            page.clone(),
+        ),
     })
 }
 
@@ -199,7 +268,11 @@ fn a_login_by_xhr_on_a_logged_out_page_boots_with_the_token() {
     let through = support::get(&proxy.url("/"), &[("Accept", "text/html")]);
     assert_eq!(through.header("cache-control"), Some("public, max-age=60"));
     assert_eq!(through.header("etag"), Some("\"v1\""));
-    assert_eq!(support::without_our_script(through.text().as_bytes()), direct.text().as_bytes(), "only the watcher is added");
+    assert_eq!(
+        support::without_our_script(through.text().as_bytes()),
+        direct.text().as_bytes(),
+        "only the watcher is added"
+    );
     let again = support::get(&proxy.url("/"), &[("Accept", "text/html"), ("Cookie", "other=1")]);
     assert_eq!(again.text(), through.text(), "the same bytes for every visitor");
 
@@ -209,18 +282,26 @@ fn a_login_by_xhr_on_a_logged_out_page_boots_with_the_token() {
     ];
     let report = support::run_browser(steps, &|| format!("proxy log:\n{}", proxy.log_text()));
     let step = &report[1];
-    let context = || format!("{}\nproxy log:\n{}", serde_json::to_string_pretty(step).unwrap(), proxy.log_text());
+    let context = || {
+        format!("{}\nproxy log:\n{}", serde_json::to_string_pretty(step).unwrap(), proxy.log_text())
+    };
     no_plain_identity(step, &context);
     let boot = boots(step);
     assert_eq!(boot.len(), 1, "{}", context());
-    let token = boot[0]["settings"]["intercom_user_jwt"].as_str().unwrap_or_else(|| panic!("the boot after the XHR login has no token\n{}", context()));
+    let token = boot[0]["settings"]["intercom_user_jwt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the boot after the XHR login has no token\n{}", context()));
     assert_eq!(support::verify(token)["user_id"], ALICE_ID, "{}", context());
 }
 
 #[test]
 fn without_the_watcher_a_logged_out_page_passes_byte_for_byte() {
     let app = xhr_login_app();
-    let proxy = Proxy::start(&support::sections(app.addr, &endpoint("2s"), "inject:\n  watch_logged_out: false\n"));
+    let proxy = Proxy::start(&support::sections(
+        app.addr,
+        &endpoint("2s"),
+        "inject:\n  watch_logged_out: false\n",
+    ));
     let direct = support::get(&format!("http://{}/", app.addr), &[("Accept", "text/html")]);
     let through = support::get(&proxy.url("/"), &[("Accept", "text/html")]);
     assert_eq!(through.text(), direct.text());
@@ -244,7 +325,10 @@ fn a_page_booting_another_workspace_is_reported_and_counted() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let log = proxy.log_text();
-    assert!(log.contains("app_id other999") && log.contains(APP_ID), "the warning names both app ids:\n{log}");
+    assert!(
+        log.contains("app_id other999") && log.contains(APP_ID),
+        "the warning names both app ids:\n{log}"
+    );
     let metrics = support::get(&proxy.admin_url("/metrics"), &[]).text();
     assert!(metrics.contains("intercom_secure_proxy_page_app_id_mismatches_total 1"), "{metrics}");
 }
@@ -253,9 +337,15 @@ fn a_page_booting_another_workspace_is_reported_and_counted() {
 fn the_refresh_path_refuses_other_sites() {
     let app = Upstream::start(me);
     let proxy = Proxy::start(&support::sections(app.addr, &endpoint("2s"), ""));
-    let cross = support::get(&proxy.url("/__isp/token"), &[("Cookie", "sid=alice-session"), ("Sec-Fetch-Site", "cross-site")]);
+    let cross = support::get(
+        &proxy.url("/__isp/token"),
+        &[("Cookie", "sid=alice-session"), ("Sec-Fetch-Site", "cross-site")],
+    );
     assert_eq!(cross.status, 403);
-    let same = support::get(&proxy.url("/__isp/token"), &[("Cookie", "sid=alice-session"), ("Sec-Fetch-Site", "same-origin")]);
+    let same = support::get(
+        &proxy.url("/__isp/token"),
+        &[("Cookie", "sid=alice-session"), ("Sec-Fetch-Site", "same-origin")],
+    );
     assert_eq!(same.status, 200);
     assert_eq!(app.count("/__isp/token"), 0, "never forwarded");
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{check_config, free_port, get, page_token, sections, verify, Proxy, Reply, Upstream, SECRET};
+use support::{
+    check_config, free_port, get, page_token, sections, verify, Proxy, Reply, Upstream, SECRET,
+};
 
 const PAGE: &str = "<!DOCTYPE html><html><head><title>t</title><script>window.intercomSettings={app_id:'abc12345'};</script></head><body>hi</body></html>";
 
@@ -98,7 +100,10 @@ fn the_account_page_names_the_user_and_is_cached_per_session() {
     assert_eq!(status, 200);
     let claims = verify(&token.expect("a token for alice"));
     assert_eq!(claims["user_id"], "42");
-    assert_eq!(claims["email"], "alice@example.com", "text content, trimmed, character references decoded");
+    assert_eq!(
+        claims["email"], "alice@example.com",
+        "text content, trimmed, character references decoded"
+    );
     assert_eq!(claims["name"], "Alice & Co");
     assert_eq!(claims["company"], serde_json::json!({"id": "acme-7", "name": "Acme Corp"}));
     let asked = up.requests().into_iter().find(|q| q.path() == "/account").unwrap();
@@ -125,7 +130,11 @@ fn a_logged_out_account_page_is_anonymous_and_cached_negatively() {
     for _ in 0..2 {
         let (status, token, text) = token_for(&proxy, "stranger");
         assert_eq!((status, token), (200, None));
-        assert_eq!(support::without_our_script(text.as_bytes()), PAGE.as_bytes(), "only the logged-out watcher");
+        assert_eq!(
+            support::without_our_script(text.as_bytes()),
+            PAGE.as_bytes(),
+            "only the logged-out watcher"
+        );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(!proxy.log_text().contains("without a Messenger token"), "logged out is not a failure");
@@ -162,7 +171,10 @@ fn hostile_markup_names_nobody_or_only_the_apps_element() {
     }
     // The last request's warning: the lines of all the others are in the log then.
     let log = proxy.wait_for_log("character reference");
-    assert!(log.contains("field user_id is doubtful (the selector matches more than one element)"), "{log}");
+    assert!(
+        log.contains("field user_id is doubtful (the selector matches more than one element)"),
+        "{log}"
+    );
     assert!(log.contains("field email is doubtful"), "{log}");
     assert!(log.contains("character reference"), "{log}");
     for leaked in ["mallory@example.com", "bob@example.com", "evil", SECRET] {

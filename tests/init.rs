@@ -30,7 +30,6 @@ fn insecure_page(settings: &Value, extra: &str) -> String {
     )
 }
 
-
 /// A legacy app server: init with its session cookie verifies a current-user endpoint
 /// at /api/me with the user's id, email and name, and the logout link.
 fn a_legacy_app_gets_a_verified_endpoint(kind: Kind) {
@@ -49,15 +48,27 @@ fn a_legacy_app_gets_a_verified_endpoint(kind: Kind) {
     assert_eq!(doc["intercom"]["app_id"].as_str(), Some(APP_ID), "{}", run.yaml);
     assert_eq!(doc["intercom"]["secret_env"].as_str(), Some("INTERCOM_SECRET"), "{}", run.yaml);
     assert_eq!(doc["logout"]["paths"][0].as_str(), Some("GET /logout"), "{}", run.yaml);
-    assert!(run.stdout.contains("session cookies: ") && run.stdout.contains(kind.session_cookie()), "{}", run.all());
-    assert!(run.yaml.contains("# user id at GET /api/me → /id, matched the page's user_id"), "each decision says why:\n{}", run.yaml);
+    assert!(
+        run.stdout.contains("session cookies: ") && run.stdout.contains(kind.session_cookie()),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.yaml.contains("# user id at GET /api/me → /id, matched the page's user_id"),
+        "each decision says why:\n{}",
+        run.yaml
+    );
 }
 
 /// The verification ran and passed: the audit through the proxy saw a verified token.
 fn verified(run: &InitRun) {
     assert!(run.stdout.contains("\nverified: "), "no verification:\n{}", run.all());
     assert!(run.stdout.contains("jwt (verified)"), "{}", run.all());
-    assert!(run.stdout.contains("INSECURE"), "the before table shows the page as it is:\n{}", run.all());
+    assert!(
+        run.stdout.contains("INSECURE"),
+        "the before table shows the page as it is:\n{}",
+        run.all()
+    );
 }
 
 #[test]
@@ -83,9 +94,11 @@ fn express_with_memory_sessions() {
 #[test]
 fn logging_in_through_the_apps_own_form() {
     let app = Server::start(Kind::Php);
-    let run = run_init(app.addr, &["--login", "/login-page", "--form", "user=alice", "--json"], &[]);
+    let run =
+        run_init(app.addr, &["--login", "/login-page", "--form", "user=alice", "--json"], &[]);
     run.expect(0, &[]).picked("current_user_endpoint");
-    let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("--json: {e}\n{}", run.all()));
+    let report: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("--json: {e}\n{}", run.all()));
     assert_eq!(report["answer"]["user_id"], "u-alice-1001", "{report:#}");
     assert_eq!(report["session_cookies"], json!(["PHPSESSID"]), "{report:#}");
     assert_eq!(report["verification"]["passed"], true, "{report:#}");
@@ -97,9 +110,27 @@ fn logging_in_through_the_apps_own_form() {
 #[test]
 fn the_demo() {
     let (mut child, app_port, _) = support::start_demo(&[], std::process::Stdio::null);
-    let r = support::client().post(&format!("http://127.0.0.1:{app_port}/login")).content_type("application/x-www-form-urlencoded").send("username=alice").unwrap();
-    let session = r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| c.strip_prefix("demo_session=")).unwrap().split(';').next().unwrap().to_string();
-    let run = run_init(([127, 0, 0, 1], app_port).into(), &["--cookie", &format!("demo_session={session}")], &[]);
+    let r = support::client()
+        .post(&format!("http://127.0.0.1:{app_port}/login"))
+        .content_type("application/x-www-form-urlencoded")
+        .send("username=alice")
+        .unwrap();
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("demo_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let run = run_init(
+        ([127, 0, 0, 1], app_port).into(),
+        &["--cookie", &format!("demo_session={session}")],
+        &[],
+    );
     let _ = child.kill();
     let _ = child.wait();
     run.expect(0, &[&session]).picked("current_user_endpoint");
@@ -130,16 +161,35 @@ fn policed_app(extra: &'static str, api_me: bool, csp: Option<&'static str>) -> 
         let page = |settings: Value| {
             let html = insecure_page(&settings, extra);
             match csp {
-                Some(policy) => Reply::with(200, &[("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", policy)], html),
+                Some(policy) => Reply::with(
+                    200,
+                    &[
+                        ("Content-Type", "text/html; charset=utf-8"),
+                        ("Content-Security-Policy", policy),
+                    ],
+                    html,
+                ),
                 None => Reply::html(html),
             }
         };
         match (req.path(), user) {
-            ("/", Some(_)) => page(json!({"app_id": APP_ID, "user_id": "u-42", "email": "u42@example.com"})),
+            ("/", Some(_)) => {
+                page(json!({"app_id": APP_ID, "user_id": "u-42", "email": "u42@example.com"}))
+            }
             ("/", None) => page(json!({"app_id": APP_ID})),
-            ("/api/me", Some(_)) if api_me => Reply::with(200, &[("Content-Type", "application/json")], r#"{"user":{"id":"u-42","email":"u42@example.com"}}"#),
-            ("/api/me", None) if api_me => Reply::with(401, &[("Content-Type", "application/json")], "{}"),
-            ("/logout", _) => Reply::with(302, &[("Location", "/"), ("Set-Cookie", "opaque=; Max-Age=0; Path=/")], ""),
+            ("/api/me", Some(_)) if api_me => Reply::with(
+                200,
+                &[("Content-Type", "application/json")],
+                r#"{"user":{"id":"u-42","email":"u42@example.com"}}"#,
+            ),
+            ("/api/me", None) if api_me => {
+                Reply::with(401, &[("Content-Type", "application/json")], "{}")
+            }
+            ("/logout", _) => Reply::with(
+                302,
+                &[("Location", "/"), ("Set-Cookie", "opaque=; Max-Age=0; Path=/")],
+                "",
+            ),
             _ => Reply::with(404, &[("Content-Type", "text/plain")], "not found"),
         }
     })
@@ -154,9 +204,21 @@ fn an_app_whose_identity_cannot_be_found_exits_4_naming_every_source_tried() {
     assert!(run.stdout.contains("no identity source found"), "{}", run.all());
     let tried_lines: Vec<&str> = run.stdout.lines().filter(|l| l.contains("rejected: ")).collect();
     for source in ["trusted_header", "jwt_cookie", "redis_session", "current_user_endpoint"] {
-        assert!(tried_lines.iter().any(|l| l.trim_start().starts_with(source)), "{source} not among the sources tried:\n{}", run.all());
+        assert!(
+            tried_lines.iter().any(|l| l.trim_start().starts_with(source)),
+            "{source} not among the sources tried:\n{}",
+            run.all()
+        );
     }
-    for tried in ["no --header given", "no --redis given", "GET /api/me", "GET /users/me", "GET /profile.json", "GET /account", "answered 404"] {
+    for tried in [
+        "no --header given",
+        "no --redis given",
+        "GET /api/me",
+        "GET /users/me",
+        "GET /profile.json",
+        "GET /account",
+        "answered 404",
+    ] {
         assert!(run.stdout.contains(tried), "{tried:?} not in the report:\n{}", run.all());
     }
 }
@@ -173,32 +235,65 @@ fn nothing_is_fetched_from_another_origin() {
     run.expect(0, &["opaque-session-value-42"]).picked("current_user_endpoint");
     assert!(run.yaml.contains("user_id: \"/user/id\""), "{}", run.yaml);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(other.requests().len(), 0, "the other origin was reached: {:?}", other.requests().iter().map(|r| r.path().to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        other.requests().len(),
+        0,
+        "the other origin was reached: {:?}",
+        other.requests().iter().map(|r| r.path().to_string()).collect::<Vec<_>>()
+    );
     // The page's own same-origin JSON request was the first candidate.
     assert!(app.count("/api/me") > 0);
 }
 
 #[test]
 fn a_policy_that_blocks_the_messenger_is_learned_through_and_its_additions_printed() {
-    let app = policed_app("", true, Some("default-src 'self'; script-src 'self' 'unsafe-inline'; connect-src 'self'"));
+    let app = policed_app(
+        "",
+        true,
+        Some("default-src 'self'; script-src 'self' 'unsafe-inline'; connect-src 'self'"),
+    );
     let run = run_init(app.addr, &["--cookie", "opaque=opaque-session-value-42"], &[]);
     // Learned and written, but through the proxy the policy still keeps the Messenger
     // from loading: not verified until the app's team adds what is printed.
     run.expect(1, &["opaque-session-value-42"]).picked("current_user_endpoint");
-    assert!(run.stdout.contains("the page's policy blocks the Messenger; the app's team must add:"), "{}", run.all());
-    assert!(run.stdout.contains("    script-src https://widget.intercom.io https://js.intercomcdn.com\n"), "{}", run.all());
-    assert!(run.stdout.contains("    connect-src https://api-iam.intercom.io https://*.intercom.io wss://*.intercom.io"), "{}", run.all());
+    assert!(
+        run.stdout.contains("the page's policy blocks the Messenger; the app's team must add:"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stdout
+            .contains("    script-src https://widget.intercom.io https://js.intercomcdn.com\n"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains(
+            "    connect-src https://api-iam.intercom.io https://*.intercom.io wss://*.intercom.io"
+        ),
+        "{}",
+        run.all()
+    );
     assert!(run.stdout.contains("NOT verified"), "{}", run.all());
 }
 
 #[test]
 fn bad_arguments_exit_2_with_one_clear_message() {
     let cases: [(&[&str], &str); 5] = [
-        (&["--upstream", "ftp://127.0.0.1:9"], "--upstream \"ftp://127.0.0.1:9\" is not an absolute http:// or https:// URL"),
+        (
+            &["--upstream", "ftp://127.0.0.1:9"],
+            "--upstream \"ftp://127.0.0.1:9\" is not an absolute http:// or https:// URL",
+        ),
         (&["--upstream", "http://127.0.0.1:9/app"], "must be the app's origin only"),
         (&["--upstream", "http://127.0.0.1:9"], "init learns from a logged-in page"),
-        (&["--upstream", "http://127.0.0.1:9", "--form", "password=S3CR3TPASS"], "--form needs --login PATH"),
-        (&["--upstream", "http://127.0.0.1:9", "--cookie", "s=S3CR3TPASS value"], "--cookie #1: the value of cookie s has a space"),
+        (
+            &["--upstream", "http://127.0.0.1:9", "--form", "password=S3CR3TPASS"],
+            "--form needs --login PATH",
+        ),
+        (
+            &["--upstream", "http://127.0.0.1:9", "--cookie", "s=S3CR3TPASS value"],
+            "--cookie #1: the value of cookie s has a space",
+        ),
     ];
     for (args, message) in cases {
         let out = Command::new(support::binary()).arg("init").args(args).output().unwrap();
@@ -214,7 +309,15 @@ fn bad_arguments_exit_2_with_one_clear_message() {
 fn a_chromium_that_cannot_start_exits_3() {
     let app = opaque_app("", true);
     let out = Command::new(support::binary())
-        .args(["init", "--upstream", &format!("http://{}", app.addr), "--cookie", "opaque=opaque-session-value-42", "--chromium", "/bin/false"])
+        .args([
+            "init",
+            "--upstream",
+            &format!("http://{}", app.addr),
+            "--cookie",
+            "opaque=opaque-session-value-42",
+            "--chromium",
+            "/bin/false",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
@@ -227,9 +330,14 @@ fn children(pid: u32) -> Vec<(u32, String)> {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
         // The parent is the second field after the command name in parentheses.
-        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
         if parent == Some(pid) {
-            let cmdline = std::fs::read_to_string(format!("/proc/{child}/cmdline")).unwrap_or_default().replace('\0', " ");
+            let cmdline = std::fs::read_to_string(format!("/proc/{child}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
             out.push((child, cmdline));
         }
     }
@@ -238,14 +346,24 @@ fn children(pid: u32) -> Vec<(u32, String)> {
 
 /// Whether `pid` is running (not gone, not a zombie).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 #[test]
 fn ctrl_c_stops_the_browser_and_the_temporary_proxy() {
     let app = opaque_app("", true);
     let mut init = Command::new(support::binary())
-        .args(["init", "--upstream", &format!("http://{}", app.addr), "--cookie", "opaque=opaque-session-value-42", "--settle", "3s"])
+        .args([
+            "init",
+            "--upstream",
+            &format!("http://{}", app.addr),
+            "--cookie",
+            "opaque=opaque-session-value-42",
+            "--settle",
+            "3s",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -254,11 +372,15 @@ fn ctrl_c_stops_the_browser_and_the_temporary_proxy() {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let helpers = loop {
         let now = children(init.id());
-        let proxy = now.iter().any(|(_, cmd)| cmd.contains(" run -c ") && cmd.contains("verify.yaml"));
+        let proxy =
+            now.iter().any(|(_, cmd)| cmd.contains(" run -c ") && cmd.contains("verify.yaml"));
         if proxy && now.len() >= 2 {
             break now;
         }
-        assert!(std::time::Instant::now() < deadline, "no temporary proxy and browser seen; children: {now:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no temporary proxy and browser seen; children: {now:?}"
+        );
         assert!(init.try_wait().unwrap().is_none(), "init ended before its verification was seen");
         std::thread::sleep(Duration::from_millis(50));
     };

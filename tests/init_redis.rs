@@ -45,8 +45,12 @@ fn log_in(app: &Server, user: &str) -> String {
 /// The cookie's value in every form it could leak in: as sent, percent-decoded, and the
 /// session id alone (express-session's `s:<id>.<signature>` unsigned).
 fn secrets(value: &str) -> Vec<String> {
-    let decoded = value.replace("%3A", ":").replace("%2B", "+").replace("%2F", "/").replace("%3D", "=");
-    let id = decoded.strip_prefix("s:").and_then(|s| s.rsplit_once('.')).map_or(decoded.clone(), |(id, _)| id.to_string());
+    let decoded =
+        value.replace("%3A", ":").replace("%2B", "+").replace("%2F", "/").replace("%3D", "=");
+    let id = decoded
+        .strip_prefix("s:")
+        .and_then(|s| s.rsplit_once('.'))
+        .map_or(decoded.clone(), |(id, _)| id.to_string());
     vec![value.to_string(), decoded, id]
 }
 
@@ -91,12 +95,26 @@ fn express_with_connect_redis_is_read_from_redis_and_verified() {
     assert!(run.stdout.contains("verified:"), "{}", run.all());
     let s = source(&run);
     assert_eq!(s["redis"].as_str(), Some(redis.url().as_str()), "{}", run.yaml);
-    assert_eq!((s["cookie"].as_str(), s["cookie_signature"].as_str()), (Some("connect.sid"), Some("express")), "{}", run.yaml);
+    assert_eq!(
+        (s["cookie"].as_str(), s["cookie_signature"].as_str()),
+        (Some("connect.sid"), Some("express")),
+        "{}",
+        run.yaml
+    );
     assert_eq!(s["cookie_secrets_env"][0].as_str(), Some("SESSION_SECRET"), "{}", run.yaml);
-    assert_eq!((s["key"].as_str(), s["format"].as_str()), (Some("sess:{id}"), Some("json")), "{}", run.yaml);
+    assert_eq!(
+        (s["key"].as_str(), s["format"].as_str()),
+        (Some("sess:{id}"), Some("json")),
+        "{}",
+        run.yaml
+    );
     assert_eq!(s["fields"]["user_id"].as_str(), Some("/passport/user"), "{}", run.yaml);
     assert_eq!(s["fields"]["email"].as_str(), Some("/profile/email"), "{}", run.yaml);
-    assert!(run.yaml.contains("connect-redis"), "the key's comment does not say whose layout it is:\n{}", run.yaml);
+    assert!(
+        run.yaml.contains("connect-redis"),
+        "the key's comment does not say whose layout it is:\n{}",
+        run.yaml
+    );
 }
 
 #[test]
@@ -109,8 +127,18 @@ fn php_with_phpredis_is_read_from_redis_in_php_format() {
     run.expect(0, &[&cookie]).picked("redis_session");
     assert!(run.stdout.contains("verified:"), "{}", run.all());
     let s = source(&run);
-    assert_eq!((s["key"].as_str(), s["format"].as_str()), (Some("PHPREDIS_SESSION:{id}"), Some("php")), "{}", run.yaml);
-    assert_eq!((s["cookie"].as_str(), s["cookie_signature"].as_str()), (Some("PHPSESSID"), None), "{}", run.yaml);
+    assert_eq!(
+        (s["key"].as_str(), s["format"].as_str()),
+        (Some("PHPREDIS_SESSION:{id}"), Some("php")),
+        "{}",
+        run.yaml
+    );
+    assert_eq!(
+        (s["cookie"].as_str(), s["cookie_signature"].as_str()),
+        (Some("PHPSESSID"), None),
+        "{}",
+        run.yaml
+    );
     assert_eq!(s["fields"]["user_id"].as_str(), Some("/account/id"), "{}", run.yaml);
 }
 
@@ -119,9 +147,21 @@ fn express_without_its_secret_falls_back_to_the_endpoint_and_asks_for_the_secret
     let (redis, app, cookie) = express_logged_in();
     let run = init_express(&app, &redis, &cookie, false);
     run.picked("current_user_endpoint");
-    let rejected = run.stdout.lines().find(|l| l.contains("redis_session") && l.contains("rejected")).unwrap_or_default();
-    assert!(rejected.contains("--cookie-secret-env"), "the report does not ask for --cookie-secret-env:\n{}", run.all());
-    assert!(rejected.contains("sess:{id}"), "the report does not say where the session was found:\n{}", run.all());
+    let rejected = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("redis_session") && l.contains("rejected"))
+        .unwrap_or_default();
+    assert!(
+        rejected.contains("--cookie-secret-env"),
+        "the report does not ask for --cookie-secret-env:\n{}",
+        run.all()
+    );
+    assert!(
+        rejected.contains("sess:{id}"),
+        "the report does not say where the session was found:\n{}",
+        run.all()
+    );
 }
 
 #[test]
@@ -138,12 +178,28 @@ fn a_redis_password_is_written_as_a_variable_and_never_shown() {
 
     // Without the variable, the session is found but not written: the file must not hold
     // the password, and the proxy could not read Redis without it.
-    let run = run_init(app.addr, &[&args[..], &["--no-verify"]].concat(), &[("SESSION_SECRET", EXPRESS_SESSION_SECRET)]);
+    let run = run_init(
+        app.addr,
+        &[&args[..], &["--no-verify"]].concat(),
+        &[("SESSION_SECRET", EXPRESS_SESSION_SECRET)],
+    );
     run.expect(0, &as_strs(&secrets)).picked("current_user_endpoint");
-    let rejected = run.stdout.lines().find(|l| l.contains("redis_session") && l.contains("rejected")).unwrap_or_default();
-    assert!(rejected.contains("REDIS_PASSWORD"), "the report does not name REDIS_PASSWORD:\n{}", run.all());
+    let rejected = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("redis_session") && l.contains("rejected"))
+        .unwrap_or_default();
+    assert!(
+        rejected.contains("REDIS_PASSWORD"),
+        "the report does not name REDIS_PASSWORD:\n{}",
+        run.all()
+    );
 
-    let run = run_init(app.addr, &args, &[("SESSION_SECRET", EXPRESS_SESSION_SECRET), ("REDIS_PASSWORD", PASSWORD)]);
+    let run = run_init(
+        app.addr,
+        &args,
+        &[("SESSION_SECRET", EXPRESS_SESSION_SECRET), ("REDIS_PASSWORD", PASSWORD)],
+    );
     run.expect(0, &as_strs(&secrets)).picked("redis_session");
     assert!(run.stdout.contains("verified:"), "{}", run.all());
     let s = source(&run);
@@ -155,7 +211,10 @@ fn a_redis_password_is_written_as_a_variable_and_never_shown() {
 fn client_addresses(redis: &Redis) -> HashSet<String> {
     let mut conn = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
     let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn).unwrap();
-    list.split_whitespace().filter_map(|field| field.strip_prefix("addr=")).map(str::to_string).collect()
+    list.split_whitespace()
+        .filter_map(|field| field.strip_prefix("addr="))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A `MONITOR` connection: every command Redis runs from now on, one line each
@@ -214,12 +273,19 @@ fn redis_sees_only_reads_from_init() {
     let run = init_express(&app, &redis, &cookie, true);
     let commands = monitor.stop();
     run.picked("redis_session");
-    let from_init: Vec<&(String, String)> = commands.iter().filter(|(address, _)| !app_clients.contains(address)).collect();
-    let others: Vec<&&(String, String)> = from_init.iter().filter(|(_, name)| !READS.contains(&name.as_str()) && !HANDSHAKE.contains(&name.as_str())).collect();
+    let from_init: Vec<&(String, String)> =
+        commands.iter().filter(|(address, _)| !app_clients.contains(address)).collect();
+    let others: Vec<&&(String, String)> = from_init
+        .iter()
+        .filter(|(_, name)| !READS.contains(&name.as_str()) && !HANDSHAKE.contains(&name.as_str()))
+        .collect();
     assert!(others.is_empty(), "commands other than reads from init's connections (address, command): {others:?}\nall: {commands:?}");
     assert!(
         from_init.iter().any(|(_, name)| name == "GET" || name == "SCAN"),
         "no GET or SCAN from init was seen: is MONITOR seeing init's connections? {commands:?}"
     );
-    assert!(commands.iter().any(|(address, _)| app_clients.contains(address)), "the app's own commands were not seen either: {commands:?}");
+    assert!(
+        commands.iter().any(|(address, _)| app_clients.contains(address)),
+        "the app's own commands were not seen either: {commands:?}"
+    );
 }

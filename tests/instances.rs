@@ -39,11 +39,17 @@ fn app_answering_in(delay: Duration) -> Upstream {
         "/api/me" => match req.cookie("sid").as_deref().and_then(user_of) {
             Some(user) => Reply::After(
                 delay,
-                Box::new(Reply::with(200, &[("Content-Type", "application/json")], format!(r#"{{"id":"{user}"}}"#))),
+                Box::new(Reply::with(
+                    200,
+                    &[("Content-Type", "application/json")],
+                    format!(r#"{{"id":"{user}"}}"#),
+                )),
             ),
             None => Reply::with(401, &[], "{}"),
         },
-        "/logout" => Reply::with(302, &[("Location", "/"), ("Set-Cookie", "sid=; Max-Age=0; Path=/")], ""),
+        "/logout" => {
+            Reply::with(302, &[("Location", "/"), ("Set-Cookie", "sid=; Max-Age=0; Path=/")], "")
+        }
         _ => Reply::html(PAGE),
     })
 }
@@ -102,9 +108,17 @@ impl HaProxy {
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run haproxy ({e}): install haproxy; `make test` does"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run haproxy ({e}): install haproxy; `make test` does")
+            });
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        support::listening_or_exited(addr, &mut child, Duration::from_secs(10), "haproxy", &|| std::fs::read_to_string(&log).unwrap_or_default())?;
+        support::listening_or_exited(
+            addr,
+            &mut child,
+            Duration::from_secs(10),
+            "haproxy",
+            &|| std::fs::read_to_string(&log).unwrap_or_default(),
+        )?;
         Ok(HaProxy { child, port, log, _dir: dir })
     }
 
@@ -138,7 +152,12 @@ fn fetch(agent: &ureq::Agent, url: &str, sid: &str) -> Result<(u16, String), Str
 }
 
 /// [`fetch`] with the `Host` the browser would send, when it is not the URL's.
-fn fetch_as(agent: &ureq::Agent, url: &str, host: Option<&str>, sid: &str) -> Result<(u16, String), String> {
+fn fetch_as(
+    agent: &ureq::Agent,
+    url: &str,
+    host: Option<&str>,
+    sid: &str,
+) -> Result<(u16, String), String> {
     let mut req = ureq::http::Request::builder().uri(url).header("Cookie", format!("sid={sid}"));
     if let Some(host) = host {
         req = req.header("Host", host);
@@ -156,7 +175,11 @@ fn carries_token_for(body: &str, sid: &str) -> bool {
 }
 
 fn redis_cli(redis: &Redis, args: &[&str]) -> Vec<u8> {
-    support::output_within(Command::new("redis-cli").args(["-p", &redis.port.to_string(), "--raw"]).args(args), Duration::from_secs(10)).stdout
+    support::output_within(
+        Command::new("redis-cli").args(["-p", &redis.port.to_string(), "--raw"]).args(args),
+        Duration::from_secs(10),
+    )
+    .stdout
 }
 
 #[test]
@@ -164,7 +187,8 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
     let redis = Redis::start();
     let app = app();
     let mut proxies: Vec<Option<Proxy>> = (0..3).map(|_| Some(instance(&app, &redis))).collect();
-    let ports = |p: &Option<Proxy>| p.as_ref().map(|p| (p.addr.port(), p.admin.unwrap().port())).unwrap();
+    let ports =
+        |p: &Option<Proxy>| p.as_ref().map(|p| (p.addr.port(), p.admin.unwrap().port())).unwrap();
     let haproxy = HaProxy::start(&proxies.iter().map(ports).collect::<Vec<_>>());
     let nonce = std::process::id();
     let session = |n: usize| format!("s{n}-{nonce}");
@@ -178,7 +202,8 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
         let handles: Vec<_> = direct
             .iter()
             .map(|url| {
-                let (url, site, sid, barrier) = (url.clone(), site.clone(), session(n), barrier.clone());
+                let (url, site, sid, barrier) =
+                    (url.clone(), site.clone(), session(n), barrier.clone());
                 thread::spawn(move || {
                     let agent = support::client();
                     barrier.wait();
@@ -189,7 +214,10 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
         for h in handles {
             let (status, body) = h.join().unwrap().expect("direct request");
             assert_eq!(status, 200);
-            assert!(carries_token_for(&body, &session(n)), "session {n}: no valid token on a cold start");
+            assert!(
+                carries_token_for(&body, &session(n)),
+                "session {n}: no valid token on a cold start"
+            );
         }
     }
 
@@ -253,14 +281,24 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
     // HAProxy's health check took the killed instance out, and nothing reached it after.
     assert!(log.contains("be/p1 is DOWN"), "HAProxy never marked p1 down:\n{log}");
     let after_down = log.split("be/p1 is DOWN").nth(1).unwrap_or_default();
-    assert!(!after_down.lines().any(|l| l.starts_with("REQ p1 ")), "requests reached p1 after it was down");
+    assert!(
+        !after_down.lines().any(|l| l.starts_with("REQ p1 ")),
+        "requests reached p1 after it was down"
+    );
     // The only failures are the responses p1 had started to send when it died ("SD":
     // the server aborted during the data phase, which no proxy can retry). Everything
     // else (refused connections, requests p1 never answered) HAProxy retried elsewhere.
     let unretryable = lines.iter().filter(|(_, _, state, _)| state.starts_with("SD")).count();
-    assert_eq!(failures.len(), unretryable, "client failures {failures:?} vs HAProxy's unretryable aborts; log:\n{log}");
+    assert_eq!(
+        failures.len(),
+        unretryable,
+        "client failures {failures:?} vs HAProxy's unretryable aborts; log:\n{log}"
+    );
     assert!(failures.len() <= 8, "more failures than requests in flight: {failures:?}");
-    let odd: Vec<_> = lines.iter().filter(|(_, status, state, _)| status != "200" && !state.starts_with("SD")).collect();
+    let odd: Vec<_> = lines
+        .iter()
+        .filter(|(_, status, state, _)| status != "200" && !state.starts_with("SD"))
+        .collect();
     assert!(odd.is_empty(), "requests neither served nor unretryable: {odd:?}");
     let retried = lines.iter().filter(|(_, _, _, retries)| retries != "0").count();
     assert!(ok > 300, "only {ok} good pages: the load did not run");
@@ -273,21 +311,42 @@ fn three_instances_behind_haproxy_share_identities_and_lose_nothing_when_one_is_
         *calls.entry(req.cookie("sid").unwrap_or_default()).or_default() += 1;
     }
     assert_eq!(calls.len(), 30, "{calls:?}");
-    let warnings: String = proxies.iter().flatten().flat_map(|p| p.log_text().lines().filter(|l| l.contains("WARN")).map(String::from).collect::<Vec<_>>()).collect::<Vec<_>>().join("\n");
-    assert!(calls.values().all(|&n| n == 1), "sessions asked more than once: {calls:?}\n{warnings}");
+    let warnings: String = proxies
+        .iter()
+        .flatten()
+        .flat_map(|p| {
+            p.log_text()
+                .lines()
+                .filter(|l| l.contains("WARN"))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        calls.values().all(|&n| n == 1),
+        "sessions asked more than once: {calls:?}\n{warnings}"
+    );
 
     // What Redis holds: hashed names, sealed values, no cookie, no user id, no claim left.
     let keys = String::from_utf8(redis_cli(&redis, &["KEYS", "*"])).unwrap();
     let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
     assert_eq!(keys.len(), 30, "{keys:?}");
     for key in keys {
-        let hex = key.strip_prefix("isp:identity:").unwrap_or_else(|| panic!("unexpected key {key}"));
+        let hex =
+            key.strip_prefix("isp:identity:").unwrap_or_else(|| panic!("unexpected key {key}"));
         assert!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
         let value = redis_cli(&redis, &["GET", key]);
         let text = String::from_utf8_lossy(&value);
-        assert!(!text.contains("user-") && !text.contains(&nonce.to_string()), "readable entry under {key}");
+        assert!(
+            !text.contains("user-") && !text.contains(&nonce.to_string()),
+            "readable entry under {key}"
+        );
     }
-    eprintln!("{ok} good pages, {} failed (unretryable), {retried} retried by HAProxy", failures.len());
+    eprintln!(
+        "{ok} good pages, {} failed (unretryable), {retried} retried by HAProxy",
+        failures.len()
+    );
     drop(killed);
 }
 
@@ -300,7 +359,8 @@ fn slow_relay_to(redis: &Redis, delay: Duration) -> u16 {
     thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let server = std::net::TcpStream::connect(&upstream).unwrap();
-            let (mut client_in, mut server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut client_in, mut server_out) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
             thread::spawn(move || {
                 let mut buf = [0u8; 16384];
                 while let Ok(n @ 1..) = std::io::Read::read(&mut client_in, &mut buf) {
@@ -324,7 +384,10 @@ fn an_instance_that_wins_the_claim_after_another_answered_uses_that_answer() {
     let redis = Redis::start();
     let app = app_answering_in(Duration::from_millis(300));
     let relay = slow_relay_to(&redis, Duration::from_millis(200));
-    let a = instance_with(&app, &format!("\n    redis: \"redis://127.0.0.1:{relay}/0\"\n    timeout: 5s"));
+    let a = instance_with(
+        &app,
+        &format!("\n    redis: \"redis://127.0.0.1:{relay}/0\"\n    timeout: 5s"),
+    );
     let b = instance(&app, &redis);
     let nonce = std::process::id();
     // A's connection to Redis is made first, outside the moment that matters.
@@ -349,8 +412,18 @@ fn an_instance_that_wins_the_claim_after_another_answered_uses_that_answer() {
     let (status, body) = to_b.join().unwrap().unwrap();
     assert_eq!(status, 200);
     assert!(carries_token_for(&body, &sid), "B: no valid token");
-    let calls = app.requests().iter().filter(|r| r.path() == "/api/me" && r.cookie("sid").as_deref() == Some(sid.as_str())).count();
-    assert_eq!(calls, 1, "the app was asked {calls} times for one session\nA:\n{}\nB:\n{}", a.log_text(), b.log_text());
+    let calls = app
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/api/me" && r.cookie("sid").as_deref() == Some(sid.as_str()))
+        .count();
+    assert_eq!(
+        calls,
+        1,
+        "the app was asked {calls} times for one session\nA:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
 }
 
 #[test]
@@ -363,7 +436,11 @@ fn without_redis_each_instance_asks_the_app_itself_and_pages_keep_their_tokens()
     redis.stop();
     let not_ready = support::get(&readyz, &[]);
     assert_eq!(not_ready.status, 503);
-    assert!(not_ready.text().contains("shared cache Redis redis://127.0.0.1:"), "{}", not_ready.text());
+    assert!(
+        not_ready.text().contains("shared cache Redis redis://127.0.0.1:"),
+        "{}",
+        not_ready.text()
+    );
     let agent = support::client();
     let sid = format!("s1-{}", std::process::id());
     for _ in 0..3 {
@@ -407,19 +484,38 @@ fn check_warns_when_the_shared_cache_does_not_answer() {
     let identity = format!(
         "identity:\n  shared_cache: \"redis://127.0.0.1:{port}/0\"\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n"
     );
-    let (code, out) = support::check_config(&format!("listen: [\"127.0.0.1:{}\"]\n{}", free_port(), sections(app.addr, &identity, "")));
+    let (code, out) = support::check_config(&format!(
+        "listen: [\"127.0.0.1:{}\"]\n{}",
+        free_port(),
+        sections(app.addr, &identity, "")
+    ));
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(&format!("identity.shared_cache: redis://127.0.0.1:{port}/0 does not answer")), "{out}");
+    assert!(
+        out.contains(&format!("identity.shared_cache: redis://127.0.0.1:{port}/0 does not answer")),
+        "{out}"
+    );
     assert!(out.contains("each instance asks the app itself until it does"), "{out}");
-    assert!(out.contains(&format!("shared cache redis://127.0.0.1:{port}/0")), "the summary names it: {out}");
+    assert!(
+        out.contains(&format!("shared cache redis://127.0.0.1:{port}/0")),
+        "the summary names it: {out}"
+    );
 }
 
 /// An app whose `/api/me` knows every `s<n>-…` session except those in `logged_out`
 /// (a logout the proxy did not see, or one it did and an attacker wants undone).
 fn app_with_logouts(logged_out: Arc<std::sync::Mutex<Vec<String>>>) -> Upstream {
     Upstream::start(move |req| match req.path() {
-        "/api/me" => match req.cookie("sid").filter(|sid| !logged_out.lock().unwrap().contains(sid)).as_deref().and_then(user_of) {
-            Some(user) => Reply::with(200, &[("Content-Type", "application/json")], format!(r#"{{"id":"{user}"}}"#)),
+        "/api/me" => match req
+            .cookie("sid")
+            .filter(|sid| !logged_out.lock().unwrap().contains(sid))
+            .as_deref()
+            .and_then(user_of)
+        {
+            Some(user) => Reply::with(
+                200,
+                &[("Content-Type", "application/json")],
+                format!(r#"{{"id":"{user}"}}"#),
+            ),
             None => Reply::with(401, &[], "{}"),
         },
         _ => Reply::html(PAGE),

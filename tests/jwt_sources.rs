@@ -5,9 +5,9 @@
 //! and tampered tokens give none, and the page is still served. JWKS and AWS ALB keys
 //! are served by a local HTTP server; the signed header never reaches the app.
 
-mod support;
 #[path = "jwt/sign.rs"]
 mod sign;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,7 +19,8 @@ use support::{get, page_token, sections, verify, Proxy, Reply, Upstream};
 const PAGE: &str = "<!DOCTYPE html><html><head><title>t</title><script>window.intercomSettings={app_id:'abc12345'};</script></head><body>hi</body></html>";
 const ISSUER: &str = "https://auth.example.com/";
 const AUDIENCE: &str = "my-app";
-const ALB_ARN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/my-alb/50dc6c495c0c9188";
+const ALB_ARN: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/my-alb/50dc6c495c0c9188";
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -78,10 +79,12 @@ fn rs256_es256_and_eddsa_tokens_from_a_jwks_url_identify_the_user() {
     }));
     let jwks = key_server("/jwks.json", Arc::new(Mutex::new(s["jwks"].to_string())));
     let app = app();
-    let proxy = jwt_cookie_proxy(&app, &format!("      jwks_url: http://{}/jwks.json\n", jwks.addr));
+    let proxy =
+        jwt_cookie_proxy(&app, &format!("      jwks_url: http://{}/jwks.json\n", jwks.addr));
     for (name, user) in [("rs", "alice"), ("es", "bob"), ("ed", "carol")] {
         let token = s["tokens"][name].as_str().unwrap();
-        let c = page_claims(&proxy, &format!("other=1; session_token={token}")).unwrap_or_else(|| panic!("{name}: no token\n{}", proxy.log_text()));
+        let c = page_claims(&proxy, &format!("other=1; session_token={token}"))
+            .unwrap_or_else(|| panic!("{name}: no token\n{}", proxy.log_text()));
         assert_eq!(c["user_id"], user, "{name}");
         assert_eq!(c["email"], format!("{user}@example.com"), "{name}");
         assert_eq!(c["name"], user.to_uppercase(), "{name}");
@@ -114,19 +117,45 @@ fn refused_tokens_give_no_identity_and_the_page_is_still_served() {
     jwks["keys"].as_array_mut().unwrap().retain(|k| k["kid"] == "rsa1");
     let server = key_server("/jwks.json", Arc::new(Mutex::new(jwks.to_string())));
     let app = app();
-    let proxy = jwt_cookie_proxy(&app, &format!("      jwks_url: http://{}/jwks.json\n      key_refetch_interval: 0s\n", server.addr));
+    let proxy = jwt_cookie_proxy(
+        &app,
+        &format!(
+            "      jwks_url: http://{}/jwks.json\n      key_refetch_interval: 0s\n",
+            server.addr
+        ),
+    );
     let valid = s["tokens"]["valid"].as_str().unwrap();
-    assert_eq!(page_claims(&proxy, &format!("session_token={valid}")).expect("the valid token identifies")["user_id"], "alice");
-    for name in ["expired", "not_yet_valid", "wrong_issuer", "wrong_audience", "alg_none", "hs256_with_rsa_public_key", "unknown_kid", "tampered_payload", "no_exp"] {
+    assert_eq!(
+        page_claims(&proxy, &format!("session_token={valid}")).expect("the valid token identifies")
+            ["user_id"],
+        "alice"
+    );
+    for name in [
+        "expired",
+        "not_yet_valid",
+        "wrong_issuer",
+        "wrong_audience",
+        "alg_none",
+        "hs256_with_rsa_public_key",
+        "unknown_kid",
+        "tampered_payload",
+        "no_exp",
+    ] {
         let token = s["tokens"][name].as_str().unwrap();
-        assert!(page_claims(&proxy, &format!("session_token={token}")).is_none(), "{name} must give no identity");
+        assert!(
+            page_claims(&proxy, &format!("session_token={token}")).is_none(),
+            "{name} must give no identity"
+        );
     }
     let log = proxy.log_text();
     assert!(log.contains("jwt_cookie token refused"), "refusals are logged: {log}");
     for name in ["valid", "tampered_payload", "alg_none"] {
         let token = s["tokens"][name].as_str().unwrap();
         let signature = token.rsplit('.').next().unwrap();
-        assert!(!log.contains(token) && (signature.is_empty() || !log.contains(signature)), "{name} leaked into the log");
+        assert!(
+            !log.contains(token) && (signature.is_empty() || !log.contains(signature)),
+            "{name} leaked into the log"
+        );
     }
 }
 
@@ -140,17 +169,28 @@ fn a_new_kid_in_the_jwks_is_accepted_without_a_restart() {
         }
     }));
     let keys = s["jwks"]["keys"].as_array().unwrap();
-    let only = |kid: &str| json!({"keys": keys.iter().filter(|k| k["kid"] == kid).collect::<Vec<_>>()}).to_string();
+    let only = |kid: &str| {
+        json!({"keys": keys.iter().filter(|k| k["kid"] == kid).collect::<Vec<_>>()}).to_string()
+    };
     let body = Arc::new(Mutex::new(only("old")));
     let server = key_server("/jwks.json", body.clone());
     let app = app();
-    let proxy = jwt_cookie_proxy(&app, &format!("      jwks_url: http://{}/jwks.json\n      key_refetch_interval: 0s\n", server.addr));
+    let proxy = jwt_cookie_proxy(
+        &app,
+        &format!(
+            "      jwks_url: http://{}/jwks.json\n      key_refetch_interval: 0s\n",
+            server.addr
+        ),
+    );
     let cookie = |name: &str| format!("session_token={}", s["tokens"][name].as_str().unwrap());
     assert_eq!(page_claims(&proxy, &cookie("old")).unwrap()["user_id"], "alice");
     assert!(page_claims(&proxy, &cookie("new")).is_none(), "not yet published");
     // The identity provider rotates: the new key appears, the old one goes.
     *body.lock().unwrap() = only("new");
-    assert_eq!(page_claims(&proxy, &cookie("new")).expect("the rotated key is fetched")["user_id"], "bob");
+    assert_eq!(
+        page_claims(&proxy, &cookie("new")).expect("the rotated key is fetched")["user_id"],
+        "bob"
+    );
     assert!(server.count("/jwks.json") >= 3, "an unknown kid made the proxy look again");
 }
 
@@ -158,25 +198,39 @@ fn a_new_kid_in_the_jwks_is_accepted_without_a_restart() {
 fn a_supabase_session_split_over_chunked_cookies_is_read() {
     use base64::Engine as _;
     let secret = "supabase-jwt-secret-0123456789abcdef";
-    let s = sign(json!({"tokens": {"t": {"secret": secret, "alg": "HS256", "kid": null, "claims": with(claims("supa"), json!({"aud": "authenticated", "iss": ISSUER}))}}}));
+    let s = sign(
+        json!({"tokens": {"t": {"secret": secret, "alg": "HS256", "kid": null, "claims": with(claims("supa"), json!({"aud": "authenticated", "iss": ISSUER}))}}}),
+    );
     let access = s["tokens"]["t"].as_str().unwrap();
     let session = json!({"access_token": access, "token_type": "bearer", "refresh_token": "r3fresh", "user": {"id": "supa"}});
-    let value = format!("base64-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(session.to_string()));
+    let value = format!(
+        "base64-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(session.to_string())
+    );
     let (a, b) = value.split_at(value.len() / 2);
     let app = app();
     let identity = format!(
         "identity:\n  sources:\n    - type: jwt_cookie\n      cookie: sb-proj-auth-token\n      algorithms: [HS256]\n      secret_env: SUPABASE_JWT_SECRET\n      issuer: {ISSUER}\n      audience: authenticated\n"
     );
-    let proxy = Proxy::start_with_env(&sections(app.addr, &identity, ""), &[("SUPABASE_JWT_SECRET", secret)]);
-    let c = page_claims(&proxy, &format!("sb-proj-auth-token.1={b}; sb-proj-auth-token.0={a}")).expect("the chunked session identifies");
+    let proxy = Proxy::start_with_env(
+        &sections(app.addr, &identity, ""),
+        &[("SUPABASE_JWT_SECRET", secret)],
+    );
+    let c = page_claims(&proxy, &format!("sb-proj-auth-token.1={b}; sb-proj-auth-token.0={a}"))
+        .expect("the chunked session identifies");
     assert_eq!(c["user_id"], "supa");
     assert_eq!(c["email"], "supa@example.com");
-    assert!(page_claims(&proxy, &format!("sb-proj-auth-token.0={a}")).is_none(), "half a session is no identity");
+    assert!(
+        page_claims(&proxy, &format!("sb-proj-auth-token.0={a}")).is_none(),
+        "half a session is no identity"
+    );
 }
 
 #[test]
 fn a_bearer_token_in_the_authorization_header_is_read() {
-    let s = sign(json!({"keys": {"e": "EC"}, "tokens": {"t": {"key": "e", "alg": "ES256", "claims": claims("dora")}}}));
+    let s = sign(
+        json!({"keys": {"e": "EC"}, "tokens": {"t": {"key": "e", "alg": "ES256", "claims": claims("dora")}}}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("key.pem");
     std::fs::write(&pem, s["pem"]["e"].as_str().unwrap()).unwrap();
@@ -214,7 +268,13 @@ fn a_cloudflare_access_assertion_identifies_the_user_and_never_reaches_the_app()
     );
     let proxy = Proxy::start(&sections(app.addr, &identity, ""));
     let assertion = |name: &str| s["tokens"][name].as_str().unwrap().to_string();
-    let r = get(&proxy.url("/"), &[("Cf-Access-Jwt-Assertion", &assertion("valid")), ("Cf_Access_Jwt_Assertion", "smuggled")]);
+    let r = get(
+        &proxy.url("/"),
+        &[
+            ("Cf-Access-Jwt-Assertion", &assertion("valid")),
+            ("Cf_Access_Jwt_Assertion", "smuggled"),
+        ],
+    );
     assert_eq!(r.status, 200);
     let c = verify(&page_token(&r.text()).expect("the assertion identifies"));
     assert_eq!(c["user_id"], "7335d417-61da-459d-899c-0a01c76a2f94");
@@ -228,7 +288,9 @@ fn a_cloudflare_access_assertion_identifies_the_user_and_never_reaches_the_app()
     assert_eq!(seen.len(), 3);
     for req in &seen {
         assert!(
-            req.headers.iter().all(|(k, _)| !k.replace('_', "-").eq_ignore_ascii_case("cf-access-jwt-assertion")),
+            req.headers
+                .iter()
+                .all(|(k, _)| !k.replace('_', "-").eq_ignore_ascii_case("cf-access-jwt-assertion")),
             "the assertion (verified or not, in any spelling) reached the app: {:?}",
             req.headers
         );
@@ -259,7 +321,10 @@ fn an_aws_alb_token_signed_like_alb_is_accepted_and_a_tampered_one_refused() {
     );
     let proxy = Proxy::start(&sections(app.addr, &identity, ""));
     let r = get(&proxy.url("/"), &[("x-amzn-oidc-data", valid)]);
-    let c = verify(&page_token(&r.text()).unwrap_or_else(|| panic!("the ALB token identifies\n{}", proxy.log_text())));
+    let c = verify(
+        &page_token(&r.text())
+            .unwrap_or_else(|| panic!("the ALB token identifies\n{}", proxy.log_text())),
+    );
     assert_eq!(c["user_id"], "1234567890");
     assert_eq!(c["email"], "alb@example.com");
     assert_eq!(c["name"], "Alb User");
@@ -269,12 +334,17 @@ fn an_aws_alb_token_signed_like_alb_is_accepted_and_a_tampered_one_refused() {
         assert!(page_token(&r.text()).is_none(), "{name} must give no identity");
     }
     assert_eq!(keys.count(key_path), 1, "the key of a kid is fetched once");
-    assert!(app.requests().iter().all(|r| r.header("x-amzn-oidc-data").is_none()), "the ALB header never reaches the app");
+    assert!(
+        app.requests().iter().all(|r| r.header("x-amzn-oidc-data").is_none()),
+        "the ALB header never reaches the app"
+    );
 }
 
 #[test]
 fn a_pomerium_assertion_verifies_against_a_jwks_file() {
-    let s = sign(json!({"keys": {"p1": "EC"}, "tokens": {"t": {"key": "p1", "alg": "ES256", "claims": with(claims("pia"), json!({"aud": "app.example.com", "iss": "authenticate.example.com"}))}}}));
+    let s = sign(
+        json!({"keys": {"p1": "EC"}, "tokens": {"t": {"key": "p1", "alg": "ES256", "claims": with(claims("pia"), json!({"aud": "app.example.com", "iss": "authenticate.example.com"}))}}}),
+    );
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, s["jwks"].to_string()).unwrap();
@@ -284,15 +354,19 @@ fn a_pomerium_assertion_verifies_against_a_jwks_file() {
         jwks.display()
     );
     let proxy = Proxy::start(&sections(app.addr, &identity, ""));
-    let r = get(&proxy.url("/"), &[("X-Pomerium-Jwt-Assertion", s["tokens"]["t"].as_str().unwrap())]);
-    let token = page_token(&r.text()).unwrap_or_else(|| panic!("no token; proxy log:\n{}", proxy.log_text()));
+    let r =
+        get(&proxy.url("/"), &[("X-Pomerium-Jwt-Assertion", s["tokens"]["t"].as_str().unwrap())]);
+    let token = page_token(&r.text())
+        .unwrap_or_else(|| panic!("no token; proxy log:\n{}", proxy.log_text()));
     assert_eq!(verify(&token)["user_id"], "pia");
     assert!(app.requests().iter().all(|r| r.header("x-pomerium-jwt-assertion").is_none()));
 }
 
 #[test]
 fn keys_unavailable_means_pages_without_tokens_until_the_jwks_answers() {
-    let s = sign(json!({"keys": {"k": "RSA"}, "tokens": {"t": {"key": "k", "alg": "RS256", "claims": claims("alice")}}}));
+    let s = sign(
+        json!({"keys": {"k": "RSA"}, "tokens": {"t": {"key": "k", "alg": "RS256", "claims": claims("alice")}}}),
+    );
     let published: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let jwks = published.clone();
     let server = Upstream::start(move |_| match jwks.lock().unwrap().clone() {
@@ -300,14 +374,30 @@ fn keys_unavailable_means_pages_without_tokens_until_the_jwks_answers() {
         None => Reply::with(503, &[], "down"),
     });
     let app = app();
-    let proxy = jwt_cookie_proxy(&app, &format!("      jwks_url: http://{}/jwks.json\n      key_refetch_interval: 0s\n", server.addr));
+    let proxy = jwt_cookie_proxy(
+        &app,
+        &format!(
+            "      jwks_url: http://{}/jwks.json\n      key_refetch_interval: 0s\n",
+            server.addr
+        ),
+    );
     let cookie = format!("session_token={}", s["tokens"]["t"].as_str().unwrap());
     for _ in 0..3 {
-        assert!(page_claims(&proxy, &cookie).is_none(), "no keys, no identity (the page is still served)");
+        assert!(
+            page_claims(&proxy, &cookie).is_none(),
+            "no keys, no identity (the page is still served)"
+        );
     }
-    assert!(proxy.log_text().contains("keys unavailable"), "the failure is logged: {}", proxy.log_text());
+    assert!(
+        proxy.log_text().contains("keys unavailable"),
+        "the failure is logged: {}",
+        proxy.log_text()
+    );
     *published.lock().unwrap() = Some(s["jwks"].to_string());
-    assert_eq!(page_claims(&proxy, &cookie).expect("tokens come back by themselves")["user_id"], "alice");
+    assert_eq!(
+        page_claims(&proxy, &cookie).expect("tokens come back by themselves")["user_id"],
+        "alice"
+    );
 }
 
 #[test]
@@ -326,13 +416,18 @@ fn unknown_kids_fetch_the_jwks_again_at_most_once_per_interval() {
     let server = key_server("/jwks.json", Arc::new(Mutex::new(jwks.to_string())));
     let app = app();
     // The default key_refetch_interval (30 s).
-    let proxy = jwt_cookie_proxy(&app, &format!("      jwks_url: http://{}/jwks.json\n", server.addr));
+    let proxy =
+        jwt_cookie_proxy(&app, &format!("      jwks_url: http://{}/jwks.json\n", server.addr));
     let cookie = |name: &str| format!("session_token={}", s["tokens"][name].as_str().unwrap());
     assert_eq!(page_claims(&proxy, &cookie("known")).unwrap()["user_id"], "alice");
     for name in ["a", "b", "c", "a", "b", "c"] {
         assert!(page_claims(&proxy, &cookie(name)).is_none(), "{name}");
     }
-    assert_eq!(server.count("/jwks.json"), 1, "made-up kids within the interval make no request to the identity provider");
+    assert_eq!(
+        server.count("/jwks.json"),
+        1,
+        "made-up kids within the interval make no request to the identity provider"
+    );
 }
 
 #[test]
@@ -348,9 +443,13 @@ fn check_accepts_an_unreachable_jwks_url_with_a_warning_and_refuses_a_bad_key_fi
         "{{type: jwt_cookie, cookie: s, algorithms: [RS256], jwks_url: \"http://{closed}/jwks.json\"}}"
     ));
     assert_eq!(code, Some(0), "an unreachable JWKS is a warning: {stderr}");
-    assert!(stderr.contains("identity.sources[0].jwks_url") && stderr.contains("cannot fetch"), "{stderr}");
+    assert!(
+        stderr.contains("identity.sources[0].jwks_url") && stderr.contains("cannot fetch"),
+        "{stderr}"
+    );
     let pem = dir.path().join("not-a-key.pem");
-    std::fs::write(&pem, "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n").unwrap();
+    std::fs::write(&pem, "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n")
+        .unwrap();
     let (code, text) = conf(&format!(
         "{{type: jwt_cookie, cookie: s, algorithms: [ES256], public_key_file: {}}}",
         pem.display()

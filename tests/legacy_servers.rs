@@ -42,13 +42,15 @@ fn start_proxy(app: &Server) -> Proxy {
         "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [\"{}\"]\n      timeout: 2s\n",
         app.kind.session_cookie()
     );
-    Proxy::start(&support::sections(app.addr, &identity, "logout:\n  paths: [\"GET|POST /logout\"]\n"))
+    Proxy::start(&support::sections(
+        app.addr,
+        &identity,
+        "logout:\n  paths: [\"GET|POST /logout\"]\n",
+    ))
 }
-
 
 /// What a browser asks for a page (compression included).
 const PAGE_HEADERS: &[(&str, &str)] = &[("Accept", "text/html"), ("Accept-Encoding", "gzip")];
-
 
 // ---------------------------------------------------------------------------
 // The browser driver (tests/browser/driver.mjs).
@@ -62,7 +64,8 @@ struct Run {
 
 impl Run {
     fn step(&self, name: &str) -> &Value {
-        &self.steps[self.names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no step {name}"))]
+        &self.steps
+            [self.names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no step {name}"))]
     }
 
     /// The step's report (cookies left out) and the logs' tails, for assertion messages.
@@ -71,7 +74,16 @@ impl Run {
         if let Some(o) = s.as_object_mut() {
             o.remove("cookies");
         }
-        let tail = |log: &str| log.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail = |log: &str| {
+            log.lines()
+                .rev()
+                .take(12)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         format!(
             "step {name}:\n{}\nproxy log (tail):\n{}\napp server log (tail):\n{}",
             serde_json::to_string_pretty(&s).unwrap(),
@@ -105,7 +117,12 @@ fn assert_clean(r: &Run, name: &str) {
     let s = r.step(name);
     assert_eq!(s["navigationError"], Value::Null, "navigation failed\n{}", r.excerpt(name));
     assert_eq!(s["status"], 200, "{}", r.excerpt(name));
-    assert_eq!(s["failedRequests"], json!([]), "Chromium reports failed requests\n{}", r.excerpt(name));
+    assert_eq!(
+        s["failedRequests"],
+        json!([]),
+        "Chromium reports failed requests\n{}",
+        r.excerpt(name)
+    );
     assert_eq!(s["consoleErrors"], json!([]), "console errors\n{}", r.excerpt(name));
     assert_eq!(s["pageErrors"], json!([]), "page errors\n{}", r.excerpt(name));
     assert_eq!(s["timedOut"], false, "the awaited Messenger call never came\n{}", r.excerpt(name));
@@ -118,7 +135,11 @@ fn assert_visitor_boot(r: &Run, name: &str) {
     assert_eq!(boots.len(), 1, "{}", r.excerpt(name));
     let text = s["calls"].to_string();
     assert!(!text.contains("intercom_user_jwt"), "a visitor got a token\n{}", r.excerpt(name));
-    assert!(!text.contains(ALICE_ID) && !text.contains(ALICE_EMAIL), "a visitor got alice's identity\n{}", r.excerpt(name));
+    assert!(
+        !text.contains(ALICE_ID) && !text.contains(ALICE_EMAIL),
+        "a visitor got alice's identity\n{}",
+        r.excerpt(name)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -144,21 +165,37 @@ fn legacy_server(kind: Kind) {
     match kind {
         Kind::Python => {
             assert_eq!(direct.version, "HTTP/1.0", "{}", direct.describe());
-            assert!(direct.header("content-length").is_some() && !direct.chunked, "{}", direct.describe());
+            assert!(
+                direct.header("content-length").is_some() && !direct.chunked,
+                "{}",
+                direct.describe()
+            );
         }
         Kind::Php => {
             // The body ends where the connection closes (no length, no chunks).
             assert_eq!(direct.header("connection"), Some("close"), "{}", direct.describe());
-            assert!(direct.header("content-length").is_none() && !direct.chunked, "{}", direct.describe());
+            assert!(
+                direct.header("content-length").is_none() && !direct.chunked,
+                "{}",
+                direct.describe()
+            );
         }
         Kind::Apache => {
             assert_eq!(direct.version, "HTTP/1.1", "{}", direct.describe());
-            assert!(direct.chunked, "Apache should send the flushed page chunked:\n{}", direct.describe());
+            assert!(
+                direct.chunked,
+                "Apache should send the flushed page chunked:\n{}",
+                direct.describe()
+            );
             assert_eq!(direct.header("content-encoding"), Some("gzip"), "{}", direct.describe());
         }
         Kind::Express => {
             assert_eq!(direct.version, "HTTP/1.1", "{}", direct.describe());
-            assert!(direct.header("content-length").is_some() && !direct.chunked, "{}", direct.describe());
+            assert!(
+                direct.header("content-length").is_some() && !direct.chunked,
+                "{}",
+                direct.describe()
+            );
         }
     }
     if matches!(kind, Kind::Apache | Kind::Express) {
@@ -206,7 +243,11 @@ fn legacy_server(kind: Kind) {
 
     // The login redirects to the dashboard, whose Messenger boots once, with alice's token.
     let s = r.step("login");
-    assert!(s["url"].as_str().unwrap_or("").ends_with("/"), "the login should land on /\n{}", r.excerpt("login"));
+    assert!(
+        s["url"].as_str().unwrap_or("").ends_with("/"),
+        "the login should land on /\n{}",
+        r.excerpt("login")
+    );
     let boots: Vec<&Value> = calls(s).iter().filter(|c| c["method"] == "boot").collect();
     assert_eq!(boots.len(), 1, "expected exactly one boot\n{}", r.excerpt("login"));
     assert_eq!(boots[0]["settings"]["app_id"], APP_ID, "{}", r.excerpt("login"));
@@ -219,14 +260,23 @@ fn legacy_server(kind: Kind) {
     assert_eq!(claims["name"], ALICE_NAME, "{}", r.excerpt("login"));
     // No plain identity in what the Messenger got: not in any call's settings, not in
     // window.intercomSettings (the token itself is base64url, so it cannot match).
-    let mut given: Vec<&Value> = calls(s).iter().map(|c| &c["settings"]).filter(|v| v.is_object()).collect();
+    let mut given: Vec<&Value> =
+        calls(s).iter().map(|c| &c["settings"]).filter(|v| v.is_object()).collect();
     given.push(&s["intercomSettings"]);
     for o in given {
         for key in ["user_id", "email", "user_hash", "name"] {
-            assert!(o.get(key).is_none(), "the Messenger got plain `{key}`: {o}\n{}", r.excerpt("login"));
+            assert!(
+                o.get(key).is_none(),
+                "the Messenger got plain `{key}`: {o}\n{}",
+                r.excerpt("login")
+            );
         }
         let text = o.to_string();
-        assert!(!text.contains(ALICE_ID) && !text.contains(ALICE_EMAIL), "plain identity: {o}\n{}", r.excerpt("login"));
+        assert!(
+            !text.contains(ALICE_ID) && !text.contains(ALICE_EMAIL),
+            "plain identity: {o}\n{}",
+            r.excerpt("login")
+        );
     }
     assert_eq!(s["loads"], 1, "the widget script should run once\n{}", r.excerpt("login"));
 
@@ -235,7 +285,12 @@ fn legacy_server(kind: Kind) {
     let lo = r.step("logout");
     assert!(lo["url"].as_str().unwrap_or("").ends_with("/login-page"), "{}", r.excerpt("logout"));
     let m = methods(lo);
-    assert_eq!(m.first(), Some(&"shutdown"), "the page after the logout must shut the Messenger down\n{}", r.excerpt("logout"));
+    assert_eq!(
+        m.first(),
+        Some(&"shutdown"),
+        "the page after the logout must shut the Messenger down\n{}",
+        r.excerpt("logout")
+    );
     assert!(!m.contains(&"boot"), "nothing may boot after the logout\n{}", r.excerpt("logout"));
 
     // The app's session is gone: / is the visitor's page again, without a token.
@@ -273,34 +328,51 @@ fn http10_client_gets_the_logged_in_page_without_chunked_framing() {
     let app = Server::start(Kind::Php);
     let proxy = start_proxy(&app);
     let session = app.login("alice");
-    let page = fetch(app.addr, "GET", "/", &[("Accept", "text/html"), ("Cookie", &session), ("Connection", "close")], b"");
+    let page = fetch(
+        app.addr,
+        "GET",
+        "/",
+        &[("Accept", "text/html"), ("Cookie", &session), ("Connection", "close")],
+        b"",
+    );
     assert_eq!(page.status, 200, "{}", page.describe());
 
     let mut stream = TcpStream::connect(proxy.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let req = format!("GET / HTTP/1.0\r\nHost: {}\r\nAccept: text/html\r\nCookie: {session}\r\n\r\n", proxy.addr);
+    let req = format!(
+        "GET / HTTP/1.0\r\nHost: {}\r\nAccept: text/html\r\nCookie: {session}\r\n\r\n",
+        proxy.addr
+    );
     stream.write_all(req.as_bytes()).unwrap();
     // HTTP/1.0 without keep-alive: the response ends with the connection (the read
     // timeout only keeps a proxy that never closes from hanging the test).
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    let split = support::find(&raw, b"\r\n\r\n").unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&raw)));
+    let split = support::find(&raw, b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&raw)));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let body = &raw[split + 4..];
 
     assert!(head.starts_with("HTTP/1.") && head.split(' ').nth(1) == Some("200"), "{head}");
-    let te: Vec<&str> = head.lines().filter(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:")).collect();
-    assert!(te.is_empty(), "the HTTP/1.0 response uses {te:?}, which HTTP/1.0 does not have:\n{head}");
+    let te: Vec<&str> =
+        head.lines().filter(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:")).collect();
+    assert!(
+        te.is_empty(),
+        "the HTTP/1.0 response uses {te:?}, which HTTP/1.0 does not have:\n{head}"
+    );
     assert!(
         body.starts_with(b"<!DOCTYPE html>"),
         "the body should be the HTML itself, it starts with {:?}",
         String::from_utf8_lossy(&body[..body.len().min(40)])
     );
-    if let Some(len) = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())) {
+    if let Some(len) = head.lines().find_map(|l| {
+        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+    }) {
         assert_eq!(len, body.len().to_string(), "Content-Length and the body disagree");
     }
     let html = String::from_utf8_lossy(body);
-    let token = support::page_token(&html).unwrap_or_else(|| panic!("the page carries no token:\n{html}"));
+    let token =
+        support::page_token(&html).unwrap_or_else(|| panic!("the page carries no token:\n{html}"));
     assert_eq!(support::verify(&token)["user_id"], ALICE_ID);
     assert!(
         support::without_our_script(body) == page.body,

@@ -47,7 +47,10 @@ fn session_id(step: &Value) -> Option<&str> {
 }
 
 fn boots(step: &Value) -> Vec<&Value> {
-    step["calls"].as_array().map(|c| c.iter().filter(|c| c["method"] == "boot").collect()).unwrap_or_default()
+    step["calls"]
+        .as_array()
+        .map(|c| c.iter().filter(|c| c["method"] == "boot").collect())
+        .unwrap_or_default()
 }
 
 /// In Chromium through the proxy: the sign-in page (the app starts a session), a page
@@ -55,7 +58,8 @@ fn boots(step: &Value) -> Vec<&Value> {
 /// session id and lands on the dashboard, and the dashboard again a second later.
 /// Both dashboards must boot once, with alice's verified token and nothing plain.
 fn a_login_that_keeps_the_session_id(app: &Server, proxy: &Proxy) {
-    let goto = |path: &str, wait: &str| json!({"goto": proxy.url(path), "wait": wait, "timeoutMs": 8000});
+    let goto =
+        |path: &str, wait: &str| json!({"goto": proxy.url(path), "wait": wait, "timeoutMs": 8000});
     let mut login = json!({
         "goto": proxy.url("/signin"), "method": "POST", "form": {"user": "alice"}, "formFrom": "current",
         "wait": "boot", "timeoutMs": 8000
@@ -63,34 +67,56 @@ fn a_login_that_keeps_the_session_id(app: &Server, proxy: &Proxy) {
     // The next step starts a second after this one's page booted.
     login["settleMs"] = json!(1000);
     let logs = || format!("proxy log:\n{}\napp log:\n{}", proxy.log_text(), app.log_text());
-    let steps = support::run_browser(vec![goto("/signin", "load"), goto("/", "boot"), login, goto("/", "boot")], &logs);
+    let steps = support::run_browser(
+        vec![goto("/signin", "load"), goto("/", "boot"), login, goto("/", "boot")],
+        &logs,
+    );
     let [signin, guest, first, later] = &steps[..] else { unreachable!("four steps") };
-    let show = |step: &Value| format!("{}\n{}", serde_json::to_string_pretty(&step["calls"]).unwrap(), logs());
+    let show = |step: &Value| {
+        format!("{}\n{}", serde_json::to_string_pretty(&step["calls"]).unwrap(), logs())
+    };
 
     // The case at hand: the session exists before the login and keeps its id through it.
-    let sid = session_id(signin).unwrap_or_else(|| panic!("the sign-in page started no session\n{}", show(signin)));
+    let sid = session_id(signin)
+        .unwrap_or_else(|| panic!("the sign-in page started no session\n{}", show(signin)));
     assert_eq!(session_id(guest), Some(sid));
     assert_eq!(session_id(first), Some(sid), "the login should keep the session id");
     let guest_boots = boots(guest);
     assert_eq!(guest_boots.len(), 1, "{}", show(guest));
-    assert!(guest_boots[0]["settings"].get("intercom_user_jwt").is_none(), "a visitor got a token\n{}", show(guest));
+    assert!(
+        guest_boots[0]["settings"].get("intercom_user_jwt").is_none(),
+        "a visitor got a token\n{}",
+        show(guest)
+    );
 
     for (when, step) in [("0 s", first), ("1 s", later)] {
-        assert!(step["url"].as_str().unwrap_or("").ends_with('/'), "{when} after the login: {}", show(step));
+        assert!(
+            step["url"].as_str().unwrap_or("").ends_with('/'),
+            "{when} after the login: {}",
+            show(step)
+        );
         let boots = boots(step);
         assert_eq!(boots.len(), 1, "{when} after the login: expected one boot\n{}", show(step));
         assert_eq!(boots[0]["settings"]["app_id"], APP_ID);
-        let token = boots[0]["settings"]["intercom_user_jwt"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{when} after the login, the Messenger booted without a token\n{}", show(step)));
+        let token = boots[0]["settings"]["intercom_user_jwt"].as_str().unwrap_or_else(|| {
+            panic!("{when} after the login, the Messenger booted without a token\n{}", show(step))
+        });
         let claims = support::verify(token);
-        assert_eq!((claims["user_id"].as_str(), claims["email"].as_str()), (Some(ALICE_ID), Some(ALICE_EMAIL)));
+        assert_eq!(
+            (claims["user_id"].as_str(), claims["email"].as_str()),
+            (Some(ALICE_ID), Some(ALICE_EMAIL))
+        );
         assert_eq!(claims["name"], ALICE_NAME);
-        let mut given: Vec<&Value> = step["calls"].as_array().unwrap().iter().map(|c| &c["settings"]).collect();
+        let mut given: Vec<&Value> =
+            step["calls"].as_array().unwrap().iter().map(|c| &c["settings"]).collect();
         given.push(&step["intercomSettings"]);
         for settings in given.into_iter().filter(|s| s.is_object()) {
             for key in ["user_id", "email", "name"] {
-                assert!(settings.get(key).is_none(), "{when} after the login, the Messenger got plain `{key}`\n{}", show(step));
+                assert!(
+                    settings.get(key).is_none(),
+                    "{when} after the login, the Messenger got plain `{key}`\n{}",
+                    show(step)
+                );
             }
         }
     }
@@ -121,7 +147,11 @@ fn a_login_that_keeps_the_phpredis_session_id_under_apache_is_seen_by_redis_sess
     );
     let proxy = php_proxy(&app, &identity);
     a_login_that_keeps_the_session_id(&app, &proxy);
-    assert!(redis.count_keys("PHPREDIS_SESSION:*") >= 1, "the app kept no session in Redis\n{}", app.log_text());
+    assert!(
+        redis.count_keys("PHPREDIS_SESSION:*") >= 1,
+        "the app kept no session in Redis\n{}",
+        app.log_text()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -141,12 +171,18 @@ fn app_with_a_slow_first_lookup() -> Upstream {
             logged_in.store(true, Ordering::SeqCst);
             Reply::with(302, &[("Location", "/")], "")
         }
-        "/api/me" if logged_in.load(Ordering::SeqCst) => {
-            Reply::with(200, &[("Content-Type", "application/json")], format!(r#"{{"id":"{ALICE_ID}"}}"#))
+        "/api/me" if logged_in.load(Ordering::SeqCst) => Reply::with(
+            200,
+            &[("Content-Type", "application/json")],
+            format!(r#"{{"id":"{ALICE_ID}"}}"#),
+        ),
+        "/api/me" if first.swap(false, Ordering::SeqCst) => {
+            Reply::After(SLOW_ANSWER, Box::new(Reply::with(401, &[], "")))
         }
-        "/api/me" if first.swap(false, Ordering::SeqCst) => Reply::After(SLOW_ANSWER, Box::new(Reply::with(401, &[], ""))),
         "/api/me" => Reply::with(401, &[], ""),
-        _ => Reply::html("<!DOCTYPE html><html><head><title>Dashboard</title></head><body>hello</body></html>"),
+        _ => Reply::html(
+            "<!DOCTYPE html><html><head><title>Dashboard</title></head><body>hello</body></html>",
+        ),
     })
 }
 
@@ -158,20 +194,31 @@ fn lookup_in_flight_at_the_login(shared_cache: &str) {
         "identity:\n{shared_cache}  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 3s\n"
     );
     let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
-    let page = |proxy: &Proxy| support::get(&proxy.url("/"), &[("Accept", "text/html"), ("Cookie", SESSION)]);
+    let page = |proxy: &Proxy| {
+        support::get(&proxy.url("/"), &[("Accept", "text/html"), ("Cookie", SESSION)])
+    };
 
     let before = thread::scope(|s| {
         let before = s.spawn(|| page(&proxy));
         let deadline = Instant::now() + Duration::from_secs(10);
         while app.count("/api/me") == 0 {
-            assert!(Instant::now() < deadline, "the proxy never asked /api/me\n{}", proxy.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "the proxy never asked /api/me\n{}",
+                proxy.log_text()
+            );
             thread::sleep(Duration::from_millis(10));
         }
         let login = support::request("POST", &proxy.url("/login"), &[("Cookie", SESSION)]);
-        assert_eq!((login.status, login.header("set-cookie")), (302, None), "a login that keeps the session");
+        assert_eq!(
+            (login.status, login.header("set-cookie")),
+            (302, None),
+            "a login that keeps the session"
+        );
         let after = page(&proxy);
-        let token = support::page_token(&after.text())
-            .unwrap_or_else(|| panic!("the page after the login has no token:\n{}\n{}", after.text(), proxy.log_text()));
+        let token = support::page_token(&after.text()).unwrap_or_else(|| {
+            panic!("the page after the login has no token:\n{}\n{}", after.text(), proxy.log_text())
+        });
         assert_eq!(support::verify(&token)["user_id"], ALICE_ID);
         before.join().unwrap()
     });
@@ -182,7 +229,11 @@ fn lookup_in_flight_at_the_login(shared_cache: &str) {
     // instance reads again once its own copy is older than 1 s.
     thread::sleep(Duration::from_millis(1100));
     let later = page(&proxy);
-    assert!(support::page_token(&later.text()).is_some(), "a stale \"nobody\" answered:\n{}", later.text());
+    assert!(
+        support::page_token(&later.text()).is_some(),
+        "a stale \"nobody\" answered:\n{}",
+        later.text()
+    );
 }
 
 #[test]

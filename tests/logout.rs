@@ -10,8 +10,10 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use support::{get, page_token, sections, verify, Got, Proxy, Reply, Upstream};
 
-const LOGIN_PAGE: &str = "<!DOCTYPE html><html><head><title>Log in</title></head><body><form></form></body></html>";
-const HOME: &str = "<!DOCTYPE html><html><head><script src=/app.js></script></head><body>home</body></html>";
+const LOGIN_PAGE: &str =
+    "<!DOCTYPE html><html><head><title>Log in</title></head><body><form></form></body></html>";
+const HOME: &str =
+    "<!DOCTYPE html><html><head><script src=/app.js></script></head><body>home</body></html>";
 
 fn identity() -> &'static str {
     "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n"
@@ -23,7 +25,9 @@ fn app(me_calls: Arc<AtomicUsize>) -> Upstream {
         "/api/me" => {
             me_calls.fetch_add(1, Ordering::SeqCst);
             match req.cookie("sid").as_deref() {
-                Some(u @ ("alice" | "bob")) => Reply::with(200, &[], format!(r#"{{"id":"{u}","email":"{u}@example.com"}}"#)),
+                Some(u @ ("alice" | "bob")) => {
+                    Reply::with(200, &[], format!(r#"{{"id":"{u}","email":"{u}@example.com"}}"#))
+                }
                 _ => Reply::with(401, &[], "{}"),
             }
         }
@@ -37,8 +41,19 @@ fn app(me_calls: Arc<AtomicUsize>) -> Upstream {
             ],
             "",
         ),
-        "/signout" => Reply::with(302, &[("Location", "/login"), ("Set-Cookie", "sid=deleted; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/")], ""),
-        "/evil-logout" => Reply::with(302, &[("Location", "//evil.example/login"), ("Set-Cookie", "sid=; Max-Age=0")], ""),
+        "/signout" => Reply::with(
+            302,
+            &[
+                ("Location", "/login"),
+                ("Set-Cookie", "sid=deleted; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"),
+            ],
+            "",
+        ),
+        "/evil-logout" => Reply::with(
+            302,
+            &[("Location", "//evil.example/login"), ("Set-Cookie", "sid=; Max-Age=0")],
+            "",
+        ),
         // A logout that lands on a page (Flask's habit), expiring Intercom's cookie itself
         // as intercom-rails' shutdown helper does.
         "/bye" => Reply::with(
@@ -56,14 +71,20 @@ fn app(me_calls: Arc<AtomicUsize>) -> Upstream {
             200,
             &[
                 ("Content-Type", "text/html"),
-                ("Content-Security-Policy", "script-src 'nonce-Zm9vYmFy' 'strict-dynamic'; object-src 'none'"),
+                (
+                    "Content-Security-Policy",
+                    "script-src 'nonce-Zm9vYmFy' 'strict-dynamic'; object-src 'none'",
+                ),
                 ("Content-Security-Policy-Report-Only", "script-src 'none'"),
             ],
             "<html><head><script nonce=Zm9vYmFy src=/app.js></script></head></html>",
         ),
         "/csp-hash" => Reply::with(
             200,
-            &[("Content-Type", "text/html"), ("Content-Security-Policy", "default-src 'self'; img-src *")],
+            &[
+                ("Content-Type", "text/html"),
+                ("Content-Security-Policy", "default-src 'self'; img-src *"),
+            ],
             HOME,
         ),
         _ => Reply::html(HOME),
@@ -86,18 +107,28 @@ fn script_flags(r: &Got) -> (Option<String>, bool) {
 #[test]
 fn a_logout_by_path_expires_intercom_cookies_marks_the_browser_and_keeps_app_cookies() {
     let up = app(Arc::new(AtomicUsize::new(0)));
-    let proxy = proxy(&up, "logout:\n  paths: [\"GET|POST /logout\"]\n  cookie_domain: example.com\n");
+    let proxy =
+        proxy(&up, "logout:\n  paths: [\"GET|POST /logout\"]\n  cookie_domain: example.com\n");
     let r = get(&proxy.url("/logout"), &[("Cookie", "sid=alice"), ("Host", "app.example.com")]);
     assert_eq!(r.status, 302);
     assert_eq!(r.header("location"), Some("/login"));
     let c = cookies(&r);
     assert!(c.contains(&"sid=; Path=/; Max-Age=0") && c.contains(&"flash=bye; Path=/"), "{c:?}");
-    for name in ["intercom-session-abc12345", "intercom-id-abc12345", "intercom-device-id-abc12345"] {
-        let host_only = c.iter().filter(|v| v.starts_with(&format!("{name}=;")) && !v.contains("Domain")).count();
-        let dotted = c.iter().filter(|v| v.starts_with(&format!("{name}=;")) && v.ends_with("Domain=.example.com")).count();
+    for name in ["intercom-session-abc12345", "intercom-id-abc12345", "intercom-device-id-abc12345"]
+    {
+        let host_only = c
+            .iter()
+            .filter(|v| v.starts_with(&format!("{name}=;")) && !v.contains("Domain"))
+            .count();
+        let dotted = c
+            .iter()
+            .filter(|v| v.starts_with(&format!("{name}=;")) && v.ends_with("Domain=.example.com"))
+            .count();
         assert_eq!((host_only, dotted), (1, 1), "{name}: {c:?}");
     }
-    assert!(c.iter().any(|v| v.starts_with("__isp_shutdown=1;") && v.contains("HttpOnly") && v.contains("SameSite=Lax")));
+    assert!(c.iter().any(|v| v.starts_with("__isp_shutdown=1;")
+        && v.contains("HttpOnly")
+        && v.contains("SameSite=Lax")));
     let cc = r.header("cache-control").unwrap();
     assert!(cc.contains("no-store") && !cc.contains("public"), "{cc}");
 }
@@ -125,7 +156,9 @@ fn the_marker_makes_the_next_page_shut_down_first_then_is_cleared() {
     // The login page (no Intercom code, logged-out visitor) carries the shutdown.
     let r = get(&proxy.url("/login"), &[("Cookie", "__isp_shutdown=1")]);
     assert_eq!(script_flags(&r), (None, true));
-    assert!(cookies(&r).iter().any(|v| v.starts_with("__isp_shutdown=;") && v.contains("Max-Age=0")));
+    assert!(cookies(&r)
+        .iter()
+        .any(|v| v.starts_with("__isp_shutdown=;") && v.contains("Max-Age=0")));
     assert_eq!(support::without_our_script(&r.body), LOGIN_PAGE.as_bytes());
     // Without the marker the same page gets only the logged-out watcher again.
     let again = get(&proxy.url("/login"), &[]);
@@ -152,8 +185,10 @@ fn a_logout_detected_by_session_cookie_expiry_needs_no_configuration() {
 #[test]
 fn an_interstitial_runs_the_shutdown_then_continues_to_the_location() {
     let up = app(Arc::new(AtomicUsize::new(0)));
-    let proxy = proxy(&up, "logout:\n  mode: interstitial\n  paths: [\"/logout\", \"/evil-logout\"]\n");
-    let nav = [("Cookie", "sid=alice"), ("Sec-Fetch-Mode", "navigate"), ("Sec-Fetch-Dest", "document")];
+    let proxy =
+        proxy(&up, "logout:\n  mode: interstitial\n  paths: [\"/logout\", \"/evil-logout\"]\n");
+    let nav =
+        [("Cookie", "sid=alice"), ("Sec-Fetch-Mode", "navigate"), ("Sec-Fetch-Dest", "document")];
     let r = get(&proxy.url("/logout"), &nav);
     assert_eq!(r.status, 200);
     assert!(r.header("location").is_none());
@@ -167,14 +202,20 @@ fn an_interstitial_runs_the_shutdown_then_continues_to_the_location() {
     assert!(cookies(&r).iter().any(|v| v.starts_with("__isp_shutdown=1")));
 
     // Not a top-level navigation: the redirect is left as it is.
-    let r = get(&proxy.url("/logout"), &[("Cookie", "sid=alice"), ("Sec-Fetch-Mode", "cors"), ("Sec-Fetch-Dest", "empty")]);
+    let r = get(
+        &proxy.url("/logout"),
+        &[("Cookie", "sid=alice"), ("Sec-Fetch-Mode", "cors"), ("Sec-Fetch-Dest", "empty")],
+    );
     assert_eq!(r.status, 302);
 
     // A target off-site is never followed from an interstitial (no open redirect).
     let r = get(&proxy.url("/evil-logout"), &nav);
     assert_eq!(r.status, 302);
     assert_eq!(r.header("location"), Some("//evil.example/login"));
-    assert!(cookies(&r).iter().any(|v| v.starts_with("__isp_shutdown=1")), "the marker still covers the shutdown");
+    assert!(
+        cookies(&r).iter().any(|v| v.starts_with("__isp_shutdown=1")),
+        "the marker still covers the shutdown"
+    );
 }
 
 #[test]
@@ -201,8 +242,12 @@ fn a_user_switch_without_logout_shuts_the_old_user_down_first() {
 }
 
 fn sha256_source(script_html: &str) -> String {
-    let inner = &script_html[script_html.find('>').unwrap() + 1..script_html.rfind("</script>").unwrap()];
-    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(inner.as_bytes())))
+    let inner =
+        &script_html[script_html.find('>').unwrap() + 1..script_html.rfind("</script>").unwrap()];
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(inner.as_bytes()))
+    )
 }
 
 fn our_script(html: &str) -> &str {
@@ -217,7 +262,10 @@ fn csp_nonces_are_reused_and_report_only_policies_untouched() {
     let proxy = proxy(&up, "");
     let r = get(&proxy.url("/csp-nonce"), &[("Cookie", "sid=alice")]);
     assert!(our_script(&r.text()).starts_with("<script nonce=\"Zm9vYmFy\">"));
-    assert_eq!(r.header("content-security-policy"), Some("script-src 'nonce-Zm9vYmFy' 'strict-dynamic'; object-src 'none'"));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("script-src 'nonce-Zm9vYmFy' 'strict-dynamic'; object-src 'none'")
+    );
     assert_eq!(r.header("content-security-policy-report-only"), Some("script-src 'none'"));
 }
 
@@ -238,7 +286,8 @@ fn csp_without_nonces_gets_the_hash_of_exactly_our_script() {
 fn assert_one_set_cookie_each(what: &str, r: &Got) {
     let mut seen = std::collections::HashSet::new();
     for value in cookies(r) {
-        let c = cookie::Cookie::parse(value).unwrap_or_else(|e| panic!("{what}: unparsable Set-Cookie {value:?} ({e})"));
+        let c = cookie::Cookie::parse(value)
+            .unwrap_or_else(|e| panic!("{what}: unparsable Set-Cookie {value:?} ({e})"));
         let domain = c.domain().map(|d| d.trim_start_matches('.').to_ascii_lowercase());
         let key = (c.name().to_string(), domain, c.path().map(str::to_string));
         assert!(seen.insert(key.clone()), "{what}: {key:?} set twice in {:#?}", cookies(r));
@@ -262,26 +311,48 @@ fn every_response_the_proxy_writes_or_amends_sets_each_cookie_once() {
     assert_one_set_cookie_each("logout landing page", &r);
     assert!(support::runs_a_shutdown(&r.text()), "the landing page shuts the Messenger down");
     assert!(cookies(&r).iter().any(|v| v.starts_with("__isp_shutdown=1;")), "{:?}", cookies(&r));
-    assert!(cookies(&r).iter().any(|v| v.starts_with("intercom-session-abc12345=;") && v.contains("Max-Age=0")), "{:?}", cookies(&r));
+    assert!(
+        cookies(&r)
+            .iter()
+            .any(|v| v.starts_with("intercom-session-abc12345=;") && v.contains("Max-Age=0")),
+        "{:?}",
+        cookies(&r)
+    );
 
     let r = get(&marked.url("/login"), &[("Cookie", "__isp_shutdown=1"), host]);
     assert_one_set_cookie_each("page clearing the marker", &r);
 
     let alice = get(&marked.url("/"), &[("Cookie", "sid=alice"), host]);
     assert_one_set_cookie_each("rewritten page with the last-user tag", &alice);
-    let tag = cookies(&alice).iter().find_map(|v| v.strip_prefix("__isp_user=")).map(|v| v.split(';').next().unwrap().to_string()).unwrap();
+    let tag = cookies(&alice)
+        .iter()
+        .find_map(|v| v.strip_prefix("__isp_user="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .unwrap();
 
-    let r = get(&marked.url("/"), &[("Cookie", &format!("sid=bob; __isp_user={tag}; __isp_shutdown=1")), host]);
+    let r = get(
+        &marked.url("/"),
+        &[("Cookie", &format!("sid=bob; __isp_user={tag}; __isp_shutdown=1")), host],
+    );
     assert_one_set_cookie_each("user switch with a marker", &r);
 
-    let r = get(&marked.url("/__isp/token"), &[("Cookie", &format!("sid=bob; __isp_user={tag}")), host]);
+    let r = get(
+        &marked.url("/__isp/token"),
+        &[("Cookie", &format!("sid=bob; __isp_user={tag}")), host],
+    );
     assert_eq!(r.status, 200);
     assert_one_set_cookie_each("refresh path", &r);
 
     let interstitial = proxy(&up, "logout:\n  mode: interstitial\n  paths: [\"/logout\", \"/bye\"]\n  cookie_domain: example.com\n");
-    let r = get(&interstitial.url("/logout"), &[&[("Cookie", "sid=alice; __isp_shutdown=1")][..], &nav].concat());
+    let r = get(
+        &interstitial.url("/logout"),
+        &[&[("Cookie", "sid=alice; __isp_shutdown=1")][..], &nav].concat(),
+    );
     assert_eq!(r.status, 200, "an interstitial");
     assert_one_set_cookie_each("interstitial", &r);
-    let r = get(&interstitial.url("/bye"), &[&[("Cookie", "sid=alice; __isp_shutdown=1")][..], &nav].concat());
+    let r = get(
+        &interstitial.url("/bye"),
+        &[&[("Cookie", "sid=alice; __isp_shutdown=1")][..], &nav].concat(),
+    );
     assert_one_set_cookie_each("logout landing page in interstitial mode", &r);
 }

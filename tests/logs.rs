@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use support::{get, page_token, sections, Proxy, Reply, Upstream, SECRET};
 
-const PAGE: &str = "<!DOCTYPE html><html><head><meta charset=utf-8><title>t</title></head><body>hi</body></html>";
+const PAGE: &str =
+    "<!DOCTYPE html><html><head><meta charset=utf-8><title>t</title></head><body>hi</body></html>";
 
 /// Sends raw bytes and reads whatever comes back until close (or 5 s).
 fn raw(proxy: &Proxy, request: &[u8]) -> Vec<u8> {
@@ -24,7 +25,8 @@ fn raw(proxy: &Proxy, request: &[u8]) -> Vec<u8> {
 
 #[test]
 fn no_log_line_at_any_level_holds_a_secret_a_session_or_a_token() {
-    let up = Upstream::start(|req| match req.path() {
+    let up = Upstream::start(|req| {
+        match req.path() {
         "/api/me" => match req.cookie("sid").as_deref() {
             Some("SESSIONMARKER-ok") => Reply::with(200, &[], r#"{"id":"user-1"}"#),
             Some("SESSIONMARKER-boom") => Reply::with(500, &[("Set-Cookie", "sid=SETCOOKIEMARKER-me")], "oops"),
@@ -34,10 +36,12 @@ fn no_log_line_at_any_level_holds_a_secret_a_session_or_a_token() {
         "/malformed" => Reply::Raw(b"HTTP/1.1 200 OK\r\nSet-Cookie: session_id=SETCOOKIEMARKER-page\r\nBroken header line\r\n\r\nbody".to_vec()),
         "/logout" => Reply::Raw(b"HTTP/1.1 302 Found\r\nSet-Cookie: sid=SETCOOKIEMARKER-logout\r\nLocation: /lo\0gin\r\n\r\n".to_vec()),
         _ => Reply::with(200, &[("Content-Type", "text/html"), ("Set-Cookie", "other=SETCOOKIEMARKER-ok")], PAGE),
+    }
     });
     let identity = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      timeout: 1s\n";
     let extra = "logout:\n  mode: interstitial\n  paths: [\"GET /logout\"]\n";
-    let proxy = Proxy::start_with_env(&sections(up.addr, identity, extra), &[("RUST_LOG", "trace")]);
+    let proxy =
+        Proxy::start_with_env(&sections(up.addr, identity, extra), &[("RUST_LOG", "trace")]);
 
     // A logged-in page: its token must not show up either.
     let r = get(&proxy.url("/?token=QUERYMARKER"), &[("Cookie", "sid=SESSIONMARKER-ok")]);
@@ -46,7 +50,8 @@ fn no_log_line_at_any_level_holds_a_secret_a_session_or_a_token() {
         let r = get(&proxy.url("/?token=QUERYMARKER"), &[("Cookie", &format!("sid={sid}"))]);
         assert_eq!(r.status, 200);
         // A session id in a path parameter, on a page whose lookup fails (warned about).
-        let r = get(&proxy.url("/p;jsessionid=QUERYMARKER-path"), &[("Cookie", &format!("sid={sid}"))]);
+        let r =
+            get(&proxy.url("/p;jsessionid=QUERYMARKER-path"), &[("Cookie", &format!("sid={sid}"))]);
         assert_eq!(r.status, 200);
     }
     // A malformed upstream response, a malformed logout answer, a malformed request.
@@ -56,7 +61,10 @@ fn no_log_line_at_any_level_holds_a_secret_a_session_or_a_token() {
     assert!(out.starts_with(b"HTTP/1.1 502"), "{}", String::from_utf8_lossy(&out));
     let out = raw(&proxy, b"GET /x?token=QUERYMARKER HTTP/1.1\r\nHost: t\r\nCookie: sid=SESSIONMARKER-bad\r\nBad\x01Header: 1\r\n\r\n");
     assert!(out.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
-    let out = raw(&proxy, b"GET /y?token=QUERYMARKER HTTP/1.1\r\nCookie: sid=SESSIONMARKER-nohost\r\n\r\n");
+    let out = raw(
+        &proxy,
+        b"GET /y?token=QUERYMARKER HTTP/1.1\r\nCookie: sid=SESSIONMARKER-nohost\r\n\r\n",
+    );
     assert!(out.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
 
     // The last request's line (at DEBUG): the lines of every request before it are in.

@@ -21,7 +21,9 @@ fn block() -> Vec<u8> {
     let mut b = Vec::with_capacity(64 * 1024);
     let mut i = 0u32;
     while b.len() < 64 * 1024 {
-        b.extend_from_slice(format!("<p class=row-{i}>row {i} of a very long legacy report</p>\n").as_bytes());
+        b.extend_from_slice(
+            format!("<p class=row-{i}>row {i} of a very long legacy report</p>\n").as_bytes(),
+        );
         i += 1;
     }
     b.truncate(64 * 1024);
@@ -52,7 +54,13 @@ fn sample_peak(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> 
 
 /// An upstream streaming `first`, then `block` `blocks` times, then `last` (chunked);
 /// `/warm` answers a small page.
-fn streaming_upstream(first: &'static [u8], block: Arc<Vec<u8>>, blocks: usize, last: &'static [u8], ctype: &'static str) -> Upstream {
+fn streaming_upstream(
+    first: &'static [u8],
+    block: Arc<Vec<u8>>,
+    blocks: usize,
+    last: &'static [u8],
+    ctype: &'static str,
+) -> Upstream {
     Upstream::start(move |req| {
         if req.path() == "/warm" {
             return Reply::html(&b"<html><head></head><body>warm</body></html>"[..]);
@@ -124,7 +132,14 @@ struct Checker {
 
 impl Checker {
     fn new(blocks: usize) -> Self {
-        Checker { head_buf: Vec::new(), in_head: true, block: block(), offset: 0, blocks, had_script: false }
+        Checker {
+            head_buf: Vec::new(),
+            in_head: true,
+            block: block(),
+            offset: 0,
+            blocks,
+            had_script: false,
+        }
     }
 
     fn feed(&mut self, mut data: &[u8]) {
@@ -134,12 +149,13 @@ impl Checker {
             let Some(at) = support::find(&self.head_buf, marker) else { return };
             let head_end = at + marker.len();
             let head = self.head_buf[..head_end].to_vec();
-            let original = if support::find(&head, support::our_script_marker().as_bytes()).is_some() {
-                self.had_script = true;
-                support::without_our_script(&head)
-            } else {
-                head
-            };
+            let original =
+                if support::find(&head, support::our_script_marker().as_bytes()).is_some() {
+                    self.had_script = true;
+                    support::without_our_script(&head)
+                } else {
+                    head
+                };
             assert_eq!(original, HEAD, "the head came through changed");
             let rest = self.head_buf[head_end..].to_vec();
             self.in_head = false;
@@ -159,8 +175,13 @@ impl Checker {
         while !data.is_empty() {
             if self.offset < body_len {
                 let at = (self.offset % self.block.len() as u64) as usize;
-                let n = data.len().min(self.block.len() - at).min((body_len - self.offset) as usize);
-                assert!(data[..n] == self.block[at..at + n], "body differs at offset {}", self.offset);
+                let n =
+                    data.len().min(self.block.len() - at).min((body_len - self.offset) as usize);
+                assert!(
+                    data[..n] == self.block[at..at + n],
+                    "body differs at offset {}",
+                    self.offset
+                );
                 self.offset += n as u64;
                 data = &data[n..];
             } else {
@@ -175,7 +196,11 @@ impl Checker {
 
     fn finish(self) -> bool {
         assert!(!self.in_head, "the head never completed");
-        assert_eq!(self.offset, (self.blocks * self.block.len() + TAIL.len()) as u64, "length differs");
+        assert_eq!(
+            self.offset,
+            (self.blocks * self.block.len() + TAIL.len()) as u64,
+            "length differs"
+        );
         self.had_script
     }
 }
@@ -183,7 +208,10 @@ impl Checker {
 fn stream_through(proxy: &Proxy, blocks: usize) -> bool {
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(
+        b"GET /big HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     let mut checker = Checker::new(blocks);
     read_chunked(&mut s, |piece| checker.feed(piece));
     checker.finish()
@@ -221,12 +249,20 @@ fn a_page_without_an_insertion_point_passes_through_unchanged_in_bounded_memory(
         let mut b = Vec::new();
         while b.len() < 64 * 1024 {
             // 64 bytes: the block holds whole elements, so no cut tag turns into text.
-            b.extend_from_slice(b"<meta name=\"filler\" content=\"metadata line after line of it..\">\n");
+            b.extend_from_slice(
+                b"<meta name=\"filler\" content=\"metadata line after line of it..\">\n",
+            );
         }
         b.truncate(64 * 1024);
         b
     });
-    let up = streaming_upstream(b"<!DOCTYPE html><html><title>endless</title>\n", endless.clone(), blocks, b"", "text/html");
+    let up = streaming_upstream(
+        b"<!DOCTYPE html><html><title>endless</title>\n",
+        endless.clone(),
+        blocks,
+        b"",
+        "text/html",
+    );
     let proxy = Proxy::start(&sections(up.addr, TRUSTED_HEADER, ""));
     warm(&proxy);
     let before = rss_kib(proxy.pid(), "VmRSS:");
@@ -234,7 +270,10 @@ fn a_page_without_an_insertion_point_passes_through_unchanged_in_bounded_memory(
     let sampler = sample_peak(proxy.pid(), stop.clone());
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     let first = b"<!DOCTYPE html><html><title>endless</title>\n";
     let mut got_first = Vec::new();
     let mut offset = 0u64;
@@ -276,7 +315,10 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
         s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
         // The kernel's socket buffers absorb the first part of each response; the rest
         // stalls against the client, which is what the proxy must not buffer.
-        s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(
+            b"GET /big HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
         clients.push(s);
     }
     // Every response has started (its request reached the app) and stalled against its
@@ -317,7 +359,10 @@ fn a_thousand_slow_readers_do_not_grow_memory_without_bound() {
     // queued body chunks plus the one being read and the one being written, 64 KiB each
     // (about 0.5 MiB measured, in passthrough too). A proxy holding the page would hold
     // its 4 MiB less the 0.6-0.7 MiB the kernel's socket buffers absorb.
-    assert!(per_client_kib < 1024, "each stalled client holds {per_client_kib} KiB, more than a quarter of its page");
+    assert!(
+        per_client_kib < 1024,
+        "each stalled client holds {per_client_kib} KiB, more than a quarter of its page"
+    );
 }
 
 /// How many sockets process `pid` holds.
@@ -374,7 +419,10 @@ fn open_idle(proxy: &Proxy, n: usize, silent: bool) -> Vec<support::conn::Conn> 
             if !silent {
                 let r = c.send("GET", "/page", &[("X-Forwarded-User", "alice")], b"");
                 assert_eq!(r.status, 200, "connection {i}");
-                assert!(r.header("connection").is_none_or(|v| !v.eq_ignore_ascii_case("close")), "kept alive");
+                assert!(
+                    r.header("connection").is_none_or(|v| !v.eq_ignore_ascii_case("close")),
+                    "kept alive"
+                );
             }
             c
         })
@@ -406,7 +454,10 @@ fn kib_per_idle_connection(proxy: &Proxy, n: usize, silent: bool) -> f64 {
     }
     assert_eq!(open, n, "every idle connection is still open");
     let per = after.saturating_sub(before) as f64 / n as f64;
-    eprintln!("{n} idle connections ({}): RSS {before} → {after} KiB, {per:.2} KiB each", if silent { "silent" } else { "answered once" });
+    eprintln!(
+        "{n} idle connections ({}): RSS {before} → {after} KiB, {per:.2} KiB each",
+        if silent { "silent" } else { "answered once" }
+    );
     per
 }
 
@@ -432,7 +483,11 @@ fn an_idle_keep_alive_connection_costs_a_few_kib() {
             // make the next ones look cheap.
             let proxy = Proxy::start_with(&sections(up.addr, TRUSTED_HEADER, ""), args);
             let kib = kib_per_idle_connection(&proxy, CONNS, silent);
-            let what = if silent { "a connection that sent nothing" } else { "an idle keep-alive connection" };
+            let what = if silent {
+                "a connection that sent nothing"
+            } else {
+                "an idle keep-alive connection"
+            };
             assert!(kib <= LIMIT_KIB, "{args:?}: {what} costs {kib:.1} KiB, more than {LIMIT_KIB}");
         }
     }

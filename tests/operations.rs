@@ -17,7 +17,12 @@ fn config(dir: &std::path::Path, port: u16, upstream: std::net::SocketAddr) -> s
     config_with_grace(dir, port, upstream, "2s")
 }
 
-fn config_with_grace(dir: &std::path::Path, port: u16, upstream: std::net::SocketAddr, grace: &str) -> std::path::PathBuf {
+fn config_with_grace(
+    dir: &std::path::Path,
+    port: u16,
+    upstream: std::net::SocketAddr,
+    grace: &str,
+) -> std::path::PathBuf {
     let d = dir.display();
     let yaml = format!(
         "listen: [\"127.0.0.1:{port}\"]\nserver:\n  threads: 1\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/p.pid\n  upgrade_sock: {d}/upgrade.sock\nupstream:\n  addresses: [\"{upstream}\"]\nintercom:\n  app_id: {APP_ID}\n  secret_env: TEST_INTERCOM_SECRET\n{TRUSTED_HEADER}"
@@ -47,14 +52,20 @@ fn signal(pid: u32, sig: &str) {
 fn one_request(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    if s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").is_err() {
+    if s.write_all(
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n",
+    )
+    .is_err()
+    {
         return false;
     }
     let mut out = Vec::new();
     if s.read_to_end(&mut out).is_err() {
         return false;
     }
-    out.starts_with(b"HTTP/1.1 200") && support::find(&out, b"</html>").is_some() && support::find(&out, b",\"j\":\"").is_some()
+    out.starts_with(b"HTTP/1.1 200")
+        && support::find(&out, b"</html>").is_some()
+        && support::find(&out, b",\"j\":\"").is_some()
 }
 
 /// Whether a Unix socket listens at `path` (/proc/net/unix: flag __SO_ACCEPTCON).
@@ -92,7 +103,9 @@ fn upgrade(conf: &std::path::Path, dir: &std::path::Path, old: &Child) -> Child 
 
 #[test]
 fn a_graceful_upgrade_drops_nothing() {
-    let up = Upstream::start(|_| Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..]));
+    let up = Upstream::start(|_| {
+        Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..])
+    });
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let conf = config(dir.path(), port, up.addr);
@@ -136,11 +149,17 @@ fn a_graceful_upgrade_drops_nothing() {
     let new_log = std::fs::read_to_string(dir.path().join("new.log")).unwrap();
     assert!(new.try_wait().unwrap().is_none(), "the new process runs: {new_log}");
     assert!(ok.load(Ordering::SeqCst) > served_before_switch, "the new process serves");
-    assert_eq!(failed.load(Ordering::SeqCst), 0, "requests failed during the upgrade (ok: {})", ok.load(Ordering::SeqCst));
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during the upgrade (ok: {})",
+        ok.load(Ordering::SeqCst)
+    );
 
     // SIGTERM: a graceful stop within the grace period.
     signal(new.id(), "-TERM");
-    let (status, _) = exit_within(&mut new, Duration::from_secs(15)).expect("SIGTERM did not stop the proxy");
+    let (status, _) =
+        exit_within(&mut new, Duration::from_secs(15)).expect("SIGTERM did not stop the proxy");
     assert!(status.success(), "a graceful stop exits 0, not {status:?}");
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
@@ -159,10 +178,13 @@ fn exit_within(child: &mut Child, limit: Duration) -> Option<(std::process::Exit
 
 #[test]
 fn sigterm_with_nothing_in_flight_stops_well_before_the_grace_period() {
-    let up = Upstream::start(|_| Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..]));
+    let up = Upstream::start(|_| {
+        Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..])
+    });
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut proxy = spawn(&config_with_grace(dir.path(), port, up.addr, "30s"), &[], &dir.path().join("p.log"));
+    let mut proxy =
+        spawn(&config_with_grace(dir.path(), port, up.addr, "30s"), &[], &dir.path().join("p.log"));
     wait_listening(port);
     // A kept-alive connection that stays open and idle must not hold the stop back.
     let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -173,7 +195,8 @@ fn sigterm_with_nothing_in_flight_stops_well_before_the_grace_period() {
 
     signal(proxy.id(), "-TERM");
     // Pingora alone sleeps the whole 30 s grace period.
-    let (status, took) = exit_within(&mut proxy, Duration::from_secs(15)).expect("still running 15 s after SIGTERM, with nothing in flight");
+    let (status, took) = exit_within(&mut proxy, Duration::from_secs(15))
+        .expect("still running 15 s after SIGTERM, with nothing in flight");
     assert!(status.success(), "a graceful stop exits 0, not {status:?}");
     eprintln!("stopped {took:?} after SIGTERM");
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "still listening");
@@ -182,12 +205,16 @@ fn sigterm_with_nothing_in_flight_stops_well_before_the_grace_period() {
 #[test]
 fn sigterm_lets_a_request_in_flight_finish_then_stops() {
     let up = Upstream::start(|r| match r.path() {
-        "/slow" => Reply::After(Duration::from_secs(2), Box::new(Reply::html(&b"<html><body>slow page</body></html>"[..]))),
+        "/slow" => Reply::After(
+            Duration::from_secs(2),
+            Box::new(Reply::html(&b"<html><body>slow page</body></html>"[..])),
+        ),
         _ => Reply::html(&b"<html><body>page</body></html>"[..]),
     });
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut proxy = spawn(&config_with_grace(dir.path(), port, up.addr, "30s"), &[], &dir.path().join("p.log"));
+    let mut proxy =
+        spawn(&config_with_grace(dir.path(), port, up.addr, "30s"), &[], &dir.path().join("p.log"));
     wait_listening(port);
     let slow = std::thread::spawn(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -203,14 +230,21 @@ fn sigterm_lets_a_request_in_flight_finish_then_stops() {
     }
     signal(proxy.id(), "-TERM");
     let out = slow.join().unwrap().expect("the request in flight was cut off");
-    assert!(out.starts_with(b"HTTP/1.1 200") && support::find(&out, b"slow page").is_some(), "{}", String::from_utf8_lossy(&out));
-    let (status, _) = exit_within(&mut proxy, Duration::from_secs(15)).expect("still running after its last response");
+    assert!(
+        out.starts_with(b"HTTP/1.1 200") && support::find(&out, b"slow page").is_some(),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let (status, _) = exit_within(&mut proxy, Duration::from_secs(15))
+        .expect("still running after its last response");
     assert!(status.success(), "a graceful stop exits 0, not {status:?}");
 }
 
 #[test]
 fn a_graceful_upgrade_under_keep_alive_load_fails_no_request() {
-    let up = Upstream::start(|_| Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..]));
+    let up = Upstream::start(|_| {
+        Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..])
+    });
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let conf = config_with_grace(dir.path(), port, up.addr, "10s");
@@ -219,7 +253,8 @@ fn a_graceful_upgrade_under_keep_alive_load_fails_no_request() {
 
     let mut new = support::under_keep_alive_load(port, || {
         let new = upgrade(&conf, dir.path(), &old);
-        let (status, _) = exit_within(&mut old, Duration::from_secs(20)).expect("the old process did not exit");
+        let (status, _) =
+            exit_within(&mut old, Duration::from_secs(20)).expect("the old process did not exit");
         let log = || std::fs::read_to_string(dir.path().join("old.log")).unwrap_or_default();
         assert!(status.success(), "the old process exits 0, not {status:?}:\n{}", log());
         new
@@ -234,7 +269,10 @@ fn a_graceful_upgrade_under_keep_alive_load_fails_no_request() {
 fn token_now(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n").ok()?;
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n",
+    )
+    .ok()?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).ok()?;
     support::page_token(&String::from_utf8_lossy(&out))
@@ -242,19 +280,28 @@ fn token_now(port: u16) -> Option<String> {
 
 fn verifies_with(secret: &str, token: &str) -> bool {
     let v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    jsonwebtoken::decode::<serde_json::Value>(token, &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()), &v).is_ok()
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+        &v,
+    )
+    .is_ok()
 }
 
 #[test]
 fn a_secret_rotated_with_an_upgrade_signs_new_tokens_and_fails_no_request() {
     const NEXT: &str = "the-next-messenger-secret-0123456789abcdef";
-    let up = Upstream::start(|_| Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..]));
+    let up = Upstream::start(|_| {
+        Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..])
+    });
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, SECRET).unwrap();
     let conf = config_with_grace(dir.path(), port, up.addr, "10s");
-    let yaml = std::fs::read_to_string(&conf).unwrap().replace("secret_env: TEST_INTERCOM_SECRET", &format!("secret_file: {}", secret.display()));
+    let yaml = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("secret_env: TEST_INTERCOM_SECRET", &format!("secret_file: {}", secret.display()));
     std::fs::write(&conf, yaml).unwrap();
     let mut old = spawn(&conf, &[], &dir.path().join("old.log"));
     wait_listening(port);

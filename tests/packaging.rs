@@ -19,8 +19,14 @@ fn check_config(yaml: &str, dir: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let yaml = yaml
-        .replace("/run/credentials/intercom-secure-proxy.service/messenger-secret", &secret.display().to_string())
-        .replace("/etc/intercom-secure-proxy/secret/messenger-secret", &secret.display().to_string())
+        .replace(
+            "/run/credentials/intercom-secure-proxy.service/messenger-secret",
+            &secret.display().to_string(),
+        )
+        .replace(
+            "/etc/intercom-secure-proxy/secret/messenger-secret",
+            &secret.display().to_string(),
+        )
         .replace("/var/log/intercom-secure-proxy", &dir.display().to_string())
         .replace("legacy-app:3000", "127.0.0.1:3000");
     let conf = dir.join("config.yaml");
@@ -44,34 +50,53 @@ fn the_systemd_unit_verifies_and_its_configuration_checks() {
         .arg(&path)
         .output()
         .expect("systemd-analyze (scripts/install-deps.sh installs systemd)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     // verify reports unknown keys and bad values as warnings with exit 0.
-    assert!(!text.contains("intercom-secure-proxy.service"), "systemd-analyze complains about the unit:\n{text}");
+    assert!(
+        !text.contains("intercom-secure-proxy.service"),
+        "systemd-analyze complains about the unit:\n{text}"
+    );
     check_config(&std::fs::read_to_string(repo("deploy/systemd/config.yaml")).unwrap(), dir.path());
 }
 
 #[test]
 fn the_kubernetes_manifests_validate_and_their_configuration_checks() {
     let validator = repo("target/pyenv/bin/kubernetes-validate");
-    assert!(validator.exists(), "{} is missing: run `make test` (target packaging-deps)", validator.display());
+    assert!(
+        validator.exists(),
+        "{} is missing: run `make test` (target packaging-deps)",
+        validator.display()
+    );
     let manifests: Vec<PathBuf> = std::fs::read_dir(repo("deploy/kubernetes"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
-    assert_eq!(manifests.len(), 5, "Deployment, Service, ConfigMap, Secret, PodDisruptionBudget: {manifests:?}");
+    assert_eq!(
+        manifests.len(),
+        5,
+        "Deployment, Service, ConfigMap, Secret, PodDisruptionBudget: {manifests:?}"
+    );
     let out = Command::new(&validator).arg("--strict").args(&manifests).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert_eq!(text.matches(" passed for resource ").count(), 5, "{text}");
 
-    let configmap: yaml_serde::Value = yaml_serde::from_str(&std::fs::read_to_string(repo("deploy/kubernetes/configmap.yaml")).unwrap()).unwrap();
-    let config = configmap["data"]["config.yaml"].as_str().expect("the ConfigMap carries config.yaml");
+    let configmap: yaml_serde::Value = yaml_serde::from_str(
+        &std::fs::read_to_string(repo("deploy/kubernetes/configmap.yaml")).unwrap(),
+    )
+    .unwrap();
+    let config =
+        configmap["data"]["config.yaml"].as_str().expect("the ConfigMap carries config.yaml");
     let dir = tempfile::tempdir().unwrap();
     check_config(config, dir.path());
     // The probes use the admin listener the configuration opens.
     let deployment = std::fs::read_to_string(repo("deploy/kubernetes/deployment.yaml")).unwrap();
-    assert!(config.contains("listen: \"0.0.0.0:9090\"") && deployment.contains("containerPort: 9090"));
+    assert!(
+        config.contains("listen: \"0.0.0.0:9090\"") && deployment.contains("containerPort: 9090")
+    );
     assert!(deployment.contains("path: /readyz") && deployment.contains("path: /healthz"));
 }

@@ -15,5 +15,10 @@ fn the_served_scripts_are_page_js_minified() {
         .arg("--check")
         .output()
         .expect("node runs (the browser tests need Node 20+ too)");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

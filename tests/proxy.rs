@@ -54,19 +54,59 @@ fn app() -> Upstream {
             ],
             page.clone(),
         ),
-        "/gzip" => Reply::with(200, &[("Content-Type", "text/html"), ("Content-Encoding", "gzip")], gzip(&page)),
-        "/br" => Reply::with(200, &[("Content-Type", "text/html"), ("Content-Encoding", "br")], brotli_compress(&page)),
-        "/zstd" => Reply::with(200, &[("Content-Type", "text/html"), ("Content-Encoding", "zstd")], b"\x28\xb5\x2f\xfdnot really zstd".to_vec()),
+        "/gzip" => Reply::with(
+            200,
+            &[("Content-Type", "text/html"), ("Content-Encoding", "gzip")],
+            gzip(&page),
+        ),
+        "/br" => Reply::with(
+            200,
+            &[("Content-Type", "text/html"), ("Content-Encoding", "br")],
+            brotli_compress(&page),
+        ),
+        "/zstd" => Reply::with(
+            200,
+            &[("Content-Type", "text/html"), ("Content-Encoding", "zstd")],
+            b"\x28\xb5\x2f\xfdnot really zstd".to_vec(),
+        ),
         // Bytes outside visible ASCII in the coding: nothing says the body is plain HTML.
-        "/odd-coding" => Reply::with(200, &[("Content-Type", "text/html"), ("Content-Encoding", "gzip\u{e9}")], page.clone()),
-        "/json" => Reply::with(200, &[("Content-Type", "application/json"), ("ETag", "\"j\"")], br#"{"a":"</script>"}"#.to_vec()),
+        "/odd-coding" => Reply::with(
+            200,
+            &[("Content-Type", "text/html"), ("Content-Encoding", "gzip\u{e9}")],
+            page.clone(),
+        ),
+        "/json" => Reply::with(
+            200,
+            &[("Content-Type", "application/json"), ("ETag", "\"j\"")],
+            br#"{"a":"</script>"}"#.to_vec(),
+        ),
         "/not-modified" => Reply::with(304, &[("ETag", "\"v1\"")], Vec::new()),
-        "/partial" => Reply::with(206, &[("Content-Type", "text/html"), ("Content-Range", "bytes 0-9/100")], b"<html><he".to_vec()),
-        "/no-transform" => Reply::with(200, &[("Content-Type", "text/html"), ("Cache-Control", "no-transform")], page.clone()),
-        "/utf16" => Reply::with(200, &[("Content-Type", "text/html; charset=utf-16")], b"<\0h\0t\0m\0l\0>\0".to_vec()),
+        "/partial" => Reply::with(
+            206,
+            &[("Content-Type", "text/html"), ("Content-Range", "bytes 0-9/100")],
+            b"<html><he".to_vec(),
+        ),
+        "/no-transform" => Reply::with(
+            200,
+            &[("Content-Type", "text/html"), ("Cache-Control", "no-transform")],
+            page.clone(),
+        ),
+        "/utf16" => Reply::with(
+            200,
+            &[("Content-Type", "text/html; charset=utf-16")],
+            b"<\0h\0t\0m\0l\0>\0".to_vec(),
+        ),
         "/no-content" => Reply::with(204, &[], Vec::new()),
-        "/error" => Reply::with(500, &[("Content-Type", "text/html")], b"<html><head></head><body>oops</body></html>".to_vec()),
-        "/sse" => Reply::with(200, &[("Content-Type", "text/event-stream")], b"data: <script>\n\n".to_vec()),
+        "/error" => Reply::with(
+            500,
+            &[("Content-Type", "text/html")],
+            b"<html><head></head><body>oops</body></html>".to_vec(),
+        ),
+        "/sse" => Reply::with(
+            200,
+            &[("Content-Type", "text/event-stream")],
+            b"data: <script>\n\n".to_vec(),
+        ),
         _ => Reply::with(404, &[("Content-Type", "text/plain")], b"nope".to_vec()),
     })
 }
@@ -96,7 +136,10 @@ fn logged_out_pages_get_only_the_watcher_and_keep_their_caching() {
     assert_eq!(via.body, direct.body);
     assert_eq!(via.body, support::corpus("app.html"));
     assert_eq!(via.header("etag"), Some("\"v1\""));
-    assert_eq!(via.header("content-length").map(str::to_string), Some(direct.body.len().to_string()));
+    assert_eq!(
+        via.header("content-length").map(str::to_string),
+        Some(direct.body.len().to_string())
+    );
 }
 
 #[test]
@@ -171,7 +214,10 @@ fn unknown_encodings_pass_through_untouched() {
     assert_eq!(r.header("content-encoding"), Some("zstd"));
     assert_eq!(r.body, direct.body);
     // And the client's zstd was narrowed to what we can decode on the way up.
-    assert!(up.requests().iter().all(|q| !q.header("accept-encoding").unwrap_or("").contains("zstd")));
+    assert!(up
+        .requests()
+        .iter()
+        .all(|q| !q.header("accept-encoding").unwrap_or("").contains("zstd")));
 }
 
 #[test]
@@ -203,7 +249,10 @@ fn bodiless_partial_and_non_html_responses_pass_through() {
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(head.header("etag"), Some("\"v1\""));
-    assert_eq!(head.header("content-length").map(str::to_string), Some(support::corpus("app.html").len().to_string()));
+    assert_eq!(
+        head.header("content-length").map(str::to_string),
+        Some(support::corpus("app.html").len().to_string())
+    );
     let nm = get(&proxy.url("/not-modified"), &ALICE);
     assert_eq!(nm.status, 304);
     assert_eq!(nm.header("etag"), Some("\"v1\""));
@@ -225,7 +274,12 @@ fn navigations_of_identified_users_are_not_answered_from_the_browser_cache() {
     let proxy = proxy_for(&up, "");
     let r = get(
         &proxy.url("/"),
-        &[ALICE[0], ("Accept", "text/html"), ("If-None-Match", "\"v1\""), ("If-Modified-Since", "Mon, 01 Jan 2024 00:00:00 GMT")],
+        &[
+            ALICE[0],
+            ("Accept", "text/html"),
+            ("If-None-Match", "\"v1\""),
+            ("If-Modified-Since", "Mon, 01 Jan 2024 00:00:00 GMT"),
+        ],
     );
     assert_eq!(r.status, 200);
     let sent = up.requests().pop().unwrap();
@@ -251,7 +305,11 @@ fn spoofed_identity_headers_from_untrusted_peers_are_stripped() {
         ],
     );
     assert!(page_token(&r.text()).is_none(), "no token for a spoofed identity");
-    assert_eq!(support::without_our_script(&r.body), support::corpus("app.html"), "only the logged-out watcher");
+    assert_eq!(
+        support::without_our_script(&r.body),
+        support::corpus("app.html"),
+        "only the logged-out watcher"
+    );
     let sent = up.requests().pop().unwrap();
     let names: Vec<String> = sent.headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
     assert!(names.iter().all(|n| !n.replace('_', "-").starts_with("x-forwarded-")), "{names:?}");
@@ -301,7 +359,9 @@ fn read_until_while_held(proxy: &Proxy, until: &[u8]) -> Vec<u8> {
     let mut seen = Vec::new();
     let mut buf = [0u8; 65536];
     while support::find(&seen, until).is_none() {
-        let n = s.read(&mut buf).expect("the first bytes arrive while the upstream still holds the rest");
+        let n = s
+            .read(&mut buf)
+            .expect("the first bytes arrive while the upstream still holds the rest");
         assert!(n > 0, "connection closed early");
         seen.extend_from_slice(&buf[..n]);
     }
@@ -380,10 +440,14 @@ fn html_fetched_by_scripts_is_the_apps_data_and_passes_through() {
     let up = app();
     let proxy = proxy_for(&up, "");
     let original = support::corpus("app.html");
-    let r = get(&proxy.url("/"), &[ALICE[0], ("Sec-Fetch-Dest", "empty"), ("Sec-Fetch-Mode", "cors")]);
+    let r =
+        get(&proxy.url("/"), &[ALICE[0], ("Sec-Fetch-Dest", "empty"), ("Sec-Fetch-Mode", "cors")]);
     assert_eq!(r.body, original, "a fetched page was rewritten");
     for dest in ["document", "iframe"] {
-        let r = get(&proxy.url("/"), &[ALICE[0], ("Sec-Fetch-Dest", dest), ("Sec-Fetch-Mode", "navigate")]);
+        let r = get(
+            &proxy.url("/"),
+            &[ALICE[0], ("Sec-Fetch-Dest", dest), ("Sec-Fetch-Mode", "navigate")],
+        );
         assert!(page_token(&r.text()).is_some(), "{dest}: no token");
     }
 }
@@ -394,8 +458,11 @@ fn announced_lengths_are_exact_on_the_wire() {
     // stops the injection, each with its length, asked for twice in a row on one
     // keep-alive connection: a byte too many would corrupt the next response, a byte
     // too few would leave the read waiting for it.
-    const PAGES: [&str; 4] = ["app.html", "cloudflare.com.html", "ecma402-spec.html", "html-parsing-spec.html"];
-    let meta = |policy: &str| format!("<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\"><meta charset=utf-8><title>t</title><script src=/a.js></script></head><body>x</body></html>");
+    const PAGES: [&str; 4] =
+        ["app.html", "cloudflare.com.html", "ecma402-spec.html", "html-parsing-spec.html"];
+    let meta = |policy: &str| {
+        format!("<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\"><meta charset=utf-8><title>t</title><script src=/a.js></script></head><body>x</body></html>")
+    };
     let (amended, refused) = (meta("script-src 'self'"), meta("script-src 'self', img-src *"));
     let up = Upstream::start(move |req| {
         let body = match req.path().trim_start_matches('/') {
@@ -407,7 +474,8 @@ fn announced_lengths_are_exact_on_the_wire() {
     });
     let proxy = proxy_for(&up, "");
     let mut conn = Conn::open(proxy.addr);
-    for path in PAGES.iter().map(|p| format!("/{p}")).chain(["/amended".into(), "/refused".into()]) {
+    for path in PAGES.iter().map(|p| format!("/{p}")).chain(["/amended".into(), "/refused".into()])
+    {
         for _ in 0..2 {
             let r = conn.send("GET", &path, &ALICE, b"");
             assert_eq!(r.status, 200, "{path}: {}", r.describe());
@@ -418,13 +486,23 @@ fn announced_lengths_are_exact_on_the_wire() {
             if path == "/refused" {
                 assert!(page_token(&text).is_none(), "{path}");
                 let page = text.trim_end_matches(' ');
-                assert!(page.ends_with("</html>") && page.len() < text.len(), "{path}: the owed bytes end the page as spaces");
+                assert!(
+                    page.ends_with("</html>") && page.len() < text.len(),
+                    "{path}: the owed bytes end the page as spaces"
+                );
             } else {
-                assert_eq!(verify(&page_token(&text).expect("a token"))["user_id"], "alice-1", "{path}");
+                assert_eq!(
+                    verify(&page_token(&text).expect("a token"))["user_id"],
+                    "alice-1",
+                    "{path}"
+                );
             }
             // Pingora cuts a body off at its announced length: the page must be whole.
             if let Some(name) = PAGES.iter().find(|p| path.ends_with(*p)) {
-                assert!(support::without_our_script(&body) == support::corpus(name), "{path}: the page was changed");
+                assert!(
+                    support::without_our_script(&body) == support::corpus(name),
+                    "{path}: the page was changed"
+                );
             }
         }
     }

@@ -15,7 +15,8 @@ use support::{Proxy, Reply, Upstream, APP_ID};
 const DEFAULT_PASSWORD: &str = "defaultPw-7f3a";
 const APP_USER: &str = "app";
 const APP_PASSWORD: &str = "appPw-91c2";
-const PAGE: &str = "<!DOCTYPE html><html><head><title>t</title></head><body><p>hello</p></body></html>";
+const PAGE: &str =
+    "<!DOCTYPE html><html><head><title>t</title></head><body><p>hello</p></body></html>";
 
 /// A redis-server whose default user has a password, with an ACL user `app` besides.
 fn protected_redis() -> Redis {
@@ -24,7 +25,10 @@ fn protected_redis() -> Redis {
         &["--requirepass", DEFAULT_PASSWORD, "--user", APP_USER, "on", &acl, "~*", "&*", "+@all"],
         &[DEFAULT_PASSWORD],
     );
-    assert_eq!(redis.command(&["SET", "sess:auth1", r#"{"passport":{"user":"u-auth"}}"#]).as_deref(), Some("+OK"));
+    assert_eq!(
+        redis.command(&["SET", "sess:auth1", r#"{"passport":{"user":"u-auth"}}"#]).as_deref(),
+        Some("+OK")
+    );
     redis
 }
 
@@ -40,7 +44,8 @@ fn source(redis: &Redis, auth: &str) -> String {
 fn page_user(proxy: &Proxy) -> Option<String> {
     let got = support::get(&proxy.url("/"), &[("Cookie", "sid=auth1"), ("Accept", "text/html")]);
     assert_eq!(got.status, 200, "{}", proxy.log_text());
-    support::page_token(&got.text()).map(|t| support::verify(&t)["user_id"].as_str().unwrap_or_default().to_string())
+    support::page_token(&got.text())
+        .map(|t| support::verify(&t)["user_id"].as_str().unwrap_or_default().to_string())
 }
 
 #[test]
@@ -52,26 +57,49 @@ fn password_env_and_password_file_authenticate_a_redis_session_source() {
     std::fs::write(&file, format!("{APP_PASSWORD}\n")).unwrap();
 
     let by_env = Proxy::start_with_env(
-        &support::sections(app.addr, &source(&redis, "      password_env: TEST_REDIS_PASSWORD\n"), ""),
+        &support::sections(
+            app.addr,
+            &source(&redis, "      password_env: TEST_REDIS_PASSWORD\n"),
+            "",
+        ),
         &[("TEST_REDIS_PASSWORD", DEFAULT_PASSWORD)],
     );
-    assert_eq!(page_user(&by_env).as_deref(), Some("u-auth"), "requirepass with password_env:\n{}", by_env.log_text());
+    assert_eq!(
+        page_user(&by_env).as_deref(),
+        Some("u-auth"),
+        "requirepass with password_env:\n{}",
+        by_env.log_text()
+    );
 
     let acl = format!("      username: {APP_USER}\n      password_file: {}\n", file.display());
     let by_file = Proxy::start(&support::sections(app.addr, &source(&redis, &acl), ""));
-    assert_eq!(page_user(&by_file).as_deref(), Some("u-auth"), "ACL user with password_file:\n{}", by_file.log_text());
+    assert_eq!(
+        page_user(&by_file).as_deref(),
+        Some("u-auth"),
+        "ACL user with password_file:\n{}",
+        by_file.log_text()
+    );
 
     // Without the password Redis refuses: no token, the page is served, nothing leaks.
     let none = Proxy::start(&support::sections(app.addr, &source(&redis, ""), ""));
     assert_eq!(page_user(&none), None);
     let wrong = Proxy::start_with_env(
-        &support::sections(app.addr, &source(&redis, "      password_env: TEST_REDIS_PASSWORD\n"), ""),
+        &support::sections(
+            app.addr,
+            &source(&redis, "      password_env: TEST_REDIS_PASSWORD\n"),
+            "",
+        ),
         &[("TEST_REDIS_PASSWORD", "not-the-password")],
     );
     assert_eq!(page_user(&wrong), None);
     for proxy in [&by_env, &by_file, &none, &wrong] {
         let log = proxy.log_text();
-        assert!(!log.contains(DEFAULT_PASSWORD) && !log.contains(APP_PASSWORD) && !log.contains("not-the-password"), "a password was logged:\n{log}");
+        assert!(
+            !log.contains(DEFAULT_PASSWORD)
+                && !log.contains(APP_PASSWORD)
+                && !log.contains("not-the-password"),
+            "a password was logged:\n{log}"
+        );
     }
 }
 
@@ -103,17 +131,24 @@ fn the_shared_cache_authenticates_with_a_username_and_password_file() {
     let identity = format!("identity:\n  shared_cache: {{redis: \"{url}\", username: {APP_USER}, password_file: {}}}\n{endpoint}", file.display());
     let (ok, out) = check(&identity, &[]);
     assert!(ok, "{out}");
-    assert!(!out.contains("does not answer"), "the shared cache's Redis refused the ACL user:\n{out}");
+    assert!(
+        !out.contains("does not answer"),
+        "the shared cache's Redis refused the ACL user:\n{out}"
+    );
 
     // The probe does authenticate: without the password the same Redis refuses it.
-    let (ok, out) = check(&format!("identity:\n  shared_cache: {{redis: \"{url}\"}}\n{endpoint}"), &[]);
+    let (ok, out) =
+        check(&format!("identity:\n  shared_cache: {{redis: \"{url}\"}}\n{endpoint}"), &[]);
     assert!(ok, "{out}");
     assert!(out.contains("identity.shared_cache") && out.contains("does not answer"), "{out}");
 
     let identity = format!("identity:\n  shared_cache: {{redis: \"{url}\", password_env: TEST_REDIS_PASSWORD}}\n{endpoint}");
     let (ok, out) = check(&identity, &[("TEST_REDIS_PASSWORD", DEFAULT_PASSWORD)]);
     assert!(ok && !out.contains("does not answer"), "{out}");
-    assert!(!out.contains(DEFAULT_PASSWORD) && !out.contains(APP_PASSWORD), "a password was printed:\n{out}");
+    assert!(
+        !out.contains(DEFAULT_PASSWORD) && !out.contains(APP_PASSWORD),
+        "a password was printed:\n{out}"
+    );
 }
 
 #[test]
@@ -125,7 +160,10 @@ fn check_warns_when_a_url_carries_a_password_and_never_prints_it() {
     );
     let (ok, out) = check(&identity, &[]);
     assert!(ok, "{out}");
-    assert!(out.contains("identity.sources[0].redis") && out.contains("password_env"), "no warning about the password in the URL:\n{out}");
+    assert!(
+        out.contains("identity.sources[0].redis") && out.contains("password_env"),
+        "no warning about the password in the URL:\n{out}"
+    );
     assert!(!out.contains("does not answer"), "{out}");
     assert!(!out.contains(DEFAULT_PASSWORD), "the password was printed:\n{out}");
 }
@@ -139,7 +177,10 @@ fn conflicting_password_keys_are_config_errors_naming_the_key() {
     std::fs::write(&file, "fromFilePw").unwrap();
     let f = file.display();
     let cases = [
-        (format!("redis: \"{url}\", password_env: TEST_REDIS_PASSWORD, password_file: {f}"), "password_env"),
+        (
+            format!("redis: \"{url}\", password_env: TEST_REDIS_PASSWORD, password_file: {f}"),
+            "password_env",
+        ),
         (format!("redis: \"{with_password}\", password_env: TEST_REDIS_PASSWORD"), "password_env"),
         (format!("redis: \"{with_password}\", password_file: {f}"), "password_file"),
         (format!("redis: \"{url}\", password_env: UNSET_REDIS_PASSWORD"), "password_env"),
@@ -150,11 +191,17 @@ fn conflicting_password_keys_are_config_errors_naming_the_key() {
         let (ok, out) = check(&yaml, &[("TEST_REDIS_PASSWORD", "fromEnvPw")]);
         assert!(!ok, "accepted {redis}:\n{out}");
         assert!(out.contains(&format!("identity.sources[0].{key}")), "{redis}: {out}");
-        assert!(!["inUrlPw", "fromFilePw", "fromEnvPw"].iter().any(|pw| out.contains(pw)), "a password was printed:\n{out}");
+        assert!(
+            !["inUrlPw", "fromFilePw", "fromEnvPw"].iter().any(|pw| out.contains(pw)),
+            "a password was printed:\n{out}"
+        );
         let shared = format!("identity:\n  shared_cache: {{{redis}}}\n  sources: [{{type: current_user_endpoint, path: /api/me}}]\n");
         let (ok, out) = check(&shared, &[("TEST_REDIS_PASSWORD", "fromEnvPw")]);
         assert!(!ok, "accepted {redis}:\n{out}");
         assert!(out.contains(&format!("identity.shared_cache.{key}")), "{redis}: {out}");
-        assert!(!["inUrlPw", "fromFilePw", "fromEnvPw"].iter().any(|pw| out.contains(pw)), "a password was printed:\n{out}");
+        assert!(
+            !["inUrlPw", "fromFilePw", "fromEnvPw"].iter().any(|pw| out.contains(pw)),
+            "a password was printed:\n{out}"
+        );
     }
 }

@@ -89,7 +89,11 @@ impl App {
 
 fn proxy_for(app: &App, redis: &Redis) -> Proxy {
     Proxy::start_with_env(
-        &support::sections(app.addr, &app.identity(redis), "logout:\n  paths: [\"GET|POST /logout\"]\n"),
+        &support::sections(
+            app.addr,
+            &app.identity(redis),
+            "logout:\n  paths: [\"GET|POST /logout\"]\n",
+        ),
         &[("TEST_SESSION_SECRET", SESSION_SECRET)],
     )
 }
@@ -106,7 +110,16 @@ fn excerpt(step: &Value, proxy: &Proxy, app: &App) -> String {
     if let Some(o) = s.as_object_mut() {
         o.remove("cookies");
     }
-    let tail = |log: String| log.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let tail = |log: String| {
+        log.lines()
+            .rev()
+            .take(12)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     format!(
         "{}\nproxy log (tail):\n{}\napp log (tail):\n{}",
         serde_json::to_string_pretty(&s).unwrap(),
@@ -145,9 +158,15 @@ fn session_in_redis_gives_tokens_in_chromium(kind: Kind) {
         login(&proxy, "bob"),
         goto("/", "boot"),
     ];
-    let steps = support::run_browser(steps, &|| format!("proxy log:\n{}\napp log:\n{}", proxy.log_text(), app.log_text()));
+    let steps = support::run_browser(steps, &|| {
+        format!("proxy log:\n{}\napp log:\n{}", proxy.log_text(), app.log_text())
+    });
     let prefix = if kind == Kind::Express { "sess:*" } else { "PHPREDIS_SESSION:*" };
-    assert!(redis.count_keys(prefix) >= 1, "the {kind:?} app wrote no session into Redis\n{}", app.log_text());
+    assert!(
+        redis.count_keys(prefix) >= 1,
+        "the {kind:?} app wrote no session into Redis\n{}",
+        app.log_text()
+    );
 
     // alice logs in: her token, verified, with her email and name.
     let alice = booted_claims(&steps[1], &proxy, &app);
@@ -156,7 +175,8 @@ fn session_in_redis_gives_tokens_in_chromium(kind: Kind) {
     assert_eq!(alice["name"], ALICE_NAME);
 
     // The logout: the next page shuts the Messenger down first, and nothing boots.
-    let methods: Vec<&str> = calls(&steps[2]).iter().map(|c| c["method"].as_str().unwrap_or("?")).collect();
+    let methods: Vec<&str> =
+        calls(&steps[2]).iter().map(|c| c["method"].as_str().unwrap_or("?")).collect();
     assert_eq!(methods.first(), Some(&"shutdown"), "{}", excerpt(&steps[2], &proxy, &app));
     assert!(!methods.contains(&"boot"), "{}", excerpt(&steps[2], &proxy, &app));
 
@@ -166,7 +186,11 @@ fn session_in_redis_gives_tokens_in_chromium(kind: Kind) {
         assert_eq!(bob["user_id"], BOB_ID, "{}", excerpt(step, &proxy, &app));
         assert_eq!(bob["email"], BOB_EMAIL);
         let text = step["calls"].to_string() + &step["intercomSettings"].to_string();
-        assert!(!text.contains(ALICE_ID) && !text.contains(ALICE_EMAIL), "alice leaked into bob's page\n{}", excerpt(step, &proxy, &app));
+        assert!(
+            !text.contains(ALICE_ID) && !text.contains(ALICE_EMAIL),
+            "alice leaked into bob's page\n{}",
+            excerpt(step, &proxy, &app)
+        );
     }
     assert!(!proxy.log_text().contains(" ERROR "), "{}", proxy.log_text());
 }
@@ -196,9 +220,16 @@ fn php_dashboard(proxy: &Proxy, user: &str) -> (support::Got, String) {
         .find_map(|c| c.strip_prefix("PHPSESSID=").and_then(|v| v.split(';').next()))
         .unwrap_or_else(|| panic!("no PHPSESSID set at login: {:?}", login.headers))
         .to_string();
-    let page = support::get(&proxy.url("/"), &[("Cookie", &format!("PHPSESSID={sid}")), ("Accept", "text/html")]);
+    let page = support::get(
+        &proxy.url("/"),
+        &[("Cookie", &format!("PHPSESSID={sid}")), ("Accept", "text/html")],
+    );
     assert_eq!(page.status, 200, "{}", proxy.log_text());
-    assert!(page.text().contains("Dashboard"), "the app did not see {user}'s session:\n{}", page.text());
+    assert!(
+        page.text().contains("Dashboard"),
+        "the app did not see {user}'s session:\n{}",
+        page.text()
+    );
     (page, sid)
 }
 
@@ -209,7 +240,9 @@ fn php_serialize_sessions_give_each_user_their_own_token() {
     let proxy = proxy_for(&app, &redis);
     for (user, id, email) in [("alice", ALICE_ID, ALICE_EMAIL), ("bob", BOB_ID, BOB_EMAIL)] {
         let (page, _) = php_dashboard(&proxy, user);
-        let token = token_of(&page).unwrap_or_else(|| panic!("no token for {user}:\n{}\napp log:\n{}", proxy.log_text(), app.log_text()));
+        let token = token_of(&page).unwrap_or_else(|| {
+            panic!("no token for {user}:\n{}\napp log:\n{}", proxy.log_text(), app.log_text())
+        });
         let claims = support::verify(&token);
         assert_eq!((claims["user_id"].as_str(), claims["email"].as_str()), (Some(id), Some(email)));
     }
@@ -225,17 +258,26 @@ fn php_binary_sessions_are_refused_with_a_warning_naming_the_setting_and_the_pag
     assert!(token_of(&page).is_none(), "a token from a php_binary session");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !proxy.log_text().contains("session.serialize_handler") {
-        assert!(Instant::now() < deadline, "no warning naming session.serialize_handler:\n{}", proxy.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no warning naming session.serialize_handler:\n{}",
+            proxy.log_text()
+        );
         thread::sleep(Duration::from_millis(20));
     }
-    assert!(proxy.log_text().contains("php_serialize"), "the warning does not say what to set:\n{}", proxy.log_text());
+    assert!(
+        proxy.log_text().contains("php_serialize"),
+        "the warning does not say what to set:\n{}",
+        proxy.log_text()
+    );
     assert!(!proxy.log_text().contains(&sid), "the session id was logged");
 }
 
 // ---------------------------------------------------------------------------
 // Faults: Redis stops while requests flow.
 
-const PAGE: &str = "<!DOCTYPE html><html><head><title>t</title></head><body><p>hello</p></body></html>";
+const PAGE: &str =
+    "<!DOCTYPE html><html><head><title>t</title></head><body><p>hello</p></body></html>";
 
 fn token_of(got: &support::Got) -> Option<String> {
     support::page_token(&got.text())
@@ -253,11 +295,13 @@ fn redis_down_serves_pages_without_tokens_and_tokens_come_back_without_a_restart
     );
     let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
     let pid = proxy.pid();
-    let page = || support::get(&proxy.url("/"), &[("Cookie", "sid=abc123"), ("Accept", "text/html")]);
+    let page =
+        || support::get(&proxy.url("/"), &[("Cookie", "sid=abc123"), ("Accept", "text/html")]);
 
     let up = page();
     assert_eq!(up.status, 200);
-    let token = token_of(&up).unwrap_or_else(|| panic!("no token while Redis is up:\n{}", proxy.log_text()));
+    let token = token_of(&up)
+        .unwrap_or_else(|| panic!("no token while Redis is up:\n{}", proxy.log_text()));
     assert_eq!(support::verify(&token)["user_id"], "u-42");
 
     redis.stop();
@@ -270,13 +314,25 @@ fn redis_down_serves_pages_without_tokens_and_tokens_come_back_without_a_restart
         assert_eq!(got.status, 200);
         assert!(token_of(&got).is_none(), "a token while Redis is down");
         assert!(got.text().contains("<p>hello</p>"));
-        assert!(started.elapsed() < Duration::from_secs(1), "a page took {:?} with Redis down", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a page took {:?} with Redis down",
+            started.elapsed()
+        );
         served += 1;
     }
     assert!(served > 10, "only {served} pages in 3 s");
-    let warnings = proxy.log_text().lines().filter(|l| l.contains("redis_session") && l.contains("WARN")).count();
+    let warnings = proxy
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("redis_session") && l.contains("WARN"))
+        .count();
     assert!(warnings >= 1, "no warning while Redis is down:\n{}", proxy.log_text());
-    assert!(warnings <= 10, "{warnings} warnings for {served} pages: not rate-limited:\n{}", proxy.log_text());
+    assert!(
+        warnings <= 10,
+        "{warnings} warnings for {served} pages: not rate-limited:\n{}",
+        proxy.log_text()
+    );
     assert!(!proxy.log_text().contains("abc123"), "the session id was logged");
 
     redis.launch();
@@ -287,7 +343,11 @@ fn redis_down_serves_pages_without_tokens_and_tokens_come_back_without_a_restart
         if let Some(t) = token_of(&got) {
             break t;
         }
-        assert!(Instant::now() < deadline, "no token 10 s after Redis came back:\n{}", proxy.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no token 10 s after Redis came back:\n{}",
+            proxy.log_text()
+        );
         thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(support::verify(&back)["user_id"], "u-42");
@@ -305,7 +365,8 @@ fn a_hung_redis_costs_a_page_no_more_than_the_timeout() {
         redis.url()
     );
     let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
-    let page = || support::get(&proxy.url("/"), &[("Cookie", "sid=slow1"), ("Accept", "text/html")]);
+    let page =
+        || support::get(&proxy.url("/"), &[("Cookie", "sid=slow1"), ("Accept", "text/html")]);
     assert!(token_of(&page()).is_some(), "no token while Redis is up:\n{}", proxy.log_text());
 
     // SIGSTOP: the server keeps its connections open and answers nothing.
@@ -319,16 +380,27 @@ fn a_hung_redis_costs_a_page_no_more_than_the_timeout() {
         let took = started.elapsed();
         assert_eq!(got.status, 200, "{}", proxy.log_text());
         assert!(token_of(&got).is_none());
-        assert!(took < Duration::from_millis(900), "a page took {took:?} with a 200ms Redis timeout");
+        assert!(
+            took < Duration::from_millis(900),
+            "a page took {took:?} with a 200ms Redis timeout"
+        );
     }
     // After the first timeout Redis is not asked again for a second: the next pages do
     // not each wait the timeout (5 × 200ms).
-    assert!(all.elapsed() < Duration::from_millis(700), "5 pages took {:?}: each waited for Redis", all.elapsed());
+    assert!(
+        all.elapsed() < Duration::from_millis(700),
+        "5 pages took {:?}: each waited for Redis",
+        all.elapsed()
+    );
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
     let deadline = Instant::now() + Duration::from_secs(10);
     while token_of(&page()).is_none() {
-        assert!(Instant::now() < deadline, "no token 10 s after Redis resumed:\n{}", proxy.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no token 10 s after Redis resumed:\n{}",
+            proxy.log_text()
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -374,7 +446,10 @@ fn a_key_pattern_that_never_matches_is_warned_about_and_counted() {
     let ids: Vec<String> = (0..25).map(|n| format!("qz7sid{n:02}x")).collect();
     for id in &ids {
         let key = format!("PHPREDIS_SESSION:{id}");
-        assert_eq!(redis.command(&["SET", &key, r#"account|a:1:{s:2:"id";s:4:"u-k1";}"#]).as_deref(), Some("+OK"));
+        assert_eq!(
+            redis.command(&["SET", &key, r#"account|a:1:{s:2:"id";s:4:"u-k1";}"#]).as_deref(),
+            Some("+OK")
+        );
     }
     let app = Upstream::start(|_| Reply::html(PAGE));
     let source = |key: &str| {
@@ -384,7 +459,10 @@ fn a_key_pattern_that_never_matches_is_warned_about_and_counted() {
         )
     };
     let visit = |proxy: &Proxy, id: &str| {
-        let got = support::get(&proxy.url("/"), &[("Cookie", &format!("PHPSESSID={id}")), ("Accept", "text/html")]);
+        let got = support::get(
+            &proxy.url("/"),
+            &[("Cookie", &format!("PHPSESSID={id}")), ("Accept", "text/html")],
+        );
         assert_eq!(got.status, 200);
         token_of(&got).is_some()
     };
@@ -397,8 +475,16 @@ fn a_key_pattern_that_never_matches_is_warned_about_and_counted() {
         assert!(!visit(&wrong, id), "a token although the key never matches");
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !wrong.log_text().lines().any(|l| l.contains("WARN") && l.contains("sess:{id}") && l.contains("missing")) {
-        assert!(Instant::now() < deadline, "no warning naming the key pattern:\n{}", wrong.log_text());
+    while !wrong
+        .log_text()
+        .lines()
+        .any(|l| l.contains("WARN") && l.contains("sess:{id}") && l.contains("missing"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no warning naming the key pattern:\n{}",
+            wrong.log_text()
+        );
         thread::sleep(Duration::from_millis(20));
     }
     let log = wrong.log_text();
@@ -409,7 +495,8 @@ fn a_key_pattern_that_never_matches_is_warned_about_and_counted() {
     assert_eq!(sample(&text, NEVER_FOUND), Some(1.0), "{text}");
 
     // The right key: every session is found, nothing is warned about.
-    let right = Proxy::start_with_admin(&support::sections(app.addr, &source("PHPREDIS_SESSION:{id}"), ""));
+    let right =
+        Proxy::start_with_admin(&support::sections(app.addr, &source("PHPREDIS_SESSION:{id}"), ""));
     for id in &ids {
         assert!(visit(&right, id), "no token with the right key:\n{}", right.log_text());
     }
@@ -443,13 +530,58 @@ fn check_reports_an_unreachable_redis_as_a_warning() {
 /// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl CLI.
 fn make_certificates(dir: &std::path::Path) {
     let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (install it; `make test` does)");
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (install it; `make test` does)");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=redis-test-ca"]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
-    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext"]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=redis-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
 }
 
 /// redis-server with TLS only and an ACL user `app` (password `pw`); the default user is off.
@@ -489,7 +621,18 @@ impl TlsRedis {
     fn cli(&self, args: &[&str]) -> String {
         let out = support::output_within(
             Command::new("redis-cli")
-                .args(["--tls", "--cacert", "ca.crt", "--user", "app", "--pass", "pw", "--no-auth-warning", "-p", &self.port.to_string()])
+                .args([
+                    "--tls",
+                    "--cacert",
+                    "ca.crt",
+                    "--user",
+                    "app",
+                    "--pass",
+                    "pw",
+                    "--no-auth-warning",
+                    "-p",
+                    &self.port.to_string(),
+                ])
                 .args(args)
                 .current_dir(self.dir.path()),
             CLI_TIME,
@@ -517,12 +660,19 @@ fn rediss_with_an_acl_user_and_a_private_ca_gives_tokens_and_an_untrusted_certif
         )
     };
     let url = format!("rediss://app:pw@127.0.0.1:{}/0", redis.port);
-    let page = |proxy: &Proxy| support::get(&proxy.url("/"), &[("Cookie", "sid=tls1"), ("Accept", "text/html")]);
+    let page = |proxy: &Proxy| {
+        support::get(&proxy.url("/"), &[("Cookie", "sid=tls1"), ("Accept", "text/html")])
+    };
 
-    let trusted = Proxy::start(&support::sections(app.addr, &source(&url, &format!("      tls_ca_file: {}\n", ca.display())), ""));
+    let trusted = Proxy::start(&support::sections(
+        app.addr,
+        &source(&url, &format!("      tls_ca_file: {}\n", ca.display())),
+        "",
+    ));
     let got = page(&trusted);
     assert_eq!(got.status, 200);
-    let token = token_of(&got).unwrap_or_else(|| panic!("no token over TLS:\n{}", trusted.log_text()));
+    let token =
+        token_of(&got).unwrap_or_else(|| panic!("no token over TLS:\n{}", trusted.log_text()));
     assert_eq!(support::verify(&token)["user_id"], "u-tls");
     assert!(!trusted.log_text().contains("pw@"), "the Redis password was logged");
 
@@ -534,7 +684,11 @@ fn rediss_with_an_acl_user_and_a_private_ca_gives_tokens_and_an_untrusted_certif
 
     // A wrong ACL password: no identity, page served.
     let wrong = format!("rediss://app:nope@127.0.0.1:{}/0", redis.port);
-    let denied = Proxy::start(&support::sections(app.addr, &source(&wrong, &format!("      tls_ca_file: {}\n", ca.display())), ""));
+    let denied = Proxy::start(&support::sections(
+        app.addr,
+        &source(&wrong, &format!("      tls_ca_file: {}\n", ca.display())),
+        "",
+    ));
     let got = page(&denied);
     assert_eq!(got.status, 200);
     assert!(token_of(&got).is_none(), "a token with a wrong Redis password");
@@ -561,7 +715,16 @@ impl Cluster {
                 let node = dir.path().join(p.to_string());
                 std::fs::create_dir(&node).unwrap();
                 Command::new("redis-server")
-                    .args(["--port", &p.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                    .args([
+                        "--port",
+                        &p.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
                     .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
                     .current_dir(&node)
                     .stdout(Stdio::null())
@@ -584,7 +747,10 @@ impl Cluster {
         let out = support::output_within(Command::new("redis-cli").args(&create), CLI_TIME);
         assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
         while !cluster.cli(cluster.ports[0], &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
-            assert!(Instant::now() < deadline + Duration::from_secs(10), "the cluster never became ok");
+            assert!(
+                Instant::now() < deadline + Duration::from_secs(10),
+                "the cluster never became ok"
+            );
             thread::sleep(Duration::from_millis(100));
         }
         cluster
@@ -592,7 +758,10 @@ impl Cluster {
 
     /// redis-cli in cluster mode (-c follows MOVED redirects).
     fn cli(&self, port: u16, args: &[&str]) -> String {
-        let out = support::output_within(Command::new("redis-cli").args(["-c", "-p", &port.to_string()]).args(args), CLI_TIME);
+        let out = support::output_within(
+            Command::new("redis-cli").args(["-c", "-p", &port.to_string()]).args(args),
+            CLI_TIME,
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
@@ -625,9 +794,13 @@ fn a_list_of_addresses_reads_sessions_from_a_redis_cluster() {
     );
     let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
     for (id, user) in users {
-        let got = support::get(&proxy.url("/"), &[("Cookie", &format!("sid={id}")), ("Accept", "text/html")]);
+        let got = support::get(
+            &proxy.url("/"),
+            &[("Cookie", &format!("sid={id}")), ("Accept", "text/html")],
+        );
         assert_eq!(got.status, 200);
-        let token = token_of(&got).unwrap_or_else(|| panic!("no token for {id} from the cluster:\n{}", proxy.log_text()));
+        let token = token_of(&got)
+            .unwrap_or_else(|| panic!("no token for {id} from the cluster:\n{}", proxy.log_text()));
         assert_eq!(support::verify(&token)["user_id"], user);
     }
 }
@@ -652,7 +825,11 @@ fn readyz_says_503_while_redis_is_down_and_200_when_it_is_back() {
     redis.stop();
     let down = support::get(&readyz, &[]);
     assert_eq!(down.status, 503);
-    assert!(down.text().contains(&format!("Redis redis://127.0.0.1:{}/0 does not answer", redis.port)), "{}", down.text());
+    assert!(
+        down.text().contains(&format!("Redis redis://127.0.0.1:{}/0 does not answer", redis.port)),
+        "{}",
+        down.text()
+    );
     redis.launch();
     let deadline = Instant::now() + Duration::from_secs(10);
     while support::get(&readyz, &[]).status != 200 {
@@ -674,30 +851,66 @@ fn check_says_which_claims_each_source_signs_and_warns_about_those_it_cannot_fil
     let yaml = format!(
         "listen: [\"127.0.0.1:{}\"]\n{}",
         support::free_port(),
-        support::sections("127.0.0.1:2".parse().unwrap(), &identity, "").replace("intercom:\n", "intercom:\n  claims: [email, name, plan]\n")
+        support::sections("127.0.0.1:2".parse().unwrap(), &identity, "")
+            .replace("intercom:\n", "intercom:\n  claims: [email, name, plan]\n")
     );
     let (code, out) = support::check_config(&yaml);
     assert_eq!(code, Some(0), "{out}");
     for claim in ["email", "name", "plan"] {
-        assert!(out.contains(&format!("claim \"{claim}\" has no field in source redis_session (identity.sources[0])")), "{claim}: {out}");
+        assert!(
+            out.contains(&format!(
+                "claim \"{claim}\" has no field in source redis_session (identity.sources[0])"
+            )),
+            "{claim}: {out}"
+        );
     }
-    assert!(out.contains("claim \"plan\" has no field in source trusted_header (identity.sources[1])"), "{out}");
-    assert!(!out.contains("claim \"email\" has no field in source trusted_header") && !out.contains("in source current_user_endpoint"), "{out}");
-    assert!(out.contains("the page's plain name is kept"), "what becomes of a page's own value: {out}");
+    assert!(
+        out.contains("claim \"plan\" has no field in source trusted_header (identity.sources[1])"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("claim \"email\" has no field in source trusted_header")
+            && !out.contains("in source current_user_endpoint"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the page's plain name is kept"),
+        "what becomes of a page's own value: {out}"
+    );
     assert!(out.contains("the page's plain email is removed all the same"), "{out}");
     let sources: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with("signs:")).collect();
-    assert_eq!(sources, ["           signs: user_id", "           signs: user_id, email, name", "           signs: user_id, email, name, plan"], "{out}");
-    assert!(!out.contains("signed: user_id, email, name"), "no promise the sources cannot keep: {out}");
+    assert_eq!(
+        sources,
+        [
+            "           signs: user_id",
+            "           signs: user_id, email, name",
+            "           signs: user_id, email, name, plan"
+        ],
+        "{out}"
+    );
+    assert!(
+        !out.contains("signed: user_id, email, name"),
+        "no promise the sources cannot keep: {out}"
+    );
 }
 
 #[test]
 fn a_django_session_with_only_the_user_id_gives_a_token_with_only_the_user_id() {
     let redis = Redis::start();
-    assert_eq!(redis.command(&["SET", "sess:dj4ng0", r#"{"_auth_user_id":"42","_auth_user_backend":"x"}"#]).as_deref(), Some("+OK"));
+    assert_eq!(
+        redis
+            .command(&["SET", "sess:dj4ng0", r#"{"_auth_user_id":"42","_auth_user_backend":"x"}"#])
+            .as_deref(),
+        Some("+OK")
+    );
     let app = Upstream::start(|_| Reply::html(PAGE));
-    let identity = format!("identity:\n  sources:\n{}", DJANGO_SOURCE.replace("REDIS_PORT", &redis.port.to_string()));
+    let identity = format!(
+        "identity:\n  sources:\n{}",
+        DJANGO_SOURCE.replace("REDIS_PORT", &redis.port.to_string())
+    );
     let proxy = Proxy::start(&support::sections(app.addr, &identity, ""));
-    let page = support::get(&proxy.url("/"), &[("Cookie", "sessionid=dj4ng0"), ("Accept", "text/html")]);
+    let page =
+        support::get(&proxy.url("/"), &[("Cookie", "sessionid=dj4ng0"), ("Accept", "text/html")]);
     let token = token_of(&page).unwrap_or_else(|| panic!("no token:\n{}", proxy.log_text()));
     let claims = support::verify(&token);
     let mut names: Vec<&str> = claims.as_object().unwrap().keys().map(String::as_str).collect();

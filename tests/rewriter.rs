@@ -44,7 +44,8 @@ fn one_byte_cuts(len: usize) -> Vec<usize> {
 
 fn random_cuts(len: usize, seed: u64) -> Vec<usize> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut cuts: Vec<usize> = (0..(len / 700).max(3)).map(|_| rng.random_range(1..len.max(2))).collect();
+    let mut cuts: Vec<usize> =
+        (0..(len / 700).max(3)).map(|_| rng.random_range(1..len.max(2))).collect();
     cuts.sort_unstable();
     cuts.dedup();
     cuts
@@ -56,12 +57,17 @@ fn corpus_pages_are_identical_outside_the_insertion_point_however_split() {
         let page = support::corpus(name);
         let (whole, rw) = run(&page, &[], LIMITS);
         assert_eq!(rw.outcome(), Outcome::Placed, "{name}");
-        assert_eq!(support::without_our_script(&whole), page, "{name}: bytes outside the script changed");
+        assert_eq!(
+            support::without_our_script(&whole),
+            page,
+            "{name}: bytes outside the script changed"
+        );
         for seed in 0..4 {
             let (split, _) = run(&page, &random_cuts(page.len(), seed), LIMITS);
             assert_eq!(split, whole, "{name}: random split {seed} differs");
         }
-        let chunks16k: Vec<usize> = (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect();
+        let chunks16k: Vec<usize> =
+            (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect();
         assert_eq!(run(&page, &chunks16k, LIMITS).0, whole, "{name}: 16 KiB chunks differ");
     }
 }
@@ -102,9 +108,15 @@ fn parsing_stops_once_the_script_is_placed() {
     let chunks16k: Vec<usize> = (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect();
     let (out, rw) = run(&page, &chunks16k, LIMITS);
     assert_eq!(rw.outcome(), Outcome::Placed);
-    let insertion = support::find(&out, format!("<script>{}", support::our_script_marker()).as_bytes()).unwrap();
+    let insertion =
+        support::find(&out, format!("<script>{}", support::our_script_marker()).as_bytes())
+            .unwrap();
     // The parser saw at most one feeding slice (2 KiB) past the insertion point, out of 714 KB.
-    assert!(rw.parsed_bytes() <= insertion + 2048, "parsed {} bytes, insertion at {insertion}", rw.parsed_bytes());
+    assert!(
+        rw.parsed_bytes() <= insertion + 2048,
+        "parsed {} bytes, insertion at {insertion}",
+        rw.parsed_bytes()
+    );
     assert!(rw.parsed_bytes() < page.len() / 50);
     assert!(rw.is_done());
     assert_eq!(support::without_our_script(&out), page);
@@ -146,8 +158,14 @@ fn the_script_goes_at_the_earliest_safe_point() {
     );
     // No charset declared anywhere: before the end of <head> (the first bytes are never
     // held back to find out whether a declaration follows).
-    assert_eq!(place("<html><head><title>t</title></head><body><p>x</body>"), "<html><head><title>t</title>[S]</head><body><p>x</body>");
-    assert_eq!(place("<HTML><HEAD><SCRIPT type=module>1</SCRIPT>"), "<HTML><HEAD>[S]<SCRIPT type=module>1</SCRIPT>");
+    assert_eq!(
+        place("<html><head><title>t</title></head><body><p>x</body>"),
+        "<html><head><title>t</title>[S]</head><body><p>x</body>"
+    );
+    assert_eq!(
+        place("<HTML><HEAD><SCRIPT type=module>1</SCRIPT>"),
+        "<HTML><HEAD>[S]<SCRIPT type=module>1</SCRIPT>"
+    );
     // Page code before the charset declaration still comes after us.
     assert_eq!(
         place("<head><title>t</title><script>early()</script><meta charset=utf-8>"),
@@ -158,7 +176,10 @@ fn the_script_goes_at_the_earliest_safe_point() {
     assert_eq!(place("<p>no head<script>x()</script>"), "[S]<p>no head<script>x()</script>");
     assert_eq!(place("<body class=a><p>x"), "[S]<body class=a><p>x");
     assert_eq!(place("just text"), "[S]just text");
-    assert_eq!(place("<!DOCTYPE html><link rel=icon href=a.ico>\n"), "<!DOCTYPE html><link rel=icon href=a.ico>\n[S]");
+    assert_eq!(
+        place("<!DOCTYPE html><link rel=icon href=a.ico>\n"),
+        "<!DOCTYPE html><link rel=icon href=a.ico>\n[S]"
+    );
     // Comments and strings that look like tags are not insertion points.
     assert_eq!(
         place("<head><!-- <script> --><title>&lt;script&gt;</title><meta charset=utf-8></head>"),
@@ -172,23 +193,41 @@ fn the_script_goes_before_what_does_not_belong_in_head() {
     // run (inside <template>, foreign content, raw text, an open comment, after a
     // <frameset>). The first token that closes <head> takes it instead.
     for (page, placed) in [
-        ("<template><script>x()</script></template>", "[S]<template><script>x()</script></template>"),
-        ("<head><template><script>x()</script></template><script>y()</script>", "<head>[S]<template><script>x()</script></template><script>y()</script>"),
+        (
+            "<template><script>x()</script></template>",
+            "[S]<template><script>x()</script></template>",
+        ),
+        (
+            "<head><template><script>x()</script></template><script>y()</script>",
+            "<head>[S]<template><script>x()</script></template><script>y()</script>",
+        ),
         ("<svg><script>x()</script></svg>", "[S]<svg><script>x()</script></svg>"),
         ("<math><script>x()</script></math>", "[S]<math><script>x()</script></math>"),
         ("<svg><circle r=1>", "[S]<svg><circle r=1>"),
         ("<meta name=a><!-- left open", "<meta name=a>[S]<!-- left open"),
         ("<?xml version=\"1.0\"", "[S]<?xml version=\"1.0\""),
-        ("<!doctype html><?xml version=\"1.0\"?><p>x", "<!doctype html><?xml version=\"1.0\"?>[S]<p>x"),
+        (
+            "<!doctype html><?xml version=\"1.0\"?><p>x",
+            "<!doctype html><?xml version=\"1.0\"?>[S]<p>x",
+        ),
         ("<plaintext><script>x()</script>", "[S]<plaintext><script>x()</script>"),
         ("<frameset><frame src=a></frameset>", "[S]<frameset><frame src=a></frameset>"),
-        ("<textarea><script>x()</script></textarea>", "[S]<textarea><script>x()</script></textarea>"),
+        (
+            "<textarea><script>x()</script></textarea>",
+            "[S]<textarea><script>x()</script></textarea>",
+        ),
         ("hello <b>x</b>", "[S]hello <b>x</b>"),
         ("\n  hello", "\n  [S]hello"),
         ("\u{feff}hello", "\u{feff}[S]hello"),
         ("<title>left open", "[S]<title>left open"),
-        ("<noscript><script>x()</script></noscript>", "<noscript><script>x()</script></noscript>[S]"),
-        ("<head><style>p{}</style><link rel=icon></head>", "<head><style>p{}</style><link rel=icon>[S]</head>"),
+        (
+            "<noscript><script>x()</script></noscript>",
+            "<noscript><script>x()</script></noscript>[S]",
+        ),
+        (
+            "<head><style>p{}</style><link rel=icon></head>",
+            "<head><style>p{}</style><link rel=icon>[S]</head>",
+        ),
         ("<div cla", "[S]<div cla"),
     ] {
         assert_eq!(place(page), placed, "{page:?}");
@@ -199,7 +238,9 @@ fn the_script_goes_before_what_does_not_belong_in_head() {
 fn a_charset_in_the_content_type_header_allows_the_head() {
     let html = "<html><head><meta charset=utf-8><title>x</title></head>";
     let s = script();
-    let mut rw = support::pages(LIMITS).start(&mut html_response("text/html; charset=utf-8"), &plan()).unwrap();
+    let mut rw = support::pages(LIMITS)
+        .start(&mut html_response("text/html; charset=utf-8"), &plan())
+        .unwrap();
     let mut body = Some(Bytes::from_static(html.as_bytes()));
     rw.process(&mut body, true);
     let out = String::from_utf8(body.unwrap().to_vec()).unwrap().replace(s.html(), "[S]");
@@ -252,9 +293,15 @@ fn text_after_an_amended_meta_csp_takes_the_script_before_it() {
     // output has it, however the body is split.
     let s = script();
     let html = "<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'\">hello<script>x()</script>";
-    let amended = format!("<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self' {}\">", s.csp_hash());
+    let amended = format!(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self' {}\">",
+        s.csp_hash()
+    );
     let (whole, _) = run(html.as_bytes(), &[], LIMITS);
-    assert_eq!(String::from_utf8(whole.clone()).unwrap(), format!("{amended}{}hello<script>x()</script>", s.html()));
+    assert_eq!(
+        String::from_utf8(whole.clone()).unwrap(),
+        format!("{amended}{}hello<script>x()</script>", s.html())
+    );
     assert_eq!(run(html.as_bytes(), &one_byte_cuts(html.len()), LIMITS).0, whole);
 }
 
@@ -391,7 +438,9 @@ fn head_tag(page: &[u8]) -> Option<usize> {
 
 /// `page` with `snippet` right after its `<head …>` start tag, or its `<html …>` one.
 fn with_in_head(page: &[u8], snippet: &str) -> Vec<u8> {
-    let tag = head_tag(page).or_else(|| support::find(&page.to_ascii_lowercase(), b"<html")).expect("a head or html tag");
+    let tag = head_tag(page)
+        .or_else(|| support::find(&page.to_ascii_lowercase(), b"<html"))
+        .expect("a head or html tag");
     let at = tag + support::find(&page[tag..], b">").unwrap() + 1;
     [&page[..at], snippet.as_bytes(), &page[at..]].concat()
 }
@@ -406,7 +455,8 @@ fn every_corpus_page_and_policy_shape_gets_exactly_the_length_it_announces() {
                 let what = format!("{name}, {}, {content_type}", shape.name);
                 // With the charset in the header the script goes right after `<head>`,
                 // before the snippet, which then has no say.
-                let snippet_governs = !(content_type.contains("charset") && head_tag(&page).is_some());
+                let snippet_governs =
+                    !(content_type.contains("charset") && head_tag(&page).is_some());
                 let placed = shape.placed || !snippet_governs;
                 let mut resp = html_response(content_type);
                 resp.insert_header("content-length", page.len()).unwrap();
@@ -416,37 +466,59 @@ fn every_corpus_page_and_policy_shape_gets_exactly_the_length_it_announces() {
                 let start = |resp: &mut ResponseHeader| pages.start(resp, &plan()).unwrap();
                 let mut header = resp.clone();
                 start(&mut header);
-                let announced: usize = header.headers["content-length"].to_str().unwrap().parse().unwrap();
+                let announced: usize =
+                    header.headers["content-length"].to_str().unwrap().parse().unwrap();
                 assert!(header.headers.get("transfer-encoding").is_none(), "{what}");
                 let mut outputs = Vec::new();
-                let mut cuts = vec![vec![], one_byte_cuts(4096.min(page.len())), (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect()];
+                let mut cuts = vec![
+                    vec![],
+                    one_byte_cuts(4096.min(page.len())),
+                    (1..).map(|i| i * 16384).take_while(|&c| c < page.len()).collect(),
+                ];
                 cuts.extend((0..3).map(|seed| random_cuts(page.len(), seed)));
                 for cut in &cuts {
                     let mut rw = start(&mut resp.clone());
                     let out = feed(&mut rw, &page, cut);
                     assert_eq!(out.len(), announced, "{what}: {:?}", rw.outcome());
-                    assert_eq!(rw.outcome() == Outcome::Placed, placed, "{what}: {:?}", rw.outcome());
+                    assert_eq!(
+                        rw.outcome() == Outcome::Placed,
+                        placed,
+                        "{what}: {:?}",
+                        rw.outcome()
+                    );
                     outputs.push(out);
                 }
-                assert!(outputs.iter().all(|o| *o == outputs[0]), "{what}: the output depends on the split");
+                assert!(
+                    outputs.iter().all(|o| *o == outputs[0]),
+                    "{what}: the output depends on the split"
+                );
                 let out = &outputs[0];
                 if placed {
                     let text = String::from_utf8_lossy(out);
-                    let governing = shape.header_csp.or(snippet_governs.then_some(shape.in_head)).unwrap_or("");
-                    let nonce = ["R4nd0m", "bWV0YW5vbmNlMTIzNDU2", "cGFnZW5vbmNlMTIzNDU2Nzg5MDEyMzQ1Ng=="]
-                        .into_iter()
-                        .find(|n| governing.contains(n));
+                    let governing =
+                        shape.header_csp.or(snippet_governs.then_some(shape.in_head)).unwrap_or("");
+                    let nonce =
+                        ["R4nd0m", "bWV0YW5vbmNlMTIzNDU2", "cGFnZW5vbmNlMTIzNDU2Nzg5MDEyMzQ1Ng=="]
+                            .into_iter()
+                            .find(|n| governing.contains(n));
                     // The start tag takes the right nonce, and spaces before its `>`.
                     let open = our_start_tag(&text);
                     let unpadded = format!("{}>", open.strip_suffix('>').unwrap().trim_end());
-                    let expected = nonce.map_or("<script>".to_string(), |n| format!("<script nonce=\"{n}\">"));
+                    let expected =
+                        nonce.map_or("<script>".to_string(), |n| format!("<script nonce=\"{n}\">"));
                     assert_eq!(unpadded, expected, "{what}");
                 } else {
                     // No script: the page ends with the bytes it was owed, as spaces (all of
                     // them but what an amended policy took).
                     let spaces = out.iter().rev().take_while(|&&b| b == b' ').count();
-                    assert!(spaces + 128 >= announced - page.len(), "{what}: ends with {spaces} spaces");
-                    assert!(support::find(out, support::our_script_marker().as_bytes()).is_none(), "{what}");
+                    assert!(
+                        spaces + 128 >= announced - page.len(),
+                        "{what}: ends with {spaces} spaces"
+                    );
+                    assert!(
+                        support::find(out, support::our_script_marker().as_bytes()).is_none(),
+                        "{what}"
+                    );
                 }
             }
         }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::{
-    carries_the_observer, check_config, get, request, scrape, send, value, without_our_script, Proxy, Reply, Upstream,
-    ADMIN_TOKEN, TRUSTED_HEADER,
+    carries_the_observer, check_config, get, request, scrape, send, value, without_our_script,
+    Proxy, Reply, Upstream, ADMIN_TOKEN, TRUSTED_HEADER,
 };
 
 /// A page of an app that boots Intercom the insecure way.
@@ -28,8 +28,17 @@ const INSECURE_REPORT: &[u8] = br#"{"verdict":"insecure","fields":["user_id","em
 /// The test app: `PAGE` everywhere (cacheable), `/logout` a redirect.
 fn app() -> Upstream {
     Upstream::start(|r| match r.path() {
-        "/logout" => Reply::with(302, &[("location", "/"), ("set-cookie", "sid=; Max-Age=0; Path=/")], ""),
-        _ => Reply::with(200, &[("content-type", "text/html; charset=utf-8"), ("cache-control", "public, max-age=60")], PAGE),
+        "/logout" => {
+            Reply::with(302, &[("location", "/"), ("set-cookie", "sid=; Max-Age=0; Path=/")], "")
+        }
+        _ => Reply::with(
+            200,
+            &[
+                ("content-type", "text/html; charset=utf-8"),
+                ("cache-control", "public, max-age=60"),
+            ],
+            PAGE,
+        ),
     })
 }
 
@@ -50,7 +59,8 @@ fn own_cookies(got: &support::Got) -> Vec<&str> {
 /// `PUT /rollout` (or `/rollout/<site>`) with `body` and the given `Authorization`.
 fn put(proxy: &Proxy, path: &str, body: &str, authorization: Option<&str>) -> support::Got {
     let auth = authorization.map(|a| ("authorization", a));
-    let headers: Vec<(&str, &str)> = auth.into_iter().chain([("content-type", "application/json")]).collect();
+    let headers: Vec<(&str, &str)> =
+        auth.into_iter().chain([("content-type", "application/json")]).collect();
     send("PUT", &proxy.admin_url(path), &headers, body.as_bytes())
 }
 
@@ -81,26 +91,48 @@ fn the_report_path_takes_same_origin_posts_of_a_bounded_report_and_is_never_forw
         ("a cross-site request", vec![("sec-fetch-site", "cross-site")]),
         ("a same-site request", vec![("sec-fetch-site", "same-site")]),
         ("another origin", vec![("origin", "http://evil.example")]),
-        ("another origin claiming to be same-origin", vec![("sec-fetch-site", "cross-site"), ("origin", origin_of.as_str())]),
+        (
+            "another origin claiming to be same-origin",
+            vec![("sec-fetch-site", "cross-site"), ("origin", origin_of.as_str())],
+        ),
     ] {
         assert_eq!(send("POST", &url, &headers, INSECURE_REPORT).status, 403, "{why}");
     }
     let mut big = INSECURE_REPORT.to_vec();
     big.resize(4096, b' ');
     assert_eq!(send("POST", &url, &same, &big).status, 413, "a body over the bound");
-    assert_eq!(send("POST", &url, &same, b"{\"verdict\":\"alice@example.com\"}").status, 400, "not a report");
+    assert_eq!(
+        send("POST", &url, &same, b"{\"verdict\":\"alice@example.com\"}").status,
+        400,
+        "not a report"
+    );
 
-    let from_page = [("sec-fetch-site", "same-origin"), ("referer", "http://app.test/orders/;jsessionid=S3SS10N?q=QUERYVALUE")];
+    let from_page = [
+        ("sec-fetch-site", "same-origin"),
+        ("referer", "http://app.test/orders/;jsessionid=S3SS10N?q=QUERYVALUE"),
+    ];
     let ok = send("POST", &url, &from_page, INSECURE_REPORT);
     assert_eq!((ok.status, ok.body.len()), (204, 0));
     assert_eq!(ok.header("cache-control"), Some("no-store"));
     assert!(ok.header("set-cookie").is_none());
-    assert_eq!(send("POST", &url, &[("origin", origin_of.as_str())], INSECURE_REPORT).status, 204, "Origin naming the host");
+    assert_eq!(
+        send("POST", &url, &[("origin", origin_of.as_str())], INSECURE_REPORT).status,
+        204,
+        "Origin naming the host"
+    );
 
     assert_eq!(app.count("/__isp/report"), 0, "never forwarded to the app");
     let (text, samples) = scrape(&proxy);
-    assert_eq!(value(&samples, "intercom_secure_proxy_page_reports_total{verdict=insecure}"), 2.0, "{text}");
-    assert_eq!(value(&samples, "intercom_secure_proxy_requests_total{outcome=report}"), 14.0, "every request to it is one");
+    assert_eq!(
+        value(&samples, "intercom_secure_proxy_page_reports_total{verdict=insecure}"),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples, "intercom_secure_proxy_requests_total{outcome=report}"),
+        14.0,
+        "every request to it is one"
+    );
     let log = proxy.log_text();
     assert!(log.contains("report-only page /orders/: the Messenger boots insecure (fields in clear: user_id, email)"), "{log}");
     for leak in ["QUERYVALUE", "S3SS10N", "alice@example.com"] {
@@ -116,14 +148,25 @@ fn report_only_serves_the_apps_bytes_with_the_observer_added_and_no_cookie_token
     let page = get(&proxy.url("/account"), &as_user("u-1"));
     assert_eq!(page.status, 200);
     assert!(carries_the_observer(&page.text()), "{}", page.text());
-    assert_eq!(without_our_script(&page.body), PAGE.as_bytes(), "the app's bytes, but for the observer");
+    assert_eq!(
+        without_our_script(&page.body),
+        PAGE.as_bytes(),
+        "the app's bytes, but for the observer"
+    );
     assert!(support::page_token(&page.text()).is_none(), "no token in report only");
     assert_eq!(own_cookies(&page), Vec::<&str>::new(), "no cookie of ours");
-    assert_eq!(page.header("cache-control"), Some("public, max-age=60"), "the same bytes for everyone: still cacheable");
+    assert_eq!(
+        page.header("cache-control"),
+        Some("public, max-age=60"),
+        "the same bytes for everyone: still cacheable"
+    );
 
     let refresh = get(&proxy.url("/__isp/token"), &as_user("u-1"));
     assert_eq!((refresh.status, refresh.body.len()), (204, 0), "no token handed out");
-    let logout = get(&proxy.url("/logout"), &[("x-forwarded-user", "u-1"), ("cookie", "__isp_user=sometag")]);
+    let logout = get(
+        &proxy.url("/logout"),
+        &[("x-forwarded-user", "u-1"), ("cookie", "__isp_user=sometag")],
+    );
     assert_eq!(logout.status, 302);
     assert_eq!(own_cookies(&logout), Vec::<&str>::new(), "no logout marker");
     let anonymous = get(&proxy.url("/"), &[("accept", "text/html")]);
@@ -142,12 +185,19 @@ fn the_observer_gets_the_pages_csp_nonce_or_its_own_hash() {
             "/nonce" => "script-src 'nonce-r4nd0m' 'strict-dynamic'",
             _ => "script-src 'self'",
         };
-        Reply::with(200, &[("content-type", "text/html; charset=utf-8"), ("content-security-policy", csp)], PAGE)
+        Reply::with(
+            200,
+            &[("content-type", "text/html; charset=utf-8"), ("content-security-policy", csp)],
+            PAGE,
+        )
     });
     let proxy = Proxy::start(&config(&app, "rollout:\n  mode: report_only\n"));
     let nonce = get(&proxy.url("/nonce"), &as_user("u-1"));
     assert!(nonce.text().contains("<script nonce=\"r4nd0m\""), "{}", nonce.text());
-    assert_eq!(nonce.header("content-security-policy"), Some("script-src 'nonce-r4nd0m' 'strict-dynamic'"));
+    assert_eq!(
+        nonce.header("content-security-policy"),
+        Some("script-src 'nonce-r4nd0m' 'strict-dynamic'")
+    );
     let hashed = get(&proxy.url("/self"), &as_user("u-1"));
     let policy = hashed.header("content-security-policy").unwrap_or_default();
     assert!(policy.starts_with("script-src 'self' 'sha256-"), "{policy}");
@@ -157,13 +207,23 @@ fn the_observer_gets_the_pages_csp_nonce_or_its_own_hash() {
 #[test]
 fn off_passes_every_response_through_without_a_lookup_and_the_refresh_path_answers_204() {
     let app = Upstream::start(|r| match r.path() {
-        "/api/me" => Reply::with(200, &[("content-type", "application/json")], r#"{"id":"u-1","email":"u1@example.com"}"#),
+        "/api/me" => Reply::with(
+            200,
+            &[("content-type", "application/json")],
+            r#"{"id":"u-1","email":"u1@example.com"}"#,
+        ),
         "/logout" => Reply::with(302, &[("location", "/")], ""),
         _ => Reply::html(PAGE),
     });
     let identity = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n";
-    let proxy = Proxy::start_with_admin_token(&support::sections(app.addr, identity, "logout:\n  paths: [\"/logout\"]\n"));
-    let page = |sid: &str| get(&proxy.url("/"), &[("cookie", &format!("sid={sid}")), ("accept", "text/html")]);
+    let proxy = Proxy::start_with_admin_token(&support::sections(
+        app.addr,
+        identity,
+        "logout:\n  paths: [\"/logout\"]\n",
+    ));
+    let page = |sid: &str| {
+        get(&proxy.url("/"), &[("cookie", &format!("sid={sid}")), ("accept", "text/html")])
+    };
 
     // Enforced first: the page is looked up and rewritten, so the same steps can fail.
     let enforced = page("first");
@@ -179,7 +239,12 @@ fn off_passes_every_response_through_without_a_lookup_and_the_refresh_path_answe
     let logout = get(&proxy.url("/logout"), &[("cookie", "sid=second; __isp_user=sometag")]);
     assert_eq!(own_cookies(&logout), Vec::<&str>::new(), "no logout marker");
     assert_eq!(app.count("/api/me"), 1, "no identity lookup while off");
-    let report = send("POST", &proxy.url("/__isp/report"), &[("sec-fetch-site", "same-origin")], INSECURE_REPORT);
+    let report = send(
+        "POST",
+        &proxy.url("/__isp/report"),
+        &[("sec-fetch-site", "same-origin")],
+        INSECURE_REPORT,
+    );
     assert_eq!(report.status, 204, "reports of pages still open are taken");
     assert_eq!(app.count("/__isp/report") + app.count("/__isp/token"), 0, "never forwarded");
 }
@@ -188,27 +253,47 @@ fn off_passes_every_response_through_without_a_lookup_and_the_refresh_path_answe
 fn put_rollout_needs_the_token_and_is_refused_without_one_configured() {
     let app = app();
     let proxy = Proxy::start_with_admin_token(&config(&app, "rollout:\n  percent: 40\n"));
-    assert_eq!(rollout_now(&proxy, "/rollout"), serde_json::json!({"mode": "enforce", "percent": 40}));
+    assert_eq!(
+        rollout_now(&proxy, "/rollout"),
+        serde_json::json!({"mode": "enforce", "percent": 40})
+    );
 
     let wrong = format!("Bearer {ADMIN_TOKEN}x");
-    for (why, auth) in [("no token", None), ("a wrong token", Some(wrong.as_str())), ("no bearer", Some(ADMIN_TOKEN)), ("empty", Some("Bearer "))] {
+    for (why, auth) in [
+        ("no token", None),
+        ("a wrong token", Some(wrong.as_str())),
+        ("no bearer", Some(ADMIN_TOKEN)),
+        ("empty", Some("Bearer ")),
+    ] {
         let got = put(&proxy, "/rollout", r#"{"mode":"off"}"#, auth);
         assert_eq!((got.status, got.header("www-authenticate")), (401, Some("Bearer")), "{why}");
     }
-    for bad in [r#"{"mode":"on"}"#, r#"{"percent":101}"#, r#"{}"#, r#"{"mode":"off","extra":1}"#, "off"] {
+    for bad in
+        [r#"{"mode":"on"}"#, r#"{"percent":101}"#, r#"{}"#, r#"{"mode":"off","extra":1}"#, "off"]
+    {
         assert_eq!(put(&proxy, "/rollout", bad, Some(&bearer())).status, 400, "{bad}");
     }
-    assert_eq!(rollout_now(&proxy, "/rollout"), serde_json::json!({"mode": "enforce", "percent": 40}), "unchanged");
+    assert_eq!(
+        rollout_now(&proxy, "/rollout"),
+        serde_json::json!({"mode": "enforce", "percent": 40}),
+        "unchanged"
+    );
 
     let done = put(&proxy, "/rollout", r#"{"mode":"report_only","percent":70}"#, Some(&bearer()));
     assert_eq!(done.status, 200, "{}", done.text());
-    assert_eq!(rollout_now(&proxy, "/rollout"), serde_json::json!({"mode": "report_only", "percent": 70}));
+    assert_eq!(
+        rollout_now(&proxy, "/rollout"),
+        serde_json::json!({"mode": "report_only", "percent": 70})
+    );
     let (_, samples) = scrape(&proxy);
     assert_eq!(value(&samples, "intercom_secure_proxy_rollout_mode{mode=report_only,site=*}"), 1.0);
     assert_eq!(value(&samples, "intercom_secure_proxy_rollout_mode{mode=enforce,site=*}"), 0.0);
     assert_eq!(value(&samples, "intercom_secure_proxy_rollout_percent{site=*}"), 70.0);
     let log = proxy.log_text();
-    assert!(log.contains("rollout of site *: mode enforce -> report_only, percent 40 -> 70"), "{log}");
+    assert!(
+        log.contains("rollout of site *: mode enforce -> report_only, percent 40 -> 70"),
+        "{log}"
+    );
     assert!(!log.contains(ADMIN_TOKEN), "the token in the log:\n{log}");
     assert_eq!(request("DELETE", &proxy.admin_url("/rollout"), &[]).status, 405);
 
@@ -227,9 +312,16 @@ fn with_sites_each_named_site_has_its_own_rollout_and_admin_path() {
             app.addr
         )
     };
-    let sections = format!("sites:\n{}{}    rollout:\n      mode: report_only\n", site("shop", "127.0.0.1"), site("blog", "localhost"));
+    let sections = format!(
+        "sites:\n{}{}    rollout:\n      mode: report_only\n",
+        site("shop", "127.0.0.1"),
+        site("blog", "localhost")
+    );
     let proxy = Proxy::start_with_admin_token(&sections);
-    assert_eq!(rollout_now(&proxy, "/rollout/blog"), serde_json::json!({"mode": "report_only", "percent": 100}));
+    assert_eq!(
+        rollout_now(&proxy, "/rollout/blog"),
+        serde_json::json!({"mode": "report_only", "percent": 100})
+    );
     assert_eq!(put(&proxy, "/rollout/shop", r#"{"mode":"off"}"#, Some(&bearer())).status, 200);
     assert_eq!(put(&proxy, "/rollout/nosuch", r#"{"mode":"off"}"#, Some(&bearer())).status, 404);
     assert_eq!(
@@ -259,7 +351,8 @@ fn decisions(proxy: &Proxy, users: &[String]) -> Vec<bool> {
 }
 
 #[test]
-fn thirty_percent_of_a_thousand_users_are_in_and_each_decision_holds_on_every_process_and_after_a_restart() {
+fn thirty_percent_of_a_thousand_users_are_in_and_each_decision_holds_on_every_process_and_after_a_restart(
+) {
     let app = app();
     let conf = config(&app, "rollout:\n  percent: 30\n");
     let users: Vec<String> = (0..1000).map(|n| format!("user-{n:04}@example.com")).collect();
@@ -297,8 +390,13 @@ fn a_logged_out_browser_keeps_the_slice_its_user_was_in() {
     // The last-user cookie of each (the one outside gets one only while everyone is in).
     let tag_of = |user: &str| {
         let page = get(&proxy.url("/"), &as_user(user));
-        let cookie = own_cookies(&page).into_iter().find(|c| c.starts_with("__isp_user=")).map(str::to_string);
-        cookie.and_then(|c| c.split(';').next().map(str::to_string)).unwrap_or_else(|| panic!("no last-user cookie for {user}"))
+        let cookie = own_cookies(&page)
+            .into_iter()
+            .find(|c| c.starts_with("__isp_user="))
+            .map(str::to_string);
+        cookie
+            .and_then(|c| c.split(';').next().map(str::to_string))
+            .unwrap_or_else(|| panic!("no last-user cookie for {user}"))
     };
     let inside_tag = tag_of(inside);
     assert_eq!(put(&proxy, "/rollout", r#"{"percent":100}"#, Some(&bearer())).status, 200);
@@ -306,12 +404,29 @@ fn a_logged_out_browser_keeps_the_slice_its_user_was_in() {
     assert_eq!(put(&proxy, "/rollout", r#"{"percent":30}"#, Some(&bearer())).status, 200);
 
     let logout = |tag: &str| get(&proxy.url("/logout"), &[("cookie", tag)]);
-    assert!(own_cookies(&logout(&inside_tag)).iter().any(|c| c.starts_with("__isp_shutdown=1")), "a logout in the rollout sets the marker");
-    assert_eq!(own_cookies(&logout(&outside_tag)), Vec::<&str>::new(), "a logout outside it is left alone");
+    assert!(
+        own_cookies(&logout(&inside_tag)).iter().any(|c| c.starts_with("__isp_shutdown=1")),
+        "a logout in the rollout sets the marker"
+    );
+    assert_eq!(
+        own_cookies(&logout(&outside_tag)),
+        Vec::<&str>::new(),
+        "a logout outside it is left alone"
+    );
     let page = |cookie: &str| get(&proxy.url("/"), &[("cookie", cookie), ("accept", "text/html")]);
-    assert!(support::runs_a_shutdown(&page("__isp_shutdown=1").text()), "the marker's shutdown still runs");
-    assert!(page(&inside_tag).text().contains("__intercomSecureProxy"), "its watcher, as for a visitor in the rollout");
-    assert_eq!(page(&outside_tag).body, PAGE.as_bytes(), "a visitor whose user was outside: untouched");
+    assert!(
+        support::runs_a_shutdown(&page("__isp_shutdown=1").text()),
+        "the marker's shutdown still runs"
+    );
+    assert!(
+        page(&inside_tag).text().contains("__intercomSecureProxy"),
+        "its watcher, as for a visitor in the rollout"
+    );
+    assert_eq!(
+        page(&outside_tag).body,
+        PAGE.as_bytes(),
+        "a visitor whose user was outside: untouched"
+    );
     assert_eq!(page("").body, PAGE.as_bytes(), "a visitor never in the rollout: untouched");
 }
 
@@ -338,16 +453,20 @@ fn numbered_page(seq: u64) -> String {
 }
 
 #[test]
-fn the_kill_switch_under_wrk_load_fails_no_request_and_every_later_page_is_untouched_then_rewritten_again() {
+fn the_kill_switch_under_wrk_load_fails_no_request_and_every_later_page_is_untouched_then_rewritten_again(
+) {
     let counter = Arc::new(AtomicU64::new(0));
     let next = counter.clone();
-    let app = Upstream::start(move |_| Reply::html(numbered_page(next.fetch_add(1, Ordering::SeqCst) + 1)));
+    let app = Upstream::start(move |_| {
+        Reply::html(numbered_page(next.fetch_add(1, Ordering::SeqCst) + 1))
+    });
     let proxy = Proxy::start_with_admin_token(&support::sections(app.addr, TRUSTED_HEADER, ""));
     let phase = Arc::new(AtomicU8::new(BEFORE));
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
-        let (phase, stop, samples, url) = (phase.clone(), stop.clone(), samples.clone(), proxy.url("/"));
+        let (phase, stop, samples, url) =
+            (phase.clone(), stop.clone(), samples.clone(), proxy.url("/"));
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 let at = phase.load(Ordering::SeqCst);
@@ -355,7 +474,11 @@ fn the_kill_switch_under_wrk_load_fails_no_request_and_every_later_page_is_untou
                 let at = if phase.load(Ordering::SeqCst) == at { at } else { ACROSS };
                 assert_eq!(got.status, 200);
                 let text = got.text();
-                let seq = text.split("<p id=\"seq\">").nth(1).and_then(|t| t.split('<').next()).and_then(|n| n.parse().ok());
+                let seq = text
+                    .split("<p id=\"seq\">")
+                    .nth(1)
+                    .and_then(|t| t.split('<').next())
+                    .and_then(|n| n.parse().ok());
                 let seq = seq.unwrap_or_else(|| panic!("no sequence number in {text}"));
                 let rewritten = support::page_token(&text).is_some();
                 let untouched = text == numbered_page(seq);
@@ -383,8 +506,16 @@ fn the_kill_switch_under_wrk_load_fails_no_request_and_every_later_page_is_untou
     for s in samples.iter() {
         *seen.entry(s.phase).or_default() += 1;
         match s.phase {
-            BEFORE | AFTER => assert!(s.rewritten, "page {} (phase {}) was not rewritten: {}", s.seq, s.phase, s.text),
-            OFF => assert!(s.untouched, "page {} was sent after the switch to off, and changed: {}", s.seq, s.text),
+            BEFORE | AFTER => assert!(
+                s.rewritten,
+                "page {} (phase {}) was not rewritten: {}",
+                s.seq, s.phase, s.text
+            ),
+            OFF => assert!(
+                s.untouched,
+                "page {} was sent after the switch to off, and changed: {}",
+                s.seq, s.text
+            ),
             _ => assert!(s.rewritten || s.untouched, "page {} half rewritten: {}", s.seq, s.text),
         }
     }
@@ -404,13 +535,19 @@ fn check_prints_the_rollout_and_refuses_a_bad_one_by_key() {
     ));
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("rollout:   report_only: pages left as the app sent them, an observer for 25% of users, reports at /__isp/report"), "{out}");
-    assert!(out.contains("admin:     127.0.0.1:9090 (metrics, health, rollout; no token: PUT /rollout refused)"), "{out}");
+    assert!(
+        out.contains(
+            "admin:     127.0.0.1:9090 (metrics, health, rollout; no token: PUT /rollout refused)"
+        ),
+        "{out}"
+    );
     for (yaml, key) in [
         ("rollout:\n  percent: 130\n", "`rollout.percent`"),
         ("rollout:\n  mode: canary\n", "`rollout.mode`"),
         ("rollout:\n  report_path: /__isp/token\n", "`rollout.report_path`"),
     ] {
-        let (code, out) = check_config(&format!("listen: [\"127.0.0.1:8080\"]\n{}", config(&app, yaml)));
+        let (code, out) =
+            check_config(&format!("listen: [\"127.0.0.1:8080\"]\n{}", config(&app, yaml)));
         assert_eq!(code, Some(2), "{yaml}: {out}");
         assert!(out.contains(key), "{yaml}: {out}");
     }
@@ -430,7 +567,10 @@ fn check_prints_the_rollout_and_refuses_a_bad_one_by_key() {
         config(&app, "")
     ));
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(&format!("PUT /rollout with the token from file {}", token_file.display())), "{out}");
+    assert!(
+        out.contains(&format!("PUT /rollout with the token from file {}", token_file.display())),
+        "{out}"
+    );
     assert!(!out.contains(ADMIN_TOKEN), "{out}");
     let (code, out) = check_config(&format!("listen: [\"127.0.0.1:8080\"]\nadmin:\n  listen: \"127.0.0.1:9090\"\n  token: {ADMIN_TOKEN}\n{}", config(&app, "")));
     assert_eq!(code, Some(2), "{out}");
@@ -439,8 +579,11 @@ fn check_prints_the_rollout_and_refuses_a_bad_one_by_key() {
 
 #[test]
 fn the_grafana_dashboard_queries_only_metrics_the_proxy_exports() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/intercom-secure-proxy-rollout.json");
-    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("the dashboard is JSON");
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/intercom-secure-proxy-rollout.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+            .expect("the dashboard is JSON");
     let exprs: Vec<String> = dashboard["panels"]
         .as_array()
         .expect("panels")
@@ -455,23 +598,50 @@ fn the_grafana_dashboard_queries_only_metrics_the_proxy_exports() {
     let proxy = Proxy::start_with_admin(&config(&app, ""));
     assert!(support::page_token(&get(&proxy.url("/"), &as_user("u-1")).text()).is_some());
     get(&proxy.url("/logout"), &as_user("u-1"));
-    send("POST", &proxy.url("/__isp/report"), &[("sec-fetch-site", "same-origin")], INSECURE_REPORT);
+    send(
+        "POST",
+        &proxy.url("/__isp/report"),
+        &[("sec-fetch-site", "same-origin")],
+        INSECURE_REPORT,
+    );
     let (text, _) = scrape(&proxy);
-    let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
 
     let mut read = Vec::new();
     for expr in &exprs {
         let names = expr.match_indices("intercom_secure_proxy_").map(|(at, _)| {
             let rest = &expr[at..];
-            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+            &rest[..rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len())]
         });
         for name in names {
-            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| families.contains(f)).unwrap_or(name);
-            assert!(families.contains(&family), "{expr}: {name} is not a metric the proxy exports:\n{text}");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|f| families.contains(f))
+                .unwrap_or(name);
+            assert!(
+                families.contains(&family),
+                "{expr}: {name} is not a metric the proxy exports:\n{text}"
+            );
             read.push(family);
         }
     }
-    for wanted in ["rollout_mode", "rollout_percent", "rollout_pages_total", "page_reports_total", "requests_total"] {
-        assert!(read.contains(&format!("intercom_secure_proxy_{wanted}").as_str()), "the dashboard shows no {wanted}");
+    for wanted in [
+        "rollout_mode",
+        "rollout_percent",
+        "rollout_pages_total",
+        "page_reports_total",
+        "requests_total",
+    ] {
+        assert!(
+            read.contains(&format!("intercom_secure_proxy_{wanted}").as_str()),
+            "the dashboard shows no {wanted}"
+        );
     }
 }

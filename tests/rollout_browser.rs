@@ -29,8 +29,14 @@ fn report_only_proxy(app: SocketAddr, app_id: &str, cookie: &str) -> Proxy {
     let identity = format!(
         "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [\"{cookie}\"]\n      timeout: 2s\n"
     );
-    let sections = support::sections(app, &identity, "logout:\n  paths: [\"GET|POST /logout\"]\nrollout:\n  mode: report_only\n");
-    Proxy::start_with_admin(&sections.replace(&format!("app_id: {}", support::APP_ID), &format!("app_id: {app_id}")))
+    let sections = support::sections(
+        app,
+        &identity,
+        "logout:\n  paths: [\"GET|POST /logout\"]\nrollout:\n  mode: report_only\n",
+    );
+    Proxy::start_with_admin(
+        &sections.replace(&format!("app_id: {}", support::APP_ID), &format!("app_id: {app_id}")),
+    )
 }
 
 /// What the browser sent on one connection, so far.
@@ -56,7 +62,8 @@ impl Relay {
                 let Ok(server) = TcpStream::connect(to) else { continue };
                 let record = Recorded::default();
                 all.lock().unwrap().push(record.clone());
-                let (client_in, server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (client_in, server_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || copy(client_in, server_out, Some(record)));
                 std::thread::spawn(move || copy(server, client, None));
             }
@@ -74,7 +81,11 @@ impl Relay {
                 let (head, rest) = request.split_once("\r\n\r\n").expect("a whole request head");
                 let length = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
                     .expect("a beacon announces its length");
                 out.push(rest[..length].to_string());
             }
@@ -135,7 +146,11 @@ impl Visits {
                 assert_eq!(step["cspViolations"], json!([]), "step {n}: {step:#}");
                 assert_eq!(step["timedOut"], false, "step {n}: {step:#}");
             }
-            assert_eq!(calls(proxied), calls(direct), "step {n}: the Messenger booted otherwise through the proxy");
+            assert_eq!(
+                calls(proxied),
+                calls(direct),
+                "step {n}: the Messenger booted otherwise through the proxy"
+            );
         }
     }
 
@@ -148,16 +163,27 @@ impl Visits {
                 assert!(!body.contains(v), "{v:?} left the browser in a report: {body}");
             }
         }
-        raw.iter().map(|b| serde_json::from_str(b).unwrap_or_else(|e| panic!("a report is JSON ({e}): {b}"))).collect()
+        raw.iter()
+            .map(|b| {
+                serde_json::from_str(b).unwrap_or_else(|e| panic!("a report is JSON ({e}): {b}"))
+            })
+            .collect()
     }
 }
 
 /// `verdict` with `fields` in the proxy's metrics and log sample.
 fn assert_received(proxy: &Proxy, verdict: &str, fields: &str) {
     let (text, samples) = scrape(proxy);
-    assert!(value(&samples, &format!("intercom_secure_proxy_page_reports_total{{verdict={verdict}}}")) >= 1.0, "{text}");
+    assert!(
+        value(&samples, &format!("intercom_secure_proxy_page_reports_total{{verdict={verdict}}}"))
+            >= 1.0,
+        "{text}"
+    );
     let log = proxy.log_text();
-    assert!(log.contains(&format!("the Messenger boots {verdict} (fields in clear: {fields})")), "{log}");
+    assert!(
+        log.contains(&format!("the Messenger boots {verdict} (fields in clear: {fields})")),
+        "{log}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -187,10 +213,19 @@ impl Drop for Demo {
 /// Logs `form` in with a real form POST to `at` and returns the `Cookie` header of the
 /// session cookie named `cookie`.
 fn login(at: &str, form: &str, cookie: &str) -> String {
-    let got = support::send("POST", &format!("{at}/login"), &[("content-type", "application/x-www-form-urlencoded")], form.as_bytes());
+    let got = support::send(
+        "POST",
+        &format!("{at}/login"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    );
     assert_eq!(got.status, 302, "{}", got.text());
     // PHP's session_regenerate_id() sends two cookies: the last one counts.
-    let set = got.all("set-cookie").into_iter().rfind(|c| c.starts_with(&format!("{cookie}="))).expect("a session cookie");
+    let set = got
+        .all("set-cookie")
+        .into_iter()
+        .rfind(|c| c.starts_with(&format!("{cookie}=")))
+        .expect("a session cookie");
     set.split(';').next().unwrap().to_string()
 }
 
@@ -202,8 +237,15 @@ fn assert_same_bytes(app: SocketAddr, proxy: &Proxy, path: &str, cookie: &str) {
     let proxied = support::get(&proxy.url(path), &headers);
     assert_eq!(direct.status, 200);
     assert!(support::carries_the_observer(&proxied.text()), "{}", proxied.text());
-    assert_eq!(String::from_utf8_lossy(&without_our_script(&proxied.body)), direct.text(), "{path}: not the app's bytes");
-    assert!(proxied.all("set-cookie").iter().all(|c| !c.starts_with("__isp_")), "no cookie of ours");
+    assert_eq!(
+        String::from_utf8_lossy(&without_our_script(&proxied.body)),
+        direct.text(),
+        "{path}: not the app's bytes"
+    );
+    assert!(
+        proxied.all("set-cookie").iter().all(|c| !c.starts_with("__isp_")),
+        "no cookie of ours"
+    );
 }
 
 #[test]
@@ -221,11 +263,17 @@ fn the_demo_in_report_only_boots_as_directly_and_reports_insecure_without_a_valu
         ]
     });
     visits.assert_booted_as_directly();
-    assert_eq!(visits.proxied[0]["calls"][0]["settings"]["user_id"], "alice", "the demo's insecure boot, as the app makes it");
+    assert_eq!(
+        visits.proxied[0]["calls"][0]["settings"]["user_id"], "alice",
+        "the demo's insecure boot, as the app makes it"
+    );
     let reports = visits.reports(&["alice", "alice@example.com", "Alice Example"]);
     assert_eq!(
         reports,
-        [json!({"verdict": "insecure", "fields": ["user_id", "email"]}), json!({"verdict": "none", "fields": []})],
+        [
+            json!({"verdict": "insecure", "fields": ["user_id", "email"]}),
+            json!({"verdict": "none", "fields": []})
+        ],
         "one report per page view, in order"
     );
     assert_received(&proxy, "insecure", "user_id, email");
@@ -239,7 +287,8 @@ fn the_demo_in_report_only_boots_as_directly_and_reports_insecure_without_a_valu
 fn apache_mod_php_in_report_only_boots_as_directly_and_reports_insecure_and_jwt_without_a_value() {
     let app = Server::start(Kind::Apache);
     let proxy = report_only_proxy(app.addr, support::APP_ID, Kind::Apache.session_cookie());
-    let session = login(&format!("http://{}", app.addr), "user=alice", Kind::Apache.session_cookie());
+    let session =
+        login(&format!("http://{}", app.addr), "user=alice", Kind::Apache.session_cookie());
     assert_same_bytes(app.addr, &proxy, "/", &session);
     assert_same_bytes(app.addr, &proxy, "/account", &session);
 
@@ -251,11 +300,17 @@ fn apache_mod_php_in_report_only_boots_as_directly_and_reports_insecure_and_jwt_
         ]
     });
     visits.assert_booted_as_directly();
-    assert!(visits.proxied[1]["calls"][0]["settings"]["intercom_user_jwt"].is_string(), "the app's own token, untouched");
+    assert!(
+        visits.proxied[1]["calls"][0]["settings"]["intercom_user_jwt"].is_string(),
+        "the app's own token, untouched"
+    );
     let reports = visits.reports(&["u-alice-1001", "alice@example.com", "Alice Liddell"]);
     assert_eq!(
         reports,
-        [json!({"verdict": "insecure", "fields": ["user_id", "email"]}), json!({"verdict": "jwt", "fields": []})],
+        [
+            json!({"verdict": "insecure", "fields": ["user_id", "email"]}),
+            json!({"verdict": "jwt", "fields": []})
+        ],
         "one report per page view, in order"
     );
     assert_received(&proxy, "insecure", "user_id, email");

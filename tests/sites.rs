@@ -7,13 +7,21 @@ use support::{Proxy, Reply, Upstream};
 
 const SHOP_SECRET: &str = "shop-secret-9876543210fedcba";
 /// A minimal identity section of a site.
-const IDENTITY: &str = "    identity: {sources: [{type: trusted_header, trusted_cidrs: [\"127.0.0.1/32\"]}]}\n";
+const IDENTITY: &str =
+    "    identity: {sources: [{type: trusted_header, trusted_cidrs: [\"127.0.0.1/32\"]}]}\n";
 const PAGE: &str = "<html><head><title>t</title><script>window.intercomSettings={app_id:'x'};</script></head><body>hi</body></html>";
 
-fn verify_with(secret: &str, token: &str) -> Result<serde_json::Value, jsonwebtoken::errors::Error> {
+fn verify_with(
+    secret: &str,
+    token: &str,
+) -> Result<serde_json::Value, jsonwebtoken::errors::Error> {
     let v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    jsonwebtoken::decode::<serde_json::Value>(token, &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()), &v)
-        .map(|d| d.claims)
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+        &v,
+    )
+    .map(|d| d.claims)
 }
 
 fn sites(support_app: &Upstream, shop_app: &Upstream) -> String {
@@ -40,12 +48,19 @@ fn sites(support_app: &Upstream, shop_app: &Upstream) -> String {
 fn each_host_gets_its_own_app_workspace_and_identity() {
     let support_app = Upstream::start(|_| Reply::html(PAGE));
     let shop_app = Upstream::start(|r| match (r.path(), r.cookie("sid").as_deref()) {
-        ("/api/me", Some("s-7")) => Reply::with(200, &[("content-type", "application/json")], r#"{"id":"shop-7"}"#),
+        ("/api/me", Some("s-7")) => {
+            Reply::with(200, &[("content-type", "application/json")], r#"{"id":"shop-7"}"#)
+        }
         ("/api/me", _) => Reply::with(401, &[], ""),
-        ("/signout", _) => Reply::with(302, &[("location", "/"), ("set-cookie", "sid=; Max-Age=0; Path=/")], ""),
+        ("/signout", _) => {
+            Reply::with(302, &[("location", "/"), ("set-cookie", "sid=; Max-Age=0; Path=/")], "")
+        }
         _ => Reply::html(PAGE),
     });
-    let proxy = Proxy::start_with_env(&sites(&support_app, &shop_app), &[("TEST_SHOP_SECRET", SHOP_SECRET)]);
+    let proxy = Proxy::start_with_env(
+        &sites(&support_app, &shop_app),
+        &[("TEST_SHOP_SECRET", SHOP_SECRET)],
+    );
     let url = proxy.url("/");
 
     // Support: the trusted header names the user; its workspace signs.
@@ -60,7 +75,10 @@ fn each_host_gets_its_own_app_workspace_and_identity() {
     // Shop (a subdomain): the session cookie is looked up at the shop app's endpoint.
     let got = support::get(&url, &[("host", "eu.shop.example.test:443"), ("cookie", "sid=s-7")]);
     let token = support::page_token(&got.text()).expect("a token on the shop site");
-    assert_eq!(verify_with(SHOP_SECRET, &token).expect("verifies with the shop secret")["user_id"], "shop-7");
+    assert_eq!(
+        verify_with(SHOP_SECRET, &token).expect("verifies with the shop secret")["user_id"],
+        "shop-7"
+    );
     assert!(verify_with(support::SECRET, &token).is_err(), "signed with the support site's secret");
     assert!(got.text().contains("\"a\":\"shop9999\""), "the shop workspace's app_id");
     assert_eq!(shop_app.count("/api/me"), 1);
@@ -70,13 +88,28 @@ fn each_host_gets_its_own_app_workspace_and_identity() {
     let got = support::get(&url, &[("host", "shop.example.test"), ("x-forwarded-user", "u-1")]);
     assert_eq!(got.status, 200);
     assert_eq!(support::page_token(&got.text()), None);
-    assert_eq!(support::without_our_script(&got.body), PAGE.as_bytes(), "a logged-out page gets only the watcher");
+    assert_eq!(
+        support::without_our_script(&got.body),
+        PAGE.as_bytes(),
+        "a logged-out page gets only the watcher"
+    );
 
     // Logouts are per site: /signout is one on the shop, not on support.
-    let got = support::get(&proxy.url("/signout"), &[("host", "shop.example.test"), ("cookie", "sid=s-7")]);
-    assert!(got.all("set-cookie").iter().any(|c| c.starts_with("intercom-session-shop9999=;")), "{:?}", got.headers);
+    let got = support::get(
+        &proxy.url("/signout"),
+        &[("host", "shop.example.test"), ("cookie", "sid=s-7")],
+    );
+    assert!(
+        got.all("set-cookie").iter().any(|c| c.starts_with("intercom-session-shop9999=;")),
+        "{:?}",
+        got.headers
+    );
     let got = support::get(&proxy.url("/signout"), &[("host", "support.example.test")]);
-    assert!(got.all("set-cookie").iter().all(|c| !c.starts_with("__isp_shutdown=1")), "{:?}", got.headers);
+    assert!(
+        got.all("set-cookie").iter().all(|c| !c.starts_with("__isp_shutdown=1")),
+        "{:?}",
+        got.headers
+    );
 
     // A host no site claims: 421, and neither app is asked.
     let before = support_app.requests().len() + shop_app.requests().len();
@@ -102,7 +135,8 @@ fn a_catch_all_site_takes_the_hosts_no_other_site_claims() {
 fn check(yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
-    std::fs::write(&path, format!("listen: [\"127.0.0.1:{}\"]\n{yaml}", support::free_port())).unwrap();
+    std::fs::write(&path, format!("listen: [\"127.0.0.1:{}\"]\n{yaml}", support::free_port()))
+        .unwrap();
     let env = [("TEST_INTERCOM_SECRET", support::SECRET), ("TEST_SHOP_SECRET", SHOP_SECRET)];
     let (code, text) = support::check_config_file(&path, &env);
     (code.expect("exit code"), text)
@@ -127,9 +161,13 @@ fn site_config_errors_name_the_site_and_key() {
         assert_eq!(code, 2, "{yaml}\n{text}");
         assert!(text.contains(key), "expected {key} in: {text}");
     }
-    let (code, text) = check(&format!("sites:\n{}{}", site("a.test", "abc"), site("\"*.b.test\"", "def")));
+    let (code, text) =
+        check(&format!("sites:\n{}{}", site("a.test", "abc"), site("\"*.b.test\"", "def")));
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("sites[0].hosts: a.test") && text.contains("sites[1].hosts: *.b.test"), "{text}");
+    assert!(
+        text.contains("sites[0].hosts: a.test") && text.contains("sites[1].hosts: *.b.test"),
+        "{text}"
+    );
     assert!(text.contains("app_id abc") && text.contains("app_id def"), "{text}");
     assert!(!text.contains(support::SECRET), "the summary shows a secret");
 }

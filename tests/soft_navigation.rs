@@ -58,24 +58,37 @@ impl App {
             .stderr(Stdio::inherit())
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run node ({e}): install Node 20+; `make test` does"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run node ({e}): install Node 20+; `make test` does")
+            });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let text = || std::fs::read_to_string(&log).unwrap_or_default();
-        support::listening_or_exited(addr, &mut child, Duration::from_secs(20), &format!("{lib} app"), &text)?;
+        support::listening_or_exited(
+            addr,
+            &mut child,
+            Duration::from_secs(20),
+            &format!("{lib} app"),
+            &text,
+        )?;
         Ok(App { child, addr, _dir: dir })
     }
 }
 
 impl Drop for App {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ =
+            Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.wait();
     }
 }
 
 fn start_proxy(app: &App) -> Proxy {
     let identity = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [connect.sid]\n      timeout: 2s\n";
-    Proxy::start(&support::sections(app.addr, identity, "logout:\n  paths: [\"GET|POST /logout\"]\n"))
+    Proxy::start(&support::sections(
+        app.addr,
+        identity,
+        "logout:\n  paths: [\"GET|POST /logout\"]\n",
+    ))
 }
 
 /// The user a call's token is for (after verifying it), if it carries one.
@@ -107,32 +120,67 @@ fn logout_then_login_as_another_user(lib: &str, logout: Value, login: Value) {
     ];
     steps[1]["waitFor"] = json!(logged_out);
     let report = support::run_browser(steps, &|| format!("proxy log:\n{}", proxy.log_text()));
-    let context = || format!("{}\nproxy log:\n{}", serde_json::to_string_pretty(&report).unwrap(), proxy.log_text());
+    let context = || {
+        format!(
+            "{}\nproxy log:\n{}",
+            serde_json::to_string_pretty(&report).unwrap(),
+            proxy.log_text()
+        )
+    };
 
     let first = &report[0];
     assert_eq!(first["status"], 200, "{}", context());
-    assert!(calls(first).iter().any(|c| token_user(c).as_deref() == Some(ALICE_ID)), "alice's full load carries her token\n{}", context());
+    assert!(
+        calls(first).iter().any(|c| token_user(c).as_deref() == Some(ALICE_ID)),
+        "alice's full load carries her token\n{}",
+        context()
+    );
     for (n, step) in report.iter().enumerate() {
         assert_eq!(step["timedOut"], false, "step {n} never saw what it waited for\n{}", context());
         assert_eq!(step["pageErrors"], json!([]), "page errors in step {n}\n{}", context());
     }
-    assert_eq!(report[3]["evalResult"], json!(format!("Dashboard {BOB_ID}")), "bob's page came by a soft navigation\n{}", context());
+    assert_eq!(
+        report[3]["evalResult"],
+        json!(format!("Dashboard {BOB_ID}")),
+        "bob's page came by a soft navigation\n{}",
+        context()
+    );
 
     // Every call of the one document the tab kept, in order.
     let all = calls(&report[3]);
     for c in all {
         let s = &c["settings"];
-        assert!(s.get("user_id").is_none() && s.get("email").is_none(), "a plain identity reached the Messenger: {c}\n{}", context());
+        assert!(
+            s.get("user_id").is_none() && s.get("email").is_none(),
+            "a plain identity reached the Messenger: {c}\n{}",
+            context()
+        );
     }
-    let shutdown = all.iter().position(|c| c["method"] == "shutdown").unwrap_or_else(|| panic!("no shutdown ran after the logout\n{}", context()));
-    let last_alice = all.iter().rposition(|c| token_user(c).as_deref() == Some(ALICE_ID)).expect("alice's calls");
-    let first_bob = all.iter().position(|c| token_user(c).as_deref() == Some(BOB_ID)).expect("bob's call");
-    assert!(last_alice < shutdown && shutdown < first_bob, "alice's token after the logout, or bob's before the shutdown\n{}", context());
+    let shutdown = all
+        .iter()
+        .position(|c| c["method"] == "shutdown")
+        .unwrap_or_else(|| panic!("no shutdown ran after the logout\n{}", context()));
+    let last_alice = all
+        .iter()
+        .rposition(|c| token_user(c).as_deref() == Some(ALICE_ID))
+        .expect("alice's calls");
+    let first_bob =
+        all.iter().position(|c| token_user(c).as_deref() == Some(BOB_ID)).expect("bob's call");
+    assert!(
+        last_alice < shutdown && shutdown < first_bob,
+        "alice's token after the logout, or bob's before the shutdown\n{}",
+        context()
+    );
     // Bob's Messenger is a new one: booted after the shutdown, with his token from then on.
     let boot = all[shutdown..first_bob + 1].iter().any(|c| c["method"] == "boot");
     assert!(boot, "nothing booted between the shutdown and bob's token\n{}", context());
     for c in &all[first_bob..] {
-        assert_ne!(token_user(c).as_deref(), Some(ALICE_ID), "alice's token after bob's login\n{}", context());
+        assert_ne!(
+            token_user(c).as_deref(),
+            Some(ALICE_ID),
+            "alice's token after bob's login\n{}",
+            context()
+        );
     }
 }
 

@@ -18,9 +18,19 @@ const PAGE: &str = "<!doctype html><html><head><title>t</title><script>window.in
 /// endpoint, and a logout.
 fn app() -> Upstream {
     Upstream::start(|r| match (r.path(), r.cookie("sid").as_deref()) {
-        ("/login", _) => Reply::with(302, &[("location", "/"), ("set-cookie", "sid=alice; Path=/; HttpOnly")], ""),
-        ("/logout", _) => Reply::with(302, &[("location", "/"), ("set-cookie", "sid=; Path=/; Max-Age=0")], ""),
-        ("/api/me", Some("alice")) => Reply::with(200, &[("content-type", "application/json")], r#"{"id":"alice-1","email":"alice@example.com"}"#),
+        ("/login", _) => Reply::with(
+            302,
+            &[("location", "/"), ("set-cookie", "sid=alice; Path=/; HttpOnly")],
+            "",
+        ),
+        ("/logout", _) => {
+            Reply::with(302, &[("location", "/"), ("set-cookie", "sid=; Path=/; Max-Age=0")], "")
+        }
+        ("/api/me", Some("alice")) => Reply::with(
+            200,
+            &[("content-type", "application/json")],
+            r#"{"id":"alice-1","email":"alice@example.com"}"#,
+        ),
         ("/api/me", _) => Reply::with(401, &[], ""),
         _ => Reply::html(PAGE),
     })
@@ -37,8 +47,15 @@ fn start(app: &Upstream) -> Tls {
     let (cert, key) = certificate(dir.path());
     let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port()).parse().unwrap();
     let identity = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n";
-    let listener = format!("{{address: \"{addr}\", tls: {{cert_file: {}, key_file: {}}}, h2: true}}", cert.display(), key.display());
-    let proxy = Proxy::start_with_listener(&support::sections(app.addr, identity, "logout:\n  paths: [\"/logout\"]\n"), &listener);
+    let listener = format!(
+        "{{address: \"{addr}\", tls: {{cert_file: {}, key_file: {}}}, h2: true}}",
+        cert.display(),
+        key.display()
+    );
+    let proxy = Proxy::start_with_listener(
+        &support::sections(app.addr, identity, "logout:\n  paths: [\"/logout\"]\n"),
+        &listener,
+    );
     Tls { proxy, addr, _dir: dir }
 }
 
@@ -89,7 +106,8 @@ fn http2_over_tls_rewrites_compresses_and_logs_out_like_http1() {
     assert_eq!(support::without_our_script(text.as_bytes()), PAGE.as_bytes());
 
     // Compressed for a client that accepts gzip, and still the same page.
-    let (status, headers, body) = curl_h2(&url("/"), &["-H", "Cookie: sid=alice", "-H", "Accept-Encoding: gzip"]);
+    let (status, headers, body) =
+        curl_h2(&url("/"), &["-H", "Cookie: sid=alice", "-H", "Accept-Encoding: gzip"]);
     assert_eq!(status, "HTTP/2 200");
     assert_eq!(header(&headers, "content-encoding"), Some("gzip"), "{headers:?}");
     let mut plain = String::new();
@@ -104,7 +122,8 @@ fn http2_over_tls_rewrites_compresses_and_logs_out_like_http1() {
     // A logout: Intercom's cookies expire and the marker is set.
     let (status, headers, _) = curl_h2(&url("/logout"), &["-H", "Cookie: sid=alice"]);
     assert_eq!(status, "HTTP/2 302");
-    let cookies: Vec<&str> = headers.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.as_str()).collect();
+    let cookies: Vec<&str> =
+        headers.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.as_str()).collect();
     assert!(cookies.iter().any(|c| c.starts_with("intercom-session-abc12345=;")), "{cookies:?}");
     assert!(cookies.iter().any(|c| c.starts_with("__isp_shutdown=1")), "{cookies:?}");
 
@@ -128,13 +147,24 @@ fn chromium_boots_the_messenger_with_a_token_over_tls() {
     let boot = &steps[0];
     assert_eq!(boot["status"], 200, "{boot}");
     let calls = boot["calls"].as_array().unwrap_or_else(|| panic!("no Messenger calls: {boot}"));
-    let booted = calls.iter().find(|c| c["method"] == "boot").unwrap_or_else(|| panic!("no boot: {boot}"));
-    let token = booted["settings"]["intercom_user_jwt"].as_str().unwrap_or_else(|| panic!("no token: {booted}"));
+    let booted =
+        calls.iter().find(|c| c["method"] == "boot").unwrap_or_else(|| panic!("no boot: {boot}"));
+    let token = booted["settings"]["intercom_user_jwt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {booted}"));
     assert_eq!(support::verify(token)["user_id"], "alice-1");
-    assert!(booted["settings"].get("user_id").is_none(), "a plain user_id reached the Messenger: {booted}");
+    assert!(
+        booted["settings"].get("user_id").is_none(),
+        "a plain user_id reached the Messenger: {booted}"
+    );
     let after = &steps[1];
-    let calls = after["calls"].as_array().unwrap_or_else(|| panic!("no Messenger calls after the logout: {after}"));
-    assert!(calls.iter().any(|c| c["method"] == "shutdown"), "no shutdown after the logout: {after}");
+    let calls = after["calls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Messenger calls after the logout: {after}"));
+    assert!(
+        calls.iter().any(|c| c["method"] == "shutdown"),
+        "no shutdown after the logout: {after}"
+    );
 }
 
 #[test]
@@ -153,7 +183,10 @@ fn tls_listener_mistakes_are_refused_with_their_key() {
     ];
     for (listener, key_name) in cases {
         let conf = dir.path().join("c.yaml");
-        let yaml = format!("listen: [{listener}]\n{}", support::sections("127.0.0.1:3000".parse().unwrap(), support::TRUSTED_HEADER, ""));
+        let yaml = format!(
+            "listen: [{listener}]\n{}",
+            support::sections("127.0.0.1:3000".parse().unwrap(), support::TRUSTED_HEADER, "")
+        );
         std::fs::write(&conf, yaml).unwrap();
         let (code, text) =
             support::check_config_file(&conf, &[("TEST_INTERCOM_SECRET", support::SECRET)]);

@@ -11,7 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use support::conn::Conn;
-use support::{check_config, free_port, get, page_token, request, sections, verify, Proxy, Reply, Upstream, SECRET, TRUSTED_HEADER};
+use support::{
+    check_config, free_port, get, page_token, request, sections, verify, Proxy, Reply, Upstream,
+    SECRET, TRUSTED_HEADER,
+};
 
 const PAGE: &str = "<!DOCTYPE html><html><head><title>t</title><script>window.intercomSettings={app_id:'abc12345',user_id:'spoofed'};</script></head><body>hi</body></html>";
 
@@ -35,8 +38,10 @@ fn app(pages: Arc<AtomicUsize>) -> Upstream {
 
 fn endpoint(extra_intercom: &str, extra: &str, up: &Upstream) -> Proxy {
     let identity = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n      cookies: [sid]\n      fields:\n        company_id: /org/id\n        company_name: /org/name\n";
-    let yaml = sections(up.addr, identity, extra)
-        .replace("secret_env: TEST_INTERCOM_SECRET\n", &format!("secret_env: TEST_INTERCOM_SECRET\n{extra_intercom}"));
+    let yaml = sections(up.addr, identity, extra).replace(
+        "secret_env: TEST_INTERCOM_SECRET\n",
+        &format!("secret_env: TEST_INTERCOM_SECRET\n{extra_intercom}"),
+    );
     Proxy::start(&yaml)
 }
 
@@ -60,16 +65,25 @@ fn the_company_claim_comes_from_the_endpoint_with_every_digit() {
     let proxy = endpoint("", "", &up);
     let r = get(&proxy.url("/"), &[("Cookie", "sid=alice")]);
     let claims = verify(&page_token(&r.text()).expect("token"));
-    assert_eq!(claims["company"], serde_json::json!({"id": "1234567890123456789012", "name": "Acme"}));
+    assert_eq!(
+        claims["company"],
+        serde_json::json!({"id": "1234567890123456789012", "name": "Acme"})
+    );
     assert_eq!(claims["user_id"], "42");
 }
 
 #[test]
 fn the_company_claim_comes_from_trusted_headers_and_is_stripped_from_others() {
     let up = Upstream::start(|_| Reply::html(PAGE));
-    let identity = TRUSTED_HEADER.replace("X-Forwarded-Name}", "X-Forwarded-Name, company_id: X-Company, company_name: X-Company-Name}");
+    let identity = TRUSTED_HEADER.replace(
+        "X-Forwarded-Name}",
+        "X-Forwarded-Name, company_id: X-Company, company_name: X-Company-Name}",
+    );
     let proxy = Proxy::start(&sections(up.addr, &identity, ""));
-    let r = get(&proxy.url("/"), &[("X-Forwarded-User", "7"), ("X-Company", "c-1"), ("X-Company-Name", "Initech")]);
+    let r = get(
+        &proxy.url("/"),
+        &[("X-Forwarded-User", "7"), ("X-Company", "c-1"), ("X-Company-Name", "Initech")],
+    );
     let claims = verify(&page_token(&r.text()).expect("token"));
     assert_eq!(claims["company"], serde_json::json!({"id": "c-1", "name": "Initech"}));
     // A company id that may be two joined values names nobody.
@@ -132,7 +146,11 @@ fn the_refresh_path_answers_a_fresh_token_without_asking_the_app() {
     let pages = Arc::new(AtomicUsize::new(0));
     let up = app(pages.clone());
     let proxy = endpoint("", "", &up);
-    let page_exp = verify(&page_token(&get(&proxy.url("/"), &[("Cookie", "sid=alice")]).text()).unwrap())["exp"].as_u64().unwrap();
+    let page_exp =
+        verify(&page_token(&get(&proxy.url("/"), &[("Cookie", "sid=alice")]).text()).unwrap())
+            ["exp"]
+            .as_u64()
+            .unwrap();
     // Tokens are stamped in whole seconds: wait for the clock to pass the page token's
     // second, so a freshly signed one expires later than the page's.
     let lifetime = 3600;
@@ -143,12 +161,19 @@ fn the_refresh_path_answers_a_fresh_token_without_asking_the_app() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.header("access-control-allow-origin"), None, "only same-origin scripts may read it");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        None,
+        "only same-origin scripts may read it"
+    );
     let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let claims = verify(answer["intercom_user_jwt"].as_str().unwrap());
     assert_eq!(claims["user_id"], "42");
     assert_eq!(answer["exp"], claims["exp"]);
-    assert!(claims["exp"].as_u64().unwrap() > page_exp, "signed fresh, not the page's cached token");
+    assert!(
+        claims["exp"].as_u64().unwrap() > page_exp,
+        "signed fresh, not the page's cached token"
+    );
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     assert!(claims["exp"].as_u64().unwrap() >= now + 3590);
     assert_eq!(pages.load(Ordering::SeqCst), 1, "the refresh path never reaches the app");
@@ -170,7 +195,10 @@ fn the_refresh_path_answers_204_for_nobody_and_with_retry_after_for_failures() {
     assert!(!log.contains("sid=boom"), "a raw cookie leaked into the log");
     assert_eq!(up.count("/__isp/token"), 0);
     // Other methods are the app's business.
-    assert_eq!(request("POST", &proxy.url("/__isp/token"), &[("Cookie", "sid=alice")]).text(), PAGE);
+    assert_eq!(
+        request("POST", &proxy.url("/__isp/token"), &[("Cookie", "sid=alice")]).text(),
+        PAGE
+    );
 }
 
 #[test]
@@ -203,16 +231,33 @@ fn mode_refresh_and_company_settings_are_validated_before_listening() {
             free_port()
         ))
     };
-    let endpoint = "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n";
+    let endpoint =
+        "identity:\n  sources:\n    - type: current_user_endpoint\n      path: /api/me\n";
     let header = "identity:\n  sources:\n    - type: trusted_header\n      trusted_cidrs: [\"10.0.0.1/32\"]\n      headers: {company_name: X-Company-Name}\n";
     let cases = [
         ("  mode: hash\n", endpoint.to_string(), "`intercom.mode`"),
-        ("  token_lifetime: 10m\n  token_refresh_margin: 10m\n", endpoint.to_string(), "`intercom.token_refresh_margin`"),
+        (
+            "  token_lifetime: 10m\n  token_refresh_margin: 10m\n",
+            endpoint.to_string(),
+            "`intercom.token_refresh_margin`",
+        ),
         ("  token_refresh_margin: 0s\n", endpoint.to_string(), "`intercom.token_refresh_margin`"),
-        ("", format!("{endpoint}inject:\n  token_refresh_path: \"/token?x=1\"\n"), "`inject.token_refresh_path`"),
-        ("", format!("{endpoint}inject:\n  token_refresh_path: \"/\"\n"), "`inject.token_refresh_path`"),
+        (
+            "",
+            format!("{endpoint}inject:\n  token_refresh_path: \"/token?x=1\"\n"),
+            "`inject.token_refresh_path`",
+        ),
+        (
+            "",
+            format!("{endpoint}inject:\n  token_refresh_path: \"/\"\n"),
+            "`inject.token_refresh_path`",
+        ),
         ("", header.to_string(), "`identity.sources[0].headers.company_name`"),
-        ("", format!("{endpoint}      fields: {{attributes: {{company: /c}}}}\n"), "`identity.sources[0].fields.attributes.company`"),
+        (
+            "",
+            format!("{endpoint}      fields: {{attributes: {{company: /c}}}}\n"),
+            "`identity.sources[0].fields.attributes.company`",
+        ),
     ];
     for (intercom, rest, key) in cases {
         let (code, text) = config(intercom, &rest);
@@ -221,9 +266,20 @@ fn mode_refresh_and_company_settings_are_validated_before_listening() {
     }
     let (code, text) = config("  mode: user_hash\n", endpoint);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("intercom.mode: user_hash is Intercom's deprecated Identity Verification"), "{text}");
-    let (code, text) = config("  mode: both\n  token_lifetime: 2m\n", &format!("{endpoint}inject:\n  token_refresh_path: /_isp/jwt\n"));
+    assert!(
+        text.contains("intercom.mode: user_hash is Intercom's deprecated Identity Verification"),
+        "{text}"
+    );
+    let (code, text) = config(
+        "  mode: both\n  token_lifetime: 2m\n",
+        &format!("{endpoint}inject:\n  token_refresh_path: /_isp/jwt\n"),
+    );
     assert_eq!(code, Some(0), "{text}");
     assert!(!text.contains("deprecated"), "{text}");
-    assert!(text.contains("messenger: mode both, open pages refresh their token 1m before expiry at /_isp/jwt"), "{text}");
+    assert!(
+        text.contains(
+            "messenger: mode both, open pages refresh their token 1m before expiry at /_isp/jwt"
+        ),
+        "{text}"
+    );
 }

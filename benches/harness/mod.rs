@@ -12,7 +12,10 @@ use criterion::{BenchmarkFilter, Criterion};
 
 /// Short runs, sized for a shared 2-core machine.
 pub fn config(warm_up: Duration, sample_size: usize) -> Criterion {
-    Criterion::default().warm_up_time(warm_up).measurement_time(Duration::from_secs(3)).sample_size(sample_size)
+    Criterion::default()
+        .warm_up_time(warm_up)
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(sample_size)
 }
 
 /// Measures `targets` with `config` under `cargo bench`; otherwise runs `checks`.

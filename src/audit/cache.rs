@@ -35,7 +35,10 @@ pub fn shared_cacheable(headers: &CacheHeaders) -> Option<String> {
         .flat_map(|v| v.split(','))
         .map(|d| {
             let (name, value) = d.split_once('=').map_or((d, None), |(n, v)| (n, Some(v)));
-            (name.trim().to_ascii_lowercase(), value.is_some_and(|v| !v.trim().trim_matches('"').is_empty()))
+            (
+                name.trim().to_ascii_lowercase(),
+                value.is_some_and(|v| !v.trim().trim_matches('"').is_empty()),
+            )
         })
         .filter(|(name, _)| !name.is_empty())
         .collect();
@@ -52,7 +55,10 @@ pub fn shared_cacheable(headers: &CacheHeaders) -> Option<String> {
         return Some("Expires without Cache-Control private or no-store".into());
     }
     if headers.last_modified && HEURISTIC_STATUSES.contains(&headers.status) {
-        return Some("Last-Modified without Cache-Control private or no-store allows heuristic caching".into());
+        return Some(
+            "Last-Modified without Cache-Control private or no-store allows heuristic caching"
+                .into(),
+        );
     }
     None
 }
@@ -62,7 +68,11 @@ mod tests {
     use super::*;
 
     fn cc(value: &str) -> Option<String> {
-        shared_cacheable(&CacheHeaders { status: 200, cache_control: Some(value.into()), ..Default::default() })
+        shared_cacheable(&CacheHeaders {
+            status: 200,
+            cache_control: Some(value.into()),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -77,7 +87,10 @@ mod tests {
 
     #[test]
     fn explicit_freshness_without_private_is_flagged() {
-        assert_eq!(cc("public, max-age=60").as_deref(), Some("Cache-Control has public and neither private nor no-store"));
+        assert_eq!(
+            cc("public, max-age=60").as_deref(),
+            Some("Cache-Control has public and neither private nor no-store")
+        );
         assert!(cc("max-age=0").is_some());
         assert!(cc("s-maxage=300").is_some());
         assert_eq!(cc("no-cache, max-age=60"), None);
@@ -88,7 +101,12 @@ mod tests {
     #[test]
     fn expires_and_heuristics() {
         let h = |cc: Option<&str>, expires, last_modified, status| {
-            shared_cacheable(&CacheHeaders { status, cache_control: cc.map(str::to_string), expires, last_modified })
+            shared_cacheable(&CacheHeaders {
+                status,
+                cache_control: cc.map(str::to_string),
+                expires,
+                last_modified,
+            })
         };
         assert!(h(None, true, false, 200).is_some());
         assert!(h(None, false, true, 200).is_some());

@@ -189,7 +189,8 @@ impl Chromium {
         // reach Chromium.
         let their_commands = high_fd(their_commands.into()).map_err(pipes)?;
         let their_events = high_fd(their_events.into()).map_err(pipes)?;
-        let stderr = File::create(profile.path().join("stderr.log")).map_err(|source| ChromiumError::Prepare { what: "temporary profile", source })?;
+        let stderr = File::create(profile.path().join("stderr.log"))
+            .map_err(|source| ChromiumError::Prepare { what: "temporary profile", source })?;
         let (read_fd, write_fd) = (their_commands.as_raw_fd(), their_events.as_raw_fd());
         let mut command = Command::new(path);
         command
@@ -225,20 +226,31 @@ impl Chromium {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|source| ChromiumError::Spawn { path: path.to_path_buf(), source })?;
+        let child = command
+            .spawn()
+            .map_err(|source| ChromiumError::Spawn { path: path.to_path_buf(), source })?;
         drop((their_commands, their_events));
         if let Ok(group) = i32::try_from(child.id()) {
-            RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((group, Some(profile.path().to_path_buf())));
+            RUNNING
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((group, Some(profile.path().to_path_buf())));
         }
         let (sender, incoming) = mpsc::channel();
         std::thread::spawn(move || read_messages(events, sender));
-        let mut chromium = Chromium { child, path: path.to_path_buf(), commands, incoming, next_id: 0, profile };
+        let mut chromium =
+            Chromium { child, path: path.to_path_buf(), commands, incoming, next_id: 0, profile };
         chromium.call(None, "Browser.getVersion", json!({}), STARTUP_TIMEOUT)?;
         Ok(chromium)
     }
 
     /// Sends a command without waiting; returns its id.
-    pub fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Result<u64, ChromiumError> {
+    pub fn send(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<u64, ChromiumError> {
         self.next_id += 1;
         let mut message = json!({"id": self.next_id, "method": method, "params": params});
         if let Some(session) = session {
@@ -264,13 +276,22 @@ impl Chromium {
 
     /// Sends a command and waits for its answer, dropping the events that come first:
     /// for the browser-level commands, before any page is open.
-    pub fn call(&mut self, session: Option<&str>, method: &str, params: Value, timeout: Duration) -> Result<Value, ChromiumError> {
+    pub fn call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, ChromiumError> {
         let id = self.send(session, method, params)?;
         let deadline = Instant::now() + timeout;
         loop {
             match self.next(deadline)? {
                 Some(Message::Response { id: got, result }) if got == id => {
-                    return result.map_err(|message| ChromiumError::Refused { method: method.to_string(), message })
+                    return result.map_err(|message| ChromiumError::Refused {
+                        method: method.to_string(),
+                        message,
+                    })
                 }
                 Some(_) => {}
                 None => return Err(ChromiumError::Timeout { method: method.to_string(), timeout }),
@@ -280,7 +301,8 @@ impl Chromium {
 
     /// The error for a Chromium that went away, with the end of what it wrote to stderr.
     pub fn exited(&self) -> ChromiumError {
-        let text = std::fs::read_to_string(self.profile.path().join("stderr.log")).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.profile.path().join("stderr.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(5)..].join("\n  ");
         ChromiumError::Exited {
@@ -343,7 +365,11 @@ fn read_messages(events: std::io::PipeReader, sender: mpsc::Sender<Message>) {
 fn parse(mut value: Value) -> Message {
     if let Some(id) = value.get("id").and_then(Value::as_u64) {
         let result = match value.get_mut("error") {
-            Some(error) => Err(error.get("message").and_then(Value::as_str).unwrap_or("unknown error").to_string()),
+            Some(error) => Err(error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error")
+                .to_string()),
             None => Ok(value.get_mut("result").map(Value::take).unwrap_or(Value::Null)),
         };
         return Message::Response { id, result };
@@ -369,16 +395,24 @@ mod tests {
             Message::Response { id: 8, result: Err(m) } => assert_eq!(m, "nope"),
             other => panic!("{other:?}"),
         }
-        match parse(json!({"method": "Page.loadEventFired", "params": {"timestamp": 1}, "sessionId": "S"})) {
-            Message::Event { session: Some(s), method, .. } => assert_eq!((s.as_str(), method.as_str()), ("S", "Page.loadEventFired")),
+        match parse(
+            json!({"method": "Page.loadEventFired", "params": {"timestamp": 1}, "sessionId": "S"}),
+        ) {
+            Message::Event { session: Some(s), method, .. } => {
+                assert_eq!((s.as_str(), method.as_str()), ("S", "Page.loadEventFired"))
+            }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn an_explicit_path_wins_and_a_missing_chromium_is_named() {
-        assert_eq!(Chromium::find(Some(Path::new("/opt/chrome"))).unwrap(), PathBuf::from("/opt/chrome"));
-        let err = Chromium::launch(Path::new("/nonexistent/chromium"), &[]).err().expect("no such file");
+        assert_eq!(
+            Chromium::find(Some(Path::new("/opt/chrome"))).unwrap(),
+            PathBuf::from("/opt/chrome")
+        );
+        let err =
+            Chromium::launch(Path::new("/nonexistent/chromium"), &[]).err().expect("no such file");
         assert!(err.to_string().contains("/nonexistent/chromium"), "{err}");
     }
 }

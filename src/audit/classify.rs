@@ -94,7 +94,8 @@ pub struct Messenger {
 impl Messenger {
     fn new(settings: &Map<String, Value>, url: &str) -> Messenger {
         let text = |name: &str| text(settings.get(name));
-        let clear_fields: Vec<&'static str> = IDENTIFYING_FIELDS.into_iter().filter(|f| text(f).is_some()).collect();
+        let clear_fields: Vec<&'static str> =
+            IDENTIFYING_FIELDS.into_iter().filter(|f| text(f).is_some()).collect();
         let jwt = text("intercom_user_jwt");
         let classification = if jwt.is_some() {
             Classification::Jwt
@@ -181,7 +182,11 @@ mod tests {
     use serde_json::json;
 
     fn call(method: &str, settings: Value) -> Call {
-        Call { method: method.into(), settings: settings.as_object().cloned(), url: "http://app/".into() }
+        Call {
+            method: method.into(),
+            settings: settings.as_object().cloned(),
+            url: "http://app/".into(),
+        }
     }
 
     fn classes(calls: &[Call]) -> Vec<Classification> {
@@ -192,20 +197,43 @@ mod tests {
     fn each_kind_of_boot() {
         let boot = |s: Value| classes(&[call("boot", s)]);
         assert_eq!(boot(json!({"app_id": "a"})), [Classification::Anonymous]);
-        assert_eq!(boot(json!({"app_id": "a", "user_id": "", "email": null})), [Classification::Anonymous]);
-        assert_eq!(boot(json!({"app_id": "a", "user_id": "u1", "email": "u@x"})), [Classification::Insecure]);
+        assert_eq!(
+            boot(json!({"app_id": "a", "user_id": "", "email": null})),
+            [Classification::Anonymous]
+        );
+        assert_eq!(
+            boot(json!({"app_id": "a", "user_id": "u1", "email": "u@x"})),
+            [Classification::Insecure]
+        );
         assert_eq!(boot(json!({"app_id": "a", "user_id": 42})), [Classification::Insecure]);
-        assert_eq!(boot(json!({"app_id": "a", "email": "u@x", "user_hash": "ab12"})), [Classification::UserHash]);
-        assert_eq!(boot(json!({"app_id": "a", "intercom_user_jwt": "h.p.s"})), [Classification::Jwt]);
+        assert_eq!(
+            boot(json!({"app_id": "a", "email": "u@x", "user_hash": "ab12"})),
+            [Classification::UserHash]
+        );
+        assert_eq!(
+            boot(json!({"app_id": "a", "intercom_user_jwt": "h.p.s"})),
+            [Classification::Jwt]
+        );
         // During a migration (mode: both) the page carries both: the JWT decides.
-        assert_eq!(boot(json!({"app_id": "a", "user_id": "u1", "user_hash": "ab", "intercom_user_jwt": "h.p.s"})), [Classification::Jwt]);
-        assert!(classes(&[call("update", json!({"user_id": "u1"}))]).is_empty(), "no boot, no Messenger");
+        assert_eq!(
+            boot(
+                json!({"app_id": "a", "user_id": "u1", "user_hash": "ab", "intercom_user_jwt": "h.p.s"})
+            ),
+            [Classification::Jwt]
+        );
+        assert!(
+            classes(&[call("update", json!({"user_id": "u1"}))]).is_empty(),
+            "no boot, no Messenger"
+        );
         assert!(worst(&[]).is_none());
     }
 
     #[test]
     fn the_fields_in_clear_and_the_user_are_named() {
-        let m = &messengers(&[call("boot", json!({"app_id": "a", "user_id": "alice", "email": "a@x", "name": "Alice"}))])[0];
+        let m = &messengers(&[call(
+            "boot",
+            json!({"app_id": "a", "user_id": "alice", "email": "a@x", "name": "Alice"}),
+        )])[0];
         assert_eq!(m.clear_fields, ["user_id", "email"]);
         assert_eq!(m.user_id.as_deref(), Some("alice"));
         assert_eq!(m.app_id.as_deref(), Some("a"));
@@ -215,7 +243,8 @@ mod tests {
     #[test]
     fn updates_merge_into_their_boot() {
         // An anonymous boot identified by a later update is identified.
-        let calls = [call("boot", json!({"app_id": "a"})), call("update", json!({"user_id": "u1"}))];
+        let calls =
+            [call("boot", json!({"app_id": "a"})), call("update", json!({"user_id": "u1"}))];
         assert_eq!(classes(&calls), [Classification::Insecure]);
         // Queued updates replayed before the settings' boot still apply to it.
         let calls = [call("update", json!({"email": "u@x"})), call("boot", json!({"app_id": "a"}))];
@@ -241,15 +270,26 @@ mod tests {
         ];
         let all = messengers(&calls);
         let page = worst(&all).unwrap();
-        assert_eq!((page.classification, page.user_id.as_deref()), (Classification::Insecure, Some("u1")));
+        assert_eq!(
+            (page.classification, page.user_id.as_deref()),
+            (Classification::Insecure, Some("u1"))
+        );
     }
 
     #[test]
     fn reports_from_the_stand_in_widget() {
-        let c = Call::from_report(r#"{"method":"boot","settings":{"app_id":"a"},"auto":true,"url":"http://x/"}"#).unwrap();
+        let c = Call::from_report(
+            r#"{"method":"boot","settings":{"app_id":"a"},"auto":true,"url":"http://x/"}"#,
+        )
+        .unwrap();
         assert_eq!((c.method.as_str(), c.url.as_str()), ("boot", "http://x/"));
         assert_eq!(c.settings.unwrap()["app_id"], "a");
-        assert_eq!(Call::from_report(r#"{"method":"shutdown","settings":null,"url":"u"}"#).unwrap().settings, None);
+        assert_eq!(
+            Call::from_report(r#"{"method":"shutdown","settings":null,"url":"u"}"#)
+                .unwrap()
+                .settings,
+            None
+        );
         assert!(Call::from_report("not json").is_none());
     }
 }

@@ -27,7 +27,9 @@ pub enum UsageError {
     },
     /// A `--header` that is not `NAME=VALUE`; the value is never shown (it may be a
     /// signed assertion).
-    #[error("--header #{index}: {reason}; write it as NAME=VALUE, e.g. --header X-Forwarded-User=alice")]
+    #[error(
+        "--header #{index}: {reason}; write it as NAME=VALUE, e.g. --header X-Forwarded-User=alice"
+    )]
     BadHeader {
         /// Which `--header`, from 1.
         index: usize,
@@ -49,7 +51,11 @@ pub enum UsageError {
 
 /// Parses an audited URL (`what` names it in errors): absolute, http or https, with a host.
 pub fn parse_url(what: &str, text: &str) -> Result<Url, UsageError> {
-    let bad = |reason: String| UsageError::BadUrl { what: what.to_string(), text: text.to_string(), reason };
+    let bad = |reason: String| UsageError::BadUrl {
+        what: what.to_string(),
+        text: text.to_string(),
+        reason,
+    };
     let url = Url::parse(text).map_err(|e| bad(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad(format!("the scheme is {}", url.scheme())));
@@ -85,7 +91,9 @@ pub fn parse_cookie(index: usize, text: &str) -> Result<CookieArg, UsageError> {
     }
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if !name.bytes().all(token) {
-        return Err(bad("the name has a character a cookie name cannot have (space, separator or control)"));
+        return Err(bad(
+            "the name has a character a cookie name cannot have (space, separator or control)",
+        ));
     }
     let inner = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
     let octet = |b: u8| matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e);
@@ -100,7 +108,9 @@ pub fn parse_cookie(index: usize, text: &str) -> Result<CookieArg, UsageError> {
 pub fn parse_header(index: usize, text: &str) -> Result<(String, String), UsageError> {
     let bad = |reason: &str| UsageError::BadHeader { index, reason: reason.to_string() };
     let (name, value) = text.split_once('=').ok_or_else(|| bad("there is no '='"))?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+    if name.is_empty()
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
         return Err(bad("the name is empty or has a character a header name cannot have"));
     }
     if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
@@ -116,7 +126,9 @@ mod tests {
     #[test]
     fn urls_must_be_absolute_http() {
         assert_eq!(parse_url("URL #1", "http://127.0.0.1:3000/").unwrap().port(), Some(3000));
-        for bad in ["127.0.0.1:3000/", "/relative", "ftp://example.com/", "file:///etc/passwd", "http://"] {
+        for bad in
+            ["127.0.0.1:3000/", "/relative", "ftp://example.com/", "file:///etc/passwd", "http://"]
+        {
             let err = parse_url("URL #1", bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
             assert!(err.to_string().starts_with("URL #1"), "{err}");
         }
@@ -124,9 +136,15 @@ mod tests {
 
     #[test]
     fn headers_are_name_value_and_errors_never_show_the_value() {
-        assert_eq!(parse_header(1, "X-Forwarded-User=alice=1").unwrap(), ("X-Forwarded-User".into(), "alice=1".into()));
+        assert_eq!(
+            parse_header(1, "X-Forwarded-User=alice=1").unwrap(),
+            ("X-Forwarded-User".into(), "alice=1".into())
+        );
         for bad in ["s3cr3t", "=s3cr3t", "X User=s3cr3t", "X-User=s3cr3t\n"] {
-            let err = parse_header(3, bad).err().unwrap_or_else(|| panic!("{bad:?} accepted")).to_string();
+            let err = parse_header(3, bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"))
+                .to_string();
             assert!(err.starts_with("--header #3"), "{err}");
             assert!(!err.contains("s3cr3t"), "{err}");
         }
@@ -139,8 +157,18 @@ mod tests {
         assert_eq!(parse_cookie(1, "s=\"quoted\"").unwrap().value, "\"quoted\"");
         assert_eq!(parse_cookie(1, "empty=").unwrap().value, "");
         assert!(!format!("{c:?}").contains("abc123"));
-        for bad in ["s3cr3tvalue", "=s3cr3tvalue", "na me=s3cr3tvalue", "s=s3cr3t value", "s=s3cr3t;value", "s=s3cr3t\u{7}"] {
-            let err = parse_cookie(2, bad).err().unwrap_or_else(|| panic!("{bad:?} accepted")).to_string();
+        for bad in [
+            "s3cr3tvalue",
+            "=s3cr3tvalue",
+            "na me=s3cr3tvalue",
+            "s=s3cr3t value",
+            "s=s3cr3t;value",
+            "s=s3cr3t\u{7}",
+        ] {
+            let err = parse_cookie(2, bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"))
+                .to_string();
             assert!(err.starts_with("--cookie #2"), "{err}");
             assert!(!err.contains("s3cr3t"), "{err}");
         }

@@ -42,16 +42,30 @@ pub struct LogoutReport {
 
 /// Judges the calls recorded from the start of the logout on. `user` is who the audited
 /// pages identified before it, for the message.
-pub fn evaluate(url: &str, pages: Vec<String>, calls: &[Call], cookies_left: Vec<String>, error: Option<String>, user: Option<&str>) -> LogoutReport {
+pub fn evaluate(
+    url: &str,
+    pages: Vec<String>,
+    calls: &[Call],
+    cookies_left: Vec<String>,
+    error: Option<String>,
+    user: Option<&str>,
+) -> LogoutReport {
     let shutdown_seen = calls.iter().any(|c| c.method == "shutdown");
     let identified_after: Vec<IdentifiedAfter> = messengers(calls)
         .into_iter()
         .filter(|m| m.identified())
-        .map(|m| IdentifiedAfter { url: m.url, classification: m.classification, user_id: m.user_id })
+        .map(|m| IdentifiedAfter {
+            url: m.url,
+            classification: m.classification,
+            user_id: m.user_id,
+        })
         .collect();
     let mut findings = Vec::new();
     if let Some(error) = &error {
-        findings.push(Finding::new("page_error", format!("the logout check could not load a page: {error}")));
+        findings.push(Finding::new(
+            "page_error",
+            format!("the logout check could not load a page: {error}"),
+        ));
     }
     if !shutdown_seen {
         let whose = user.map(|u| format!(" of user_id={u}")).unwrap_or_default();
@@ -65,13 +79,30 @@ pub fn evaluate(url: &str, pages: Vec<String>, calls: &[Call], cookies_left: Vec
         ));
     }
     for m in &identified_after {
-        let who = m.user_id.as_deref().map(|u| format!("user_id={u}")).unwrap_or_else(|| "an identified user".into());
+        let who = m
+            .user_id
+            .as_deref()
+            .map(|u| format!("user_id={u}"))
+            .unwrap_or_else(|| "an identified user".into());
         findings.push(Finding::new(
             "logout_identified_boot",
-            format!("session survives logout: {} booted as {who} ({}) after the logout", m.url, m.classification.as_str()),
+            format!(
+                "session survives logout: {} booted as {who} ({}) after the logout",
+                m.url,
+                m.classification.as_str()
+            ),
         ));
     }
-    LogoutReport { url: url.to_string(), pages, shutdown_seen, passed: findings.is_empty(), identified_after, intercom_cookies_left: cookies_left, error, findings }
+    LogoutReport {
+        url: url.to_string(),
+        pages,
+        shutdown_seen,
+        passed: findings.is_empty(),
+        identified_after,
+        intercom_cookies_left: cookies_left,
+        error,
+        findings,
+    }
 }
 
 #[cfg(test)]
@@ -87,7 +118,10 @@ mod tests {
     fn a_shutdown_then_nothing_or_an_anonymous_boot_passes() {
         for calls in [
             vec![call("shutdown", json!(null), "http://a/login")],
-            vec![call("shutdown", json!(null), "http://a/login"), call("boot", json!({"app_id": "x"}), "http://a/")],
+            vec![
+                call("shutdown", json!(null), "http://a/login"),
+                call("boot", json!({"app_id": "x"}), "http://a/"),
+            ],
         ] {
             let r = evaluate("http://a/logout", vec![], &calls, vec![], None, Some("alice"));
             assert!(r.passed && r.shutdown_seen && r.findings.is_empty(), "{r:?}");
@@ -96,7 +130,14 @@ mod tests {
 
     #[test]
     fn no_shutdown_is_a_surviving_session() {
-        let r = evaluate("http://a/logout", vec![], &[], vec!["intercom-session-x".into()], None, Some("alice"));
+        let r = evaluate(
+            "http://a/logout",
+            vec![],
+            &[],
+            vec!["intercom-session-x".into()],
+            None,
+            Some("alice"),
+        );
         assert!(!r.passed);
         assert_eq!(r.findings[0].code, "logout_no_shutdown");
         assert_eq!(
@@ -107,17 +148,34 @@ mod tests {
 
     #[test]
     fn an_identified_boot_after_the_shutdown_fails() {
-        let calls = [call("shutdown", json!(null), "http://a/login"), call("boot", json!({"app_id": "x", "user_id": "alice"}), "http://a/")];
+        let calls = [
+            call("shutdown", json!(null), "http://a/login"),
+            call("boot", json!({"app_id": "x", "user_id": "alice"}), "http://a/"),
+        ];
         let r = evaluate("http://a/logout", vec![], &calls, vec![], None, None);
         assert!(!r.passed && r.shutdown_seen);
-        assert_eq!(r.identified_after, [IdentifiedAfter { url: "http://a/".into(), classification: Classification::Insecure, user_id: Some("alice".into()) }]);
+        assert_eq!(
+            r.identified_after,
+            [IdentifiedAfter {
+                url: "http://a/".into(),
+                classification: Classification::Insecure,
+                user_id: Some("alice".into())
+            }]
+        );
         assert_eq!(r.findings[0].message, "session survives logout: http://a/ booted as user_id=alice (insecure) after the logout");
     }
 
     #[test]
     fn a_page_that_did_not_load_fails_the_check() {
         let calls = [call("shutdown", json!(null), "http://a/login")];
-        let r = evaluate("http://a/logout", vec![], &calls, vec![], Some("net::ERR_CONNECTION_REFUSED".into()), None);
+        let r = evaluate(
+            "http://a/logout",
+            vec![],
+            &calls,
+            vec![],
+            Some("net::ERR_CONNECTION_REFUSED".into()),
+            None,
+        );
         assert!(!r.passed);
         assert_eq!(r.findings[0].code, "page_error");
     }

@@ -24,10 +24,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use url::Url;
 
-use intercom_secure_proxy::config::{Config, SiteConfig};
 use cdp::{Chromium, ChromiumError};
 use classify::{messengers, worst, Classification};
 use input::{parse_cookie, parse_header, parse_url, CookieArg, UsageError};
+use intercom_secure_proxy::config::{Config, SiteConfig};
 pub use report::{Finding, PageReport, Report};
 use scope::Scope;
 use tab::{Tab, Visit};
@@ -59,11 +59,19 @@ pub struct AuditOptions {
 impl std::fmt::Debug for AuditOptions {
     /// Cookie values are live sessions: only their names are shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let cookies: Vec<&str> = self.cookies.iter().map(|c| c.split('=').next().unwrap_or_default()).collect();
+        let cookies: Vec<&str> =
+            self.cookies.iter().map(|c| c.split('=').next().unwrap_or_default()).collect();
         f.debug_struct("AuditOptions")
             .field("urls", &self.urls)
             .field("cookie_names", &cookies)
-            .field("header_names", &self.headers.iter().map(|h| h.split('=').next().unwrap_or_default()).collect::<Vec<_>>())
+            .field(
+                "header_names",
+                &self
+                    .headers
+                    .iter()
+                    .map(|h| h.split('=').next().unwrap_or_default())
+                    .collect::<Vec<_>>(),
+            )
             .field("logout", &self.logout)
             .field("config", &self.config)
             .field("expect_user", &self.expect_user)
@@ -96,10 +104,25 @@ struct Plan {
 
 impl Plan {
     fn new(options: &AuditOptions) -> Result<Plan, UsageError> {
-        let pages = options.urls.iter().enumerate().map(|(i, u)| parse_url(&format!("URL #{}", i + 1), u)).collect::<Result<Vec<_>, _>>()?;
+        let pages = options
+            .urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| parse_url(&format!("URL #{}", i + 1), u))
+            .collect::<Result<Vec<_>, _>>()?;
         let logout = options.logout.as_deref().map(|u| parse_url("--logout", u)).transpose()?;
-        let cookies = options.cookies.iter().enumerate().map(|(i, c)| parse_cookie(i + 1, c)).collect::<Result<Vec<_>, _>>()?;
-        let headers = options.headers.iter().enumerate().map(|(i, h)| parse_header(i + 1, h)).collect::<Result<Vec<_>, _>>()?;
+        let cookies = options
+            .cookies
+            .iter()
+            .enumerate()
+            .map(|(i, c)| parse_cookie(i + 1, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let headers = options
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| parse_header(i + 1, h))
+            .collect::<Result<Vec<_>, _>>()?;
         let config = options.config.as_deref().map(Config::from_file).transpose()?;
         let plan = Plan { pages, logout, cookies, headers, config };
         for url in &plan.pages {
@@ -120,7 +143,10 @@ impl Plan {
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
             _ => url.host_str().unwrap_or_default().to_string(),
         };
-        config.site_for_host(&host).map(Some).ok_or_else(|| UsageError::NoSite { host, url: url.to_string() })
+        config
+            .site_for_host(&host)
+            .map(Some)
+            .ok_or_else(|| UsageError::NoSite { host, url: url.to_string() })
     }
 }
 
@@ -149,7 +175,14 @@ pub fn run(options: &AuditOptions) -> Result<Report, AuditError> {
             let cookies = tab.intercom_cookies(&plan.all_urls())?;
             let calls: Vec<_> = out.calls.into_iter().chain(next.calls).collect();
             let shown = out.pages.into_iter().chain(next.pages).collect();
-            Some(logout::evaluate(logout_url.as_str(), shown, &calls, cookies, out.error.or(next.error), user.as_deref()))
+            Some(logout::evaluate(
+                logout_url.as_str(),
+                shown,
+                &calls,
+                cookies,
+                out.error.or(next.error),
+                user.as_deref(),
+            ))
         }
         None => None,
     };
@@ -161,7 +194,13 @@ fn now() -> u64 {
 }
 
 /// The report of one page from what its visit recorded.
-fn assess(url: &Url, visit: Visit, site: Option<&SiteConfig>, expect_user: Option<&str>, now: u64) -> PageReport {
+fn assess(
+    url: &Url,
+    visit: Visit,
+    site: Option<&SiteConfig>,
+    expect_user: Option<&str>,
+    now: u64,
+) -> PageReport {
     let all = messengers(&visit.calls);
     let messenger = worst(&all);
     let classification = messenger.map_or(Classification::None, |m| m.classification);
@@ -170,11 +209,14 @@ fn assess(url: &Url, visit: Visit, site: Option<&SiteConfig>, expect_user: Optio
         let user = expect_user.or(m.user_id.as_deref());
         Some(jwt::check(token, m.app_id.as_deref(), &jwt::Expectations { site, user, now }))
     });
-    let user_id = messenger.and_then(|m| m.user_id.clone()).or_else(|| jwt.as_ref().and_then(|j| j.user_id.clone()));
+    let user_id = messenger
+        .and_then(|m| m.user_id.clone())
+        .or_else(|| jwt.as_ref().and_then(|j| j.user_id.clone()));
     let fields = messenger.map(|m| m.clear_fields.clone()).unwrap_or_default();
     let mut findings = Vec::new();
     if let Some(error) = &visit.error {
-        findings.push(Finding::new("page_error", format!("the page could not be audited: {error}")));
+        findings
+            .push(Finding::new("page_error", format!("the page could not be audited: {error}")));
     }
     if classification == Classification::Insecure {
         findings.push(Finding::new(
@@ -202,9 +244,15 @@ fn assess(url: &Url, visit: Visit, site: Option<&SiteConfig>, expect_user: Optio
         }
     }
     let headers = visit.document.unwrap_or_default();
-    let cacheable = messenger.filter(|m| m.identified()).and_then(|_| cache::shared_cacheable(&headers));
+    let cacheable =
+        messenger.filter(|m| m.identified()).and_then(|_| cache::shared_cacheable(&headers));
     if let Some(reason) = &cacheable {
-        findings.push(Finding::new("shared_cacheable", format!("this user's page may be stored by shared caches and served to others: {reason}")));
+        findings.push(Finding::new(
+            "shared_cacheable",
+            format!(
+                "this user's page may be stored by shared caches and served to others: {reason}"
+            ),
+        ));
     }
     PageReport {
         url: url.to_string(),

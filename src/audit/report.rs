@@ -125,7 +125,8 @@ impl Report {
             }
         }
         let line = |cells: &[String]| -> String {
-            let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let padded: Vec<String> =
+                cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
             padded.join("  ").trim_end().to_string() + "\n"
         };
         let mut out = line(&header.map(String::from));
@@ -136,9 +137,18 @@ impl Report {
             }
             if let Some(jwt) = &page.jwt {
                 let exp = jwt.exp.map_or("no exp".into(), |e| {
-                    format!("exp {}", humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(e)))
+                    format!(
+                        "exp {}",
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(e)
+                        )
+                    )
                 });
-                let _ = writeln!(out, "    token: user_id={}, {exp}", jwt.user_id.as_deref().unwrap_or("(none)"));
+                let _ = writeln!(
+                    out,
+                    "    token: user_id={}, {exp}",
+                    jwt.user_id.as_deref().unwrap_or("(none)")
+                );
             }
             for f in &page.findings {
                 let _ = writeln!(out, "    FAIL {}: {}", f.code, f.message);
@@ -148,7 +158,16 @@ impl Report {
             }
         }
         if let Some(logout) = &self.logout {
-            let _ = writeln!(out, "\nlogout {}: {}", logout.url, if logout.passed { "PASS (shutdown ran, nothing identified after it)" } else { "FAIL" });
+            let _ = writeln!(
+                out,
+                "\nlogout {}: {}",
+                logout.url,
+                if logout.passed {
+                    "PASS (shutdown ran, nothing identified after it)"
+                } else {
+                    "FAIL"
+                }
+            );
             for f in &logout.findings {
                 let _ = writeln!(out, "    FAIL {}: {}", f.code, f.message);
             }
@@ -202,7 +221,22 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["app_id", "blocked_origins", "cache_control", "classification", "error", "fields", "final_url", "findings", "jwt", "passed", "shared_cacheable", "status", "url", "user_id"]
+            [
+                "app_id",
+                "blocked_origins",
+                "cache_control",
+                "classification",
+                "error",
+                "fields",
+                "final_url",
+                "findings",
+                "jwt",
+                "passed",
+                "shared_cacheable",
+                "status",
+                "url",
+                "user_id"
+            ]
         );
         assert_eq!(p["classification"], "insecure");
         assert_eq!(p["findings"][0]["code"], "insecure_identity");
@@ -214,13 +248,21 @@ mod tests {
         let mut secure = page(Classification::Jwt);
         secure.url = "http://127.0.0.1:8080/".into();
         secure.final_url = Some(secure.url.clone());
-        secure.jwt = Some(JwtReport { verified: Some(true), user_id: Some("alice".into()), exp: Some(1_800_000_000), problems: vec![] });
+        secure.jwt = Some(JwtReport {
+            verified: Some(true),
+            user_id: Some("alice".into()),
+            exp: Some(1_800_000_000),
+            problems: vec![],
+        });
         secure.findings.clear();
         secure.blocked_origins.clear();
         secure.passed = true;
         let table = Report::new(vec![page(Classification::Insecure), secure], None).table();
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines[0], "URL                     STATUS  VERDICT         USER   CACHE-CONTROL");
+        assert_eq!(
+            lines[0],
+            "URL                     STATUS  VERDICT         USER   CACHE-CONTROL"
+        );
         assert_eq!(lines[1], "http://127.0.0.1:3000/  200     INSECURE        alice  -");
         assert_eq!(lines[2], "    FAIL insecure_identity: user_id, email in clear");
         assert_eq!(lines[3], "    blocked 2 request(s) to https://www.google-analytics.com");

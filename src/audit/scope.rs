@@ -18,7 +18,13 @@ const NOWHERE_PROXY: &str = "http://isp-audit-blocked.invalid:9";
 
 /// Domains whose requests are Intercom's (the widget's own API, assets and realtime
 /// hosts): they never leave the browser.
-const INTERCOM_DOMAINS: [&str; 5] = ["intercom.io", "intercomcdn.com", "intercom-messenger.com", "intercomassets.com", "intercomusercontent.com"];
+const INTERCOM_DOMAINS: [&str; 5] = [
+    "intercom.io",
+    "intercomcdn.com",
+    "intercom-messenger.com",
+    "intercomassets.com",
+    "intercomusercontent.com",
+];
 
 /// What to do with one paused request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +64,8 @@ impl Scope {
             return Route::Block("(unparsable URL)".into());
         };
         if let Some(host) = url.host_str().filter(|h| is_intercom(h)) {
-            let loader = (host == "widget.intercom.io" && url.path().starts_with("/widget/")) || host == "js.intercomcdn.com";
+            let loader = (host == "widget.intercom.io" && url.path().starts_with("/widget/"))
+                || host == "js.intercomcdn.com";
             return if loader { Route::Widget } else { Route::IntercomApi };
         }
         let origin = url.origin();
@@ -101,7 +108,9 @@ pub fn origin_text(url: &Url) -> String {
 }
 
 fn is_intercom(host: &str) -> bool {
-    INTERCOM_DOMAINS.iter().any(|d| host == *d || host.strip_suffix(d).is_some_and(|rest| rest.ends_with('.')))
+    INTERCOM_DOMAINS
+        .iter()
+        .any(|d| host == *d || host.strip_suffix(d).is_some_and(|rest| rest.ends_with('.')))
 }
 
 #[cfg(test)]
@@ -109,8 +118,13 @@ mod tests {
     use super::*;
 
     fn scope() -> Scope {
-        let urls = ["http://127.0.0.1:3000/", "http://127.0.0.1:3000/account", "https://app.example.com/", "http://[::1]:8080/logout"]
-            .map(|u| Url::parse(u).unwrap());
+        let urls = [
+            "http://127.0.0.1:3000/",
+            "http://127.0.0.1:3000/account",
+            "https://app.example.com/",
+            "http://[::1]:8080/logout",
+        ]
+        .map(|u| Url::parse(u).unwrap());
         Scope::new(urls.iter())
     }
 
@@ -120,9 +134,18 @@ mod tests {
         assert_eq!(s.route("http://127.0.0.1:3000/static/app.js"), Route::Continue);
         assert_eq!(s.route("https://app.example.com:443/x"), Route::Continue);
         assert_eq!(s.route("http://[::1]:8080/"), Route::Continue);
-        assert_eq!(s.route("http://127.0.0.1:3001/x?token=secret"), Route::Block("http://127.0.0.1:3001".into()));
-        assert_eq!(s.route("http://app.example.com/"), Route::Block("http://app.example.com".into()));
-        assert_eq!(s.route("https://www.google-analytics.com/collect"), Route::Block("https://www.google-analytics.com".into()));
+        assert_eq!(
+            s.route("http://127.0.0.1:3001/x?token=secret"),
+            Route::Block("http://127.0.0.1:3001".into())
+        );
+        assert_eq!(
+            s.route("http://app.example.com/"),
+            Route::Block("http://app.example.com".into())
+        );
+        assert_eq!(
+            s.route("https://www.google-analytics.com/collect"),
+            Route::Block("https://www.google-analytics.com".into())
+        );
     }
 
     #[test]
@@ -132,10 +155,16 @@ mod tests {
         assert_eq!(s.route("https://js.intercomcdn.com/frame-modern.abc.js"), Route::Widget);
         assert_eq!(s.route("https://widget.intercom.io/other"), Route::IntercomApi);
         assert_eq!(s.route("https://api-iam.intercom.io/messenger/web/ping"), Route::IntercomApi);
-        assert_eq!(s.route("https://api-iam.eu.intercom.io/messenger/web/ping"), Route::IntercomApi);
+        assert_eq!(
+            s.route("https://api-iam.eu.intercom.io/messenger/web/ping"),
+            Route::IntercomApi
+        );
         assert_eq!(s.route("wss://nexus-websocket-a.intercom.io/"), Route::IntercomApi);
         assert_eq!(s.route("https://static.intercomassets.com/a.png"), Route::IntercomApi);
-        assert_eq!(s.route("https://notintercom.io/"), Route::Block("https://notintercom.io".into()));
+        assert_eq!(
+            s.route("https://notintercom.io/"),
+            Route::Block("https://notintercom.io".into())
+        );
     }
 
     #[test]
@@ -143,6 +172,9 @@ mod tests {
         let args = scope().chromium_args();
         assert_eq!(args[0], "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE [::1], EXCLUDE app.example.com");
         assert_eq!(args[1], "--proxy-server=http://isp-audit-blocked.invalid:9");
-        assert_eq!(args[2], "--proxy-bypass-list=<-loopback>;127.0.0.1:3000;[::1]:8080;app.example.com:443");
+        assert_eq!(
+            args[2],
+            "--proxy-bypass-list=<-loopback>;127.0.0.1:3000;[::1]:8080;app.example.com:443"
+        );
     }
 }

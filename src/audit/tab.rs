@@ -69,11 +69,30 @@ pub struct Tab<'a> {
 impl<'a> Tab<'a> {
     /// Opens a tab with every request paused and the binding installed.
     pub fn open(chromium: &'a mut Chromium, scope: &'a Scope) -> Result<Tab<'a>, ChromiumError> {
-        let target = chromium.call(None, "Target.createTarget", json!({"url": "about:blank"}), COMMAND_TIMEOUT)?;
+        let target = chromium.call(
+            None,
+            "Target.createTarget",
+            json!({"url": "about:blank"}),
+            COMMAND_TIMEOUT,
+        )?;
         let target_id = target["targetId"].clone();
-        let attached = chromium.call(None, "Target.attachToTarget", json!({"targetId": target_id, "flatten": true}), COMMAND_TIMEOUT)?;
+        let attached = chromium.call(
+            None,
+            "Target.attachToTarget",
+            json!({"targetId": target_id, "flatten": true}),
+            COMMAND_TIMEOUT,
+        )?;
         let session = attached["sessionId"].as_str().unwrap_or_default().to_string();
-        let mut tab = Tab { chromium, scope, session, target: target_id, main_frame: String::new(), visit: Visit::default(), loaded: true, last_activity: Instant::now() };
+        let mut tab = Tab {
+            chromium,
+            scope,
+            session,
+            target: target_id,
+            main_frame: String::new(),
+            visit: Visit::default(),
+            loaded: true,
+            last_activity: Instant::now(),
+        };
         for (method, params) in [
             ("Page.enable", json!({})),
             ("Network.enable", json!({})),
@@ -89,7 +108,11 @@ impl<'a> Tab<'a> {
     }
 
     /// Sets the cookies, host-only with path `/`, for each URL's host.
-    pub fn set_cookies(&mut self, cookies: &[CookieArg], urls: &[&Url]) -> Result<(), ChromiumError> {
+    pub fn set_cookies(
+        &mut self,
+        cookies: &[CookieArg],
+        urls: &[&Url],
+    ) -> Result<(), ChromiumError> {
         for url in urls {
             for cookie in cookies {
                 let params = json!({"name": cookie.name, "value": cookie.value, "url": url.as_str(), "path": "/"});
@@ -102,14 +125,24 @@ impl<'a> Tab<'a> {
     /// Sends these extra headers with every request of the tab (`NAME: VALUE`, as an
     /// authenticating proxy in front of the app would).
     pub fn set_headers(&mut self, headers: &[(String, String)]) -> Result<(), ChromiumError> {
-        let map: serde_json::Map<String, Value> = headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-        self.call("Network.setExtraHTTPHeaders", json!({"headers": map}), Instant::now() + COMMAND_TIMEOUT)?;
+        let map: serde_json::Map<String, Value> =
+            headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        self.call(
+            "Network.setExtraHTTPHeaders",
+            json!({"headers": map}),
+            Instant::now() + COMMAND_TIMEOUT,
+        )?;
         Ok(())
     }
 
     /// Closes the tab.
     pub fn close(self) -> Result<(), ChromiumError> {
-        self.chromium.call(None, "Target.closeTarget", json!({"targetId": self.target}), COMMAND_TIMEOUT)?;
+        self.chromium.call(
+            None,
+            "Target.closeTarget",
+            json!({"targetId": self.target}),
+            COMMAND_TIMEOUT,
+        )?;
         Ok(())
     }
 
@@ -130,12 +163,21 @@ impl<'a> Tab<'a> {
     /// print the values).
     pub fn cookies(&mut self, urls: &[&Url]) -> Result<Vec<CookieArg>, ChromiumError> {
         let urls: Vec<&str> = urls.iter().map(|u| u.as_str()).collect();
-        let got = self.call("Network.getCookies", json!({"urls": urls}), Instant::now() + COMMAND_TIMEOUT)?;
+        let got = self.call(
+            "Network.getCookies",
+            json!({"urls": urls}),
+            Instant::now() + COMMAND_TIMEOUT,
+        )?;
         Ok(got["cookies"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|c| Some(CookieArg { name: c["name"].as_str()?.to_string(), value: c["value"].as_str()?.to_string() }))
+            .filter_map(|c| {
+                Some(CookieArg {
+                    name: c["name"].as_str()?.to_string(),
+                    value: c["value"].as_str()?.to_string(),
+                })
+            })
             .collect())
     }
 
@@ -144,7 +186,9 @@ impl<'a> Tab<'a> {
     pub fn evaluate(&mut self, expression: &str) -> Result<Option<Value>, ChromiumError> {
         let params = json!({"expression": expression, "returnByValue": true, "awaitPromise": true});
         match self.call("Runtime.evaluate", params, Instant::now() + COMMAND_TIMEOUT) {
-            Ok(answer) if answer.get("exceptionDetails").is_none() => Ok(answer["result"].get("value").cloned()),
+            Ok(answer) if answer.get("exceptionDetails").is_none() => {
+                Ok(answer["result"].get("value").cloned())
+            }
             Ok(_) | Err(ChromiumError::Refused { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -164,7 +208,11 @@ impl<'a> Tab<'a> {
     /// The names of the Messenger session cookies the browser holds for `urls`.
     pub fn intercom_cookies(&mut self, urls: &[&Url]) -> Result<Vec<String>, ChromiumError> {
         let urls: Vec<&str> = urls.iter().map(|u| u.as_str()).collect();
-        let got = self.call("Network.getCookies", json!({"urls": urls}), Instant::now() + COMMAND_TIMEOUT)?;
+        let got = self.call(
+            "Network.getCookies",
+            json!({"urls": urls}),
+            Instant::now() + COMMAND_TIMEOUT,
+        )?;
         let mut names: Vec<String> = got["cookies"]
             .as_array()
             .into_iter()
@@ -180,7 +228,12 @@ impl<'a> Tab<'a> {
 
     /// Loads `url` and records until the page has loaded and been quiet (no Intercom
     /// call, no new document) for `settle`, or `timeout` has passed.
-    pub fn visit(&mut self, url: &Url, timeout: Duration, settle: Duration) -> Result<Visit, ChromiumError> {
+    pub fn visit(
+        &mut self,
+        url: &Url,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Result<Visit, ChromiumError> {
         self.visit = Visit::default();
         self.loaded = false;
         self.last_activity = Instant::now();
@@ -223,7 +276,10 @@ impl<'a> Tab<'a> {
 
     /// A visit that ran out of time: what it saw, the error, and the load stopped.
     fn timed_out(&mut self, timeout: Duration) -> Visit {
-        self.visit.error = Some(format!("the page did not finish loading within {} s (--timeout)", timeout.as_secs_f32()));
+        self.visit.error = Some(format!(
+            "the page did not finish loading within {} s (--timeout)",
+            timeout.as_secs_f32()
+        ));
         let _ = self.chromium.send(Some(&self.session), "Page.stopLoading", json!({}));
         std::mem::take(&mut self.visit)
     }
@@ -236,13 +292,21 @@ impl<'a> Tab<'a> {
     }
 
     /// Sends a command for this tab and handles the events that come before its answer.
-    fn call(&mut self, method: &str, params: Value, deadline: Instant) -> Result<Value, ChromiumError> {
+    fn call(
+        &mut self,
+        method: &str,
+        params: Value,
+        deadline: Instant,
+    ) -> Result<Value, ChromiumError> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let id = self.chromium.send(Some(&self.session), method, params)?;
         loop {
             match self.chromium.next(deadline)? {
                 Some(Message::Response { id: got, result }) if got == id => {
-                    return result.map_err(|message| ChromiumError::Refused { method: method.to_string(), message })
+                    return result.map_err(|message| ChromiumError::Refused {
+                        method: method.to_string(),
+                        message,
+                    })
                 }
                 Some(message) => self.dispatch(message),
                 None => return Err(ChromiumError::Timeout { method: method.to_string(), timeout }),
@@ -268,7 +332,10 @@ impl<'a> Tab<'a> {
                 let response = &params["response"];
                 let header = |name: &str| header(&response["headers"], name);
                 let headers = CacheHeaders {
-                    status: response["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(0),
+                    status: response["status"]
+                        .as_u64()
+                        .and_then(|s| u16::try_from(s).ok())
+                        .unwrap_or(0),
                     cache_control: header("cache-control"),
                     expires: header("expires").is_some(),
                     last_modified: header("last-modified").is_some(),
@@ -276,10 +343,17 @@ impl<'a> Tab<'a> {
                 self.visit.document = Some(headers);
                 self.visit.csp = header("content-security-policy");
             }
-            "Network.responseReceived" if matches!(params["type"].as_str(), Some("XHR" | "Fetch")) => {
+            "Network.responseReceived"
+                if matches!(params["type"].as_str(), Some("XHR" | "Fetch")) =>
+            {
                 let response = &params["response"];
-                let json = response["mimeType"].as_str().is_some_and(|m| m == "application/json" || m.ends_with("+json"));
-                let path = response["url"].as_str().and_then(|u| Url::parse(u).ok()).filter(|u| self.scope.route(u.as_str()) == Route::Continue);
+                let json = response["mimeType"]
+                    .as_str()
+                    .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+                let path = response["url"]
+                    .as_str()
+                    .and_then(|u| Url::parse(u).ok())
+                    .filter(|u| self.scope.route(u.as_str()) == Route::Continue);
                 if let (true, Some(url)) = (json, path) {
                     let path = url.path().to_string();
                     if !self.visit.json_paths.contains(&path) {
@@ -290,7 +364,9 @@ impl<'a> Tab<'a> {
             "Network.webSocketCreated" => {
                 // WebSockets are not paused; the proxy flags refuse those outside the
                 // scope, and they are reported like the paused requests.
-                if let Some(Route::Block(origin)) = params["url"].as_str().map(|u| self.scope.route(u)) {
+                if let Some(Route::Block(origin)) =
+                    params["url"].as_str().map(|u| self.scope.route(u))
+                {
                     *self.visit.blocked.entry(origin).or_default() += 1;
                 }
             }
@@ -311,7 +387,11 @@ impl<'a> Tab<'a> {
             "Page.javascriptDialogOpening" => {
                 // An open dialog blocks the page; leaving is allowed, anything else dismissed.
                 let accept = params["type"] == "beforeunload";
-                let _ = self.chromium.send(Some(&self.session), "Page.handleJavaScriptDialog", json!({"accept": accept}));
+                let _ = self.chromium.send(
+                    Some(&self.session),
+                    "Page.handleJavaScriptDialog",
+                    json!({"accept": accept}),
+                );
             }
             _ => {}
         }
@@ -324,10 +404,15 @@ impl<'a> Tab<'a> {
         let url = params["request"]["url"].as_str().unwrap_or_default();
         let (method, answer) = match self.scope.route(url) {
             Route::Continue => ("Fetch.continueRequest", json!({"requestId": id})),
-            Route::Widget => ("Fetch.fulfillRequest", fulfill(id, "application/javascript; charset=utf-8", STANDIN_WIDGET)),
+            Route::Widget => (
+                "Fetch.fulfillRequest",
+                fulfill(id, "application/javascript; charset=utf-8", STANDIN_WIDGET),
+            ),
             Route::IntercomApi => ("Fetch.fulfillRequest", fulfill(id, "application/json", "{}")),
             Route::Block(origin) => {
-                if params["resourceType"] == "Document" && params["frameId"].as_str() == Some(self.main_frame.as_str()) {
+                if params["resourceType"] == "Document"
+                    && params["frameId"].as_str() == Some(self.main_frame.as_str())
+                {
                     self.visit.blocked_document = Some(origin.clone());
                 }
                 *self.visit.blocked.entry(origin).or_default() += 1;
@@ -354,5 +439,10 @@ fn fulfill(id: Value, content_type: &str, body: &str) -> Value {
 
 /// A response header from DevTools' headers object, whatever its case.
 fn header(headers: &Value, name: &str) -> Option<String> {
-    headers.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str()).map(|v| v.replace('\n', ", "))
+    headers
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+        .map(|v| v.replace('\n', ", "))
 }

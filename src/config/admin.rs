@@ -26,10 +26,17 @@ pub(super) struct FileAdmin {
 }
 
 /// The keys of the admin token.
-const TOKEN_KEYS: SecretKeys<'static> =
-    SecretKeys { env_key: "admin.token_env", file_key: "admin.token_file", what: "the admin token (a long random string)" };
+const TOKEN_KEYS: SecretKeys<'static> = SecretKeys {
+    env_key: "admin.token_env",
+    file_key: "admin.token_file",
+    what: "the admin token (a long random string)",
+};
 
-pub(super) fn validate_admin(a: FileAdmin, proxy: &[Listener], env: &dyn Fn(&str) -> Option<String>) -> Result<AdminConfig> {
+pub(super) fn validate_admin(
+    a: FileAdmin,
+    proxy: &[Listener],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AdminConfig> {
     let token = read_secret(&TOKEN_KEYS, a.token_env, a.token_file, env)?;
     let Some(text) = a.listen else {
         if token.is_some() {

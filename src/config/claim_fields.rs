@@ -58,7 +58,12 @@ impl FieldPointers {
 }
 
 /// Whether a source with these mappings fills `claim`.
-fn maps(email: &Option<String>, name: &Option<String>, attributes: &[(String, String)], claim: &str) -> bool {
+fn maps(
+    email: &Option<String>,
+    name: &Option<String>,
+    attributes: &[(String, String)],
+    claim: &str,
+) -> bool {
     match claim {
         "email" => email.is_some(),
         "name" => name.is_some(),
@@ -84,7 +89,8 @@ impl SiteConfig {
         for (n, source) in self.identity.sources.iter().enumerate() {
             for claim in self.intercom.claims.iter().filter(|c| !source.fills(c)) {
                 let key = format!("{prefix}identity.sources[{n}]");
-                let attribute = if matches!(claim.as_str(), "email" | "name") { "" } else { "attributes." };
+                let attribute =
+                    if matches!(claim.as_str(), "email" | "name") { "" } else { "attributes." };
                 let fix = match source {
                     SourceConfig::TrustedHeader(_) if !attribute.is_empty() => {
                         "trusted_header has no attributes; drop it from intercom.claims if no other source is meant to fill it".to_string()

@@ -45,7 +45,9 @@ impl HtmlField {
     pub fn parse(spec: &str) -> std::result::Result<HtmlField, String> {
         let spec = spec.trim();
         let (selector, attribute) = match spec.rsplit_once('@') {
-            Some((sel, attr)) if is_attribute_name(attr) => (sel.trim(), Some(attr.to_ascii_lowercase())),
+            Some((sel, attr)) if is_attribute_name(attr) => {
+                (sel.trim(), Some(attr.to_ascii_lowercase()))
+            }
             _ => (spec, None),
         };
         if selector.is_empty() {
@@ -94,7 +96,10 @@ mod tests {
     #[test]
     fn attribute_suffix_only_when_it_is_an_attribute_name() {
         let f = HtmlField::parse("meta[name=user-id]@content").unwrap();
-        assert_eq!((f.selector.as_str(), f.attribute.as_deref()), ("meta[name=user-id]", Some("content")));
+        assert_eq!(
+            (f.selector.as_str(), f.attribute.as_deref()),
+            ("meta[name=user-id]", Some("content"))
+        );
         let f = HtmlField::parse("#account-email").unwrap();
         assert_eq!((f.selector.as_str(), f.attribute), ("#account-email", None));
         let f = HtmlField::parse(r#"a[href="mailto:x@y"]"#).unwrap();
@@ -104,7 +109,8 @@ mod tests {
     #[test]
     fn bad_selectors_name_the_key() {
         for bad in ["", "@content", "div[", "p:nth-child(", "a >> b"] {
-            let e = endpoint_field(EndpointFormat::Html, "identity.sources[0].fields.user_id", bad).unwrap_err();
+            let e = endpoint_field(EndpointFormat::Html, "identity.sources[0].fields.user_id", bad)
+                .unwrap_err();
             assert_eq!(e.key, "identity.sources[0].fields.user_id", "{bad:?}");
         }
         assert!(endpoint_field(EndpointFormat::Json, "k", "#id").is_err());

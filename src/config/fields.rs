@@ -20,8 +20,18 @@ pub const DEFAULT_EMAIL_POINTER: &str = "/email";
 /// Default JSON pointer of the display name (an endpoint's answer, a JWT's claims).
 pub const DEFAULT_NAME_POINTER: &str = "/name";
 /// Names `fields.attributes` may not use: fields of their own, or set by the proxy.
-pub const RESERVED_ATTRIBUTES: &[&str] =
-    &["user_id", "email", "name", "iat", "exp", "intercom_user_jwt", "company", "company_id", "company_name", "user_hash"];
+pub const RESERVED_ATTRIBUTES: &[&str] = &[
+    "user_id",
+    "email",
+    "name",
+    "iat",
+    "exp",
+    "intercom_user_jwt",
+    "company",
+    "company_id",
+    "company_name",
+    "user_hash",
+];
 
 /// Where a source finds the user's fields in what it reads: JSON pointers into an
 /// endpoint's answer, a decoded session or a JWT's claims, or, for an endpoint with
@@ -49,7 +59,6 @@ impl FieldPointers {
             attributes: Vec::new(),
         }
     }
-
 }
 
 /// How long, and how many, lookups of a source are cached per session.
@@ -66,14 +75,20 @@ pub struct CacheSettings {
 impl CacheSettings {
     /// A current_user_endpoint source's defaults. "Not logged in" is short, so a fresh
     /// login is seen soon even where the proxy does not notice it.
-    pub const ENDPOINT: CacheSettings =
-        CacheSettings { ttl: Duration::from_secs(60), negative_ttl: Duration::from_secs(10), capacity: 100_000 };
+    pub const ENDPOINT: CacheSettings = CacheSettings {
+        ttl: Duration::from_secs(60),
+        negative_ttl: Duration::from_secs(10),
+        capacity: 100_000,
+    };
     /// A redis_session source's defaults: shorter than the endpoint's, since a lookup is
     /// cheap and a session destroyed elsewhere (another tab, an admin) should end the
     /// tokens soon; "not logged in" shorter still, because an app that writes the user
     /// into an existing session on login sets no new cookie the proxy sees.
-    pub const REDIS_SESSION: CacheSettings =
-        CacheSettings { ttl: Duration::from_secs(10), negative_ttl: Duration::from_secs(2), capacity: 100_000 };
+    pub const REDIS_SESSION: CacheSettings = CacheSettings {
+        ttl: Duration::from_secs(10),
+        negative_ttl: Duration::from_secs(2),
+        capacity: 100_000,
+    };
 }
 
 /// The cache keys of a source's mapping, as the file has them.
@@ -88,7 +103,11 @@ impl FileCache<'_> {
     pub(super) fn validate(&self, base: &str, default: CacheSettings) -> Result<CacheSettings> {
         Ok(CacheSettings {
             ttl: duration(&format!("{base}.cache_ttl"), self.cache_ttl, default.ttl)?,
-            negative_ttl: duration(&format!("{base}.negative_cache_ttl"), self.negative_cache_ttl, default.negative_ttl)?,
+            negative_ttl: duration(
+                &format!("{base}.negative_cache_ttl"),
+                self.negative_cache_ttl,
+                default.negative_ttl,
+            )?,
             capacity: self.cache_capacity.unwrap_or(default.capacity),
         })
     }
@@ -117,7 +136,10 @@ pub(super) fn attributes(
         .map(|(name, spec)| {
             let key = format!("{base}.fields.attributes.{name}");
             if RESERVED_ATTRIBUTES.contains(&name.as_str()) {
-                return Err(ConfigError::new(key, "this name is reserved; map it under fields instead"));
+                return Err(ConfigError::new(
+                    key,
+                    "this name is reserved; map it under fields instead",
+                ));
             }
             let spec = place(&key, &spec)?;
             Ok((name, spec))

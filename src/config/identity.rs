@@ -4,7 +4,9 @@
 
 use super::fields::{attributes, CacheSettings, FieldPointers, FileCache};
 use super::fields::{DEFAULT_EMAIL_POINTER, DEFAULT_NAME_POINTER, DEFAULT_USER_ID_POINTER};
-use super::jwt::{validate_jwt_cookie, validate_signed_header, FileJwtSource, JwtCookieConfig, SignedHeaderConfig};
+use super::jwt::{
+    validate_jwt_cookie, validate_signed_header, FileJwtSource, JwtCookieConfig, SignedHeaderConfig,
+};
 use super::redis_session::{validate_redis_session, FileRedisSession};
 use super::shared_cache::{validate_shared_cache, FileSharedCache};
 use super::*;
@@ -121,8 +123,12 @@ impl EndpointConfig {
     /// nothing else until more fields are set, as a file with `format: html` naming
     /// only `path` and `fields.user_id` would give. The selector is not checked here; a
     /// bad one makes every lookup fail (with a warning).
-    pub fn html_page(path: impl Into<String>, user_id_selector: impl Into<String>) -> EndpointConfig {
-        let fields = FieldPointers { email: None, name: None, ..FieldPointers::new(user_id_selector) };
+    pub fn html_page(
+        path: impl Into<String>,
+        user_id_selector: impl Into<String>,
+    ) -> EndpointConfig {
+        let fields =
+            FieldPointers { email: None, name: None, ..FieldPointers::new(user_id_selector) };
         EndpointConfig { format: EndpointFormat::Html, fields, ..EndpointConfig::new(path, "") }
     }
 }
@@ -159,10 +165,15 @@ impl super::tagged::Tagged for FileSource {
     type Type = SourceType;
     const EXPECTING: &'static str = "an identity source: a mapping with a `type`";
 
-    fn read<'de, D: serde::Deserializer<'de>>(kind: SourceType, rest: D) -> std::result::Result<Self, D::Error> {
+    fn read<'de, D: serde::Deserializer<'de>>(
+        kind: SourceType,
+        rest: D,
+    ) -> std::result::Result<Self, D::Error> {
         Ok(match kind {
             SourceType::TrustedHeader => FileSource::TrustedHeader(Deserialize::deserialize(rest)?),
-            SourceType::CurrentUserEndpoint => FileSource::CurrentUserEndpoint(Deserialize::deserialize(rest)?),
+            SourceType::CurrentUserEndpoint => {
+                FileSource::CurrentUserEndpoint(Deserialize::deserialize(rest)?)
+            }
             SourceType::RedisSession => FileSource::RedisSession(Deserialize::deserialize(rest)?),
             SourceType::JwtCookie => FileSource::JwtCookie(Deserialize::deserialize(rest)?),
             SourceType::SignedHeader => FileSource::SignedHeader(Deserialize::deserialize(rest)?),
@@ -242,8 +253,11 @@ pub(super) fn validate_identity(
         ));
     }
     claims_are_provided(&sources, intercom)?;
-    let shared_cache = id.shared_cache.map(|f| validate_shared_cache(f, &intercom.secret, env)).transpose()?;
-    if shared_cache.is_some() && !sources.iter().any(|s| matches!(s, SourceConfig::CurrentUserEndpoint(_))) {
+    let shared_cache =
+        id.shared_cache.map(|f| validate_shared_cache(f, &intercom.secret, env)).transpose()?;
+    if shared_cache.is_some()
+        && !sources.iter().any(|s| matches!(s, SourceConfig::CurrentUserEndpoint(_)))
+    {
         return Err(ConfigError::new(
             "identity.shared_cache",
             "only current_user_endpoint sources use the shared cache; add one, or remove shared_cache",
@@ -253,13 +267,25 @@ pub(super) fn validate_identity(
 }
 
 /// One source at `base` (`identity.sources[n]`), by the validator of its type.
-fn validate_source(base: &str, source: FileSource, env: &dyn Fn(&str) -> Option<String>) -> Result<SourceConfig> {
+fn validate_source(
+    base: &str,
+    source: FileSource,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SourceConfig> {
     Ok(match source {
-        FileSource::TrustedHeader(t) => SourceConfig::TrustedHeader(validate_trusted_header(base, t)?),
-        FileSource::CurrentUserEndpoint(e) => SourceConfig::CurrentUserEndpoint(validate_endpoint(base, e)?),
-        FileSource::RedisSession(r) => SourceConfig::RedisSession(validate_redis_session(base, r, env)?),
+        FileSource::TrustedHeader(t) => {
+            SourceConfig::TrustedHeader(validate_trusted_header(base, t)?)
+        }
+        FileSource::CurrentUserEndpoint(e) => {
+            SourceConfig::CurrentUserEndpoint(validate_endpoint(base, e)?)
+        }
+        FileSource::RedisSession(r) => {
+            SourceConfig::RedisSession(validate_redis_session(base, r, env)?)
+        }
         FileSource::JwtCookie(f) => SourceConfig::JwtCookie(validate_jwt_cookie(base, f, env)?),
-        FileSource::SignedHeader(f) => SourceConfig::SignedHeader(validate_signed_header(base, f, env)?),
+        FileSource::SignedHeader(f) => {
+            SourceConfig::SignedHeader(validate_signed_header(base, f, env)?)
+        }
     })
 }
 
@@ -293,26 +319,34 @@ fn validate_trusted_header(base: &str, t: FileTrustedHeader) -> Result<TrustedHe
             "list the addresses of the auth proxy allowed to set identity headers, e.g. [\"10.0.0.5/32\"]; there is no default",
         ));
     }
-    let trusted_cidrs = t.trusted_cidrs.iter().enumerate().map(|(i, c)| trusted_cidr(&format!("{base}.trusted_cidrs[{i}]"), c));
+    let trusted_cidrs = t
+        .trusted_cidrs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| trusted_cidr(&format!("{base}.trusted_cidrs[{i}]"), c));
     let trusted_cidrs = trusted_cidrs.collect::<Result<Vec<_>>>()?;
     let h = t.headers;
     let header = |name: &str, value: Option<&str>| {
         value.map(|v| header_name(&format!("{base}.headers.{name}"), v)).transpose()
     };
-    let user_id = header_name(&format!("{base}.headers.user_id"), h.user_id.as_deref().unwrap_or(DEFAULT_USER_ID_HEADER))?;
+    let user_id = header_name(
+        &format!("{base}.headers.user_id"),
+        h.user_id.as_deref().unwrap_or(DEFAULT_USER_ID_HEADER),
+    )?;
     let email = header("email", Some(h.email.as_deref().unwrap_or(DEFAULT_EMAIL_HEADER)))?;
     let name = header("name", h.name.as_deref())?;
     let company_id = header("company_id", h.company_id.as_deref())?;
     let company_name = header("company_name", h.company_name.as_deref())?;
-    let company_name = company_name_needs_id(&format!("{base}.headers"), company_id.is_some(), company_name)?;
+    let company_name =
+        company_name_needs_id(&format!("{base}.headers"), company_id.is_some(), company_name)?;
     Ok(TrustedHeaderConfig { trusted_cidrs, user_id, email, name, company_id, company_name })
 }
 
 /// An IP network, or one address.
 fn trusted_cidr(key: &str, c: &str) -> Result<IpNet> {
-    c.parse::<IpNet>()
-        .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| ConfigError::new(key, format!("{c:?} is not an IP network; write it like \"10.0.0.0/8\"")))
+    c.parse::<IpNet>().or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from)).map_err(|_| {
+        ConfigError::new(key, format!("{c:?} is not an IP network; write it like \"10.0.0.0/8\""))
+    })
 }
 
 /// A current_user_endpoint source: the path, the cookies it is asked with, its timeout
@@ -325,16 +359,23 @@ fn validate_endpoint(base: &str, e: FileEndpoint) -> Result<EndpointConfig> {
             "the app's current-user endpoint path is required and starts with /, e.g. /api/me",
         ));
     }
-    let timeout = duration(&format!("{base}.timeout"), e.timeout.as_deref(), DEFAULT_ENDPOINT_TIMEOUT)?;
+    let timeout =
+        duration(&format!("{base}.timeout"), e.timeout.as_deref(), DEFAULT_ENDPOINT_TIMEOUT)?;
     if timeout.is_zero() {
         return Err(ConfigError::new(
             format!("{base}.timeout"),
-            format!("must be above zero, e.g. {}", humantime::format_duration(DEFAULT_ENDPOINT_TIMEOUT)),
+            format!(
+                "must be above zero, e.g. {}",
+                humantime::format_duration(DEFAULT_ENDPOINT_TIMEOUT)
+            ),
         ));
     }
     for (i, c) in e.cookies.iter().enumerate() {
         if c.is_empty() || c.contains([';', '=', ' ', ',']) {
-            return Err(ConfigError::new(format!("{base}.cookies[{i}]"), format!("{c:?} is not a cookie name")));
+            return Err(ConfigError::new(
+                format!("{base}.cookies[{i}]"),
+                format!("{c:?} is not a cookie name"),
+            ));
         }
     }
     let format = endpoint_format(&format!("{base}.format"), e.format.as_deref())?;
@@ -345,7 +386,16 @@ fn validate_endpoint(base: &str, e: FileEndpoint) -> Result<EndpointConfig> {
         cache_capacity: e.cache_capacity,
     };
     let cache = cache.validate(base, CacheSettings::ENDPOINT)?;
-    Ok(EndpointConfig { path, cookies: e.cookies, timeout, cache, fields, format, company_id, company_name })
+    Ok(EndpointConfig {
+        path,
+        cookies: e.cookies,
+        timeout,
+        cache,
+        fields,
+        format,
+        company_id,
+        company_name,
+    })
 }
 
 /// An endpoint's `fields`: JSON answers have conventional places for the standard
@@ -355,7 +405,8 @@ fn endpoint_fields(
     format: EndpointFormat,
     f: FileFields,
 ) -> Result<(FieldPointers, Option<String>, Option<String>)> {
-    let field = |name: &str, spec: &str| endpoint_field(format, &format!("{base}.fields.{name}"), spec);
+    let field =
+        |name: &str, spec: &str| endpoint_field(format, &format!("{base}.fields.{name}"), spec);
     let defaulted = |name: &str, given: Option<String>, default: &str| match (format, given) {
         (_, Some(spec)) => field(name, &spec).map(Some),
         (EndpointFormat::Json, None) => field(name, default).map(Some),
@@ -371,7 +422,8 @@ fn endpoint_fields(
     let name = defaulted("name", f.name, DEFAULT_NAME_POINTER)?;
     let company_id = f.company_id.as_deref().map(|s| field("company_id", s)).transpose()?;
     let company_name = f.company_name.as_deref().map(|s| field("company_name", s)).transpose()?;
-    let company_name = company_name_needs_id(&format!("{base}.fields"), company_id.is_some(), company_name)?;
+    let company_name =
+        company_name_needs_id(&format!("{base}.fields"), company_id.is_some(), company_name)?;
     let attributes = attributes(base, f.attributes, |key, spec| endpoint_field(format, key, spec))?;
     Ok((FieldPointers { user_id, email, name, attributes }, company_id, company_name))
 }
@@ -394,13 +446,21 @@ mod tests {
 
     fn validated(source: FileSource) -> SourceConfig {
         let intercom = IntercomConfig::new("abc12345", Secret::new(b"s".to_vec()));
-        let mut config = validate_identity(FileIdentity { sources: vec![source], shared_cache: None }, &intercom, &|_| None).unwrap();
+        let mut config = validate_identity(
+            FileIdentity { sources: vec![source], shared_cache: None },
+            &intercom,
+            &|_| None,
+        )
+        .unwrap();
         config.sources.remove(0)
     }
 
     #[test]
     fn endpoint_new_matches_a_source_with_only_path_and_user_id() {
-        assert_eq!(format!("{:?}", EndpointConfig::new("/api/me", "/user/id")), endpoint_file(None, "/user/id"));
+        assert_eq!(
+            format!("{:?}", EndpointConfig::new("/api/me", "/user/id")),
+            endpoint_file(None, "/user/id")
+        );
         let html = EndpointConfig::html_page("/api/me", "meta[name=uid]@content");
         assert_eq!(format!("{html:?}"), endpoint_file(Some("html"), "meta[name=uid]@content"));
     }
@@ -417,7 +477,8 @@ mod tests {
             format: format.map(str::to_string),
             fields: FileFields { user_id: Some(user_id.into()), ..FileFields::default() },
         };
-        let SourceConfig::CurrentUserEndpoint(v) = validated(FileSource::CurrentUserEndpoint(file)) else {
+        let SourceConfig::CurrentUserEndpoint(v) = validated(FileSource::CurrentUserEndpoint(file))
+        else {
             panic!("not an endpoint source")
         };
         format!("{v:?}")
@@ -428,7 +489,10 @@ mod tests {
         let cidrs: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let file = FileTrustedHeader {
             trusted_cidrs: vec!["10.0.0.0/8".into()],
-            headers: FileHeaderNames { user_id: Some("X-Auth-User".into()), ..FileHeaderNames::default() },
+            headers: FileHeaderNames {
+                user_id: Some("X-Auth-User".into()),
+                ..FileHeaderNames::default()
+            },
         };
         let SourceConfig::TrustedHeader(v) = validated(FileSource::TrustedHeader(file)) else {
             panic!("not a trusted_header source")

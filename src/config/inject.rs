@@ -49,7 +49,9 @@ impl OnIdentityFailure {
         match self {
             OnIdentityFailure::Defer => "the Messenger held until the refresh path knows the user",
             OnIdentityFailure::Strip => "the plain identity stripped",
-            OnIdentityFailure::Pass => "the page as the app sent it, plain identity included (on_identity_failure: pass)",
+            OnIdentityFailure::Pass => {
+                "the page as the app sent it, plain identity included (on_identity_failure: pass)"
+            }
         }
     }
 }
@@ -180,7 +182,8 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
         .iter()
         .enumerate()
         .map(|(n, p)| {
-            PathPattern::parse(p).map_err(|e| ConfigError::new(format!("inject.exclude_paths[{n}]"), e.to_string()))
+            PathPattern::parse(p)
+                .map_err(|e| ConfigError::new(format!("inject.exclude_paths[{n}]"), e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
     let compression_level = i.compression_level.unwrap_or(DEFAULT_COMPRESSION_LEVEL);
@@ -204,7 +207,8 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
             format!("must be at least {MIN_PARSER_MEMORY_LIMIT} bytes"),
         ));
     }
-    let token_refresh_path = i.token_refresh_path.unwrap_or_else(|| DEFAULT_TOKEN_REFRESH_PATH.to_string());
+    let token_refresh_path =
+        i.token_refresh_path.unwrap_or_else(|| DEFAULT_TOKEN_REFRESH_PATH.to_string());
     if !is_plain_path(&token_refresh_path) {
         return Err(ConfigError::new(
             "inject.token_refresh_path",
@@ -213,10 +217,7 @@ pub(super) fn validate_inject(i: FileInject) -> Result<InjectConfig> {
     }
     Ok(InjectConfig {
         token_refresh_path,
-        content_types: content_types
-            .into_iter()
-            .map(|t| t.trim().to_ascii_lowercase())
-            .collect(),
+        content_types: content_types.into_iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
         exclude_paths,
         auto_include: i.auto_include,
         honor_no_transform: i.honor_no_transform.unwrap_or(DEFAULT_HONOR_NO_TRANSFORM),

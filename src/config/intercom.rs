@@ -125,18 +125,20 @@ pub(super) fn validate_intercom(
             }
         },
     };
-    let keys = SecretKeys { env_key: "intercom.secret_env", file_key: "intercom.secret_file", what: "the Messenger secret" };
-    let Some((secret, secret_source)) = read_secret(&keys, i.secret_env, i.secret_file, env)? else {
+    let keys = SecretKeys {
+        env_key: "intercom.secret_env",
+        file_key: "intercom.secret_file",
+        what: "the Messenger secret",
+    };
+    let Some((secret, secret_source)) = read_secret(&keys, i.secret_env, i.secret_file, env)?
+    else {
         return Err(ConfigError::new(
             "intercom.secret_env",
             "the Messenger secret is required: set secret_env to the name of an environment variable holding it, or secret_file to a file path",
         ));
     };
-    let token_lifetime = duration(
-        "intercom.token_lifetime",
-        i.token_lifetime.as_deref(),
-        DEFAULT_TOKEN_LIFETIME,
-    )?;
+    let token_lifetime =
+        duration("intercom.token_lifetime", i.token_lifetime.as_deref(), DEFAULT_TOKEN_LIFETIME)?;
     if !(MIN_TOKEN_LIFETIME..=MAX_TOKEN_LIFETIME).contains(&token_lifetime) {
         // The bounds are spelled as operators write them (humantime would say "7days").
         return Err(ConfigError::new(
@@ -144,9 +146,7 @@ pub(super) fn validate_intercom(
             "must be between 1m and 7d (Intercom suggests 1h to 2h)",
         ));
     }
-    let claims = i
-        .claims
-        .unwrap_or_else(|| DEFAULT_CLAIMS.iter().map(|s| s.to_string()).collect());
+    let claims = i.claims.unwrap_or_else(|| DEFAULT_CLAIMS.iter().map(|s| s.to_string()).collect());
     for (n, c) in claims.iter().enumerate() {
         if c.is_empty() || RESERVED_CLAIMS.contains(&c.as_str()) {
             return Err(ConfigError::new(

@@ -104,7 +104,10 @@ pub(super) fn validate_listen(entries: Vec<FileListen>) -> Result<Vec<Listener>>
 fn validate_tls(key: &str, t: FileTls, h2: bool) -> Result<TlsListener> {
     for (name, path) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
         if let Err(e) = std::fs::File::open(path) {
-            return Err(ConfigError::new(format!("{key}.{name}"), format!("cannot read {}: {e}", path.display())));
+            return Err(ConfigError::new(
+                format!("{key}.{name}"),
+                format!("cannot read {}: {e}", path.display()),
+            ));
         }
     }
     let (cert, private) = (t.cert_file.display().to_string(), t.key_file.display().to_string());

@@ -60,7 +60,10 @@ pub(super) fn validate_log(l: FileLog) -> Result<LogConfig> {
             if dir.is_none() {
                 return Err(ConfigError::new(
                     "log.access",
-                    format!("the directory of {} does not exist; create it or choose another path", path.display()),
+                    format!(
+                        "the directory of {} does not exist; create it or choose another path",
+                        path.display()
+                    ),
                 ));
             }
             AccessLog::File(path)
@@ -77,7 +80,10 @@ pub(super) fn validate_log(l: FileLog) -> Result<LogConfig> {
         Some("json") => LogFormat::Json,
         Some("combined") => LogFormat::Combined,
         Some(other) => {
-            return Err(ConfigError::new("log.format", format!("{other:?} is not a log format; use json or combined")))
+            return Err(ConfigError::new(
+                "log.format",
+                format!("{other:?} is not a log format; use json or combined"),
+            ))
         }
     };
     Ok(LogConfig { access, format })

@@ -64,7 +64,9 @@ pub(super) fn validate_logout(l: FileLogout) -> Result<LogoutConfig> {
     for (n, entry) in l.paths.iter().enumerate() {
         let key = format!("logout.paths[{n}]");
         let (methods, path): (Vec<String>, _) = match entry.trim().split_once(' ') {
-            Some((m, p)) => (m.split('|').map(|m| m.trim().to_ascii_uppercase()).collect(), p.trim()),
+            Some((m, p)) => {
+                (m.split('|').map(|m| m.trim().to_ascii_uppercase()).collect(), p.trim())
+            }
             None => (DEFAULT_PATH_METHODS.iter().map(|m| m.to_string()).collect(), entry.trim()),
         };
         if methods.iter().any(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase())) {
@@ -73,7 +75,8 @@ pub(super) fn validate_logout(l: FileLogout) -> Result<LogoutConfig> {
                 format!("{entry:?} should look like \"GET|POST /logout\""),
             ));
         }
-        let pattern = PathPattern::parse(path).map_err(|e| ConfigError::new(key.clone(), e.to_string()))?;
+        let pattern =
+            PathPattern::parse(path).map_err(|e| ConfigError::new(key.clone(), e.to_string()))?;
         if path.starts_with('/') && !super::inject::is_as_browsers_send(path) {
             return Err(ConfigError::new(
                 key,

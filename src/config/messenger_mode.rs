@@ -88,9 +88,15 @@ mod tests {
         let hour = Duration::from_secs(3600);
         assert_eq!(refresh_margin(None, hour).unwrap(), DEFAULT_TOKEN_REFRESH_MARGIN);
         assert_eq!(refresh_margin(None, Duration::from_secs(60)).unwrap(), Duration::from_secs(30));
-        assert_eq!(refresh_margin(Some("55s"), Duration::from_secs(60)).unwrap(), Duration::from_secs(55));
+        assert_eq!(
+            refresh_margin(Some("55s"), Duration::from_secs(60)).unwrap(),
+            Duration::from_secs(55)
+        );
         for bad in ["0s", "1m", "2h"] {
-            assert_eq!(refresh_margin(Some(bad), Duration::from_secs(60)).unwrap_err().key, "intercom.token_refresh_margin");
+            assert_eq!(
+                refresh_margin(Some(bad), Duration::from_secs(60)).unwrap_err().key,
+                "intercom.token_refresh_margin"
+            );
         }
         assert_eq!(messenger_mode(Some("hash")).unwrap_err().key, "intercom.mode");
         assert_eq!(messenger_mode(None).unwrap(), MessengerMode::Jwt);

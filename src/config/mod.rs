@@ -20,14 +20,14 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod admin;
 mod claim_fields;
 mod endpoint_format;
-mod admin;
+mod fields;
 mod identity;
 mod inject;
-mod fields;
-mod jwt;
 mod intercom;
+mod jwt;
 mod listen;
 mod log;
 mod logout;
@@ -39,42 +39,48 @@ mod secret_source;
 mod server;
 mod shared_cache;
 mod site;
-mod tagged;
 mod summary;
+mod tagged;
 pub use redis_session::redact_url;
 pub(crate) mod upstream;
 
-pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};
-pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
+pub use admin::AdminConfig;
+use admin::{validate_admin, FileAdmin};
 use endpoint_format::{endpoint_field, endpoint_format};
+pub use endpoint_format::{EndpointFormat, HtmlField, DEFAULT_ENDPOINT_FORMAT};
 pub use fields::{CacheSettings, FieldPointers};
-pub use jwt::{pem_key, JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat, TokenLocation, GOOGLE_IAP_JWKS_URL};
+use identity::{validate_identity, FileIdentity};
+pub use identity::{EndpointConfig, IdentityConfig, SourceConfig, TrustedHeaderConfig};
+use inject::{validate_inject, FileInject};
 pub use inject::{BadPattern, InjectConfig, OnIdentityFailure, PathPattern};
 pub use intercom::IntercomConfig;
-pub use admin::AdminConfig;
+use intercom::{validate_intercom, FileIntercom};
+pub use jwt::{
+    pem_key, JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat,
+    TokenLocation, GOOGLE_IAP_JWKS_URL,
+};
+use listen::{validate_listen, FileListen};
 pub use listen::{Listener, TlsListener};
+use log::{validate_log, FileLog};
 pub use log::{AccessLog, LogConfig, LogFormat};
+use logout::{validate_logout, FileLogout};
 pub use logout::{LogoutConfig, LogoutMode};
-pub use messenger_mode::{MessengerMode, DEFAULT_MESSENGER_MODE, DEFAULT_TOKEN_REFRESH_MARGIN};
 use messenger_mode::{messenger_mode, refresh_margin};
+pub use messenger_mode::{MessengerMode, DEFAULT_MESSENGER_MODE, DEFAULT_TOKEN_REFRESH_MARGIN};
 pub use redis_auth::RedisAuth;
-pub use redis_session::{CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
+pub use redis_session::{
+    CookieSignature, RedisCa, RedisSessionConfig, RedisTarget, SessionFormat,
+    SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER,
+};
+use rollout::{validate_rollout, FileRollout};
 pub use rollout::{RolloutConfig, RolloutMode, DEFAULT_REPORT_PATH, DEFAULT_ROLLOUT_PERCENT};
 pub use server::ServerSettings;
-pub use shared_cache::{SharedCacheConfig, DEFAULT_SHARED_CACHE_TIMEOUT};
-pub(crate) use shared_cache::subkey;
-pub use site::{best_site, BadHost, HostPattern, SiteConfig};
-pub use upstream::UpstreamConfig;
-use identity::{validate_identity, FileIdentity};
-use inject::{validate_inject, FileInject};
-use intercom::{validate_intercom, FileIntercom};
-use admin::{validate_admin, FileAdmin};
-use listen::{validate_listen, FileListen};
-use log::{validate_log, FileLog};
-use logout::{validate_logout, FileLogout};
-use rollout::{validate_rollout, FileRollout};
 use server::{validate_server, FileServer};
+pub(crate) use shared_cache::subkey;
+pub use shared_cache::{SharedCacheConfig, DEFAULT_SHARED_CACHE_TIMEOUT};
+pub use site::{best_site, BadHost, HostPattern, SiteConfig};
 use site::{site_sections, validate_site, FileSite, SiteSections};
+pub use upstream::UpstreamConfig;
 use upstream::{validate_upstream, FileUpstream};
 
 /// A configuration problem, naming the key at fault and how to fix it.
@@ -89,10 +95,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-        }
+        ConfigError { key: key.into(), message: message.into() }
     }
 }
 
@@ -208,10 +211,7 @@ impl Config {
     /// Reads and validates a config file.
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(
-                "-c",
-                format!("cannot read config file {}: {e}", path.display()),
-            )
+            ConfigError::new("-c", format!("cannot read config file {}: {e}", path.display()))
         })?;
         Self::from_yaml(&text, &|name| std::env::var(name).ok())
     }
@@ -219,7 +219,8 @@ impl Config {
     /// Parses and validates YAML; `env` looks up environment variables (for tests).
     pub fn from_yaml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
         let file: FileConfig =
-            serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text)).map_err(yaml_error)?;
+            serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(text))
+                .map_err(yaml_error)?;
         validate(file, env)
     }
 }
@@ -238,7 +239,8 @@ fn yaml_error(e: serde_path_to_error::Error<yaml_serde::Error>) -> ConfigError {
     };
     if matches!(last, "secret_env" | "secret_file") {
         // serde quotes the offending value, which may be the secret pasted by mistake.
-        let what = if key.contains("identity.") { "the app's JWT secret" } else { "the Messenger secret" };
+        let what =
+            if key.contains("identity.") { "the app's JWT secret" } else { "the Messenger secret" };
         return ConfigError::new(key, format!("must be a single string: the name of an environment variable, or the path of a file, holding {what}"));
     }
     if matches!(last, "token_env" | "token_file") {
@@ -284,7 +286,10 @@ fn positive_duration(key: &str, value: Option<&str>, default: Duration) -> Resul
     if d.is_zero() {
         return Err(ConfigError::new(
             key,
-            format!("must be above zero (a zero timeout fails every request); the default is {}", humantime::format_duration(default)),
+            format!(
+                "must be above zero (a zero timeout fails every request); the default is {}",
+                humantime::format_duration(default)
+            ),
         ));
     }
     Ok(d)
@@ -301,8 +306,7 @@ fn socket_addr(key: &str, s: &str) -> Result<SocketAddr> {
 
 fn header_name(key: &str, s: &str) -> Result<String> {
     let ok = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
     if !ok {
         return Err(ConfigError::new(
             key,
@@ -348,7 +352,11 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             env,
         )?],
         Some(sites) => {
-            let single = [("upstream", f.upstream.is_some()), ("intercom", f.intercom.is_some()), ("identity", f.identity.is_some())];
+            let single = [
+                ("upstream", f.upstream.is_some()),
+                ("intercom", f.intercom.is_some()),
+                ("identity", f.identity.is_some()),
+            ];
             if let Some((key, _)) = single.iter().find(|(_, present)| *present) {
                 return Err(ConfigError::new(
                     *key,
@@ -358,7 +366,9 @@ fn validate(f: FileConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             site_sections(sites)?
                 .into_iter()
                 .enumerate()
-                .map(|(n, s)| validate_site(s, &format!("sites[{n}]."), (&inject, &logout, &rollout), env))
+                .map(|(n, s)| {
+                    validate_site(s, &format!("sites[{n}]."), (&inject, &logout, &rollout), env)
+                })
                 .collect::<Result<Vec<_>>>()?
         }
     };

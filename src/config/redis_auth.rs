@@ -22,7 +22,9 @@ impl RedisAuth {
         let user = self.username.as_deref().map(|u| format!(" as user {u}")).unwrap_or_default();
         let password = match &self.password {
             Some((_, SecretSource::Env(name))) => format!(" with the password from env {name}"),
-            Some((_, SecretSource::File(path))) => format!(" with the password from file {}", path.display()),
+            Some((_, SecretSource::File(path))) => {
+                format!(" with the password from file {}", path.display())
+            }
             Some((_, SecretSource::Inline)) => " with a password set in code".to_string(),
             None => String::new(),
         };
@@ -50,8 +52,12 @@ pub(super) fn validate_redis_auth(
     let (env_key, file_key) = (format!("{base}.password_env"), format!("{base}.password_file"));
     let keys = SecretKeys { env_key: &env_key, file_key: &file_key, what: "the Redis password" };
     let from_file = f.password_file.is_some();
-    let name = f.password_env.map(|v| one_string(&env_key, v, "an environment variable")).transpose()?;
-    let path = f.password_file.map(|v| one_string(&file_key, v, "a file").map(PathBuf::from)).transpose()?;
+    let name =
+        f.password_env.map(|v| one_string(&env_key, v, "an environment variable")).transpose()?;
+    let path = f
+        .password_file
+        .map(|v| one_string(&file_key, v, "a file").map(PathBuf::from))
+        .transpose()?;
     let password = read_secret(&keys, name, path, env)?;
     if let Some((secret, _)) = &password {
         let key = if from_file { file_key } else { env_key };
@@ -59,19 +65,31 @@ pub(super) fn validate_redis_auth(
             return Err(ConfigError::new(key, "the Redis URL carries a password too; remove it from the URL (it belongs outside the config file)"));
         }
         if std::str::from_utf8(secret.expose()).is_err() {
-            return Err(ConfigError::new(key, "the Redis password is not UTF-8 text; Redis clients send it as text"));
+            return Err(ConfigError::new(
+                key,
+                "the Redis password is not UTF-8 text; Redis clients send it as text",
+            ));
         }
     }
     let username_key = format!("{base}.username");
     let username = match f.username {
         Some(u) if u.is_empty() || u.contains(char::is_whitespace) => {
-            return Err(ConfigError::new(username_key, "an ACL user name is one word, e.g. username: app"))
+            return Err(ConfigError::new(
+                username_key,
+                "an ACL user name is one word, e.g. username: app",
+            ))
         }
         Some(_) if redis.names_user() => {
-            return Err(ConfigError::new(username_key, "the Redis URL names a user too; keep one of them"))
+            return Err(ConfigError::new(
+                username_key,
+                "the Redis URL names a user too; keep one of them",
+            ))
         }
         Some(_) if password.is_none() => {
-            return Err(ConfigError::new(username_key, "an ACL user needs its password: set password_env or password_file"))
+            return Err(ConfigError::new(
+                username_key,
+                "an ACL user needs its password: set password_env or password_file",
+            ))
         }
         other => other,
     };
@@ -83,7 +101,10 @@ pub(super) fn validate_redis_auth(
 fn one_string(key: &str, value: yaml_serde::Value, what: &str) -> Result<String> {
     match value {
         yaml_serde::Value::String(s) => Ok(s),
-        _ => Err(ConfigError::new(key, format!("must be a single string: the name of {what} holding the Redis password"))),
+        _ => Err(ConfigError::new(
+            key,
+            format!("must be a single string: the name of {what} holding the Redis password"),
+        )),
     }
 }
 
@@ -107,7 +128,10 @@ mod tests {
         let c = load("username: app, password_env: REDIS_PW").unwrap();
         let summary = c.summary();
         assert!(summary.contains("as user app with the password from env REDIS_PW"), "{summary}");
-        assert!(!summary.contains("envPw123") && !format!("{c:?}").contains("envPw123"), "{summary}");
+        assert!(
+            !summary.contains("envPw123") && !format!("{c:?}").contains("envPw123"),
+            "{summary}"
+        );
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 

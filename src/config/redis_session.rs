@@ -31,7 +31,10 @@ impl RedisTarget {
         match self {
             RedisTarget::Single(url) => redact_url(url),
             RedisTarget::Cluster(urls) => {
-                format!("cluster [{}]", urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(", "))
+                format!(
+                    "cluster [{}]",
+                    urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(", ")
+                )
             }
         }
     }
@@ -59,7 +62,10 @@ impl RedisTarget {
     /// The URLs as the client reads them (they were checked at validation).
     fn settings(&self) -> impl Iterator<Item = redis::RedisConnectionInfo> + '_ {
         use redis::IntoConnectionInfo as _;
-        self.urls().iter().filter_map(|u| u.as_str().into_connection_info().ok()).map(|i| i.redis_settings().clone())
+        self.urls()
+            .iter()
+            .filter_map(|u| u.as_str().into_connection_info().ok())
+            .map(|i| i.redis_settings().clone())
     }
 }
 
@@ -149,7 +155,11 @@ impl RedisSessionConfig {
     /// Reads the JSON session under `sess:{id}` on the Redis at `url`, named by the
     /// unsigned cookie `cookie`, with the user id at `user_id_pointer`, no email or
     /// name, and the default timeout and cache settings. Nothing is checked.
-    pub fn new(url: impl Into<String>, cookie: impl Into<String>, user_id_pointer: impl Into<String>) -> Self {
+    pub fn new(
+        url: impl Into<String>,
+        cookie: impl Into<String>,
+        user_id_pointer: impl Into<String>,
+    ) -> Self {
         RedisSessionConfig {
             redis: RedisTarget::Single(url.into()),
             tls_ca: None,
@@ -162,7 +172,11 @@ impl RedisSessionConfig {
             format: SessionFormat::Json,
             timeout: DEFAULT_REDIS_TIMEOUT,
             cache: CacheSettings::REDIS_SESSION,
-            fields: FieldPointers { email: None, name: None, ..FieldPointers::new(user_id_pointer) },
+            fields: FieldPointers {
+                email: None,
+                name: None,
+                ..FieldPointers::new(user_id_pointer)
+            },
         }
     }
 }
@@ -205,9 +219,14 @@ pub(super) fn validate_redis_session(
     f: FileRedisSession,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RedisSessionConfig> {
-    let redis = redis_target(&format!("{base}.redis"), f.redis, "the Redis that holds the sessions")?;
+    let redis =
+        redis_target(&format!("{base}.redis"), f.redis, "the Redis that holds the sessions")?;
     let tls_ca = f.tls_ca_file.map(|path| tls_ca(base, &redis, path)).transpose()?;
-    let auth = FileRedisAuth { username: f.username, password_env: f.password_env, password_file: f.password_file };
+    let auth = FileRedisAuth {
+        username: f.username,
+        password_env: f.password_env,
+        password_file: f.password_file,
+    };
     let auth = validate_redis_auth(base, &redis, auth, env)?;
     let cookie = f.cookie.unwrap_or_default();
     if cookie.is_empty() || cookie.contains([';', '=', ' ', ',']) {
@@ -220,12 +239,18 @@ pub(super) fn validate_redis_session(
         "none" => CookieSignature::None,
         "express" => CookieSignature::Express,
         other => {
-            return Err(ConfigError::new(format!("{base}.cookie_signature"), format!("{other:?} is not one of none, express")))
+            return Err(ConfigError::new(
+                format!("{base}.cookie_signature"),
+                format!("{other:?} is not one of none, express"),
+            ))
         }
     };
     let cookie_secrets = cookie_secrets(base, cookie_signature, &f.cookie_secrets_env, env)?;
     let key = f.key.unwrap_or_else(|| DEFAULT_REDIS_KEY.to_string());
-    if key.matches(SESSION_ID_PLACEHOLDER).count() + key.matches(SESSION_ID_SHA256_PLACEHOLDER).count() != 1 {
+    if key.matches(SESSION_ID_PLACEHOLDER).count()
+        + key.matches(SESSION_ID_SHA256_PLACEHOLDER).count()
+        != 1
+    {
         return Err(ConfigError::new(
             format!("{base}.key"),
             format!("{key:?} must contain one placeholder, {SESSION_ID_PLACEHOLDER} or {SESSION_ID_SHA256_PLACEHOLDER}, once, e.g. \"sess:{{id}}\" or \"PHPREDIS_SESSION:{{id}}\""),
@@ -243,7 +268,8 @@ pub(super) fn validate_redis_session(
         value.map(|p| json_pointer(&format!("{base}.fields.{name}"), &p)).transpose()
     };
     let attributes = attributes(base, fields.attributes, json_pointer)?;
-    let timeout = positive_duration(&format!("{base}.timeout"), f.timeout.as_deref(), DEFAULT_REDIS_TIMEOUT)?;
+    let timeout =
+        positive_duration(&format!("{base}.timeout"), f.timeout.as_deref(), DEFAULT_REDIS_TIMEOUT)?;
     let cache = FileCache {
         cache_ttl: f.cache_ttl.as_deref(),
         negative_cache_ttl: f.negative_cache_ttl.as_deref(),
@@ -327,18 +353,28 @@ fn cookie_secrets(
 pub(super) fn tls_ca(base: &str, redis: &RedisTarget, path: String) -> Result<RedisCa> {
     let key = format!("{base}.tls_ca_file");
     if !redis.urls().iter().all(|u| u.starts_with("rediss://")) {
-        return Err(ConfigError::new(key, "a CA file is only used for TLS: write the Redis URL(s) with rediss://"));
+        return Err(ConfigError::new(
+            key,
+            "a CA file is only used for TLS: write the Redis URL(s) with rediss://",
+        ));
     }
     let pem = std::fs::read(&path)
         .map_err(|e| ConfigError::new(&key, format!("cannot read {path} ({e}); name a PEM file of the CA that signed Redis' certificate")))?;
     if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-        return Err(ConfigError::new(key, format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")));
+        return Err(ConfigError::new(
+            key,
+            format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+        ));
     }
     Ok(RedisCa { path: PathBuf::from(path), pem })
 }
 
 /// The validated `redis:` at `key`; `what` says what that Redis is for (when missing).
-pub(super) fn redis_target(key: &str, target: Option<FileRedisTarget>, what: &str) -> Result<RedisTarget> {
+pub(super) fn redis_target(
+    key: &str,
+    target: Option<FileRedisTarget>,
+    what: &str,
+) -> Result<RedisTarget> {
     match target {
         None => Err(ConfigError::new(
             key,
@@ -359,7 +395,8 @@ pub(super) fn redis_target(key: &str, target: Option<FileRedisTarget>, what: &st
 /// `redis://` in front.
 fn redis_url(key: &str, url: &str, cluster: bool) -> Result<String> {
     use redis::IntoConnectionInfo as _;
-    let url = if cluster && !url.contains("://") { format!("redis://{url}") } else { url.to_string() };
+    let url =
+        if cluster && !url.contains("://") { format!("redis://{url}") } else { url.to_string() };
     let info = url.as_str().into_connection_info().map_err(|_| {
         ConfigError::new(
             key,
@@ -371,7 +408,10 @@ fn redis_url(key: &str, url: &str, cluster: bool) -> Result<String> {
         )
     })?;
     if cluster && info.redis_settings().db() != 0 {
-        return Err(ConfigError::new(key, "a Redis Cluster has only database 0; remove the /db from the URL"));
+        return Err(ConfigError::new(
+            key,
+            "a Redis Cluster has only database 0; remove the /db from the URL",
+        ));
     }
     Ok(url)
 }
@@ -401,7 +441,8 @@ mod tests {
     const BASE: &str = "listen: [\"127.0.0.1:8080\"]\nupstream: {addresses: [\"127.0.0.1:3000\"]}\nintercom: {app_id: abc12345, secret_env: IS, claims: [email, plan]}\n";
 
     fn load(source: &str) -> std::result::Result<RedisSessionConfig, ConfigError> {
-        let yaml = format!("{BASE}identity:\n  sources:\n    - {{type: redis_session, {source}}}\n");
+        let yaml =
+            format!("{BASE}identity:\n  sources:\n    - {{type: redis_session, {source}}}\n");
         let env = |name: &str| match name {
             "IS" => Some("s".to_string()),
             "SESSION_SECRET" => Some("new".to_string()),
@@ -424,10 +465,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.cookie_signature, CookieSignature::Express);
-        assert_eq!(r.cookie_secrets.iter().map(|s| s.expose().to_vec()).collect::<Vec<_>>(), [b"new".to_vec(), b"old".to_vec()]);
-        assert_eq!((r.key.as_str(), r.format, r.timeout), ("sess:{id}", SessionFormat::Json, Duration::from_millis(100)));
+        assert_eq!(
+            r.cookie_secrets.iter().map(|s| s.expose().to_vec()).collect::<Vec<_>>(),
+            [b"new".to_vec(), b"old".to_vec()]
+        );
+        assert_eq!(
+            (r.key.as_str(), r.format, r.timeout),
+            ("sess:{id}", SessionFormat::Json, Duration::from_millis(100))
+        );
         let f = &r.fields;
-        assert_eq!((f.user_id.as_str(), f.email.as_deref(), f.name.as_deref()), ("/passport/user", Some("/user/email"), Some("/user/name")));
+        assert_eq!(
+            (f.user_id.as_str(), f.email.as_deref(), f.name.as_deref()),
+            ("/passport/user", Some("/user/email"), Some("/user/name"))
+        );
     }
 
     #[test]
@@ -487,7 +537,9 @@ mod tests {
 
     #[test]
     fn errors_and_debug_never_show_passwords_or_secrets() {
-        let e = load("redis: \"redis://u:hunter2@h:notaport/\", cookie: sid, fields: {user_id: /u}").unwrap_err();
+        let e =
+            load("redis: \"redis://u:hunter2@h:notaport/\", cookie: sid, fields: {user_id: /u}")
+                .unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let r = load("redis: \"redis://u:hunter2@h/\", cookie: sid, cookie_signature: express, cookie_secrets_env: [SESSION_SECRET], fields: {user_id: /u, attributes: {plan: /p}}").unwrap();
         let debug = format!("{r:?}");
@@ -503,7 +555,10 @@ mod tests {
             "[\"h:1\", \"u:redisPw@h:notaport\"]",
         ];
         for redis in addresses {
-            let e = load(&format!("redis: {redis}, cookie: sid, fields: {{user_id: /u, attributes: {{plan: /p}}}}")).unwrap_err();
+            let e = load(&format!(
+                "redis: {redis}, cookie: sid, fields: {{user_id: /u, attributes: {{plan: /p}}}}"
+            ))
+            .unwrap_err();
             assert!(e.key.starts_with("identity.sources[0].redis"), "{redis}: {e}");
             assert!(!e.to_string().contains("redisPw"), "{e}");
         }
@@ -511,7 +566,10 @@ mod tests {
 
     #[test]
     fn redacted_urls_keep_the_user_and_drop_the_password() {
-        assert_eq!(redact_url("rediss://app:s3cret@r.example:6380/2"), "rediss://app:***@r.example:6380/2");
+        assert_eq!(
+            redact_url("rediss://app:s3cret@r.example:6380/2"),
+            "rediss://app:***@r.example:6380/2"
+        );
         assert_eq!(redact_url("redis://:s3cret@127.0.0.1"), "redis://:***@127.0.0.1");
         assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
         assert_eq!(redact_url("u:redisPw@127.0.0.1:6379"), "u:***@127.0.0.1:6379");

@@ -38,7 +38,8 @@ impl RolloutMode {
     }
 
     /// Every mode, for the metrics' label values.
-    pub const ALL: [RolloutMode; 3] = [RolloutMode::Enforce, RolloutMode::ReportOnly, RolloutMode::Off];
+    pub const ALL: [RolloutMode; 3] =
+        [RolloutMode::Enforce, RolloutMode::ReportOnly, RolloutMode::Off];
 
     /// The mode named `name` (as written in the file and the admin API).
     pub fn parse(name: &str) -> Option<RolloutMode> {
@@ -76,7 +77,10 @@ pub(super) fn validate_rollout(r: FileRollout, refresh_path: &str) -> Result<Rol
     let percent = match r.percent {
         None => DEFAULT_ROLLOUT_PERCENT,
         Some(p) => u8::try_from(p).ok().filter(|p| *p <= 100).ok_or_else(|| {
-            ConfigError::new("rollout.percent", format!("{p} is not a share of users; write a whole number from 0 to 100"))
+            ConfigError::new(
+                "rollout.percent",
+                format!("{p} is not a share of users; write a whole number from 0 to 100"),
+            )
         })?,
     };
     let report_path = r.report_path.unwrap_or_else(|| DEFAULT_REPORT_PATH.to_string());
@@ -108,7 +112,10 @@ mod tests {
     #[test]
     fn percent_and_paths_are_checked_by_key() {
         let with = |percent: Option<i64>, path: Option<&str>| {
-            validate_rollout(FileRollout { mode: None, percent, report_path: path.map(str::to_string) }, "/__isp/token")
+            validate_rollout(
+                FileRollout { mode: None, percent, report_path: path.map(str::to_string) },
+                "/__isp/token",
+            )
         };
         for bad in [-1, 101, 1000] {
             assert_eq!(with(Some(bad), None).unwrap_err().key, "rollout.percent", "{bad}");

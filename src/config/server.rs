@@ -105,16 +105,15 @@ pub(super) fn validate_server(s: FileServer) -> Result<ServerSettings> {
     if !(MIN_THREADS..=MAX_THREADS).contains(&threads) {
         return Err(ConfigError::new(
             "server.threads",
-            format!("must be between {MIN_THREADS} and {MAX_THREADS} (one per core is a good start)"),
+            format!(
+                "must be between {MIN_THREADS} and {MAX_THREADS} (one per core is a good start)"
+            ),
         ));
     }
     let absolute = |key: &str, p: Option<PathBuf>, default: &str| -> Result<PathBuf> {
         let p = p.unwrap_or_else(|| PathBuf::from(default));
         if !p.is_absolute() {
-            return Err(ConfigError::new(
-                key,
-                format!("{} must be an absolute path", p.display()),
-            ));
+            return Err(ConfigError::new(key, format!("{} must be an absolute path", p.display())));
         }
         Ok(p)
     };
@@ -170,9 +169,13 @@ mod tests {
     #[test]
     fn work_stealing_follows_the_thread_count_unless_set() {
         let with = |threads, work_stealing| {
-            validate_server(FileServer { threads: Some(threads), work_stealing, ..FileServer::default() })
-                .unwrap()
-                .work_stealing
+            validate_server(FileServer {
+                threads: Some(threads),
+                work_stealing,
+                ..FileServer::default()
+            })
+            .unwrap()
+            .work_stealing
         };
         assert!(!with(1, None), "one thread: nothing to steal");
         assert!(with(2, None));

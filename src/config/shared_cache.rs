@@ -51,7 +51,8 @@ fn derive_key(secret: &Secret) -> Secret {
 
 /// HMAC-SHA256 of `label` under `key`: a key for one use, so no two uses share a key.
 pub(crate) fn subkey(key: &[u8], label: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(label);
     mac.finalize().into_bytes().into()
 }
@@ -77,7 +78,11 @@ pub(super) struct FileSharedCacheLong {
 }
 
 /// Validates `identity.shared_cache`; the key is derived from the site's secret.
-pub(super) fn validate_shared_cache(f: FileSharedCache, secret: &Secret, env: &dyn Fn(&str) -> Option<String>) -> Result<SharedCacheConfig> {
+pub(super) fn validate_shared_cache(
+    f: FileSharedCache,
+    secret: &Secret,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SharedCacheConfig> {
     const KEY: &str = "identity.shared_cache";
     let long = match f {
         FileSharedCache::Url(url) => FileSharedCacheLong {
@@ -90,13 +95,22 @@ pub(super) fn validate_shared_cache(f: FileSharedCache, secret: &Secret, env: &d
         },
         FileSharedCache::Long(long) => *long,
     };
-    let redis = redis_target(&format!("{KEY}.redis"), long.redis, "the Redis that holds the shared cache")?;
-    let auth = FileRedisAuth { username: long.username, password_env: long.password_env, password_file: long.password_file };
+    let redis =
+        redis_target(&format!("{KEY}.redis"), long.redis, "the Redis that holds the shared cache")?;
+    let auth = FileRedisAuth {
+        username: long.username,
+        password_env: long.password_env,
+        password_file: long.password_file,
+    };
     Ok(SharedCacheConfig {
         tls_ca: long.tls_ca_file.map(|path| tls_ca(KEY, &redis, path)).transpose()?,
         auth: validate_redis_auth(KEY, &redis, auth, env)?,
         redis,
-        timeout: positive_duration(&format!("{KEY}.timeout"), long.timeout.as_deref(), DEFAULT_SHARED_CACHE_TIMEOUT)?,
+        timeout: positive_duration(
+            &format!("{KEY}.timeout"),
+            long.timeout.as_deref(),
+            DEFAULT_SHARED_CACHE_TIMEOUT,
+        )?,
         key: derive_key(secret),
     })
 }
@@ -116,12 +130,19 @@ mod tests {
 
     #[test]
     fn a_url_or_the_long_form() {
-        let c = load(&format!("{{shared_cache: \"redis://127.0.0.1:6379/2\", {ENDPOINT}}}")).unwrap();
+        let c =
+            load(&format!("{{shared_cache: \"redis://127.0.0.1:6379/2\", {ENDPOINT}}}")).unwrap();
         let shared = c.site().identity.shared_cache.clone().unwrap();
         assert_eq!(shared.redis.redacted(), "redis://127.0.0.1:6379/2");
         assert_eq!(shared.timeout, DEFAULT_SHARED_CACHE_TIMEOUT);
-        let c = load(&format!("{{shared_cache: {{redis: \"redis://h:6379\", timeout: 20ms}}, {ENDPOINT}}}")).unwrap();
-        assert_eq!(c.site().identity.shared_cache.clone().unwrap().timeout, Duration::from_millis(20));
+        let c = load(&format!(
+            "{{shared_cache: {{redis: \"redis://h:6379\", timeout: 20ms}}, {ENDPOINT}}}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.site().identity.shared_cache.clone().unwrap().timeout,
+            Duration::from_millis(20)
+        );
     }
 
     #[test]
@@ -130,7 +151,9 @@ mod tests {
         assert_eq!(e.key, "identity.shared_cache.redis");
         let e = load(&format!("{{shared_cache: {{timeout: 1s}}, {ENDPOINT}}}")).unwrap_err();
         assert_eq!(e.key, "identity.shared_cache.redis");
-        let e = load(&format!("{{shared_cache: {{redis: \"redis://h\", timeout: 0s}}, {ENDPOINT}}}")).unwrap_err();
+        let e =
+            load(&format!("{{shared_cache: {{redis: \"redis://h\", timeout: 0s}}, {ENDPOINT}}}"))
+                .unwrap_err();
         assert_eq!(e.key, "identity.shared_cache.timeout");
         let e = load("{shared_cache: \"redis://h\", sources: [{type: trusted_header, trusted_cidrs: [\"10.0.0.1/32\"]}]}").unwrap_err();
         assert_eq!(e.key, "identity.shared_cache");
@@ -139,7 +162,11 @@ mod tests {
 
     #[test]
     fn a_refused_address_never_echoes_its_password() {
-        for cache in ["\"u:redisPw@127.0.0.1:6379\"", "{redis: \"u:redisPw@h/0\"}", "{redis: [\"u:redisPw@h:x\"]}"] {
+        for cache in [
+            "\"u:redisPw@127.0.0.1:6379\"",
+            "{redis: \"u:redisPw@h/0\"}",
+            "{redis: [\"u:redisPw@h:x\"]}",
+        ] {
             let e = load(&format!("{{shared_cache: {cache}, {ENDPOINT}}}")).unwrap_err();
             assert!(e.key.starts_with("identity.shared_cache.redis"), "{cache}: {e}");
             assert!(!e.to_string().contains("redisPw"), "{e}");
@@ -150,7 +177,11 @@ mod tests {
     fn the_key_is_derived_and_never_printed() {
         let c = load(&format!("{{shared_cache: \"redis://u:hunter2@h/0\", {ENDPOINT}}}")).unwrap();
         let shared = c.site().identity.shared_cache.clone().unwrap();
-        assert_ne!(shared.key.expose(), "s".repeat(40).as_bytes(), "not the Messenger secret itself");
+        assert_ne!(
+            shared.key.expose(),
+            "s".repeat(40).as_bytes(),
+            "not the Messenger secret itself"
+        );
         assert_eq!(shared.key.expose().len(), 32);
         let debug = format!("{shared:?}");
         assert!(!debug.contains("hunter2") && !debug.contains(&"s".repeat(40)), "{debug}");

@@ -85,7 +85,10 @@ impl fmt::Display for HostPattern {
 
 /// The index of the site whose hosts match `host` (lowercase, no port) best: an exact
 /// name, then the longest `*.domain`, then `*`; the first of equals.
-pub fn best_site<'a>(sites: impl IntoIterator<Item = &'a [HostPattern]>, host: &str) -> Option<usize> {
+pub fn best_site<'a>(
+    sites: impl IntoIterator<Item = &'a [HostPattern]>,
+    host: &str,
+) -> Option<usize> {
     let ranked = sites
         .into_iter()
         .enumerate()
@@ -164,7 +167,10 @@ fn shared_rollout(rollout: &RolloutConfig, inject: &InjectConfig) -> Result<Roll
     if rollout.report_path == inject.token_refresh_path {
         return Err(ConfigError::new(
             "inject.token_refresh_path",
-            format!("{} is already rollout.report_path; give the refresh path a path of its own", inject.token_refresh_path),
+            format!(
+                "{} is already rollout.report_path; give the refresh path a path of its own",
+                inject.token_refresh_path
+            ),
         ));
     }
     Ok(rollout.clone())
@@ -172,14 +178,18 @@ fn shared_rollout(rollout: &RolloutConfig, inject: &InjectConfig) -> Result<Roll
 
 /// A site name as the admin path `/rollout/<name>` carries it.
 fn is_site_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The sections of each `sites:` entry, with its hosts parsed; no host may be claimed
 /// by two sites.
 pub(super) fn site_sections(sites: Vec<FileSite>) -> Result<Vec<SiteSections>> {
     if sites.is_empty() {
-        return Err(ConfigError::new("sites", "list at least one site, or remove sites: and configure one app at the top level"));
+        return Err(ConfigError::new(
+            "sites",
+            "list at least one site, or remove sites: and configure one app at the top level",
+        ));
     }
     let mut seen: Vec<(HostPattern, usize)> = Vec::new();
     let mut names: Vec<(String, usize)> = Vec::new();
@@ -204,9 +214,15 @@ pub(super) fn site_sections(sites: Vec<FileSite>) -> Result<Vec<SiteSections>> {
         let mut hosts = Vec::with_capacity(site.hosts.len());
         for (i, text) in site.hosts.iter().enumerate() {
             let key = format!("sites[{n}].hosts[{i}]");
-            let host = HostPattern::parse(text).map_err(|e| ConfigError::new(&key, e.to_string()))?;
+            let host =
+                HostPattern::parse(text).map_err(|e| ConfigError::new(&key, e.to_string()))?;
             if let Some((_, other)) = seen.iter().find(|(h, _)| *h == host) {
-                return Err(ConfigError::new(key, format!("{host} is already a host of sites[{other}]; each host belongs to one site")));
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "{host} is already a host of sites[{other}]; each host belongs to one site"
+                    ),
+                ));
             }
             seen.push((host.clone(), n));
             hosts.push(host);

@@ -38,8 +38,12 @@ impl Config {
         );
         if let Some(addr) = self.admin.listen {
             let put = match &self.admin.token_source {
-                Some(SecretSource::Env(name)) => format!("PUT /rollout with the token from env {name}"),
-                Some(SecretSource::File(path)) => format!("PUT /rollout with the token from file {}", path.display()),
+                Some(SecretSource::Env(name)) => {
+                    format!("PUT /rollout with the token from env {name}")
+                }
+                Some(SecretSource::File(path)) => {
+                    format!("PUT /rollout with the token from file {}", path.display())
+                }
                 Some(SecretSource::Inline) => "PUT /rollout with the token set in code".to_string(),
                 None => "no token: PUT /rollout refused".to_string(),
             };
@@ -48,7 +52,11 @@ impl Config {
         for (prefix, site) in self.site_prefixes() {
             if !prefix.is_empty() {
                 let hosts: Vec<String> = site.hosts.iter().map(|h| h.to_string()).collect();
-                let name = site.name.as_deref().map(|n| format!(" (name {n}: /rollout/{n})")).unwrap_or_default();
+                let name = site
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" (name {n}: /rollout/{n})"))
+                    .unwrap_or_default();
                 let _ = writeln!(out, "{}hosts: {}{name}", prefix, hosts.join(", "));
             }
             site.summary(&mut out);
@@ -104,10 +112,16 @@ impl SiteConfig {
     /// Every Redis the site names, with its key in the file.
     fn redis_addresses(&self) -> Vec<(String, &RedisTarget)> {
         let sources = self.identity.sources.iter().enumerate().filter_map(|(n, s)| match s {
-            SourceConfig::RedisSession(r) => Some((format!("identity.sources[{n}].redis"), &r.redis)),
+            SourceConfig::RedisSession(r) => {
+                Some((format!("identity.sources[{n}].redis"), &r.redis))
+            }
             _ => None,
         });
-        let shared = self.identity.shared_cache.iter().map(|c| ("identity.shared_cache.redis".to_string(), &c.redis));
+        let shared = self
+            .identity
+            .shared_cache
+            .iter()
+            .map(|c| ("identity.shared_cache.redis".to_string(), &c.redis));
         sources.chain(shared).collect()
     }
 
@@ -198,7 +212,8 @@ impl SiteConfig {
                 d(c.timeout)
             );
         }
-        let excluded: Vec<String> = self.inject.exclude_paths.iter().map(|p| p.as_str().to_string()).collect();
+        let excluded: Vec<String> =
+            self.inject.exclude_paths.iter().map(|p| p.as_str().to_string()).collect();
         let _ = writeln!(
             out,
             "inject:    {} (excluded: {}), auto_include {}, honor no-transform {}",
@@ -233,8 +248,12 @@ impl RolloutConfig {
         let who = format!("{}% of users", self.percent);
         let reports = format!("reports at {}", self.report_path);
         match self.mode {
-            RolloutMode::Enforce => format!("enforce: Secure Mode for {who} ({reports} from earlier report-only pages)"),
-            RolloutMode::ReportOnly => format!("report_only: pages left as the app sent them, an observer for {who}, {reports}"),
+            RolloutMode::Enforce => {
+                format!("enforce: Secure Mode for {who} ({reports} from earlier report-only pages)")
+            }
+            RolloutMode::ReportOnly => format!(
+                "report_only: pages left as the app sent them, an observer for {who}, {reports}"
+            ),
             RolloutMode::Off => format!("off: every page passes through untouched ({reports})"),
         }
     }

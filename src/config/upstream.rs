@@ -39,7 +39,8 @@ impl UpstreamConfig {
     pub fn new(addresses: impl IntoIterator<Item = impl Into<String>>) -> UpstreamConfig {
         let addresses: Vec<String> = addresses.into_iter().map(Into::into).collect();
         UpstreamConfig {
-            health_check_interval: health_checked(&addresses).then_some(DEFAULT_HEALTH_CHECK_INTERVAL),
+            health_check_interval: health_checked(&addresses)
+                .then_some(DEFAULT_HEALTH_CHECK_INTERVAL),
             addresses,
             tls: false,
             sni: String::new(),

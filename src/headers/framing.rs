@@ -47,9 +47,9 @@ pub fn content_length_fix(headers: &HeaderMap) -> Result<Option<LengthFix>, BadR
     let as_sent = headers.get(CONTENT_LENGTH).map(HeaderValue::as_bytes);
     match agreed {
         // Several values, or one with padding around it: one clean line.
-        Some(n) if tokens > 1 || as_sent != Some(n) => {
-            Ok(Some(LengthFix::Single(HeaderValue::from_bytes(n).map_err(|_| BadRequest::ContentLength)?)))
-        }
+        Some(n) if tokens > 1 || as_sent != Some(n) => Ok(Some(LengthFix::Single(
+            HeaderValue::from_bytes(n).map_err(|_| BadRequest::ContentLength)?,
+        ))),
         _ => Ok(None),
     }
 }
@@ -73,7 +73,8 @@ pub fn fit_framing(session: &mut Session, resp: &mut ResponseHeader) {
     if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
         c.adjust_level(0);
     }
-    let bodiless = session.req_header().method == http::Method::HEAD || matches!(resp.status.as_u16(), 204 | 304);
+    let bodiless = session.req_header().method == http::Method::HEAD
+        || matches!(resp.status.as_u16(), 204 | 304);
     if !bodiless && !resp.headers.contains_key(CONTENT_LENGTH) {
         session.set_keepalive(None);
     }

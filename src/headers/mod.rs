@@ -14,5 +14,6 @@ pub use request::{
     host_without_port, is_navigation, is_soft_navigation, may_be_document, BadRequest, CookieValue,
 };
 pub use response::{
-    body_length, charset, content_encoding, has_directive, make_private, names_charset, remove_body_dependent, replace_body,
+    body_length, charset, content_encoding, has_directive, make_private, names_charset,
+    remove_body_dependent, replace_body,
 };

@@ -21,7 +21,8 @@ impl FoldedName {
     /// Whether `name` folds to this name. Allocation-free: it runs for every header of
     /// every request.
     pub fn matches(&self, name: &str) -> bool {
-        name.len() == self.0.len() && name.bytes().zip(self.0.iter()).all(|(b, &folded)| fold_byte(b) == folded)
+        name.len() == self.0.len()
+            && name.bytes().zip(self.0.iter()).all(|(b, &folded)| fold_byte(b) == folded)
     }
 }
 
@@ -47,7 +48,15 @@ mod tests {
                 assert!(user.matches(&name), "{name}");
             }
         }
-        for other in ["X--Forwarded-User", "X-Forwarded-User-", "XForwarded-User", "X-Forwarded-Users", "X-Forwarded-Usr", "", "X-Forwarded-Usé"] {
+        for other in [
+            "X--Forwarded-User",
+            "X-Forwarded-User-",
+            "XForwarded-User",
+            "X-Forwarded-Users",
+            "X-Forwarded-Usr",
+            "",
+            "X-Forwarded-Usé",
+        ] {
             assert!(!user.matches(other), "{other}");
         }
         assert_eq!(FoldedName::new("Remote_User"), FoldedName::new("remote.user"));

@@ -130,10 +130,7 @@ pub fn cookie_values<'r>(
     req: &'r RequestHeader,
     name: &'r str,
 ) -> impl Iterator<Item = &'r str> + 'r {
-    cookie_pairs(req)
-        .filter_map(cookie_name_value)
-        .filter(move |(n, _)| *n == name)
-        .map(|(_, v)| v)
+    cookie_pairs(req).filter_map(cookie_name_value).filter(move |(n, _)| *n == name).map(|(_, v)| v)
 }
 
 /// What a request says about one cookie ([`cookie`]).
@@ -189,7 +186,10 @@ pub fn valid_host(value: &[u8]) -> bool {
 fn split_port(value: &[u8]) -> (&[u8], Option<&[u8]>) {
     let bracket_end = value.iter().rposition(|&b| b == b']');
     match value.iter().rposition(|&b| b == b':') {
-        Some(i) if bracket_end.is_none_or(|e| i > e) && (bracket_end.is_some() || value[..i].iter().all(|&b| b != b':')) => {
+        Some(i)
+            if bracket_end.is_none_or(|e| i > e)
+                && (bracket_end.is_some() || value[..i].iter().all(|&b| b != b':')) =>
+        {
             (&value[..i], Some(&value[i + 1..]))
         }
         _ => (value, None),
@@ -215,7 +215,8 @@ pub fn cookie_host(req: &RequestHeader) -> Option<String> {
     }
     let host = split_port(value).0;
     let host = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")).unwrap_or(host);
-    let dns_or_ip = host.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':');
+    let dns_or_ip =
+        host.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':');
     (dns_or_ip && !host.is_empty()).then(|| String::from_utf8_lossy(host).to_ascii_lowercase())
 }
 
@@ -234,16 +235,40 @@ mod tests {
 
     #[test]
     fn hosts() {
-        for ok in ["example.com", "app.example.com:8443", "127.0.0.1:80", "[::1]:8080", "[2001:db8::1]", "localhost"] {
+        for ok in [
+            "example.com",
+            "app.example.com:8443",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "[2001:db8::1]",
+            "localhost",
+        ] {
             assert!(valid_host(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "a b", "x.example.com; Max-Age=99999; Domain=victim.example", "a/b", "a\\b", "a:99999x", "[::1", "a@b", "a\tb", ":80"] {
+        for bad in [
+            "",
+            "a b",
+            "x.example.com; Max-Age=99999; Domain=victim.example",
+            "a/b",
+            "a\\b",
+            "a:99999x",
+            "[::1",
+            "a@b",
+            "a\tb",
+            ":80",
+        ] {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
         }
         assert_eq!(check_request(&mut req(Version::HTTP_11, &[])), Err(BadRequest::MissingHost));
         assert_eq!(check_request(&mut req(Version::HTTP_10, &[])), Ok(()));
-        assert_eq!(check_request(&mut req(Version::HTTP_11, &[("host", "a"), ("host", "a")])), Err(BadRequest::DuplicateHost));
-        assert_eq!(check_request(&mut req(Version::HTTP_11, &[("host", "a b")])), Err(BadRequest::InvalidHost));
+        assert_eq!(
+            check_request(&mut req(Version::HTTP_11, &[("host", "a"), ("host", "a")])),
+            Err(BadRequest::DuplicateHost)
+        );
+        assert_eq!(
+            check_request(&mut req(Version::HTTP_11, &[("host", "a b")])),
+            Err(BadRequest::InvalidHost)
+        );
     }
 
     #[test]
@@ -286,9 +311,18 @@ mod tests {
     #[test]
     fn content_lengths() {
         let cl = |values: &[&str]| {
-            let mut r = req(Version::HTTP_11, &values.iter().map(|v| ("content-length", *v)).collect::<Vec<_>>());
+            let mut r = req(
+                Version::HTTP_11,
+                &values.iter().map(|v| ("content-length", *v)).collect::<Vec<_>>(),
+            );
             r.append_header("host", "a").unwrap();
-            check_request(&mut r).map(|()| r.headers.get_all(CONTENT_LENGTH).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>())
+            check_request(&mut r).map(|()| {
+                r.headers
+                    .get_all(CONTENT_LENGTH)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
         };
         assert_eq!(cl(&["5"]), Ok(vec!["5".to_string()]));
         assert_eq!(cl(&["5", "5"]), Ok(vec!["5".to_string()]));
@@ -298,7 +332,10 @@ mod tests {
         assert_eq!(cl(&["5,"]), Err(BadRequest::ContentLength));
         assert_eq!(cl(&["-5", "-5"]), Err(BadRequest::ContentLength));
         assert_eq!(cl(&["abc"]), Err(BadRequest::ContentLength));
-        let mut r = req(Version::HTTP_11, &[("host", "a"), ("content-length", "5"), ("transfer-encoding", "chunked")]);
+        let mut r = req(
+            Version::HTTP_11,
+            &[("host", "a"), ("content-length", "5"), ("transfer-encoding", "chunked")],
+        );
         assert_eq!(check_request(&mut r), Ok(()));
         assert!(r.headers.get(CONTENT_LENGTH).is_none(), "the encoding wins; the length goes");
     }

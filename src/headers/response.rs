@@ -31,7 +31,9 @@ pub fn content_encoding(resp: &ResponseHeader) -> Option<String> {
     let mut all: Vec<String> = Vec::new();
     for value in resp.headers.get_all(http::header::CONTENT_ENCODING) {
         let Ok(value) = value.to_str() else { return Some("unreadable".into()) };
-        all.extend(value.split(',').map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()));
+        all.extend(
+            value.split(',').map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()),
+        );
     }
     match all.len() {
         0 => None,
@@ -74,7 +76,10 @@ pub fn make_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
 fn set_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
     if !resp.headers.contains_key(http::header::CACHE_CONTROL) {
         // Most pages: nothing of the app's to keep, and nothing to format.
-        resp.insert_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("private, no-store"))
+        resp.insert_header(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("private, no-store"),
+        )
     } else {
         merge_private(resp)
     }
@@ -103,11 +108,14 @@ fn remove_present(resp: &mut ResponseHeader, lists: &[&[HeaderName]]) {
 
 /// The app's `Cache-Control` with `private, no-store` first and what contradicts them gone.
 fn merge_private(resp: &mut ResponseHeader) -> pingora::Result<()> {
-    const DROPPED: [&str; 6] = ["public", "private", "no-store", "s-maxage", "max-age", "immutable"];
+    const DROPPED: [&str; 6] =
+        ["public", "private", "no-store", "s-maxage", "max-age", "immutable"];
     let mut out: Vec<&str> = vec!["private", "no-store"];
     for d in directives(resp) {
         let name = directive_name(d);
-        if !DROPPED.iter().any(|x| x.eq_ignore_ascii_case(name)) && !out.iter().any(|o| o.eq_ignore_ascii_case(d)) {
+        if !DROPPED.iter().any(|x| x.eq_ignore_ascii_case(name))
+            && !out.iter().any(|o| o.eq_ignore_ascii_case(d))
+        {
             out.push(d);
         }
     }
@@ -146,7 +154,11 @@ static CACHE_OVERRIDES: [HeaderName; 4] = [
 /// Headers of a response whose body we rewrite as it streams: private with no stale
 /// validators (unless the new body is the same for every visitor), no digests, and framed by `length` when the new length is known (no
 /// chunked framing, and no separate write of the header), by chunks otherwise.
-pub fn remove_body_dependent(resp: &mut ResponseHeader, length: Option<u64>, private: bool) -> pingora::Result<()> {
+pub fn remove_body_dependent(
+    resp: &mut ResponseHeader,
+    length: Option<u64>,
+    private: bool,
+) -> pingora::Result<()> {
     // Removals first: the headers added next take their slots instead of growing the map.
     // A known length replaces the app's in place (`insert_header` drops every other line).
     let body_dependent = if length.is_some() { &BODY_DEPENDENT[1..] } else { &BODY_DEPENDENT[..] };
@@ -191,8 +203,16 @@ pub fn body_length(resp: &ResponseHeader) -> Option<u64> {
 /// (`text/html`, `len` bytes): nothing of the app's body, its encoding, its redirect
 /// or its policy is left.
 pub fn replace_body(resp: &mut ResponseHeader, len: usize) -> pingora::Result<()> {
-    use http::header::{CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, TRANSFER_ENCODING};
-    for h in BODY_DEPENDENT.iter().chain(&[LOCATION, CONTENT_ENCODING, CONTENT_TYPE, TRANSFER_ENCODING, CONTENT_SECURITY_POLICY]) {
+    use http::header::{
+        CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, TRANSFER_ENCODING,
+    };
+    for h in BODY_DEPENDENT.iter().chain(&[
+        LOCATION,
+        CONTENT_ENCODING,
+        CONTENT_TYPE,
+        TRANSFER_ENCODING,
+        CONTENT_SECURITY_POLICY,
+    ]) {
         resp.remove_header(h);
     }
     resp.insert_header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")?;
@@ -228,14 +248,22 @@ mod tests {
         assert_eq!(r.headers["cache-control"], "private, no-store");
         // Names in any case, over several lines, repeated: each kept directive once, as
         // the app spelled it.
-        let mut r = resp(&[("cache-control", "PUBLIC, S-MaxAge=60, No-Cache"), ("cache-control", " no-cache ,Private, stale-if-error=60,,")]);
+        let mut r = resp(&[
+            ("cache-control", "PUBLIC, S-MaxAge=60, No-Cache"),
+            ("cache-control", " no-cache ,Private, stale-if-error=60,,"),
+        ]);
         make_private(&mut r).unwrap();
         assert_eq!(r.headers["cache-control"], "private, no-store, No-Cache, stale-if-error=60");
     }
 
     #[test]
     fn validators_and_length_go() {
-        let mut r = resp(&[("content-length", "10"), ("etag", "\"x\""), ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"), ("vary", "Cookie")]);
+        let mut r = resp(&[
+            ("content-length", "10"),
+            ("etag", "\"x\""),
+            ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+            ("vary", "Cookie"),
+        ]);
         remove_body_dependent(&mut r, None, true).unwrap();
         assert!(r.headers.get("content-length").is_none());
         assert!(r.headers.get("etag").is_none());
@@ -287,19 +315,29 @@ mod tests {
         r.header_to_h1_wire(&mut wire);
         let wire = String::from_utf8(wire).unwrap();
         let lines: Vec<&str> = wire.split("\r\n").filter(|l| !l.is_empty()).collect();
-        assert_eq!(lines.iter().filter(|l| l.to_ascii_lowercase().starts_with("content-length:")).count(), 1, "{wire}");
+        assert_eq!(
+            lines.iter().filter(|l| l.to_ascii_lowercase().starts_with("content-length:")).count(),
+            1,
+            "{wire}"
+        );
         assert!(lines.contains(&"Content-Length: 7010"), "{wire}");
         assert!(lines.contains(&"X-Kept: 1"), "{wire}");
         assert!(lines.contains(&"Cache-Control: private, no-store"), "{wire}");
         for gone in ["etag:", "expires:"] {
-            assert!(!lines.iter().any(|l| l.to_ascii_lowercase().starts_with(gone)), "{gone} left in {wire}");
+            assert!(
+                !lines.iter().any(|l| l.to_ascii_lowercase().starts_with(gone)),
+                "{gone} left in {wire}"
+            );
         }
     }
 
     #[test]
     fn body_length_only_when_the_bytes_are_exactly_what_was_announced() {
         assert_eq!(body_length(&resp(&[("content-length", "120")])), Some(120));
-        assert_eq!(body_length(&resp(&[("content-length", "120"), ("content-encoding", "identity")])), Some(120));
+        assert_eq!(
+            body_length(&resp(&[("content-length", "120"), ("content-encoding", "identity")])),
+            Some(120)
+        );
         for unknown in [
             vec![],
             vec![("content-length", "120"), ("content-encoding", "gzip")],

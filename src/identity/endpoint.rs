@@ -61,7 +61,11 @@ impl SessionKey {
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the cookie.
-        write!(f, "SessionKey({:02x}{:02x}{:02x}{:02x}…)", self.digest[0], self.digest[1], self.digest[2], self.digest[3])
+        write!(
+            f,
+            "SessionKey({:02x}{:02x}{:02x}{:02x}…)",
+            self.digest[0], self.digest[1], self.digest[2], self.digest[3]
+        )
     }
 }
 
@@ -86,8 +90,13 @@ struct Asker {
 impl CurrentUserEndpoint {
     /// Builds the source; lookups go to `upstream`, through `shared` when instances
     /// share a cache.
-    pub(super) fn new(config: EndpointConfig, upstream: Arc<Upstream>, shared: Option<Arc<SharedCache>>) -> Self {
-        let local = |ttl: Duration| if shared.is_some() { ttl.min(LOCAL_TTL_WHEN_SHARED) } else { ttl };
+    pub(super) fn new(
+        config: EndpointConfig,
+        upstream: Arc<Upstream>,
+        shared: Option<Arc<SharedCache>>,
+    ) -> Self {
+        let local =
+            |ttl: Duration| if shared.is_some() { ttl.min(LOCAL_TTL_WHEN_SHARED) } else { ttl };
         let life = session_cache::Lifetimes {
             found: local(config.cache.ttl),
             anonymous: local(config.cache.negative_ttl),
@@ -95,7 +104,8 @@ impl CurrentUserEndpoint {
             lookup: config.timeout * 3,
         };
         let cache = Arc::new(SessionCache::new(config.cache.capacity, &life));
-        let html = (config.format == EndpointFormat::Html).then(|| Box::new(HtmlFields::new(&config)));
+        let html =
+            (config.format == EndpointFormat::Html).then(|| Box::new(HtmlFields::new(&config)));
         CurrentUserEndpoint {
             asker: Arc::new(Asker { config: config.clone(), html, upstream }),
             config,
@@ -143,17 +153,14 @@ impl CurrentUserEndpoint {
         hasher.update(host.as_deref().unwrap_or("").as_bytes());
         hasher.update(b"\n");
         hasher.update(cookie.as_bytes());
-        Some(SessionKey {
-            digest: hasher.finalize().into(),
-            cookie,
-            host,
-        })
+        Some(SessionKey { digest: hasher.finalize().into(), cookie, host })
     }
 
     /// Who the session belongs to, from the cache or the endpoint; `true` when this
     /// lookup had to load the answer (a cache miss).
     pub async fn lookup(&self, key: &SessionKey) -> (Lookup, bool) {
-        let (answer, loaded) = self.cache.get_or_load(&key.digest, |generation| self.load(key, generation)).await;
+        let (answer, loaded) =
+            self.cache.get_or_load(&key.digest, |generation| self.load(key, generation)).await;
         let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
@@ -185,20 +192,30 @@ impl CurrentUserEndpoint {
             let (asker, owned) = (self.asker.clone(), key.clone());
             let fetch = async move { asker.fetch(&owned).await };
             let timed_out = EndpointError::Timeout(self.config.timeout);
-            let answer = self.late.ask(&self.cache, key.digest, generation, self.config.timeout, timed_out, fetch).await;
+            let answer = self
+                .late
+                .ask(&self.cache, key.digest, generation, self.config.timeout, timed_out, fetch)
+                .await;
             // A "nobody" asked before a login this instance has seen since must not be
             // shared: a lookup after the login (ours too) would wait for it and take it.
             match answer {
-                Ok(None) if self.cache.forgotten_since(&key.digest, generation).await => Err(EndpointError::Superseded),
+                Ok(None) if self.cache.forgotten_since(&key.digest, generation).await => {
+                    Err(EndpointError::Superseded)
+                }
                 answer => answer,
             }
         };
         let Some(shared) = &self.shared else { return ask_app().await };
-        let life = Lifetimes { found: self.config.cache.ttl, anonymous: self.config.cache.negative_ttl, fetch: self.config.timeout };
-        let answer = shared.get_or_fetch(&shared.entry(&self.config.path, &key.digest), &life, ask_app).await?;
+        let life = Lifetimes {
+            found: self.config.cache.ttl,
+            anonymous: self.config.cache.negative_ttl,
+            fetch: self.config.timeout,
+        };
+        let answer = shared
+            .get_or_fetch(&shared.entry(&self.config.path, &key.digest), &life, ask_app)
+            .await?;
         Ok(only_mapped(&self.config, answer))
     }
-
 }
 
 impl Asker {
@@ -208,28 +225,31 @@ impl Asker {
             true => EndpointError::TooLarge(MAX_BODY),
             false => EndpointError::Exchange(crate::warn::describe(&e)),
         };
-        let mut req = RequestHeader::build("GET", self.config.path.as_bytes(), None).map_err(exchange)?;
+        let mut req =
+            RequestHeader::build("GET", self.config.path.as_bytes(), None).map_err(exchange)?;
         let headers = [
             ("host", key.host.as_deref().unwrap_or("localhost")),
             ("cookie", key.cookie.as_str()),
-            ("accept", match self.config.format {
-                EndpointFormat::Json => "application/json",
-                EndpointFormat::Html => "text/html",
-            }),
+            (
+                "accept",
+                match self.config.format {
+                    EndpointFormat::Json => "application/json",
+                    EndpointFormat::Html => "text/html",
+                },
+            ),
             ("user-agent", "intercom-secure-proxy"),
         ];
         for (name, value) in headers {
             req.insert_header(name, value).map_err(exchange)?;
         }
-        let (header, body) = self
-            .upstream
-            .exchange(req, Bytes::new(), MAX_BODY)
-            .await
-            .map_err(exchange)?;
+        let (header, body) =
+            self.upstream.exchange(req, Bytes::new(), MAX_BODY).await.map_err(exchange)?;
         let status = header.status.as_u16();
         match status {
             200..=299 => match &self.html {
-                Some(fields) => fields.identity(&body, crate::headers::charset(&header).as_deref()).map(|id| id.map(Arc::new)),
+                Some(fields) => fields
+                    .identity(&body, crate::headers::charset(&header).as_deref())
+                    .map(|id| id.map(Arc::new)),
                 None => self.map_document(&body).map(|id| id.map(Arc::new)),
             },
             // Not logged in: the usual answers of an app for a missing session.
@@ -247,15 +267,22 @@ impl Asker {
             .map_err(|kind| EndpointError::UserId { pointer: fields.user_id.clone(), kind })?;
         let Some(mut identity) = found else { return Ok(None) };
         if let Some(ptr) = &self.config.company_id {
-            identity.company =
-                self.id_at(&doc, ptr)?.map(|id| Company { id, name: json_fields::text_at(&doc, &self.config.company_name) });
+            identity.company = self.id_at(&doc, ptr)?.map(|id| Company {
+                id,
+                name: json_fields::text_at(&doc, &self.config.company_name),
+            });
         }
         Ok(Some(identity))
     }
 
     /// [`json_fields::id_at`], its refusal naming the pointer.
-    fn id_at(&self, doc: &serde_json::Value, pointer: &str) -> Result<Option<String>, EndpointError> {
-        json_fields::id_at(doc, pointer).map_err(|kind| EndpointError::UserId { pointer: pointer.to_string(), kind })
+    fn id_at(
+        &self,
+        doc: &serde_json::Value,
+        pointer: &str,
+    ) -> Result<Option<String>, EndpointError> {
+        json_fields::id_at(doc, pointer)
+            .map_err(|kind| EndpointError::UserId { pointer: pointer.to_string(), kind })
     }
 }
 
@@ -359,10 +386,16 @@ mod tests {
         id.attributes.insert("plan".into(), serde_json::json!("pro"));
         id.company = Some(Company { id: "c1".into(), name: None });
         let kept = only_mapped(&config, Some(Arc::new(id))).unwrap();
-        assert_eq!((kept.email.as_deref(), kept.name.as_deref()), (Some("alice@example.com"), None));
+        assert_eq!(
+            (kept.email.as_deref(), kept.name.as_deref()),
+            (Some("alice@example.com"), None)
+        );
         assert!(kept.attributes.is_empty() && kept.company.is_none(), "{kept:?}");
         let mapped = Arc::new(Identity::new("bob"));
-        assert!(Arc::ptr_eq(&only_mapped(&config, Some(mapped.clone())).unwrap(), &mapped), "nothing to drop: no copy");
+        assert!(
+            Arc::ptr_eq(&only_mapped(&config, Some(mapped.clone())).unwrap(), &mapped),
+            "nothing to drop: no copy"
+        );
         assert_eq!(only_mapped(&config, None), None);
     }
 }

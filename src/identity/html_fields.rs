@@ -11,7 +11,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use lol_html::{AsciiCompatibleEncoding, ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings};
+use lol_html::{
+    AsciiCompatibleEncoding, ElementContentHandlers, HtmlRewriter, MemorySettings, Selector,
+    Settings,
+};
 
 use super::{Company, EndpointError, Identity};
 use crate::config::{EndpointConfig, HtmlField};
@@ -83,8 +86,16 @@ impl HtmlFields {
             (Role::CompanyId, &config.company_id),
             (Role::CompanyName, &config.company_name),
         ];
-        specs.extend(optional.iter().filter_map(|(role, spec)| spec.as_deref().map(|s| (*role, s))));
-        specs.extend(config.fields.attributes.iter().enumerate().map(|(i, (_, s))| (Role::Attribute(i), s.as_str())));
+        specs
+            .extend(optional.iter().filter_map(|(role, spec)| spec.as_deref().map(|s| (*role, s))));
+        specs.extend(
+            config
+                .fields
+                .attributes
+                .iter()
+                .enumerate()
+                .map(|(i, (_, s))| (Role::Attribute(i), s.as_str())),
+        );
         let mut slots = Vec::new();
         let mut invalid = None;
         for (role, spec) in specs {
@@ -106,13 +117,19 @@ impl HtmlFields {
 
     /// The identity an account page shows, `None` when it shows nobody. `charset` is
     /// the one `Content-Type` names (UTF-8 otherwise, unless a `<meta charset>` says).
-    pub fn identity(&self, body: &[u8], charset: Option<&str>) -> Result<Option<Identity>, EndpointError> {
+    pub fn identity(
+        &self,
+        body: &[u8],
+        charset: Option<&str>,
+    ) -> Result<Option<Identity>, EndpointError> {
         if let Some(why) = &self.invalid {
             return Err(EndpointError::Selector(why.clone()));
         }
         let found = self.scan(body, page_encoding(charset)?)?;
         let value = |role: Role| -> Result<Option<String>, EndpointError> {
-            let Some(i) = self.slots.iter().position(|(r, _, _)| *r == role) else { return Ok(None) };
+            let Some(i) = self.slots.iter().position(|(r, _, _)| *r == role) else {
+                return Ok(None);
+            };
             match judge(&found[i]) {
                 Value::Absent => Ok(None),
                 Value::One(v) => Ok(Some(v)),
@@ -140,10 +157,15 @@ impl HtmlFields {
 
     /// Runs the parser over the page once, recording per selector how many elements
     /// matched and the raw value of the first.
-    fn scan(&self, body: &[u8], encoding: Option<AsciiCompatibleEncoding>) -> Result<Vec<Found>, EndpointError> {
+    fn scan(
+        &self,
+        body: &[u8],
+        encoding: Option<AsciiCompatibleEncoding>,
+    ) -> Result<Vec<Found>, EndpointError> {
         let found = Rc::new(RefCell::new(vec![Found::default(); self.slots.len()]));
-        let mut settings =
-            Settings::new().with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(PARSER_MEMORY));
+        let mut settings = Settings::new().with_memory_settings(
+            MemorySettings::new().with_max_allowed_memory_usage(PARSER_MEMORY),
+        );
         settings = match encoding {
             Some(encoding) => settings.with_encoding(encoding),
             // Legacy pages often name their charset only in the document.
@@ -152,18 +174,20 @@ impl HtmlFields {
         for (i, (_, field, selector)) in self.slots.iter().enumerate() {
             let on_element = found.clone();
             let attribute = field.attribute.clone();
-            let mut content = ElementContentHandlers::default().element(move |el: &mut lol_html::html_content::Element<'_, '_>| {
-                let mut found = on_element.borrow_mut();
-                let slot = &mut found[i];
-                slot.matches += 1;
-                if slot.matches == 1 {
-                    slot.raw = match &attribute {
-                        Some(a) => el.get_attribute(a),
-                        None => Some(String::new()),
-                    };
-                }
-                Ok(())
-            });
+            let mut content = ElementContentHandlers::default().element(
+                move |el: &mut lol_html::html_content::Element<'_, '_>| {
+                    let mut found = on_element.borrow_mut();
+                    let slot = &mut found[i];
+                    slot.matches += 1;
+                    if slot.matches == 1 {
+                        slot.raw = match &attribute {
+                            Some(a) => el.get_attribute(a),
+                            None => Some(String::new()),
+                        };
+                    }
+                    Ok(())
+                },
+            );
             if field.attribute.is_none() {
                 let on_text = found.clone();
                 content = content.text(move |t: &mut lol_html::html_content::TextChunk<'_>| {
@@ -178,7 +202,8 @@ impl HtmlFields {
                     Ok(())
                 });
             }
-            settings = settings.append_element_content_handler((std::borrow::Cow::Borrowed(selector), content));
+            settings = settings
+                .append_element_content_handler((std::borrow::Cow::Borrowed(selector), content));
         }
         let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
         rewriter
@@ -194,15 +219,24 @@ impl HtmlFields {
 /// know: the document's `<meta charset>` or UTF-8 then). Names, emails and ids in a
 /// windows-1252 page must not turn into replacement characters.
 fn page_encoding(charset: Option<&str>) -> Result<Option<AsciiCompatibleEncoding>, EndpointError> {
-    let Some(encoding) = charset.and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes())) else { return Ok(None) };
-    AsciiCompatibleEncoding::new(encoding).map(Some).ok_or(EndpointError::NotHtml("the page's charset is not ASCII-compatible"))
+    let Some(encoding) = charset.and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
+    else {
+        return Ok(None);
+    };
+    AsciiCompatibleEncoding::new(encoding)
+        .map(Some)
+        .ok_or(EndpointError::NotHtml("the page's charset is not ASCII-compatible"))
 }
 
 /// The parser's failure as a category (never page content).
 fn parse_failure(e: &lol_html::errors::RewritingError) -> &'static str {
     match e {
-        lol_html::errors::RewritingError::MemoryLimitExceeded(_) => "the parser's memory limit was exceeded",
-        lol_html::errors::RewritingError::ParsingAmbiguity(_) => "the markup is ambiguous to a streaming parser",
+        lol_html::errors::RewritingError::MemoryLimitExceeded(_) => {
+            "the parser's memory limit was exceeded"
+        }
+        lol_html::errors::RewritingError::ParsingAmbiguity(_) => {
+            "the markup is ambiguous to a streaming parser"
+        }
         _ => "the page could not be parsed",
     }
 }
@@ -245,7 +279,9 @@ pub fn decode_entities(raw: &str) -> Option<String> {
             "quot" => '"',
             "apos" => '\'',
             "nbsp" => '\u{a0}',
-            n if n.starts_with("#x") || n.starts_with("#X") => char::from_u32(u32::from_str_radix(&n[2..], 16).ok()?)?,
+            n if n.starts_with("#x") || n.starts_with("#X") => {
+                char::from_u32(u32::from_str_radix(&n[2..], 16).ok()?)?
+            }
             n if n.starts_with('#') => char::from_u32(n[1..].parse().ok()?)?,
             _ => return None,
         };
@@ -269,7 +305,8 @@ mod tests {
     #[test]
     fn attribute_and_text_fields_are_read_and_decoded() {
         let f = fields("meta[name=user-id]@content", Some("#email"));
-        let page = br#"<html><head><meta name="user-id" content="u&#45;42"></head><body><p id=email>
+        let page =
+            br#"<html><head><meta name="user-id" content="u&#45;42"></head><body><p id=email>
             a&amp;b@example.com </p></body></html>"#;
         let id = f.identity(page, None).unwrap().unwrap();
         assert_eq!(id.user_id, "u-42");
@@ -282,9 +319,15 @@ mod tests {
         c.fields.name = Some("#name".into());
         let f = HtmlFields::new(&c);
         let latin1 = b"<p id=uid>7</p><p id=name>Ren\xe9e</p>";
-        assert_eq!(f.identity(latin1, Some("windows-1252")).unwrap().unwrap().name.as_deref(), Some("Ren\u{e9}e"));
+        assert_eq!(
+            f.identity(latin1, Some("windows-1252")).unwrap().unwrap().name.as_deref(),
+            Some("Ren\u{e9}e")
+        );
         let with_meta = b"<meta charset=iso-8859-1><p id=uid>7</p><p id=name>Ren\xe9e</p>";
-        assert_eq!(f.identity(with_meta, None).unwrap().unwrap().name.as_deref(), Some("Ren\u{e9}e"));
+        assert_eq!(
+            f.identity(with_meta, None).unwrap().unwrap().name.as_deref(),
+            Some("Ren\u{e9}e")
+        );
         assert!(matches!(f.identity(latin1, Some("utf-16le")), Err(EndpointError::NotHtml(_))));
     }
 
@@ -295,7 +338,10 @@ mod tests {
         let two = b"<span id=uid>1</span><span id=uid>2</span>";
         assert!(matches!(f.identity(two, None), Err(EndpointError::Doubtful { .. })));
         let nested = b"<div class=u>1<div class=u>2</div></div>";
-        assert!(matches!(fields(".u", None).identity(nested, None), Err(EndpointError::Doubtful { .. })));
+        assert!(matches!(
+            fields(".u", None).identity(nested, None),
+            Err(EndpointError::Doubtful { .. })
+        ));
     }
 
     #[test]
@@ -304,6 +350,9 @@ mod tests {
         assert_eq!(decode_entities("AT&T; x & y").as_deref(), None);
         assert_eq!(decode_entities("x & y &amp z").as_deref(), Some("x & y &amp z"));
         assert_eq!(decode_entities("&#x41;&#66;&lt;").as_deref(), Some("AB<"));
-        assert!(matches!(fields("#uid", None).identity(b"<b id=uid>a&copy;</b>", None), Err(EndpointError::Doubtful { .. })));
+        assert!(matches!(
+            fields("#uid", None).identity(b"<b id=uid>a&copy;</b>", None),
+            Err(EndpointError::Doubtful { .. })
+        ));
     }
 }

@@ -34,7 +34,10 @@ pub(super) fn text_at(doc: &Value, pointer: &Option<String>) -> Option<String> {
 /// The identity `fields` point at in `doc`, the one place an endpoint's answer, a
 /// decoded session and verified claims become an identity: `Ok(None)` when the user id
 /// is missing, null or empty, `Err` naming what was found instead (see [`id_at`]).
-pub(super) fn identity(doc: &Value, fields: &FieldPointers) -> Result<Option<Identity>, &'static str> {
+pub(super) fn identity(
+    doc: &Value,
+    fields: &FieldPointers,
+) -> Result<Option<Identity>, &'static str> {
     let Some(user_id) = id_at(doc, &fields.user_id)? else { return Ok(None) };
     let mut identity = Identity::new(user_id);
     identity.email = text_at(doc, &fields.email);

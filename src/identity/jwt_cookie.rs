@@ -26,7 +26,10 @@ pub struct JwtCookieSource {
 impl JwtCookieSource {
     /// Builds the source.
     pub fn new(config: JwtCookieConfig) -> Self {
-        JwtCookieSource { location: config.location, verifier: JwtVerifier::new("jwt_cookie", config.verify, config.fields) }
+        JwtCookieSource {
+            location: config.location,
+            verifier: JwtVerifier::new("jwt_cookie", config.verify, config.fields),
+        }
     }
 
     /// The verifier (for the response phase).
@@ -46,7 +49,9 @@ impl JwtCookieSource {
     pub fn token(&self, req: &RequestHeader) -> Option<Token> {
         match &self.location {
             TokenLocation::Cookie(name) => cookie_token(req, name),
-            TokenLocation::Header(name) => header_token(req, name).and_then(|raw| unwrap_supabase(&raw)),
+            TokenLocation::Header(name) => {
+                header_token(req, name).and_then(|raw| unwrap_supabase(&raw))
+            }
         }
         .map(Token::new)
     }
@@ -140,7 +145,8 @@ mod tests {
     #[test]
     fn supabase_chunks_are_joined_and_unwrapped() {
         let json = r#"{"access_token":"aaa.bbb.ccc","refresh_token":"r"}"#;
-        let enc = format!("base64-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json));
+        let enc =
+            format!("base64-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json));
         let (a, b) = enc.split_at(20);
         let req = request(&format!("sb-x-auth-token.1={b}; other=1; sb-x-auth-token.0={a}"));
         let raw = cookie_value(&req, "sb-x-auth-token").unwrap();
@@ -188,7 +194,10 @@ mod tests {
 
     #[test]
     fn url_encoded_json_session_is_unwrapped() {
-        assert_eq!(unwrap_supabase("%7B%22access_token%22%3A%22x.y.z%22%7D").as_deref(), Some("x.y.z"));
+        assert_eq!(
+            unwrap_supabase("%7B%22access_token%22%3A%22x.y.z%22%7D").as_deref(),
+            Some("x.y.z")
+        );
     }
 
     #[test]

@@ -65,7 +65,14 @@ impl<E: Clone + Send + Sync + 'static> LateLookups<E> {
         }
     }
 
-    fn running_or_start<F>(self: &Arc<Self>, cache: &Arc<SessionCache>, digest: [u8; 32], generation: u64, bounded: E, fetch: F) -> Answer<E>
+    fn running_or_start<F>(
+        self: &Arc<Self>,
+        cache: &Arc<SessionCache>,
+        digest: [u8; 32],
+        generation: u64,
+        bounded: E,
+        fetch: F,
+    ) -> Answer<E>
     where
         F: Future<Output = Result<Cached, E>> + Send + 'static,
     {
@@ -99,7 +106,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_lookup_past_its_timeout_goes_on_once_and_fills_the_cache() {
-        let life = Lifetimes { found: Duration::from_secs(60), anonymous: Duration::from_secs(60), lookup: Duration::from_secs(1) };
+        let life = Lifetimes {
+            found: Duration::from_secs(60),
+            anonymous: Duration::from_secs(60),
+            lookup: Duration::from_secs(1),
+        };
         let cache = Arc::new(SessionCache::new(100, &life));
         let late = LateLookups::<&'static str>::new();
         let fetches = Arc::new(AtomicUsize::new(0));
@@ -114,11 +125,14 @@ mod tests {
         assert_eq!((first.is_err(), second.is_err()), (true, true));
         assert_eq!(fetches.load(Ordering::SeqCst), 1, "the second lookup waited for the first");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (answer, loaded) = cache.get_or_load(&SESSION, |_| async { Err::<Cached, _>("not asked") }).await;
+        let (answer, loaded) =
+            cache.get_or_load(&SESSION, |_| async { Err::<Cached, _>("not asked") }).await;
         assert_eq!(answer.unwrap().unwrap().user_id, "alice");
         assert!(!loaded, "the late answer was in the cache");
         // Another generation (after a login the proxy saw) does not join an old lookup.
-        let third = late.ask(&cache, SESSION, 1, Duration::from_secs(1), "timed out", slow(fetches.clone())).await;
+        let third = late
+            .ask(&cache, SESSION, 1, Duration::from_secs(1), "timed out", slow(fetches.clone()))
+            .await;
         assert!(third.is_ok());
         assert_eq!(fetches.load(Ordering::SeqCst), 2);
     }

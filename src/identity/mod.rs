@@ -20,8 +20,8 @@ mod jwt;
 pub(crate) mod jwt_cookie;
 mod late;
 pub(crate) mod login;
-pub mod redis_session;
 pub(crate) mod redis_probe;
+pub mod redis_session;
 pub(crate) mod redis_store;
 mod session_cache;
 mod shared_cache;
@@ -144,9 +144,9 @@ pub enum SourceError {
 
 pub use endpoint::EndpointError;
 pub use html_fields::{decode_entities, HtmlFields};
+pub use jwt::{key_url_warnings, FetchError, JwtError, KeyError};
 pub use jwt_cookie::cookie_token;
 pub use redis_probe::reachability_warnings;
-pub use jwt::{key_url_warnings, FetchError, JwtError, KeyError};
 
 /// What the request phase learned, kept for the response phase: one entry per
 /// source, in the resolver's order.
@@ -197,7 +197,9 @@ impl Source {
     /// Request phase, no I/O: what this source can tell from the request.
     fn inspect(&self, req: &mut RequestHeader, peer: Option<std::net::IpAddr>) -> Hint {
         let hint = match self {
-            Source::TrustedHeader(s) => s.filter_request(req, peer).map(|id| Hint::Asserted(Arc::new(id))),
+            Source::TrustedHeader(s) => {
+                s.filter_request(req, peer).map(|id| Hint::Asserted(Arc::new(id)))
+            }
             Source::CurrentUserEndpoint(s) => s.session_key(req).map(Hint::Session),
             Source::RedisSession(s) => s.session_ref(req).map(Hint::RedisSession),
             Source::JwtCookie(s) => s.token(req).map(Hint::Token),
@@ -243,18 +245,27 @@ pub struct IdentityResolver {
 impl IdentityResolver {
     /// Builds the sources; endpoint sources ask `upstream`.
     pub fn new(config: &IdentityConfig, upstream: Arc<Upstream>) -> Self {
-        let shared = config.shared_cache.as_ref().map(|c| Arc::new(shared_cache::SharedCache::new(c)));
+        let shared =
+            config.shared_cache.as_ref().map(|c| Arc::new(shared_cache::SharedCache::new(c)));
         let sources: Vec<Source> = config
             .sources
             .iter()
             .map(|source| match source {
-                SourceConfig::TrustedHeader(c) => Source::TrustedHeader(trusted_header::TrustedHeaderSource::new(c.clone())),
-                SourceConfig::CurrentUserEndpoint(c) => {
-                    Source::CurrentUserEndpoint(endpoint::CurrentUserEndpoint::new(c.clone(), upstream.clone(), shared.clone()))
+                SourceConfig::TrustedHeader(c) => {
+                    Source::TrustedHeader(trusted_header::TrustedHeaderSource::new(c.clone()))
                 }
-                SourceConfig::RedisSession(c) => Source::RedisSession(Box::new(redis_session::RedisSessionSource::new(c.clone()))),
-                SourceConfig::JwtCookie(c) => Source::JwtCookie(jwt_cookie::JwtCookieSource::new(c.clone())),
-                SourceConfig::SignedHeader(c) => Source::SignedHeader(signed_header::SignedHeaderSource::new(c.clone())),
+                SourceConfig::CurrentUserEndpoint(c) => Source::CurrentUserEndpoint(
+                    endpoint::CurrentUserEndpoint::new(c.clone(), upstream.clone(), shared.clone()),
+                ),
+                SourceConfig::RedisSession(c) => Source::RedisSession(Box::new(
+                    redis_session::RedisSessionSource::new(c.clone()),
+                )),
+                SourceConfig::JwtCookie(c) => {
+                    Source::JwtCookie(jwt_cookie::JwtCookieSource::new(c.clone()))
+                }
+                SourceConfig::SignedHeader(c) => {
+                    Source::SignedHeader(signed_header::SignedHeaderSource::new(c.clone()))
+                }
             })
             .collect();
         let mut session_cookies = Vec::new();
@@ -262,7 +273,9 @@ impl IdentityResolver {
             let names = match source {
                 Source::CurrentUserEndpoint(e) => e.cookie_names(),
                 Source::RedisSession(r) => r.cookie_names(),
-                Source::JwtCookie(j) => j.cookie_name().map(std::slice::from_ref).unwrap_or_default(),
+                Source::JwtCookie(j) => {
+                    j.cookie_name().map(std::slice::from_ref).unwrap_or_default()
+                }
                 _ => continue,
             };
             for name in names {
@@ -277,7 +290,11 @@ impl IdentityResolver {
 
     /// Request phase: removes identity headers the peer may not set, and records what
     /// the response phase needs. Cheap: no I/O.
-    pub fn inspect_request(&self, req: &mut RequestHeader, peer: Option<std::net::IpAddr>) -> RequestHints {
+    pub fn inspect_request(
+        &self,
+        req: &mut RequestHeader,
+        peer: Option<std::net::IpAddr>,
+    ) -> RequestHints {
         RequestHints(self.sources.iter().map(|s| s.inspect(req, peer)).collect())
     }
 
@@ -288,7 +305,10 @@ impl IdentityResolver {
     }
 
     /// [`resolve`](Self::resolve), with the `type` of the source that knew the user.
-    pub(crate) async fn resolve_answered(&self, hints: &RequestHints) -> (Lookup, Option<&'static str>) {
+    pub(crate) async fn resolve_answered(
+        &self,
+        hints: &RequestHints,
+    ) -> (Lookup, Option<&'static str>) {
         let mut failure = None;
         for ((source, hint), metrics) in self.sources.iter().zip(&hints.0).zip(&self.metrics) {
             if matches!(hint, Hint::Nothing) {
@@ -327,7 +347,9 @@ impl IdentityResolver {
         for (source, hint) in self.sources.iter().zip(&hints.0) {
             match (source, hint) {
                 (Source::CurrentUserEndpoint(e), Hint::Session(key)) => e.forget(key, what).await,
-                (Source::RedisSession(r), Hint::RedisSession(session)) => r.forget(session, what).await,
+                (Source::RedisSession(r), Hint::RedisSession(session)) => {
+                    r.forget(session, what).await
+                }
                 _ => {}
             }
         }

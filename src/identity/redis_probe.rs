@@ -69,7 +69,10 @@ pub fn reachability_warnings(config: &Config) -> Vec<String> {
                     true => "each instance asks the app itself until it does",
                     false => "pages are served without Messenger tokens until it does",
                 };
-                out.push(format!("{prefix}{}: {} does not answer ({why}); {consequence}", r.key, r.url));
+                out.push(format!(
+                    "{prefix}{}: {} does not answer ({why}); {consequence}",
+                    r.key, r.url
+                ));
             }
         }
         out

@@ -33,7 +33,10 @@ pub enum StoreError {
     #[error("cannot reach Redis ({0})")]
     Unreachable(&'static str),
     /// Redis failed moments ago; not asked again yet.
-    #[error("Redis failed less than {} ago; not asked again yet", humantime::format_duration(RETRY_AFTER))]
+    #[error(
+        "Redis failed less than {} ago; not asked again yet",
+        humantime::format_duration(RETRY_AFTER)
+    )]
     Resting,
     /// Redis answered with an error.
     #[error("Redis refused the command ({0:?})")]
@@ -74,13 +77,28 @@ impl Store {
     /// A store that connects on first use; `timeout` bounds connecting and each read;
     /// `tls_ca` replaces the system's roots for `rediss://`; `auth` adds a user and
     /// password to what the URLs carry.
-    pub fn new(target: RedisTarget, tls_ca: Option<RedisCa>, auth: RedisAuth, timeout: Duration) -> Self {
-        Store { target, tls_ca, auth, timeout, connection: OnceCell::new(), resting_until: Mutex::new(None) }
+    pub fn new(
+        target: RedisTarget,
+        tls_ca: Option<RedisCa>,
+        auth: RedisAuth,
+        timeout: Duration,
+    ) -> Self {
+        Store {
+            target,
+            tls_ca,
+            auth,
+            timeout,
+            connection: OnceCell::new(),
+            resting_until: Mutex::new(None),
+        }
     }
 
     /// The configured password, as the client takes it (validation made sure it is UTF-8).
     fn password(&self) -> Option<&str> {
-        self.auth.password.as_ref().and_then(|(secret, _)| std::str::from_utf8(secret.expose()).ok())
+        self.auth
+            .password
+            .as_ref()
+            .and_then(|(secret, _)| std::str::from_utf8(secret.expose()).ok())
     }
 
     /// `url` with the configured user and password added.
@@ -98,7 +116,9 @@ impl Store {
     }
 
     fn certificates(&self) -> Option<redis::TlsCertificates> {
-        self.tls_ca.as_ref().map(|ca| redis::TlsCertificates { client_tls: None, root_cert: Some(ca.pem.clone()) })
+        self.tls_ca
+            .as_ref()
+            .map(|ca| redis::TlsCertificates { client_tls: None, root_cert: Some(ca.pem.clone()) })
     }
 
     /// The value at `key`, `None` when there is none. Bounded by the timeout.
@@ -165,7 +185,8 @@ impl Store {
     /// A command that could not reach Redis starts a rest; any answer ends it.
     fn note<T>(&self, result: &Result<T, StoreError>) {
         let down = matches!(result, Err(StoreError::Timeout(_) | StoreError::Unreachable(_)));
-        *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) = down.then(|| Instant::now() + RETRY_AFTER);
+        *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            down.then(|| Instant::now() + RETRY_AFTER);
     }
 
     async fn connect(&self) -> Result<Connection, StoreError> {
@@ -186,10 +207,11 @@ impl Store {
                 Ok(Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?))
             }
             RedisTarget::Cluster(urls) => {
-                let mut builder = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
-                    .connection_timeout(self.timeout)
-                    .response_timeout(self.timeout)
-                    .retries(RECONNECT_RETRIES as u32);
+                let mut builder =
+                    redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                        .connection_timeout(self.timeout)
+                        .response_timeout(self.timeout)
+                        .retries(RECONNECT_RETRIES as u32);
                 if let Some(certs) = self.certificates() {
                     builder = builder.certs(certs);
                 }

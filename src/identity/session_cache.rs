@@ -77,7 +77,10 @@ impl SessionCache {
                 .max_capacity(capacity)
                 .expire_after(TtlPolicy { found: life.found, anonymous: life.anonymous })
                 .build(),
-            generations: Cache::builder().max_capacity(capacity).time_to_live(generation_life).build(),
+            generations: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(generation_life)
+                .build(),
             clock: AtomicU64::new(0),
         }
     }
@@ -92,7 +95,11 @@ impl SessionCache {
     /// as a hit). The load's future is boxed, and made only on a miss: it holds the whole
     /// exchange with the app or Redis, too large to nest in every request's future (debug
     /// builds overflowed Pingora's stack).
-    pub(super) async fn get_or_load<E, F>(&self, digest: &[u8; 32], load: impl FnOnce(u64) -> F) -> (Result<Cached, Arc<E>>, bool)
+    pub(super) async fn get_or_load<E, F>(
+        &self,
+        digest: &[u8; 32],
+        load: impl FnOnce(u64) -> F,
+    ) -> (Result<Cached, Arc<E>>, bool)
     where
         E: Send + Sync + 'static,
         F: Future<Output = Result<Cached, E>> + Send,
@@ -113,7 +120,9 @@ impl SessionCache {
     /// returns whether it did.
     pub(super) async fn forget(&self, digest: &[u8; 32], what: Forget) -> bool {
         let generation = self.generation(digest).await;
-        if what == Forget::Nobody && matches!(self.answers.get(&(*digest, generation)).await, Some(Some(_))) {
+        if what == Forget::Nobody
+            && matches!(self.answers.get(&(*digest, generation)).await, Some(Some(_)))
+        {
             return false;
         }
         self.move_on(digest, generation).await;
@@ -147,7 +156,11 @@ mod tests {
     const SESSION: [u8; 32] = [7; 32];
 
     fn cache() -> SessionCache {
-        let life = Lifetimes { found: Duration::from_secs(60), anonymous: Duration::from_secs(60), lookup: Duration::from_secs(1) };
+        let life = Lifetimes {
+            found: Duration::from_secs(60),
+            anonymous: Duration::from_secs(60),
+            lookup: Duration::from_secs(1),
+        };
         SessionCache::new(100, &life)
     }
 
@@ -198,7 +211,15 @@ mod tests {
         };
         release.send(()).unwrap();
         assert_eq!(before.await.unwrap(), None, "the old lookup answers its own request");
-        assert_eq!(after.await.unwrap(), (alice(), true), "a lookup after the forget does not join it");
-        assert_eq!(answer(&cache, None).await, (alice(), false), "nor does its answer replace the new one");
+        assert_eq!(
+            after.await.unwrap(),
+            (alice(), true),
+            "a lookup after the forget does not join it"
+        );
+        assert_eq!(
+            answer(&cache, None).await,
+            (alice(), false),
+            "nor does its answer replace the new one"
+        );
     }
 }

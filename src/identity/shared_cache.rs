@@ -29,8 +29,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::session_cache::Cached;
 use super::redis_store::{Store, StoreError};
+use super::session_cache::Cached;
 use super::Identity;
 use crate::config::{subkey, SharedCacheConfig};
 use crate::metrics::METRICS;
@@ -94,8 +94,14 @@ impl SharedCache {
     pub(super) fn new(config: &SharedCacheConfig) -> Self {
         let key = config.key.expose();
         SharedCache {
-            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.auth.clone(), config.timeout),
-            names: <Hmac<Sha256> as Mac>::new_from_slice(&subkey(key, b"names")).expect("HMAC takes keys of any length"),
+            store: Store::new(
+                config.redis.clone(),
+                config.tls_ca.clone(),
+                config.auth.clone(),
+                config.timeout,
+            ),
+            names: <Hmac<Sha256> as Mac>::new_from_slice(&subkey(key, b"names"))
+                .expect("HMAC takes keys of any length"),
             seal: XChaCha20Poly1305::new(&subkey(key, b"seal").into()),
         }
     }
@@ -111,7 +117,12 @@ impl SharedCache {
     }
 
     /// The cached answer, or `fetch`'s (stored for the other instances).
-    pub(super) async fn get_or_fetch<F, Fut, E>(&self, entry: &Entry, life: &Lifetimes, fetch: F) -> Result<Cached, E>
+    pub(super) async fn get_or_fetch<F, Fut, E>(
+        &self,
+        entry: &Entry,
+        life: &Lifetimes,
+        fetch: F,
+    ) -> Result<Cached, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Cached, E>>,
@@ -140,7 +151,11 @@ impl SharedCache {
                 }
                 Ok(false) if Instant::now() < deadline => tokio::time::sleep(POLL).await,
                 // Waited for two claims' worth: something is wrong with the others.
-                Ok(false) => return self.unshared("gave_up_waiting", "no other instance answered in time", fetch).await,
+                Ok(false) => {
+                    return self
+                        .unshared("gave_up_waiting", "no other instance answered in time", fetch)
+                        .await
+                }
                 Err(why) => return self.unshared("error", why, fetch).await,
             }
         }
@@ -153,7 +168,12 @@ impl SharedCache {
         }
     }
 
-    async fn fetch_and_share<F, Fut, E>(&self, entry: &Entry, life: &Lifetimes, fetch: F) -> Result<Cached, E>
+    async fn fetch_and_share<F, Fut, E>(
+        &self,
+        entry: &Entry,
+        life: &Lifetimes,
+        fetch: F,
+    ) -> Result<Cached, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Cached, E>>,
@@ -173,7 +193,12 @@ impl SharedCache {
     }
 
     /// Asks the app without the other instances, counting why under `result`.
-    async fn unshared<F, Fut, E>(&self, result: &'static str, why: impl std::fmt::Display, fetch: F) -> Result<Cached, E>
+    async fn unshared<F, Fut, E>(
+        &self,
+        result: &'static str,
+        why: impl std::fmt::Display,
+        fetch: F,
+    ) -> Result<Cached, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Cached, E>>,
@@ -200,7 +225,11 @@ impl SharedCache {
 
     /// `cached` sealed for `entry`, with its expiry (Unix milliseconds) inside.
     fn sealed(&self, entry: &Entry, cached: &Cached, expires: u64) -> Vec<u8> {
-        let plain = [&expires.to_be_bytes()[..], &serde_json::to_vec(&cached.as_deref()).expect("identities serialize")].concat();
+        let plain = [
+            &expires.to_be_bytes()[..],
+            &serde_json::to_vec(&cached.as_deref()).expect("identities serialize"),
+        ]
+        .concat();
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = self
             .seal
@@ -226,7 +255,10 @@ impl SharedCache {
         }
         let (nonce, sealed) = bytes.split_at(NONCE);
         let nonce: [u8; NONCE] = nonce.try_into().ok()?;
-        let plain = self.seal.decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: &associated_data(entry) }).ok()?;
+        let plain = self
+            .seal
+            .decrypt(&XNonce::from(nonce), Payload { msg: sealed, aad: &associated_data(entry) })
+            .ok()?;
         let (expires, identity) = plain.split_first_chunk::<8>()?;
         let identity: Option<Identity> = serde_json::from_slice(identity).ok()?;
         Some((u64::from_be_bytes(*expires), identity.map(Arc::new)))
@@ -243,7 +275,8 @@ fn associated_data(entry: &Entry) -> Vec<u8> {
 /// (an instance with a longer `cache_ttl` than this one, or the clocks apart by more
 /// than [`CLOCK_SKEW`]).
 fn fresh(expires: u64, ttl: Duration, now: u64) -> bool {
-    let longest = now.saturating_add(u64::try_from((ttl + CLOCK_SKEW).as_millis()).unwrap_or(u64::MAX));
+    let longest =
+        now.saturating_add(u64::try_from((ttl + CLOCK_SKEW).as_millis()).unwrap_or(u64::MAX));
     now < expires && expires <= longest
 }
 
@@ -258,7 +291,10 @@ mod tests {
     use crate::config::Secret;
 
     fn cache(secret: &[u8]) -> SharedCache {
-        SharedCache::new(&SharedCacheConfig::new("redis://127.0.0.1:1/", &Secret::new(secret.to_vec())))
+        SharedCache::new(&SharedCacheConfig::new(
+            "redis://127.0.0.1:1/",
+            &Secret::new(secret.to_vec()),
+        ))
     }
 
     fn alice() -> Cached {
@@ -271,7 +307,11 @@ mod tests {
     const NOW: u64 = 1_800_000_000_000;
 
     fn lifetimes() -> Lifetimes {
-        Lifetimes { found: Duration::from_secs(60), anonymous: Duration::from_secs(5), fetch: Duration::from_secs(1) }
+        Lifetimes {
+            found: Duration::from_secs(60),
+            anonymous: Duration::from_secs(5),
+            fetch: Duration::from_secs(1),
+        }
     }
 
     #[test]
@@ -284,7 +324,11 @@ mod tests {
         assert_eq!(c.open(&a, &sealed, &life, NOW), Opened::Fresh(alice()));
         assert_eq!(c.open(&a, &c.sealed(&a, &None, NOW + 1000), &life, NOW), Opened::Fresh(None));
         assert_eq!(c.open(&b, &sealed, &life, NOW), Opened::Unreadable, "moved to another session");
-        assert_eq!(cache(b"secret-two").open(&a, &sealed, &life, NOW), Opened::Unreadable, "another secret");
+        assert_eq!(
+            cache(b"secret-two").open(&a, &sealed, &life, NOW),
+            Opened::Unreadable,
+            "another secret"
+        );
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert_eq!(c.open(&a, &tampered, &life, NOW), Opened::Unreadable);
@@ -299,10 +343,18 @@ mod tests {
         let found = |expires| c.open(&a, &c.sealed(&a, &alice(), expires), &life, NOW);
         assert_eq!(found(NOW + 60_000), Opened::Fresh(alice()));
         assert_eq!(found(NOW), Opened::Expired, "past its expiry");
-        assert_eq!(found(NOW + 61_001), Opened::Expired, "sealed to live longer than cache_ttl (and the clock skew)");
+        assert_eq!(
+            found(NOW + 61_001),
+            Opened::Expired,
+            "sealed to live longer than cache_ttl (and the clock skew)"
+        );
         let anonymous = |expires| c.open(&a, &c.sealed(&a, &None, expires), &life, NOW);
         assert_eq!(anonymous(NOW + 5_000), Opened::Fresh(None));
-        assert_eq!(anonymous(NOW + 60_000), Opened::Expired, "\"not logged in\" lives negative_cache_ttl");
+        assert_eq!(
+            anonymous(NOW + 60_000),
+            Opened::Expired,
+            "\"not logged in\" lives negative_cache_ttl"
+        );
     }
 
     #[test]
@@ -320,7 +372,10 @@ mod tests {
     fn names_depend_on_the_secret_the_scope_and_the_session_and_hold_no_plaintext() {
         let c = cache(b"secret-one");
         let name = c.entry("/api/me", &[1; 32]).value;
-        assert!(name.starts_with("isp:identity:") && name.len() == "isp:identity:".len() + 64, "{name}");
+        assert!(
+            name.starts_with("isp:identity:") && name.len() == "isp:identity:".len() + 64,
+            "{name}"
+        );
         assert_ne!(name, c.entry("/api/other", &[1; 32]).value);
         assert_ne!(name, c.entry("/api/me", &[2; 32]).value);
         assert_ne!(name, cache(b"secret-two").entry("/api/me", &[1; 32]).value);

@@ -44,21 +44,30 @@ impl SignedHeaderSource {
     /// Removes the assertion header in every spelling and returns the assertion when
     /// it was sent exactly once in the exact spelling.
     pub fn take_assertion(&self, req: &mut RequestHeader) -> Option<Token> {
-        let exact: Vec<&[u8]> = req.headers.get_all(self.header.as_str()).iter().map(|v| v.as_bytes()).collect();
+        let exact: Vec<&[u8]> =
+            req.headers.get_all(self.header.as_str()).iter().map(|v| v.as_bytes()).collect();
         let value = match exact.as_slice() {
             [one] => std::str::from_utf8(one).ok().map(|v| v.trim().to_string()),
             [] => None,
             _ => {
-                crate::warn_limited!("signed header {} sent more than once; no identity for this request", self.header);
+                crate::warn_limited!(
+                    "signed header {} sent more than once; no identity for this request",
+                    self.header
+                );
                 None
             }
         };
-        let doomed: Vec<HeaderName> = req.headers.keys().filter(|n| self.folded.matches(n.as_str())).cloned().collect();
+        let doomed: Vec<HeaderName> =
+            req.headers.keys().filter(|n| self.folded.matches(n.as_str())).cloned().collect();
         for name in &doomed {
             req.remove_header(name);
         }
         let value = value?;
-        let token = if self.header == "authorization" { super::jwt::bearer(&value)?.to_string() } else { value };
+        let token = if self.header == "authorization" {
+            super::jwt::bearer(&value)?.to_string()
+        } else {
+            value
+        };
         (!token.is_empty()).then(|| Token::new(token))
     }
 }

@@ -35,7 +35,8 @@ struct Names {
 
 impl Names {
     fn new(config: &TrustedHeaderConfig) -> Names {
-        let parse = |name: Option<&String>| name.and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok());
+        let parse =
+            |name: Option<&String>| name.and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok());
         Names {
             user_id: parse(Some(&config.user_id)),
             email: parse(config.email.as_ref()),
@@ -66,7 +67,11 @@ impl TrustedHeaderSource {
 
     /// Removes identity headers the peer may not set and returns the identity a trusted
     /// peer asserted, if any.
-    pub fn filter_request(&self, req: &mut RequestHeader, peer: Option<IpAddr>) -> Option<Identity> {
+    pub fn filter_request(
+        &self,
+        req: &mut RequestHeader,
+        peer: Option<IpAddr>,
+    ) -> Option<Identity> {
         let trusted = self.is_trusted(peer);
         // From a trusted peer only the exact configured spelling counts; variants are
         // dropped so the app cannot be handed two different answers.
@@ -90,7 +95,11 @@ impl TrustedHeaderSource {
         let user_id = single_value(req, names.user_id.as_ref()?)?;
         let email = names.email.as_ref().and_then(|h| single_value(req, h));
         let company_id = names.company_id.as_ref().and_then(|h| single_value(req, h));
-        if [Some(&user_id), email.as_ref(), company_id.as_ref()].into_iter().flatten().any(|v| may_be_joined(v)) {
+        if [Some(&user_id), email.as_ref(), company_id.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|v| may_be_joined(v))
+        {
             crate::warn_limited!(
                 "identity header {} or {} holds a comma-separated list (a proxy may have joined two headers); no identity for this request",
                 self.config.user_id,
@@ -116,9 +125,15 @@ impl TrustedHeaderSource {
 /// Every header name the source reads (all of them are identity, so all are stripped
 /// from untrusted peers).
 fn configured_names(config: &TrustedHeaderConfig) -> impl Iterator<Item = &String> {
-    [Some(&config.user_id), config.email.as_ref(), config.name.as_ref(), config.company_id.as_ref(), config.company_name.as_ref()]
-        .into_iter()
-        .flatten()
+    [
+        Some(&config.user_id),
+        config.email.as_ref(),
+        config.name.as_ref(),
+        config.company_id.as_ref(),
+        config.company_name.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// Whether an identifier may be two values a proxy joined into one (`a, b` or `a,b`,
@@ -190,9 +205,8 @@ mod tests {
             ("X-Forwarded-Email", "alice@example.com"),
             ("X--Forwarded-User", "another header"),
         ]);
-        let got = source()
-            .filter_request(&mut req, Some("::ffff:10.1.2.3".parse().unwrap()))
-            .unwrap();
+        let got =
+            source().filter_request(&mut req, Some("::ffff:10.1.2.3".parse().unwrap())).unwrap();
         assert_eq!(got.user_id, "alice");
         assert_eq!(got.email.as_deref(), Some("alice@example.com"));
         assert!(req.headers.get("x_forwarded_user").is_none());
@@ -205,30 +219,43 @@ mod tests {
     fn joined_values_are_no_identity() {
         for joined in ["alice, bob", "alice,bob", "alice ,bob"] {
             let mut req = request(&[("X-Forwarded-User", joined)]);
-            assert!(source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none(), "{joined}");
+            assert!(
+                source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none(),
+                "{joined}"
+            );
         }
-        let mut req = request(&[("X-Forwarded-User", "alice"), ("X-Forwarded-Email", "a@example.com, b@example.com")]);
+        let mut req = request(&[
+            ("X-Forwarded-User", "alice"),
+            ("X-Forwarded-Email", "a@example.com, b@example.com"),
+        ]);
         assert!(source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none());
     }
 
     #[test]
     fn company_headers_are_read_from_trusted_peers_and_stripped_from_others() {
-        let headers = [("X-Forwarded-User", "alice"), ("X-Forwarded-Company", "acme-1"), ("X_Forwarded_Company_Name", "Acme")];
+        let headers = [
+            ("X-Forwarded-User", "alice"),
+            ("X-Forwarded-Company", "acme-1"),
+            ("X_Forwarded_Company_Name", "Acme"),
+        ];
         let mut req = request(&headers);
         assert!(source().filter_request(&mut req, Some("192.0.2.1".parse().unwrap())).is_none());
         assert_eq!(req.headers.len(), 0, "company headers are identity too");
-        let mut req = request(&[("X-Forwarded-User", "alice"), ("X-Forwarded-Company", "acme-1"), ("X-Forwarded-Company-Name", "Acme")]);
+        let mut req = request(&[
+            ("X-Forwarded-User", "alice"),
+            ("X-Forwarded-Company", "acme-1"),
+            ("X-Forwarded-Company-Name", "Acme"),
+        ]);
         let got = source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).unwrap();
         assert_eq!(got.company, Some(Company { id: "acme-1".into(), name: Some("Acme".into()) }));
-        let mut req = request(&[("X-Forwarded-User", "alice"), ("X-Forwarded-Company", "acme-1, evil-2")]);
+        let mut req =
+            request(&[("X-Forwarded-User", "alice"), ("X-Forwarded-Company", "acme-1, evil-2")]);
         assert!(source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none());
     }
 
     #[test]
     fn duplicate_user_header_is_ambiguous() {
         let mut req = request(&[("X-Forwarded-User", "a"), ("X-Forwarded-User", "b")]);
-        assert!(source()
-            .filter_request(&mut req, Some("10.0.0.1".parse().unwrap()))
-            .is_none());
+        assert!(source().filter_request(&mut req, Some("10.0.0.1".parse().unwrap())).is_none());
     }
 }

@@ -46,7 +46,8 @@ impl Answer {
 
     /// Whether `other` is the same user (by id, and by email when both have one).
     pub fn same_user(&self, other: &Answer) -> bool {
-        self.user_id == other.user_id && (self.email.is_none() || other.email.is_none() || self.email == other.email)
+        self.user_id == other.user_id
+            && (self.email.is_none() || other.email.is_none() || self.email == other.email)
     }
 }
 
@@ -57,24 +58,42 @@ mod tests {
     use serde_json::{json, Value};
 
     fn call(method: &str, settings: Value) -> Call {
-        Call { method: method.into(), settings: settings.as_object().cloned(), url: "http://app/".into() }
+        Call {
+            method: method.into(),
+            settings: settings.as_object().cloned(),
+            url: "http://app/".into(),
+        }
     }
 
     #[test]
     fn the_identified_boot_is_the_answer() {
-        let calls = [call("boot", json!({"app_id": "a", "api_base": "https://api-iam.eu.intercom.io", "user_id": 42, "email": "a@x", "name": "A"}))];
+        let calls = [call(
+            "boot",
+            json!({"app_id": "a", "api_base": "https://api-iam.eu.intercom.io", "user_id": 42, "email": "a@x", "name": "A"}),
+        )];
         let a = Answer::from_calls(&calls, "/").unwrap();
-        assert_eq!((a.user_id.as_str(), a.email.as_deref(), a.name.as_deref()), ("42", Some("a@x"), Some("A")));
-        assert_eq!((a.app_id.as_deref(), a.api_base.as_deref(), a.today), (Some("a"), Some("https://api-iam.eu.intercom.io"), Classification::Insecure));
+        assert_eq!(
+            (a.user_id.as_str(), a.email.as_deref(), a.name.as_deref()),
+            ("42", Some("a@x"), Some("A"))
+        );
+        assert_eq!(
+            (a.app_id.as_deref(), a.api_base.as_deref(), a.today),
+            (Some("a"), Some("https://api-iam.eu.intercom.io"), Classification::Insecure)
+        );
         assert!(Answer::from_calls(&[call("boot", json!({"app_id": "a"}))], "/").is_none());
         assert!(Answer::from_calls(&[], "/").is_none());
     }
 
     #[test]
     fn a_jwt_already_there_names_its_user() {
-        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"user_id":"u7","email":"u7@x"}"#);
-        let calls = [call("boot", json!({"app_id": "a", "intercom_user_jwt": format!("h.{payload}.s")}))];
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"user_id":"u7","email":"u7@x"}"#);
+        let calls =
+            [call("boot", json!({"app_id": "a", "intercom_user_jwt": format!("h.{payload}.s")}))];
         let a = Answer::from_calls(&calls, "/").unwrap();
-        assert_eq!((a.user_id.as_str(), a.email.as_deref(), a.today), ("u7", Some("u7@x"), Classification::Jwt));
+        assert_eq!(
+            (a.user_id.as_str(), a.email.as_deref(), a.today),
+            ("u7", Some("u7@x"), Classification::Jwt)
+        );
     }
 }

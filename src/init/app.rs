@@ -47,9 +47,12 @@ impl App {
             .enable_all()
             .build()
             .map_err(|e| InitError::Usage(format!("cannot start a runtime: {e}")))?;
-        let config = Config::from_yaml(&yaml::probe_config(&plan.origin, ""), &|_| Some(CHECK_SECRET.into()))
+        let config = Config::from_yaml(&yaml::probe_config(&plan.origin, ""), &|_| {
+            Some(CHECK_SECRET.into())
+        })
+        .map_err(|e| InitError::Usage(format!("--upstream {}: {e}", plan.origin)))?;
+        let (upstream, _) = Upstream::new(&config.site().upstream)
             .map_err(|e| InitError::Usage(format!("--upstream {}: {e}", plan.origin)))?;
-        let (upstream, _) = Upstream::new(&config.site().upstream).map_err(|e| InitError::Usage(format!("--upstream {}: {e}", plan.origin)))?;
         let host = plan.origin.host_str().unwrap_or_default().to_string();
         let host = match plan.origin.port() {
             Some(port) => format!("{host}:{port}"),
@@ -65,12 +68,21 @@ impl App {
 
     /// `GET path` with these cookies, as a browser's `fetch` would send it.
     pub fn get(&self, path: &str, cookies: &[CookieArg], accept: &str) -> Result<Response, String> {
-        let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
-        let headers = [("Host", self.host.clone()), ("Accept", accept.to_string()), ("User-Agent", "intercom-secure-proxy-init".into())];
-        for (name, value) in headers.into_iter().chain(cookie_header(cookies).map(|c| ("Cookie", c))) {
+        let mut req =
+            RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
+        let headers = [
+            ("Host", self.host.clone()),
+            ("Accept", accept.to_string()),
+            ("User-Agent", "intercom-secure-proxy-init".into()),
+        ];
+        for (name, value) in
+            headers.into_iter().chain(cookie_header(cookies).map(|c| ("Cookie", c)))
+        {
             req.insert_header(name, value).map_err(|e| e.to_string())?;
         }
-        let (header, body) = self.block_on(self.upstream.exchange(req, Bytes::new(), MAX_BODY)).map_err(|e| format!("GET {path}: {}", e.etype().as_str()))?;
+        let (header, body) = self
+            .block_on(self.upstream.exchange(req, Bytes::new(), MAX_BODY))
+            .map_err(|e| format!("GET {path}: {}", e.etype().as_str()))?;
         let content_type = header
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -99,7 +111,10 @@ impl App {
             None => return Err("it found nobody with the session".into()),
         };
         if found.user_id != answer.user_id {
-            return Err(format!("it found user_id {:?}, the page booted {:?}", found.user_id, answer.user_id));
+            return Err(format!(
+                "it found user_id {:?}, the page booted {:?}",
+                found.user_id, answer.user_id
+            ));
         }
         if let (Some(page), Some(got)) = (&answer.email, &found.email) {
             if page != got {
@@ -112,11 +127,20 @@ impl App {
         if let Some(nobody) = self.resolve(&resolver, &[], &[])? {
             return Err(format!("it found user_id {:?} without the session too", nobody.user_id));
         }
-        Ok(format!("user_id {}{}", found.user_id, found.email.map(|e| format!(", email {e}")).unwrap_or_default()))
+        Ok(format!(
+            "user_id {}{}",
+            found.user_id,
+            found.email.map(|e| format!(", email {e}")).unwrap_or_default()
+        ))
     }
 
     /// Who the resolver says a request with these cookies and headers is.
-    fn resolve(&self, resolver: &IdentityResolver, cookies: &[CookieArg], headers: &[(String, String)]) -> Result<Option<intercom_secure_proxy::Identity>, String> {
+    fn resolve(
+        &self,
+        resolver: &IdentityResolver,
+        cookies: &[CookieArg],
+        headers: &[(String, String)],
+    ) -> Result<Option<intercom_secure_proxy::Identity>, String> {
         let mut req = RequestHeader::build("GET", b"/", None).map_err(|e| e.to_string())?;
         req.insert_header("Host", &self.host).map_err(|e| e.to_string())?;
         if let Some(cookie) = cookie_header(cookies) {
@@ -136,9 +160,15 @@ impl App {
     /// Checks the configuration `init` writes loads as `check` would load it (the
     /// secret's variable stands in, whether set here or not).
     pub fn check_config(&self, text: &str, secret_env: &str) -> Result<(), InitError> {
-        Config::from_yaml(text, &|name| if name == secret_env { Some(CHECK_SECRET.into()) } else { std::env::var(name).ok() })
-            .map(|_| ())
-            .map_err(|e| InitError::Generated(e.to_string()))
+        Config::from_yaml(text, &|name| {
+            if name == secret_env {
+                Some(CHECK_SECRET.into())
+            } else {
+                std::env::var(name).ok()
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| InitError::Generated(e.to_string()))
     }
 }
 

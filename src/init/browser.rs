@@ -103,15 +103,23 @@ impl Browser {
             None => plan.cookies.clone(),
         };
         let mut answer: Option<Answer> = None;
-        let (mut json_paths, mut links, mut csp, mut pages) = (Vec::new(), Vec::new(), None, Vec::new());
+        let (mut json_paths, mut links, mut csp, mut pages) =
+            (Vec::new(), Vec::new(), None, Vec::new());
         for page in &plan.pages {
             let (visit, page_links) = self.load(plan, page, &cookies, true)?;
-            let verdict = worst(&messengers(&visit.calls)).map_or(Classification::None, |m| m.classification);
+            let verdict =
+                worst(&messengers(&visit.calls)).map_or(Classification::None, |m| m.classification);
             pages.push((visit.final_url.clone().unwrap_or_else(|| page.to_string()), verdict));
             if csp.is_none() {
                 csp = visit.csp.clone();
             }
-            for path in visit.json_paths.iter().filter(|p| !json_paths.contains(*p)).cloned().collect::<Vec<_>>() {
+            for path in visit
+                .json_paths
+                .iter()
+                .filter(|p| !json_paths.contains(*p))
+                .cloned()
+                .collect::<Vec<_>>()
+            {
                 json_paths.push(path);
             }
             links.extend(page_links.into_iter().filter(|l| !links.contains(l)).collect::<Vec<_>>());
@@ -120,7 +128,8 @@ impl Browser {
             }
         }
         let Some(answer) = answer else {
-            let seen: Vec<String> = pages.iter().map(|(url, verdict)| format!("{url}: {}", verdict.as_str())).collect();
+            let seen: Vec<String> =
+                pages.iter().map(|(url, verdict)| format!("{url}: {}", verdict.as_str())).collect();
             return Err(InitError::NothingToLearn(format!(
                 "no page booted the Messenger with a user, so there is nothing to learn from ({}); is the session right, and does the page boot Intercom with user_id or email?",
                 seen.join("; ")
@@ -129,9 +138,11 @@ impl Browser {
         let first = plan.origin.join(&answer.page).unwrap_or_else(|_| plan.pages[0].clone());
         let mut session = Vec::new();
         for cookie in &cookies {
-            let others: Vec<CookieArg> = cookies.iter().filter(|c| c.name != cookie.name).cloned().collect();
+            let others: Vec<CookieArg> =
+                cookies.iter().filter(|c| c.name != cookie.name).cloned().collect();
             let (visit, _) = self.load(plan, &first, &others, false)?;
-            let still = Answer::from_calls(&visit.calls, first.path()).is_some_and(|a| a.same_user(&answer));
+            let still = Answer::from_calls(&visit.calls, first.path())
+                .is_some_and(|a| a.same_user(&answer));
             if !still {
                 session.push(cookie.clone());
             }
@@ -147,7 +158,13 @@ impl Browser {
 
     /// Loads `page` with exactly these cookies (and the identity headers); with
     /// `read_links`, also lists its links and forms.
-    fn load(&mut self, plan: &Plan, page: &Url, cookies: &[CookieArg], read_links: bool) -> Result<(Visit, Vec<Link>), ChromiumError> {
+    fn load(
+        &mut self,
+        plan: &Plan,
+        page: &Url,
+        cookies: &[CookieArg],
+        read_links: bool,
+    ) -> Result<(Visit, Vec<Link>), ChromiumError> {
         let mut tab = Tab::open(&mut self.chromium, &self.scope)?;
         // A policy that blocks Intercom would hide the boot to learn from; init reports
         // the policy's missing sources instead.
@@ -159,7 +176,10 @@ impl Browser {
         }
         let visit = tab.visit(page, plan.options.timeout, plan.options.settle)?;
         let links = match read_links {
-            true => tab.evaluate(LINKS_JS)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+            true => tab
+                .evaluate(LINKS_JS)?
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
             false => Vec::new(),
         };
         tab.close()?;
@@ -167,23 +187,41 @@ impl Browser {
     }
 
     /// Logs in through the app's form as a browser would; the cookies it set.
-    fn log_in(&mut self, plan: &Plan, url: &Url, fields: &[(String, String)]) -> Result<Vec<CookieArg>, InitError> {
+    fn log_in(
+        &mut self,
+        plan: &Plan,
+        url: &Url,
+        fields: &[(String, String)],
+    ) -> Result<Vec<CookieArg>, InitError> {
         let mut tab = Tab::open(&mut self.chromium, &self.scope)?;
         tab.clear_cookies()?;
         let visit = tab.visit(url, plan.options.timeout, plan.options.settle)?;
         if let Some(error) = visit.error {
-            return Err(InitError::Usage(format!("--login {}: the login page could not be loaded: {error}", url.path())));
+            return Err(InitError::Usage(format!(
+                "--login {}: the login page could not be loaded: {error}",
+                url.path()
+            )));
         }
-        let fields = Value::from(fields.iter().map(|(n, v)| Value::from(vec![n.clone(), v.clone()])).collect::<Vec<_>>());
+        let fields = Value::from(
+            fields.iter().map(|(n, v)| Value::from(vec![n.clone(), v.clone()])).collect::<Vec<_>>(),
+        );
         let outcome = tab.evaluate(&format!("{LOGIN_JS}({fields})"))?;
         match outcome.as_ref().and_then(Value::as_str) {
             Some("") => {}
             Some(why) => return Err(InitError::Usage(format!("--login {}: {why}", url.path()))),
-            None => return Err(InitError::Usage(format!("--login {}: the form could not be filled in (the page threw)", url.path()))),
+            None => {
+                return Err(InitError::Usage(format!(
+                    "--login {}: the form could not be filled in (the page threw)",
+                    url.path()
+                )))
+            }
         }
         let after = tab.settle(plan.options.timeout, plan.options.settle)?;
         if let Some(error) = after.error {
-            return Err(InitError::Usage(format!("--login {}: submitting the form failed: {error}", url.path())));
+            return Err(InitError::Usage(format!(
+                "--login {}: submitting the form failed: {error}",
+                url.path()
+            )));
         }
         let cookies = tab.cookies(&[&plan.origin])?;
         tab.close()?;

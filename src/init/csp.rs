@@ -12,11 +12,36 @@ fn needs(api_base: Option<&str>) -> Vec<(&'static str, Vec<String>)> {
     let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     vec![
         ("script-src", owned(&["https://widget.intercom.io", "https://js.intercomcdn.com"])),
-        ("connect-src", [api.clone()].into_iter().chain(owned(&["https://*.intercom.io", "wss://*.intercom.io", "https://uploads.intercomcdn.com", "https://uploads.intercomusercontent.com"])).collect()),
-        ("img-src", owned(&["data:", "blob:", "https://js.intercomcdn.com", "https://static.intercomassets.com", "https://downloads.intercomcdn.com", "https://uploads.intercomusercontent.com", "https://gifs.intercomcdn.com"])),
+        (
+            "connect-src",
+            [api.clone()]
+                .into_iter()
+                .chain(owned(&[
+                    "https://*.intercom.io",
+                    "wss://*.intercom.io",
+                    "https://uploads.intercomcdn.com",
+                    "https://uploads.intercomusercontent.com",
+                ]))
+                .collect(),
+        ),
+        (
+            "img-src",
+            owned(&[
+                "data:",
+                "blob:",
+                "https://js.intercomcdn.com",
+                "https://static.intercomassets.com",
+                "https://downloads.intercomcdn.com",
+                "https://uploads.intercomusercontent.com",
+                "https://gifs.intercomcdn.com",
+            ]),
+        ),
         ("font-src", owned(&["https://js.intercomcdn.com", "https://fonts.intercomcdn.com"])),
         ("media-src", owned(&["https://js.intercomcdn.com"])),
-        ("frame-src", owned(&["https://intercom-sheets.com", "https://www.intercom-reporting.com"])),
+        (
+            "frame-src",
+            owned(&["https://intercom-sheets.com", "https://www.intercom-reporting.com"]),
+        ),
         ("form-action", [api].into_iter().chain(owned(&["https://intercom.help"])).collect()),
         ("style-src", owned(&["'unsafe-inline'"])),
     ]
@@ -35,7 +60,9 @@ pub fn additions(policy: Option<&str>, api_base: Option<&str>) -> Vec<String> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for one in policy.split(',') {
         for (directive, sources) in needs(api_base) {
-            let list = directive_sources(one, directive).or_else(|| falls_back(directive).then(|| directive_sources(one, "default-src")).flatten());
+            let list = directive_sources(one, directive).or_else(|| {
+                falls_back(directive).then(|| directive_sources(one, "default-src")).flatten()
+            });
             let Some(list) = list else { continue };
             if directive == "script-src" && list.iter().any(|s| s == "'strict-dynamic'") {
                 // Scripts the nonced loader adds are trusted: no host to list.
@@ -46,7 +73,8 @@ pub fn additions(policy: Option<&str>, api_base: Option<&str>) -> Vec<String> {
                 continue;
             }
             match out.iter_mut().find(|(d, _)| d == directive) {
-                Some((_, have)) => have.extend(missing.into_iter().filter(|m| !have.contains(m)).collect::<Vec<_>>()),
+                Some((_, have)) => have
+                    .extend(missing.into_iter().filter(|m| !have.contains(m)).collect::<Vec<_>>()),
                 None => out.push((directive.to_string(), missing)),
             }
         }
@@ -89,7 +117,10 @@ fn allows(list: &[String], need: &str) -> bool {
         }
         let have_host = have_host.trim_end_matches('/');
         match have_host.strip_prefix("*.") {
-            Some(suffix) => host.strip_prefix("*.").unwrap_or(host).ends_with(&format!(".{suffix}")) || host.strip_prefix("*.") == Some(suffix),
+            Some(suffix) => {
+                host.strip_prefix("*.").unwrap_or(host).ends_with(&format!(".{suffix}"))
+                    || host.strip_prefix("*.") == Some(suffix)
+            }
             None => have_host == host,
         }
     })
@@ -102,7 +133,8 @@ mod tests {
     #[test]
     fn no_policy_or_an_open_one_needs_nothing() {
         assert!(additions(None, None).is_empty());
-        assert!(additions(Some("default-src * data: blob: 'unsafe-inline'; form-action *"), None).is_empty());
+        assert!(additions(Some("default-src * data: blob: 'unsafe-inline'; form-action *"), None)
+            .is_empty());
     }
 
     #[test]
@@ -111,7 +143,10 @@ mod tests {
         assert_eq!(got[0], "script-src https://widget.intercom.io");
         assert_eq!(got[1], "connect-src wss://*.intercom.io https://uploads.intercomcdn.com https://uploads.intercomusercontent.com");
         assert!(got.iter().any(|d| d.starts_with("style-src 'unsafe-inline'")), "{got:?}");
-        assert!(!got.iter().any(|d| d.starts_with("form-action")), "form-action does not fall back: {got:?}");
+        assert!(
+            !got.iter().any(|d| d.starts_with("form-action")),
+            "form-action does not fall back: {got:?}"
+        );
     }
 
     #[test]

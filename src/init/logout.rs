@@ -29,10 +29,15 @@ impl Logout {
 /// can hold (letters, digits and `/-_.~` only).
 pub fn find(links: &[Link]) -> Option<Logout> {
     let says = |s: &str| {
-        let folded: String = s.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
+        let folded: String =
+            s.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
         WORDS.iter().any(|w| folded.contains(w))
     };
-    let writable = |p: &str| p.starts_with('/') && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b)) && !p.contains("//");
+    let writable = |p: &str| {
+        p.starts_with('/')
+            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+            && !p.contains("//")
+    };
     let link = links.iter().find(|l| writable(&l.path) && (says(&l.path) || says(&l.text)))?;
     let (method, what) = match &link.method {
         Some(m) => (m.clone(), "form"),
@@ -55,11 +60,20 @@ mod tests {
 
     #[test]
     fn logouts_by_path_or_text() {
-        let links = [link("/account", "Account", None), link("/session/end", "Sign out", Some("POST")), link("/logout", "Bye", None)];
+        let links = [
+            link("/account", "Account", None),
+            link("/session/end", "Sign out", Some("POST")),
+            link("/logout", "Bye", None),
+        ];
         let found = find(&links).unwrap();
-        assert_eq!((found.path_rule().as_str(), found.why.contains("form")), ("POST /session/end", true));
+        assert_eq!(
+            (found.path_rule().as_str(), found.why.contains("form")),
+            ("POST /session/end", true)
+        );
         assert_eq!(find(&links[2..]).unwrap().path_rule(), "GET /logout");
         assert_eq!(find(&[link("/users/sign_out", "", None)]).unwrap().path, "/users/sign_out");
-        assert!(find(&[link("/log%20out", "Log out", None), link("/about", "About", None)]).is_none());
+        assert!(
+            find(&[link("/log%20out", "Log out", None), link("/about", "About", None)]).is_none()
+        );
     }
 }

@@ -55,7 +55,8 @@ pub fn run(options: &InitOptions) -> Result<InitReport, InitError> {
     app.check_config(&written.text, &options.secret_env)?;
     report.found(&source, logout.clone(), csp, &written);
     if plan.verify {
-        report.verification = Some(verify::run(&plan, &written, answer, &learned, logout.as_ref())?);
+        report.verification =
+            Some(verify::run(&plan, &written, answer, &learned, logout.as_ref())?);
     }
     Ok(report)
 }

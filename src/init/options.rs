@@ -72,7 +72,11 @@ pub struct InitOptions {
 impl std::fmt::Debug for InitOptions {
     /// Cookie, header and form values are secrets: only their names are shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names = |v: &[String]| v.iter().map(|c| c.split('=').next().unwrap_or_default().to_string()).collect::<Vec<_>>();
+        let names = |v: &[String]| {
+            v.iter()
+                .map(|c| c.split('=').next().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
         f.debug_struct("InitOptions")
             .field("upstream", &self.upstream)
             .field("cookie_names", &names(&self.cookies))
@@ -153,13 +157,29 @@ impl InitOptions {
         }
         let on_origin = |what: &str, path: &str| -> Result<Url, InitError> {
             if !path.starts_with('/') || path.starts_with("//") {
-                return Err(InitError::Usage(format!("{what} {path:?} must be a path on the app, starting with one /, e.g. /account")));
+                return Err(InitError::Usage(format!(
+                    "{what} {path:?} must be a path on the app, starting with one /, e.g. /account"
+                )));
             }
             base.join(path).map_err(|e| InitError::Usage(format!("{what} {path:?}: {e}")))
         };
-        let pages = if self.pages.is_empty() { vec![base.clone()] } else { self.pages.iter().map(|p| on_origin("--page", p)).collect::<Result<_, _>>()? };
-        let cookies = self.cookies.iter().enumerate().map(|(i, c)| parse_cookie(i + 1, c)).collect::<Result<Vec<_>, _>>()?;
-        let headers = self.headers.iter().enumerate().map(|(i, h)| parse_header(i + 1, h)).collect::<Result<Vec<_>, _>>()?;
+        let pages = if self.pages.is_empty() {
+            vec![base.clone()]
+        } else {
+            self.pages.iter().map(|p| on_origin("--page", p)).collect::<Result<_, _>>()?
+        };
+        let cookies = self
+            .cookies
+            .iter()
+            .enumerate()
+            .map(|(i, c)| parse_cookie(i + 1, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let headers = self
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| parse_header(i + 1, h))
+            .collect::<Result<Vec<_>, _>>()?;
         let form = self
             .form
             .iter()
@@ -168,25 +188,44 @@ impl InitOptions {
                 f.split_once('=')
                     .filter(|(name, _)| !name.is_empty())
                     .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .ok_or_else(|| InitError::Usage(format!("--form #{}: write it as NAME=VALUE, e.g. --form user=alice", i + 1)))
+                    .ok_or_else(|| {
+                        InitError::Usage(format!(
+                            "--form #{}: write it as NAME=VALUE, e.g. --form user=alice",
+                            i + 1
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let login = match (&self.login, form.is_empty()) {
             (Some(path), _) => Some((on_origin("--login", path)?, form)),
-            (None, false) => return Err(InitError::Usage("--form needs --login PATH (the page of the login form)".into())),
+            (None, false) => {
+                return Err(InitError::Usage(
+                    "--form needs --login PATH (the page of the login form)".into(),
+                ))
+            }
             (None, true) => None,
         };
         if login.is_some() && !cookies.is_empty() {
-            return Err(InitError::Usage("give either --cookie (a session) or --login (to make one), not both".into()));
+            return Err(InitError::Usage(
+                "give either --cookie (a session) or --login (to make one), not both".into(),
+            ));
         }
         if cookies.is_empty() && login.is_none() && headers.is_empty() {
             return Err(InitError::Usage(
                 "init learns from a logged-in page: give the session with --cookie NAME=VALUE, log in with --login PATH --form NAME=VALUE, or give the auth proxy's identity headers with --header NAME=VALUE".into(),
             ));
         }
-        for (flag, name) in [("--secret-env", Some(&self.secret_env)), ("--jwt-secret-env", self.jwt_secret_env.as_ref()), ("--cookie-secret-env", self.cookie_secret_env.as_ref())] {
-            if let Some(name) = name.filter(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
-                return Err(InitError::Usage(format!("{flag} {name:?} is not an environment variable name (letters, digits, _)")));
+        for (flag, name) in [
+            ("--secret-env", Some(&self.secret_env)),
+            ("--jwt-secret-env", self.jwt_secret_env.as_ref()),
+            ("--cookie-secret-env", self.cookie_secret_env.as_ref()),
+        ] {
+            if let Some(name) = name.filter(|n| {
+                n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            }) {
+                return Err(InitError::Usage(format!(
+                    "{flag} {name:?} is not an environment variable name (letters, digits, _)"
+                )));
             }
         }
         if let Some(redis) = &self.redis {
@@ -197,6 +236,14 @@ impl InitOptions {
                 )));
             }
         }
-        Ok(Plan { origin: base, pages, cookies, login, headers, options: self.clone(), verify: self.verify })
+        Ok(Plan {
+            origin: base,
+            pages,
+            cookies,
+            login,
+            headers,
+            options: self.clone(),
+            verify: self.verify,
+        })
     }
 }

@@ -38,13 +38,17 @@ impl Fields {
     /// required when the page shows one (the acceptance check wants it); `Err` says what
     /// `holder` ("the answer", "the session", "its claims") lacks.
     pub(crate) fn find(doc: &Value, answer: &Answer, holder: &str) -> Result<Fields, String> {
-        let user_id = first(doc, &answer.user_id).ok_or_else(|| format!("{holder} does not hold the page's user_id"))?;
+        let user_id = first(doc, &answer.user_id)
+            .ok_or_else(|| format!("{holder} does not hold the page's user_id"))?;
         let email = answer.email.as_deref().and_then(|e| first(doc, e));
         if answer.email.is_some() && email.is_none() {
             return Err(format!("{holder} holds the page's user_id but not its email"));
         }
         let name = answer.name.as_deref().and_then(|n| first(doc, n));
-        let others = [("email", email), ("name", name)].into_iter().filter_map(|(f, p)| p.map(|p| (f, p))).collect();
+        let others = [("email", email), ("name", name)]
+            .into_iter()
+            .filter_map(|(f, p)| p.map(|p| (f, p)))
+            .collect();
         Ok(Fields { user_id, others })
     }
 
@@ -56,9 +60,15 @@ impl Fields {
     /// The `fields:` block of a source's list item, each pointer commented with what
     /// it matched (`what` names the place: "the claim holding", "matched").
     pub(crate) fn yaml(&self, what: &str) -> String {
-        let mut yaml = format!("      fields:\n        user_id: {}   # {what} the page's user_id\n", quote(&self.user_id));
+        let mut yaml = format!(
+            "      fields:\n        user_id: {}   # {what} the page's user_id\n",
+            quote(&self.user_id)
+        );
         for (field, pointer) in &self.others {
-            yaml.push_str(&format!("        {field}: {}   # {what} the page's {field}\n", quote(pointer)));
+            yaml.push_str(&format!(
+                "        {field}: {}   # {what} the page's {field}\n",
+                quote(pointer)
+            ));
         }
         yaml
     }
@@ -114,7 +124,9 @@ mod tests {
             today: crate::audit::classify::Classification::Insecure,
             page: "/".into(),
         };
-        let fields = Fields::find(&json!({"user": {"id": 42, "email": "a@x"}}), &answer, "the session").unwrap();
+        let fields =
+            Fields::find(&json!({"user": {"id": 42, "email": "a@x"}}), &answer, "the session")
+                .unwrap();
         assert_eq!(fields.user_id, "/user/id");
         let (yaml, claims) = (fields.yaml("matched"), fields.claims());
         assert_eq!(yaml, "      fields:\n        user_id: \"/user/id\"   # matched the page's user_id\n        email: \"/user/email\"   # matched the page's email\n");

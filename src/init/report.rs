@@ -76,7 +76,11 @@ impl InitReport {
     pub(crate) fn new(plan: &Plan, learned: &Learned) -> InitReport {
         InitReport {
             upstream: plan.origin.as_str().trim_end_matches('/').to_string(),
-            pages: learned.pages.iter().map(|(url, verdict)| PageSeen { url: url.clone(), verdict: verdict.as_str() }).collect(),
+            pages: learned
+                .pages
+                .iter()
+                .map(|(url, verdict)| PageSeen { url: url.clone(), verdict: verdict.as_str() })
+                .collect(),
             answer: learned.answer.clone(),
             session_cookies: learned.session.iter().map(|c| c.name.clone()).collect(),
             session_tested: learned.session_tested,
@@ -89,7 +93,13 @@ impl InitReport {
         }
     }
 
-    pub(crate) fn found(&mut self, source: &Candidate, logout: Option<Logout>, csp: Vec<String>, written: &Written) {
+    pub(crate) fn found(
+        &mut self,
+        source: &Candidate,
+        logout: Option<Logout>,
+        csp: Vec<String>,
+        written: &Written,
+    ) {
         self.source = Some(source.source);
         self.logout = logout;
         self.csp_additions = csp;
@@ -122,15 +132,25 @@ impl InitReport {
             a.page
         ));
         out.push_str(&match (self.session_cookies.as_slice(), self.session_tested) {
-            ([], _) => "  session cookies: none (the user does not depend on a cookie)\n".to_string(),
-            (names, true) => format!("  session cookies: {} (without them the user is lost)\n", names.join(", ")),
-            (names, false) => format!("  session cookies: {} (no single one's removal lost the user: all are kept)\n", names.join(", ")),
+            ([], _) => {
+                "  session cookies: none (the user does not depend on a cookie)\n".to_string()
+            }
+            (names, true) => {
+                format!("  session cookies: {} (without them the user is lost)\n", names.join(", "))
+            }
+            (names, false) => format!(
+                "  session cookies: {} (no single one's removal lost the user: all are kept)\n",
+                names.join(", ")
+            ),
         });
         out.push_str("  identity sources tried:\n");
         let width = self.attempts.iter().map(|t| t.tried.len()).max().unwrap_or(0);
         for t in &self.attempts {
             let verdict = if t.accepted { "accepted" } else { "rejected" };
-            out.push_str(&format!("    {:<21} {:<width$}  {verdict}: {}\n", t.source, t.tried, t.why));
+            out.push_str(&format!(
+                "    {:<21} {:<width$}  {verdict}: {}\n",
+                t.source, t.tried, t.why
+            ));
         }
         let Some(source) = self.source else {
             out.push_str("  no identity source found: none of the above knows the page's user; see why each was rejected\n");
@@ -158,7 +178,9 @@ impl InitReport {
             Some(v) => {
                 out.push_str("\nbefore: the pages directly at the app\n");
                 out.push_str(&v.before.table());
-                out.push_str("\nafter: the pages through a temporary proxy with this configuration\n");
+                out.push_str(
+                    "\nafter: the pages through a temporary proxy with this configuration\n",
+                );
                 out.push_str(&v.after.table());
                 if v.passed {
                     out.push_str("\nverified: every page boots the Messenger with a verified token for this user\n");

@@ -39,8 +39,15 @@ pub struct Verification {
 }
 
 /// Runs the verification.
-pub(crate) fn run(plan: &Plan, written: &Written, answer: &Answer, learned: &Learned, logout: Option<&Logout>) -> Result<Verification, InitError> {
-    let dir = tempfile::tempdir().map_err(|e| InitError::Usage(format!("cannot make a temporary directory: {e}")))?;
+pub(crate) fn run(
+    plan: &Plan,
+    written: &Written,
+    answer: &Answer,
+    learned: &Learned,
+    logout: Option<&Logout>,
+) -> Result<Verification, InitError> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| InitError::Usage(format!("cannot make a temporary directory: {e}")))?;
     let port = free_port()?;
     let config = dir.path().join("verify.yaml");
     let secret = dir.path().join("secret");
@@ -48,7 +55,8 @@ pub(crate) fn run(plan: &Plan, written: &Written, answer: &Answer, learned: &Lea
     let text = verify_config(written, port, dir.path(), &secret);
     write_private(&config, &text)?;
     let mut proxy = TemporaryProxy::start(&config, port, dir.path())?;
-    let cookies: Vec<String> = learned.cookies.iter().map(|c| format!("{}={}", c.name, c.value)).collect();
+    let cookies: Vec<String> =
+        learned.cookies.iter().map(|c| format!("{}={}", c.name, c.value)).collect();
     let options = |urls: Vec<String>| AuditOptions {
         urls,
         cookies: cookies.clone(),
@@ -61,13 +69,15 @@ pub(crate) fn run(plan: &Plan, written: &Written, answer: &Answer, learned: &Lea
         settle: plan.options.settle,
     };
     let direct: Vec<String> = plan.pages.iter().map(|u| u.to_string()).collect();
-    let proxied: Vec<String> = plan.pages.iter().map(|u| format!("http://127.0.0.1:{port}{}", u.path())).collect();
+    let proxied: Vec<String> =
+        plan.pages.iter().map(|u| format!("http://127.0.0.1:{port}{}", u.path())).collect();
     let before = audit_run(&options(direct))?;
     let mut through = options(proxied);
     through.config = Some(config.clone());
     through.expect_user = Some(answer.user_id.clone());
     // A GET logout is what the audit's check loads; a form's logout is the app's to test.
-    through.logout = logout.filter(|l| l.method == "GET").map(|l| format!("http://127.0.0.1:{port}{}", l.path));
+    through.logout =
+        logout.filter(|l| l.method == "GET").map(|l| format!("http://127.0.0.1:{port}{}", l.path));
     let after = audit_run(&through);
     proxy.stop();
     let after = after?;
@@ -76,7 +86,9 @@ pub(crate) fn run(plan: &Plan, written: &Written, answer: &Answer, learned: &Lea
         .pages
         .iter()
         .flat_map(|p| p.findings.iter().map(move |f| (p.url.as_str(), f)))
-        .chain(after.logout.iter().flat_map(|l| l.findings.iter().map(move |f| (l.url.as_str(), f))))
+        .chain(
+            after.logout.iter().flat_map(|l| l.findings.iter().map(move |f| (l.url.as_str(), f))),
+        )
         .map(|(url, f)| format!("{url}: {}: {}", f.code, f.message))
         .collect();
     Ok(Verification { before, after, passed, failures })
@@ -109,7 +121,8 @@ fn write_private(path: &Path, text: &str) -> Result<(), InitError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| InitError::Usage(format!("cannot write {}: {e}", path.display())))?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| InitError::Usage(format!("cannot write {}: {e}", path.display())))
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|e| InitError::Usage(format!("cannot write {}: {e}", path.display())))
 }
 
 /// 32 random bytes from the kernel, as hex.
@@ -122,7 +135,8 @@ fn random_hex() -> Result<String, InitError> {
 }
 
 fn free_port() -> Result<u16, InitError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| InitError::Usage(format!("no free loopback port: {e}")))?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| InitError::Usage(format!("no free loopback port: {e}")))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| InitError::Usage(e.to_string()))
 }
 
@@ -135,9 +149,12 @@ struct TemporaryProxy {
 impl TemporaryProxy {
     /// Starts `run -c config` of this very binary and waits until it listens.
     fn start(config: &Path, port: u16, dir: &Path) -> Result<TemporaryProxy, InitError> {
-        let exe = std::env::current_exe().map_err(|e| InitError::Usage(format!("cannot find this program to run the temporary proxy: {e}")))?;
+        let exe = std::env::current_exe().map_err(|e| {
+            InitError::Usage(format!("cannot find this program to run the temporary proxy: {e}"))
+        })?;
         let log = dir.join("proxy.log");
-        let out = std::fs::File::create(&log).map_err(|e| InitError::Usage(format!("cannot write {}: {e}", log.display())))?;
+        let out = std::fs::File::create(&log)
+            .map_err(|e| InitError::Usage(format!("cannot write {}: {e}", log.display())))?;
         let err = out.try_clone().map_err(|e| InitError::Usage(e.to_string()))?;
         let child = Command::new(exe)
             .arg("run")
@@ -239,7 +256,8 @@ mod tests {
                 quoted(&dir.path().join("upgrade.sock"))
             );
         assert_eq!(text, expected);
-        let config = intercom_secure_proxy::Config::from_yaml(&text, &|_| None).expect("the verified configuration loads");
+        let config = intercom_secure_proxy::Config::from_yaml(&text, &|_| None)
+            .expect("the verified configuration loads");
         assert_eq!(config.listen.len(), 1);
         assert!(format!("{:?}", config.listen[0]).contains("4567"), "{:?}", config.listen);
     }

@@ -25,7 +25,10 @@ fn upstream(origin: &Url) -> String {
     let port = origin.port_or_known_default().unwrap_or(80);
     let mut out = format!("upstream:\n  addresses: [{}]\n", quote(&format!("{host}:{port}")));
     if origin.scheme() == "https" {
-        out.push_str(&format!("  # the app is reached over https\n  tls: true\n  sni: {}\n", quote(origin.host_str().unwrap_or_default())));
+        out.push_str(&format!(
+            "  # the app is reached over https\n  tls: true\n  sni: {}\n",
+            quote(origin.host_str().unwrap_or_default())
+        ));
     }
     out
 }
@@ -63,13 +66,26 @@ pub struct Written {
 
 impl Written {
     /// The configuration for the app of `plan` with the accepted `source`.
-    pub(crate) fn new(plan: &Plan, answer: &Answer, source: &Candidate, logout: Option<&Logout>) -> Written {
+    pub(crate) fn new(
+        plan: &Plan,
+        answer: &Answer,
+        source: &Candidate,
+        logout: Option<&Logout>,
+    ) -> Written {
         let options = &plan.options;
         let port = if plan.origin.port_or_known_default() == Some(8080) { 8081 } else { 8080 };
         let listen = format!("127.0.0.1:{port}");
         let mut t = String::new();
-        t.push_str("# intercom-secure-proxy configuration, written by `intercom-secure-proxy init`.\n");
-        t.push_str(&format!("# Learned from {}{}, where the Messenger booted user_id {} ({}).\n", plan.origin.as_str().trim_end_matches('/'), answer.page, quote(&answer.user_id), answer.today.as_str()));
+        t.push_str(
+            "# intercom-secure-proxy configuration, written by `intercom-secure-proxy init`.\n",
+        );
+        t.push_str(&format!(
+            "# Learned from {}{}, where the Messenger booted user_id {} ({}).\n",
+            plan.origin.as_str().trim_end_matches('/'),
+            answer.page,
+            quote(&answer.user_id),
+            answer.today.as_str()
+        ));
         t.push_str(&format!("# Check it: {}=... intercom-secure-proxy check -c FILE; run it: intercom-secure-proxy run -c FILE\n", options.secret_env));
         t.push_str("# Keys not written here have their defaults (see conf/intercom-secure-proxy.yaml in the project).\n\n");
         t.push_str("# Where browsers reach the proxy: change it to the address your users reach.\nlisten: [");
@@ -129,7 +145,10 @@ mod tests {
     fn regions_are_named_and_other_hosts_kept() {
         assert_eq!(api_base(Some("https://api-iam.eu.intercom.io")).as_deref(), Some("eu"));
         assert_eq!(api_base(Some("https://api-iam.intercom.io/")).as_deref(), Some("us"));
-        assert_eq!(api_base(Some("https://x.intercom-messenger.com")).as_deref(), Some("https://x.intercom-messenger.com"));
+        assert_eq!(
+            api_base(Some("https://x.intercom-messenger.com")).as_deref(),
+            Some("https://x.intercom-messenger.com")
+        );
         assert_eq!(api_base(None), None);
     }
 

@@ -82,7 +82,8 @@ impl UserTags {
         }
         let tag = self.tag(user_id);
         // base64url and fixed attributes: always a valid header value.
-        let set_cookie = http::HeaderValue::try_from(user_set(&tag)).expect("cookie text is a header value");
+        let set_cookie =
+            http::HeaderValue::try_from(user_set(&tag)).expect("cookie text is a header value");
         let bucket = self.slicer.bucket(&tag);
         let user = UserTag { tag: tag.into(), set_cookie, bucket };
         self.recent.insert(user_id.to_string(), user.clone());
@@ -103,13 +104,13 @@ impl UserTags {
 /// on the cookie domain with a leading dot (the configured one, else the request host
 /// as [`crate::headers::cookie_host`] validated it, without port;
 /// none for localhost and IP addresses, where browsers reject a Domain attribute).
-pub fn expire_intercom_cookies(app_id: &str, config: &LogoutConfig, host: Option<&str>) -> Vec<String> {
+pub fn expire_intercom_cookies(
+    app_id: &str,
+    config: &LogoutConfig,
+    host: Option<&str>,
+) -> Vec<String> {
     let host = host.map(str::to_ascii_lowercase);
-    let domain = config
-        .cookie_domain
-        .clone()
-        .or(host)
-        .filter(|d| !is_local_or_ip(d));
+    let domain = config.cookie_domain.clone().or(host).filter(|d| !is_local_or_ip(d));
     let mut out = Vec::with_capacity(6);
     for prefix in INTERCOM_COOKIES {
         let name = format!("{prefix}{app_id}");
@@ -214,7 +215,10 @@ fn sets_same_cookie(resp: &ResponseHeader, value: &str) -> bool {
 /// Sets a cookie, replacing whatever `Set-Cookie` of the response set the same one
 /// before: one `Set-Cookie` per cookie, since which of two a browser keeps depends on
 /// their order. For a logout's effects, which must hold whatever the app sent.
-pub(crate) fn set_cookie_replacing(resp: &mut ResponseHeader, value: String) -> pingora::Result<()> {
+pub(crate) fn set_cookie_replacing(
+    resp: &mut ResponseHeader,
+    value: String,
+) -> pingora::Result<()> {
     if sets_same_cookie(resp, &value) {
         let wanted = cookie_identity(&value);
         let kept: Vec<http::HeaderValue> = resp
@@ -240,7 +244,8 @@ where
     V: TryInto<http::HeaderValue>,
     V::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let value = value.try_into().or_err(pingora::ErrorType::InvalidHTTPHeader, "a Set-Cookie value")?;
+    let value =
+        value.try_into().or_err(pingora::ErrorType::InvalidHTTPHeader, "a Set-Cookie value")?;
     if value.to_str().is_ok_and(|v| sets_same_cookie(resp, v)) {
         return Ok(());
     }
@@ -278,7 +283,8 @@ mod tests {
 
     #[test]
     fn cookie_expiry_domains() {
-        let c = expire_intercom_cookies("abc", &config(Some("example.com")), Some("app.example.com"));
+        let c =
+            expire_intercom_cookies("abc", &config(Some("example.com")), Some("app.example.com"));
         assert_eq!(c.len(), 6);
         assert!(c[0].starts_with("intercom-session-abc=;"));
         assert!(!c[0].contains("Domain"));

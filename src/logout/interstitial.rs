@@ -17,9 +17,7 @@ pub fn safe_redirect(location: &str, request_host: Option<&str>, config: &Logout
         return !rest.starts_with('/');
     }
     let lower = location.to_ascii_lowercase();
-    let Some(rest) = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
+    let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"))
     else {
         return false;
     };
@@ -59,7 +57,13 @@ mod tests {
     fn open_redirects_are_refused() {
         let c = config(Some("example.com"));
         let host = Some("app.example.com");
-        for ok in ["/login", "/login?next=%2F", "https://app.example.com/login", "http://www.example.com/", "https://sso.partner.test/x"] {
+        for ok in [
+            "/login",
+            "/login?next=%2F",
+            "https://app.example.com/login",
+            "http://www.example.com/",
+            "https://sso.partner.test/x",
+        ] {
             assert!(safe_redirect(ok, host, &c), "{ok}");
         }
         for bad in [

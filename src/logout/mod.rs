@@ -36,7 +36,8 @@ pub fn expires_session_cookie(resp: &ResponseHeader, names: &[String]) -> bool {
 
 /// Whether the response sets (not expires) one of the named session cookies: a login.
 pub fn sets_session_cookie(resp: &ResponseHeader, names: &[String]) -> bool {
-    set_cookies(resp).any(|c| (names.is_empty() || names.iter().any(|n| n == c.name())) && !is_expiry(&c))
+    set_cookies(resp)
+        .any(|c| (names.is_empty() || names.iter().any(|n| n == c.name())) && !is_expiry(&c))
 }
 
 fn set_cookies(resp: &ResponseHeader) -> impl Iterator<Item = Cookie<'static>> + '_ {
@@ -66,7 +67,10 @@ pub(crate) mod tests {
     /// domain, one extra redirect host.
     pub(crate) fn config(domain: Option<&str>) -> LogoutConfig {
         LogoutConfig {
-            paths: vec![(vec!["GET".into(), "POST".into()], PathPattern::parse("/logout").unwrap())],
+            paths: vec![(
+                vec!["GET".into(), "POST".into()],
+                PathPattern::parse("/logout").unwrap(),
+            )],
             detect_cookie_expiry: true,
             mode: LogoutMode::Marker,
             cookie_domain: domain.map(str::to_string),

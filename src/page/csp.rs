@@ -262,15 +262,24 @@ mod tests {
 
     #[test]
     fn meta_policies() {
-        let script = crate::page::script::ScriptTemplate::new(&crate::page::script::ScriptSettings {
-            app_id: "a",
-            api_base: "https://api-iam.intercom.io",
-            auto_include: false,
-            cookie_domain: None,
-            mode: Default::default(),
-            refresh: None,
-        })
-        .render(&crate::page::Plan { token: Some("t.o.k".into()), shutdown: false, plain: None, failure: None }, None);
+        let script =
+            crate::page::script::ScriptTemplate::new(&crate::page::script::ScriptSettings {
+                app_id: "a",
+                api_base: "https://api-iam.intercom.io",
+                auto_include: false,
+                cookie_domain: None,
+                mode: Default::default(),
+                refresh: None,
+            })
+            .render(
+                &crate::page::Plan {
+                    token: Some("t.o.k".into()),
+                    shutdown: false,
+                    plain: None,
+                    failure: None,
+                },
+                None,
+            );
         let hash = script.csp_hash();
         let m = MetaCsp { nonce: None, script: Arc::new(script) };
         assert_eq!(m.judge("script-src 'nonce-n1'"), MetaVerdict::Nonce("n1".into()));
@@ -287,15 +296,22 @@ mod tests {
         // A strict CSP as Google recommends it: nonce + strict-dynamic, with fallbacks
         // for old browsers that must not make it look permissive.
         let strict = "object-src 'none'; script-src 'nonce-r4nd0m' 'unsafe-inline' 'unsafe-eval' 'strict-dynamic' https: http:; base-uri 'none'; report-uri https://csp.example.com";
-        assert_eq!(plan(&v(strict)), HeaderPlan { nonce: Some("r4nd0m".into()), needs_hash: false });
+        assert_eq!(
+            plan(&v(strict)),
+            HeaderPlan { nonce: Some("r4nd0m".into()), needs_hash: false }
+        );
         // An allowlist policy of a large site, with script-src-elem absent.
         let allowlist = "default-src 'none'; base-uri 'self'; connect-src 'self' uploads.example.com; img-src 'self' data: https:; script-src github.githubassets.com; style-src 'unsafe-inline' github.githubassets.com; upgrade-insecure-requests";
         let out = amend(&v(allowlist), None, "'sha256-Q'");
         assert!(out[0].contains("script-src github.githubassets.com 'sha256-Q';"), "{}", out[0]);
-        assert!(out[0].contains("style-src 'unsafe-inline' github.githubassets.com"), "other directives untouched");
+        assert!(
+            out[0].contains("style-src 'unsafe-inline' github.githubassets.com"),
+            "other directives untouched"
+        );
         assert!(out[0].starts_with("default-src 'none'; base-uri 'self';"));
         // Hash-based strict-dynamic: 'unsafe-inline' is ignored, so a hash is needed.
-        let hashed = "script-src 'strict-dynamic' 'sha256-abc=' 'unsafe-inline' https:; object-src 'none'";
+        let hashed =
+            "script-src 'strict-dynamic' 'sha256-abc=' 'unsafe-inline' https:; object-src 'none'";
         assert!(plan(&v(hashed)).needs_hash);
         // strict-dynamic alone still blocks inline scripts.
         assert!(plan(&v("script-src 'strict-dynamic'")).needs_hash);

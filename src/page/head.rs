@@ -79,7 +79,21 @@ mod tests {
         for tag in ["title", "style", "noscript", "noframes"] {
             assert_eq!(role(tag), Role::HeadText, "{tag}");
         }
-        for tag in ["script", "template", "body", "frameset", "svg", "math", "plaintext", "textarea", "xmp", "iframe", "noembed", "div", "x-app"] {
+        for tag in [
+            "script",
+            "template",
+            "body",
+            "frameset",
+            "svg",
+            "math",
+            "plaintext",
+            "textarea",
+            "xmp",
+            "iframe",
+            "noembed",
+            "div",
+            "x-app",
+        ] {
             assert_eq!(role(tag), Role::Before, "{tag}");
         }
     }

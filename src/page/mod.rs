@@ -54,11 +54,11 @@ mod prefix;
 pub(crate) mod rewriter;
 pub(crate) mod script;
 
-pub use rewriter::{GiveUpReason, Limits, Outcome, PageRewriter};
-pub use script::{PageScript, ScriptSettings, TokenRefresh, IDENTIFYING_FIELDS};
 use csp::MetaCsp;
 use rewriter::Render;
+pub use rewriter::{GiveUpReason, Limits, Outcome, PageRewriter};
 use script::{ObserverScript, ScriptTemplate};
+pub use script::{PageScript, ScriptSettings, TokenRefresh, IDENTIFYING_FIELDS};
 
 /// What one page gets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,11 +98,7 @@ pub struct Pages {
 impl Pages {
     /// Renders the static part of the script for `settings`.
     pub fn new(settings: &ScriptSettings<'_>, limits: Limits) -> Self {
-        Pages {
-            template: Arc::new(ScriptTemplate::new(settings)),
-            observer: None,
-            limits,
-        }
+        Pages { template: Arc::new(ScriptTemplate::new(settings)), observer: None, limits }
     }
 
     /// These pages, able to [`observe`](Self::observe) too: report-only pages report to
@@ -137,14 +133,22 @@ impl Pages {
     /// the page script, placed and allowed by its CSP the same way, and its headers keep
     /// their caching (the observer is the same for everyone). `None` when these pages
     /// were not made [`observing`](Self::observing).
-    pub(crate) fn observe(&self, resp: &mut ResponseHeader) -> Option<pingora::Result<PageRewriter>> {
+    pub(crate) fn observe(
+        &self,
+        resp: &mut ResponseHeader,
+    ) -> Option<pingora::Result<PageRewriter>> {
         let observer = self.observer.clone()?;
         Some(self.start_with(resp, false, move |nonce, pad| observer.render_padded(nonce, pad)))
     }
 
     /// Makes `resp` the header of a page that gets what `render(nonce, pad)` renders
     /// (private when `private`) and returns the rewriter of its body.
-    fn start_with<R>(&self, resp: &mut ResponseHeader, private: bool, render: R) -> pingora::Result<PageRewriter>
+    fn start_with<R>(
+        &self,
+        resp: &mut ResponseHeader,
+        private: bool,
+        render: R,
+    ) -> pingora::Result<PageRewriter>
     where
         R: Fn(Option<&str>, usize) -> PageScript + Send + 'static,
     {
@@ -165,10 +169,7 @@ impl Pages {
                 resp.append_header(http::header::CONTENT_SECURITY_POLICY, value)?;
             }
         }
-        let meta = MetaCsp {
-            nonce: csp_plan.nonce.clone(),
-            script: prerendered.clone(),
-        };
+        let meta = MetaCsp { nonce: csp_plan.nonce.clone(), script: prerendered.clone() };
         let header_nonce = csp_plan.nonce;
         // The script is rendered again only when the page itself names a nonce the
         // header did not.
@@ -188,7 +189,11 @@ const NONCE_ROOM: usize = 64;
 /// The spaces a page with a known length gets in its script's start tag: room for
 /// what the page may add to the script, unless the header's nonce already decides it.
 pub(crate) fn nonce_room(header_nonce: bool) -> usize {
-    if header_nonce { 0 } else { NONCE_ROOM }
+    if header_nonce {
+        0
+    } else {
+        NONCE_ROOM
+    }
 }
 
 /// Why a response is left alone (for debug logs).
@@ -211,16 +216,15 @@ pub fn rewritable(resp: &ResponseHeader, inject: &InjectConfig) -> Result<(), Sk
         return Err("content-type");
     }
     // lol_html handles ASCII-compatible charsets only.
-    if crate::headers::charset(resp).is_some_and(|c| c.starts_with("utf-16") || c.starts_with("utf-32")) {
+    if crate::headers::charset(resp)
+        .is_some_and(|c| c.starts_with("utf-16") || c.starts_with("utf-32"))
+    {
         return Err("charset");
     }
     if headers.get(http::header::CONTENT_RANGE).is_some() {
         return Err("content-range");
     }
-    if headers
-        .get(http::header::CONTENT_LENGTH)
-        .is_some_and(|v| v.as_bytes() == b"0")
-    {
+    if headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0") {
         return Err("empty body");
     }
     match crate::headers::content_encoding(resp).as_deref() {

@@ -40,7 +40,11 @@ pub(crate) fn insertion_point(first: &[u8], head_ok: bool) -> Option<usize> {
                 }
             }
             n if n.eq_ignore_ascii_case(b"meta") => {
-                if tag.charset || tag.http_equiv.is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"content-type")) {
+                if tag.charset
+                    || tag
+                        .http_equiv
+                        .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"content-type"))
+                {
                     return Some(end);
                 }
                 // A policy, a refresh...: the parser's rules decide.
@@ -75,7 +79,8 @@ impl<'a> StartTag<'a> {
             return None;
         }
         let name_len = s[1..].iter().take_while(|b| b.is_ascii_alphanumeric()).count();
-        let mut tag = StartTag { name: &s[1..1 + name_len], len: 0, charset: false, http_equiv: None };
+        let mut tag =
+            StartTag { name: &s[1..1 + name_len], len: 0, charset: false, http_equiv: None };
         let mut at = 1 + name_len;
         loop {
             let spaces = s.get(at..)?.iter().take_while(|b| b.is_ascii_whitespace()).count();
@@ -89,7 +94,10 @@ impl<'a> StartTag<'a> {
                 _ if spaces == 0 => return None,
                 _ => {}
             }
-            let name_len = s[at..].iter().take_while(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(b)).count();
+            let name_len = s[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(b))
+                .count();
             if name_len == 0 {
                 return None;
             }
@@ -128,7 +136,10 @@ fn attribute_value(s: &[u8]) -> Option<(&[u8], usize)> {
             Some((&s[1..1 + len], len + 2))
         }
         _ => {
-            let len = s.iter().take_while(|&&b| !b.is_ascii_whitespace() && !b"\"'<=>`/".contains(&b) && b != 0).count();
+            let len = s
+                .iter()
+                .take_while(|&&b| !b.is_ascii_whitespace() && !b"\"'<=>`/".contains(&b) && b != 0)
+                .count();
             (len > 0).then(|| (&s[..len], len))
         }
     }
@@ -146,7 +157,10 @@ mod tests {
     fn the_usual_starts_are_read() {
         let page = "<!DOCTYPE html>\n<html lang=\"en\" itemscope>\n  <head>\n    <meta charset=\"UTF-8\">\n<title>";
         assert_eq!(point(page, false), Some(&page[..page.find("<title>").unwrap() - 1]));
-        assert_eq!(point(page, true), Some("<!DOCTYPE html>\n<html lang=\"en\" itemscope>\n  <head>"));
+        assert_eq!(
+            point(page, true),
+            Some("<!DOCTYPE html>\n<html lang=\"en\" itemscope>\n  <head>")
+        );
         let page = "<HTML><HEAD><META NAME=viewport CONTENT='width=device-width'><Meta Http-Equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">x";
         assert_eq!(point(page, false), Some(&page[..page.len() - 1]));
         assert_eq!(point("<meta charset=utf-8>", false), Some("<meta charset=utf-8>"));
@@ -183,7 +197,8 @@ mod tests {
 
     #[test]
     fn only_the_first_bytes_are_read() {
-        let mut page = "<html ".to_string() + &"a=b ".repeat(PREFIX_LIMIT / 4) + "><meta charset=utf-8>";
+        let mut page =
+            "<html ".to_string() + &"a=b ".repeat(PREFIX_LIMIT / 4) + "><meta charset=utf-8>";
         assert_eq!(insertion_point(page.as_bytes(), false), None);
         page.replace_range(6..PREFIX_LIMIT - 100, "");
         assert!(insertion_point(page.as_bytes(), false).is_some());

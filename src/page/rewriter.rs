@@ -168,7 +168,6 @@ impl Shared {
     fn pending(&self) -> bool {
         self.render.lock().map(|r| r.is_some()).unwrap_or(false)
     }
-
 }
 
 /// The script `html` with as many spaces at the end of its start tag as make it
@@ -289,7 +288,8 @@ impl PageRewriter {
             }
         }
         let shared = self.shared.clone();
-        let parser = self.parser.get_or_insert_with(|| Mutex::new(build_parser(&shared, self.limits)));
+        let parser =
+            self.parser.get_or_insert_with(|| Mutex::new(build_parser(&shared, self.limits)));
         let mut offset = 0;
         let mut fed = shared.fed.load(Ordering::Acquire);
         let mut finish: Option<Outcome> = None;
@@ -304,7 +304,9 @@ impl PageRewriter {
                 if let Err(e) = result {
                     // Graceful bail-out already flushed every byte given so far.
                     finish = Some(Outcome::GaveUp(match e {
-                        lol_html::errors::RewritingError::MemoryLimitExceeded(_) => GiveUpReason::Memory,
+                        lol_html::errors::RewritingError::MemoryLimitExceeded(_) => {
+                            GiveUpReason::Memory
+                        }
                         _ => GiveUpReason::ParserError,
                     }));
                     break;
@@ -339,7 +341,8 @@ impl PageRewriter {
         };
         let parser = self.parser.take().expect("parser present");
         self.done = true;
-        let errored = matches!(outcome, Outcome::GaveUp(GiveUpReason::Memory | GiveUpReason::ParserError));
+        let errored =
+            matches!(outcome, Outcome::GaveUp(GiveUpReason::Memory | GiveUpReason::ParserError));
         if matches!(outcome, Outcome::GaveUp(_)) || (outcome != Outcome::Placed && !end_of_stream) {
             // Giving up, or stopping mid-document: `end()` must place nothing, or the
             // script would land wherever the parser stopped (inside a tag, say).
@@ -354,7 +357,9 @@ impl PageRewriter {
         }
         self.outcome = match outcome {
             Outcome::Scanning if shared.placed.load(Ordering::Acquire) => Outcome::Placed,
-            Outcome::Scanning => Outcome::GaveUp(shared.refusal.get().copied().unwrap_or(GiveUpReason::ScanLimit)),
+            Outcome::Scanning => {
+                Outcome::GaveUp(shared.refusal.get().copied().unwrap_or(GiveUpReason::ScanLimit))
+            }
             other => other,
         };
         self.settle(shared.grown(fed));
@@ -379,7 +384,9 @@ impl PageRewriter {
         self.outcome = match script {
             Some(_) => Outcome::Placed,
             // The renderer was there to take: only the length can have refused it.
-            None => Outcome::GaveUp(self.shared.refusal.get().copied().unwrap_or(GiveUpReason::Length)),
+            None => {
+                Outcome::GaveUp(self.shared.refusal.get().copied().unwrap_or(GiveUpReason::Length))
+            }
         };
         self.settle(html.len() as isize);
         let mut out = Vec::with_capacity(first.len() + html.len());

@@ -134,10 +134,7 @@ impl PageScript {
     /// The CSP source expression allowing exactly this script, `'sha256-…'`.
     pub fn csp_hash(&self) -> String {
         let digest = Sha256::digest(self.html[self.content.clone()].as_bytes());
-        format!(
-            "'sha256-{}'",
-            base64::engine::general_purpose::STANDARD.encode(digest)
-        )
+        format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
     }
 }
 
@@ -191,10 +188,7 @@ impl ScriptTemplate {
         });
         let end = html.len();
         html.push_str("</script>");
-        PageScript {
-            html,
-            content: start..end,
-        }
+        PageScript { html, content: start..end }
     }
 }
 
@@ -240,23 +234,26 @@ pub(crate) fn push_spaces(out: &mut String, mut n: usize) {
 
 /// A JSON object as [`to_script_json`] writes it: nothing in it can end the script.
 fn is_script_safe_object(json: &str) -> bool {
-    json.starts_with('{') && json.ends_with('}') && json.is_ascii() && !json.contains(['<', '>', '&'])
+    json.starts_with('{')
+        && json.ends_with('}')
+        && json.is_ascii()
+        && !json.contains(['<', '>', '&'])
 }
 
 /// Whether `t` has only a JWT's characters (base64url and dots), so it needs no
 /// escaping in the script. Every byte is checked, with no early exit: the loop is then
 /// vectorised, several times faster on a token of 300 bytes, and a page's token passes.
 fn is_token(t: &str) -> bool {
-    t.bytes()
-        .fold(true, |ok, b| ok & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_') | (b == b'.')))
+    t.bytes().fold(true, |ok, b| {
+        ok & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_') | (b == b'.'))
+    })
 }
 
 /// Whether a CSP nonce is safe to copy into an attribute (base64 / base64url characters).
 pub fn is_nonce(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 256
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b))
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b))
 }
 
 #[cfg(test)]
@@ -307,7 +304,10 @@ mod tests {
             assert!(shutdown.html().contains(PAGE_JS[1][usize::from(auto)]));
             assert!(live.html().contains(PAGE_JS[0][usize::from(auto)]));
             assert!(shutdown.html().contains(storage) && !live.html().contains(storage));
-            assert!(shutdown.html().contains("\"n\":[\"intercom-session-\"") && !live.html().contains("\"n\":"));
+            assert!(
+                shutdown.html().contains("\"n\":[\"intercom-session-\"")
+                    && !live.html().contains("\"n\":")
+            );
             for page in [&shutdown, &live] {
                 assert_eq!(page.html().contains(loader), auto, "{auto}");
             }
@@ -327,7 +327,9 @@ mod tests {
         let observer = ObserverScript::new("/__isp/report");
         let plain = observer.render_padded(Some("n0nce"), 0);
         assert!(plain.html().starts_with("<script nonce=\"n0nce\">(function("));
-        assert!(plain.html().ends_with("(window,{\"p\":\"/__isp/report\",\"s\":[\"user_id\",\"email\"]});</script>"));
+        assert!(plain.html().ends_with(
+            "(window,{\"p\":\"/__isp/report\",\"s\":[\"user_id\",\"email\"]});</script>"
+        ));
         assert_eq!(plain.html().matches("</script>").count(), 1);
         let padded = observer.render_padded(Some("n0nce"), 10);
         assert_eq!(padded.html().len(), plain.html().len() + 10);
@@ -355,7 +357,9 @@ mod tests {
         for pad in [0, 1, 64, 200] {
             let padded = t.render_padded(&plan(Some("a.b.c"), false), Some("abc"), pad);
             assert_eq!(padded.html().len(), plain.html().len() + pad);
-            assert!(padded.html().starts_with(&format!("<script nonce=\"abc\"{}>(function", " ".repeat(pad))));
+            assert!(padded
+                .html()
+                .starts_with(&format!("<script nonce=\"abc\"{}>(function", " ".repeat(pad))));
             assert_eq!(padded.csp_hash(), plain.csp_hash());
         }
     }

@@ -37,11 +37,7 @@ struct Sent {
 impl Sent {
     fn pair(&self) -> String {
         let [a, b, c, d] = self.spaces;
-        let value = if self.quoted {
-            format!("\"{}\"", self.value)
-        } else {
-            self.value.clone()
-        };
+        let value = if self.quoted { format!("\"{}\"", self.value) } else { self.value.clone() };
         format!("{a}{}{b}={c}{value}{d}", self.name)
     }
 }
@@ -93,11 +89,8 @@ fn request(jar: &[Sent]) -> RequestHeader {
 
 /// What the jar says about `name`, from the data: absent, one value, or two values.
 fn model<'a>(jar: &'a [Sent], name: &str) -> CookieValue<'a> {
-    let mut values: Vec<&str> = jar
-        .iter()
-        .filter(|c| c.name == name)
-        .map(|c| c.value.as_str())
-        .collect();
+    let mut values: Vec<&str> =
+        jar.iter().filter(|c| c.name == name).map(|c| c.value.as_str()).collect();
     values.sort_unstable();
     values.dedup();
     match values[..] {
@@ -152,17 +145,11 @@ fn one_cookie_is_what_the_jar_says_and_every_reader_agrees() {
         }
         // current_user_endpoint forwards the pairs named so, as sent.
         let forwarded = endpoint.session_key(&req).map(|k| k.cookie().to_string());
-        let pairs: Vec<String> = jar
-            .iter()
-            .filter(|c| c.name == NAME)
-            .map(|c| c.pair().trim().to_string())
-            .collect();
+        let pairs: Vec<String> =
+            jar.iter().filter(|c| c.name == NAME).map(|c| c.pair().trim().to_string()).collect();
         prop_assert_eq!(forwarded, (!pairs.is_empty()).then(|| pairs.join("; ")));
         // The proxy's own last-user cookie: the last non-empty value sent.
-        let user = jar
-            .iter()
-            .filter(|c| c.name == USER_COOKIE && !c.value.is_empty())
-            .last();
+        let user = jar.iter().rfind(|c| c.name == USER_COOKIE && !c.value.is_empty());
         prop_assert_eq!(own_cookies(&req).1, user.map(|c| c.value.clone()));
         Ok(())
     });

@@ -3,9 +3,9 @@
 //! it lets through is one well-formed value, and nothing but a plain host name ever
 //! comes out as a cookie domain.
 
+use crate::headers::{check_request, cookie_host, BadRequest};
 use http::header::{CONTENT_LENGTH, HOST};
 use http::Version;
-use crate::headers::{check_request, cookie_host, BadRequest};
 use pingora::http::RequestHeader;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -48,21 +48,31 @@ fn hosts_and_lengths_are_one_well_formed_value_or_refused() {
         match check_request(&mut req) {
             Ok(()) => {
                 prop_assert!(hosts_sent <= 1);
-                prop_assert!(version == Version::HTTP_10 || hosts_sent == 1, "HTTP/1.1 without Host passed");
+                prop_assert!(
+                    version == Version::HTTP_10 || hosts_sent == 1,
+                    "HTTP/1.1 without Host passed"
+                );
                 let lengths: Vec<_> = req.headers.get_all(CONTENT_LENGTH).iter().collect();
                 prop_assert!(lengths.len() <= 1, "{} Content-Length lines passed", lengths.len());
                 if let Some(l) = lengths.first() {
-                    prop_assert!(!l.is_empty() && l.as_bytes().iter().all(u8::is_ascii_digit), "Content-Length {l:?} passed");
+                    prop_assert!(
+                        !l.is_empty() && l.as_bytes().iter().all(u8::is_ascii_digit),
+                        "Content-Length {l:?} passed"
+                    );
                 }
             }
-            Err(BadRequest::MissingHost) => prop_assert!(hosts_sent == 0 && version == Version::HTTP_11),
+            Err(BadRequest::MissingHost) => {
+                prop_assert!(hosts_sent == 0 && version == Version::HTTP_11)
+            }
             Err(BadRequest::DuplicateHost) => prop_assert!(hosts_sent > 1),
             Err(BadRequest::InvalidHost | BadRequest::ContentLength) => {}
         }
         if let Some(domain) = cookie_host(&req) {
             prop_assert!(!domain.is_empty());
             prop_assert!(
-                domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b)),
+                domain
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b)),
                 "cookie domain {domain:?} is not a plain host name"
             );
         }

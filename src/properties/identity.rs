@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use crate::config::{Config, UpstreamConfig};
 use crate::headers::FoldedName;
 use crate::identity::IdentityResolver;
 use crate::upstream::Upstream;
+use bytes::Bytes;
 use pingora::http::RequestHeader;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -64,7 +64,9 @@ fn resolver_with(source: &str) -> IdentityResolver {
          intercom: {{app_id: abc12345, secret_env: FUZZ_SECRET}}\n\
          identity: {{sources: [{source}]}}\n"
     );
-    let config = Config::from_yaml(&yaml, &|_| Some("fuzz-secret-0123456789abcdef-0123456789".into())).expect("valid config");
+    let config =
+        Config::from_yaml(&yaml, &|_| Some("fuzz-secret-0123456789abcdef-0123456789".into()))
+            .expect("valid config");
     IdentityResolver::new(&config.site().identity, upstream(&config.site().upstream))
 }
 
@@ -81,7 +83,9 @@ const PUNCTUATION: &[u8] = b"!#$%&'*+-.^_`|~";
 /// How some app stack may read a header name: letters in one case, every other byte
 /// `_` (PHP does so for `-` and `.`, lighttpd's CGI for all of them).
 fn fold(name: &str) -> String {
-    name.bytes().map(|b| if b.is_ascii_alphanumeric() { b.to_ascii_lowercase() as char } else { '_' }).collect()
+    name.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { b.to_ascii_lowercase() as char } else { '_' })
+        .collect()
 }
 
 /// `name` with each letter's case chosen at random and each other byte replaced by
@@ -169,7 +173,9 @@ fn single_value(before: &Wire, name: &str) -> Option<String> {
 fn untrusted_peer() -> impl Strategy<Value = Option<IpAddr>> {
     prop_oneof![
         Just(None),
-        any::<[u8; 4]>().prop_filter("outside 10/8", |a| a[0] != 10).prop_map(|a| Some(IpAddr::from(a))),
+        any::<[u8; 4]>()
+            .prop_filter("outside 10/8", |a| a[0] != 10)
+            .prop_map(|a| Some(IpAddr::from(a))),
         any::<[u8; 4]>()
             .prop_filter("outside 10/8", |a| a[0] != 10)
             .prop_map(|a| Some(IpAddr::V6(Ipv4Addr::from(a).to_ipv6_mapped()))),
@@ -243,13 +249,25 @@ fn trusted_peers_keep_only_the_configured_spelling_and_assert_a_single_value() {
 fn a_name_matches_a_configured_one_exactly_when_both_fold_alike() {
     let case = names().prop_flat_map(|n| (select(n.all()), header_name(n.all())));
     check("identity: folding", case, |(configured, name)| {
-        prop_assert_eq!(FoldedName::new(configured).matches(&name), fold(configured) == fold(&name), "{} against {}", name, configured);
+        prop_assert_eq!(
+            FoldedName::new(configured).matches(&name),
+            fold(configured) == fold(&name),
+            "{} against {}",
+            name,
+            configured
+        );
         Ok(())
     });
 }
 
 /// Headers a signed_header source may be configured with.
-const SIGNED_HEADERS: &[&str] = &["X-Pomerium-Jwt-Assertion", "Cf-Access-Jwt-Assertion", "x-amzn-oidc-data", "X_Auth_Assertion", "authorization"];
+const SIGNED_HEADERS: &[&str] = &[
+    "X-Pomerium-Jwt-Assertion",
+    "Cf-Access-Jwt-Assertion",
+    "x-amzn-oidc-data",
+    "X_Auth_Assertion",
+    "authorization",
+];
 
 /// The resolver with a signed_header source reading `header`: one per header, shared
 /// by all cases (a JWT verifier takes long to build).
@@ -266,7 +284,9 @@ fn signed_resolver(header: &str) -> &'static IdentityResolver {
 
 /// A signed_header source's header, as configured, and headers built from it.
 fn signed_case() -> impl Strategy<Value = (&'static str, Vec<(String, Bytes)>)> {
-    select(SIGNED_HEADERS).prop_flat_map(|header| (Just(header), vec((header_name(vec![header]), header_value()), 0..12)))
+    select(SIGNED_HEADERS).prop_flat_map(|header| {
+        (Just(header), vec((header_name(vec![header]), header_value()), 0..12))
+    })
 }
 
 #[test]

@@ -46,11 +46,17 @@ fn deadline() -> Option<Instant> {
 /// Checks `property` on values of `strategy`: one batch, or batches until the timed
 /// run's deadline. Panics (failing the test) with the shrunk failing input.
 #[track_caller]
-fn check<S: Strategy>(name: &str, strategy: S, property: impl Fn(S::Value) -> Result<(), TestCaseError>) {
+fn check<S: Strategy>(
+    name: &str,
+    strategy: S,
+    property: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
     let config = Config {
         // The calling module's file: its failures are saved beside it.
         source_file: Some(Location::caller().file()),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..Config::default()
     };
     let deadline = deadline();

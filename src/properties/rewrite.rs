@@ -11,10 +11,10 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use crate::page::csp::MetaCsp;
 use crate::page::rewriter::{Limits, Outcome, PageRewriter, Render};
 use crate::page::script::{ScriptSettings, ScriptTemplate};
+use bytes::Bytes;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -56,14 +56,22 @@ fn re(pattern: &'static str) -> BoxedStrategy<Vec<u8>> {
 /// raw bytes.
 fn piece() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        re(r"(?i:<template>|<svg>|<math>|<svg><script>|<math><script>|<template><script>|<plaintext>|<frameset>|<frame src=a>|</frameset>)"),
-        re(r"(?i:<title>|</title>|</title |<style>|</style>|<noscript>|</noscript>|<noframes>|</noframes>|<textarea>)[ -~]{0,8}"),
-        re(r"<\?xml[ -~]{0,12}>?|<![a-zA-Z -]{0,8}>?|</[ 0-9][ -~]{0,6}>?|<!(?i:doctype)[ a-z]{0,8}|<!--!?-?>?|--!?>"),
+        re(
+            r"(?i:<template>|<svg>|<math>|<svg><script>|<math><script>|<template><script>|<plaintext>|<frameset>|<frame src=a>|</frameset>)"
+        ),
+        re(
+            r"(?i:<title>|</title>|</title |<style>|</style>|<noscript>|</noscript>|<noframes>|</noframes>|<textarea>)[ -~]{0,8}"
+        ),
+        re(
+            r"<\?xml[ -~]{0,12}>?|<![a-zA-Z -]{0,8}>?|</[ 0-9][ -~]{0,6}>?|<!(?i:doctype)[ a-z]{0,8}|<!--!?-?>?|--!?>"
+        ),
         re(r"[ \t\n]{0,3}[a-z]{1,8}|\x00|<[ 0-9=]|<link rel=icon>|<base href=/>"),
         re(r"(?i:<head)( [a-z]{1,6}(=[a-z0-9]{0,4})?)?/?>"),
         re(r"(?i:</head>)"),
         re(r#"(?i:<meta charset=)("utf-8"|utf-8|'windows-1252'|x|"")/?>"#),
-        re(r#"(?i:<meta http-equiv=)"?(?i:content-type)"? content="text/html; (?i:charset)=utf-8">"#),
+        re(
+            r#"(?i:<meta http-equiv=)"?(?i:content-type)"? content="text/html; (?i:charset)=utf-8">"#
+        ),
         re(r#"<meta name=viewport content="width=device-width"( charset)?>"#),
         re(concat!(
             r#"(?i:<script)( src=a\.js| type=module| nonce=[A-Za-z0-9+/=_-]{0,12}| nonce="[^"]{0,8}")?>"#,
@@ -73,7 +81,9 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
         re(r"<!--[ -~]{0,16}-->|<!-->|<!---->|<!--|<!-- <script> -->|<!-- <head> -->"),
         re(r"<!\[CDATA\[[ -~]{0,16}\]\]>|<!\[CDATA\["),
         re(r"(?i:<!doctype html>|<html>|</html>|<title>|</title>|<\?xml version=.1.0.\?>)"),
-        re(r"(?i:</?(style|textarea|xmp|iframe|noembed|noframes|noscript|template|svg|math|plaintext|p|div|select)>)"),
+        re(
+            r"(?i:</?(style|textarea|xmp|iframe|noembed|noframes|noscript|template|svg|math|plaintext|p|div|select)>)"
+        ),
         re(r#"<|</|<a|<div class="|</>|&amp;|&|>|"|'|\r\n|\n|charset|é|😀|\u{feff}"#),
         re(r"[ -~]{0,32}"),
         // Long text moves later pieces past the 256-byte first slice and the
@@ -124,7 +134,8 @@ struct Split {
 }
 
 fn split() -> impl Strategy<Value = Split> {
-    (vec(any::<Index>(), 0..8), any::<bool>()).prop_map(|(cuts, separate_end)| Split { cuts, separate_end })
+    (vec(any::<Index>(), 0..8), any::<bool>())
+        .prop_map(|(cuts, separate_end)| Split { cuts, separate_end })
 }
 
 impl Split {
@@ -177,7 +188,8 @@ fn rewrite(input: &[u8], bounds: &[usize], separate_end: bool, setup: Setup) -> 
         *record.lock().unwrap() = Some(script.html().to_string());
         Arc::new(script)
     });
-    let mut rw = PageRewriter::new(render, meta, setup.limits, setup.charset_in_header, setup.extra);
+    let mut rw =
+        PageRewriter::new(render, meta, setup.limits, setup.charset_in_header, setup.extra);
     if !setup.narrow {
         rw = rw.parser_only();
     }
@@ -211,25 +223,43 @@ fn with_script(input: &[u8], script: &[u8], charset_in_header: bool) -> Vec<u8> 
 #[test]
 fn every_input_gets_exactly_one_script_and_the_same_output_however_split() {
     let strategy = (page(), any::<bool>(), vec(split(), 3));
-    check("rewrite: one script, split-invariant", strategy, |(Page(input), charset_in_header, splits)| {
-        let whole = rewrite(&input, &[input.len()], false, Setup::new(charset_in_header, GENEROUS));
-        // Within the limits every document has an insertion point: at the latest its end.
-        prop_assert_eq!(whole.outcome, Outcome::Placed);
-        let script = whole.script.clone().expect("a placed script was rendered");
-        prop_assert!(
-            whole.out == with_script(&input, script.as_bytes(), charset_in_header),
-            "the output is not the input plus the script where it must go"
-        );
-        for s in &splits {
-            let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, Setup::new(charset_in_header, GENEROUS));
-            prop_assert!(got.out == whole.out, "{s:?} gives another output than one chunk");
-            prop_assert_eq!(got.outcome, whole.outcome, "{:?} ends another way than one chunk", s);
-        }
-        let bytewise: Vec<usize> = (1..input.len()).chain([input.len()]).collect();
-        let got = rewrite(&input, &bytewise, false, Setup::new(charset_in_header, GENEROUS));
-        prop_assert!(got.out == whole.out, "one-byte chunks give another output than one chunk");
-        Ok(())
-    });
+    check(
+        "rewrite: one script, split-invariant",
+        strategy,
+        |(Page(input), charset_in_header, splits)| {
+            let whole =
+                rewrite(&input, &[input.len()], false, Setup::new(charset_in_header, GENEROUS));
+            // Within the limits every document has an insertion point: at the latest its end.
+            prop_assert_eq!(whole.outcome, Outcome::Placed);
+            let script = whole.script.clone().expect("a placed script was rendered");
+            prop_assert!(
+                whole.out == with_script(&input, script.as_bytes(), charset_in_header),
+                "the output is not the input plus the script where it must go"
+            );
+            for s in &splits {
+                let got = rewrite(
+                    &input,
+                    &s.bounds(input.len()),
+                    s.separate_end,
+                    Setup::new(charset_in_header, GENEROUS),
+                );
+                prop_assert!(got.out == whole.out, "{s:?} gives another output than one chunk");
+                prop_assert_eq!(
+                    got.outcome,
+                    whole.outcome,
+                    "{:?} ends another way than one chunk",
+                    s
+                );
+            }
+            let bytewise: Vec<usize> = (1..input.len()).chain([input.len()]).collect();
+            let got = rewrite(&input, &bytewise, false, Setup::new(charset_in_header, GENEROUS));
+            prop_assert!(
+                got.out == whole.out,
+                "one-byte chunks give another output than one chunk"
+            );
+            Ok(())
+        },
+    );
 }
 
 /// A page with one huge tag somewhere in it: more than the smallest parser memory.
@@ -253,7 +283,12 @@ fn with_tight_limits_the_script_is_placed_once_or_the_page_is_untouched() {
     let input = prop_oneof![page(), page_with_huge_tag()];
     let strategy = (input, any::<bool>(), split(), limits);
     check("rewrite: tight limits", strategy, |(Page(input), charset_in_header, s, limits)| {
-        let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, Setup::new(charset_in_header, limits));
+        let got = rewrite(
+            &input,
+            &s.bounds(input.len()),
+            s.separate_end,
+            Setup::new(charset_in_header, limits),
+        );
         match got.outcome {
             Outcome::Placed => {
                 let script = got.script.expect("a placed script was rendered");
@@ -262,8 +297,12 @@ fn with_tight_limits_the_script_is_placed_once_or_the_page_is_untouched() {
                     "placed, but the output is not the input plus the script where it must go"
                 );
             }
-            Outcome::GaveUp(why) => prop_assert!(got.out == input, "gave up ({why:?}) but changed the page"),
-            Outcome::Scanning => return Err(TestCaseError::fail("still scanning after the end of the stream")),
+            Outcome::GaveUp(why) => {
+                prop_assert!(got.out == input, "gave up ({why:?}) but changed the page")
+            }
+            Outcome::Scanning => {
+                return Err(TestCaseError::fail("still scanning after the end of the stream"))
+            }
         }
         Ok(())
     });
@@ -282,46 +321,73 @@ fn length_piece() -> impl Strategy<Value = Vec<u8>> {
 #[test]
 fn with_an_announced_length_the_output_has_exactly_that_length() {
     let template = template();
-    let announced = template.render(&token_plan(), None).html().len() + crate::page::nonce_room(false);
+    let announced =
+        template.render(&token_plan(), None).html().len() + crate::page::nonce_room(false);
     let limits = prop_oneof![
         Just(GENEROUS),
-        (1024usize..8192, 16usize << 10..64 << 10).prop_map(|(max_scan_bytes, parser_memory)| Limits { max_scan_bytes, parser_memory }),
+        (1024usize..8192, 16usize << 10..64 << 10)
+            .prop_map(|(max_scan_bytes, parser_memory)| Limits { max_scan_bytes, parser_memory }),
     ];
     let input = prop_oneof![
         4 => vec(length_piece(), 0..24).prop_map(|pieces| Page(pieces.concat())),
         1 => page_with_huge_tag(),
     ];
     let strategy = (input, any::<bool>(), vec(split(), 2), limits);
-    check("rewrite: announced length", strategy, |(Page(input), charset_in_header, splits, limits)| {
-        let setup = Setup { extra: Some(announced), ..Setup::new(charset_in_header, limits) };
-        let whole = rewrite(&input, &[input.len()], false, setup);
-        prop_assert_eq!(whole.out.len(), input.len() + announced, "{:?}", whole.outcome);
-        for s in &splits {
-            let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, setup);
-            prop_assert_eq!(got.out.len(), input.len() + announced, "{:?}, {:?}", s, got.outcome);
-            prop_assert!(got.out == whole.out, "{s:?} gives another output than one chunk");
-        }
-        let amended = input.windows(10).any(|w| w.eq_ignore_ascii_case(b"http-equiv"));
-        match whole.outcome {
-            // The script, padded in its start tag, at one position, and nothing else.
-            Outcome::Placed if !amended => {
-                let script = whole.script.expect("a placed script was rendered");
-                let mut padded = script.clone();
-                padded.insert_str(script.find('>').unwrap(), &" ".repeat(announced - script.len()));
-                prop_assert!(whole.out == with_script(&input, padded.as_bytes(), charset_in_header), "not the input plus the padded script where it must go");
+    check(
+        "rewrite: announced length",
+        strategy,
+        |(Page(input), charset_in_header, splits, limits)| {
+            let setup = Setup { extra: Some(announced), ..Setup::new(charset_in_header, limits) };
+            let whole = rewrite(&input, &[input.len()], false, setup);
+            prop_assert_eq!(whole.out.len(), input.len() + announced, "{:?}", whole.outcome);
+            for s in &splits {
+                let got = rewrite(&input, &s.bounds(input.len()), s.separate_end, setup);
+                prop_assert_eq!(
+                    got.out.len(),
+                    input.len() + announced,
+                    "{:?}, {:?}",
+                    s,
+                    got.outcome
+                );
+                prop_assert!(got.out == whole.out, "{s:?} gives another output than one chunk");
             }
-            Outcome::Placed => {}
-            // A give-up leaves the page as it was (but for an amended policy) and ends it
-            // with the spaces owed.
-            Outcome::GaveUp(why) => {
-                let (page, tail) = whole.out.split_at(whole.out.len() - announced.min(whole.out.len()));
-                prop_assert!(amended || page == &input[..], "gave up ({why:?}) but changed the page");
-                prop_assert!(amended || tail.iter().all(|&b| b == b' '), "gave up ({why:?}) without ending in spaces");
+            let amended = input.windows(10).any(|w| w.eq_ignore_ascii_case(b"http-equiv"));
+            match whole.outcome {
+                // The script, padded in its start tag, at one position, and nothing else.
+                Outcome::Placed if !amended => {
+                    let script = whole.script.expect("a placed script was rendered");
+                    let mut padded = script.clone();
+                    padded.insert_str(
+                        script.find('>').unwrap(),
+                        &" ".repeat(announced - script.len()),
+                    );
+                    prop_assert!(
+                        whole.out == with_script(&input, padded.as_bytes(), charset_in_header),
+                        "not the input plus the padded script where it must go"
+                    );
+                }
+                Outcome::Placed => {}
+                // A give-up leaves the page as it was (but for an amended policy) and ends it
+                // with the spaces owed.
+                Outcome::GaveUp(why) => {
+                    let (page, tail) =
+                        whole.out.split_at(whole.out.len() - announced.min(whole.out.len()));
+                    prop_assert!(
+                        amended || page == &input[..],
+                        "gave up ({why:?}) but changed the page"
+                    );
+                    prop_assert!(
+                        amended || tail.iter().all(|&b| b == b' '),
+                        "gave up ({why:?}) without ending in spaces"
+                    );
+                }
+                Outcome::Scanning => {
+                    return Err(TestCaseError::fail("still scanning after the end of the stream"))
+                }
             }
-            Outcome::Scanning => return Err(TestCaseError::fail("still scanning after the end of the stream")),
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 }
 
 /// Pieces of the usual start of a page, written every way the narrow reading accepts
@@ -332,12 +398,20 @@ fn prefix_piece() -> impl Strategy<Value = Vec<u8>> {
         re(r"(?i:<!doctype html)( PUBLIC .-//W3C//DTD XHTML 1.0//EN.)?>"),
         re(r#"(?i:<html)( lang=en| lang="en-US"| data-x='a>b'| itemscope| x = "1")*[ \n]?>"#),
         re(r#"(?i:<head)( id=h| class="a b")?[ ]?/?>"#),
-        re(r#"(?i:<meta)( (?i:charset)( ?= ?("utf-8"|'utf-8'|utf-8|utf-8/|""))?| (?i:http-equiv)=("?(?i:content-type)"?|" content-type "|refresh|"Content-Security-Policy")| name=viewport| content="width=device-width"| content="a&amp;b"| property='og:title')*[ ]?/?>"#),
-        re(r#"<meta name="a"charset=utf-8>|<meta charset=utf-8|<meta\ncharset=utf-8>|<META CHARSET=UTF-8>"#),
-        re(r#"<meta http-equiv=(?i:content-security-policy) content=("script-src 'self'"|"script-src 'nonce-abc'"|'default-src https:')>"#),
+        re(
+            r#"(?i:<meta)( (?i:charset)( ?= ?("utf-8"|'utf-8'|utf-8|utf-8/|""))?| (?i:http-equiv)=("?(?i:content-type)"?|" content-type "|refresh|"Content-Security-Policy")| name=viewport| content="width=device-width"| content="a&amp;b"| property='og:title')*[ ]?/?>"#
+        ),
+        re(
+            r#"<meta name="a"charset=utf-8>|<meta charset=utf-8|<meta\ncharset=utf-8>|<META CHARSET=UTF-8>"#
+        ),
+        re(
+            r#"<meta http-equiv=(?i:content-security-policy) content=("script-src 'self'"|"script-src 'nonce-abc'"|'default-src https:')>"#
+        ),
         // What sends the page to the parser and decides there: a byte order mark,
         // comments, text, elements that close <head>.
-        re(r"\u{feff}|<!-- c -->|<!--|<\?xml ?>?|<template>|<svg>|<plaintext>|<frameset>|<title>t</title>|hello"),
+        re(
+            r"\u{feff}|<!-- c -->|<!--|<\?xml ?>?|<template>|<svg>|<plaintext>|<frameset>|<title>t</title>|hello"
+        ),
         piece().boxed(),
     ]
 }
@@ -346,21 +420,32 @@ fn prefix_piece() -> impl Strategy<Value = Vec<u8>> {
 fn the_narrow_reading_of_a_page_start_agrees_with_the_parser() {
     let limits = prop_oneof![
         Just(GENEROUS),
-        (64usize..2048, 16usize << 10..64 << 10).prop_map(|(max_scan_bytes, parser_memory)| Limits { max_scan_bytes, parser_memory }),
+        (64usize..2048, 16usize << 10..64 << 10)
+            .prop_map(|(max_scan_bytes, parser_memory)| Limits { max_scan_bytes, parser_memory }),
     ];
-    let extra = template().render(&token_plan(), None).html().len() + crate::page::nonce_room(false);
+    let extra =
+        template().render(&token_plan(), None).html().len() + crate::page::nonce_room(false);
     let strategy = (vec(prefix_piece(), 0..12), any::<bool>(), split(), limits, any::<bool>());
-    check("rewrite: narrow reading = parser", strategy, |(pieces, charset_in_header, s, limits, announced)| {
-        let input = pieces.concat();
-        let extra = announced.then_some(extra);
-        let bounds = s.bounds(input.len());
-        let setup = Setup { extra, ..Setup::new(charset_in_header, limits) };
-        let narrow = rewrite(&input, &bounds, s.separate_end, setup);
-        let parser = rewrite(&input, &bounds, s.separate_end, Setup { narrow: false, ..setup });
-        prop_assert!(narrow.out == parser.out, "the outputs differ ({:?} / {:?})", narrow.outcome, parser.outcome);
-        prop_assert_eq!(narrow.outcome, parser.outcome);
-        Ok(())
-    });
+    check(
+        "rewrite: narrow reading = parser",
+        strategy,
+        |(pieces, charset_in_header, s, limits, announced)| {
+            let input = pieces.concat();
+            let extra = announced.then_some(extra);
+            let bounds = s.bounds(input.len());
+            let setup = Setup { extra, ..Setup::new(charset_in_header, limits) };
+            let narrow = rewrite(&input, &bounds, s.separate_end, setup);
+            let parser = rewrite(&input, &bounds, s.separate_end, Setup { narrow: false, ..setup });
+            prop_assert!(
+                narrow.out == parser.out,
+                "the outputs differ ({:?} / {:?})",
+                narrow.outcome,
+                parser.outcome
+            );
+            prop_assert_eq!(narrow.outcome, parser.outcome);
+            Ok(())
+        },
+    );
 }
 
 /// The plan of a logged-in page with the test token.

@@ -12,7 +12,8 @@ use crate::rollout::{Live, Slicer};
 
 #[test]
 fn a_users_bucket_is_stable_the_same_from_the_cookie_and_only_widens() {
-    let input = (any::<String>(), proptest::collection::vec(any::<u8>(), 1..64), 0u8..=100, 0u8..=100);
+    let input =
+        (any::<String>(), proptest::collection::vec(any::<u8>(), 1..64), 0u8..=100, 0u8..=100);
     check("rollout slice", input, |(user, secret, a, b)| {
         let tags = UserTags::new(&secret);
         let user_tag = tags.user(&user);

@@ -3,8 +3,8 @@
 
 use super::{BuildError, SecureMode};
 use crate::config::{
-    ConfigError, HostPattern, IdentityConfig, InjectConfig, IntercomConfig, LogoutConfig, RolloutConfig, SiteConfig,
-    SourceConfig, UpstreamConfig,
+    ConfigError, HostPattern, IdentityConfig, InjectConfig, IntercomConfig, LogoutConfig,
+    RolloutConfig, SiteConfig, SourceConfig, UpstreamConfig,
 };
 
 /// Builds a [`SecureMode`] in code. Start from [`SecureMode::builder`]; everything not
@@ -82,16 +82,25 @@ impl SecureModeBuilder {
         let s = &self.site;
         let missing = |key: &str, fix: &str| Err(BuildError::Config(ConfigError::new(key, fix)));
         if s.intercom.app_id.trim().is_empty() {
-            return missing("intercom.app_id", "set the workspace's app id (Settings > Installation in Intercom)");
+            return missing(
+                "intercom.app_id",
+                "set the workspace's app id (Settings > Installation in Intercom)",
+            );
         }
         if s.intercom.secret.expose().is_empty() {
-            return missing("intercom.secret", "set the Messenger secret (Settings > Messenger > Security)");
+            return missing(
+                "intercom.secret",
+                "set the Messenger secret (Settings > Messenger > Security)",
+            );
         }
         if s.upstream.addresses.is_empty() {
             return missing("upstream.addresses", "give at least one host:port of the app");
         }
         if s.identity.sources.is_empty() {
-            return missing("identity.sources", "add at least one identity source with identity_source()");
+            return missing(
+                "identity.sources",
+                "add at least one identity source with identity_source()",
+            );
         }
         SecureMode::new(&self.site)
     }
@@ -112,8 +121,14 @@ mod tests {
 
     #[test]
     fn what_the_file_requires_the_builder_requires() {
-        let source = || SourceConfig::TrustedHeader(TrustedHeaderConfig::new(vec!["127.0.0.1/32".parse().unwrap()], "X-User"));
-        let intercom = |app_id: &str, secret: &[u8]| IntercomConfig::new(app_id, Secret::new(secret.to_vec()));
+        let source = || {
+            SourceConfig::TrustedHeader(TrustedHeaderConfig::new(
+                vec!["127.0.0.1/32".parse().unwrap()],
+                "X-User",
+            ))
+        };
+        let intercom =
+            |app_id: &str, secret: &[u8]| IntercomConfig::new(app_id, Secret::new(secret.to_vec()));
         let app = || UpstreamConfig::new(["127.0.0.1:3000"]);
         let build = |i, u, with_source: bool| {
             let b = SecureMode::builder(i, u);
@@ -121,7 +136,10 @@ mod tests {
         };
         assert_eq!(key_of(build(intercom(" ", b"s"), app(), true)), "intercom.app_id");
         assert_eq!(key_of(build(intercom("abc", b""), app(), true)), "intercom.secret");
-        assert_eq!(key_of(build(intercom("abc", b"s"), UpstreamConfig::new(Vec::<String>::new()), true)), "upstream.addresses");
+        assert_eq!(
+            key_of(build(intercom("abc", b"s"), UpstreamConfig::new(Vec::<String>::new()), true)),
+            "upstream.addresses"
+        );
         assert_eq!(key_of(build(intercom("abc", b"s"), app(), false)), "identity.sources");
         assert!(build(intercom("abc", b"s"), app(), true).is_ok());
     }

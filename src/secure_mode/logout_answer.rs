@@ -36,7 +36,8 @@ impl SecureMode {
             METRICS.logouts.with_label_values(&["marker"]).inc();
             return Ok(());
         }
-        let Some(location) = resp.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()) else {
+        let Some(location) = resp.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok())
+        else {
             return Ok(());
         };
         if !interstitial::safe_redirect(location, host, &self.logout) {
@@ -46,7 +47,9 @@ impl SecureMode {
         }
         METRICS.logouts.with_label_values(&["interstitial"]).inc();
         state.outcome = super::state::Outcome::Interstitial;
-        let script = self.pages.script(&Plan { token: None, shutdown: true, plain: None, failure: None }, None);
+        let script = self
+            .pages
+            .script(&Plan { token: None, shutdown: true, plain: None, failure: None }, None);
         let page = interstitial::interstitial_page(script.html(), location);
         resp.set_status(200)?;
         headers::replace_body(resp, page.len())?;
@@ -69,7 +72,11 @@ impl SecureMode {
     /// redirect from the app would leave no body phase to put the interstitial in.
     /// Bodies stream both ways, with the same timeouts and statuses as any proxied
     /// request; whatever the app does, the client's answer carries the Intercom logout.
-    pub(super) async fn answer_logout(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<()> {
+    pub(super) async fn answer_logout(
+        &self,
+        session: &mut Session,
+        state: &mut RequestState,
+    ) -> pingora::Result<()> {
         let mut req = session.req_header().clone();
         for h in HOP_BY_HOP {
             req.remove_header(h);

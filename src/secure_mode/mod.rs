@@ -38,16 +38,18 @@ use pingora::protocols::http::compression::Algorithm;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::{InjectConfig, LogoutConfig, LogoutMode, OnIdentityFailure, RolloutMode, SiteConfig};
+use crate::config::{
+    InjectConfig, LogoutConfig, LogoutMode, OnIdentityFailure, RolloutMode, SiteConfig,
+};
 use crate::headers;
 use crate::identity::{IdentityResolver, Lookup};
 use crate::logout::{self, cookies, cookies::UserTag, cookies::UserTags};
+use crate::messenger_token::TokenSigner;
 use crate::metrics::METRICS;
 use crate::page::{self, Limits, Outcome, Pages, Plan, ScriptSettings};
 use crate::rollout::LiveRollout;
-use crate::messenger_token::TokenSigner;
-use crate::user_hash::UserHasher;
 use crate::upstream::{HealthService, Upstream};
+use crate::user_hash::UserHasher;
 
 mod builder;
 mod logout_answer;
@@ -161,7 +163,11 @@ impl SecureMode {
             upstream,
             health,
             signer,
-            hasher: site.intercom.mode.sends_user_hash().then(|| UserHasher::new(site.intercom.secret.expose())),
+            hasher: site
+                .intercom
+                .mode
+                .sends_user_hash()
+                .then(|| UserHasher::new(site.intercom.secret.expose())),
             signs_jwt: site.intercom.mode.signs_jwt(),
             pages,
             user_tags: UserTags::new(site.intercom.secret.expose()),
@@ -176,7 +182,10 @@ impl SecureMode {
     }
 
     /// A builder for configuring Secure Mode in code rather than YAML.
-    pub fn builder(intercom: crate::config::IntercomConfig, upstream: crate::config::UpstreamConfig) -> SecureModeBuilder {
+    pub fn builder(
+        intercom: crate::config::IntercomConfig,
+        upstream: crate::config::UpstreamConfig,
+    ) -> SecureModeBuilder {
         SecureModeBuilder::new(intercom, upstream)
     }
 
@@ -197,7 +206,8 @@ impl SecureMode {
     /// reads `Accept-Encoding` only if enabled by now).
     pub fn early_request_filter(&self, session: &mut Session, state: &mut RequestState) {
         state.live = self.rollout.now();
-        state.candidate = state.live.mode != RolloutMode::Off && self.is_candidate(session.req_header());
+        state.candidate =
+            state.live.mode != RolloutMode::Off && self.is_candidate(session.req_header());
         let level = self.inject.compression_level;
         // A client that accepts no encoding gets none: the module would only look.
         let accepts = session.req_header().headers.contains_key(http::header::ACCEPT_ENCODING);
@@ -215,20 +225,29 @@ impl SecureMode {
     /// the response phase needs. Returns `true` when it has answered the request itself
     /// (an interstitial logout, the token refresh path `inject.token_refresh_path` or
     /// the report path `rollout.report_path`), as Pingora's `request_filter` does.
-    pub async fn request_filter(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<bool> {
+    pub async fn request_filter(
+        &self,
+        session: &mut Session,
+        state: &mut RequestState,
+    ) -> pingora::Result<bool> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         state.hints = self.identity.inspect_request(session.req_header_mut(), peer);
         let req = session.req_header();
         (state.marker, state.last_user) = cookies::own_cookies(req);
         state.navigation = headers::is_navigation(req);
         state.soft_navigation = !state.navigation && headers::is_soft_navigation(req);
-        state.logout_request = logout::is_logout_request(&self.logout, req.method.as_str(), req.uri.path());
+        state.logout_request =
+            logout::is_logout_request(&self.logout, req.method.as_str(), req.uri.path());
         if self.is_report(req) {
             state.outcome = Handled::Report;
             self.answer_report(session).await?;
             return Ok(true);
         }
-        if state.logout_request && state.navigation && self.logout.mode == LogoutMode::Interstitial && self.enforces_logout(state) {
+        if state.logout_request
+            && state.navigation
+            && self.logout.mode == LogoutMode::Interstitial
+            && self.enforces_logout(state)
+        {
             self.answer_logout(session, state).await?;
             return Ok(true);
         }
@@ -243,7 +262,11 @@ impl SecureMode {
     /// `upstream_request_filter`: asks the app only for encodings we can decode, and
     /// for a full page (no conditional headers) on navigations of possibly logged-in
     /// users: a 304 would let the browser reuse a page without this user's token.
-    pub fn upstream_request_filter(&self, upstream_request: &mut RequestHeader, state: &RequestState) -> pingora::Result<()> {
+    pub fn upstream_request_filter(
+        &self,
+        upstream_request: &mut RequestHeader,
+        state: &RequestState,
+    ) -> pingora::Result<()> {
         if !state.candidate {
             return Ok(());
         }
@@ -252,7 +275,8 @@ impl SecureMode {
         }
         // Report only: the page is the app's for everyone (the observer is the same bytes
         // for all), so the browser's copy may be reused.
-        let per_user = state.live.mode == RolloutMode::Enforce && (state.hints.maybe_identified() || state.marker);
+        let per_user = state.live.mode == RolloutMode::Enforce
+            && (state.hints.maybe_identified() || state.marker);
         if state.navigation && per_user {
             upstream_request.remove_header(&http::header::IF_NONE_MATCH);
             upstream_request.remove_header(&http::header::IF_MODIFIED_SINCE);
@@ -277,13 +301,20 @@ impl SecureMode {
             return;
         }
         if let Err(why) = page::rewritable(resp, &self.inject) {
-            log::debug!("not rewriting {}: {why}", crate::warn::loggable_path(session.req_header().uri.path()));
+            log::debug!(
+                "not rewriting {}: {why}",
+                crate::warn::loggable_path(session.req_header().uri.path())
+            );
             state.outcome = Handled::Skipped(why);
             return;
         }
         state.outcome = Handled::Anonymous;
         let logout = self.is_logout_response(state, resp);
-        let creds = if logout { Credentials::default() } else { self.credentials_for(session, state).await };
+        let creds = if logout {
+            Credentials::default()
+        } else {
+            self.credentials_for(session, state).await
+        };
         if !self.decide_slice(state, creds.user_tag.as_ref()) {
             state.outcome = Handled::OutsideRollout;
             return;
@@ -294,7 +325,10 @@ impl SecureMode {
         };
         let plan = Plan {
             shutdown: state.marker || logout || switched,
-            failure: creds.failed.then_some(self.inject.on_identity_failure).filter(|f| *f != OnIdentityFailure::Pass),
+            failure: creds
+                .failed
+                .then_some(self.inject.on_identity_failure)
+                .filter(|f| *f != OnIdentityFailure::Pass),
             token: creds.token,
             plain: creds.plain,
         };
@@ -325,13 +359,18 @@ impl SecureMode {
     /// names a user in it, or it carries the marker that only a logout in the rollout
     /// sets. Such a browser keeps getting its shutdown; others are left alone.
     fn was_in_rollout(&self, state: &RequestState) -> bool {
-        state.marker || state.last_user.as_deref().is_some_and(|tag| state.live.admits(self.user_tags.bucket_of(tag)))
+        state.marker
+            || state
+                .last_user
+                .as_deref()
+                .is_some_and(|tag| state.live.admits(self.user_tags.bucket_of(tag)))
     }
 
     /// Whether a logout gets its effects (the marker, the interstitial): only in
     /// `enforce`, and for a browser in the rollout.
     fn enforces_logout(&self, state: &RequestState) -> bool {
-        state.live.mode == RolloutMode::Enforce && (state.live.everyone() || self.was_in_rollout(state))
+        state.live.mode == RolloutMode::Enforce
+            && (state.live.everyone() || self.was_in_rollout(state))
     }
 
     /// Whether a page gets the script: for its user, a shutdown, a lookup that failed
@@ -389,7 +428,12 @@ impl SecureMode {
     }
 
     /// `response_body_filter`: the rewriter, or the replacement body.
-    pub fn response_body_filter(&self, body: &mut Option<Bytes>, end_of_stream: bool, state: &mut RequestState) {
+    pub fn response_body_filter(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        state: &mut RequestState,
+    ) {
         state.body_filtered = true;
         if let Some(page) = &state.replacement {
             *body = end_of_stream.then(|| page.clone());
@@ -416,7 +460,8 @@ impl SecureMode {
             );
             debug_assert!(false, "SecureMode::response_body_filter was not called");
         }
-        let gave_up = state.rewriter.as_ref().is_some_and(|rw| matches!(rw.outcome(), Outcome::GaveUp(_)));
+        let gave_up =
+            state.rewriter.as_ref().is_some_and(|rw| matches!(rw.outcome(), Outcome::GaveUp(_)));
         let outcome = if gave_up { "gave_up" } else { state.outcome.label() };
         METRICS.requests.with_label_values(&[outcome]).inc();
         if let Some(rw) = &state.rewriter {
@@ -454,7 +499,10 @@ impl SecureMode {
         state.answered_by = answered_by;
         if let Lookup::Failed(why) = &lookup {
             let path = crate::warn::loggable_path(session.req_header().uri.path());
-            crate::warn_limited!("{why}; serving {path} without a Messenger token, {}", self.inject.on_identity_failure.describe());
+            crate::warn_limited!(
+                "{why}; serving {path} without a Messenger token, {}",
+                self.inject.on_identity_failure.describe()
+            );
         }
         lookup
     }
@@ -472,7 +520,10 @@ impl SecureMode {
             Ok(token) => token,
             Err(e) => {
                 let path = crate::warn::loggable_path(session.req_header().uri.path());
-                crate::warn_limited!("{e}; serving {path} without a Messenger token, {}", self.inject.on_identity_failure.describe());
+                crate::warn_limited!(
+                    "{e}; serving {path} without a Messenger token, {}",
+                    self.inject.on_identity_failure.describe()
+                );
                 return failed;
             }
         };
@@ -485,7 +536,12 @@ impl SecureMode {
     }
 
     /// Sets up the rewriter and the cookies of a page we rewrite.
-    fn start_page(&self, resp: &mut ResponseHeader, state: &mut RequestState, page: PagePlan) -> pingora::Result<()> {
+    fn start_page(
+        &self,
+        resp: &mut ResponseHeader,
+        state: &mut RequestState,
+        page: PagePlan,
+    ) -> pingora::Result<()> {
         if page.observe {
             // Report only: the observer, and no cookie of ours.
             state.rewriter = self.pages.observe(resp).transpose()?;
@@ -496,7 +552,8 @@ impl SecureMode {
         if page.plan.shutdown && state.marker {
             cookies::set_cookie_unless_set(resp, cookies::marker_clear())?;
         }
-        if let Some(tag) = page.user_tag.filter(|t| state.last_user.as_deref() != Some(t.as_str())) {
+        if let Some(tag) = page.user_tag.filter(|t| state.last_user.as_deref() != Some(t.as_str()))
+        {
             cookies::set_cookie_unless_set(resp, tag.set_cookie())?;
         }
         Ok(())
@@ -505,7 +562,9 @@ impl SecureMode {
 
 /// The site as metrics and logs name it: its `name`, else its first host.
 fn site_label(site: &SiteConfig) -> String {
-    site.name.clone().unwrap_or_else(|| site.hosts.first().map_or_else(|| "*".to_string(), |h| h.to_string()))
+    site.name
+        .clone()
+        .unwrap_or_else(|| site.hosts.first().map_or_else(|| "*".to_string(), |h| h.to_string()))
 }
 
 /// The client's Accept-Encoding narrowed to what we can decode (gzip, br); `None` when

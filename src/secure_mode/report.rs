@@ -16,9 +16,9 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use super::SecureMode;
-use crate::page::IDENTIFYING_FIELDS;
 use crate::headers;
 use crate::metrics::METRICS;
+use crate::page::IDENTIFYING_FIELDS;
 
 /// The largest report body accepted: a report is some 60 bytes.
 pub(crate) const MAX_REPORT_BYTES: usize = 1024;
@@ -92,7 +92,8 @@ fn is_same_origin(req: &RequestHeader) -> bool {
 
 /// The path of the page a report came from, as a log line may hold it.
 fn page_path(req: &RequestHeader) -> &str {
-    let referer = req.headers.get(http::header::REFERER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let referer =
+        req.headers.get(http::header::REFERER).and_then(|v| v.to_str().ok()).unwrap_or("");
     let after_scheme = referer.split_once("://").map_or("", |(_, rest)| rest);
     let path = after_scheme.find('/').map_or("", |at| &after_scheme[at..]);
     match crate::warn::loggable_path(path) {
@@ -103,7 +104,11 @@ fn page_path(req: &RequestHeader) -> &str {
 
 /// The body, up to `max` bytes: a longer one (announced or sent) is refused unread.
 async fn read_bounded(session: &mut Session, max: usize) -> Result<BytesMut, Refusal> {
-    let announced = session.req_header().headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+    let announced = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok());
     if announced.and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > max as u64) {
         return Err(Refusal::TooLarge);
     }
@@ -168,8 +173,13 @@ fn note_report(req: &RequestHeader, report: &Report) {
     METRICS.page_reports.with_label_values(&[report.verdict]).inc();
     static SAMPLE: crate::warn::Limiter = crate::warn::Limiter::new();
     if SAMPLE.admit().is_some() {
-        let fields = if report.fields.is_empty() { "none".to_string() } else { report.fields.join(", ") };
-        log::info!("report-only page {}: the Messenger boots {} (fields in clear: {fields})", page_path(req), report.verdict);
+        let fields =
+            if report.fields.is_empty() { "none".to_string() } else { report.fields.join(", ") };
+        log::info!(
+            "report-only page {}: the Messenger boots {} (fields in clear: {fields})",
+            page_path(req),
+            report.verdict
+        );
     }
 }
 
@@ -184,9 +194,20 @@ mod tests {
             parse(r#"{"verdict":"insecure","fields":["user_id","email","user_id"]}"#),
             Some(Report { verdict: "insecure", fields: vec!["user_id", "email"] })
         );
-        assert_eq!(parse(r#"{"verdict":"jwt","fields":[]}"#), Some(Report { verdict: "jwt", fields: vec![] }));
-        assert_eq!(parse(r#"{"verdict":"none"}"#), Some(Report { verdict: "none", fields: vec![] }));
-        for bad in [r#"{"verdict":"alice@example.com"}"#, r#"{"verdict":"insecure","fields":["alice"]}"#, "not json", "{}"] {
+        assert_eq!(
+            parse(r#"{"verdict":"jwt","fields":[]}"#),
+            Some(Report { verdict: "jwt", fields: vec![] })
+        );
+        assert_eq!(
+            parse(r#"{"verdict":"none"}"#),
+            Some(Report { verdict: "none", fields: vec![] })
+        );
+        for bad in [
+            r#"{"verdict":"alice@example.com"}"#,
+            r#"{"verdict":"insecure","fields":["alice"]}"#,
+            "not json",
+            "{}",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }
@@ -201,12 +222,19 @@ mod tests {
             r
         };
         assert!(is_same_origin(&req(&[("sec-fetch-site", "same-origin")])));
-        assert!(!is_same_origin(&req(&[("sec-fetch-site", "cross-site"), ("origin", "http://app"), ("host", "app")])));
+        assert!(!is_same_origin(&req(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://app"),
+            ("host", "app")
+        ])));
         assert!(!is_same_origin(&req(&[("sec-fetch-site", "same-site")])));
         assert!(is_same_origin(&req(&[("origin", "http://App:8080"), ("host", "app:8080")])));
         assert!(!is_same_origin(&req(&[("origin", "http://evil.test"), ("host", "app")])));
         assert!(!is_same_origin(&req(&[("host", "app")])), "no evidence is no");
-        assert_eq!(page_path(&req(&[("referer", "http://app/account;jsessionid=x?tab=1")])), "/account");
+        assert_eq!(
+            page_path(&req(&[("referer", "http://app/account;jsessionid=x?tab=1")])),
+            "/account"
+        );
         assert_eq!(page_path(&req(&[])), "-");
     }
 }

@@ -18,8 +18,8 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use super::{RequestState, SecureMode};
-use crate::headers;
 use crate::config::RolloutMode;
+use crate::headers;
 use crate::identity::Lookup;
 
 /// Seconds after which a page asks again when the identity could not be known.
@@ -51,18 +51,24 @@ fn is_cross_site(req: &RequestHeader) -> bool {
 
 /// An app id as Intercom writes them, safe to log.
 fn is_app_id(id: &[u8]) -> bool {
-    (1..=64).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    (1..=64).contains(&id.len())
+        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 impl SecureMode {
     /// A GET (or HEAD) of the refresh path. Other methods go to the app as usual.
     pub(super) fn is_token_refresh(&self, req: &RequestHeader) -> bool {
-        matches!(req.method, http::Method::GET | http::Method::HEAD) && req.uri.path() == self.inject.token_refresh_path
+        matches!(req.method, http::Method::GET | http::Method::HEAD)
+            && req.uri.path() == self.inject.token_refresh_path
     }
 
     /// Answers the refresh path: a freshly signed token for the request's user, or 204
     /// (403 to another site's request).
-    pub(super) async fn answer_token_refresh(&self, session: &mut Session, state: &mut RequestState) -> pingora::Result<()> {
+    pub(super) async fn answer_token_refresh(
+        &self,
+        session: &mut Session,
+        state: &mut RequestState,
+    ) -> pingora::Result<()> {
         let answer = match is_cross_site(session.req_header()) {
             true => Refresh::Refused,
             false if state.live.mode != RolloutMode::Enforce => Refresh::Nobody,
@@ -147,14 +153,18 @@ impl SecureMode {
                     answer.insert("exp".into(), exp.into());
                 }
                 Err(e) => {
-                    crate::warn_limited!("{e}; answering the token refresh path with 204 and Retry-After");
+                    crate::warn_limited!(
+                        "{e}; answering the token refresh path with 204 and Retry-After"
+                    );
                     return Refresh::Unknown;
                 }
             }
         }
         if let Some(hasher) = &self.hasher {
             // Script-safe JSON already; parsed back to sit inside the answer.
-            if let Ok(plain) = serde_json::from_str::<serde_json::Value>(&hasher.plain_settings(&id)) {
+            if let Ok(plain) =
+                serde_json::from_str::<serde_json::Value>(&hasher.plain_settings(&id))
+            {
                 answer.insert("user".into(), plain);
             }
         }

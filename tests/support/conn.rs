@@ -22,7 +22,11 @@ impl Response {
     }
 
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The body without its content coding (gzip is the only one these servers use).
@@ -31,7 +35,9 @@ impl Response {
             None => self.body.clone(),
             Some(c) if c.eq_ignore_ascii_case("gzip") => {
                 let mut out = Vec::new();
-                flate2::read::MultiGzDecoder::new(&self.body[..]).read_to_end(&mut out).expect("gzip body decodes");
+                flate2::read::MultiGzDecoder::new(&self.body[..])
+                    .read_to_end(&mut out)
+                    .expect("gzip body decodes");
                 out
             }
             Some(c) => panic!("unexpected Content-Encoding {c}"),
@@ -70,7 +76,8 @@ impl Conn {
             .unwrap();
             let local = SocketAddr::new(source, 0);
             socket.bind(local).unwrap_or_else(|e| panic!("cannot bind {local}: {e}"));
-            let stream = socket.connect(addr).await.unwrap_or_else(|e| panic!("{source} -> {addr}: {e}"));
+            let stream =
+                socket.connect(addr).await.unwrap_or_else(|e| panic!("{source} -> {addr}: {e}"));
             stream.into_std().unwrap()
         });
         stream.set_nonblocking(false).unwrap();
@@ -80,11 +87,21 @@ impl Conn {
 
     fn over(stream: TcpStream, addr: SocketAddr) -> Conn {
         stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        Conn { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream), host: addr.to_string() }
+        Conn {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+            host: addr.to_string(),
+        }
     }
 
     /// Sends an HTTP/1.1 request and reads one response by its framing.
-    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -114,7 +131,10 @@ impl Conn {
         let status_line = self.line();
         let mut parts = status_line.splitn(3, ' ');
         let version = parts.next().unwrap_or("").to_string();
-        let status: u16 = parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
         let mut headers = Vec::new();
         loop {
             let l = self.line();
@@ -128,7 +148,9 @@ impl Conn {
         if head_only || matches!(status, 204 | 304) || status < 200 {
             return r;
         }
-        r.chunked = r.header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+        r.chunked = r
+            .header("transfer-encoding")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
         if r.chunked {
             loop {
                 let size_line = self.line();
@@ -155,6 +177,12 @@ impl Conn {
 }
 
 /// One request on a fresh connection.
-pub fn fetch(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn fetch(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     Conn::open(addr).send(method, path, headers, body)
 }

@@ -24,7 +24,13 @@ pub struct InitRun {
 impl InitRun {
     /// Everything `init` printed or wrote, for leak checks and failure messages.
     pub fn all(&self) -> String {
-        format!("--- stdout\n{}\n--- stderr\n{}\n--- {}\n{}", self.stdout, self.stderr, self.out.display(), self.yaml)
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}\n--- {}\n{}",
+            self.stdout,
+            self.stderr,
+            self.out.display(),
+            self.yaml
+        )
     }
 
     /// The `type` of the written configuration's first identity source.
@@ -35,7 +41,13 @@ impl InitRun {
 
     /// Asserts the exit code, then that none of `secrets` appears anywhere.
     pub fn expect(&self, code: i32, secrets: &[&str]) -> &Self {
-        assert_eq!(self.code, Some(code), "init exited {:?}, expected {code}:\n{}", self.code, self.all());
+        assert_eq!(
+            self.code,
+            Some(code),
+            "init exited {:?}, expected {code}:\n{}",
+            self.code,
+            self.all()
+        );
         self.never_shows(secrets)
     }
 
@@ -44,7 +56,11 @@ impl InitRun {
     pub fn never_shows(&self, secrets: &[&str]) -> &Self {
         let all = self.all();
         for secret in secrets.iter().filter(|s| s.len() >= 6) {
-            assert!(!all.contains(secret), "a secret value ({} bytes) appears in init's output or file:\n{all}", secret.len());
+            assert!(
+                !all.contains(secret),
+                "a secret value ({} bytes) appears in init's output or file:\n{all}",
+                secret.len()
+            );
         }
         self
     }
@@ -53,7 +69,12 @@ impl InitRun {
     /// the environment init ran with: the file may name a secret's variable, such as
     /// express-session's secret).
     pub fn picked(&self, source: &str) -> &Self {
-        assert_eq!(self.source_type().as_deref(), Some(source), "wrong or no source:\n{}", self.all());
+        assert_eq!(
+            self.source_type().as_deref(),
+            Some(source),
+            "wrong or no source:\n{}",
+            self.all()
+        );
         let out = Command::new(super::binary())
             .arg("check")
             .arg("-c")
@@ -62,7 +83,12 @@ impl InitRun {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
-        assert!(out.status.success(), "check refused the written configuration:\n{}\n{}", String::from_utf8_lossy(&out.stderr), self.all());
+        assert!(
+            out.status.success(),
+            "check refused the written configuration:\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.all()
+        );
         self
     }
 }
@@ -72,7 +98,14 @@ pub fn run_init(app: std::net::SocketAddr, args: &[&str], env: &[(&str, &str)]) 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("init.yaml");
     let mut command = Command::new(super::binary());
-    command.arg("init").arg("--upstream").arg(format!("http://{app}")).arg("--out").arg(&out).args(args).env("RUST_LOG", "debug");
+    command
+        .arg("init")
+        .arg("--upstream")
+        .arg(format!("http://{app}"))
+        .arg("--out")
+        .arg(&out)
+        .args(args)
+        .env("RUST_LOG", "debug");
     for (k, v) in env {
         command.env(k, v);
     }

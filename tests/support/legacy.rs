@@ -108,7 +108,9 @@ impl Server {
         let (mut cmd, hint) = match kind {
             Kind::Python => {
                 let mut c = Command::new("python3");
-                c.arg(legacy.join("python/app.py")).arg(port.to_string()).env("PYTHONUNBUFFERED", "1");
+                c.arg(legacy.join("python/app.py"))
+                    .arg(port.to_string())
+                    .env("PYTHONUNBUFFERED", "1");
                 (c, "install python3")
             }
             Kind::Php => {
@@ -123,7 +125,9 @@ impl Server {
                     .arg(legacy.join("php/router.php"));
                 (c, "install php-cli")
             }
-            Kind::Apache => (apache_command(dir.path(), port, redis), "install apache2 and libapache2-mod-php"),
+            Kind::Apache => {
+                (apache_command(dir.path(), port, redis), "install apache2 and libapache2-mod-php")
+            }
             Kind::Express => {
                 let app = legacy.join("express");
                 assert!(
@@ -135,7 +139,8 @@ impl Server {
                 c.arg(app.join("app.js")).env("PORT", port.to_string());
                 if let Some(RedisSessions { port: redis_port, password, .. }) = redis {
                     let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
-                    c.env("REDIS_URL", format!("redis://{auth}127.0.0.1:{redis_port}/0")).env("SESSION_SECRET", EXPRESS_SESSION_SECRET);
+                    c.env("REDIS_URL", format!("redis://{auth}127.0.0.1:{redis_port}/0"))
+                        .env("SESSION_SECRET", EXPRESS_SESSION_SECRET);
                 }
                 (c, "install Node 20+")
             }
@@ -149,11 +154,17 @@ impl Server {
             .stderr(out)
             .process_group(0);
         let program = cmd.get_program().to_string_lossy().into_owned();
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `{program}` for the {kind:?} app ({e}): {hint}; `make test` does"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot run `{program}` for the {kind:?} app ({e}): {hint}; `make test` does")
+        });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        super::listening_or_exited(addr, &mut child, Duration::from_secs(20), &format!("{kind:?} app server"), &|| log_text(dir.path()))?;
+        super::listening_or_exited(
+            addr,
+            &mut child,
+            Duration::from_secs(20),
+            &format!("{kind:?} app server"),
+            &|| log_text(dir.path()),
+        )?;
         Ok(Server { kind, child, addr, dir })
     }
 
@@ -230,12 +241,15 @@ fn apache_command(dir: &Path, port: u16, redis: Option<RedisSessions>) -> Comman
     // sessions. The tempdir is 0700 by default.
     let app = dir.join("app");
     std::fs::create_dir(&app).unwrap();
-    let sessions: String =
-        php_sessions(dir, redis).iter().map(|(key, value)| format!("php_admin_value {key} \"{value}\"\n")).collect();
+    let sessions: String = php_sessions(dir, redis)
+        .iter()
+        .map(|(key, value)| format!("php_admin_value {key} \"{value}\"\n"))
+        .collect();
     std::fs::copy(root().join("tests/legacy/php/router.php"), app.join("router.php")).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(app.join("router.php"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(app.join("router.php"), std::fs::Permissions::from_mode(0o644))
+        .unwrap();
     let d = dir.display();
     let m = modules.display();
     let conf = format!(

@@ -37,10 +37,7 @@ impl Request {
         self.target.split('?').next().unwrap_or("")
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.header("cookie")?
@@ -58,7 +55,11 @@ pub enum Reply {
     /// A chunked response written piece by piece, with a pause between pieces.
     Chunked { status: u16, headers: Vec<(String, String)>, pieces: Vec<Vec<u8>>, pause: Duration },
     /// A chunked body produced by a generator until it returns None (for huge pages).
-    Stream { status: u16, headers: Vec<(String, String)>, next: Box<dyn FnMut() -> Option<Vec<u8>> + Send> },
+    Stream {
+        status: u16,
+        headers: Vec<(String, String)>,
+        next: Box<dyn FnMut() -> Option<Vec<u8>> + Send>,
+    },
     /// Exact bytes, then the connection is closed.
     Raw(Vec<u8>),
     /// Wait, then answer.
@@ -67,7 +68,11 @@ pub enum Reply {
 
 impl Reply {
     pub fn html(body: impl Into<Vec<u8>>) -> Reply {
-        Reply::Full { status: 200, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body: body.into() }
+        Reply::Full {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+            body: body.into(),
+        }
     }
     pub fn with(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Reply {
         Reply::Full {
@@ -178,7 +183,8 @@ fn write_reply(w: &mut TcpStream, reply: Reply, head_only: bool) -> bool {
         Reply::Full { status, headers, body } => {
             let mut out = head(status, &headers);
             let framed = headers.iter().any(|(k, _)| {
-                k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+                k.eq_ignore_ascii_case("content-length")
+                    || k.eq_ignore_ascii_case("transfer-encoding")
             });
             if !framed && !matches!(status, 204 | 304) {
                 out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
@@ -282,7 +288,13 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>
 
 /// Waits until a server we started listens on `addr`. Panics, with `log()`, when the
 /// server exits first, another process holds the port, or it does not listen `within`.
-pub fn wait_listening(addr: SocketAddr, child: &mut Child, within: Duration, what: &str, log: &dyn Fn() -> String) {
+pub fn wait_listening(
+    addr: SocketAddr,
+    child: &mut Child,
+    within: Duration,
+    what: &str,
+    log: &dyn Fn() -> String,
+) {
     if let Err(why) = listening_or_exited(addr, child, within, what, log) {
         panic!("{why}");
     }
@@ -295,7 +307,13 @@ const HELD_ELSEWHERE: Duration = Duration::from_secs(5);
 /// Waits until a server we started listens on `addr` with a socket of its own. `Err`
 /// says why not, with `log()`: it exited first, or another process held the port.
 /// Panics, with `log()`, when none of these happens `within`.
-pub fn listening_or_exited(addr: SocketAddr, child: &mut Child, within: Duration, what: &str, log: &dyn Fn() -> String) -> Result<(), String> {
+pub fn listening_or_exited(
+    addr: SocketAddr,
+    child: &mut Child,
+    within: Duration,
+    what: &str,
+    log: &dyn Fn() -> String,
+) -> Result<(), String> {
     let deadline = Instant::now() + within;
     let mut elsewhere_since = None;
     loop {
@@ -306,10 +324,19 @@ pub fn listening_or_exited(addr: SocketAddr, child: &mut Child, within: Duration
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("{what} exited with {status}:\n{}", log()));
         }
-        if holder == Holder::Other && elsewhere_since.get_or_insert_with(Instant::now).elapsed() > HELD_ELSEWHERE {
-            return Err(format!("{addr}, the port of {what}: Address already in use, by another process:\n{}", log()));
+        if holder == Holder::Other
+            && elsewhere_since.get_or_insert_with(Instant::now).elapsed() > HELD_ELSEWHERE
+        {
+            return Err(format!(
+                "{addr}, the port of {what}: Address already in use, by another process:\n{}",
+                log()
+            ));
         }
-        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within {within:?}:\n{}", log());
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {addr} within {within:?}:\n{}",
+            log()
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -371,10 +398,16 @@ fn holder(pid: u32, addr: SocketAddr) -> Holder {
     }
     let ours = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
         fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|target| listening.iter().any(|(on_addr, i)| *on_addr && target.as_os_str() == i.as_str()))
+            std::fs::read_link(fd.path()).is_ok_and(|target| {
+                listening.iter().any(|(on_addr, i)| *on_addr && target.as_os_str() == i.as_str())
+            })
         })
     });
-    if ours { Holder::Child } else { Holder::Other }
+    if ours {
+        Holder::Child
+    } else {
+        Holder::Other
+    }
 }
 
 pub fn binary() -> PathBuf {
@@ -390,7 +423,13 @@ pub fn start_demo(args: &[&str], stdout: fn() -> Stdio) -> (Child, u16, u16) {
         let (app_port, proxy_port) = (free_port(), free_port());
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new(binary())
-            .args(["demo", "--app-port", &app_port.to_string(), "--proxy-port", &proxy_port.to_string()])
+            .args([
+                "demo",
+                "--app-port",
+                &app_port.to_string(),
+                "--proxy-port",
+                &proxy_port.to_string(),
+            ])
             .args(args)
             .env_remove("INTERCOM_SECRET")
             .stdout(stdout())
@@ -400,7 +439,13 @@ pub fn start_demo(args: &[&str], stdout: fn() -> Stdio) -> (Child, u16, u16) {
         let log_text = || std::fs::read_to_string(log.path()).unwrap_or_default();
         for port in [proxy_port, app_port] {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            if let Err(why) = listening_or_exited(addr, &mut child, Duration::from_secs(20), "the demo", &log_text) {
+            if let Err(why) = listening_or_exited(
+                addr,
+                &mut child,
+                Duration::from_secs(20),
+                "the demo",
+                &log_text,
+            ) {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(why);
@@ -440,7 +485,14 @@ impl Proxy {
     /// Like [`Proxy::start_with_admin`], with the admin token [`ADMIN_TOKEN`] in
     /// `TEST_ADMIN_TOKEN` (`admin.token_env`).
     pub fn start_with_admin_token(sections: &str) -> Proxy {
-        Self::launch(sections, "", &[], &[("TEST_ADMIN_TOKEN", ADMIN_TOKEN)], "", Some("  token_env: TEST_ADMIN_TOKEN\n"))
+        Self::launch(
+            sections,
+            "",
+            &[],
+            &[("TEST_ADMIN_TOKEN", ADMIN_TOKEN)],
+            "",
+            Some("  token_env: TEST_ADMIN_TOKEN\n"),
+        )
     }
 
     /// Like [`Proxy::start`], with `server_keys` (indented lines) added to the server section.
@@ -465,19 +517,38 @@ impl Proxy {
     /// other process.
     /// `admin`: the admin section's keys besides `listen` (indented lines), when there
     /// is an admin listener.
-    fn launch(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin: Option<&str>) -> Proxy {
-        on_a_free_port("the proxy", || Self::spawn(sections, server_keys, args, env, listener, admin))
+    fn launch(
+        sections: &str,
+        server_keys: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        listener: &str,
+        admin: Option<&str>,
+    ) -> Proxy {
+        on_a_free_port("the proxy", || {
+            Self::spawn(sections, server_keys, args, env, listener, admin)
+        })
     }
 
     /// Spawns the proxy on free ports and waits until it listens on them; why not, when
     /// it does not.
-    fn spawn(sections: &str, server_keys: &str, args: &[&str], env: &[(&str, &str)], listener: &str, admin_keys: Option<&str>) -> Result<Proxy, String> {
+    fn spawn(
+        sections: &str,
+        server_keys: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        listener: &str,
+        admin_keys: Option<&str>,
+    ) -> Result<Proxy, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let admin: Option<SocketAddr> = admin_keys.map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+        let admin: Option<SocketAddr> =
+            admin_keys.map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let d = dir.path().display();
         let more = if listener.is_empty() { String::new() } else { format!(", {listener}") };
-        let admin_section = admin.map(|a| format!("admin:\n  listen: \"{a}\"\n{}", admin_keys.unwrap_or(""))).unwrap_or_default();
+        let admin_section = admin
+            .map(|a| format!("admin:\n  listen: \"{a}\"\n{}", admin_keys.unwrap_or("")))
+            .unwrap_or_default();
         let yaml = format!(
             "listen: [\"127.0.0.1:{port}\"{more}]\nserver:\n  threads: 1\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/proxy.pid\n  upgrade_sock: {d}/upgrade.sock\n{server_keys}{admin_section}{sections}"
         );
@@ -501,7 +572,13 @@ impl Proxy {
         let mut proxy = Proxy { child, addr, admin, dir, log: log.clone() };
         let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
         for addr in [Some(addr), admin].into_iter().flatten() {
-            listening_or_exited(addr, &mut proxy.child, Duration::from_secs(20), "the proxy", &log_text)?;
+            listening_or_exited(
+                addr,
+                &mut proxy.child,
+                Duration::from_secs(20),
+                "the proxy",
+                &log_text,
+            )?;
         }
         Ok(proxy)
     }
@@ -576,7 +653,11 @@ impl Got {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -620,9 +701,13 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> G
 pub fn verify(token: &str) -> serde_json::Value {
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     v.required_spec_claims = ["exp".to_string()].into_iter().collect();
-    jsonwebtoken::decode::<serde_json::Value>(token, &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()), &v)
-        .expect("token verifies with the secret")
-        .claims
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
+        &v,
+    )
+    .expect("token verifies with the secret")
+    .claims
 }
 
 /// The token the page script carries, if any.
@@ -694,7 +779,10 @@ pub fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Runs the headless-Chromium driver (tests/browser/driver.mjs) on `steps` and returns
 /// its per-step reports. Fails, never skips, when Node or the driver's dependencies are
 /// missing; `context` (e.g. the proxy log) is shown when the driver itself fails.
-pub fn run_browser(steps: Vec<serde_json::Value>, context: &dyn Fn() -> String) -> Vec<serde_json::Value> {
+pub fn run_browser(
+    steps: Vec<serde_json::Value>,
+    context: &dyn Fn() -> String,
+) -> Vec<serde_json::Value> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let deps = root.join("tests/browser/node_modules/playwright-core");
     assert!(
@@ -712,7 +800,9 @@ pub fn run_browser(steps: Vec<serde_json::Value>, context: &dyn Fn() -> String) 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `node` ({e}): the browser tests need Node 20+; run `make test`"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run `node` ({e}): the browser tests need Node 20+; run `make test`")
+        });
     child.stdin.take().unwrap().write_all(scenario.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -722,8 +812,9 @@ pub fn run_browser(steps: Vec<serde_json::Value>, context: &dyn Fn() -> String) 
         String::from_utf8_lossy(&out.stderr),
         context()
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("driver output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("driver output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+    });
     if std::env::var_os("BROWSER_TEST_DEBUG").is_some() {
         eprintln!("driver report: {}", serde_json::to_string_pretty(&report).unwrap());
     }
@@ -763,7 +854,10 @@ pub fn check_config_file(path: &std::path::Path, env: &[(&str, &str)]) -> (Optio
     let mut command = Command::new(binary());
     command.arg("check").arg("-c").arg(path).envs(env.iter().copied());
     let out = output_within(&mut command, Duration::from_secs(60));
-    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 /// The samples of a scrape: metric name with sorted labels → value.
@@ -772,13 +866,16 @@ pub fn scrape(proxy: &Proxy) -> (String, std::collections::HashMap<String, f64>)
     assert_eq!(got.status, 200);
     assert!(got.header("content-type").unwrap_or("").starts_with("text/plain; version=0.0.4"));
     let text = got.text();
-    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format");
+    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text format");
     let mut samples = std::collections::HashMap::new();
     for s in parsed.samples {
         let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         labels.sort();
         let value = match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
             prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
             prometheus_parse::Value::Summary(_) => continue,
         };
@@ -788,7 +885,9 @@ pub fn scrape(proxy: &Proxy) -> (String, std::collections::HashMap<String, f64>)
 }
 
 pub fn value(samples: &std::collections::HashMap<String, f64>, key: &str) -> f64 {
-    *samples.get(key).unwrap_or_else(|| panic!("no sample {key} in {:#?}", samples.keys().collect::<Vec<_>>()))
+    *samples
+        .get(key)
+        .unwrap_or_else(|| panic!("no sample {key} in {:#?}", samples.keys().collect::<Vec<_>>()))
 }
 
 /// Runs `during` two seconds into a 9 s wrk run (2 threads, 16 keep-alive connections)

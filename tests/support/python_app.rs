@@ -41,13 +41,19 @@ impl PythonApp {
             .stderr(out)
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run /usr/bin/python3 for {script} ({e}): `make test` installs it"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run /usr/bin/python3 for {script} ({e}): `make test` installs it")
+            });
         // Built before waiting, so that a server that did not listen is stopped on drop.
         let mut app = PythonApp { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir };
         let log_dir = app.dir.path().to_path_buf();
-        super::listening_or_exited(app.addr, &mut app.child, Duration::from_secs(20), script, &|| {
-            std::fs::read_to_string(log_dir.join("server.log")).unwrap_or_default()
-        })?;
+        super::listening_or_exited(
+            app.addr,
+            &mut app.child,
+            Duration::from_secs(20),
+            script,
+            &|| std::fs::read_to_string(log_dir.join("server.log")).unwrap_or_default(),
+        )?;
         Ok(app)
     }
 
@@ -61,7 +67,12 @@ impl PythonApp {
     pub fn log_in(&self, user: &str) -> Vec<String> {
         let r = super::get(&format!("http://{}/login?user={user}", self.addr), &[]);
         assert_eq!(r.status, 302, "login at the app failed:\n{}", self.log_text());
-        let cookies: Vec<String> = r.all("set-cookie").iter().filter_map(|c| c.split(';').next()).map(str::to_string).collect();
+        let cookies: Vec<String> = r
+            .all("set-cookie")
+            .iter()
+            .filter_map(|c| c.split(';').next())
+            .map(str::to_string)
+            .collect();
         assert!(!cookies.is_empty(), "the login set no cookie");
         cookies
     }

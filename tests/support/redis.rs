@@ -31,7 +31,13 @@ impl Redis {
     /// with `auth` (`[password]` or `[user, password]`) first.
     pub fn start_with(args: &[&str], auth: &[&str]) -> Redis {
         let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-        let mut redis = Redis { child: None, port: 0, dir: tempfile::tempdir().unwrap(), args: owned(args), auth: owned(auth) };
+        let mut redis = Redis {
+            child: None,
+            port: 0,
+            dir: tempfile::tempdir().unwrap(),
+            args: owned(args),
+            auth: owned(auth),
+        };
         super::on_a_free_port("redis-server", || {
             redis.port = super::free_port();
             redis.try_launch()
@@ -62,13 +68,18 @@ impl Redis {
             .stderr(log)
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}): install redis-server; `make test` does"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}): install redis-server; `make test` does")
+            });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.command(&["PING"]).as_deref() != Some("+PONG") {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 self.child = None;
-                return Err(format!("redis-server exited:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default()));
+                return Err(format!(
+                    "redis-server exited:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                ));
             }
             assert!(Instant::now() < deadline, "redis-server did not answer on port {}", self.port);
             thread::sleep(Duration::from_millis(20));
@@ -95,7 +106,8 @@ impl Redis {
         let mut conn = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         if !self.auth.is_empty() {
-            let auth: Vec<&str> = std::iter::once("AUTH").chain(self.auth.iter().map(String::as_str)).collect();
+            let auth: Vec<&str> =
+                std::iter::once("AUTH").chain(self.auth.iter().map(String::as_str)).collect();
             if exchange(&mut conn, &auth)? != "+OK" {
                 return None;
             }

@@ -67,7 +67,9 @@ pub fn alb_key_url(region: &str) -> String {
 
 /// The region of an ALB ARN `arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/...`.
 fn arn_region(arn: &str) -> Option<&str> {
-    arn.split(':').nth(3).filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    arn.split(':')
+        .nth(3)
+        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// The key source of the JWT source at `base`, checked against its pinned `algorithms`;
@@ -81,14 +83,26 @@ pub(super) fn key_source(
 ) -> Result<KeySource> {
     let family = single_family(algorithms);
     if let Some(signer) = alb_signer {
-        if let Some(key) = [("jwks_url", k.jwks_url.is_some()), ("jwks_file", k.jwks_file.is_some()), ("public_key_file", k.public_key_file.is_some()), ("secret_env", k.secret_env.is_some()), ("secret_file", k.secret_file.is_some())]
-            .into_iter()
-            .find_map(|(key, set)| set.then_some(key))
+        if let Some(key) = [
+            ("jwks_url", k.jwks_url.is_some()),
+            ("jwks_file", k.jwks_file.is_some()),
+            ("public_key_file", k.public_key_file.is_some()),
+            ("secret_env", k.secret_env.is_some()),
+            ("secret_file", k.secret_file.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key))
         {
-            return Err(ConfigError::new(format!("{base}.{key}"), "AWS ALB keys are fetched per kid from key_url; remove this key"));
+            return Err(ConfigError::new(
+                format!("{base}.{key}"),
+                "AWS ALB keys are fetched per kid from key_url; remove this key",
+            ));
         }
         if algorithms != [Algorithm::ES256] {
-            return Err(ConfigError::new(format!("{base}.algorithms"), "AWS ALB signs with ES256 only; remove algorithms"));
+            return Err(ConfigError::new(
+                format!("{base}.algorithms"),
+                "AWS ALB signs with ES256 only; remove algorithms",
+            ));
         }
         let url = match k.key_url {
             Some(u) => u.trim_end_matches('/').to_string(),
@@ -134,11 +148,15 @@ pub(super) fn key_source(
     if let Some(path) = k.jwks_file {
         let key = format!("{base}.jwks_file");
         let text = read(&key, path)?;
-        let jwks: JwkSet = serde_json::from_slice(&text)
-            .map_err(|e| ConfigError::new(&key, format!("not a JWKS ({{\"keys\": [...]}}): {e}")))?;
+        let jwks: JwkSet = serde_json::from_slice(&text).map_err(|e| {
+            ConfigError::new(&key, format!("not a JWKS ({{\"keys\": [...]}}): {e}"))
+        })?;
         let usable = jwks.keys.iter().filter(|j| DecodingKey::from_jwk(j).is_ok()).count();
         if usable == 0 {
-            return Err(ConfigError::new(key, "the JWKS holds no key this proxy can use (RSA, EC P-256/P-384 or Ed25519)"));
+            return Err(ConfigError::new(
+                key,
+                "the JWKS holds no key this proxy can use (RSA, EC P-256/P-384 or Ed25519)",
+            ));
         }
         return Ok(KeySource::Jwks(Arc::new(jwks)));
     }
@@ -148,7 +166,9 @@ pub(super) fn key_source(
         let family = family.ok_or_else(|| {
             ConfigError::new(format!("{base}.algorithms"), "one public key file serves one key type: pin algorithms of one family (e.g. RS256 and PS256, or ES256)")
         })?;
-        pem_key(&pem, family).map_err(|e| ConfigError::new(&key, format!("not a PEM public key for {family:?} ({e})")))?;
+        pem_key(&pem, family).map_err(|e| {
+            ConfigError::new(&key, format!("not a PEM public key for {family:?} ({e})"))
+        })?;
         return Ok(KeySource::PublicKeyPem(Arc::new(pem)));
     }
     let (key, secret) = match (k.secret_env, k.secret_file) {
@@ -181,7 +201,10 @@ fn single_family(algorithms: &[Algorithm]) -> Option<AlgorithmFamily> {
 }
 
 /// Parses a PEM public key of `family` (PKCS#1 or SPKI for RSA, SPKI for EC and Ed25519).
-pub fn pem_key(pem: &[u8], family: AlgorithmFamily) -> std::result::Result<DecodingKey, jsonwebtoken::errors::Error> {
+pub fn pem_key(
+    pem: &[u8],
+    family: AlgorithmFamily,
+) -> std::result::Result<DecodingKey, jsonwebtoken::errors::Error> {
     match family {
         AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
         AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
@@ -191,15 +214,16 @@ pub fn pem_key(pem: &[u8], family: AlgorithmFamily) -> std::result::Result<Decod
 }
 
 fn read(key: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| ConfigError::new(key, format!("cannot read {} ({})", path.display(), e.kind())))
+    std::fs::read(path).map_err(|e| {
+        ConfigError::new(key, format!("cannot read {} ({})", path.display(), e.kind()))
+    })
 }
 
 /// An absolute http(s) URL with a host.
 fn http_url(key: &str, url: &str) -> Result<()> {
-    let ok = url
-        .parse::<http::Uri>()
-        .ok()
-        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty()));
+    let ok = url.parse::<http::Uri>().ok().filter(|u| {
+        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+    });
     if ok.is_none() {
         return Err(ConfigError::new(key, format!("{url:?} is not an http(s) URL; write it like https://auth.example.com/.well-known/jwks.json")));
     }

@@ -143,9 +143,16 @@ pub(super) fn validate_jwt_cookie(
     f: FileJwtSource,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<JwtCookieConfig> {
-    for (key, set) in [("preset", f.preset.is_some()), ("signer", f.signer.is_some()), ("key_url", f.key_url.is_some())] {
+    for (key, set) in [
+        ("preset", f.preset.is_some()),
+        ("signer", f.signer.is_some()),
+        ("key_url", f.key_url.is_some()),
+    ] {
         if set {
-            return Err(ConfigError::new(format!("{base}.{key}"), "only a signed_header source has this key"));
+            return Err(ConfigError::new(
+                format!("{base}.{key}"),
+                "only a signed_header source has this key",
+            ));
         }
     }
     let location = match (&f.cookie, &f.header) {
@@ -176,7 +183,10 @@ pub(super) fn validate_signed_header(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SignedHeaderConfig> {
     if f.cookie.is_some() {
-        return Err(ConfigError::new(format!("{base}.cookie"), "a signed_header source reads a header; use type: jwt_cookie for a cookie"));
+        return Err(ConfigError::new(
+            format!("{base}.cookie"),
+            "a signed_header source reads a header; use type: jwt_cookie for a cookie",
+        ));
     }
     let preset = match f.preset.as_deref() {
         None => Preset::None,
@@ -191,7 +201,10 @@ pub(super) fn validate_signed_header(
         (Some(h), _) => header_name(&format!("{base}.header"), h)?,
         (None, Some(h)) => h.to_string(),
         (None, None) => {
-            return Err(ConfigError::new(format!("{base}.header"), "name the header the proxy in front signs into (or pick a preset)"))
+            return Err(ConfigError::new(
+                format!("{base}.header"),
+                "name the header the proxy in front signs into (or pick a preset)",
+            ))
         }
     };
     if preset.needs_audience() && f.audience.is_none() {
@@ -211,7 +224,10 @@ pub(super) fn validate_signed_header(
     } else {
         if f.signer.is_some() || f.key_url.is_some() {
             let key = if f.signer.is_some() { "signer" } else { "key_url" };
-            return Err(ConfigError::new(format!("{base}.{key}"), "only the aws_alb preset has this key"));
+            return Err(ConfigError::new(
+                format!("{base}.{key}"),
+                "only the aws_alb preset has this key",
+            ));
         }
         TokenFormat::Jwt
     };
@@ -246,7 +262,10 @@ fn verify_config(
             .collect::<Result<Vec<_>>>()?
     };
     if algorithms.is_empty() {
-        return Err(ConfigError::new(format!("{base}.algorithms"), "pin at least one algorithm, e.g. [RS256]"));
+        return Err(ConfigError::new(
+            format!("{base}.algorithms"),
+            "pin at least one algorithm, e.g. [RS256]",
+        ));
     }
     let signer = match &format {
         TokenFormat::AwsAlb { signer } => Some(signer.as_str()),
@@ -259,7 +278,10 @@ fn verify_config(
         Some(OneOrMany::Many(v)) => v.clone(),
     };
     if audience.iter().any(|a| a.is_empty()) {
-        return Err(ConfigError::new(format!("{base}.audience"), "an audience is a non-empty string"));
+        return Err(ConfigError::new(
+            format!("{base}.audience"),
+            "an audience is a non-empty string",
+        ));
     }
     Ok(JwtVerifyConfig {
         algorithms,
@@ -267,8 +289,16 @@ fn verify_config(
         issuer: f.issuer.clone().or(default_issuer.map(str::to_string)),
         audience,
         leeway: duration(&format!("{base}.leeway"), f.leeway.as_deref(), DEFAULT_JWT_LEEWAY)?,
-        key_timeout: positive_duration(&format!("{base}.key_timeout"), f.key_timeout.as_deref(), DEFAULT_KEY_TIMEOUT)?,
-        key_refresh: positive_duration(&format!("{base}.key_refresh"), f.key_refresh.as_deref(), DEFAULT_KEY_REFRESH)?,
+        key_timeout: positive_duration(
+            &format!("{base}.key_timeout"),
+            f.key_timeout.as_deref(),
+            DEFAULT_KEY_TIMEOUT,
+        )?,
+        key_refresh: positive_duration(
+            &format!("{base}.key_refresh"),
+            f.key_refresh.as_deref(),
+            DEFAULT_KEY_REFRESH,
+        )?,
         key_refetch_interval: duration(
             &format!("{base}.key_refetch_interval"),
             f.key_refetch_interval.as_deref(),
@@ -303,9 +333,18 @@ fn cookie_name(key: &str, c: &str) -> Result<String> {
 fn claim_fields(base: &str, f: FileFieldPointers) -> Result<FieldPointers> {
     let attributes = attributes(base, f.attributes, json_pointer)?;
     Ok(FieldPointers {
-        user_id: json_pointer(&format!("{base}.fields.user_id"), f.user_id.as_deref().unwrap_or(DEFAULT_JWT_USER_ID_POINTER))?,
-        email: Some(json_pointer(&format!("{base}.fields.email"), f.email.as_deref().unwrap_or(DEFAULT_EMAIL_POINTER))?),
-        name: Some(json_pointer(&format!("{base}.fields.name"), f.name.as_deref().unwrap_or(DEFAULT_NAME_POINTER))?),
+        user_id: json_pointer(
+            &format!("{base}.fields.user_id"),
+            f.user_id.as_deref().unwrap_or(DEFAULT_JWT_USER_ID_POINTER),
+        )?,
+        email: Some(json_pointer(
+            &format!("{base}.fields.email"),
+            f.email.as_deref().unwrap_or(DEFAULT_EMAIL_POINTER),
+        )?),
+        name: Some(json_pointer(
+            &format!("{base}.fields.name"),
+            f.name.as_deref().unwrap_or(DEFAULT_NAME_POINTER),
+        )?),
         attributes,
     })
 }
@@ -332,7 +371,11 @@ impl JwtCookieConfig {
             TokenLocation::Cookie(c) => format!("cookie {c}"),
             TokenLocation::Header(h) => format!("header {h}"),
         };
-        format!("jwt_cookie from {from}, {} (user id {})", self.verify.summary(), self.fields.user_id)
+        format!(
+            "jwt_cookie from {from}, {} (user id {})",
+            self.verify.summary(),
+            self.fields.user_id
+        )
     }
 }
 

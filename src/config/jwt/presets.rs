@@ -22,8 +22,14 @@ pub enum Preset {
 
 impl Preset {
     /// Every preset, `none` last.
-    pub const ALL: [Preset; 6] =
-        [Preset::CloudflareAccess, Preset::Pomerium, Preset::GoogleIap, Preset::AwsAlb, Preset::Oauth2Proxy, Preset::None];
+    pub const ALL: [Preset; 6] = [
+        Preset::CloudflareAccess,
+        Preset::Pomerium,
+        Preset::GoogleIap,
+        Preset::AwsAlb,
+        Preset::Oauth2Proxy,
+        Preset::None,
+    ];
 
     /// The name used in the file.
     pub fn name(self) -> &'static str {

@@ -62,7 +62,9 @@ fn an_hmac_algorithm_never_meets_a_public_key_source() {
     ] {
         assert_eq!(error_key(s), "identity.sources[0].algorithms", "{s}");
     }
-    let Ok(SourceConfig::JwtCookie(c)) = source("{type: jwt_cookie, cookie: s, algorithms: [HS256, HS512], secret_env: APP_JWT}") else {
+    let Ok(SourceConfig::JwtCookie(c)) =
+        source("{type: jwt_cookie, cookie: s, algorithms: [HS256, HS512], secret_env: APP_JWT}")
+    else {
         panic!("an HMAC source with a secret is valid")
     };
     assert!(!format!("{c:?}").contains("app-jwt-secret"), "the secret never shows in Debug");
@@ -71,7 +73,9 @@ fn an_hmac_algorithm_never_meets_a_public_key_source() {
 
 #[test]
 fn presets_fill_header_algorithm_issuer_and_keys() {
-    let Ok(SourceConfig::SignedHeader(c)) = source("{type: signed_header, preset: google_iap, audience: /projects/1/apps/a}") else {
+    let Ok(SourceConfig::SignedHeader(c)) =
+        source("{type: signed_header, preset: google_iap, audience: /projects/1/apps/a}")
+    else {
         panic!("google_iap needs only the audience")
     };
     assert_eq!(c.header, "x-goog-iap-jwt-assertion");
@@ -79,11 +83,15 @@ fn presets_fill_header_algorithm_issuer_and_keys() {
     assert_eq!(c.verify.issuer.as_deref(), Some(jwt::GOOGLE_IAP_ISSUER));
     assert!(matches!(&c.verify.keys, KeySource::JwksUrl(u) if u == jwt::GOOGLE_IAP_JWKS_URL));
     let arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/my-alb/50dc6c495c0c9188";
-    let Ok(SourceConfig::SignedHeader(c)) = source(&format!("{{type: signed_header, preset: aws_alb, signer: \"{arn}\"}}")) else {
+    let Ok(SourceConfig::SignedHeader(c)) =
+        source(&format!("{{type: signed_header, preset: aws_alb, signer: \"{arn}\"}}"))
+    else {
         panic!("aws_alb needs only the signer")
     };
     assert_eq!(c.header, "x-amzn-oidc-data");
-    assert!(matches!(&c.verify.keys, KeySource::AlbKeyUrl(u) if u == "https://public-keys.auth.elb.eu-west-1.amazonaws.com"));
+    assert!(
+        matches!(&c.verify.keys, KeySource::AlbKeyUrl(u) if u == "https://public-keys.auth.elb.eu-west-1.amazonaws.com")
+    );
     assert_eq!(c.verify.format, TokenFormat::AwsAlb { signer: arn.into() });
     let Ok(SourceConfig::SignedHeader(c)) = source("{type: signed_header, preset: oauth2_proxy, jwks_url: \"https://idp/j\", audience: client-id}") else {
         panic!("oauth2_proxy with keys and audience is valid")
@@ -104,9 +112,13 @@ fn claims_mapped_by_a_jwt_source_may_be_signed() {
 #[test]
 fn a_pasted_secret_is_refused_at_its_key_and_never_echoed() {
     for value in ["[sk_live_pasted]", "{a: sk_live_pasted}"] {
-        let s = format!("{{type: jwt_cookie, cookie: c, algorithms: [HS256], secret_env: {value}}}");
+        let s =
+            format!("{{type: jwt_cookie, cookie: c, algorithms: [HS256], secret_env: {value}}}");
         let e = source(&s).expect_err(&s);
         assert_eq!(e.key, "identity.sources[0].secret_env", "{e}");
-        assert!(e.message.contains("JWT secret") && !e.to_string().contains("sk_live_pasted"), "{e}");
+        assert!(
+            e.message.contains("JWT secret") && !e.to_string().contains("sk_live_pasted"),
+            "{e}"
+        );
     }
 }

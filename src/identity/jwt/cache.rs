@@ -27,7 +27,10 @@ impl VerifiedCache {
     /// An empty cache; `leeway` is the source's, in seconds.
     pub fn new(leeway: Duration) -> VerifiedCache {
         VerifiedCache {
-            entries: moka::sync::Cache::builder().max_capacity(VERIFIED_CAPACITY).time_to_live(VERIFIED_TTL).build(),
+            entries: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
             leeway: leeway.as_secs(),
         }
     }
@@ -57,7 +60,10 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

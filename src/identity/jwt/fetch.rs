@@ -47,7 +47,11 @@ impl Default for KeyFetcher {
 
 impl KeyFetcher {
     /// The body of a 2xx answer to `GET url`, within `timeout`.
-    pub async fn get(&self, url: &str, timeout: std::time::Duration) -> Result<Vec<u8>, FetchError> {
+    pub async fn get(
+        &self,
+        url: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, FetchError> {
         match tokio::time::timeout(timeout, self.get_unbounded(url)).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::Timeout(timeout)),
@@ -74,7 +78,11 @@ impl KeyFetcher {
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(exchange)?;
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
-        for (name, value) in [("host", authority), ("accept", "application/json, application/x-pem-file, */*"), ("user-agent", "intercom-secure-proxy")] {
+        for (name, value) in [
+            ("host", authority),
+            ("accept", "application/json, application/x-pem-file, */*"),
+            ("user-agent", "intercom-secure-proxy"),
+        ] {
             req.insert_header(name, value).map_err(exchange)?;
         }
         session.write_request_header(Box::new(req)).await.map_err(exchange)?;

@@ -53,8 +53,16 @@ pub struct KeyStore {
 
 enum Kind {
     Fixed(Vec<KeyEntry>),
-    Jwks { url: String, state: RwLock<Remote>, refreshing: tokio::sync::Mutex<()> },
-    Alb { base: String, keys: moka::future::Cache<String, Arc<DecodingKey>>, last_new_kid: Mutex<Option<Instant>> },
+    Jwks {
+        url: String,
+        state: RwLock<Remote>,
+        refreshing: tokio::sync::Mutex<()>,
+    },
+    Alb {
+        base: String,
+        keys: moka::future::Cache<String, Arc<DecodingKey>>,
+        last_new_kid: Mutex<Option<Instant>>,
+    },
 }
 
 #[derive(Default)]
@@ -69,13 +77,30 @@ impl KeyStore {
     pub fn new(config: &JwtVerifyConfig) -> KeyStore {
         let family = config.algorithms.first().map(|a| a.family()).unwrap_or(AlgorithmFamily::Rsa);
         let kind = match &config.keys {
-            KeySource::Secret(s) => Kind::Fixed(vec![KeyEntry { kid: None, alg: None, key: Arc::new(DecodingKey::from_secret(s.expose())) }]),
-            KeySource::PublicKeyPem(pem) => Kind::Fixed(pem_key(pem, family).ok().map(|k| KeyEntry { kid: None, alg: None, key: Arc::new(k) }).into_iter().collect()),
+            KeySource::Secret(s) => Kind::Fixed(vec![KeyEntry {
+                kid: None,
+                alg: None,
+                key: Arc::new(DecodingKey::from_secret(s.expose())),
+            }]),
+            KeySource::PublicKeyPem(pem) => Kind::Fixed(
+                pem_key(pem, family)
+                    .ok()
+                    .map(|k| KeyEntry { kid: None, alg: None, key: Arc::new(k) })
+                    .into_iter()
+                    .collect(),
+            ),
             KeySource::Jwks(set) => Kind::Fixed(jwks_entries(set)),
-            KeySource::JwksUrl(url) => Kind::Jwks { url: url.clone(), state: RwLock::default(), refreshing: tokio::sync::Mutex::new(()) },
+            KeySource::JwksUrl(url) => Kind::Jwks {
+                url: url.clone(),
+                state: RwLock::default(),
+                refreshing: tokio::sync::Mutex::new(()),
+            },
             KeySource::AlbKeyUrl(base) => Kind::Alb {
                 base: base.clone(),
-                keys: moka::future::Cache::builder().max_capacity(64).time_to_live(config.key_refresh).build(),
+                keys: moka::future::Cache::builder()
+                    .max_capacity(64)
+                    .time_to_live(config.key_refresh)
+                    .build(),
                 last_new_kid: Mutex::new(None),
             },
         };
@@ -89,11 +114,19 @@ impl KeyStore {
     }
 
     /// The key for a token with this header's `kid` and `alg`.
-    pub async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<DecodingKey>, KeyError> {
+    pub async fn key(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Arc<DecodingKey>, KeyError> {
         match &self.kind {
             Kind::Fixed(keys) => select(keys, kid, alg).ok_or(KeyError::UnknownKid),
-            Kind::Jwks { url, state, refreshing } => self.jwks_key(url, state, refreshing, kid, alg).await,
-            Kind::Alb { base, keys, last_new_kid } => self.alb_key(base, keys, last_new_kid, kid).await,
+            Kind::Jwks { url, state, refreshing } => {
+                self.jwks_key(url, state, refreshing, kid, alg).await
+            }
+            Kind::Alb { base, keys, last_new_kid } => {
+                self.alb_key(base, keys, last_new_kid, kid).await
+            }
         }
     }
 
@@ -141,7 +174,12 @@ impl KeyStore {
 
     /// Fetches the JWKS once for everyone waiting (single flight): whoever waited for a
     /// fetch that just finished uses its result.
-    async fn refresh_jwks(&self, url: &str, state: &RwLock<Remote>, refreshing: &tokio::sync::Mutex<()>) -> Result<Arc<Vec<KeyEntry>>, KeyError> {
+    async fn refresh_jwks(
+        &self,
+        url: &str,
+        state: &RwLock<Remote>,
+        refreshing: &tokio::sync::Mutex<()>,
+    ) -> Result<Arc<Vec<KeyEntry>>, KeyError> {
         let started = Instant::now();
         let _guard = refreshing.lock().await;
         {
@@ -154,12 +192,20 @@ impl KeyStore {
         let mut s = state.write().unwrap_or_else(|p| p.into_inner());
         s.attempted = Some(Instant::now());
         let body = fetched.map_err(|e| {
-            crate::warn_limited!("fetching the JWKS {url} failed ({e}); keeping the {} keys we have", s.keys.len());
+            crate::warn_limited!(
+                "fetching the JWKS {url} failed ({e}); keeping the {} keys we have",
+                s.keys.len()
+            );
             KeyError::Fetch(e)
         })?;
-        let entries = serde_json::from_slice::<JwkSet>(&body).map(|set| jwks_entries(&set)).unwrap_or_default();
+        let entries = serde_json::from_slice::<JwkSet>(&body)
+            .map(|set| jwks_entries(&set))
+            .unwrap_or_default();
         if entries.is_empty() {
-            crate::warn_limited!("the JWKS at {url} holds no usable key; keeping the {} keys we have", s.keys.len());
+            crate::warn_limited!(
+                "the JWKS at {url} holds no usable key; keeping the {} keys we have",
+                s.keys.len()
+            );
             return Err(KeyError::Empty);
         }
         s.keys = Arc::new(entries);
@@ -183,7 +229,11 @@ impl KeyStore {
             // Made-up kids (or an unreachable key server) cost at most one fetch per interval.
             if last.is_some_and(|t| t.elapsed() < self.refetch_interval) {
                 // Nothing cached at all: the key server is what failed, not the token.
-                return Err(if keys.entry_count() == 0 { KeyError::Unavailable } else { KeyError::UnknownKid });
+                return Err(if keys.entry_count() == 0 {
+                    KeyError::Unavailable
+                } else {
+                    KeyError::UnknownKid
+                });
             }
             *last = Some(Instant::now());
         }
@@ -202,7 +252,9 @@ impl KeyStore {
 
 /// A `kid` that is safe to put in a URL path (ALB's are UUIDs).
 fn is_safe_kid(kid: &str) -> bool {
-    !kid.is_empty() && kid.len() <= 128 && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !kid.is_empty()
+        && kid.len() <= 128
+        && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The usable signing keys of a JWKS (unsupported types and `use: enc` keys are skipped).
@@ -210,10 +262,13 @@ fn jwks_entries(set: &JwkSet) -> Vec<KeyEntry> {
     set.keys
         .iter()
         // A key published for encryption is not a signing key.
-        .filter(|jwk| !matches!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)))
+        .filter(|jwk| {
+            !matches!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption))
+        })
         .filter_map(|jwk| {
             let key = DecodingKey::from_jwk(jwk).ok()?;
-            let alg = jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok());
+            let alg =
+                jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok());
             Some(KeyEntry { kid: jwk.common.key_id.clone(), alg, key: Arc::new(key) })
         })
         .collect()
@@ -244,18 +299,33 @@ mod tests {
     #[test]
     fn only_plain_kids_go_into_a_key_url() {
         assert!(is_safe_kid("5d6e1b2a-4c7f-4a4e-9a61-0b9c1d2e3f40"));
-        for bad in ["", "../../etc/passwd", "a/b", "a?b", "a#b", "%2e%2e", "a b", &"k".repeat(129)] {
+        for bad in ["", "../../etc/passwd", "a/b", "a?b", "a#b", "%2e%2e", "a b", &"k".repeat(129)]
+        {
             assert!(!is_safe_kid(bad), "{bad}");
         }
     }
 
     #[test]
     fn without_a_kid_two_fitting_keys_are_no_key() {
-        let hmac = |s: &[u8]| KeyEntry { kid: None, alg: None, key: Arc::new(DecodingKey::from_secret(s)) };
+        let hmac = |s: &[u8]| KeyEntry {
+            kid: None,
+            alg: None,
+            key: Arc::new(DecodingKey::from_secret(s)),
+        };
         assert!(select(&[hmac(b"a")], None, Algorithm::HS256).is_some());
         assert!(select(&[hmac(b"a"), hmac(b"b")], None, Algorithm::HS256).is_none());
-        assert!(select(&[hmac(b"a")], None, Algorithm::RS256).is_none(), "an HMAC key never verifies RS256");
-        let pinned = KeyEntry { kid: Some("k".into()), alg: Some(Algorithm::HS512), key: Arc::new(DecodingKey::from_secret(b"c")) };
-        assert!(select(&[pinned], Some("k"), Algorithm::HS256).is_none(), "a JWK's alg binds its key");
+        assert!(
+            select(&[hmac(b"a")], None, Algorithm::RS256).is_none(),
+            "an HMAC key never verifies RS256"
+        );
+        let pinned = KeyEntry {
+            kid: Some("k".into()),
+            alg: Some(Algorithm::HS512),
+            key: Arc::new(DecodingKey::from_secret(b"c")),
+        };
+        assert!(
+            select(&[pinned], Some("k"), Algorithm::HS256).is_none(),
+            "a JWK's alg binds its key"
+        );
     }
 }

@@ -23,7 +23,8 @@ pub use fetch::FetchError;
 /// base64url that accepts padding and its absence (AWS ALB pads, Supabase does not).
 const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
-    base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
 /// The token of an `Authorization` value: the `Bearer` scheme (any case) is required.
@@ -116,7 +117,11 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     /// A verifier for `config`, mapping claims with `fields`.
-    pub fn new(kind: &'static str, config: JwtVerifyConfig, fields: FieldPointers) -> Arc<JwtVerifier> {
+    pub fn new(
+        kind: &'static str,
+        config: JwtVerifyConfig,
+        fields: FieldPointers,
+    ) -> Arc<JwtVerifier> {
         Arc::new(JwtVerifier {
             kind,
             validations: verify::validations(&config),
@@ -131,7 +136,9 @@ impl JwtVerifier {
     pub async fn claims(&self, token: &Token) -> Result<serde_json::Value, JwtError> {
         match &self.config.format {
             TokenFormat::Jwt => verify::verify(&token.0, &self.validations, &self.keys).await,
-            TokenFormat::AwsAlb { signer } => alb::verify(&token.0, signer, &self.config, &self.keys).await,
+            TokenFormat::AwsAlb { signer } => {
+                alb::verify(&token.0, signer, &self.config, &self.keys).await
+            }
         }
     }
 
@@ -150,17 +157,30 @@ impl JwtVerifier {
             Ok(claims) => match claims::identity(&claims, &self.fields) {
                 Some(identity) => {
                     let identity = Arc::new(identity);
-                    self.verified.insert(&token.0, identity.clone(), claims.get("exp").and_then(|e| e.as_u64()));
+                    self.verified.insert(
+                        &token.0,
+                        identity.clone(),
+                        claims.get("exp").and_then(|e| e.as_u64()),
+                    );
                     Lookup::Found(identity)
                 }
                 None => {
-                    crate::warn_limited!("{} token has no usable user id at {}; no identity", self.kind, self.fields.user_id);
+                    crate::warn_limited!(
+                        "{} token has no usable user id at {}; no identity",
+                        self.kind,
+                        self.fields.user_id
+                    );
                     Lookup::Anonymous
                 }
             },
-            Err(why) if why.is_source_failure() => Lookup::Failed(SourceError::Jwt { source_type: self.kind, why }),
+            Err(why) if why.is_source_failure() => {
+                Lookup::Failed(SourceError::Jwt { source_type: self.kind, why })
+            }
             Err(why) => {
-                crate::warn_limited!("{} token refused ({why}); no identity for this request", self.kind);
+                crate::warn_limited!(
+                    "{} token refused ({why}); no identity for this request",
+                    self.kind
+                );
                 Lookup::Anonymous
             }
         }

@@ -39,7 +39,12 @@ pub fn key_url_warnings(config: &Config) -> Vec<String> {
                 Err(e) => Some(format!("cannot fetch {url} ({e})")),
                 Ok(body) => match serde_json::from_slice::<JwkSet>(&body) {
                     Err(_) => Some(format!("{url} does not answer with a JWKS")),
-                    Ok(set) if set.keys.iter().all(|k| jsonwebtoken::DecodingKey::from_jwk(k).is_err()) => {
+                    Ok(set)
+                        if set
+                            .keys
+                            .iter()
+                            .all(|k| jsonwebtoken::DecodingKey::from_jwk(k).is_err()) =>
+                    {
                         Some(format!("the JWKS at {url} holds no usable key"))
                     }
                     Ok(_) => None,

@@ -45,30 +45,44 @@ fn validation(config: &JwtVerifyConfig, alg: Algorithm) -> Validation {
 }
 
 /// The verified claims of `token`.
-pub async fn verify(token: &str, validations: &[Validation], keys: &KeyStore) -> Result<serde_json::Value, JwtError> {
+pub async fn verify(
+    token: &str,
+    validations: &[Validation],
+    keys: &KeyStore,
+) -> Result<serde_json::Value, JwtError> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
         // serde could not name the algorithm: `none`, or something we do not know.
         ErrorKind::Json(_) => JwtError::Algorithm,
         _ => JwtError::Malformed,
     })?;
-    let validation = validations.iter().find(|v| v.algorithms.contains(&header.alg)).ok_or(JwtError::Algorithm)?;
+    let validation = validations
+        .iter()
+        .find(|v| v.algorithms.contains(&header.alg))
+        .ok_or(JwtError::Algorithm)?;
     let key = keys.key(header.kid.as_deref(), header.alg).await?;
     if key.family() != header.alg.family() {
         return Err(JwtError::KeyMismatch);
     }
-    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, validation).map_err(|e| refusal(e.kind()))?;
+    let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, validation)
+        .map_err(|e| refusal(e.kind()))?;
     Ok(data.claims)
 }
 
 /// What a jsonwebtoken error means for us.
 pub fn refusal(kind: &ErrorKind) -> JwtError {
     match kind {
-        ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidEddsaKey | ErrorKind::InvalidRsaKey(_) => JwtError::Signature,
+        ErrorKind::InvalidSignature
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_) => JwtError::Signature,
         ErrorKind::ExpiredSignature => JwtError::Expired,
         ErrorKind::ImmatureSignature => JwtError::NotYetValid,
         ErrorKind::InvalidIssuer => JwtError::Issuer,
         ErrorKind::InvalidAudience => JwtError::Audience,
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => JwtError::Algorithm,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => JwtError::Algorithm,
         ErrorKind::MissingRequiredClaim(c) => JwtError::MissingClaim(c.clone()),
         _ => JwtError::Malformed,
     }

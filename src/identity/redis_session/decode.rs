@@ -62,10 +62,20 @@ pub fn document(format: SessionFormat, data: &[u8]) -> Result<Value, DecodeError
     }
     match format {
         // serde_json bounds nesting itself (128 levels).
-        SessionFormat::Json => serde_json::from_slice(data)
-            .map_err(|e| DecodeError::NotJson(format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()))),
-        SessionFormat::Php => php_session(data, php::parse_session, (php::parse_serialized, "php_serialize")),
-        SessionFormat::PhpSerialize => php_session(data, php::parse_serialized, (php::parse_session, "php")),
+        SessionFormat::Json => serde_json::from_slice(data).map_err(|e| {
+            DecodeError::NotJson(format!(
+                "{:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        }),
+        SessionFormat::Php => {
+            php_session(data, php::parse_session, (php::parse_serialized, "php_serialize"))
+        }
+        SessionFormat::PhpSerialize => {
+            php_session(data, php::parse_serialized, (php::parse_session, "php"))
+        }
     }
 }
 
@@ -73,7 +83,11 @@ type PhpParser = fn(&[u8]) -> Result<Value, PhpError>;
 
 /// A PHP session read with `parse`; when that fails, an error naming the serializer
 /// that did write it, if it is the `other` readable one or `php_binary`.
-fn php_session(data: &[u8], parse: PhpParser, (other, other_name): (PhpParser, &'static str)) -> Result<Value, DecodeError> {
+fn php_session(
+    data: &[u8],
+    parse: PhpParser,
+    (other, other_name): (PhpParser, &'static str),
+) -> Result<Value, DecodeError> {
     parse(data).map_err(|e| {
         if other(data).is_ok() {
             DecodeError::OtherPhpHandler(other_name)
@@ -190,8 +204,12 @@ mod tests {
         let e = identity(&config(SessionFormat::Json, "/u"), b"user=secret-value").unwrap_err();
         assert!(matches!(e, DecodeError::NotJson(_)) && !e.to_string().contains("secret"), "{e}");
         let big = vec![b' '; MAX_SESSION_BYTES + 1];
-        assert!(matches!(identity(&config(SessionFormat::Json, "/u"), &big), Err(DecodeError::TooLarge(_))));
-        let e = identity(&config(SessionFormat::Json, "/u"), br#"{"u":{"id":"secret"}}"#).unwrap_err();
+        assert!(matches!(
+            identity(&config(SessionFormat::Json, "/u"), &big),
+            Err(DecodeError::TooLarge(_))
+        ));
+        let e =
+            identity(&config(SessionFormat::Json, "/u"), br#"{"u":{"id":"secret"}}"#).unwrap_err();
         assert!(e.to_string().contains("an object") && !e.to_string().contains("secret"), "{e}");
     }
 }

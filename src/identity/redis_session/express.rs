@@ -73,7 +73,8 @@ mod tests {
     const REAL_ID: &str = "Ql6Ih_5cz8HQrGbuGVSsdBZxnhG-2Rq1";
     // Made by the cookie-signature package that express-session uses, independently of
     // our code: `"s:" + sign(REAL_ID, "keyboard cat")`, URL-encoded as the cookie holds it.
-    const REAL_COOKIE: &str = "s%3AQl6Ih_5cz8HQrGbuGVSsdBZxnhG-2Rq1.B7xKqySJYx%2F8cjIbchj0gap2%2BpAvZ%2F9GbFNexIknC6Y";
+    const REAL_COOKIE: &str =
+        "s%3AQl6Ih_5cz8HQrGbuGVSsdBZxnhG-2Rq1.B7xKqySJYx%2F8cjIbchj0gap2%2BpAvZ%2F9GbFNexIknC6Y";
 
     #[test]
     fn a_good_signature_gives_the_id() {

@@ -22,7 +22,9 @@ use sha2::{Digest, Sha256};
 
 use super::session_cache::{Cached, Forget, Lifetimes, SessionCache};
 use super::{Lookup, SourceError};
-use crate::config::{CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
+use crate::config::{
+    CookieSignature, RedisSessionConfig, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER,
+};
 use crate::headers::CookieValue;
 
 pub use decode::{document, DecodeError, MAX_SESSION_BYTES};
@@ -32,10 +34,10 @@ pub use decode::{document, DecodeError, MAX_SESSION_BYTES};
 pub(crate) fn parse_php_session(data: &[u8]) -> Result<serde_json::Value, String> {
     php::parse_session(data).map_err(|e| e.to_string())
 }
-pub use super::redis_store::StoreError;
 use super::redis_store::Store;
-use key_misses::{KeyMisses, Miss};
+pub use super::redis_store::StoreError;
 use crate::metrics::METRICS;
+use key_misses::{KeyMisses, Miss};
 
 /// Longest session id looked up (PHP's and express' ids are 26 to 48 characters).
 pub const MAX_SESSION_ID: usize = 256;
@@ -50,7 +52,11 @@ pub(crate) struct SessionRef {
 impl fmt::Debug for SessionRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the key: it holds the session id.
-        write!(f, "SessionRef({:02x}{:02x}{:02x}{:02x}…)", self.digest[0], self.digest[1], self.digest[2], self.digest[3])
+        write!(
+            f,
+            "SessionRef({:02x}{:02x}{:02x}{:02x}…)",
+            self.digest[0], self.digest[1], self.digest[2], self.digest[3]
+        )
     }
 }
 
@@ -78,10 +84,19 @@ impl RedisSessionSource {
     /// Builds the source; it connects to Redis on first use.
     pub fn new(config: RedisSessionConfig) -> Self {
         // The timeout bounds connecting and the read: two of them.
-        let life = Lifetimes { found: config.cache.ttl, anonymous: config.cache.negative_ttl, lookup: config.timeout * 2 };
+        let life = Lifetimes {
+            found: config.cache.ttl,
+            anonymous: config.cache.negative_ttl,
+            lookup: config.timeout * 2,
+        };
         let cache = SessionCache::new(config.cache.capacity, &life);
         RedisSessionSource {
-            store: Store::new(config.redis.clone(), config.tls_ca.clone(), config.auth.clone(), config.timeout),
+            store: Store::new(
+                config.redis.clone(),
+                config.tls_ca.clone(),
+                config.auth.clone(),
+                config.timeout,
+            ),
             cookie_names: vec![config.cookie.clone()],
             key_misses: KeyMisses::new(),
             cache,
@@ -113,7 +128,10 @@ impl RedisSessionSource {
         let lookup = match answer {
             Ok(Some(identity)) => Lookup::Found(identity),
             Ok(None) => Lookup::Anonymous,
-            Err(why) => Lookup::Failed(SourceError::RedisSession { key: self.config.key.clone(), why: (*why).clone() }),
+            Err(why) => Lookup::Failed(SourceError::RedisSession {
+                key: self.config.key.clone(),
+                why: (*why).clone(),
+            }),
         };
         (lookup, read)
     }
@@ -156,7 +174,11 @@ impl RedisSessionSource {
 
 /// The session id a cookie value names, per the configured signature; `None` when the
 /// signature does not verify or the id is implausible.
-fn session_id(value: &str, signature: CookieSignature, secrets: &[crate::config::Secret]) -> Option<String> {
+fn session_id(
+    value: &str,
+    signature: CookieSignature,
+    secrets: &[crate::config::Secret],
+) -> Option<String> {
     let id = match signature {
         CookieSignature::Express => express::unsign(value, secrets)?,
         CookieSignature::None => express::percent_decode(value)?,
@@ -185,7 +207,8 @@ mod tests {
     use crate::config::Secret;
 
     fn source(signature: CookieSignature) -> RedisSessionSource {
-        let mut config = RedisSessionConfig::new("redis://127.0.0.1:1/", "connect.sid", "/passport/user");
+        let mut config =
+            RedisSessionConfig::new("redis://127.0.0.1:1/", "connect.sid", "/passport/user");
         config.cookie_signature = signature;
         config.cookie_secrets = vec![Secret::new(b"new".to_vec()), Secret::new(b"old".to_vec())];
         RedisSessionSource::new(config)
@@ -211,7 +234,8 @@ mod tests {
     fn a_hashed_placeholder_gives_rack_private_session_ids() {
         // redis-session-store 0.11.6 writes under Rack's private id, "2::" and the
         // SHA-256 hex of the cookie's id; the digest of "abc" is the standard vector.
-        let mut config = RedisSessionConfig::new("redis://127.0.0.1:1/", "_app_session", "/user_id");
+        let mut config =
+            RedisSessionConfig::new("redis://127.0.0.1:1/", "_app_session", "/user_id");
         config.key = "myapp:session:2::{id_sha256}".into();
         let s = RedisSessionSource::new(config);
         assert_eq!(
@@ -224,7 +248,10 @@ mod tests {
     fn two_different_session_cookies_are_no_session() {
         let s = source(CookieSignature::None);
         assert!(s.session_ref(&request("connect.sid=aaa; connect.sid=bbb")).is_none());
-        assert_eq!(s.session_ref(&request("connect.sid=aaa; connect.sid=aaa")).unwrap().key, "sess:aaa");
+        assert_eq!(
+            s.session_ref(&request("connect.sid=aaa; connect.sid=aaa")).unwrap().key,
+            "sess:aaa"
+        );
         let quoted_too = request("connect.sid=aaa; connect.sid=\"aaa\"");
         assert_eq!(s.session_ref(&quoted_too).unwrap().key, "sess:aaa");
     }
@@ -244,7 +271,9 @@ mod tests {
     fn implausible_ids_are_not_looked_up() {
         let s = source(CookieSignature::None);
         assert!(s.session_ref(&request("connect.sid=a%20b")).is_none());
-        assert!(s.session_ref(&request(&format!("connect.sid={}", "x".repeat(MAX_SESSION_ID + 1)))).is_none());
+        assert!(s
+            .session_ref(&request(&format!("connect.sid={}", "x".repeat(MAX_SESSION_ID + 1))))
+            .is_none());
         assert!(s.session_ref(&request("connect.sid=")).is_none());
         assert!(s.session_ref(&request("other=abc")).is_none());
     }

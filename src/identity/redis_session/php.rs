@@ -71,7 +71,9 @@ pub fn parse_session(data: &[u8]) -> Result<Value, PhpError> {
             .position(|&b| b == b'|')
             .map(|i| start + i)
             .ok_or(PhpError::Unexpected(start))?;
-        let name = std::str::from_utf8(&data[start..end]).map_err(|_| PhpError::Unexpected(start))?.to_string();
+        let name = std::str::from_utf8(&data[start..end])
+            .map_err(|_| PhpError::Unexpected(start))?
+            .to_string();
         if name.is_empty() {
             return Err(PhpError::Unexpected(start));
         }
@@ -115,7 +117,8 @@ pub fn looks_like_php_binary(data: &[u8]) -> bool {
     }
     let (name, value) = rest.split_at(len);
     let plain_name = !name.contains(&b'|') && name.iter().all(|b| b.is_ascii_graphic());
-    let value_start = matches!(value, [b'N', b';', ..] | [b'b' | b'i' | b'd' | b's' | b'a' | b'O', b':', ..]);
+    let value_start =
+        matches!(value, [b'N', b';', ..] | [b'b' | b'i' | b'd' | b's' | b'a' | b'O', b':', ..]);
     plain_name && value_start
 }
 
@@ -231,7 +234,8 @@ impl<'a> Parser<'a> {
         let len = self.length()?;
         self.expect(b'"')?;
         let start = self.pos;
-        let end = start.checked_add(len).filter(|&e| e < self.s.len()).ok_or(PhpError::BadLength(at))?;
+        let end =
+            start.checked_add(len).filter(|&e| e < self.s.len()).ok_or(PhpError::BadLength(at))?;
         self.pos = end;
         self.expect(b'"')?;
         Ok(&s[start..end])
@@ -355,14 +359,18 @@ mod tests {
     #[test]
     fn php_serialize_refuses_anything_but_one_array() {
         let cases: &[&[u8]] = &[
-            br#"user|s:5:"alice";"#,         // the php handler's format
-            br#"s:5:"alice";"#,              // not an array
-            b"a:0:{}a:0:{}",                 // something after it
-            br#"a:1:{s:1:"u";N;"#,          // unterminated
-            br#"a:1:{s:1:"u";r:1;}"#,       // reference
+            br#"user|s:5:"alice";"#,  // the php handler's format
+            br#"s:5:"alice";"#,       // not an array
+            b"a:0:{}a:0:{}",          // something after it
+            br#"a:1:{s:1:"u";N;"#,    // unterminated
+            br#"a:1:{s:1:"u";r:1;}"#, // reference
         ];
         for case in cases {
-            assert!(parse_serialized(case).is_err(), "accepted {:?}", String::from_utf8_lossy(case));
+            assert!(
+                parse_serialized(case).is_err(),
+                "accepted {:?}",
+                String::from_utf8_lossy(case)
+            );
         }
     }
 
@@ -402,29 +410,29 @@ mod tests {
     #[test]
     fn hostile_inputs_are_refused_without_panicking() {
         let cases: &[&[u8]] = &[
-            b"",                                  // (empty is an empty session, checked below)
-            b"user",                              // no separator
-            b"|s:1:\"a\";",                       // no name
-            b"u|s:99999999999:\"a\";",            // length beyond the data (and usize on 32-bit)
-            b"u|s:5:\"abc\";",                    // length beyond the data
-            b"u|s:-1:\"\";",                      // negative length
-            b"u|s:1:\"ab\";",                     // length too short: the quote is misplaced
-            b"u|a:1000000:{}",                    // count beyond the data
-            b"u|a:1:{i:0;s:1:\"a\";",             // unterminated array
-            b"u|i:12a;",                          // not an integer
-            b"u|i:99999999999999999999999;",      // too many digits
-            b"u|b:2;",                            // not a boolean
-            b"u|d:1e5x;",                         // not a float
-            b"u|x:1;",                            // unknown tag
-            b"u|a:1:{d:0.5;i:1;}",                // float key
-            b"u|C:3:\"Foo\":0:{}",                // custom serialization
-            b"u|a:2:{i:0;s:1:\"a\";i:1;r:2;}",    // reference
-            b"u|R:1;",                            // reference
-            b"u|E:7:\"Foo:Bar\";",                // enum
-            b"u|S:1:\"\\61\";",                   // escaped string
-            b"u|O:1:\"X\":1:{i:0;N;",             // unterminated object
-            b"u|s:1:\"a\"",                       // missing ;
-            b"u|N",                               // missing ;
+            b"",                               // (empty is an empty session, checked below)
+            b"user",                           // no separator
+            b"|s:1:\"a\";",                    // no name
+            b"u|s:99999999999:\"a\";",         // length beyond the data (and usize on 32-bit)
+            b"u|s:5:\"abc\";",                 // length beyond the data
+            b"u|s:-1:\"\";",                   // negative length
+            b"u|s:1:\"ab\";",                  // length too short: the quote is misplaced
+            b"u|a:1000000:{}",                 // count beyond the data
+            b"u|a:1:{i:0;s:1:\"a\";",          // unterminated array
+            b"u|i:12a;",                       // not an integer
+            b"u|i:99999999999999999999999;",   // too many digits
+            b"u|b:2;",                         // not a boolean
+            b"u|d:1e5x;",                      // not a float
+            b"u|x:1;",                         // unknown tag
+            b"u|a:1:{d:0.5;i:1;}",             // float key
+            b"u|C:3:\"Foo\":0:{}",             // custom serialization
+            b"u|a:2:{i:0;s:1:\"a\";i:1;r:2;}", // reference
+            b"u|R:1;",                         // reference
+            b"u|E:7:\"Foo:Bar\";",             // enum
+            b"u|S:1:\"\\61\";",                // escaped string
+            b"u|O:1:\"X\":1:{i:0;N;",          // unterminated object
+            b"u|s:1:\"a\"",                    // missing ;
+            b"u|N",                            // missing ;
         ];
         assert_eq!(parse_session(cases[0]), Ok(json!({})));
         for case in &cases[1..] {

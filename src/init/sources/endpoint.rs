@@ -8,12 +8,23 @@ use super::{Candidate, Evidence};
 use crate::audit::input::CookieArg;
 use crate::init::app::Response;
 use crate::init::pointer::Fields;
-use crate::init::yaml::quote;
 use crate::init::report::Attempt;
+use crate::init::yaml::quote;
 
 /// Paths apps commonly answer the current user on, tried after the page's own requests.
-const COMMON_PATHS: [&str; 11] =
-    ["/api/me", "/api/user", "/api/v1/me", "/me", "/user", "/users/me", "/api/current_user", "/api/session", "/session", "/account.json", "/profile.json"];
+const COMMON_PATHS: [&str; 11] = [
+    "/api/me",
+    "/api/user",
+    "/api/v1/me",
+    "/me",
+    "/user",
+    "/users/me",
+    "/api/current_user",
+    "/api/session",
+    "/session",
+    "/account.json",
+    "/profile.json",
+];
 
 /// The source `type`.
 const SOURCE: &str = "current_user_endpoint";
@@ -22,7 +33,11 @@ const SOURCE: &str = "current_user_endpoint";
 pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
     let learned = ev.learned;
     if learned.session.is_empty() {
-        attempts.push(Attempt::rejected(SOURCE, "(json)", "no session cookie to ask the app with".into()));
+        attempts.push(Attempt::rejected(
+            SOURCE,
+            "(json)",
+            "no session cookie to ask the app with".into(),
+        ));
         return None;
     }
     let mut paths: Vec<&str> = learned.json_paths.iter().map(String::as_str).collect();
@@ -49,7 +64,8 @@ pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Can
 fn candidate(ev: &Evidence<'_>, path: &str) -> Result<Candidate, String> {
     let learned = ev.learned;
     let response = ok_answer(ev, path, "application/json")?;
-    let doc: Value = serde_json::from_slice(&response.body).map_err(|_| format!("answered {} , not JSON", display_type(&response.content_type)))?;
+    let doc: Value = serde_json::from_slice(&response.body)
+        .map_err(|_| format!("answered {} , not JSON", display_type(&response.content_type)))?;
     let fields = Fields::find(&doc, &learned.answer, "the answer")?;
     Ok(Candidate {
         source: SOURCE,

@@ -5,11 +5,11 @@
 //! (email, name) is one an authenticating proxy sets in clear.
 
 use super::jwt::{verify_yaml, OriginJwks, Unverified};
-use crate::init::pointer::Fields;
 use super::{Candidate, Evidence};
-use intercom_secure_proxy::config::Preset;
+use crate::init::pointer::Fields;
 use crate::init::report::Attempt;
 use crate::init::yaml::quote;
+use intercom_secure_proxy::config::Preset;
 
 /// The `type` of a signed assertion's source.
 const SIGNED: &str = "signed_header";
@@ -46,7 +46,11 @@ pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Can
     match trusted(&ev.learned.answer, &clear) {
         Ok(candidate) => ev.try_candidate(candidate, attempts),
         Err(why) => {
-            attempts.push(Attempt::rejected(TRUSTED, &format!("headers {}", names.join(", ")), why));
+            attempts.push(Attempt::rejected(
+                TRUSTED,
+                &format!("headers {}", names.join(", ")),
+                why,
+            ));
             None
         }
     }
@@ -55,9 +59,16 @@ pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Can
 /// The preset whose proxy signs into header `name`, and the assertion in `value`
 /// (after `Bearer ` for oauth2-proxy's `Authorization`).
 fn signed_by<'v>(name: &str, value: &'v str) -> Option<(Preset, &'v str)> {
-    let preset = Preset::ALL.into_iter().find(|p| p.header().is_some_and(|h| h.eq_ignore_ascii_case(name)))?;
+    let preset = Preset::ALL
+        .into_iter()
+        .find(|p| p.header().is_some_and(|h| h.eq_ignore_ascii_case(name)))?;
     let assertion = match preset {
-        Preset::Oauth2Proxy => value.trim().split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))?.1.trim(),
+        Preset::Oauth2Proxy => value
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))?
+            .1
+            .trim(),
         _ => value.trim(),
     };
     Some((preset, assertion))
@@ -76,9 +87,15 @@ fn published_at(preset: Preset, token: &Unverified) -> String {
 }
 
 /// The candidate for the assertion in header `name`, or why it cannot be one.
-fn signed(ev: &Evidence<'_>, preset: Preset, name: &str, assertion: &str) -> Result<Candidate, String> {
+fn signed(
+    ev: &Evidence<'_>,
+    preset: Preset,
+    name: &str,
+    assertion: &str,
+) -> Result<Candidate, String> {
     let what = format!("the {name} header is a {} assertion", preset.name());
-    let token = Unverified::read(assertion).ok_or_else(|| format!("{what}, but its value is not a JWT"))?;
+    let token =
+        Unverified::read(assertion).ok_or_else(|| format!("{what}, but its value is not a JWT"))?;
     if preset == Preset::AwsAlb {
         // Its keys are AWS's, per region: nothing on the app's origin can stand in.
         let signer = token.signer.as_deref().unwrap_or("the load balancer's ARN");
@@ -89,7 +106,11 @@ fn signed(ev: &Evidence<'_>, preset: Preset, name: &str, assertion: &str) -> Res
     }
     let alg = token.algorithm().map_err(|why| format!("{what}, but {why}"))?;
     if !preset.algorithms().contains(&alg) {
-        return Err(format!("{what}, but it is signed with {}, not what {} signs with", token.alg, preset.name()));
+        return Err(format!(
+            "{what}, but it is signed with {}, not what {} signs with",
+            token.alg,
+            preset.name()
+        ));
     }
     if token.expired() {
         return Err(format!("{what}, but it has expired: give a fresh one"));
@@ -97,7 +118,12 @@ fn signed(ev: &Evidence<'_>, preset: Preset, name: &str, assertion: &str) -> Res
     if preset.needs_audience() && token.audience().is_empty() {
         return Err(format!("{what}, but it has no aud, which the {} preset pins", preset.name()));
     }
-    let places = Fields::find(&serde_json::Value::Object(token.claims.clone()), &ev.learned.answer, "its claims").map_err(|why| format!("{what}, but {why}"))?;
+    let places = Fields::find(
+        &serde_json::Value::Object(token.claims.clone()),
+        &ev.learned.answer,
+        "its claims",
+    )
+    .map_err(|why| format!("{what}, but {why}"))?;
     let keys = OriginJwks::find(ev, &token).map_err(|looked| {
         format!(
             "{what}; its key ({}) is needed: {}, and init talks only to the app's origin, where it found none ({looked}); set jwks_url by hand",
@@ -120,12 +146,17 @@ fn signed(ev: &Evidence<'_>, preset: Preset, name: &str, assertion: &str) -> Res
 
 /// The trusted_header candidate: each field read from the header whose value is the
 /// page's, or why there is none.
-fn trusted(answer: &crate::init::answer::Answer, clear: &[(&str, &str)]) -> Result<Candidate, String> {
+fn trusted(
+    answer: &crate::init::answer::Answer,
+    clear: &[(&str, &str)],
+) -> Result<Candidate, String> {
     let holding = |want: &str| clear.iter().find(|(_, v)| v.trim() == want).map(|(n, _)| *n);
     let user_id = holding(&answer.user_id).ok_or("no --header's value is the page's user_id")?;
     let email = answer.email.as_deref().and_then(holding);
     if answer.email.is_some() && email.is_none() {
-        return Err(format!("{user_id} holds the page's user_id, but no --header's value is its email"));
+        return Err(format!(
+            "{user_id} holds the page's user_id, but no --header's value is its email"
+        ));
     }
     let name = answer.name.as_deref().and_then(holding);
     let mut yaml = format!(
@@ -135,7 +166,10 @@ fn trusted(answer: &crate::init::answer::Answer, clear: &[(&str, &str)]) -> Resu
     let mut claims = Vec::new();
     for (field, header) in [("email", email), ("name", name)] {
         if let Some(h) = header {
-            yaml.push_str(&format!("        {field}: {}   # its value is the page's {field}\n", quote(h)));
+            yaml.push_str(&format!(
+                "        {field}: {}   # its value is the page's {field}\n",
+                quote(h)
+            ));
             claims.push(field);
         }
     }
@@ -155,25 +189,46 @@ mod tests {
 
     #[test]
     fn assertions_are_known_by_their_presets_header() {
-        assert_eq!(signed_by("CF-Access-JWT-Assertion", " a.b.c "), Some((Preset::CloudflareAccess, "a.b.c")));
-        assert_eq!(signed_by("x-pomerium-jwt-assertion", "a.b.c").map(|p| p.0), Some(Preset::Pomerium));
-        assert_eq!(signed_by("X-Goog-IAP-JWT-Assertion", "a.b.c").map(|p| p.0), Some(Preset::GoogleIap));
+        assert_eq!(
+            signed_by("CF-Access-JWT-Assertion", " a.b.c "),
+            Some((Preset::CloudflareAccess, "a.b.c"))
+        );
+        assert_eq!(
+            signed_by("x-pomerium-jwt-assertion", "a.b.c").map(|p| p.0),
+            Some(Preset::Pomerium)
+        );
+        assert_eq!(
+            signed_by("X-Goog-IAP-JWT-Assertion", "a.b.c").map(|p| p.0),
+            Some(Preset::GoogleIap)
+        );
         assert_eq!(signed_by("x-amzn-oidc-data", "a.b.c").map(|p| p.0), Some(Preset::AwsAlb));
-        assert_eq!(signed_by("Authorization", "bearer a.b.c"), Some((Preset::Oauth2Proxy, "a.b.c")));
+        assert_eq!(
+            signed_by("Authorization", "bearer a.b.c"),
+            Some((Preset::Oauth2Proxy, "a.b.c"))
+        );
         assert_eq!(signed_by("Authorization", "Basic dTpw"), None);
         assert_eq!(signed_by("X-Forwarded-User", "u-1"), None);
     }
 
     #[test]
     fn clear_headers_map_by_value() {
-        let c = trusted(&answer(Some("a@x")), &[("X-Auth-Email", "a@x"), ("X-Auth-User", "u-1"), ("X-Other", "z")]).unwrap();
+        let c = trusted(
+            &answer(Some("a@x")),
+            &[("X-Auth-Email", "a@x"), ("X-Auth-User", "u-1"), ("X-Other", "z")],
+        )
+        .unwrap();
         let doc: yaml_serde::Value = yaml_serde::from_str(&c.yaml).unwrap();
         let item = &doc[0];
-        assert_eq!((item["headers"]["user_id"].as_str(), item["headers"]["email"].as_str()), (Some("X-Auth-User"), Some("X-Auth-Email")));
+        assert_eq!(
+            (item["headers"]["user_id"].as_str(), item["headers"]["email"].as_str()),
+            (Some("X-Auth-User"), Some("X-Auth-Email"))
+        );
         assert_eq!(item["trusted_cidrs"][0], "127.0.0.1/32");
         assert!(item["headers"]["name"].is_null());
         assert_eq!(c.claims, ["email"]);
-        assert!(trusted(&answer(Some("a@x")), &[("X-Auth-User", "u-1")]).unwrap_err().contains("email"));
+        assert!(trusted(&answer(Some("a@x")), &[("X-Auth-User", "u-1")])
+            .unwrap_err()
+            .contains("email"));
         assert!(trusted(&answer(None), &[("X-Auth-User", "u-2")]).unwrap_err().contains("user_id"));
         assert!(trusted(&answer(None), &[("X-Auth-User", "u-1")]).is_ok());
     }

@@ -14,22 +14,34 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use lol_html::html_content::{Element, TextChunk};
-use lol_html::{DocumentContentHandlers, ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings};
+use lol_html::{
+    DocumentContentHandlers, ElementContentHandlers, HtmlRewriter, MemorySettings, Selector,
+    Settings,
+};
 
 use super::endpoint::{display_type, item, ok_answer};
 use super::{Candidate, Evidence};
-use intercom_secure_proxy::config::EndpointConfig;
-use intercom_secure_proxy::identity::{decode_entities, HtmlFields};
-use crate::init::pointer::Fields;
 use crate::init::browser::Link;
 use crate::init::logout;
+use crate::init::pointer::Fields;
 use crate::init::report::Attempt;
+use intercom_secure_proxy::config::EndpointConfig;
+use intercom_secure_proxy::identity::{decode_entities, HtmlFields};
 
 /// The source `type`.
 const SOURCE: &str = "current_user_endpoint";
 
 /// Paths apps commonly show the logged-in user's account on, after the pages' links.
-const COMMON_PATHS: [&str; 8] = ["/account", "/profile", "/settings", "/me", "/user", "/users/me", "/account/profile", "/settings/profile"];
+const COMMON_PATHS: [&str; 8] = [
+    "/account",
+    "/profile",
+    "/settings",
+    "/me",
+    "/user",
+    "/users/me",
+    "/account/profile",
+    "/settings/profile",
+];
 
 /// Words of a link to an account page (compared with letters only, lowercase: "My
 /// account" is `myaccount`).
@@ -37,7 +49,8 @@ const WORDS: [&str; 3] = ["account", "profile", "settings"];
 
 /// Words of a link that may change the account when followed (some apps act on a
 /// GET): such a link is never asked, whatever else it says.
-const UNSAFE_WORDS: [&str; 9] = ["delete", "remove", "deactivate", "destroy", "close", "cancel", "disable", "revoke", "reset"];
+const UNSAFE_WORDS: [&str; 9] =
+    ["delete", "remove", "deactivate", "destroy", "close", "cancel", "disable", "revoke", "reset"];
 
 /// The pages' links tried at most.
 const MAX_LINKS: usize = 8;
@@ -58,7 +71,11 @@ const MAX_STEPS: usize = 6;
 /// Tries each page in turn; the first whose selectors the acceptance check accepts.
 pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
     if ev.learned.session.is_empty() {
-        attempts.push(Attempt::rejected(SOURCE, "(html)", "no session cookie to ask the app with".into()));
+        attempts.push(Attempt::rejected(
+            SOURCE,
+            "(html)",
+            "no session cookie to ask the app with".into(),
+        ));
         return None;
     }
     for path in paths(&ev.learned.links) {
@@ -83,13 +100,19 @@ fn tried(path: &str) -> String {
 /// may change the account), then the usual paths.
 fn paths(links: &[Link]) -> Vec<String> {
     let says = |words: &[&str], s: &str| {
-        let folded: String = s.chars().filter(char::is_ascii_alphabetic).collect::<String>().to_ascii_lowercase();
+        let folded: String =
+            s.chars().filter(char::is_ascii_alphabetic).collect::<String>().to_ascii_lowercase();
         words.iter().any(|w| folded.contains(w))
     };
     let says_either = |words: &[&str], l: &Link| says(words, &l.path) || says(words, &l.text);
     let mut out: Vec<String> = links
         .iter()
-        .filter(|l| l.method.is_none() && l.path.starts_with('/') && says_either(&WORDS, l) && !says_either(&UNSAFE_WORDS, l))
+        .filter(|l| {
+            l.method.is_none()
+                && l.path.starts_with('/')
+                && says_either(&WORDS, l)
+                && !says_either(&UNSAFE_WORDS, l)
+        })
         .filter(|l| logout::find(std::slice::from_ref(*l)).is_none())
         .map(|l| l.path.clone())
         .fold(Vec::new(), |mut seen, p| {
@@ -116,13 +139,23 @@ fn candidate(ev: &Evidence<'_>, path: &str) -> Result<Candidate, String> {
         return Err(format!("answered {}, not HTML", display_type(&response.content_type)));
     }
     if response.body.len() > SOURCE_BODY_LIMIT {
-        return Err(format!("the page is larger than the {} KiB the source reads", SOURCE_BODY_LIMIT / 1024));
+        return Err(format!(
+            "the page is larger than the {} KiB the source reads",
+            SOURCE_BODY_LIMIT / 1024
+        ));
     }
     let body = &response.body;
-    let wants: Vec<&str> = [Some(answer.user_id.as_str()), answer.email.as_deref(), answer.name.as_deref()].into_iter().flatten().collect();
+    let wants: Vec<&str> =
+        [Some(answer.user_id.as_str()), answer.email.as_deref(), answer.name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
     let hits = scan(body, &wants)?;
     let place = |want: &str| -> Option<String> {
-        hits.iter().filter(|h| wants[h.field] == want).flat_map(|h| specs(h, &wants)).find(|spec| reads(body, path, spec, want))
+        hits.iter()
+            .filter(|h| wants[h.field] == want)
+            .flat_map(|h| specs(h, &wants))
+            .find(|spec| reads(body, path, spec, want))
     };
     let user_id = place(&answer.user_id).ok_or("no element's text or attribute is the page's user_id alone, by a selector unique on the page")?;
     let email = answer.email.as_deref().and_then(place);
@@ -130,7 +163,10 @@ fn candidate(ev: &Evidence<'_>, path: &str) -> Result<Candidate, String> {
         return Err(format!("the user_id is at {user_id}, but no element's text or attribute is the page's email alone, by a selector unique on the page"));
     }
     let name = answer.name.as_deref().and_then(place);
-    let others = [("email", email), ("name", name)].into_iter().filter_map(|(f, s)| s.map(|s| (f, s))).collect();
+    let others = [("email", email), ("name", name)]
+        .into_iter()
+        .filter_map(|(f, s)| s.map(|s| (f, s)))
+        .collect();
     let fields = Fields { user_id, others };
     Ok(Candidate {
         source: SOURCE,
@@ -230,7 +266,9 @@ fn scan(body: &[u8], wants: &[&str]) -> Result<Vec<Hit>, String> {
             let Some(value) = decode_entities(&attr.value()) else { continue };
             match attr.name().as_str() {
                 "id" => node.id = Some(value),
-                "class" => node.classes = value.split_ascii_whitespace().map(str::to_string).collect(),
+                "class" => {
+                    node.classes = value.split_ascii_whitespace().map(str::to_string).collect()
+                }
                 "style" => {}
                 name => node.attrs.push((name.to_string(), value)),
             }
@@ -283,7 +321,10 @@ fn scan(body: &[u8], wants: &[&str]) -> Result<Vec<Hit>, String> {
         .append_element_content_handler((Cow::Owned(any), elements))
         .append_document_content_handler(text);
     let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
-    rewriter.write(body).and_then(|()| rewriter.end()).map_err(|_| "the page could not be parsed as HTML".to_string())?;
+    rewriter
+        .write(body)
+        .and_then(|()| rewriter.end())
+        .map_err(|_| "the page could not be parsed as HTML".to_string())?;
     let hits = std::mem::take(&mut state.borrow_mut().hits);
     Ok(hits)
 }
@@ -291,7 +332,10 @@ fn scan(body: &[u8], wants: &[&str]) -> Result<Vec<Hit>, String> {
 /// The field specs (`selector` or `selector@attribute`) of a hit, most stable first.
 fn specs(hit: &Hit, wants: &[&str]) -> Vec<String> {
     let suffix = hit.attribute.as_deref().map(|a| format!("@{a}")).unwrap_or_default();
-    selectors(&hit.path, hit.attribute.as_deref(), wants).into_iter().map(|s| format!("{s}{suffix}")).collect()
+    selectors(&hit.path, hit.attribute.as_deref(), wants)
+        .into_iter()
+        .map(|s| format!("{s}{suffix}"))
+        .collect()
 }
 
 /// Selectors for the last element of `path`, most stable first: its id, an
@@ -302,29 +346,51 @@ fn specs(hit: &Hit, wants: &[&str]) -> Vec<String> {
 /// would find this user only.
 fn selectors(path: &[Node], attribute: Option<&str>, forbidden: &[&str]) -> Vec<String> {
     let Some((node, ancestors)) = path.split_last() else { return Vec::new() };
-    let usable = |v: &str| !v.is_empty() && v.len() <= 64 && !forbidden.iter().any(|f| v.contains(f));
+    let usable =
+        |v: &str| !v.is_empty() && v.len() <= 64 && !forbidden.iter().any(|f| v.contains(f));
     let id_of = |n: &Node| n.id.clone().filter(|i| ident(i) && usable(i));
-    let class_of = |n: &Node| n.classes.iter().find(|c| ident(c) && usable(c)).map(|c| format!("{}.{c}", n.tag));
+    let class_of = |n: &Node| {
+        n.classes.iter().find(|c| ident(c) && usable(c)).map(|c| format!("{}.{c}", n.tag))
+    };
     let mut own = Vec::new();
     own.extend(id_of(node).map(|i| format!("#{i}")));
     for (name, value) in &node.attrs {
-        if identifying(name) && Some(name.as_str()) != attribute && usable(value) && !value.contains(['"', '\\', '\n']) {
-            own.push(format!("{}[{name}={}]", node.tag, if ident(value) { value.clone() } else { format!("\"{value}\"") }));
+        if identifying(name)
+            && Some(name.as_str()) != attribute
+            && usable(value)
+            && !value.contains(['"', '\\', '\n'])
+        {
+            own.push(format!(
+                "{}[{name}={}]",
+                node.tag,
+                if ident(value) { value.clone() } else { format!("\"{value}\"") }
+            ));
         }
     }
     own.extend(attribute.map(|a| format!("{}[{a}]", node.tag)));
-    own.extend(node.classes.iter().filter(|c| ident(c) && usable(c)).map(|c| format!("{}.{c}", node.tag)));
+    own.extend(
+        node.classes.iter().filter(|c| ident(c) && usable(c)).map(|c| format!("{}.{c}", node.tag)),
+    );
     own.push(node.tag.clone());
     let mut out = own.clone();
-    let contexts = [ancestors.iter().rev().find_map(|a| id_of(a).map(|i| format!("#{i}"))), ancestors.iter().rev().find_map(class_of)];
+    let contexts = [
+        ancestors.iter().rev().find_map(|a| id_of(a).map(|i| format!("#{i}"))),
+        ancestors.iter().rev().find_map(class_of),
+    ];
     for context in contexts.into_iter().flatten() {
         out.extend(own.iter().filter(|s| !s.starts_with('#')).map(|s| format!("{context} {s}")));
     }
     let anchor = ancestors.iter().rposition(|a| id_of(a).is_some());
     let start = anchor.map_or(0, |i| i + 1);
     if path.len() - start <= MAX_STEPS {
-        let steps: Vec<String> = path[start..].iter().map(|n| format!("{}:nth-of-type({})", n.tag, n.nth_of_type)).collect();
-        let head = anchor.and_then(|i| id_of(&ancestors[i])).map(|i| format!("#{i} > ")).unwrap_or_default();
+        let steps: Vec<String> = path[start..]
+            .iter()
+            .map(|n| format!("{}:nth-of-type({})", n.tag, n.nth_of_type))
+            .collect();
+        let head = anchor
+            .and_then(|i| id_of(&ancestors[i]))
+            .map(|i| format!("#{i} > "))
+            .unwrap_or_default();
         out.push(format!("{head}{}", steps.join(" > ")));
     }
     let mut seen = Vec::new();
@@ -338,14 +404,18 @@ fn selectors(path: &[Node], attribute: Option<&str>, forbidden: &[&str]) -> Vec<
 
 /// Attributes that say what an element is, rather than what it holds.
 fn identifying(name: &str) -> bool {
-    matches!(name, "name" | "itemprop" | "property" | "role" | "type" | "rel" | "for" | "http-equiv") || name.starts_with("data-")
+    matches!(
+        name,
+        "name" | "itemprop" | "property" | "role" | "type" | "rel" | "for" | "http-equiv"
+    ) || name.starts_with("data-")
 }
 
 /// Whether `s` can stand in a selector as it is: ASCII letters, digits, `-` and `_`,
 /// starting with a letter or `_` (or `-` and one of them).
 fn ident(s: &str) -> bool {
     let rest = s.strip_prefix('-').unwrap_or(s);
-    rest.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_') && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    rest.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -360,10 +430,19 @@ mod tests {
 
     fn place(page: &str, want: &str, wants: &[&str]) -> Option<String> {
         let hits = scan(page.as_bytes(), wants).unwrap();
-        hits.iter().filter(|h| wants[h.field] == want).flat_map(|h| specs(h, wants)).find(|s| reads(page.as_bytes(), "/account", s, want))
+        hits.iter()
+            .filter(|h| wants[h.field] == want)
+            .flat_map(|h| specs(h, wants))
+            .find(|s| reads(page.as_bytes(), "/account", s, want))
     }
 
-    fn node(tag: &str, id: Option<&str>, classes: &[&str], attrs: &[(&str, &str)], nth: usize) -> Node {
+    fn node(
+        tag: &str,
+        id: Option<&str>,
+        classes: &[&str],
+        attrs: &[(&str, &str)],
+        nth: usize,
+    ) -> Node {
         Node {
             tag: tag.into(),
             id: id.map(Into::into),
@@ -377,10 +456,26 @@ mod tests {
     fn text_and_attributes_holding_a_value_are_found() {
         let wants = ["u-1", "a@x", "Ann & Co"];
         let hits = scan(PAGE.as_bytes(), &wants).unwrap();
-        let seen: Vec<(usize, &str, Option<&str>)> = hits.iter().map(|h| (h.field, h.path.last().unwrap().tag.as_str(), h.attribute.as_deref())).collect();
-        assert_eq!(seen, [(0, "meta", Some("content")), (1, "span", None), (1, "dd", None), (2, "dd", None), (2, "li", None), (0, "div", Some("data-user"))]);
+        let seen: Vec<(usize, &str, Option<&str>)> = hits
+            .iter()
+            .map(|h| (h.field, h.path.last().unwrap().tag.as_str(), h.attribute.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (0, "meta", Some("content")),
+                (1, "span", None),
+                (1, "dd", None),
+                (2, "dd", None),
+                (2, "li", None),
+                (0, "div", Some("data-user"))
+            ]
+        );
         let dd = &hits[2].path;
-        assert_eq!(dd.iter().map(|n| n.tag.as_str()).collect::<Vec<_>>(), ["html", "body", "main", "dl", "dd"]);
+        assert_eq!(
+            dd.iter().map(|n| n.tag.as_str()).collect::<Vec<_>>(),
+            ["html", "body", "main", "dl", "dd"]
+        );
         assert_eq!((dd[2].id.as_deref(), dd[4].nth_of_type), (Some("account"), 1));
     }
 
@@ -390,21 +485,46 @@ mod tests {
         assert_eq!(place(PAGE, "u-1", &wants).as_deref(), Some("meta[name=user-id]@content"));
         assert_eq!(place(PAGE, "a@x", &wants).as_deref(), Some("span.who"));
         // `dd` and `#account dd` match two elements; the second dd is the name.
-        assert_eq!(place(PAGE, "Ann & Co", &wants).as_deref(), Some("#account > dl:nth-of-type(1) > dd:nth-of-type(2)"));
+        assert_eq!(
+            place(PAGE, "Ann & Co", &wants).as_deref(),
+            Some("#account > dl:nth-of-type(1) > dd:nth-of-type(2)")
+        );
         assert_eq!(place("<p>u-1 and more</p>", "u-1", &["u-1"]), None);
     }
 
     #[test]
     fn selectors_never_hold_the_users_own_values() {
-        let path = [node("html", None, &[], &[], 1), node("div", Some("u-1"), &["card", "u-1"], &[("data-user", "u-1"), ("data-role", "member")], 3)];
+        let path = [
+            node("html", None, &[], &[], 1),
+            node(
+                "div",
+                Some("u-1"),
+                &["card", "u-1"],
+                &[("data-user", "u-1"), ("data-role", "member")],
+                3,
+            ),
+        ];
         let got = selectors(&path, Some("data-user"), &["u-1"]);
-        assert_eq!(got, ["div[data-role=member]", "div[data-user]", "div.card", "div", "html:nth-of-type(1) > div:nth-of-type(3)"]);
+        assert_eq!(
+            got,
+            [
+                "div[data-role=member]",
+                "div[data-user]",
+                "div.card",
+                "div",
+                "html:nth-of-type(1) > div:nth-of-type(3)"
+            ]
+        );
         assert!(got.iter().all(|s| !s.contains("u-1")));
     }
 
     #[test]
     fn selectors_use_ids_classes_and_quoted_values() {
-        let path = [node("body", None, &["page"], &[], 1), node("section", Some("profile"), &[], &[], 2), node("span", None, &["value", "9x"], &[("itemprop", "e mail")], 2)];
+        let path = [
+            node("body", None, &["page"], &[], 1),
+            node("section", Some("profile"), &[], &[], 2),
+            node("span", None, &["value", "9x"], &[("itemprop", "e mail")], 2),
+        ];
         let got = selectors(&path, None, &["a@x"]);
         assert_eq!(
             got,
@@ -424,12 +544,18 @@ mod tests {
         for s in &got {
             assert!(intercom_secure_proxy::config::HtmlField::parse(s).is_ok(), "{s}");
         }
-        assert!(intercom_secure_proxy::config::HtmlField::parse("meta[name=user-id]@content").is_ok());
+        assert!(
+            intercom_secure_proxy::config::HtmlField::parse("meta[name=user-id]@content").is_ok()
+        );
     }
 
     #[test]
     fn account_links_first_never_a_logout_or_a_form() {
-        let link = |path: &str, text: &str, method: Option<&str>| Link { path: path.into(), text: text.into(), method: method.map(Into::into) };
+        let link = |path: &str, text: &str, method: Option<&str>| Link {
+            path: path.into(),
+            text: text.into(),
+            method: method.map(Into::into),
+        };
         let links = [
             link("/u/settings", "Settings", None),
             link("/me/edit", "My Account", None),

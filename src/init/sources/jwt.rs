@@ -21,7 +21,8 @@ use crate::init::yaml::quote;
 /// base64url with or without padding (AWS ALB pads, everyone else does not).
 const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
-    base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
 /// Where a JWKS may be on the app's origin, after those an OpenID discovery document
@@ -50,10 +51,11 @@ impl Unverified {
         if parts.next().is_some() {
             return None;
         }
-        let object = |part: &str| match serde_json::from_slice::<Value>(&B64.decode(part).ok()?).ok()? {
-            Value::Object(map) => Some(map),
-            _ => None,
-        };
+        let object =
+            |part: &str| match serde_json::from_slice::<Value>(&B64.decode(part).ok()?).ok()? {
+                Value::Object(map) => Some(map),
+                _ => None,
+            };
         let header = object(header)?;
         Some(Unverified {
             alg: header.get("alg")?.as_str()?.to_string(),
@@ -67,7 +69,9 @@ impl Unverified {
     pub fn algorithm(&self) -> Result<Algorithm, String> {
         self.alg.parse::<Algorithm>().map_err(|_| match self.alg.eq_ignore_ascii_case("none") {
             true => "it is not signed (alg none): the proxy never trusts such a token".to_string(),
-            false => format!("it is signed with {:?}, an algorithm the proxy does not verify", self.alg),
+            false => {
+                format!("it is signed with {:?}, an algorithm the proxy does not verify", self.alg)
+            }
         })
     }
 
@@ -85,7 +89,9 @@ impl Unverified {
     pub fn audience(&self) -> Vec<String> {
         match self.claims.get("aud") {
             Some(Value::String(a)) => vec![a.clone()],
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(Value::Array(list)) => {
+                list.iter().filter_map(Value::as_str).map(str::to_string).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -116,12 +122,18 @@ pub(super) fn verify_yaml(token: &Unverified, key: &str, places: &Fields) -> Str
     let mut out = format!("      # the token's header says {alg}: pinned, so no other algorithm (nor none) is accepted\n      algorithms: [{alg}]\n", alg = token.alg);
     out.push_str(key);
     if let Some(iss) = token.issuer() {
-        out.push_str(&format!("      # the token's iss: a token from any other issuer is refused\n      issuer: {}\n", quote(iss)));
+        out.push_str(&format!(
+            "      # the token's iss: a token from any other issuer is refused\n      issuer: {}\n",
+            quote(iss)
+        ));
     }
     let audience = token.audience();
     if !audience.is_empty() {
         let list: Vec<String> = audience.iter().map(|a| quote(a)).collect();
-        out.push_str(&format!("      # the token's aud: a token for another app is refused\n      audience: [{}]\n", list.join(", ")));
+        out.push_str(&format!(
+            "      # the token's aud: a token for another app is refused\n      audience: [{}]\n",
+            list.join(", ")
+        ));
     }
     out.push_str(&places.yaml("the claim holding"));
     out
@@ -151,8 +163,13 @@ impl OriginJwks {
         let origin = &ev.plan.origin;
         let mut looked = Vec::new();
         let mut discovery = Vec::new();
-        if let Some(iss) = token.issuer().and_then(|i| Url::parse(i).ok()).filter(|u| u.origin() == origin.origin()) {
-            let path = format!("{}/.well-known/openid-configuration", iss.path().trim_end_matches('/'));
+        if let Some(iss) = token
+            .issuer()
+            .and_then(|i| Url::parse(i).ok())
+            .filter(|u| u.origin() == origin.origin())
+        {
+            let path =
+                format!("{}/.well-known/openid-configuration", iss.path().trim_end_matches('/'));
             discovery.push(path);
         }
         if !discovery.iter().any(|p| p == "/.well-known/openid-configuration") {
@@ -161,8 +178,13 @@ impl OriginJwks {
         let mut jwks: Vec<(String, String)> = Vec::new();
         for path in &discovery {
             match jwks_uri(ev, path) {
-                Ok(uri) if uri.origin() == origin.origin() => jwks.push((uri[url::Position::BeforePath..].to_string(), format!("the jwks_uri of {path} on the app's origin"))),
-                Ok(_) => looked.push(format!("{path}: its jwks_uri is on another origin, which init does not fetch")),
+                Ok(uri) if uri.origin() == origin.origin() => jwks.push((
+                    uri[url::Position::BeforePath..].to_string(),
+                    format!("the jwks_uri of {path} on the app's origin"),
+                )),
+                Ok(_) => looked.push(format!(
+                    "{path}: its jwks_uri is on another origin, which init does not fetch"
+                )),
                 Err(why) => looked.push(format!("{path}: {why}")),
             }
         }
@@ -175,8 +197,14 @@ impl OriginJwks {
             match holds_key(ev, &path, token.kid.as_deref()) {
                 Ok(()) => {
                     let url = origin.join(&path).map_err(|e| e.to_string())?;
-                    let holds = token.kid.as_deref().map_or("its keys".to_string(), |k| format!("key {k:?}"));
-                    return Ok(OriginJwks { url, how: format!("the token's {holds} is in the JWKS at {how}") });
+                    let holds = token
+                        .kid
+                        .as_deref()
+                        .map_or("its keys".to_string(), |k| format!("key {k:?}"));
+                    return Ok(OriginJwks {
+                        url,
+                        how: format!("the token's {holds} is in the JWKS at {how}"),
+                    });
                 }
                 Err(why) => looked.push(format!("{path}: {why}")),
             }
@@ -195,9 +223,15 @@ fn jwks_uri(ev: &Evidence<'_>, path: &str) -> Result<Url, String> {
 /// Whether the JWKS at `path` holds the key `kid` (any key when `None`).
 fn holds_key(ev: &Evidence<'_>, path: &str, kid: Option<&str>) -> Result<(), String> {
     let doc = json_at(ev, path)?;
-    let keys = doc.get("keys").and_then(Value::as_array).filter(|k| !k.is_empty()).ok_or("not a JWKS with keys")?;
+    let keys = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .filter(|k| !k.is_empty())
+        .ok_or("not a JWKS with keys")?;
     match kid {
-        Some(kid) if !keys.iter().any(|k| text(k.get("kid")).as_deref() == Some(kid)) => Err(format!("no key {kid:?} in it")),
+        Some(kid) if !keys.iter().any(|k| text(k.get("kid")).as_deref() == Some(kid)) => {
+            Err(format!("no key {kid:?} in it"))
+        }
         _ => Ok(()),
     }
 }
@@ -226,25 +260,40 @@ mod tests {
         format!("{}.{}.c2ln", engine.encode(header.to_string()), engine.encode(claims.to_string()))
     }
 
-
     #[test]
     fn header_and_claims_are_read_padded_or_not() {
-        let claims = json!({"sub": "u-1", "iss": "https://id.example", "aud": ["a", "b"], "exp": 1});
+        let claims =
+            json!({"sub": "u-1", "iss": "https://id.example", "aud": ["a", "b"], "exp": 1});
         for pad in [false, true] {
-            let t = Unverified::read(&token(json!({"alg": "ES256", "kid": "k1"}), claims.clone(), pad)).unwrap();
-            assert_eq!((t.alg.as_str(), t.kid.as_deref(), t.issuer()), ("ES256", Some("k1"), Some("https://id.example")));
+            let t =
+                Unverified::read(&token(json!({"alg": "ES256", "kid": "k1"}), claims.clone(), pad))
+                    .unwrap();
+            assert_eq!(
+                (t.alg.as_str(), t.kid.as_deref(), t.issuer()),
+                ("ES256", Some("k1"), Some("https://id.example"))
+            );
             assert_eq!(t.audience(), ["a", "b"]);
             assert!(t.expired() && !t.is_hmac());
             assert_eq!(t.key_needed(), r#"alg ES256, kid "k1", iss "https://id.example""#);
         }
-        let hs = Unverified::read(&token(json!({"alg": "HS256"}), json!({"aud": "x"}), false)).unwrap();
+        let hs =
+            Unverified::read(&token(json!({"alg": "HS256"}), json!({"aud": "x"}), false)).unwrap();
         assert!(hs.is_hmac() && !hs.expired());
-        assert_eq!((hs.audience(), hs.key_needed()), (vec!["x".to_string()], "alg HS256".to_string()));
+        assert_eq!(
+            (hs.audience(), hs.key_needed()),
+            (vec!["x".to_string()], "alg HS256".to_string())
+        );
     }
 
     #[test]
     fn what_is_not_a_signed_jwt_is_said() {
-        for not in ["a1b2c3", "a.b", "a.b.c.d", &token(json!(["alg"]), json!({}), false), &token(json!({"typ": "JWT"}), json!({}), false)] {
+        for not in [
+            "a1b2c3",
+            "a.b",
+            "a.b.c.d",
+            &token(json!(["alg"]), json!({}), false),
+            &token(json!({"typ": "JWT"}), json!({}), false),
+        ] {
             assert!(Unverified::read(not).is_none(), "{not}");
         }
         let none = Unverified::read(&token(json!({"alg": "none"}), json!({}), false)).unwrap();
@@ -258,24 +307,48 @@ mod tests {
         let claims = json!({"sub": "u-1", "email": "a@x", "user_metadata": {"full_name": "Ann"}});
         let places = Fields::find(&claims, &answer(Some("a@x")), "its claims").unwrap();
         assert_eq!(places.user_id, "/sub");
-        assert_eq!(places.others, [("email", "/email".to_string()), ("name", "/user_metadata/full_name".to_string())]);
+        assert_eq!(
+            places.others,
+            [("email", "/email".to_string()), ("name", "/user_metadata/full_name".to_string())]
+        );
         assert_eq!(places.claims(), ["email", "name"]);
         let without_email = json!({"sub": "u-1"});
-        assert!(Fields::find(&without_email, &answer(Some("a@x")), "its claims").unwrap_err().contains("not its email"));
+        assert!(Fields::find(&without_email, &answer(Some("a@x")), "its claims")
+            .unwrap_err()
+            .contains("not its email"));
         assert!(Fields::find(&without_email, &answer(None), "its claims").is_ok());
-        assert!(Fields::find(&json!({"sub": "u-2"}), &answer(None), "its claims").unwrap_err().contains("user_id"));
+        assert!(Fields::find(&json!({"sub": "u-2"}), &answer(None), "its claims")
+            .unwrap_err()
+            .contains("user_id"));
     }
 
     #[test]
     fn the_yaml_pins_what_the_token_carries() {
-        let t = Unverified::read(&token(json!({"alg": "RS256"}), json!({"sub": "u-1", "iss": "https://id.example", "aud": "app"}), false)).unwrap();
+        let t = Unverified::read(&token(
+            json!({"alg": "RS256"}),
+            json!({"sub": "u-1", "iss": "https://id.example", "aud": "app"}),
+            false,
+        ))
+        .unwrap();
         let places = Fields { user_id: "/sub".into(), others: vec![("email", "/email".into())] };
         let yaml = verify_yaml(&t, "      jwks_url: \"http://app/jwks\"\n", &places);
-        let doc: yaml_serde::Value = yaml_serde::from_str(&format!("type: jwt_cookie\n{}", yaml.replace("\n      ", "\n").trim_start())).unwrap();
+        let doc: yaml_serde::Value = yaml_serde::from_str(&format!(
+            "type: jwt_cookie\n{}",
+            yaml.replace("\n      ", "\n").trim_start()
+        ))
+        .unwrap();
         assert_eq!(doc["algorithms"][0], "RS256");
-        assert_eq!((doc["issuer"].as_str(), doc["audience"][0].as_str()), (Some("https://id.example"), Some("app")));
-        assert_eq!((doc["fields"]["user_id"].as_str(), doc["fields"]["email"].as_str()), (Some("/sub"), Some("/email")));
-        let no_iss = Unverified::read(&token(json!({"alg": "HS256"}), json!({"sub": "u-1"}), false)).unwrap();
+        assert_eq!(
+            (doc["issuer"].as_str(), doc["audience"][0].as_str()),
+            (Some("https://id.example"), Some("app"))
+        );
+        assert_eq!(
+            (doc["fields"]["user_id"].as_str(), doc["fields"]["email"].as_str()),
+            (Some("/sub"), Some("/email"))
+        );
+        let no_iss =
+            Unverified::read(&token(json!({"alg": "HS256"}), json!({"sub": "u-1"}), false))
+                .unwrap();
         let yaml = verify_yaml(&no_iss, "", &places);
         assert!(!yaml.contains("issuer") && !yaml.contains("audience"), "{yaml}");
     }

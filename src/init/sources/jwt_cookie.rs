@@ -6,9 +6,9 @@
 use pingora::http::RequestHeader;
 
 use super::jwt::{verify_yaml, OriginJwks, Unverified};
-use crate::init::pointer::Fields;
 use super::{Candidate, Evidence};
 use crate::audit::input::CookieArg;
+use crate::init::pointer::Fields;
 use crate::init::report::Attempt;
 use crate::init::yaml::quote;
 
@@ -19,7 +19,11 @@ const SOURCE: &str = "jwt_cookie";
 pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
     let session = &ev.learned.session;
     if session.is_empty() {
-        attempts.push(Attempt::rejected(SOURCE, "(cookie)", "no session cookie to read a JWT from".into()));
+        attempts.push(Attempt::rejected(
+            SOURCE,
+            "(cookie)",
+            "no session cookie to read a JWT from".into(),
+        ));
         return None;
     }
     for name in cookie_names(session) {
@@ -41,7 +45,11 @@ fn cookie_names(session: &[CookieArg]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for cookie in session {
         let name = match cookie.name.rsplit_once('.') {
-            Some((base, n)) if !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+            Some((base, n))
+                if !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                base
+            }
             _ => cookie.name.as_str(),
         };
         if !names.iter().any(|n| n == name) {
@@ -68,9 +76,17 @@ fn candidate(ev: &Evidence<'_>, name: &str) -> Result<Candidate, String> {
         .ok_or("its value is not a JWT (nor a Supabase session holding one)")?;
     token.algorithm()?;
     if token.expired() {
-        return Err(format!("its {} JWT has expired: log in again and give the new session", token.alg));
+        return Err(format!(
+            "its {} JWT has expired: log in again and give the new session",
+            token.alg
+        ));
     }
-    let places = Fields::find(&serde_json::Value::Object(token.claims.clone()), &learned.answer, "its claims").map_err(|why| format!("a {} JWT, but {why}", token.alg))?;
+    let places = Fields::find(
+        &serde_json::Value::Object(token.claims.clone()),
+        &learned.answer,
+        "its claims",
+    )
+    .map_err(|why| format!("a {} JWT, but {why}", token.alg))?;
     let key = if token.is_hmac() {
         let Some(var) = ev.plan.options.jwt_secret_env.as_deref() else {
             return Err(format!("the cookie {name} is an {} JWT: give its key's variable with --jwt-secret-env NAME", token.alg));
@@ -114,7 +130,13 @@ mod tests {
 
     #[test]
     fn chunks_are_read_by_their_name() {
-        let session = [cookie("sb-x-auth-token.0", "a"), cookie("sb-x-auth-token.1", "b"), cookie("sid", "c"), cookie("v.2a", "d"), cookie(".1", "e")];
+        let session = [
+            cookie("sb-x-auth-token.0", "a"),
+            cookie("sb-x-auth-token.1", "b"),
+            cookie("sid", "c"),
+            cookie("v.2a", "d"),
+            cookie(".1", "e"),
+        ];
         assert_eq!(cookie_names(&session), ["sb-x-auth-token", "sid", "v.2a", ".1"]);
     }
 
@@ -124,9 +146,12 @@ mod tests {
         let jwt = format!("{}.{}.sig", b64(r#"{"alg":"HS256"}"#), b64(r#"{"sub":"u-1"}"#));
         let session = format!("base64-{}", b64(&format!(r#"{{"access_token":"{jwt}"}}"#)));
         let (a, b) = session.split_at(30);
-        let cookies = [cookie("sb-x-auth-token.1", b), cookie("sid", "x"), cookie("sb-x-auth-token.0", a)];
+        let cookies =
+            [cookie("sb-x-auth-token.1", b), cookie("sid", "x"), cookie("sb-x-auth-token.0", a)];
         assert_eq!(session_token(&cookies, "sb-x-auth-token").as_deref(), Some(jwt.as_str()));
-        let token = Unverified::read(&session_token(&[cookie("session", &jwt)], "session").unwrap()).unwrap();
+        let token =
+            Unverified::read(&session_token(&[cookie("session", &jwt)], "session").unwrap())
+                .unwrap();
         assert_eq!((token.alg.as_str(), token.claims["sub"].as_str()), ("HS256", Some("u-1")));
         assert!(session_token(&cookies, "other").is_none());
     }

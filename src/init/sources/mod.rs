@@ -30,10 +30,18 @@ pub(crate) struct Evidence<'a> {
 impl Evidence<'_> {
     /// Runs the acceptance check on a candidate and records the attempt; the candidate
     /// when accepted.
-    pub fn try_candidate(&self, candidate: Candidate, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
+    pub fn try_candidate(
+        &self,
+        candidate: Candidate,
+        attempts: &mut Vec<Attempt>,
+    ) -> Option<Candidate> {
         match self.app.accept(&candidate.yaml, self.plan, self.learned) {
             Ok(found) => {
-                attempts.push(Attempt::accepted(candidate.source, &candidate.tried, format!("{}; found {found}", candidate.why)));
+                attempts.push(Attempt::accepted(
+                    candidate.source,
+                    &candidate.tried,
+                    format!("{}; found {found}", candidate.why),
+                ));
                 Some(candidate)
             }
             Err(why) => {

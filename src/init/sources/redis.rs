@@ -20,11 +20,16 @@ use serde_json::Value;
 
 use super::{Candidate, Evidence};
 use crate::audit::input::CookieArg;
-use intercom_secure_proxy::config::{redact_url, Secret, SessionFormat, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER};
-use intercom_secure_proxy::identity::redis_session::{document, express, plausible_session_id, session_key, DecodeError, MAX_SESSION_BYTES, MAX_SESSION_ID};
 use crate::init::pointer::Fields;
 use crate::init::report::Attempt;
 use crate::init::yaml::quote;
+use intercom_secure_proxy::config::{
+    redact_url, Secret, SessionFormat, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER,
+};
+use intercom_secure_proxy::identity::redis_session::{
+    document, express, plausible_session_id, session_key, DecodeError, MAX_SESSION_BYTES,
+    MAX_SESSION_ID,
+};
 
 /// The source `type`.
 const SOURCE: &str = "redis_session";
@@ -73,7 +78,11 @@ pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Can
     };
     let shown = redact_url(url);
     if ev.learned.session.is_empty() {
-        attempts.push(Attempt::rejected(SOURCE, &shown, "no session cookie to look up in Redis".into()));
+        attempts.push(Attempt::rejected(
+            SOURCE,
+            &shown,
+            "no session cookie to look up in Redis".into(),
+        ));
         return None;
     }
     let mut reader = match Reader::connect(url) {
@@ -87,7 +96,12 @@ pub(super) fn find(ev: &Evidence<'_>, attempts: &mut Vec<Attempt>) -> Option<Can
 }
 
 /// The candidates of one session cookie: each key found holding its session.
-fn from_cookie(ev: &Evidence<'_>, reader: &mut Reader, cookie: &CookieArg, attempts: &mut Vec<Attempt>) -> Option<Candidate> {
+fn from_cookie(
+    ev: &Evidence<'_>,
+    reader: &mut Reader,
+    cookie: &CookieArg,
+    attempts: &mut Vec<Attempt>,
+) -> Option<Candidate> {
     let tried = format!("cookie {}", cookie.name);
     let Some(session) = SessionId::of(&cookie.value) else {
         let why = format!("its value is not a session id (visible ASCII, {MIN_ID} to {MAX_SESSION_ID} characters, or express-session's s:<id>.<signature>)");
@@ -130,7 +144,9 @@ impl SessionId {
     fn of(value: &str) -> Option<SessionId> {
         let value = express::percent_decode(value.trim().trim_matches('"'))?;
         let session = match value.strip_prefix("s:").and_then(|signed| signed.rsplit_once('.')) {
-            Some((id, _signature)) if !id.is_empty() => SessionId { id: id.to_string(), signed: true },
+            Some((id, _signature)) if !id.is_empty() => {
+                SessionId { id: id.to_string(), signed: true }
+            }
             _ => SessionId { id: value, signed: false },
         };
         (session.id.len() >= MIN_ID && plausible_session_id(&session.id)).then_some(session)
@@ -153,7 +169,11 @@ fn locate(reader: &mut Reader, id: &str) -> Result<Vec<Found>, String> {
     for (template, store) in LAYOUTS {
         let key = session_key(template, id);
         if reader.kind(&key)? != "none" {
-            return Ok(vec![Found { key, template: template.to_string(), how: format!("the session is under {template}, where {store} keeps them") }]);
+            return Ok(vec![Found {
+                key,
+                template: template.to_string(),
+                how: format!("the session is under {template}, where {store} keeps them"),
+            }]);
         }
     }
     let known: Vec<&str> = LAYOUTS.iter().map(|(template, _)| *template).collect();
@@ -167,7 +187,13 @@ fn locate(reader: &mut Reader, id: &str) -> Result<Vec<Found>, String> {
                     .into_iter()
                     .filter_map(|key| {
                         let template = key_template(&key, id)?;
-                        Some(Found { how: format!("the session is under {template}, found by SCAN MATCH for {what}"), key, template })
+                        Some(Found {
+                            how: format!(
+                                "the session is under {template}, found by SCAN MATCH for {what}"
+                            ),
+                            key,
+                            template,
+                        })
                     })
                     .collect();
                 if found.is_empty() {
@@ -183,7 +209,11 @@ fn locate(reader: &mut Reader, id: &str) -> Result<Vec<Found>, String> {
         true => format!("a SCAN MATCH for the id and its SHA-256 stopped after {SCAN_ROUNDS} rounds of {SCAN_COUNT} keys without finding it; give the key by hand"),
         false => "a SCAN MATCH of every key for the id and its SHA-256 found none".into(),
     };
-    Err(format!("no key in {} holds its session: none of the known layouts ({}), and {scanned}", reader.shown, known.join(", ")))
+    Err(format!(
+        "no key in {} holds its session: none of the known layouts ({}), and {scanned}",
+        reader.shown,
+        known.join(", ")
+    ))
 }
 
 /// The key template of `key`, a key found for session `id`: the id (or its SHA-256) in
@@ -191,9 +221,10 @@ fn locate(reader: &mut Reader, id: &str) -> Result<Vec<Found>, String> {
 fn key_template(key: &str, id: &str) -> Option<String> {
     // session_key of the bare placeholder is the digest as the proxy computes it.
     let hashed = session_key(SESSION_ID_SHA256_PLACEHOLDER, id);
-    let (value, placeholder) = [(id, SESSION_ID_PLACEHOLDER), (hashed.as_str(), SESSION_ID_SHA256_PLACEHOLDER)]
-        .into_iter()
-        .find(|(value, _)| key.matches(value).count() == 1)?;
+    let (value, placeholder) =
+        [(id, SESSION_ID_PLACEHOLDER), (hashed.as_str(), SESSION_ID_SHA256_PLACEHOLDER)]
+            .into_iter()
+            .find(|(value, _)| key.matches(value).count() == 1)?;
     Some(key.replacen(value, placeholder, 1))
 }
 
@@ -210,20 +241,32 @@ fn glob_escape(s: &str) -> String {
 }
 
 /// The candidate for the session under `found`, or why it cannot be one.
-fn candidate(ev: &Evidence<'_>, reader: &mut Reader, cookie: &CookieArg, session: &SessionId, found: &Found, tried: &str) -> Result<Candidate, String> {
+fn candidate(
+    ev: &Evidence<'_>,
+    reader: &mut Reader,
+    cookie: &CookieArg,
+    session: &SessionId,
+    found: &Found,
+    tried: &str,
+) -> Result<Candidate, String> {
     let kind = reader.kind(&found.key)?;
     if kind != "string" {
         return Err(format!("the key is a Redis {kind}, and redis_session reads a string (GET)"));
     }
     let len = reader.strlen(&found.key)?;
     if len > MAX_SESSION_BYTES {
-        return Err(format!("the session is {len} bytes, more than the {MAX_SESSION_BYTES} the proxy reads"));
+        return Err(format!(
+            "the session is {len} bytes, more than the {MAX_SESSION_BYTES} the proxy reads"
+        ));
     }
     let data = reader.get(&found.key)?.ok_or("the session expired while init read it")?;
     let (format, doc) = decode(&data)?;
     let fields = Fields::find(&doc, &ev.learned.answer, "the session")?;
     let secret_env = signature_secret(ev, cookie, session)?;
-    let mut yaml = format!("    - type: {SOURCE}\n{}", redis_lines(ev.plan.options.redis.as_deref().unwrap_or_default())?);
+    let mut yaml = format!(
+        "    - type: {SOURCE}\n{}",
+        redis_lines(ev.plan.options.redis.as_deref().unwrap_or_default())?
+    );
     yaml.push_str(&format!("      # the session cookie (its removal lost the user): its id names the session's key\n      cookie: {}\n", quote(&cookie.name)));
     if let Some(env) = secret_env {
         yaml.push_str(&format!(
@@ -238,7 +281,10 @@ fn candidate(ev: &Evidence<'_>, reader: &mut Reader, cookie: &CookieArg, session
     Ok(Candidate {
         source: SOURCE,
         tried: tried.to_string(),
-        why: format!("user id in the Redis session at {} → {}, matched the page's user_id", found.template, fields.user_id),
+        why: format!(
+            "user id in the Redis session at {} → {}, matched the page's user_id",
+            found.template, fields.user_id
+        ),
         yaml,
         claims,
     })
@@ -250,7 +296,12 @@ fn decode(data: &[u8]) -> Result<(SessionFormat, Value), String> {
     for format in [SessionFormat::Json, SessionFormat::Php, SessionFormat::PhpSerialize] {
         match document(format, data) {
             Ok(doc) => return Ok((format, doc)),
-            Err(e @ (DecodeError::RubyMarshal | DecodeError::PythonPickle | DecodeError::PhpBinary | DecodeError::TooLarge(_))) => return Err(e.to_string()),
+            Err(
+                e @ (DecodeError::RubyMarshal
+                | DecodeError::PythonPickle
+                | DecodeError::PhpBinary
+                | DecodeError::TooLarge(_)),
+            ) => return Err(e.to_string()),
             Err(_) => {}
         }
     }
@@ -268,7 +319,11 @@ fn format_why(format: SessionFormat) -> &'static str {
 
 /// For express-session's signed cookies, the variable of `--cookie-secret-env`, checked
 /// to verify this cookie (`Ok(None)` for an unsigned cookie).
-fn signature_secret(ev: &Evidence<'_>, cookie: &CookieArg, session: &SessionId) -> Result<Option<String>, String> {
+fn signature_secret(
+    ev: &Evidence<'_>,
+    cookie: &CookieArg,
+    session: &SessionId,
+) -> Result<Option<String>, String> {
     if !session.signed {
         return Ok(None);
     }
@@ -340,15 +395,21 @@ impl Reader {
     /// Connects, within [`TIMEOUT`]; errors show the URL without its password.
     fn connect(url: &str) -> Result<Reader, String> {
         let shown = redact_url(url);
-        let client = ::redis::Client::open(url).map_err(|_| format!("{shown} is not a Redis URL the client reads"))?;
-        let connection = client.get_connection_with_timeout(TIMEOUT).map_err(|e| format!("cannot read {shown}: {}", describe(&e)))?;
-        let timeouts = connection.set_read_timeout(Some(TIMEOUT)).and_then(|()| connection.set_write_timeout(Some(TIMEOUT)));
+        let client = ::redis::Client::open(url)
+            .map_err(|_| format!("{shown} is not a Redis URL the client reads"))?;
+        let connection = client
+            .get_connection_with_timeout(TIMEOUT)
+            .map_err(|e| format!("cannot read {shown}: {}", describe(&e)))?;
+        let timeouts = connection
+            .set_read_timeout(Some(TIMEOUT))
+            .and_then(|()| connection.set_write_timeout(Some(TIMEOUT)));
         timeouts.map_err(|e| format!("cannot read {shown}: {}", describe(&e)))?;
         Ok(Reader { connection, shown })
     }
 
     fn query<T: FromRedisValue>(&mut self, cmd: &Cmd, name: &str) -> Result<T, String> {
-        cmd.query(&mut self.connection).map_err(|e| format!("Redis answered {name} with {}", describe(&e)))
+        cmd.query(&mut self.connection)
+            .map_err(|e| format!("Redis answered {name} with {}", describe(&e)))
     }
 
     /// `TYPE key`: `none` when there is no such key.
@@ -372,9 +433,17 @@ impl Reader {
     fn scan(&mut self, pattern: &str) -> Result<Scan, String> {
         let mut cursor: u64 = 0;
         for _ in 0..SCAN_ROUNDS {
-            let (next, keys): (u64, Vec<Vec<u8>>) =
-                self.query(::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(SCAN_COUNT), "SCAN")?;
-            let keys: Vec<String> = keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).take(MAX_KEYS).collect();
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.query(
+                ::redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT),
+                "SCAN",
+            )?;
+            let keys: Vec<String> =
+                keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).take(MAX_KEYS).collect();
             if !keys.is_empty() {
                 return Ok(Scan::Matched(keys));
             }
@@ -392,7 +461,9 @@ impl Reader {
 /// error's text would quote the answer, which may hold a key).
 fn describe(e: &RedisError) -> String {
     match (e.code(), e.is_io_error()) {
-        (Some(code), _) => format!("{code} {}", e.detail().unwrap_or_default()).trim_end().to_string(),
+        (Some(code), _) => {
+            format!("{code} {}", e.detail().unwrap_or_default()).trim_end().to_string()
+        }
         (None, true) => e.to_string(),
         (None, false) => e.category().to_string(),
     }
@@ -411,15 +482,31 @@ mod tests {
         assert_eq!(SessionId::of(&signed), Some(SessionId { id: ID.into(), signed: true }));
         let plain = express::percent_decode(&signed).unwrap();
         assert_eq!(SessionId::of(&plain), Some(SessionId { id: ID.into(), signed: true }));
-        assert_eq!(SessionId::of("abcdef0123456789abcdef"), Some(SessionId { id: "abcdef0123456789abcdef".into(), signed: false }));
+        assert_eq!(
+            SessionId::of("abcdef0123456789abcdef"),
+            Some(SessionId { id: "abcdef0123456789abcdef".into(), signed: false })
+        );
         // Percent-encoded ids are decoded, as the proxy decodes them.
-        assert_eq!(SessionId::of("abc%2Bdef0123456789abcdef").map(|s| s.id).as_deref(), Some("abc+def0123456789abcdef"));
-        assert_eq!(SessionId::of("\"abcdef0123456789abcdef\"").map(|s| s.id).as_deref(), Some("abcdef0123456789abcdef"));
+        assert_eq!(
+            SessionId::of("abc%2Bdef0123456789abcdef").map(|s| s.id).as_deref(),
+            Some("abc+def0123456789abcdef")
+        );
+        assert_eq!(
+            SessionId::of("\"abcdef0123456789abcdef\"").map(|s| s.id).as_deref(),
+            Some("abcdef0123456789abcdef")
+        );
     }
 
     #[test]
     fn values_that_cannot_be_session_ids_are_not_looked_for() {
-        for value in ["1", "short-id", "s%3A.sig", "abc def0123456789abcdef", "bad%ZZescape0123456789", &"x".repeat(300)] {
+        for value in [
+            "1",
+            "short-id",
+            "s%3A.sig",
+            "abc def0123456789abcdef",
+            "bad%ZZescape0123456789",
+            &"x".repeat(300),
+        ] {
             assert_eq!(SessionId::of(value), None, "{value}");
         }
     }
@@ -433,10 +520,16 @@ mod tests {
     #[test]
     fn key_templates_put_the_placeholder_where_the_id_was() {
         assert_eq!(key_template(&format!("sess:{ID}"), ID).as_deref(), Some("sess:{id}"));
-        assert_eq!(key_template(&format!("myapp:{ID}:data"), ID).as_deref(), Some("myapp:{id}:data"));
+        assert_eq!(
+            key_template(&format!("myapp:{ID}:data"), ID).as_deref(),
+            Some("myapp:{id}:data")
+        );
         let hashed = session_key(SESSION_ID_SHA256_PLACEHOLDER, "abc");
         assert_eq!(hashed, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(key_template(&format!("myapp:session:2::{hashed}"), "abc").as_deref(), Some("myapp:session:2::{id_sha256}"));
+        assert_eq!(
+            key_template(&format!("myapp:session:2::{hashed}"), "abc").as_deref(),
+            Some("myapp:session:2::{id_sha256}")
+        );
         assert_eq!(key_template(&format!("{ID}:{ID}"), ID), None);
         assert_eq!(key_template("sess:other", ID), None);
         // Every known layout gives back its own template.
@@ -447,21 +540,38 @@ mod tests {
 
     #[test]
     fn the_written_url_has_no_password() {
-        assert_eq!(without_password("redis://127.0.0.1:6379/0"), ("redis://127.0.0.1:6379/0".into(), false));
-        assert_eq!(without_password("redis://:pw@127.0.0.1:6379/0"), ("redis://127.0.0.1:6379/0".into(), true));
-        assert_eq!(without_password("rediss://app:p@ss/w@r.example:6380/2"), ("rediss://app@r.example:6380/2".into(), true));
+        assert_eq!(
+            without_password("redis://127.0.0.1:6379/0"),
+            ("redis://127.0.0.1:6379/0".into(), false)
+        );
+        assert_eq!(
+            without_password("redis://:pw@127.0.0.1:6379/0"),
+            ("redis://127.0.0.1:6379/0".into(), true)
+        );
+        assert_eq!(
+            without_password("rediss://app:p@ss/w@r.example:6380/2"),
+            ("rediss://app@r.example:6380/2".into(), true)
+        );
         assert_eq!(without_password("redis://word@h/1"), ("redis://h/1".into(), false));
     }
 
     #[test]
     fn the_format_is_the_one_that_reads_the_session() {
         let (format, doc) = decode(br#"{"passport":{"user":"u-1"}}"#).unwrap();
-        assert_eq!((format, doc.pointer("/passport/user").and_then(Value::as_str)), (SessionFormat::Json, Some("u-1")));
+        assert_eq!(
+            (format, doc.pointer("/passport/user").and_then(Value::as_str)),
+            (SessionFormat::Json, Some("u-1"))
+        );
         let (format, doc) = decode(br#"user|s:5:"alice";account|a:1:{s:2:"id";i:1001;}"#).unwrap();
-        assert_eq!((format, doc.pointer("/account/id").map(Value::to_string)), (SessionFormat::Php, Some("1001".into())));
+        assert_eq!(
+            (format, doc.pointer("/account/id").map(Value::to_string)),
+            (SessionFormat::Php, Some("1001".into()))
+        );
         let (format, _) = decode(br#"a:1:{s:4:"user";s:5:"alice";}"#).unwrap();
         assert_eq!(format, SessionFormat::PhpSerialize);
-        assert!(decode(b"\x04\x08{\x06I\"\x0cuser_id\x06:\x06ETi\x06").unwrap_err().contains("serializer: :json"));
+        assert!(decode(b"\x04\x08{\x06I\"\x0cuser_id\x06:\x06ETi\x06")
+            .unwrap_err()
+            .contains("serializer: :json"));
         assert!(decode(b"user=secret").unwrap_err().contains("neither JSON nor PHP"));
     }
 }

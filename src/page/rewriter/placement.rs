@@ -173,12 +173,13 @@ fn start_tags(
     shared: &Arc<Shared>,
 ) -> (Cow<'static, Selector>, ElementContentHandlers<'static, lol_html::send::SendHandlerTypes>) {
     let shared = shared.clone();
-    let handlers = ElementContentHandlers::default().element(Box::new(move |el: &mut Element<'_, '_, _>| {
-        if shared.pending() {
-            on_start_tag(el, &shared);
-        }
-        Ok(())
-    }));
+    let handlers =
+        ElementContentHandlers::default().element(Box::new(move |el: &mut Element<'_, '_, _>| {
+            if shared.pending() {
+                on_start_tag(el, &shared);
+            }
+            Ok(())
+        }));
     (Cow::Borrowed(&*ANY), handlers)
 }
 
@@ -224,10 +225,12 @@ fn on_start_tag(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shar
             if rewritten {
                 // Its new length is known once it is written out.
                 let s = shared.clone();
-                el.streaming_after(Box::new(move |_: &mut lol_html::html_content::StreamingHandlerSink<'_>| {
-                    s.passed_rewritten(range.end);
-                    Ok(())
-                }));
+                el.streaming_after(Box::new(
+                    move |_: &mut lol_html::html_content::StreamingHandlerSink<'_>| {
+                        s.passed_rewritten(range.end);
+                        Ok(())
+                    },
+                ));
             }
         }
         Role::Head => shared.passed(range),
@@ -266,17 +269,22 @@ fn on_document_end(shared: &Shared) {
 /// `<meta http-equiv=Content-Security-Policy>` before the insertion point applies to our
 /// script: learn its nonce, amend it with our hash, or refuse to inject. Returns whether
 /// the element was rewritten (amended).
-fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &Arc<Shared>) -> bool {
+fn on_meta(
+    el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
+    shared: &Arc<Shared>,
+) -> bool {
     let http_equiv = el.get_attribute("http-equiv");
     let declares_charset = el.has_attribute("charset")
         || http_equiv.as_deref().is_some_and(|v| v.trim().eq_ignore_ascii_case("content-type"));
     if declares_charset {
-        if let Some(script) = shared.render(None, shared.grown(el.source_location().bytes().start)) {
+        if let Some(script) = shared.render(None, shared.grown(el.source_location().bytes().start))
+        {
             el.after(script.html(), ContentType::Html);
         }
         return false;
     }
-    let is_csp = http_equiv.is_some_and(|v| v.trim().eq_ignore_ascii_case("content-security-policy"));
+    let is_csp =
+        http_equiv.is_some_and(|v| v.trim().eq_ignore_ascii_case("content-security-policy"));
     if !is_csp {
         return false;
     }
@@ -303,13 +311,21 @@ fn on_meta(el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &
 /// Whether the page, grown by this `<meta>` written out again with `amended`, stays
 /// within the announced length (always, when none was announced). The bound is the
 /// longest start tag lol_html could write: every value escaped at six bytes a byte.
-fn amendment_fits(el: &Element<'_, '_, lol_html::send::SendHandlerTypes>, shared: &Shared, amended: &str) -> bool {
+fn amendment_fits(
+    el: &Element<'_, '_, lol_html::send::SendHandlerTypes>,
+    shared: &Shared,
+    amended: &str,
+) -> bool {
     let Some(extra) = shared.extra else { return true };
     let longest: usize = el
         .attributes()
         .iter()
         .map(|a| {
-            let value = if a.name().eq_ignore_ascii_case("content") { amended.len() } else { a.value().len() };
+            let value = if a.name().eq_ignore_ascii_case("content") {
+                amended.len()
+            } else {
+                a.value().len()
+            };
             a.name().len() + 6 * value + 4
         })
         .sum::<usize>()
@@ -322,4 +338,3 @@ fn refuse(shared: &Shared, why: &str) {
     log::warn!("not injecting: the page's <meta> Content-Security-Policy {why}");
     stop(shared, GiveUpReason::MetaCsp);
 }
-

@@ -27,7 +27,10 @@ impl PageStart {
     /// names the charset (`head_ok`), right after the charset declaration, and in any
     /// case at the limit, whichever comes first.
     pub fn insertion_point(&self, head_ok: bool) -> usize {
-        [self.head_end.filter(|_| head_ok), self.charset_end].into_iter().flatten().fold(self.limit, usize::min)
+        [self.head_end.filter(|_| head_ok), self.charset_end]
+            .into_iter()
+            .flatten()
+            .fold(self.limit, usize::min)
     }
 }
 
@@ -54,13 +57,15 @@ pub(super) fn read(page: &[u8]) -> PageStart {
                         start.charset_end.get_or_insert(tag.end);
                     }
                     b"meta" => {}
-                    b"title" | b"style" | b"noscript" | b"noframes" => match text_end(page, tag.end, &tag.name) {
-                        Some(end) => {
-                            at = end;
-                            continue;
+                    b"title" | b"style" | b"noscript" | b"noframes" => {
+                        match text_end(page, tag.end, &tag.name) {
+                            Some(end) => {
+                                at = end;
+                                continue;
+                            }
+                            None => return start,
                         }
-                        None => return start,
-                    },
+                    }
                     _ => return start,
                 }
                 at = tag.end;
@@ -98,7 +103,9 @@ impl Tag {
     /// `http-equiv` whose (trimmed) value is `Content-Type`.
     fn declares_charset(&self) -> bool {
         self.attribute(b"charset").is_some()
-            || self.attribute(b"http-equiv").is_some_and(|v| String::from_utf8_lossy(v).trim().eq_ignore_ascii_case("content-type"))
+            || self.attribute(b"http-equiv").is_some_and(|v| {
+                String::from_utf8_lossy(v).trim().eq_ignore_ascii_case("content-type")
+            })
     }
 }
 
@@ -107,14 +114,20 @@ fn token(page: &[u8], at: usize) -> Token {
     let rest = &page[at..];
     match rest {
         [] => Token::End,
-        [b'<', c, ..] if c.is_ascii_alphabetic() => tag(page, at + 1).map_or(Token::Closes, Token::Start),
-        [b'<', b'!', b'-', b'-', ..] => comment_end(page, at + 4).map_or(Token::Closes, Token::Markup),
+        [b'<', c, ..] if c.is_ascii_alphabetic() => {
+            tag(page, at + 1).map_or(Token::Closes, Token::Start)
+        }
+        [b'<', b'!', b'-', b'-', ..] => {
+            comment_end(page, at + 4).map_or(Token::Closes, Token::Markup)
+        }
         [b'<', b'!', ..] if rest.len() >= 9 && rest[2..9].eq_ignore_ascii_case(b"doctype") => {
             up_to_gt(page, at + 9).map_or(Token::Closes, Token::Markup)
         }
         // Bogus comments: `<!…>` (CDATA too, outside foreign content), `<?…>`, `</ …>`.
         [b'<', b'!' | b'?', ..] => up_to_gt(page, at + 2).map_or(Token::Closes, Token::Markup),
-        [b'<', b'/', c, ..] if !c.is_ascii_alphabetic() && *c != b'>' => up_to_gt(page, at + 2).map_or(Token::Closes, Token::Markup),
+        [b'<', b'/', c, ..] if !c.is_ascii_alphabetic() && *c != b'>' => {
+            up_to_gt(page, at + 2).map_or(Token::Closes, Token::Markup)
+        }
         // End tags, `</>`, a lone `<`, text.
         _ => Token::Closes,
     }
@@ -155,7 +168,9 @@ fn text_end(page: &[u8], at: usize, name: &[u8]) -> Option<usize> {
         let lt = i + page[i..].windows(2).position(|w| w == b"</")?;
         let after = lt + 2 + name.len();
         let named = page.get(lt + 2..after).is_some_and(|n| n.eq_ignore_ascii_case(name));
-        if named && page.get(after).is_some_and(|&c| c.is_ascii_whitespace() || c == b'/' || c == b'>') {
+        if named
+            && page.get(after).is_some_and(|&c| c.is_ascii_whitespace() || c == b'/' || c == b'>')
+        {
             return tag(page, lt + 2).map(|t| t.end);
         }
         i = lt + 2;
@@ -254,12 +269,30 @@ mod tests {
 
     #[test]
     fn the_model_reads_the_head() {
-        assert_eq!(point("<!DOCTYPE html><html><head><meta charset=utf-8><title>t</title>", false), "<!DOCTYPE html><html><head><meta charset=utf-8>");
-        assert_eq!(point("<!DOCTYPE html><html><head><meta charset=utf-8>", true), "<!DOCTYPE html><html><head>");
-        assert_eq!(point("<head><title>a</b></title ><style>x</STYLE/><link a='>'>x", false), "<head><title>a</b></title ><style>x</STYLE/><link a='>'>");
-        assert_eq!(point("<!-- a --><!---><!--><?xml ?><!x></ x><script>", false), "<!-- a --><!---><!--><?xml ?><!x></ x>");
-        assert_eq!(point("<meta http-equiv=' Content-Type ' content=x><p>", false), "<meta http-equiv=' Content-Type ' content=x>");
-        assert_eq!(point("<meta name=a http-equiv=refresh http-equiv=content-type><p>", false), "<meta name=a http-equiv=refresh http-equiv=content-type>");
+        assert_eq!(
+            point("<!DOCTYPE html><html><head><meta charset=utf-8><title>t</title>", false),
+            "<!DOCTYPE html><html><head><meta charset=utf-8>"
+        );
+        assert_eq!(
+            point("<!DOCTYPE html><html><head><meta charset=utf-8>", true),
+            "<!DOCTYPE html><html><head>"
+        );
+        assert_eq!(
+            point("<head><title>a</b></title ><style>x</STYLE/><link a='>'>x", false),
+            "<head><title>a</b></title ><style>x</STYLE/><link a='>'>"
+        );
+        assert_eq!(
+            point("<!-- a --><!---><!--><?xml ?><!x></ x><script>", false),
+            "<!-- a --><!---><!--><?xml ?><!x></ x>"
+        );
+        assert_eq!(
+            point("<meta http-equiv=' Content-Type ' content=x><p>", false),
+            "<meta http-equiv=' Content-Type ' content=x>"
+        );
+        assert_eq!(
+            point("<meta name=a http-equiv=refresh http-equiv=content-type><p>", false),
+            "<meta name=a http-equiv=refresh http-equiv=content-type>"
+        );
         assert_eq!(point("\u{feff} <template>", false), "\u{feff} ");
     }
 
