@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::classify::{messengers, Call, Classification};
-use super::report::Finding;
+use super::finding::Finding;
 
 /// A Messenger that still said who the user was after the logout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod cdp;
 pub mod classify;
+pub mod finding;
 pub mod input;
 pub mod jwt;
 pub mod logout;
@@ -26,9 +27,10 @@ use url::Url;
 
 use cdp::{Chromium, ChromiumError};
 use classify::{messengers, worst, Classification};
+pub use finding::Finding;
 use input::{parse_cookie, parse_header, parse_url, CookieArg, UsageError};
 use intercom_secure_proxy::config::{Config, SiteConfig};
-pub use report::{Finding, PageReport, Report};
+pub use report::{PageReport, Report};
 use scope::Scope;
 use tab::{Tab, Visit};
 

@@ -8,25 +8,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::classify::Classification;
+use super::finding::Finding;
 use super::jwt::JwtReport;
 use super::logout::LogoutReport;
-
-/// One thing that fails the audit, with a stable code for CI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// `insecure_identity`, `jwt_check_failed`, `user_not_identified`,
-    /// `shared_cacheable`, `page_error`, `logout_no_shutdown` or `logout_identified_boot`.
-    pub code: &'static str,
-    /// What is wrong, for people.
-    pub message: String,
-}
-
-impl Finding {
-    /// A finding with this code.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Finding {
-        Finding { code, message: message.into() }
-    }
-}
 
 /// What the audit found on one page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

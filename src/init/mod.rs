@@ -20,6 +20,7 @@
 pub mod answer;
 mod app;
 mod browser;
+mod candidate;
 pub mod csp;
 pub mod logout;
 mod options;

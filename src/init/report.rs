@@ -4,36 +4,11 @@ use serde::Serialize;
 
 use super::answer::Answer;
 use super::browser::Learned;
+use super::candidate::{Attempt, Candidate};
 use super::logout::Logout;
 use super::options::Plan;
-use super::sources::Candidate;
 use super::verify::Verification;
 use super::yaml::Written;
-
-/// One candidate source tried.
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    /// The source `type`.
-    pub source: &'static str,
-    /// What was tried (`GET /api/me`, `cookie session_token`, `redis key sess:*`).
-    pub tried: String,
-    /// Whether the acceptance check accepted it.
-    pub accepted: bool,
-    /// Why it was accepted or rejected.
-    pub why: String,
-}
-
-impl Attempt {
-    /// An accepted candidate.
-    pub fn accepted(source: &'static str, tried: &str, why: String) -> Attempt {
-        Attempt { source, tried: tried.to_string(), accepted: true, why }
-    }
-
-    /// A rejected (or untried) candidate.
-    pub fn rejected(source: &'static str, tried: &str, why: String) -> Attempt {
-        Attempt { source, tried: tried.to_string(), accepted: false, why }
-    }
-}
 
 /// The report of `init`.
 #[derive(Debug, Serialize)]

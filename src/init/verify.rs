@@ -212,8 +212,8 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::init::candidate::Candidate;
     use crate::init::options::InitOptions;
-    use crate::init::sources::Candidate;
 
     #[derive(Parser)]
     struct Args {

@@ -4,9 +4,9 @@
 use url::Url;
 
 use super::answer::Answer;
+use super::candidate::Candidate;
 use super::logout::Logout;
 use super::options::Plan;
-use super::sources::Candidate;
 
 /// The secret variable of the configurations `init` loads for its own checks.
 pub(crate) const PROBE_SECRET_ENV: &str = "ISP_INIT_PROBE_SECRET";

@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::{Candidate, Evidence};
 use crate::audit::input::CookieArg;
 use crate::init::app::Response;
+use crate::init::candidate::Attempt;
 use crate::init::pointer::Fields;
-use crate::init::report::Attempt;
 use crate::init::yaml::quote;
 
 /// Paths apps commonly answer the current user on, tried after the page's own requests.

@@ -6,8 +6,8 @@
 
 use super::jwt::{verify_yaml, OriginJwks, Unverified};
 use super::{Candidate, Evidence};
+use crate::init::candidate::Attempt;
 use crate::init::pointer::Fields;
-use crate::init::report::Attempt;
 use crate::init::yaml::quote;
 use intercom_secure_proxy::config::Preset;
 

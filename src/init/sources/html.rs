@@ -22,9 +22,9 @@ use lol_html::{
 use super::endpoint::{display_type, item, ok_answer};
 use super::{Candidate, Evidence};
 use crate::init::browser::Link;
+use crate::init::candidate::Attempt;
 use crate::init::logout;
 use crate::init::pointer::Fields;
-use crate::init::report::Attempt;
 use intercom_secure_proxy::config::EndpointConfig;
 use intercom_secure_proxy::identity::{decode_entities, HtmlFields};
 

@@ -8,8 +8,8 @@ use pingora::http::RequestHeader;
 use super::jwt::{verify_yaml, OriginJwks, Unverified};
 use super::{Candidate, Evidence};
 use crate::audit::input::CookieArg;
+use crate::init::candidate::Attempt;
 use crate::init::pointer::Fields;
-use crate::init::report::Attempt;
 use crate::init::yaml::quote;
 
 /// The source `type`.

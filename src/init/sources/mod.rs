@@ -14,8 +14,9 @@ mod redis;
 
 use super::app::App;
 use super::browser::Learned;
+use super::candidate::Attempt;
+pub(crate) use super::candidate::Candidate;
 use super::options::Plan;
-use super::report::Attempt;
 
 /// What the finders work from.
 pub(crate) struct Evidence<'a> {
@@ -50,22 +51,6 @@ impl Evidence<'_> {
             }
         }
     }
-}
-
-/// A candidate source.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    /// Its `type`.
-    pub source: &'static str,
-    /// What was tried, for the report (`GET /api/me`, `cookie session_token`).
-    pub tried: String,
-    /// Its list item of `identity.sources`, each line indented by four spaces, the
-    /// first `    - type: ...`; comments say why each value was chosen.
-    pub yaml: String,
-    /// Why it matches, in one line (the configuration's comment above the source).
-    pub why: String,
-    /// The identity fields it maps besides user_id (`email`, `name`): the token's claims.
-    pub claims: Vec<&'static str>,
 }
 
 /// One finder: the candidates it accepted or rejected are recorded in `attempts`; the

@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use super::{Candidate, Evidence};
 use crate::audit::input::CookieArg;
+use crate::init::candidate::Attempt;
 use crate::init::pointer::Fields;
-use crate::init::report::Attempt;
 use crate::init::yaml::quote;
 use intercom_secure_proxy::config::{
     redact_url, Secret, SessionFormat, SESSION_ID_PLACEHOLDER, SESSION_ID_SHA256_PLACEHOLDER,
