@@ -75,11 +75,6 @@ impl TokenSigner {
         }
     }
 
-    /// The identity fields that end up signed: `user_id` plus the configured claims.
-    pub fn signed_fields(&self) -> impl Iterator<Item = &str> {
-        std::iter::once("user_id").chain(self.claims.iter().map(String::as_str))
-    }
-
     /// A valid token for this identity, from the cache when one is fresh enough.
     pub fn token_for(&self, identity: &Identity) -> Result<Arc<str>, TokenError> {
         let key = self.cache_key(identity);

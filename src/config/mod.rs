@@ -55,8 +55,9 @@ use inject::{validate_inject, FileInject};
 pub use inject::{BadPattern, InjectConfig, OnIdentityFailure, PathPattern};
 pub use intercom::IntercomConfig;
 use intercom::{validate_intercom, FileIntercom};
+pub(crate) use jwt::pem_key;
 pub use jwt::{
-    pem_key, JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat,
+    JwtCookieConfig, JwtVerifyConfig, KeySource, Preset, SignedHeaderConfig, TokenFormat,
     TokenLocation, GOOGLE_IAP_JWKS_URL,
 };
 use listen::{validate_listen, FileListen};
@@ -78,8 +79,9 @@ pub use server::ServerSettings;
 use server::{validate_server, FileServer};
 pub(crate) use shared_cache::subkey;
 pub use shared_cache::{SharedCacheConfig, DEFAULT_SHARED_CACHE_TIMEOUT};
-pub use site::{best_site, BadHost, HostPattern, SiteConfig};
+pub(crate) use site::best_site;
 use site::{site_sections, validate_site, FileSite, SiteSections};
+pub use site::{BadHost, HostPattern, SiteConfig};
 pub use upstream::UpstreamConfig;
 use upstream::{validate_upstream, FileUpstream};
 

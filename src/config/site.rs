@@ -85,7 +85,7 @@ impl fmt::Display for HostPattern {
 
 /// The index of the site whose hosts match `host` (lowercase, no port) best: an exact
 /// name, then the longest `*.domain`, then `*`; the first of equals.
-pub fn best_site<'a>(
+pub(crate) fn best_site<'a>(
     sites: impl IntoIterator<Item = &'a [HostPattern]>,
     host: &str,
 ) -> Option<usize> {

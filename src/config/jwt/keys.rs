@@ -201,7 +201,7 @@ fn single_family(algorithms: &[Algorithm]) -> Option<AlgorithmFamily> {
 }
 
 /// Parses a PEM public key of `family` (PKCS#1 or SPKI for RSA, SPKI for EC and Ed25519).
-pub fn pem_key(
+pub(crate) fn pem_key(
     pem: &[u8],
     family: AlgorithmFamily,
 ) -> std::result::Result<DecodingKey, jsonwebtoken::errors::Error> {

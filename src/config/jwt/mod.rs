@@ -13,8 +13,9 @@ use jsonwebtoken::Algorithm;
 use super::fields::{attributes, FieldPointers, FileFieldPointers};
 use super::fields::{DEFAULT_EMAIL_POINTER, DEFAULT_JWT_USER_ID_POINTER, DEFAULT_NAME_POINTER};
 use super::*;
+pub(crate) use keys::pem_key;
 use keys::{key_source, FileKeys};
-pub use keys::{pem_key, KeySource, GOOGLE_IAP_JWKS_URL};
+pub use keys::{KeySource, GOOGLE_IAP_JWKS_URL};
 pub use presets::Preset;
 
 mod keys;
