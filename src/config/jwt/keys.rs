@@ -60,6 +60,22 @@ pub(super) struct FileKeys<'a> {
     pub preset: Option<&'a str>,
 }
 
+impl FileKeys<'_> {
+    /// The names of the key-source keys that are set, in the file's documented order.
+    fn set_keys(&self) -> Vec<&'static str> {
+        [
+            ("jwks_url", self.jwks_url.is_some()),
+            ("jwks_file", self.jwks_file.is_some()),
+            ("public_key_file", self.public_key_file.is_some()),
+            ("secret_env", self.secret_env.is_some()),
+            ("secret_file", self.secret_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+}
+
 /// The AWS ALB key URL base of a region: keys are at `{base}/{kid}`.
 pub fn alb_key_url(region: &str) -> String {
     format!("https://public-keys.auth.elb.{region}.amazonaws.com")
@@ -83,16 +99,7 @@ pub(super) fn key_source(
 ) -> Result<KeySource> {
     let family = single_family(algorithms);
     if let Some(signer) = alb_signer {
-        if let Some(key) = [
-            ("jwks_url", k.jwks_url.is_some()),
-            ("jwks_file", k.jwks_file.is_some()),
-            ("public_key_file", k.public_key_file.is_some()),
-            ("secret_env", k.secret_env.is_some()),
-            ("secret_file", k.secret_file.is_some()),
-        ]
-        .into_iter()
-        .find_map(|(key, set)| set.then_some(key))
-        {
+        if let Some(key) = k.set_keys().first() {
             return Err(ConfigError::new(
                 format!("{base}.{key}"),
                 "AWS ALB keys are fetched per kid from key_url; remove this key",
@@ -113,16 +120,7 @@ pub(super) fn key_source(
         http_url(&format!("{base}.key_url"), &url)?;
         return Ok(KeySource::AlbKeyUrl(url));
     }
-    let set: Vec<&str> = [
-        ("jwks_url", k.jwks_url.is_some()),
-        ("jwks_file", k.jwks_file.is_some()),
-        ("public_key_file", k.public_key_file.is_some()),
-        ("secret_env", k.secret_env.is_some()),
-        ("secret_file", k.secret_file.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(key, set)| set.then_some(key))
-    .collect();
+    let set = k.set_keys();
     let google_default = k.preset == Some("google_iap") && set.is_empty();
     if set.len() != 1 && !google_default {
         return Err(ConfigError::new(
