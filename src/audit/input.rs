@@ -81,6 +81,15 @@ impl std::fmt::Debug for CookieArg {
     }
 }
 
+/// Parses each value of a repeated flag (`--cookie`, `--header`) with `parse`, numbered
+/// from 1 as its messages count them.
+pub fn parse_each<T>(
+    values: &[String],
+    parse: fn(usize, &str) -> Result<T, UsageError>,
+) -> Result<Vec<T>, UsageError> {
+    values.iter().enumerate().map(|(i, v)| parse(i + 1, v)).collect()
+}
+
 /// Parses the `index`-th `--cookie` (from 1): an RFC 6265 token, `=`, cookie octets
 /// (optionally in double quotes).
 pub fn parse_cookie(index: usize, text: &str) -> Result<CookieArg, UsageError> {

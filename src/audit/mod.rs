@@ -28,7 +28,7 @@ use url::Url;
 use cdp::{Chromium, ChromiumError};
 use classify::{messengers, worst, Classification};
 pub use finding::Finding;
-use input::{parse_cookie, parse_header, parse_url, CookieArg, UsageError};
+use input::{parse_cookie, parse_each, parse_header, parse_url, CookieArg, UsageError};
 use intercom_secure_proxy::config::{Config, SiteConfig};
 pub use report::{PageReport, Report};
 use scope::Scope;
@@ -113,18 +113,8 @@ impl Plan {
             .map(|(i, u)| parse_url(&format!("URL #{}", i + 1), u))
             .collect::<Result<Vec<_>, _>>()?;
         let logout = options.logout.as_deref().map(|u| parse_url("--logout", u)).transpose()?;
-        let cookies = options
-            .cookies
-            .iter()
-            .enumerate()
-            .map(|(i, c)| parse_cookie(i + 1, c))
-            .collect::<Result<Vec<_>, _>>()?;
-        let headers = options
-            .headers
-            .iter()
-            .enumerate()
-            .map(|(i, h)| parse_header(i + 1, h))
-            .collect::<Result<Vec<_>, _>>()?;
+        let cookies = parse_each(&options.cookies, parse_cookie)?;
+        let headers = parse_each(&options.headers, parse_header)?;
         let config = options.config.as_deref().map(Config::from_file).transpose()?;
         let plan = Plan { pages, logout, cookies, headers, config };
         for url in &plan.pages {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use url::Url;
 
 use crate::audit::cdp::ChromiumError;
-use crate::audit::input::{parse_cookie, parse_header, parse_url, CookieArg, UsageError};
+use crate::audit::input::{
+    parse_cookie, parse_each, parse_header, parse_url, CookieArg, UsageError,
+};
 
 /// The arguments of `init`, parsed by clap straight from its command line (their
 /// docs are its `--help`).
@@ -168,18 +170,8 @@ impl InitOptions {
         } else {
             self.pages.iter().map(|p| on_origin("--page", p)).collect::<Result<_, _>>()?
         };
-        let cookies = self
-            .cookies
-            .iter()
-            .enumerate()
-            .map(|(i, c)| parse_cookie(i + 1, c))
-            .collect::<Result<Vec<_>, _>>()?;
-        let headers = self
-            .headers
-            .iter()
-            .enumerate()
-            .map(|(i, h)| parse_header(i + 1, h))
-            .collect::<Result<Vec<_>, _>>()?;
+        let cookies = parse_each(&self.cookies, parse_cookie)?;
+        let headers = parse_each(&self.headers, parse_header)?;
         let form = self
             .form
             .iter()
