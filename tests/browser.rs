@@ -393,16 +393,7 @@ impl Run {
             text.truncate(6000);
             text.push_str("\n…");
         }
-        let log: String = self
-            .proxy_log
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
+        let log = support::log_tail(&self.proxy_log, 15);
         format!("step {name}:\n{text}\nproxy log (tail):\n{log}")
     }
 }

@@ -147,11 +147,7 @@ fn express_without_its_secret_falls_back_to_the_endpoint_and_asks_for_the_secret
     let (redis, app, cookie) = express_logged_in();
     let run = init_express(&app, &redis, &cookie, false);
     run.picked("current_user_endpoint");
-    let rejected = run
-        .stdout
-        .lines()
-        .find(|l| l.contains("redis_session") && l.contains("rejected"))
-        .unwrap_or_default();
+    let rejected = run.rejection("redis_session");
     assert!(
         rejected.contains("--cookie-secret-env"),
         "the report does not ask for --cookie-secret-env:\n{}",
@@ -184,11 +180,7 @@ fn a_redis_password_is_written_as_a_variable_and_never_shown() {
         &[("SESSION_SECRET", EXPRESS_SESSION_SECRET)],
     );
     run.expect(0, &as_strs(&secrets)).picked("current_user_endpoint");
-    let rejected = run
-        .stdout
-        .lines()
-        .find(|l| l.contains("redis_session") && l.contains("rejected"))
-        .unwrap_or_default();
+    let rejected = run.rejection("redis_session");
     assert!(
         rejected.contains("REDIS_PASSWORD"),
         "the report does not name REDIS_PASSWORD:\n{}",

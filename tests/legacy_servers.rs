@@ -74,21 +74,11 @@ impl Run {
         if let Some(o) = s.as_object_mut() {
             o.remove("cookies");
         }
-        let tail = |log: &str| {
-            log.lines()
-                .rev()
-                .take(12)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
         format!(
             "step {name}:\n{}\nproxy log (tail):\n{}\napp server log (tail):\n{}",
             serde_json::to_string_pretty(&s).unwrap(),
-            tail(&self.proxy_log),
-            tail(&self.server_log)
+            support::log_tail(&self.proxy_log, 12),
+            support::log_tail(&self.server_log, 12)
         )
     }
 }

@@ -110,21 +110,11 @@ fn excerpt(step: &Value, proxy: &Proxy, app: &App) -> String {
     if let Some(o) = s.as_object_mut() {
         o.remove("cookies");
     }
-    let tail = |log: String| {
-        log.lines()
-            .rev()
-            .take(12)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     format!(
         "{}\nproxy log (tail):\n{}\napp log (tail):\n{}",
         serde_json::to_string_pretty(&s).unwrap(),
-        tail(proxy.log_text()),
-        tail(app.log_text())
+        support::log_tail(&proxy.log_text(), 12),
+        support::log_tail(&app.log_text(), 12)
     )
 }
 

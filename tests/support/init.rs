@@ -75,21 +75,26 @@ impl InitRun {
             "wrong or no source:\n{}",
             self.all()
         );
-        let out = Command::new(super::binary())
-            .arg("check")
-            .arg("-c")
-            .arg(&self.out)
-            .env("INTERCOM_SECRET", super::SECRET)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "check refused the written configuration:\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
+        let env: Vec<(&str, &str)> = [("INTERCOM_SECRET", super::SECRET)]
+            .into_iter()
+            .chain(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .collect();
+        let (code, text) = super::check_config_file(&self.out, &env);
+        assert_eq!(
+            code,
+            Some(0),
+            "check refused the written configuration:\n{text}\n{}",
             self.all()
         );
         self
+    }
+
+    /// The report's line for the rejected candidate of `source` ("" when there is none).
+    pub fn rejection(&self, source: &str) -> &str {
+        self.stdout
+            .lines()
+            .find(|l| l.contains(source) && l.contains("rejected"))
+            .unwrap_or_default()
     }
 }
 

@@ -860,6 +860,12 @@ pub fn check_config_file(path: &std::path::Path, env: &[(&str, &str)]) -> (Optio
     )
 }
 
+/// The last `n` lines of a log, for assertion messages.
+pub fn log_tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// The samples of a scrape: metric name with sorted labels → value.
 pub fn scrape(proxy: &Proxy) -> (String, std::collections::HashMap<String, f64>) {
     let got = get(&proxy.admin_url("/metrics"), &[]);
