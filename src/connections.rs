@@ -11,6 +11,10 @@
 //! turns on Pingora's in-order answering of pipelined requests, and, with an access
 //! log, logs the requests Pingora's parser refused (see [`crate::refusals`]).
 //!
+//! It also handshakes TLS itself (Pingora's listeners stay plain TCP): a handshake then
+//! has the header timeout, as in nginx, and a connection in its handshake counts as
+//! open, so a stopping server does not exit under it (see [`crate::in_flight`]).
+//!
 //! An idle connection costs a few KiB, not the ~100 it would inside Pingora: Pingora
 //! reads a request head from within its request future, one allocation sized for the
 //! whole of a request's processing (Pingora's and ours, tens of KiB), so a connection
@@ -23,8 +27,9 @@
 
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -32,14 +37,17 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::listeners::tls::Acceptor;
 use pingora::prelude::fast_timeout::fast_timeout;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 use crate::access_log::AccessLogger;
+use crate::in_flight::{Counted, InFlight};
 use crate::refusals::{RecordedStream, Recorder};
 
 /// The limits, from `server.client_*` and `server.max_client_connections`.
@@ -74,8 +82,9 @@ pub struct ClientLimits<A> {
     inner: Arc<A>,
     limits: Limits,
     slots: Arc<Semaphore>,
-    busy: Arc<AtomicUsize>,
-    open: Arc<AtomicUsize>,
+    counts: Arc<InFlight>,
+    /// The TLS listeners' acceptors, by listen address; other connections are plain.
+    tls: Vec<(SocketAddr, Arc<Acceptor>)>,
     /// Where requests the parser refused are logged; `None` leaves connections unwrapped.
     refusals: Option<Arc<AccessLogger>>,
     /// Closes the connections waiting for a request once a stopping server has drained.
@@ -89,8 +98,8 @@ impl<A> ClientLimits<A> {
             inner: Arc::new(inner),
             limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
-            busy: Arc::new(AtomicUsize::new(0)),
-            open: Arc::new(AtomicUsize::new(0)),
+            counts: Arc::new(InFlight::default()),
+            tls: Vec::new(),
             refusals: None,
             closing: Arc::new(Closing::default()),
         }
@@ -102,33 +111,28 @@ impl<A> ClientLimits<A> {
         self
     }
 
-    /// How many client connections are open, idle or not.
-    pub fn open(&self) -> Arc<AtomicUsize> {
-        self.open.clone()
+    /// Handshakes TLS on connections to `addr` (a listen address) with `acceptor`.
+    pub(crate) fn tls(mut self, addr: SocketAddr, acceptor: Acceptor) -> Self {
+        self.tls.push((addr, Arc::new(acceptor)));
+        self
     }
 
-    /// How many HTTP/1 requests are in flight: from the head's arrival to the end of
-    /// the response, and for a new connection from its start (its first request may
-    /// be on the way). Idle keep-alive connections do not count: closing them loses
-    /// nothing.
-    pub fn busy(&self) -> Arc<AtomicUsize> {
-        self.busy.clone()
+    /// What a stopping server waits for; its connection filter must be set on the
+    /// service's listeners.
+    pub(crate) fn in_flight(&self) -> Arc<InFlight> {
+        self.counts.clone()
     }
-}
 
-/// Counts one request in flight, or one open connection, while it lives.
-struct Busy(Arc<AtomicUsize>);
-
-impl Busy {
-    fn start(count: &Arc<AtomicUsize>) -> Busy {
-        count.fetch_add(1, Ordering::SeqCst);
-        Busy(count.clone())
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+    /// The acceptor for a connection accepted on `local`: the listener bound to that
+    /// address, or to the unspecified address on its port (listen addresses never
+    /// overlap, the config validation refuses that).
+    fn acceptor(&self, local: SocketAddr) -> Option<&Acceptor> {
+        let exact = self.tls.iter().find(|(addr, _)| *addr == local);
+        let any = || {
+            let wildcard = |addr: &SocketAddr| addr.ip().is_unspecified();
+            self.tls.iter().find(|(addr, _)| wildcard(addr) && addr.port() == local.port())
+        };
+        exact.or_else(any).map(|(_, acceptor)| &**acceptor)
     }
 }
 
@@ -196,6 +200,7 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let (open, first) = self.counts.hand_over();
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             crate::warn_limited!(
                 "client connection limit reached (server.max_client_connections = {}); closing new connections until some finish",
@@ -206,11 +211,13 @@ where
         // The task Pingora runs a connection in is sized for its TLS handshake as well
         // (several KiB, kept for the connection's whole life, plain ones included). A
         // task of our own holds what the connection needs and no more; Pingora's ends.
+        let stream = self.handshake(stream).await?;
         let app = self.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            app.connection(stream, &shutdown).await;
+            let _open = open;
+            app.connection(stream, &shutdown, first).await;
         });
         None
     }
@@ -222,6 +229,7 @@ where
         // keep-alive load loses). Drain first: for a moment, such a request is still
         // read and answered with `Connection: close`, so the client reconnects (to the
         // new process of an upgrade); only then is what is still idle closed.
+        self.counts.stop_accepting();
         tokio::time::sleep(DRAIN.min(self.limits.keepalive_timeout)).await;
         self.closing.close();
         self.inner.cleanup().await;
@@ -232,13 +240,56 @@ impl<A> ClientLimits<A>
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
+    /// The TLS handshake of a connection to a TLS listener, within the header timeout
+    /// (and cut once a stopping server has drained); a plain connection as it is.
+    async fn handshake(&self, stream: Stream) -> Option<Stream> {
+        let Some(local) =
+            stream.get_socket_digest().and_then(|d| d.local_addr()?.as_inet().copied())
+        else {
+            // Pingora's TCP streams always know their address: never guess plain.
+            return self.tls.is_empty().then_some(stream);
+        };
+        let Some(acceptor) = self.acceptor(local) else { return Some(stream) };
+        // Pingora's listeners hand over their own TCP stream type, boxed.
+        let Ok(tcp) = stream.into_any().downcast::<L4Stream>() else {
+            log::error!(
+                "closing a client connection to the TLS listener {local}: not a TCP stream"
+            );
+            return None;
+        };
+        let timeout = self.limits.header_timeout;
+        tokio::select! {
+            biased;
+            done = fast_timeout(timeout, acceptor.tls_handshake(*tcp)) => match done {
+                Ok(Ok(tls)) => Some(Box::new(tls)),
+                Ok(Err(e)) => {
+                    log::debug!("client TLS handshake failed: {e}");
+                    None
+                }
+                Err(_) => {
+                    log::debug!("closing a client connection: no TLS handshake within {timeout:?}");
+                    None
+                }
+            },
+            () = self.closing.closed() => None,
+        }
+    }
+
     /// Serves one client connection: HTTP/2 by Pingora, HTTP/1 request by request.
-    async fn connection(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
-        let _open = Busy::start(&self.open);
+    /// `first` counts its first request (or, for HTTP/2, the connection) in flight.
+    async fn connection(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+        first: Counted,
+    ) {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // HTTP/2 has its own framing and idle handling; what Pingora's application
-            // hands back of a connection it served is never reused.
+            // hands back of a connection it served is never reused. Its requests are
+            // not visible from here, so the whole connection counts as busy: once the
+            // server stops, Pingora sends GOAWAY and ends it after its last response.
             self.inner.process_new(stream, shutdown).await;
+            drop(first);
             return;
         }
         let client = stream
@@ -252,11 +303,13 @@ where
         };
         let mut connection = ReusedHttpStream::new(stream, None);
         let mut idle = Duration::ZERO;
+        let mut first = Some(first);
         loop {
             if let Some(recorder) = &recorder {
                 recorder.reset();
             }
-            let Some(reused) = self.serve(connection, idle, shutdown, recorder.clone()).await
+            let busy = first.take();
+            let Some(reused) = self.serve(connection, idle, busy, shutdown, recorder.clone()).await
             else {
                 self.log_refusal(recorder.as_deref(), client);
                 return;
@@ -276,15 +329,17 @@ where
     /// One request: its head must be in within `idle` plus the header timeout, or the
     /// connection is closed (as nginx does, without a response). Until its first bytes
     /// are in, the connection holds no more than its stream (see the module docs).
+    /// `busy` counts the request in flight from the start (a new connection's first
+    /// request); otherwise it counts from the head's arrival.
     async fn serve(
         &self,
         connection: ReusedHttpStream,
         idle: Duration,
+        mut busy: Option<Counted>,
         shutdown: &ShutdownWatch,
         recorder: Option<Arc<Recorder>>,
     ) -> Option<ReusedHttpStream> {
         let (mut stream, persistent) = connection.consume();
-        let mut busy = idle.is_zero().then(|| Busy::start(&self.busy));
         let started = Instant::now();
         let deadline = idle + self.limits.header_timeout;
         let first = if persistent.as_ref().is_some_and(holds_next_request) {
@@ -336,7 +391,7 @@ where
                     log::debug!("closing a client connection: no complete request head within {deadline:?}");
                     return None;
                 }
-                busy.get_or_insert_with(|| Busy::start(&self.busy));
+                busy.get_or_insert_with(|| self.counts.request());
             }
         }
         let reused = request.await;

@@ -30,6 +30,7 @@ pub mod config;
 mod connections;
 mod headers;
 pub mod identity;
+mod in_flight;
 mod intercom_cookies;
 mod logout;
 mod messenger_token;

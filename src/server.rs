@@ -1,6 +1,5 @@
 //! Server: turns a validated [`Config`] into a running Pingora server.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use crate::admin::Admin;
 use crate::config::{Config, TlsListener};
 use crate::connections::{ClientLimits, Limits};
+use crate::in_flight::{InFlight, WaitFor};
 use crate::proxy::SecureModeProxy;
 use crate::secure_mode::BuildError;
 
@@ -93,8 +93,9 @@ pub fn add_proxy(server: &mut Server, config: &Config) -> Result<(), BuildError>
 }
 
 /// During Pingora's grace period, exits the process (status 0) as soon as nothing is
-/// lost by it. Pingora has stopped accepting by then, and every answer from now on says
-/// `Connection: close`.
+/// lost by it: once the listeners have stopped accepting and no connection they
+/// accepted is still on its way to the proxy (see [`crate::in_flight`]). Every answer
+/// from then on says `Connection: close`.
 ///
 /// - After `SIGTERM`, once no request is in flight: an idle keep-alive connection is
 ///   closed by the exit, as nginx closes them on a graceful stop.
@@ -102,7 +103,7 @@ pub fn add_proxy(server: &mut Server, config: &Config) -> Result<(), BuildError>
 ///   on kept-alive connections get their next answer with `Connection: close` and
 ///   reconnect to the new process, instead of meeting a closed socket mid-request.
 ///   Connections that stay idle are cut at the end of the grace period.
-fn exit_when_idle(server: &Server, counts: Counts, grace: Duration) {
+fn exit_when_idle(server: &Server, counts: Arc<InFlight>, grace: Duration) {
     let mut phases = server.watch_execution_phase();
     std::thread::spawn(move || {
         let mut upgrade = false;
@@ -114,28 +115,20 @@ fn exit_when_idle(server: &Server, counts: Counts, grace: Duration) {
                 Err(RecvError::Closed) => return,
             }
         }
-        let (left, what) = if upgrade {
-            (&counts.open, "client connection")
+        let (wait, what) = if upgrade {
+            (WaitFor::Connections, "client connection")
         } else {
-            (&counts.busy, "request in flight")
+            (WaitFor::Requests, "request in flight")
         };
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if left.load(Ordering::SeqCst) == 0 {
+            if counts.settled(wait) {
                 log::info!("graceful stop: no {what} left, exiting before the grace period ends");
                 std::process::exit(0);
             }
             std::thread::sleep(IDLE_POLL);
         }
     });
-}
-
-/// What a graceful stop waits for.
-struct Counts {
-    /// Requests in flight.
-    busy: Arc<AtomicUsize>,
-    /// Open client connections.
-    open: Arc<AtomicUsize>,
 }
 
 /// How often the graceful stop checks for requests still in flight.
@@ -163,7 +156,7 @@ fn tls_settings(tls: &TlsListener) -> Result<TlsSettings, BuildError> {
 }
 
 /// [`add_proxy`], returning the counts a graceful stop waits for.
-fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, BuildError> {
+fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Arc<InFlight>, BuildError> {
     let limits = Limits {
         header_timeout: config.server.client_header_timeout,
         keepalive_timeout: config.server.client_keepalive_timeout,
@@ -172,17 +165,22 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Counts, Bui
     let (proxy, health) = SecureModeProxy::new(config)?;
     let refusals = proxy.access_log();
     let rollouts = proxy.rollouts();
-    let app = ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits)
-        .log_refusals(refusals);
-    let counts = Counts { busy: app.busy(), open: app.open() };
-    let mut service = Service::new("intercom-secure-proxy".to_string(), app);
+    let mut app =
+        ClientLimits::new(pingora::proxy::http_proxy(&server.configuration, proxy), limits)
+            .log_refusals(refusals);
     for listener in &config.listen {
-        let endpoint = ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(CLIENT_BUFFERS);
-        service.add_listener(match &listener.tls {
-            None => endpoint,
-            Some(tls) => endpoint.tls(tls_settings(tls)?),
-        });
+        if let Some(tls) = &listener.tls {
+            app = app.tls(listener.addr, tls_settings(tls)?.build());
+        }
     }
+    let counts = app.in_flight();
+    let mut service = Service::new("intercom-secure-proxy".to_string(), app);
+    // TLS too is accepted as TCP: the proxy's client connections handshake it.
+    for listener in &config.listen {
+        service
+            .add_listener(ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(CLIENT_BUFFERS));
+    }
+    service.set_connection_filter(counts.filter());
     server.add_service(service);
     for h in health {
         server.add_service(h);

@@ -493,21 +493,6 @@ fn an_idle_keep_alive_connection_costs_a_few_kib() {
     }
 }
 
-/// A TLS client for the proxy's listener: trusts only `cert`, offers only h2 (ALPN).
-fn h2_client_config(cert: &std::path::Path) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from_pem_file(cert).unwrap()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Arc::new(config)
-}
-
 /// An HTTP/2 connection (the h2 crate) over TLS: its request handle and the task
 /// driving it, which ends when the proxy closes the connection.
 type H2Conn = (h2::client::SendRequest<bytes::Bytes>, tokio::task::JoinHandle<()>);
@@ -562,7 +547,7 @@ fn an_idle_tls_http2_connection_costs_under_32_kib() {
         key.display()
     );
     let proxy = Proxy::start_with_listener(&sections(up.addr, TRUSTED_HEADER, ""), &listener);
-    let config = h2_client_config(&cert);
+    let config = support::tls::client_config(&cert, b"h2");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     // Timers and dropped connections need the runtime's context outside `block_on` too.
     let _context = rt.enter();

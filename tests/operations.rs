@@ -23,9 +23,30 @@ fn config_with_grace(
     upstream: std::net::SocketAddr,
     grace: &str,
 ) -> std::path::PathBuf {
+    config_listening(dir, &format!("\"127.0.0.1:{port}\""), upstream, grace)
+}
+
+/// A TLS listener on `port` with HTTP/2, its certificate made in `dir`: (the listen item,
+/// the certificate).
+fn tls_listener(dir: &std::path::Path, port: u16) -> (String, std::path::PathBuf) {
+    let (cert, key) = support::tls::certificate(dir);
+    let item = format!(
+        "{{address: \"127.0.0.1:{port}\", tls: {{cert_file: {}, key_file: {}}}, h2: true}}",
+        cert.display(),
+        key.display()
+    );
+    (item, cert)
+}
+
+fn config_listening(
+    dir: &std::path::Path,
+    listen: &str,
+    upstream: std::net::SocketAddr,
+    grace: &str,
+) -> std::path::PathBuf {
     let d = dir.display();
     let yaml = format!(
-        "listen: [\"127.0.0.1:{port}\"]\nserver:\n  threads: 1\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/p.pid\n  upgrade_sock: {d}/upgrade.sock\nupstream:\n  addresses: [\"{upstream}\"]\nintercom:\n  app_id: {APP_ID}\n  secret_env: TEST_INTERCOM_SECRET\n{TRUSTED_HEADER}"
+        "listen: [{listen}]\nserver:\n  threads: 1\n  grace_period: {grace}\n  graceful_shutdown_timeout: 1s\n  pid_file: {d}/p.pid\n  upgrade_sock: {d}/upgrade.sock\nupstream:\n  addresses: [\"{upstream}\"]\nintercom:\n  app_id: {APP_ID}\n  secret_env: TEST_INTERCOM_SECRET\n{TRUSTED_HEADER}"
     );
     let path = dir.join("p.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -48,24 +69,30 @@ fn signal(pid: u32, sig: &str) {
     assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
 }
 
-/// One request on a fresh connection; true when a full 200 page with a token came back.
-fn one_request(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+/// One request on a fresh connection: a full 200 page with a token, or why not.
+fn one_request(port: u16) -> Result<(), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    if s.write_all(
+    s.write_all(
         b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n",
     )
-    .is_err()
-    {
-        return false;
-    }
+    .map_err(|e| format!("write: {e}"))?;
     let mut out = Vec::new();
-    if s.read_to_end(&mut out).is_err() {
-        return false;
+    s.read_to_end(&mut out).map_err(|e| format!("read after {} bytes: {e}", out.len()))?;
+    whole_page(&out)
+}
+
+/// Ok for a full 200 page with a token; otherwise what came back.
+fn whole_page(out: &[u8]) -> Result<(), String> {
+    let whole = out.starts_with(b"HTTP/1.1 200")
+        && support::find(out, b"</html>").is_some()
+        && support::find(out, b",\"j\":\"").is_some();
+    if whole {
+        Ok(())
+    } else {
+        let start = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
+        Err(format!("{} bytes: {start:?}", out.len()))
     }
-    out.starts_with(b"HTTP/1.1 200")
-        && support::find(&out, b"</html>").is_some()
-        && support::find(&out, b",\"j\":\"").is_some()
 }
 
 /// Whether a Unix socket listens at `path` (/proc/net/unix: flag __SO_ACCEPTCON).
@@ -114,16 +141,19 @@ fn a_graceful_upgrade_drops_nothing() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let why = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let load: Vec<_> = (0..4)
         .map(|_| {
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            let (stop, ok, failed, why) = (stop.clone(), ok.clone(), failed.clone(), why.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    if one_request(port) {
-                        ok.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        failed.fetch_add(1, Ordering::SeqCst);
-                    }
+                    match one_request(port) {
+                        Ok(()) => ok.fetch_add(1, Ordering::SeqCst),
+                        Err(e) => {
+                            why.lock().unwrap().push(e);
+                            failed.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
                 }
             })
         })
@@ -152,8 +182,9 @@ fn a_graceful_upgrade_drops_nothing() {
     assert_eq!(
         failed.load(Ordering::SeqCst),
         0,
-        "requests failed during the upgrade (ok: {})",
-        ok.load(Ordering::SeqCst)
+        "requests failed during the upgrade (ok: {}): {:?}",
+        ok.load(Ordering::SeqCst),
+        why.lock().unwrap()
     );
 
     // SIGTERM: a graceful stop within the grace period.
@@ -202,15 +233,34 @@ fn sigterm_with_nothing_in_flight_stops_well_before_the_grace_period() {
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "still listening");
 }
 
-#[test]
-fn sigterm_lets_a_request_in_flight_finish_then_stops() {
-    let up = Upstream::start(|r| match r.path() {
+/// An app whose `/slow` answers after 2 s.
+fn slow_app() -> Upstream {
+    Upstream::start(|r| match r.path() {
         "/slow" => Reply::After(
             Duration::from_secs(2),
             Box::new(Reply::html(&b"<html><body>slow page</body></html>"[..])),
         ),
         _ => Reply::html(&b"<html><body>page</body></html>"[..]),
+    })
+}
+
+/// Sends SIGTERM to `proxy` once the slow request has reached the app.
+fn terminate_once_in_flight(up: &Upstream, proxy: &Child) {
+    support::wait_until("the slow request to reach the app", Duration::from_secs(10), || {
+        up.count("/slow") > 0
     });
+    signal(proxy.id(), "-TERM");
+}
+
+fn stops_after_its_last_response(proxy: &mut Child) {
+    let (status, _) =
+        exit_within(proxy, Duration::from_secs(15)).expect("still running after its last response");
+    assert!(status.success(), "a graceful stop exits 0, not {status:?}");
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_then_stops() {
+    let up = slow_app();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut proxy =
@@ -223,21 +273,14 @@ fn sigterm_lets_a_request_in_flight_finish_then_stops() {
         let mut out = Vec::new();
         s.read_to_end(&mut out).map(|_| out)
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while up.count("/slow") == 0 {
-        assert!(Instant::now() < deadline, "the slow request never reached the app");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    signal(proxy.id(), "-TERM");
+    terminate_once_in_flight(&up, &proxy);
     let out = slow.join().unwrap().expect("the request in flight was cut off");
     assert!(
         out.starts_with(b"HTTP/1.1 200") && support::find(&out, b"slow page").is_some(),
         "{}",
         String::from_utf8_lossy(&out)
     );
-    let (status, _) = exit_within(&mut proxy, Duration::from_secs(15))
-        .expect("still running after its last response");
-    assert!(status.success(), "a graceful stop exits 0, not {status:?}");
+    stops_after_its_last_response(&mut proxy);
 }
 
 #[test]
@@ -260,7 +303,7 @@ fn a_graceful_upgrade_under_keep_alive_load_fails_no_request() {
         new
     });
     assert!(new.try_wait().unwrap().is_none(), "the new process runs");
-    assert!(one_request(port), "the new process serves");
+    one_request(port).expect("the new process serves");
     signal(new.id(), "-TERM");
     exit_within(&mut new, Duration::from_secs(15)).expect("the new process did not stop");
 }
@@ -320,4 +363,112 @@ fn a_secret_rotated_with_an_upgrade_signs_new_tokens_and_fails_no_request() {
     assert!(!verifies_with(SECRET, &after), "the old secret still signs");
     signal(new.id(), "-TERM");
     exit_within(&mut new, Duration::from_secs(15)).expect("the new process did not stop");
+}
+
+/// The socket inodes of the connections to `port` from `client` (/proc/net/tcp).
+fn server_side_inodes(port: u16, client: std::net::SocketAddr) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    let remote = format!("0100007F:{:04X}", client.port());
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[2] == remote).then(|| f[9].to_string())
+        })
+        .collect()
+}
+
+/// Whether process `pid` holds the server side of `client`'s connection to `port`.
+fn holds_connection(pid: u32, port: u16, client: std::net::SocketAddr) -> bool {
+    let inodes = server_side_inodes(port, client);
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy().into_owned();
+            inodes.iter().any(|inode| target == format!("socket:[{inode}]"))
+        })
+    })
+}
+
+#[test]
+fn an_upgrade_serves_a_connection_it_accepted_before_the_tls_handshake() {
+    let up = Upstream::start(|_| {
+        Reply::html(&b"<html><head><script>1</script></head><body>page</body></html>"[..])
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (listen, cert) = tls_listener(dir.path(), port);
+    let conf = config_listening(dir.path(), &listen, up.addr, "10s");
+    let mut old = spawn(&conf, &[], &dir.path().join("old.log"));
+    wait_listening(port);
+    // A client that connected before the upgrade and is slow to start its handshake.
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let client = tcp.local_addr().unwrap();
+    support::wait_until(
+        "the old process to accept the connection",
+        Duration::from_secs(10),
+        || holds_connection(old.id(), port, client),
+    );
+    let mut new = upgrade(&conf, dir.path(), &old);
+    let old_log = || std::fs::read_to_string(dir.path().join("old.log")).unwrap_or_default();
+    support::wait_until("the old process to stop accepting", Duration::from_secs(20), || {
+        old_log().contains(&format!("Shutting down 127.0.0.1:{port}"))
+    });
+    // An old process that exits once its own count of connections is zero does so
+    // within a few of its 20 ms polls; give it that long to do it.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline && old.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = rustls::ClientConnection::new(support::tls::client_config(&cert, b"http/1.1"), name)
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(tls, tcp);
+    tls.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request =
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-User: alice\r\nConnection: close\r\n\r\n";
+    let mut out = Vec::new();
+    let answered = tls.write_all(request).and_then(|()| tls.read_to_end(&mut out));
+    assert!(
+        answered.is_ok() && whole_page(&out).is_ok(),
+        "the connection accepted before the upgrade was cut ({answered:?}, {:?}):\n{}",
+        whole_page(&out),
+        old_log()
+    );
+    let (status, _) =
+        exit_within(&mut old, Duration::from_secs(20)).expect("the old process did not exit");
+    assert!(status.success(), "the old process exits 0, not {status:?}");
+    signal(new.id(), "-TERM");
+    exit_within(&mut new, Duration::from_secs(15)).expect("the new process did not stop");
+}
+
+#[test]
+fn sigterm_lets_an_http2_request_in_flight_finish_then_stops() {
+    let up = slow_app();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (listen, cert) = tls_listener(dir.path(), port);
+    let conf = config_listening(dir.path(), &listen, up.addr, "30s");
+    let mut proxy = spawn(&conf, &[], &dir.path().join("p.log"));
+    wait_listening(port);
+    let slow = std::process::Command::new("curl")
+        .args(["-s", "--http2", "-D", "-", "--max-time", "20", "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://localhost:{port}/slow"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    terminate_once_in_flight(&up, &proxy);
+    let out = slow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("HTTP/2 200") && text.contains("slow page"),
+        "the HTTP/2 request in flight was cut off ({:?}): {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stops_after_its_last_response(&mut proxy);
 }

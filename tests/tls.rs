@@ -4,9 +4,10 @@
 
 mod support;
 
-use std::io::Read as _;
-use std::net::SocketAddr;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 use support::tls::certificate;
@@ -43,6 +44,11 @@ struct Tls {
 }
 
 fn start(app: &Upstream) -> Tls {
+    start_with_server(app, "")
+}
+
+/// [`start`] with more `server` keys (indented lines).
+fn start_with_server(app: &Upstream, server_keys: &str) -> Tls {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(dir.path());
     let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port()).parse().unwrap();
@@ -52,9 +58,10 @@ fn start(app: &Upstream) -> Tls {
         cert.display(),
         key.display()
     );
-    let proxy = Proxy::start_with_listener(
+    let proxy = Proxy::start_with_listener_and_server(
         &support::sections(app.addr, identity, "logout:\n  paths: [\"/logout\"]\n"),
         &listener,
+        server_keys,
     );
     Tls { proxy, addr, _dir: dir }
 }
@@ -193,4 +200,27 @@ fn tls_listener_mistakes_are_refused_with_their_key() {
         assert_eq!(code, Some(2), "{listener}: {text}");
         assert!(text.contains(key_name), "{listener}: expected {key_name} in {text}");
     }
+}
+
+#[test]
+fn a_tls_handshake_that_never_finishes_is_cut_off_after_the_header_timeout() {
+    let app = app();
+    let tls = start_with_server(&app, "  client_header_timeout: 1s\n");
+    let mut s = TcpStream::connect(tls.addr).unwrap();
+    // The start of a ClientHello record that announces 512 bytes and sends one.
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    // Far beyond the 1 s configured, far below the 60 s Pingora gives a handshake.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 64];
+    let read = s.read(&mut buf);
+    let closed = match &read {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(closed, "the half handshake outlived client_header_timeout: {read:?}");
+    let (status, _, body) = curl_h2(&format!("https://localhost:{}/", tls.addr.port()), &[]);
+    assert!(status.starts_with("HTTP/2 200"), "{status}");
+    assert!(support::find(&body, b"</html>").is_some());
+    drop(tls.proxy);
 }

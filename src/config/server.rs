@@ -24,7 +24,8 @@ pub struct ServerSettings {
     pub error_log: Option<PathBuf>,
     /// Idle upstream connections kept for reuse.
     pub upstream_keepalive_pool_size: usize,
-    /// Time a client has to send a whole request head (nginx `client_header_timeout`).
+    /// Time a client has to send a whole request head, and before it, to finish its TLS
+    /// handshake (nginx `client_header_timeout`).
     pub client_header_timeout: Duration,
     /// Time an idle keep-alive client connection is kept between requests (nginx
     /// `keepalive_timeout`); zero turns client keep-alive off.

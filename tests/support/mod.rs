@@ -510,6 +510,15 @@ impl Proxy {
         Self::launch(sections, "", &[], &[], listener, None)
     }
 
+    /// [`Proxy::start_with_listener`] and [`Proxy::start_with_server`] at once.
+    pub fn start_with_listener_and_server(
+        sections: &str,
+        listener: &str,
+        server_keys: &str,
+    ) -> Proxy {
+        Self::launch(sections, server_keys, &[], &[], listener, None)
+    }
+
     /// Starts the proxy on free ports, again on other ports until its own sockets
     /// listen on every port it was given. Another process may take a port between
     /// `free_port` and the proxy's bind: the proxy then refuses to start, or (taken
