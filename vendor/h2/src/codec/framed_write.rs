@@ -67,6 +67,12 @@ enum Next<B> {
 /// everything buffered has been written (PATCH.md): an idle connection holds none.
 const DEFAULT_BUFFER_CAPACITY: usize = 16 * 1_024;
 
+/// What the write buffer grows to for DATA frames (PATCH.md): frames are copied into
+/// it while they fit, so that a burst of frames (a response body in 16 KiB frames)
+/// leaves in one write, not one write per frame; over TLS each write is a system call
+/// and its own run of records. It is freed with the buffer once everything is written.
+const DATA_BATCH_CAPACITY: usize = 64 * 1_024;
+
 /// Chain payloads bigger than this when vectored I/O is enabled. The remote
 /// will never advertise a max frame size less than this (well, the spec says
 /// the max frame size can't be less than 16kb, so not even close).
@@ -244,7 +250,7 @@ where
                     return Err(PayloadTooBig);
                 }
 
-                if len >= self.chain_threshold {
+                if len >= self.chain_threshold && !self.batch(len) {
                     let head = v.head();
 
                     // Encode the frame head to the buffer
@@ -311,6 +317,19 @@ where
         }
 
         Ok(())
+    }
+
+    /// Whether a DATA frame with `len` bytes of payload is copied into the write buffer
+    /// (PATCH.md): while the buffer, grown to `DATA_BATCH_CAPACITY`, has room for it.
+    fn batch(&mut self, len: usize) -> bool {
+        let buf = self.buf.get_mut();
+        if buf.len() + frame::HEADER_LEN + len > DATA_BATCH_CAPACITY {
+            return false;
+        }
+        if buf.capacity() < DATA_BATCH_CAPACITY {
+            buf.reserve(DATA_BATCH_CAPACITY - buf.len());
+        }
+        true
     }
 
     fn has_capacity(&self) -> bool {
