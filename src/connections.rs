@@ -43,6 +43,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
+use pingora::services::listening::Service;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{oneshot, Notify, Semaphore};
 
@@ -117,10 +118,16 @@ impl<A> ClientLimits<A> {
         self
     }
 
-    /// What a stopping server waits for; its connection filter must be set on the
-    /// service's listeners.
-    pub(crate) fn in_flight(&self) -> Arc<InFlight> {
-        self.counts.clone()
+    /// The service `name` serving these connections, with the connection filter that
+    /// counts each connection from its accept, and what a stopping server waits for.
+    pub(crate) fn into_service(self, name: &str) -> (Service<Self>, Arc<InFlight>)
+    where
+        A: HttpServerApp + ServerApp + Send + Sync + 'static,
+    {
+        let counts = self.counts.clone();
+        let mut service = Service::new(name.to_string(), self);
+        service.set_connection_filter(counts.filter());
+        (service, counts)
     }
 
     /// The acceptor for a connection accepted on `local`: the listener bound to that

@@ -46,9 +46,8 @@ impl InFlight {
     pub(crate) fn hand_over(self: &Arc<Self>) -> (Counted, Counted) {
         let open = self.count(Kind::Open);
         let busy = self.count(Kind::Busy);
-        // Saturating: a service built without `filter` never counted the arrival.
-        let _ =
-            self.arriving.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        // Counted by `filter` in the accept loop, before Pingora handed the connection on.
+        self.arriving.fetch_sub(1, Ordering::SeqCst);
         (open, busy)
     }
 

@@ -173,14 +173,12 @@ fn add_proxy_service(server: &mut Server, config: &Config) -> Result<Arc<InFligh
             app = app.tls(listener.addr, tls_settings(tls)?.build());
         }
     }
-    let counts = app.in_flight();
-    let mut service = Service::new("intercom-secure-proxy".to_string(), app);
+    let (mut service, counts) = app.into_service("intercom-secure-proxy");
     // TLS too is accepted as TCP: the proxy's client connections handshake it.
     for listener in &config.listen {
         service
             .add_listener(ListenerConfig::tcp(listener.addr.to_string()).l4_buffer(CLIENT_BUFFERS));
     }
-    service.set_connection_filter(counts.filter());
     server.add_service(service);
     for h in health {
         server.add_service(h);
