@@ -40,7 +40,19 @@ fn report_only_proxy(app: SocketAddr, app_id: &str, cookie: &str) -> Proxy {
 }
 
 /// What the browser sent on one connection, so far.
-type Recorded = Arc<Mutex<Vec<u8>>>;
+type Recorded = Arc<Mutex<Record>>;
+
+/// The bytes of one connection, and where each read of them began: (offset, the read's
+/// number among every connection's reads), so requests on different connections can be
+/// put in the order they arrived.
+#[derive(Default)]
+struct Record {
+    bytes: Vec<u8>,
+    reads: Vec<(usize, usize)>,
+}
+
+/// Numbers the relay's reads across connections.
+static READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A TCP relay in front of the proxy that keeps every byte the browser sent: beacons
 /// are sent as a page is left, where neither Playwright's routes nor its network events
@@ -71,13 +83,17 @@ impl Relay {
         Relay { addr, sent }
     }
 
-    /// The bodies of the `POST {path}` requests the browser sent, raw.
+    /// The bodies of the `POST {path}` requests the browser sent, raw, in the order
+    /// their first bytes arrived (Chromium may send a later one on an older connection).
     fn bodies(&self, path: &str) -> Vec<String> {
         let start = format!("POST {path} HTTP/1.1\r\n");
         let mut out = Vec::new();
         for record in self.sent.lock().unwrap().iter() {
-            let bytes = String::from_utf8_lossy(&record.lock().unwrap()).into_owned();
-            for request in bytes.split(&start).skip(1) {
+            let record = record.lock().unwrap();
+            let bytes = String::from_utf8_lossy(&record.bytes).into_owned();
+            for (at, _) in bytes.match_indices(&start) {
+                let read = record.reads.iter().rev().find(|(offset, _)| *offset <= at).unwrap().1;
+                let request = &bytes[at + start.len()..];
                 let (head, rest) = request.split_once("\r\n\r\n").expect("a whole request head");
                 let length = head
                     .lines()
@@ -87,10 +103,11 @@ impl Relay {
                             .map(|v| v.trim().parse::<usize>().unwrap())
                     })
                     .expect("a beacon announces its length");
-                out.push(rest[..length].to_string());
+                out.push((read, rest[..length].to_string()));
             }
         }
-        out
+        out.sort_by_key(|(read, _)| *read);
+        out.into_iter().map(|(_, body)| body).collect()
     }
 }
 
@@ -102,7 +119,10 @@ fn copy(mut from: TcpStream, mut to: TcpStream, record: Option<Recorded>) {
             break;
         }
         if let Some(r) = &record {
-            r.lock().unwrap().extend_from_slice(&buf[..n]);
+            let mut r = r.lock().unwrap();
+            let offset = r.bytes.len();
+            r.reads.push((offset, READS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+            r.bytes.extend_from_slice(&buf[..n]);
         }
     }
     let _ = to.shutdown(Shutdown::Write);
